@@ -1,0 +1,19 @@
+"""anyteach: general knowledge transfer between any two pretrained classifiers.
+
+Measure the complementary knowledge of a teacher for a student, transfer it without forgetting
+(data-partitioned KL distillation), and study both at zoo scale. Method: Roth et al., "Fantastic
+Gains and Where to Find Them", ICLR 2024.
+"""
+
+from .data import Dataset, load_dataset
+from .errors import AnyteachError
+from .models import Classifier, ModelInfo, Preprocessing, build_classifier, load_model, save_model, timm_classifier
+from .predictions import Predictions, predict
+from .zoo import build_zoo, get_zoo, list_zoo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnyteachError", "Classifier", "Dataset", "ModelInfo", "Predictions", "Preprocessing", "build_classifier",
+    "build_zoo", "get_zoo", "list_zoo", "load_dataset", "load_model", "predict", "save_model", "timm_classifier",
+]

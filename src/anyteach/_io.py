@@ -1,0 +1,90 @@
+"""Atomic file writes and the cache directory.
+
+Every result or checkpoint anyteach writes goes to a temporary file in the same directory first and
+is then renamed over the target, so an interrupted write never replaces a good file with half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import save_file
+
+
+def cache_dir() -> Path:
+    """Root of anyteach's caches (zoo weights, generated data, predictions).
+
+    `ANYTEACH_CACHE` overrides it; otherwise `$XDG_CACHE_HOME/anyteach` or `~/.cache/anyteach`.
+    """
+    if os.environ.get("ANYTEACH_CACHE"):
+        root = Path(os.environ["ANYTEACH_CACHE"])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "anyteach"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write `text`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Save tensors as safetensors, atomically (contiguous copies; shared storage is split)."""
+    flat = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
+            for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp), metadata=metadata)
+
+
+def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:
+    ptr = t.untyped_storage().data_ptr()
+    return sum(1 for v in tensors.values() if v.untyped_storage().data_ptr() == ptr) > 1
+
+
+def torch_save(path: str | Path, obj: Any) -> None:
+    """`torch.save` atomically. Only for anyteach's own checkpoints of plain tensors and numbers."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """Hex sha256 of a file's contents (first `length` characters)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
+
+def text_digest(text: str, length: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

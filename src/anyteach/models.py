@@ -1,0 +1,402 @@
+"""Model references: from the string a user types to a classifier with its metadata.
+
+A reference is one of
+- `timm:<name>`: a timm architecture with its pretrained weights (through timm and the Hugging Face
+  hub, which honours `HF_HUB_OFFLINE=1` and a populated cache);
+- `timm:<name>@<path>`: a timm architecture with local weights (safetensors or a plain state dict);
+- `zoo:<zoo>/<model>` (or `zoo:<zoo>@<seed>/<model>`): a model of a built-in zoo;
+- the path of a model saved by anyteach (`<file>.safetensors` with its `<file>.json` sidecar, or a
+  directory holding `model.safetensors` and `model.json`).
+
+Every reference resolves to a `Classifier`: the network plus `ModelInfo` (number of classes, input
+preprocessing, family, parameter count). The classifier normalises its own input, so one batch of
+raw inputs can be fed to models with different preprocessing, as timm's pretrained configs require.
+Loading never unpickles arbitrary objects: safetensors, or `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._io import file_digest, save_tensors, text_digest, write_json
+from .architectures import ARCHITECTURES, build_architecture
+from .errors import AnyteachError
+
+SIDECAR_FORMAT = "anyteach-model/1"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its input. `None` fields mean "as the data comes" (e.g. MNIST-1D signals).
+
+    `mean`/`std` are applied by the classifier itself; `input_size`, `crop_pct`, `interpolation` and
+    `crop_mode` tell an image loader how to resize and crop (timm's data config keys).
+    """
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_size: tuple[int, ...] | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    crop_mode: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+        kw = {f.name: d.get(f.name) for f in dataclasses.fields(cls)}
+        for key in ("mean", "std", "input_size"):
+            if kw[key] is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+@dataclass
+class ModelInfo:
+    """Everything anyteach knows about a classifier besides its weights."""
+
+    name: str
+    architecture: str  # a name in `ARCHITECTURES`, or `timm:<architecture>`
+    arch_kwargs: dict[str, Any]
+    num_classes: int
+    family: str  # cnn | transformer | mlp | rnn
+    num_params: int
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    source: str = ""  # the reference it was loaded from
+    identity: str = ""  # content identity: same identity, same predictions
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        d.pop("identity")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "", identity: str = "") -> "ModelInfo":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["preprocessing"] = Preprocessing.from_dict(d.get("preprocessing") or {})
+        kw.update(source=source, identity=identity)
+        return cls(**kw)
+
+
+class Classifier(nn.Module):
+    """A network plus its metadata; normalises (and for images resizes) its own input.
+
+    `forward(x)` returns logits. `features(x)` returns `(logits, features)` where the features are
+    the input of the final classification layer (used by the feature-based CD and CRD losses).
+    """
+
+    def __init__(self, net: nn.Module, info: ModelInfo):
+        super().__init__()
+        self.net = net
+        self.info = info
+        p = info.preprocessing
+        self.normalize = p.mean is not None and p.std is not None
+        if self.normalize:
+            shape = (1, -1) + (1,) * (len(p.input_size) - 1 if p.input_size else 2)
+            self.register_buffer("mean", torch.tensor(p.mean).view(shape), persistent=False)
+            self.register_buffer("std", torch.tensor(p.std).view(shape), persistent=False)
+        self._captured: torch.Tensor | None = None
+        self._head = _classification_layer(net)
+        self._head.register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, output):
+        if self._capture_on:
+            self._captured = inputs[0]
+
+    _capture_on = False
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.info.preprocessing.input_size
+        if size is not None and x.dim() == 4 and tuple(x.shape[-2:]) != tuple(size[-2:]):
+            x = F.interpolate(x, size=tuple(size[-2:]), mode="bilinear", align_corners=False, antialias=True)
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.prepare(x))
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._capture_on = True
+        try:
+            logits = self(x)
+            feats = self._captured
+        finally:
+            self._capture_on = False
+            self._captured = None
+        return logits, feats.flatten(1)
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def _classification_layer(net: nn.Module) -> nn.Module:
+    if hasattr(net, "get_classifier"):
+        head = net.get_classifier()
+        if isinstance(head, nn.Module) and not isinstance(head, nn.Identity):
+            return head
+    if hasattr(net, "head") and isinstance(net.head, nn.Module):
+        return net.head
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise AnyteachError(f"cannot find the classification layer of {type(net).__name__}")
+    return linears[-1]
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Safe weight files
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from safetensors or a plain PyTorch file, never unpickling code.
+
+    Raises:
+        AnyteachError: the file is missing, corrupted, or contains pickled Python objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnyteachError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise AnyteachError(f"cannot read {path}: corrupted or not a safetensors file ({e})") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise AnyteachError(
+            f"refusing to load {path}: it contains pickled Python objects, which could run code; "
+            "only safetensors files and plain tensor state dicts are accepted"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise AnyteachError(f"cannot read {path}: corrupted or not a PyTorch weights file ({e})") from e
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise AnyteachError(f"{path} is not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """`load_state_dict(strict=True)` with an error that says what does not fit."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})")
+        raise AnyteachError(f"weights in {where} do not fit the architecture: " + ", ".join(parts))
+    net.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving and loading anyteach models
+
+
+def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
+    """Save a classifier as `<path>.safetensors` + `<path>.json` (architecture and metadata).
+
+    `path` may name the `.safetensors` file or a directory (then `model.safetensors` inside it).
+    Both files are written atomically. Returns the path of the weights file.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path / "model.safetensors"
+    info = model.info
+    if extra:
+        info.extra.update(extra)
+    save_tensors(path, model.net.state_dict(), metadata={"format": SIDECAR_FORMAT})
+    write_json(path.with_suffix(".json"), {"format": SIDECAR_FORMAT, **info.to_dict()})
+    return path
+
+
+def _load_saved(path: Path, source: str) -> Classifier:
+    if path.is_dir():
+        path = path / "model.safetensors"
+    sidecar = path.with_suffix(".json")
+    if not path.exists():
+        raise AnyteachError(f"model file not found: {path}")
+    if not sidecar.exists():
+        raise AnyteachError(f"{path} has no sidecar {sidecar.name}; load raw weights with timm:<architecture>@{path}")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as e:
+        raise AnyteachError(f"cannot read {sidecar}: not valid JSON ({e})") from e
+    if meta.get("format") != SIDECAR_FORMAT:
+        raise AnyteachError(f"{sidecar} is not an anyteach model sidecar (format {meta.get('format')!r})")
+    state = read_weights(path)
+    arch = meta["architecture"]
+    if arch.startswith("timm:"):
+        net = _create_timm(arch.removeprefix("timm:"), pretrained=False, num_classes=meta["num_classes"],
+                           **meta.get("arch_kwargs", {}))
+    else:
+        net = build_architecture(arch, **meta.get("arch_kwargs", {}))
+    load_weights_into(net, state, str(path))
+    info = ModelInfo.from_dict(meta, source=source, identity=file_digest(path))
+    return Classifier(net.eval(), info)
+
+
+# ---------------------------------------------------------------------------------------------
+# timm
+
+_TRANSFORMER_PREFIXES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "pit", "tnt", "twins", "levit",
+                         "crossvit", "convit", "coat", "maxvit", "mvit", "efficientformer", "fastvit", "flexivit",
+                         "volo", "hiera", "tiny_vit", "nextvit", "poolformer", "davit", "gcvit", "focalnet")
+_MLP_PREFIXES = ("mixer", "resmlp", "gmlp", "gmixer", "sequencer")
+
+
+def timm_family(architecture: str) -> str:
+    """Family of a timm architecture, by its name."""
+    name = architecture.lower()
+    if name.startswith(_MLP_PREFIXES):
+        return "mlp"
+    if name.startswith(_TRANSFORMER_PREFIXES):
+        return "transformer"
+    return "cnn"
+
+
+def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
+    import timm
+
+    base = name.split(".")[0]
+    if not timm.is_model(base):
+        raise AnyteachError(f"unknown timm model {name!r} (see `timm.list_models()`)")
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as e:
+        if pretrained:
+            raise AnyteachError(
+                f"cannot get pretrained weights for timm:{name} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1, or pass local weights "
+                f"as timm:{name}@<file>"
+            ) from e
+        raise AnyteachError(f"cannot create timm:{name}: {e}") from e
+
+
+def _timm_preprocessing(net: nn.Module) -> Preprocessing:
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(net)
+    return Preprocessing(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), input_size=tuple(cfg["input_size"]),
+                         crop_pct=cfg.get("crop_pct"), interpolation=cfg.get("interpolation"),
+                         crop_mode=cfg.get("crop_mode"))
+
+
+def _head_classes(net_cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> int | None:
+    heads = net_cfg.get("classifier") or ()
+    for head in (heads,) if isinstance(heads, str) else heads:
+        w = state.get(f"{head}.weight")
+        if w is not None:
+            return int(w.shape[0])
+    return None
+
+
+def _load_timm(spec: str, source: str) -> Classifier:
+    name, _, weights = spec.partition("@")
+    if not name:
+        raise AnyteachError(f"empty timm model name in {source!r}")
+    if weights:
+        state = read_weights(weights)
+        probe = _create_timm(name, pretrained=False)
+        num_classes = _head_classes(getattr(probe, "pretrained_cfg", {}), state) or probe.num_classes
+        net = probe if num_classes == probe.num_classes else _create_timm(name, pretrained=False,
+                                                                              num_classes=num_classes)
+        load_weights_into(net, state, weights)
+        identity = f"timm:{name}@{file_digest(weights)}"
+    else:
+        net = _create_timm(name, pretrained=True)
+        identity = text_digest(f"timm:{name}")
+    arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name.split(".")[0]
+    info = ModelInfo(
+        name=name,
+        architecture=f"timm:{arch}",
+        arch_kwargs={},
+        num_classes=int(net.num_classes),
+        family=timm_family(arch),
+        num_params=count_parameters(net),
+        preprocessing=_timm_preprocessing(net),
+        source=source,
+        identity=identity,
+    )
+    return Classifier(net.eval(), info)
+
+
+def timm_classifier(name: str, num_classes: int | None = None, pretrained: bool = False, **kwargs) -> Classifier:
+    """Create a timm classifier in code (e.g. a randomly initialised one for tests and benchmarks)."""
+    extra = {"num_classes": num_classes} if num_classes is not None else {}
+    net = _create_timm(name, pretrained=pretrained, **extra, **kwargs)
+    arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name
+    info = ModelInfo(name=name, architecture=f"timm:{arch}", arch_kwargs=dict(kwargs),
+                     num_classes=int(net.num_classes), family=timm_family(arch), num_params=count_parameters(net),
+                     preprocessing=_timm_preprocessing(net), source=f"timm:{name}")
+    return Classifier(net.eval(), info)
+
+
+def build_classifier(architecture: str, name: str | None = None, **kwargs) -> Classifier:
+    """Build a fresh (untrained) classifier from the anyteach architecture registry."""
+    net = build_architecture(architecture, **kwargs)
+    info = ModelInfo(name=name or architecture, architecture=architecture, arch_kwargs=dict(kwargs),
+                     num_classes=int(kwargs.get("num_classes", 10)), family=ARCHITECTURES[architecture][1],
+                     num_params=count_parameters(net))
+    return Classifier(net, info)
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+
+
+def load_model(ref: str | Path | Classifier) -> Classifier:
+    """Resolve a model reference (see the module docstring) to a `Classifier` in eval mode.
+
+    Raises:
+        AnyteachError: unknown name, missing or corrupted file, unsafe pickle, weights that do not fit.
+    """
+    if isinstance(ref, Classifier):
+        return ref
+    ref = str(ref)
+    if ref.startswith("timm:"):
+        return _load_timm(ref.removeprefix("timm:"), ref)
+    if ref.startswith("zoo:"):
+        from .zoo import zoo_model_path
+
+        return _load_saved(zoo_model_path(ref), ref)
+    path = Path(ref).expanduser()
+    if path.exists() or path.suffix in (".safetensors", ".json"):
+        if path.suffix == ".json":
+            path = path.with_suffix(".safetensors")
+        return _load_saved(path, ref)
+    raise AnyteachError(
+        f"unknown model reference {ref!r}: expected timm:<name>, timm:<name>@<weights>, zoo:<zoo>/<model> "
+        "or the path of a saved anyteach model"
+    )
