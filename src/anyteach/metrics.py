@@ -247,6 +247,20 @@ def uniform_entropy(num_classes: int) -> float:
 # Significance of gains and losses
 
 
+_EXACT_TAIL_LIMIT = 20_000  # up to this n the tail is summed in exact integers (< 0.1 s), above in log space
+
+
+def _exact_binomial_upper_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2) as an exact integer sum, correctly rounded to float."""
+    from fractions import Fraction
+
+    term, total = math.comb(n, k), 0
+    for i in range(k, n + 1):
+        total += term
+        term = term * (n - i) // (i + 1)
+    return float(Fraction(total, 2 ** n))
+
+
 def _log_binomial_upper_tail(k: int, n: int) -> float:
     """log P(X >= k) for X ~ Binomial(n, 1/2), exact up to float64 rounding (log-space sum)."""
     i = torch.arange(k, n + 1, dtype=torch.float64)
@@ -266,8 +280,9 @@ def mcnemar_p_values(gain_count: int, loss_count: int) -> tuple[float, float]:
 
     Returns:
         `(P(X >= gain_count), P(X >= loss_count))`: the p-value that the gains are no more than
-        chance, and likewise for the losses. `(1.0, 1.0)` when n == 0. Computed in log space, so it
-        stays exact (to float64 rounding) for n in the hundreds of thousands.
+        chance, and likewise for the losses. `(1.0, 1.0)` when n == 0. Exact integer arithmetic up to
+        n = 20,000, a log-space sum above (relative error ~1e-12), so n in the hundreds of thousands
+        neither overflows nor underflows to a wrong value (only to 0.0 when truly below ~1e-308).
 
     Raises:
         AnyteachError: on negative counts.
@@ -280,7 +295,11 @@ def mcnemar_p_values(gain_count: int, loss_count: int) -> tuple[float, float]:
         return 1.0, 1.0
 
     def tail(k: int) -> float:
-        return 1.0 if k == 0 else min(1.0, math.exp(_log_binomial_upper_tail(k, n)))
+        if k == 0:
+            return 1.0
+        if n <= _EXACT_TAIL_LIMIT:
+            return _exact_binomial_upper_tail(k, n)
+        return min(1.0, math.exp(_log_binomial_upper_tail(k, n)))
 
     return tail(gain_count), tail(loss_count)
 
