@@ -99,6 +99,33 @@ def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name."), seed: int 
 
 
 # ---------------------------------------------------------------------------------------------
+# info
+
+
+@app.command()
+def info(model: str = typer.Argument(..., help="Model reference: timm:<name>[@weights], zoo:<zoo>/<model>, path."),
+         data: Optional[str] = typer.Option(None, help="Also measure eval accuracy on this dataset."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Resolve a model reference and print its metadata (and eval accuracy with --data)."""
+    from .models import load_model
+
+    m = load_model(model)
+    out = {"reference": model, **m.info.to_dict()}
+    if data is not None:
+        from .predictions import predict
+
+        out["eval_acc"] = round(predict(m, data).accuracy, 2)
+    if as_json:
+        print(json.dumps(out, indent=2, default=str))
+        return
+    table = Table(show_header=False, title=model)
+    for key in ("name", "architecture", "family", "num_classes", "num_params", "preprocessing", "eval_acc"):
+        if key in out:
+            table.add_row(key, f"{out[key]:,}" if key == "num_params" else str(out[key]))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 
 

@@ -260,8 +260,13 @@ class ImageFolder(Dataset):
 
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                preprocessing: Preprocessing | None = None, augment: bool = False, drop_last: bool = False,
-               num_workers: int = 4):
+               num_workers: int | None = None):
+        import os
+
         from timm.data import create_transform
+
+        if num_workers is None:
+            num_workers = min(8, os.cpu_count() or 1)
 
         p = preprocessing or Preprocessing(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
         transform = create_transform(

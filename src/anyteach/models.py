@@ -276,8 +276,19 @@ _TRANSFORMER_PREFIXES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "
 _MLP_PREFIXES = ("mixer", "resmlp", "gmlp", "gmixer", "sequencer")
 
 
-def timm_family(architecture: str) -> str:
-    """Family of a timm architecture, by its name."""
+_TRANSFORMER_CLASSES = ("transformer", "vit", "swin", "beit", "eva", "cait", "xcit", "levit", "twins", "volo",
+                        "hiera", "davit", "gcvit", "focalnet", "coat", "pit", "tnt", "crossvit", "convit")
+_MLP_CLASSES = ("mlpmixer", "resmlp", "gmlp", "sequencer")
+
+
+def timm_family(architecture: str, net: nn.Module | None = None) -> str:
+    """Family of a timm architecture: from the network's class when given, else from its name."""
+    if net is not None:
+        cls = type(net).__name__.lower()
+        if any(k in cls for k in _MLP_CLASSES):
+            return "mlp"
+        if any(k in cls for k in _TRANSFORMER_CLASSES):
+            return "transformer"
     name = architecture.lower()
     if name.startswith(_MLP_PREFIXES):
         return "mlp"
@@ -343,7 +354,7 @@ def _load_timm(spec: str, source: str) -> Classifier:
         architecture=f"timm:{arch}",
         arch_kwargs={},
         num_classes=int(net.num_classes),
-        family=timm_family(arch),
+        family=timm_family(arch, net),
         num_params=count_parameters(net),
         preprocessing=_timm_preprocessing(net),
         source=source,
@@ -358,7 +369,7 @@ def timm_classifier(name: str, num_classes: int | None = None, pretrained: bool 
     net = _create_timm(name, pretrained=pretrained, **extra, **kwargs)
     arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name
     info = ModelInfo(name=name, architecture=f"timm:{arch}", arch_kwargs=dict(kwargs),
-                     num_classes=int(net.num_classes), family=timm_family(arch), num_params=count_parameters(net),
+                     num_classes=int(net.num_classes), family=timm_family(arch, net), num_params=count_parameters(net),
                      preprocessing=_timm_preprocessing(net), source=f"timm:{name}")
     return Classifier(net.eval(), info)
 
