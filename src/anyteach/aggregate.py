@@ -1,0 +1,236 @@
+"""Aggregation of a study's runs into the paper's numbers (pandas in, pandas out).
+
+The paper's headline number (PAPER.md sections 2 and 4) is the *success rate*: per student, the
+percent of its runs with transfer delta > 0 (strictly), summarised over students by the median (with
+its interquartile range). Next to it: the pooled success rate over all runs, the mean transfer delta,
+knowledge gain and loss (percent / percentage points), and the rates of significant gain and
+significant harm (percent of runs whose one-sided exact McNemar p-value of gains, resp. losses, is
+below 0.05). The same numbers are computed per method, per method x teacher-strength bucket and per
+method x student family; `per_student` gives each student's success rate and mean delta next to
+its parameter count (transfer delta against student size). Everything here is a pure function of
+the runs table, so it is tested against hand-computed values on a hand-made DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .study import BUCKETS
+
+SIGNIFICANCE = 0.05
+"""p-value threshold of a significant gain / harm."""
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "runs", "students", "median_success_rate", "success_rate_q1", "success_rate_q3", "success_rate_iqr",
+    "pooled_success_rate", "mean_delta", "median_delta", "student_mean_delta", "mean_gain", "mean_loss",
+    "mean_transfer_rate", "significant_gain_rate", "significant_harm_rate", "mean_teacher_strength",
+)
+"""The columns of every aggregate table (after the grouping keys)."""
+
+REQUIRED_RUN_COLUMNS = ("label", "student", "transfer_delta", "knowledge_gain", "knowledge_loss", "p_gain", "p_loss")
+
+
+def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in REQUIRED_RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs table lacks columns {missing}")
+    out = runs.copy()
+    for column, default in (("transfer_rate", np.nan), ("teacher_strength", np.nan), ("bucket", None),
+                            ("student_family", "unknown"), ("student_params", np.nan), ("student_name", None)):
+        if column not in out.columns:
+            out[column] = default
+    out["student_name"] = out["student_name"].fillna(out["student"])
+    out["success"] = out["transfer_delta"] > 0
+    out["significant_gain"] = out["p_gain"] < SIGNIFICANCE
+    out["significant_harm"] = out["p_loss"] < SIGNIFICANCE
+    return out
+
+
+def per_student(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFrame:
+    """Per student (within each `by` group): runs, success rate (%), mean delta, gain and loss.
+
+    Returns:
+        Columns `*by, student, student_name, student_family, student_params, runs, success_rate,
+        mean_delta, mean_gain, mean_loss`.
+    """
+    r = _prepare(runs)
+    keys = [*by, "student"]
+    described = {c: (c, "first") for c in ("student_name", "student_family", "student_params") if c not in keys}
+    table = r.groupby(keys, sort=False, dropna=True).agg(
+        **described, runs=("transfer_delta", "size"), success_rate=("success", "mean"),
+        mean_delta=("transfer_delta", "mean"), mean_gain=("knowledge_gain", "mean"),
+        mean_loss=("knowledge_loss", "mean"))
+    table["success_rate"] *= 100.0
+    return table.reset_index()
+
+
+def aggregate(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFrame:
+    """The study metrics of every group of runs (`METRIC_COLUMNS`), grouped by `by`.
+
+    Rates are percent; deltas, gains and losses percent / percentage points. Runs whose grouping
+    key is missing (e.g. the bucket of a teacher-free control) are left out of that grouping.
+
+    Args:
+        runs: one row per run, with at least `label, student, transfer_delta, knowledge_gain,
+            knowledge_loss, p_gain, p_loss` (the store's `runs` table).
+        by: grouping columns (`label` is the method as reported).
+
+    Returns:
+        One row per group: the `by` columns then `METRIC_COLUMNS`, groups in order of appearance.
+    """
+    by = list(by)
+    r = _prepare(runs)
+    if r.empty:
+        return pd.DataFrame(columns=[*by, *METRIC_COLUMNS])
+    grouped = r.groupby(by, sort=False, dropna=True)
+    out = grouped.agg(
+        runs=("transfer_delta", "size"), students=("student", "nunique"),
+        pooled_success_rate=("success", "mean"), mean_delta=("transfer_delta", "mean"),
+        median_delta=("transfer_delta", "median"), mean_gain=("knowledge_gain", "mean"),
+        mean_loss=("knowledge_loss", "mean"), mean_transfer_rate=("transfer_rate", "mean"),
+        significant_gain_rate=("significant_gain", "mean"), significant_harm_rate=("significant_harm", "mean"),
+        mean_teacher_strength=("teacher_strength", "mean"))
+    for column in ("pooled_success_rate", "significant_gain_rate", "significant_harm_rate"):
+        out[column] = out[column].astype(float) * 100.0
+    students = per_student(r, by).groupby(by, sort=False)
+    out["median_success_rate"] = students["success_rate"].median()
+    out["success_rate_q1"] = students["success_rate"].quantile(0.25)
+    out["success_rate_q3"] = students["success_rate"].quantile(0.75)
+    out["success_rate_iqr"] = out["success_rate_q3"] - out["success_rate_q1"]
+    out["student_mean_delta"] = students["mean_delta"].mean()
+    return out.reset_index()[[*by, *METRIC_COLUMNS]]
+
+
+def size_correlation(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method: Spearman rank correlation between student parameter count and its mean delta.
+
+    Returns:
+        Columns `label, students, delta_size_spearman` (NaN with fewer than 3 students or no spread).
+    """
+    table = per_student(runs)
+    rows = []
+    for label, group in table.groupby("label", sort=False):
+        rho = float("nan")
+        if len(group) >= 3:
+            rho = group["student_params"].rank().corr(group["mean_delta"].rank())
+        rows.append({"label": label, "students": len(group), "delta_size_spearman": rho})
+    return pd.DataFrame(rows, columns=["label", "students", "delta_size_spearman"])
+
+
+def order_methods(labels: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
+    """Method labels in the study's order (`preferred`), then any others in order of appearance."""
+    seen = list(dict.fromkeys(labels))
+    return [m for m in preferred if m in seen] + [m for m in seen if m not in preferred]
+
+
+@dataclass
+class StudySummary:
+    """A study's aggregates (all pandas DataFrames; `method` is the label a method is reported under).
+
+    Attributes:
+        runs: every finished run (the store's `runs` table).
+        by_method: `METRIC_COLUMNS` per method.
+        by_bucket: per method x teacher-strength bucket (all five buckets, `runs` 0 where empty).
+        by_family: per method x student family.
+        per_student: per method x student: success rate, mean delta, family and parameter count.
+        size_correlation: per method, Spearman correlation of student size and mean delta.
+        methods: the method labels, in the study's order.
+    """
+
+    runs: pd.DataFrame
+    by_method: pd.DataFrame
+    by_bucket: pd.DataFrame
+    by_family: pd.DataFrame
+    per_student: pd.DataFrame
+    size_correlation: pd.DataFrame
+    methods: list[str]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per method: its metrics, plus `by_bucket` and `by_family` lists (JSON-ready)."""
+        records = []
+        for _, row in self.by_method.iterrows():
+            method = row["method"]
+            record = _record(row)
+            record["by_bucket"] = [_record(r, drop=("method",)) for _, r in
+                                   self.by_bucket[self.by_bucket["method"] == method].iterrows()]
+            record["by_family"] = [_record(r, drop=("method",)) for _, r in
+                                   self.by_family[self.by_family["method"] == method].iterrows()]
+            records.append(record)
+        return records
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_records(), indent=2)
+
+
+def _record(row: pd.Series, drop: Sequence[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in drop:
+            continue
+        if isinstance(value, (np.integer,)):
+            value = int(value)
+        elif isinstance(value, (np.floating, float)):
+            value = None if math.isnan(value) else float(value)
+        elif isinstance(value, np.bool_):
+            value = bool(value)
+        out[str(key)] = value
+    return out
+
+
+def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySummary:
+    """Aggregate a runs table (see `aggregate`) into a `StudySummary`.
+
+    Args:
+        runs: the runs table.
+        methods: preferred method order (the study's); other labels follow in order of appearance.
+    """
+    order = order_methods(list(runs["label"]) if len(runs) else [], methods)
+
+    def ordered(table: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
+        table = table.rename(columns={"label": "method"})
+        if table.empty:
+            return table
+        key = table["method"].map({m: i for i, m in enumerate(order)})
+        sort_cols = ["_order", *extra]
+        return table.assign(_order=key).sort_values(sort_cols, kind="stable").drop(columns="_order") \
+            .reset_index(drop=True)
+
+    by_method = ordered(aggregate(runs, ["label"]))
+    bucketed = aggregate(runs, ["label", "bucket"])
+    full = pd.MultiIndex.from_product([order, list(BUCKETS)], names=["label", "bucket"])
+    bucketed = bucketed.set_index(["label", "bucket"]).reindex(full).reset_index()
+    bucketed["runs"] = bucketed["runs"].fillna(0).astype(int)
+    bucketed["students"] = bucketed["students"].fillna(0).astype(int)
+    bucketed = bucketed.assign(_bucket=bucketed["bucket"].map({b: i for i, b in enumerate(BUCKETS)}))
+    by_bucket = ordered(bucketed, ["_bucket"]).drop(columns="_bucket")
+    by_family = ordered(aggregate(runs, ["label", "student_family"]).rename(columns={"student_family": "family"}),
+                        ["family"])
+    students = ordered(per_student(runs) if len(runs) else pd.DataFrame(columns=["label"]), ["student_params"])
+    return StudySummary(runs, by_method, by_bucket, by_family, students, ordered(size_correlation(runs))
+                        if len(runs) else pd.DataFrame(), order)
+
+
+def summarize(study_dir: str | Path) -> StudySummary:
+    """Aggregate the finished runs of a study directory.
+
+    Raises:
+        AnyteachError: `study_dir` holds no study store.
+    """
+    from .store import StudyStore
+
+    with StudyStore(study_dir, create=False) as store:
+        runs = store.runs()
+        spec = store.meta("spec")
+    methods = [m["label"] for m in json.loads(spec)["methods"]] if spec else []
+    return summarize_runs(runs, methods)
+
+
+__all__ = ["METRIC_COLUMNS", "SIGNIFICANCE", "StudySummary", "aggregate", "order_methods", "per_student",
+           "size_correlation", "summarize", "summarize_runs"]

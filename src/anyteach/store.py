@@ -1,0 +1,279 @@
+"""The study store: one SQLite database per study directory, written only by the study's driver.
+
+Tables: `runs` (one row per finished run: what ran, on which models, with all its final metrics,
+the teacher strength and its bucket), `history` (the per-epoch metrics of each finished run; epoch 0
+is the student before transfer), `models` (the study's models and their metadata), `failures` (the
+last error of runs that failed, retried next time) and `meta` (the study definition). A run and its
+history are written in one transaction when the run has finished, and the run key is the primary
+key, so a row is never duplicated and a killed driver never leaves half a run behind. The database
+runs in WAL mode with full synchronisation: readers (`anyteach summary` on a running study) never
+block the writer, and a committed run survives a kill at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from .errors import AnyteachError
+
+STORE_FILE = "study.sqlite"
+SCHEMA_VERSION = "1"
+
+FINAL_METRICS: tuple[str, ...] = ("student_acc", "student_acc_before", "teacher_acc", "transfer_delta",
+                                  "knowledge_gain", "knowledge_loss", "transfer_rate", "gain_count", "loss_count",
+                                  "p_gain", "p_loss")
+"""The engine's final metrics kept as columns (everything else stays in `final_json`)."""
+
+RUN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_key", "TEXT PRIMARY KEY"),
+    ("label", "TEXT NOT NULL"),
+    ("method", "TEXT NOT NULL"),
+    ("student", "TEXT NOT NULL"),
+    ("teacher", "TEXT NOT NULL"),  # '' for teacher-free controls (NULLs would never collide in UNIQUE)
+    ("seed", "INTEGER NOT NULL"),
+    ("options", "TEXT NOT NULL"),
+    ("data", "TEXT NOT NULL"),
+    ("student_name", "TEXT"),
+    ("teacher_name", "TEXT"),
+    ("student_family", "TEXT"),
+    ("student_params", "INTEGER"),
+    ("teacher_family", "TEXT"),
+    ("teacher_params", "INTEGER"),
+    *((name, "INTEGER" if name.endswith("_count") else "REAL") for name in FINAL_METRICS),
+    ("teacher_strength", "REAL"),
+    ("bucket", "TEXT"),
+    ("complementary_knowledge", "REAL"),
+    ("final_json", "TEXT"),
+    ("run_dir", "TEXT"),
+    ("seconds", "REAL"),
+    ("finished_at", "REAL"),
+)
+RUN_FIELDS = tuple(name for name, _ in RUN_COLUMNS)
+HISTORY_METRICS = FINAL_METRICS
+
+
+def _schema() -> str:
+    runs = ",\n  ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS)
+    history = ",\n  ".join(f"{name} {'INTEGER' if name.endswith('_count') else 'REAL'}" for name in HISTORY_METRICS)
+    return f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+  ref TEXT PRIMARY KEY, name TEXT, family TEXT, num_params INTEGER, eval_acc REAL);
+CREATE TABLE IF NOT EXISTS runs (
+  {runs},
+  UNIQUE (label, method, student, teacher, seed, options, data));
+CREATE TABLE IF NOT EXISTS history (
+  run_key TEXT NOT NULL REFERENCES runs(run_key),
+  epoch INTEGER NOT NULL,
+  {history},
+  metrics_json TEXT,
+  PRIMARY KEY (run_key, epoch));
+CREATE TABLE IF NOT EXISTS failures (run_key TEXT PRIMARY KEY, error TEXT NOT NULL, at REAL NOT NULL);
+"""
+
+
+def store_path(study_dir: str | Path) -> Path:
+    return Path(study_dir) / STORE_FILE
+
+
+class StudyStore:
+    """The SQLite store of one study directory. Use as a context manager.
+
+    Args:
+        study_dir: the study directory (created when `create` is true).
+        create: create the database if it does not exist; otherwise a missing store is an error.
+    """
+
+    def __init__(self, study_dir: str | Path, create: bool = True):
+        self.path = store_path(study_dir)
+        if not self.path.exists():
+            if not create:
+                raise AnyteachError(f"{study_dir} is not a study directory (no {STORE_FILE}); "
+                                    "run `anyteach study` into it first")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            if create:
+                self.conn.executescript(_schema())
+                self._check_schema()
+        except sqlite3.DatabaseError as e:
+            raise AnyteachError(f"cannot open the study store {self.path}: {e}") from e
+
+    def _check_schema(self) -> None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise AnyteachError(f"{self.path} has store schema {row[0]}, this anyteach writes {SCHEMA_VERSION}")
+
+    def __enter__(self) -> "StudyStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- writing (the driver only) -------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self.conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                              (key, value))
+
+    def add_models(self, models: Iterable[Mapping[str, Any]]) -> None:
+        """Insert or update the study's models (`ref, name, family, num_params, eval_acc`)."""
+        with self._transaction():
+            for m in models:
+                self.conn.execute(
+                    "INSERT INTO models VALUES (:ref, :name, :family, :num_params, :eval_acc) ON CONFLICT(ref) DO "
+                    "UPDATE SET name=excluded.name, family=excluded.family, num_params=excluded.num_params, "
+                    "eval_acc=COALESCE(excluded.eval_acc, models.eval_acc)", dict(m))
+
+    def add_run(self, row: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> bool:
+        """Write one finished run and its history in one transaction.
+
+        Returns:
+            False when the run was already in the store (nothing is written), else True.
+        """
+        missing = [f for f in RUN_FIELDS if f not in row]
+        if missing:
+            raise ValueError(f"run row lacks {missing}")
+        with self._transaction():
+            cur = self.conn.execute(
+                f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))}) "
+                "ON CONFLICT DO NOTHING", [row[f] for f in RUN_FIELDS])
+            if cur.rowcount == 0:
+                return False
+            columns = ("run_key", "epoch", *HISTORY_METRICS, "metrics_json")
+            self.conn.executemany(
+                f"INSERT INTO history ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [(row["run_key"], int(h["epoch"]), *(_number(h.get(m)) for m in HISTORY_METRICS),
+                  json.dumps(h, default=_json_default)) for h in history])
+            self.conn.execute("DELETE FROM failures WHERE run_key=?", (row["run_key"],))
+        return True
+
+    def add_failure(self, run_key: str, error: str) -> None:
+        with self._transaction():
+            self.conn.execute("INSERT INTO failures VALUES (?, ?, ?) ON CONFLICT(run_key) DO UPDATE SET "
+                              "error=excluded.error, at=excluded.at", (run_key, error, time.time()))
+
+    def _transaction(self):
+        return _Transaction(self.conn)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def finished_keys(self) -> set[str]:
+        return {k for (k,) in self.conn.execute("SELECT run_key FROM runs")}
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def runs(self) -> pd.DataFrame:
+        """All finished runs, one row each, in the order they finished."""
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY finished_at, run_key", self.conn)
+
+    def history(self) -> pd.DataFrame:
+        """Per-epoch metrics of every finished run (with the run's label, student and teacher)."""
+        return pd.read_sql_query(
+            "SELECT h.*, r.label, r.method, r.student, r.teacher, r.seed, r.bucket FROM history h "
+            "JOIN runs r USING (run_key) ORDER BY r.finished_at, h.run_key, h.epoch", self.conn)
+
+    def models(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM models ORDER BY ref", self.conn)
+
+    def failures(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM failures ORDER BY at", self.conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return None if isinstance(value, float) and math.isnan(value) else value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
+            models: Mapping[str, Any]) -> dict[str, Any]:
+    """The store row of one finished run.
+
+    Args:
+        run: the `RunSpec`.
+        outcome: the worker's result: `final` (the engine's final metrics), `run_dir`, `seconds`,
+            `complementary_knowledge`.
+        names: model reference -> name.
+        models: model reference -> `ModelEntry` (family, parameter count).
+    """
+    from .study import strength_bucket, teacher_strength
+
+    final = dict(outcome["final"])
+    missing = [m for m in FINAL_METRICS if m not in final]
+    if missing:
+        raise AnyteachError(f"run {run.key}: the transfer engine returned no {', '.join(missing)}")
+    student, teacher = models[run.student], models.get(run.teacher) if run.teacher else None
+    strength = bucket = None
+    if teacher is not None:
+        strength = teacher_strength(final["teacher_acc"], final["student_acc_before"])
+        bucket = strength_bucket(strength)
+    row: dict[str, Any] = {
+        "run_key": run.key, "label": run.label, "method": run.method, "student": run.student,
+        "teacher": run.teacher or "", "seed": run.seed, "options": run.options, "data": run.data,
+        "student_name": names[run.student], "teacher_name": names.get(run.teacher, "") if run.teacher else "",
+        "student_family": student.family, "student_params": student.num_params,
+        "teacher_family": teacher.family if teacher else None, "teacher_params": teacher.num_params if teacher else None,
+        **{m: _number(final[m]) for m in FINAL_METRICS},
+        "teacher_strength": strength, "bucket": bucket,
+        "complementary_knowledge": _number(outcome.get("complementary_knowledge")),
+        "final_json": json.dumps(final, default=_json_default),
+        "run_dir": str(outcome.get("run_dir", "")), "seconds": float(outcome.get("seconds", 0.0)),
+        "finished_at": time.time(),
+    }
+    return row
+
+
+def load_runs(study_dir: str | Path) -> pd.DataFrame:
+    """The finished runs of a study directory as a DataFrame (see `RUN_COLUMNS`)."""
+    with StudyStore(study_dir, create=False) as store:
+        return store.runs()
+
+
+__all__ = ["FINAL_METRICS", "RUN_COLUMNS", "STORE_FILE", "StudyStore", "load_runs", "run_row", "store_path"]

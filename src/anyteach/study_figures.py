@@ -1,0 +1,247 @@
+"""The figures of a study report (matplotlib, PNG), each a function of a `StudySummary`.
+
+They reproduce the paper's views of a transfer study: the success rate per method as a box plot
+over students (paper Fig. 4a), the transfer delta per teacher-strength bucket, knowledge gain
+against knowledge loss, the transfer delta against student size per family, the complementary
+knowledge of each pair against its accuracy gap, and the mean transfer delta over the epochs. Every
+figure labels its axes with units and has a legend; a method keeps one colour in every figure. A
+function returns None (and writes nothing) when the study has no data for its figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import StudySummary
+from .study import BUCKETS
+
+DPI = 130
+FAMILY_MARKERS = {"cnn": "s", "transformer": "^", "mlp": "o", "rnn": "D"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """One colour per method (tab10, in the study's order)."""
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+
+
+def _save(fig, path: Path) -> Path:
+    from ._io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+    _plt().close(fig)
+    return path
+
+
+def success_rate_boxplot(summary: StudySummary, path: Path,
+                         paper: Mapping[str, float] | None = None) -> Path | None:
+    """Per method, a box plot over students of the per-student success rate (paper Fig. 4a).
+
+    Args:
+        summary: the study's aggregates.
+        path: where to write the PNG.
+        paper: method label -> the paper's median success rate (%), drawn as a marker.
+    """
+    students = summary.per_student
+    if students.empty:
+        return None
+    plt = _plt()
+    methods = summary.methods
+    colors = method_colors(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 4.2))
+    data = [students.loc[students["method"] == m, "success_rate"].to_numpy() for m in methods]
+    box = ax.boxplot(data, positions=range(len(methods)), widths=0.55, patch_artist=True, showfliers=False,
+                     medianprops={"color": "black", "linewidth": 1.6})
+    for patch, m in zip(box["boxes"], methods):
+        patch.set_facecolor((*colors[m][:3], 0.35))
+        patch.set_edgecolor(colors[m])
+    rng = np.random.default_rng(0)
+    for i, (m, values) in enumerate(zip(methods, data)):
+        jitter = rng.uniform(-0.15, 0.15, len(values))
+        ax.scatter(i + jitter, values, s=14, color=colors[m], edgecolor="black", linewidth=0.3, zorder=3)
+    if paper:
+        xs = [i for i, m in enumerate(methods) if m in paper]
+        if xs:
+            ax.scatter(xs, [paper[methods[i]] for i in xs], marker="D", s=46, facecolor="white", edgecolor="crimson",
+                       linewidth=1.5, zorder=4, label="paper (ImageNet, median)")
+    ax.scatter([], [], s=14, color="grey", edgecolor="black", linewidth=0.3, label="one student")
+    ax.set_xticks(range(len(methods)), methods, rotation=20 if len(methods) > 5 else 0)
+    ax.set_xlabel("transfer method")
+    ax.set_ylabel("success rate per student (%)\n(share of its teachers with Δ > 0)")
+    ax.set_ylim(-5, 105)
+    ax.axhline(50, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_title("Success rate per student (box: quartiles, line: median)")
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
+    """Mean transfer delta (± standard error over runs) per teacher-strength bucket, one bar per method."""
+    runs = summary.runs.dropna(subset=["bucket"])
+    if runs.empty:
+        return None
+    plt = _plt()
+    methods = [m for m in summary.methods if (runs["label"] == m).any()]
+    colors = method_colors(summary.methods)
+    stats = runs.groupby(["label", "bucket"])["transfer_delta"].agg(["mean", "sem", "size"])
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(BUCKETS) + 0.25 * len(methods) * len(BUCKETS)), 4.4))
+    width = 0.8 / max(1, len(methods))
+    for j, m in enumerate(methods):
+        xs, means, errs = [], [], []
+        for i, b in enumerate(BUCKETS):
+            if (m, b) in stats.index:
+                row = stats.loc[(m, b)]
+                xs.append(i - 0.4 + width * (j + 0.5))
+                means.append(row["mean"])
+                errs.append(0.0 if np.isnan(row["sem"]) else row["sem"])
+        ax.bar(xs, means, width=width, yerr=errs, color=colors[m], edgecolor="black", linewidth=0.4,
+               error_kw={"elinewidth": 0.8, "capsize": 2}, label=m)
+    counts = runs.groupby("bucket")[["student", "teacher"]].apply(lambda g: len(g.drop_duplicates()))
+    ax.set_xticks(range(len(BUCKETS)),
+                  [f"{b}\n({int(counts.get(b, 0))} pairs)" for b in BUCKETS])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("teacher strength: acc(T) − acc(S0), buckets (−∞,−3], (−3,−1], (−1,1], (1,3], (3,∞) pp")
+    ax.set_ylabel("mean transfer delta Δ (pp)\n± standard error over runs")
+    ax.set_title("Transfer delta by teacher strength")
+    ax.legend(title="method", fontsize=8, ncol=2 if len(methods) > 4 else 1, framealpha=0.9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
+    """Knowledge gain against knowledge loss, one point per run; above the diagonal Δ > 0."""
+    runs = summary.runs
+    if runs.empty:
+        return None
+    plt = _plt()
+    colors = method_colors(summary.methods)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    for m in summary.methods:
+        sel = runs[runs["label"] == m]
+        ax.scatter(sel["knowledge_loss"], sel["knowledge_gain"], s=18, color=colors[m], alpha=0.8,
+                   edgecolor="black", linewidth=0.3, label=m)
+    top = float(max(runs["knowledge_gain"].max(), runs["knowledge_loss"].max(), 0.1)) * 1.08
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=0.8, label="Δ = 0 (gain = loss)")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("knowledge loss: negative flips S0→S (% of eval samples)")
+    ax.set_ylabel("knowledge gain: positive flips S0→S (% of eval samples)")
+    ax.set_title("Knowledge gain vs loss per run (above the line: Δ > 0)")
+    ax.legend(title="method", fontsize=8, framealpha=0.9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
+    """Per method (one panel each): each student's mean delta against its parameter count, by family."""
+    students = summary.per_student.dropna(subset=["student_params"])
+    if students.empty:
+        return None
+    plt = _plt()
+    methods = [m for m in summary.methods if (students["method"] == m).any()]
+    cols = min(3, len(methods))
+    rows = int(np.ceil(len(methods) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), sharex=True, sharey=True, squeeze=False)
+    families = sorted(students["student_family"].dropna().unique())
+    fam_colors = {f: c for f, c in zip(families, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
+                                                   "tab:brown"))}
+    for ax, m in zip(axes.flat, methods):
+        sel = students[students["method"] == m]
+        for f in families:
+            part = sel[sel["student_family"] == f]
+            ax.scatter(part["student_params"], part["mean_delta"], s=30, marker=FAMILY_MARKERS.get(f, "o"),
+                       color=fam_colors[f], edgecolor="black", linewidth=0.4, label=f)
+        ax.axhline(0, color="black", linewidth=0.7)
+        ax.set_xscale("log")
+        ax.set_title(m)
+        ax.grid(alpha=0.3)
+    spare = list(axes.flat[len(methods):])
+    for ax in spare:
+        ax.set_visible(False)
+    for i, ax in enumerate(axes.flat[:len(methods)]):
+        if i + cols >= len(methods):  # nothing drawn below it: it carries the x axis
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel("student parameters (log scale)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean Δ of the student (pp)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if spare:
+        spare[0].set_visible(True)
+        spare[0].axis("off")
+        spare[0].legend(handles, labels, title="student family", loc="center", framealpha=0.9)
+    else:
+        fig.legend(handles, labels, title="student family", loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=len(labels), fontsize=8, framealpha=0.9)
+    fig.suptitle("Transfer delta vs student size, per method", y=1.01)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def complementarity_vs_gap(summary: StudySummary, path: Path) -> Path | None:
+    """Complementary knowledge (positive flips S0→T) of each pair against acc(T) − acc(S0)."""
+    runs = summary.runs.dropna(subset=["complementary_knowledge", "teacher_strength"])
+    pairs = runs.drop_duplicates(["student", "teacher"])
+    if pairs.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    families = sorted(pairs["teacher_family"].dropna().unique())
+    for i, f in enumerate(families):
+        part = pairs[pairs["teacher_family"] == f]
+        ax.scatter(part["teacher_strength"], part["complementary_knowledge"], s=26,
+                   marker=FAMILY_MARKERS.get(f, "o"), color=_plt().get_cmap("Dark2")(i), edgecolor="black",
+                   linewidth=0.4, label=f"teacher: {f}")
+    for edge in (-3, -1, 1, 3):
+        ax.axvline(edge, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xlabel("accuracy gap acc(T) − acc(S0) (pp); dotted: bucket edges")
+    ax.set_ylabel("complementary knowledge:\npositive flips S0→T (% of eval samples)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Complementary knowledge vs accuracy gap ({len(pairs)} pairs)")
+    ax.legend(fontsize=8, framealpha=0.9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def delta_over_epochs(history: pd.DataFrame, methods: Sequence[str], path: Path) -> Path | None:
+    """Mean transfer delta over the epochs of transfer, per method (epoch 0: before transfer)."""
+    if history.empty or "transfer_delta" not in history or history["transfer_delta"].isna().all():
+        return None
+    plt = _plt()
+    colors = method_colors(methods)
+    curves = history.groupby(["label", "epoch"])["transfer_delta"].mean()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for m in methods:
+        if m in curves.index.get_level_values(0):
+            curve = curves.loc[m]
+            ax.plot(curve.index, curve.to_numpy(), marker="o", markersize=3, color=colors[m], label=m)
+    ax.axhline(0, color="black", linewidth=0.7)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch of transfer (0: before)")
+    ax.set_ylabel("mean transfer delta Δ (pp)")
+    ax.set_title("Transfer delta over training, mean over runs")
+    ax.legend(title="method", fontsize=8, framealpha=0.9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+__all__ = ["complementarity_vs_gap", "delta_by_bucket", "delta_over_epochs", "delta_vs_size", "gain_vs_loss",
+           "method_colors", "success_rate_boxplot"]
