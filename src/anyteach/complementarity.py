@@ -359,43 +359,44 @@ def _matmul_dtype(num_samples: int) -> torch.dtype:
 def per_class_flip_counts(correct: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Positive-flip counts of every ordered pair per true class, (classes, N, N) int32, [c, s, t].
 
-    Classes are sorted by size and processed in groups; each group's samples are laid out in a zero-
-    padded (classes, N, largest class) block and reduced with one batched matrix product, so padding
-    waste stays small even for unbalanced classes and there is no loop over pairs or samples.
+    Classes are sorted by size and processed in groups. A group's samples are gathered into a zero-
+    padded (classes, largest class, N) block of the correctness matrix (padding gathers an all-zero
+    row, so it is neither right nor wrong) and reduced with one batched matrix product; sorting by
+    size keeps the padding small even for unbalanced classes. No loop over pairs or samples.
     """
     num_models, num_samples = correct.shape
     dtype = _matmul_dtype(num_samples)
     sizes = torch.bincount(labels, minlength=num_classes)
     by_class = torch.argsort(labels, stable=True)  # sample indices grouped by class
     starts = torch.cumsum(sizes, 0) - sizes
+    position_in_class = torch.arange(num_samples) - starts[labels[by_class]]
+    # samples x models, plus one all-zero row that padding slots point to
+    right_rows = torch.zeros(num_samples + 1, num_models, dtype=dtype)
+    right_rows[:num_samples] = correct.T
+    wrong_rows = 1 - right_rows
+    wrong_rows[num_samples] = 0
     class_order = torch.argsort(sizes, stable=True)
-    out = torch.zeros(num_classes, num_models, num_models, dtype=torch.int32)
-    right_sorted = correct[:, by_class].to(dtype)  # (N, samples), samples grouped by class
-    sorted_labels = labels[by_class]
-    position_in_class = torch.arange(num_samples) - starts[sorted_labels]
+    ordered_sizes = sizes[class_order].tolist()
+    out = torch.empty(num_classes, num_models, num_models, dtype=torch.int32)
     begin = 0
     while begin < num_classes:
         # as many classes as fit the element budget at the padded width of the group's largest class
-        # (classes are in ascending size, so the group's last class sets the padded width)
         end = begin + 1
-        while end < num_classes:
-            width = max(1, int(sizes[class_order[end]]))
-            if (end - begin + 1) * num_models * (2 * width + num_models) > _CHUNK_ELEMENTS:
-                break
+        while end < num_classes and \
+                (end - begin + 1) * num_models * (2 * max(1, ordered_sizes[end]) + num_models) <= _CHUNK_ELEMENTS:
             end += 1
         group = class_order[begin:end]
-        width = max(1, int(sizes[group].max()))
+        width = max(1, ordered_sizes[end - 1])
         slot = torch.full((num_classes,), -1, dtype=torch.long)
         slot[group] = torch.arange(len(group))
-        members = slot[sorted_labels] >= 0
-        if members.any():
-            right = torch.zeros(len(group), num_models, width, dtype=dtype)
-            wrong = torch.zeros(len(group), num_models, width, dtype=dtype)
-            g, pos = slot[sorted_labels[members]], position_in_class[members]
-            columns = right_sorted[:, members].T  # (group samples, N)
-            right[g, :, pos] = columns
-            wrong[g, :, pos] = 1 - columns
-            out[group] = torch.bmm(wrong, right.transpose(1, 2)).round_().to(torch.int32)
+        # sample row of each (class in group, position) slot; num_samples (the zero row) for padding
+        rows = torch.full((len(group), width), num_samples, dtype=torch.long)
+        group_slot = slot[labels[by_class]]
+        members = group_slot >= 0
+        rows[group_slot[members], position_in_class[members]] = by_class[members]
+        right = right_rows[rows.view(-1)].view(len(group), width, num_models)
+        wrong = wrong_rows[rows.view(-1)].view(len(group), width, num_models)
+        out[group] = torch.bmm(wrong.transpose(1, 2), right).to(torch.int32)  # exact integer sums
         begin = end
     return out
 
@@ -432,34 +433,40 @@ def _concentration_by_histogram(block: torch.Tensor, largest: int, top_p: Sequen
     num_classes = block.shape[0]
     pairs = block.shape[1] * block.shape[2]
     bins = largest + 1
-    index = block.reshape(num_classes, pairs).to(torch.int64) + (torch.arange(pairs) * bins)[None, :]
-    hist = torch.bincount(index.view(-1), minlength=pairs * bins).view(pairs, bins).to(torch.float64)
+    index = block.reshape(num_classes, pairs).to(torch.int64)
+    index += (torch.arange(pairs) * bins)[None, :]
+    hist = torch.bincount(index.view(-1), minlength=pairs * bins).view(pairs, bins)  # classes per count value
     del index
-    values = torch.arange(bins, dtype=torch.float64)
+    values = torch.arange(bins, dtype=torch.int64)
     flips_at = hist * values  # flips held by the classes with each count value
-    total = flips_at.sum(1)
-    c_log_c = (hist * torch.xlogy(values, values)).sum(1)
-    safe_total = total.clamp_min(1)
-    entropy = torch.where(total > 0, torch.log(safe_total) - c_log_c / safe_total, torch.zeros_like(total))
-    # held[v] / classes[v]: flips and number of classes with count >= v (v = 0..largest+1)
-    held = torch.cat([flips_at.flip(1).cumsum(1).flip(1), torch.zeros(pairs, 1, dtype=torch.float64)], 1)
-    classes = torch.cat([hist.flip(1).cumsum(1).flip(1), torch.zeros(pairs, 1, dtype=torch.float64)], 1)
+    below = torch.cumsum(flips_at, 1) - flips_at
+    total = below[:, -1] + flips_at[:, -1]
+    # held[v]: flips in the classes with count >= v; ranked[v]: how many such classes (v = 0..largest+1)
+    held = torch.cat([total[:, None] - below, torch.zeros(pairs, 1, dtype=torch.int64)], 1).to(torch.float64)
+    ranked = torch.cat([num_classes - (torch.cumsum(hist, 1) - hist), torch.zeros(pairs, 1, dtype=torch.int64)], 1)
+    values_f = values.to(torch.float64)
+    c_log_c = hist.to(torch.float64) @ torch.xlogy(values_f, values_f)
+    total_f = total.to(torch.float64)
+    safe_total = total_f.clamp_min(1)
+    has_flips = total > 0
+    entropy = torch.where(has_flips, torch.log(safe_total) - c_log_c / safe_total, torch.zeros_like(total_f))
+    # held is non-increasing in v, so -100 * held is sorted and a binary search finds, per pair, how
+    # many v >= 1 still reach the target p% (the same `100 * flips >= p * total` test as `top_p_classes`)
+    negated = (-100.0 * held[:, 1:bins]).contiguous()
     ks, shares = {}, {}
     for p in top_p:
-        target = p * total  # reached when 100 * flips >= target (the same test as `top_p_classes`)
-        reached = held[:, 1:bins] * 100.0 >= target[:, None]  # v = 1..largest
-        v = reached.sum(1).clamp_min(1)  # the count value of the last class taken
+        target = p * total_f
+        v = torch.searchsorted(negated, -target[:, None], right=True).squeeze(1).clamp_min(1)  # count of the last class
         above_held = held.gather(1, (v + 1)[:, None]).squeeze(1)
-        above_classes = classes.gather(1, (v + 1)[:, None]).squeeze(1)
+        above_ranked = ranked.gather(1, (v + 1)[:, None]).squeeze(1)
         vf = v.to(torch.float64)
         extra = torch.ceil((target - 100.0 * above_held) / (100.0 * vf)).clamp_min(1)
         # guard the float division against an off-by-one at exact boundaries
         extra = torch.where((above_held + (extra - 1) * vf) * 100.0 >= target, extra - 1, extra).clamp_min(1)
         extra = torch.where((above_held + extra * vf) * 100.0 >= target, extra, extra + 1)
-        k = (above_classes + extra).to(torch.int64)
-        held_k = above_held + extra * vf
-        ks[p] = torch.where(total > 0, k, torch.zeros_like(k))
-        shares[p] = torch.where(total > 0, 100.0 * held_k / safe_total, torch.zeros_like(total))
+        k = above_ranked + extra.to(torch.int64)
+        ks[p] = torch.where(has_flips, k, torch.zeros_like(k))
+        shares[p] = torch.where(has_flips, 100.0 * (above_held + extra * vf) / safe_total, torch.zeros_like(total_f))
     return entropy, ks, shares
 
 
