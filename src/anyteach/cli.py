@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -123,6 +124,113 @@ def info(model: str = typer.Argument(..., help="Model reference: timm:<name>[@we
         if key in out:
             table.add_row(key, f"{out[key]:,}" if key == "num_params" else str(out[key]))
     console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# flips
+
+
+def _parse_top_p(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise AnyteachError(f"--top-p must be comma-separated percentages like 2,5,20,50, got {text!r}") from e
+
+
+@app.command()
+def flips(teacher: Optional[str] = typer.Argument(None, help="Teacher model reference (pair mode)."),
+          student: Optional[str] = typer.Argument(None, help="Student model reference (pair mode)."),
+          data: str = typer.Option(..., "--data", help="Dataset reference, e.g. mnist1d."),
+          zoo: Optional[str] = typer.Option(None, "--zoo", help="Analyse every ordered pair of this built-in zoo."),
+          model: Optional[list[str]] = typer.Option(None, "--model", help="Analyse every ordered pair of these "
+                                                    "models (repeat the option)."),
+          split: str = typer.Option("eval", help="Split to measure on."),
+          top_p: str = typer.Option("2,5,20,50", "--top-p", help="Top-p% class shares, comma-separated."),
+          json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+          csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-class rows (pair) or per-pair "
+                                                  "rows (zoo) as CSV here."),
+          plots: Optional[Path] = typer.Option(None, "--plots", help="Write PNG figures into this directory."),
+          plot_student: Optional[str] = typer.Option(None, "--plot-student", help="Student of the per-class "
+                                                     "figure (zoo mode; default: the median-accuracy model)."),
+          semantic: bool = typer.Option(False, "--semantic", help="Pair mode: semantic relatedness of the top "
+                                        "classes (needs anyteach[semantic]).")) -> None:
+    """Complementary knowledge of a teacher for a student, or of every ordered pair of a zoo."""
+    from . import complementarity, figures
+
+    shares = _parse_top_p(top_p)
+    if zoo is not None or model:
+        if teacher is not None or student is not None:
+            raise AnyteachError("give either TEACHER STUDENT or --zoo / --model, not both")
+        if zoo is not None and model:
+            raise AnyteachError("give either --zoo or --model, not both")
+        start = time.perf_counter()
+        result = complementarity.analyze_zoo(zoo if zoo is not None else list(model), data, split, top_p=shares,
+                                             on_model=lambda ref: err_console.print(f"  predictions: {ref}"))
+        _print_zoo(result)
+        if json_path:
+            result.save_json(json_path)
+        if csv_path:
+            result.save_csv(csv_path)
+        if plots:
+            for path in figures.zoo_figures(result, plots, student=plot_student):
+                err_console.print(f"wrote {path}")
+        err_console.print(f"{result.num_models} models, {result.num_models * (result.num_models - 1)} ordered pairs "
+                          f"in {time.perf_counter() - start:.1f} s")
+        return
+    if teacher is None or student is None:
+        raise AnyteachError("give TEACHER and STUDENT model references, or --zoo NAME, or --model REF (repeated)")
+    pair = complementarity.analyze_pair(teacher, student, data, split, top_p=shares, semantic=semantic)
+    _print_pair(pair)
+    if json_path:
+        pair.save_json(json_path)
+    if csv_path:
+        pair.save_csv(csv_path)
+    if plots:
+        for path in figures.pair_figures(pair, plots):
+            err_console.print(f"wrote {path}")
+
+
+def _print_pair(pair) -> None:
+    table = Table(show_header=False, title=f"teacher {pair.teacher} -> student {pair.student}")
+    rows = [("teacher accuracy", f"{pair.teacher_acc:.2f}%"), ("student accuracy", f"{pair.student_acc:.2f}%"),
+            ("complementary knowledge (positive flips)", f"{pair.positive_flips:.2f}% of samples"),
+            ("negative flips", f"{pair.negative_flips:.2f}% of samples"),
+            ("entropy of per-class flips", f"{pair.entropy:.3f} (uniform ln {pair.num_classes} = "
+                                           f"{pair.uniform_entropy:.3f})")]
+    rows += [(f"top-{p:g}% classes", f"k={top.k} holding {top.share:.1f}% of flips") for p, top in pair.top_p.items()]
+    for p, value in (pair.semantic or {}).items():
+        rows.append((f"semantic relatedness top-{p:g}%", f"{value['relative']:+.1f}% vs all classes"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def _print_zoo(result) -> None:
+    """One row per student (the full matrices go to --json / --csv): its weakest and strongest source."""
+    import numpy as np
+
+    def short(name: str) -> str:
+        return name.rsplit("/", 1)[-1].removesuffix(".safetensors")
+
+    table = Table(title="complementary knowledge of the other models (teachers) per student, % of samples")
+    for col, justify in (("student", "left"), ("acc %", "right"), ("min", "right"), ("from teacher", "left"),
+                         ("median", "right"), ("max", "right"), ("from teacher", "left"), ("entropy", "right")):
+        table.add_column(col, justify=justify)
+    for s in np.argsort(-result.accuracy, kind="stable"):
+        others = [t for t in range(result.num_models) if t != s]
+        values = result.positive_flips[s, others]
+        low, high = others[int(np.argmin(values))], others[int(np.argmax(values))]
+        table.add_row(short(result.models[s]), f"{result.accuracy[s]:.2f}", f"{values.min():.2f}",
+                      short(result.models[low]), f"{np.median(values):.2f}", f"{values.max():.2f}",
+                      short(result.models[high]), f"{np.nanmedian(result.entropy[s, others]):.3f}")
+    console.print(table)
+    student, teacher, value = result.minimum()
+    off = result.off_diagonal()
+    console.print(f"minimum complementary knowledge: {value:.2f}% (teacher {short(teacher)} -> student "
+                  f"{short(student)}); median over pairs {np.median(result.positive_flips[off]):.2f}%")
+    console.print(f"entropy of per-class flips: median {np.nanmedian(result.entropy[off]):.3f}, range "
+                  f"{np.nanmin(result.entropy[off]):.3f}-{np.nanmax(result.entropy[off]):.3f} "
+                  f"(uniform ln {result.num_classes} = {result.uniform_entropy:.3f})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from ._io import write_json, write_text
 from .errors import AnyteachError
 from .metrics import (DEFAULT_TOP_P, TopClasses, as_label_array, flip_entropy, per_class_positive_flips,
                       top_p_classes, uniform_entropy)
@@ -95,6 +97,16 @@ class PairAnalysis:
             out["semantic_relatedness"] = {_p_key(p): v for p, v in self.semantic.items()}
         return out
 
+    def save_json(self, path: str | Path) -> Path:
+        """Write `as_dict()` as JSON, atomically (NaN written as null)."""
+        write_json(path, _json_safe(self.as_dict()))
+        return Path(path)
+
+    def save_csv(self, path: str | Path) -> Path:
+        """Write the per-class distribution (`per_class_frame()`) as CSV, atomically."""
+        write_text(path, self.per_class_frame().to_csv(index=False))
+        return Path(path)
+
     def per_class_frame(self):
         """Per-class distribution as a DataFrame: class, class_name, positive_flips, share (%)."""
         import pandas as pd
@@ -106,6 +118,19 @@ class PairAnalysis:
             "positive_flips": self.per_class_flips.astype(np.int64),
             "share": 100.0 * self.per_class_flips / total if total else np.zeros(self.num_classes),
         })
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: NaN / infinity become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _p_key(p: float) -> str:
@@ -298,6 +323,16 @@ class ZooAnalysis:
             columns[f"top_{_p_key(p)}_k"] = self.top_p_k[p][s, t]
             columns[f"top_{_p_key(p)}_share"] = self.top_p_share[p][s, t]
         return pd.DataFrame(columns)
+
+    def save_json(self, path: str | Path) -> Path:
+        """Write `matrices()` as JSON, atomically (NaN written as null)."""
+        write_json(path, _json_safe(self.matrices()))
+        return Path(path)
+
+    def save_csv(self, path: str | Path) -> Path:
+        """Write one row per ordered pair (`pairs()`) as CSV, atomically."""
+        write_text(path, self.pairs().to_csv(index=False))
+        return Path(path)
 
     def matrices(self) -> dict[str, Any]:
         """JSON-friendly matrices (nested lists, row = student, column = teacher) and their context."""
