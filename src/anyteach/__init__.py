@@ -5,10 +5,13 @@ Measure the complementary knowledge of a teacher for a student, transfer it with
 Gains and Where to Find Them", ICLR 2024.
 """
 
+from .aggregate import StudySummary, summarize
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
 from .models import Classifier, ModelInfo, Preprocessing, build_classifier, load_model, save_model, timm_classifier
 from .predictions import Predictions, predict
+from .report import write_report
+from .study import StudySpec, load_study_spec, run_study
 from .zoo import build_zoo, get_zoo, list_zoo
 
 __version__ = "0.1.0"
@@ -16,4 +19,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AnyteachError", "Classifier", "Dataset", "ModelInfo", "Predictions", "Preprocessing", "build_classifier",
     "build_zoo", "get_zoo", "list_zoo", "load_dataset", "load_model", "predict", "save_model", "timm_classifier",
+    "StudySpec", "StudySummary", "load_study_spec", "run_study", "summarize", "write_report",
 ]

@@ -234,6 +234,110 @@ def _print_zoo(result) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# study, summary, report
+
+
+def _csv(text: Optional[str]) -> Optional[list[str]]:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def summary_table(frame, title: str, key: str = "method") -> Table:
+    """A rich table of aggregate rows (`anyteach.aggregate.METRIC_COLUMNS`)."""
+    table = Table(title=title, caption="succ.: median over students of the per-student success rate (Δ > 0); "
+                  "pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < 0.05)")
+    columns = [(key, key, "{}"), ("runs", "runs", "{:d}"), ("succ. %", "median_success_rate", "{:.1f}"),
+               ("pooled %", "pooled_success_rate", "{:.1f}"), ("Δ pp", "mean_delta", "{:+.2f}"),
+               ("gain %", "mean_gain", "{:.2f}"), ("loss %", "mean_loss", "{:.2f}"),
+               ("sig+ %", "significant_gain_rate", "{:.0f}"), ("sig− %", "significant_harm_rate", "{:.0f}")]
+    for header, _, _ in columns:
+        table.add_column(header, justify="left" if header == key else "right", no_wrap=header == key)
+    for row in frame.to_dict("records"):
+        if not row.get("runs"):
+            continue
+        table.add_row(*[fmt.format(int(row[col]) if fmt == "{:d}" else row[col]) if row[col] == row[col] else "-"
+                        for _, col, fmt in columns])
+    return table
+
+
+def print_summary(study_dir: Path) -> None:
+    from .aggregate import summarize
+
+    summary = summarize(study_dir)
+    console.print(summary_table(summary.by_method, f"study {study_dir}: per method"))
+    for method in summary.methods:
+        part = summary.by_bucket[summary.by_bucket["method"] == method]
+        if part["runs"].sum():
+            console.print(summary_table(part, f"{method}: per teacher-strength bucket (acc(T) − acc(S0), pp)",
+                                        key="bucket"))
+
+
+@app.command()
+def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YAML); flags override its keys."),
+          out: Path = typer.Option(..., "--out", "-o", help="Study directory (store, run directories, report)."),
+          zoo: Optional[str] = typer.Option(None, help="Use a built-in zoo's models (and its data), e.g. mnist1d."),
+          models: Optional[str] = typer.Option(None, help="Comma-separated model references (instead of --zoo)."),
+          data: Optional[str] = typer.Option(None, help="Dataset reference (default: the zoo's)."),
+          pairs: Optional[int] = typer.Option(None, help="Draw this many random ordered pairs (default: all)."),
+          balanced: Optional[bool] = typer.Option(None, "--balanced/--unbalanced",
+                                                  help="Balance the drawn pairs over teacher-strength buckets."),
+          seed: Optional[int] = typer.Option(None, help="Seed of the pair draw."),
+          methods: Optional[str] = typer.Option(None, help="Comma-separated methods, e.g. kl,kl+dp,xe."),
+          seeds: Optional[str] = typer.Option(None, help="Comma-separated transfer seeds (default: 0)."),
+          epochs: Optional[int] = typer.Option(None, help="Transfer epochs of every run (recipe)."),
+          lr: Optional[float] = typer.Option(None, help="Learning rate of every run (recipe)."),
+          batch_size: Optional[int] = typer.Option(None, help="Batch size of every run (recipe)."),
+          workers: Optional[int] = typer.Option(None, help="Local worker processes (1: in-process)."),
+          executor: Optional[str] = typer.Option(None, help="local (default) or ray."),
+          address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster."),
+          num_gpus: Optional[float] = typer.Option(None, help="GPUs per run (Ray)."),
+          name: Optional[str] = typer.Option(None, help="Study name for the report.")) -> None:
+    """Run a transfer study (pairs x methods x seeds) into a resumable SQLite store; re-run to resume."""
+    from .study import build_study_spec, run_study
+
+    if zoo is not None and models is not None:
+        raise AnyteachError("give --zoo or --models, not both")
+    recipe = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
+    definition = build_study_spec(spec, models=zoo if zoo is not None else _csv(models), data=data, pairs=pairs,
+                                  balanced=balanced, pair_seed=seed, methods=_csv(methods), seeds=_csv(seeds),
+                                  recipe=recipe, workers=workers, executor=executor, address=address,
+                                  resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name)
+    outcome = run_study(definition, out)
+    err_console.print(f"{outcome.finished} runs finished now, {outcome.skipped} were already done, "
+                      f"{len(outcome.failed)} failed; {outcome.seconds:.0f} s -> {out}")
+    print_summary(Path(out))
+    if outcome.failed:
+        err_console.print(f"[red]{len(outcome.failed)} runs failed[/red] (first: {outcome.failed[0][1].splitlines()[0]}); "
+                          "run the same command again to retry them", highlight=False)
+        raise typer.Exit(1)
+    err_console.print(f"next: anyteach report {out}")
+
+
+@app.command()
+def summary(study_dir: Path = typer.Argument(..., help="Study directory."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON object per method.")) -> None:
+    """Aggregate a study: success rates, deltas, gains, losses per method and teacher-strength bucket."""
+    if as_json:
+        from .aggregate import summarize
+
+        print(summarize(study_dir).to_json())
+        return
+    print_summary(study_dir)
+
+
+@app.command()
+def report(study_dir: Path = typer.Argument(..., help="Study directory.")) -> None:
+    """Write report.md, a self-contained report.html and the study's PNG figures into the study directory."""
+    from .aggregate import summarize
+    from .report import headline_text, write_report
+
+    result = summarize(study_dir)
+    files = write_report(study_dir, result)
+    console.print(headline_text(result), highlight=False, soft_wrap=True)
+    err_console.print(f"report: {files.markdown}\n        {files.html}\nfigures: {len(files.figures)} in "
+                      f"{files.figures[0].parent if files.figures else study_dir}")
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 
 

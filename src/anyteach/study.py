@@ -48,8 +48,10 @@ METHOD_KEYS = ("name", "label", "options")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 EXECUTORS = ("local", "ray")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
-RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "seed", "progress"})
+RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "seed", "progress", "overwrite",
+                              "stop_after_epoch", "on_epoch"})
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
 
 
@@ -221,6 +223,8 @@ def _check_options(options: Any, path: str) -> dict[str, Any]:
         if key in RESERVED_OPTIONS:
             raise AnyteachError(f"{_where(f'{path}.{key}')}: `{key}` is set by the study for every run "
                                 f"(use the study's own keys: models, pairs, data, methods, seeds)")
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads `1e-3` as a string
         try:
             json.dumps(value)
         except TypeError as e:
@@ -236,17 +240,11 @@ def _method_registry() -> Mapping[str, Any]:
     return METHODS
 
 
-def _training_options() -> set[str] | None:
-    """Keyword options of `transfer(...)` that are not method options (epochs, lr, ...), or None
-    while the engine is not importable (then only method options are checked)."""
-    import inspect
+def _training_options() -> set[str]:
+    """Training options of `transfer(...)` (epochs, lr, batch_size, ...) that a study may set."""
+    from .trainer import TrainingOptions
 
-    try:
-        from .transfer import transfer
-    except ImportError:
-        return None
-    params = inspect.signature(transfer).parameters.values()
-    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - RESERVED_OPTIONS
+    return set(TrainingOptions.names()) - RESERVED_OPTIONS
 
 
 def _method_options() -> set[str]:
@@ -257,20 +255,24 @@ def _method_options() -> set[str]:
 
 def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> None:
     """Every option of one method's runs must be a training option of `transfer` or one of the
-    method's own options, with a valid value (checked by the method registry)."""
+    method's own options, with a valid value (checked by the engine's own option types)."""
     from .methods import resolve_method_options
+    from .trainer import TrainingOptions
 
     training = _training_options()
     method_keys = _method_options()
-    given = {}
+    given, train = {}, {}
     for key, value in options.items():
         if key in method_keys:
             given[key] = value
-        elif training is not None and key not in training:
+        elif key in training:
+            train[key] = value
+        else:
             raise AnyteachError(f"{_where(f'{path}.{key}')}: unknown option; training options: "
                                 f"{', '.join(sorted(training))}; method options: {', '.join(sorted(method_keys))}")
     try:
         resolve_method_options(method, given)
+        TrainingOptions(**train)
     except AnyteachError as e:
         raise AnyteachError(f"{_where(path)}: {e}") from e
 
@@ -347,18 +349,7 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if isinstance(source, StudySpec):
         raw: dict[str, Any] = source.to_dict()
     elif isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise AnyteachError(f"study file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise AnyteachError(f"cannot read study file {path}: not valid YAML ({e})") from e
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, Mapping):
-            raise AnyteachError(f"study file {path} must hold a mapping of keys, got {type(loaded).__name__}")
-        raw = dict(loaded)
+        raw = _read_yaml(Path(source))
     elif isinstance(source, Mapping):
         raw = dict(source)
     else:
@@ -438,6 +429,63 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
         raise AnyteachError(f"{_where('resources.num_cpus')} must be positive: every run needs a CPU")
     name = _as_str(raw.get("name", "study"), "name")
     return StudySpec(tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name)
+
+
+def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = None, *,
+                     models: str | Sequence[str] | None = None, data: str | None = None, pairs: int | None = None,
+                     balanced: bool | None = None, pair_seed: int | None = None,
+                     methods: str | Sequence[Any] | None = None, seeds: str | Sequence[int] | None = None,
+                     recipe: Mapping[str, Any] | None = None, workers: int | None = None,
+                     executor: str | None = None, address: str | None = None,
+                     resources: Mapping[str, float] | None = None, name: str | None = None) -> StudySpec:
+    """A study from a YAML file / dict and/or keyword options (what the CLI's flags map to).
+
+    Keywords that are not None replace the file's keys; `pairs`, `balanced` and `pair_seed` set
+    `pairs.random`, `pairs.balanced` and `pairs.seed`; `recipe` and `resources` are merged key by
+    key over the file's. Without a file, `models` and `methods` are required.
+
+    Raises:
+        AnyteachError: as `load_study_spec`.
+    """
+    if spec is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(spec, StudySpec):
+        raw = spec.to_dict()
+    elif isinstance(spec, (str, Path)):
+        raw = _read_yaml(Path(spec))
+    else:
+        raw = dict(spec)
+    pair_raw = raw.get("pairs")
+    if isinstance(pair_raw, int) and not isinstance(pair_raw, bool):
+        pair_raw = {"random": pair_raw}
+    if pairs is not None or balanced is not None or pair_seed is not None:
+        pair_raw = dict(pair_raw or {})
+        for key, value in (("random", pairs), ("balanced", balanced), ("seed", pair_seed)):
+            if value is not None:
+                pair_raw[key] = value
+    if pair_raw is not None:
+        raw["pairs"] = pair_raw
+    for key, extra in (("recipe", recipe), ("resources", resources)):
+        if extra:
+            base = raw.get(key) or {}
+            raw[key] = {**base, **extra} if isinstance(base, Mapping) else base  # a bad base fails validation
+    overrides = {"models": models, "data": data, "methods": methods, "seeds": seeds, "workers": workers,
+                 "executor": executor, "address": address, "name": name}
+    return load_study_spec(raw, **overrides)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise AnyteachError(f"study file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AnyteachError(f"cannot read study file {path}: not valid YAML ({e})") from e
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise AnyteachError(f"study file {path} must hold a mapping of keys, got {type(loaded).__name__}")
+    return dict(loaded)
 
 
 # ---------------------------------------------------------------------------------------------
