@@ -87,7 +87,7 @@ def success_rate_boxplot(summary: StudySummary, path: Path,
     ax.set_ylim(-5, 105)
     ax.axhline(50, color="grey", linewidth=0.6, linestyle=":")
     ax.set_title("Success rate per student (box: quartiles, line: median)")
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 

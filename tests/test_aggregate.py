@@ -1,0 +1,144 @@
+"""Aggregation against values computed by hand on a small hand-made runs table.
+
+The table: method `kl` with three students (two runs each, one per teacher) and the teacher-free
+control `xe` (one run per student). Every expected number below is worked out in the comments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from anyteach.aggregate import METRIC_COLUMNS, aggregate, order_methods, per_student, size_correlation, summarize_runs
+from anyteach.study import BUCKETS
+
+COLUMNS = ["label", "method", "student", "teacher", "transfer_delta", "knowledge_gain", "knowledge_loss", "p_gain",
+           "p_loss", "teacher_strength", "bucket", "student_family", "student_params", "transfer_rate"]
+ROWS = [
+    # label, method, student, teacher, Δ, gain, loss, p_gain, p_loss, strength, bucket, family, params, rate
+    ("kl", "kl", "s1", "t1", 1.0, 2.0, 1.0, 0.01, 0.90, 2.0, "stronger", "cnn", 1000, 10.0),
+    ("kl", "kl", "s1", "t2", -0.5, 0.5, 1.0, 0.80, 0.04, -2.0, "weaker", "cnn", 1000, 20.0),
+    ("kl", "kl", "s2", "t1", 0.0, 1.0, 1.0, 0.60, 0.60, 0.5, "equal", "mlp", 2000, 30.0),
+    ("kl", "kl", "s2", "t3", 0.4, 0.6, 0.2, 0.20, 0.97, 5.0, "much stronger", "mlp", 2000, 40.0),
+    ("kl", "kl", "s3", "t2", -2.0, 0.0, 2.0, 1.00, 0.001, -6.0, "much weaker", "cnn", 3000, 50.0),
+    ("kl", "kl", "s3", "t3", -1.0, 1.0, 2.0, 0.90, 0.03, -4.0, "much weaker", "cnn", 3000, 60.0),
+    ("xe", "xe", "s1", "", 0.1, 0.3, 0.2, 0.30, 0.50, None, None, "cnn", 1000, 0.0),
+    ("xe", "xe", "s2", "", -0.1, 0.1, 0.2, 0.50, 0.30, None, None, "mlp", 2000, 0.0),
+    ("xe", "xe", "s3", "", 0.2, 0.2, 0.0, 0.25, 1.00, None, None, "cnn", 3000, 0.0),
+]
+
+
+@pytest.fixture
+def runs() -> pd.DataFrame:
+    frame = pd.DataFrame(ROWS, columns=COLUMNS)
+    frame["run_key"] = [f"r{i}" for i in range(len(frame))]
+    return frame
+
+
+def row_of(table: pd.DataFrame, **keys) -> pd.Series:
+    mask = pd.Series(True, index=table.index)
+    for k, v in keys.items():
+        mask &= table[k] == v
+    assert mask.sum() == 1, keys
+    return table[mask].iloc[0]
+
+
+def test_per_method_numbers_match_hand_computation(runs):
+    table = aggregate(runs)
+    assert list(table.columns) == ["label", *METRIC_COLUMNS]
+    kl = row_of(table, label="kl")
+    assert kl["runs"] == 6 and kl["students"] == 3
+    # per-student success: s1 1/2 = 50, s2 1/2 = 50 (Δ = 0.0 is not a success), s3 0/2 = 0
+    assert kl["median_success_rate"] == pytest.approx(50.0)
+    assert kl["success_rate_q1"] == pytest.approx(25.0)  # linear quantile of [0, 50, 50]
+    assert kl["success_rate_q3"] == pytest.approx(50.0)
+    assert kl["success_rate_iqr"] == pytest.approx(25.0)
+    assert kl["pooled_success_rate"] == pytest.approx(100 * 2 / 6)
+    assert kl["mean_delta"] == pytest.approx(-2.1 / 6)  # (1 - 0.5 + 0 + 0.4 - 2 - 1) / 6
+    assert kl["median_delta"] == pytest.approx(-0.25)  # sorted: -2, -1, -0.5, 0, 0.4, 1
+    assert kl["student_mean_delta"] == pytest.approx((0.25 + 0.2 - 1.5) / 3)
+    assert kl["mean_gain"] == pytest.approx(5.1 / 6)
+    assert kl["mean_loss"] == pytest.approx(7.2 / 6)
+    assert kl["mean_transfer_rate"] == pytest.approx(35.0)
+    assert kl["significant_gain_rate"] == pytest.approx(100 / 6)  # p_gain 0.01 only
+    assert kl["significant_harm_rate"] == pytest.approx(50.0)  # p_loss 0.04, 0.001, 0.03
+    assert kl["mean_teacher_strength"] == pytest.approx((2 - 2 + 0.5 + 5 - 6 - 4) / 6)
+
+    xe = row_of(table, label="xe")
+    # per student: s1 100, s2 0, s3 100 -> median 100, quartiles 50 and 100
+    assert xe["runs"] == 3
+    assert (xe["median_success_rate"], xe["success_rate_q1"], xe["success_rate_q3"]) == (100.0, 50.0, 100.0)
+    assert xe["pooled_success_rate"] == pytest.approx(200 / 3)
+    assert xe["mean_delta"] == pytest.approx(0.2 / 3)
+    assert xe["significant_gain_rate"] == 0.0 and xe["significant_harm_rate"] == 0.0
+    assert math.isnan(xe["mean_teacher_strength"])
+
+
+def test_per_bucket_and_family(runs):
+    summary = summarize_runs(runs, methods=["xe", "kl"])
+    assert summary.methods == ["xe", "kl"]
+    assert list(summary.by_method["method"]) == ["xe", "kl"]
+
+    buckets = summary.by_bucket
+    assert list(buckets[buckets["method"] == "kl"]["bucket"]) == list(BUCKETS)
+    much_weaker = row_of(buckets, method="kl", bucket="much weaker")
+    assert much_weaker["runs"] == 2 and much_weaker["students"] == 1
+    assert much_weaker["pooled_success_rate"] == 0.0
+    assert much_weaker["mean_delta"] == pytest.approx(-1.5)
+    assert much_weaker["significant_harm_rate"] == pytest.approx(100.0)
+    assert row_of(buckets, method="kl", bucket="equal")["pooled_success_rate"] == 0.0  # Δ = 0 is no success
+    assert row_of(buckets, method="kl", bucket="stronger")["median_success_rate"] == 100.0
+    assert row_of(buckets, method="kl", bucket="much stronger")["mean_delta"] == pytest.approx(0.4)
+    # the teacher-free control has no bucket: five empty rows
+    xe_buckets = buckets[buckets["method"] == "xe"]
+    assert len(xe_buckets) == 5 and (xe_buckets["runs"] == 0).all()
+
+    cnn = row_of(summary.by_family, method="kl", family="cnn")
+    assert cnn["runs"] == 4 and cnn["median_success_rate"] == pytest.approx(25.0)  # s1 50, s3 0
+    assert cnn["mean_delta"] == pytest.approx((1 - 0.5 - 2 - 1) / 4)
+    mlp = row_of(summary.by_family, method="kl", family="mlp")
+    assert mlp["runs"] == 2 and mlp["mean_delta"] == pytest.approx(0.2)
+
+
+def test_per_student_and_size_correlation(runs):
+    students = per_student(runs)
+    s3 = row_of(students, label="kl", student="s3")
+    assert s3["runs"] == 2 and s3["success_rate"] == 0.0 and s3["mean_delta"] == pytest.approx(-1.5)
+    assert s3["student_params"] == 3000 and s3["student_family"] == "cnn"
+    corr = size_correlation(runs).set_index("label")
+    # kl: params 1000, 2000, 3000 against mean Δ 0.25, 0.2, -1.5: perfectly anti-monotone
+    assert corr.loc["kl", "delta_size_spearman"] == pytest.approx(-1.0)
+    # xe: 0.1, -0.1, 0.2 -> ranks 2, 1, 3 against 1, 2, 3: rho = 0.5
+    assert corr.loc["xe", "delta_size_spearman"] == pytest.approx(0.5)
+
+
+def test_json_records_have_the_documented_keys(runs):
+    records = json.loads(summarize_runs(runs).to_json())
+    assert [r["method"] for r in records] == ["kl", "xe"]
+    required = {"method", "runs", "median_success_rate", "pooled_success_rate", "mean_delta", "mean_gain",
+                "mean_loss", "significant_gain_rate", "significant_harm_rate", "by_bucket"}
+    for record in records:
+        assert required <= set(record)
+        assert [b["bucket"] for b in record["by_bucket"]] == list(BUCKETS)
+        for bucket in record["by_bucket"]:
+            assert {"runs", "median_success_rate", "mean_delta", "significant_harm_rate"} <= set(bucket)
+    kl = records[0]
+    assert kl["significant_harm_rate"] == pytest.approx(50.0)
+    assert kl["by_bucket"][0]["mean_delta"] == pytest.approx(-1.5)
+    assert records[1]["by_bucket"][0]["runs"] == 0 and records[1]["by_bucket"][0]["mean_delta"] is None
+
+
+def test_order_and_empty_tables():
+    assert order_methods(["b", "a", "c", "a"], ["c", "a", "zzz"]) == ["c", "a", "b"]
+    empty = pd.DataFrame(columns=COLUMNS + ["run_key"])
+    assert aggregate(empty).empty
+    summary = summarize_runs(empty)
+    assert summary.to_records() == [] and summary.methods == []
+
+
+def test_missing_columns_are_a_clear_error(runs):
+    with pytest.raises(ValueError, match="p_loss"):
+        aggregate(runs.drop(columns="p_loss"))

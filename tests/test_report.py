@@ -1,0 +1,141 @@
+"""The report renders: files exist, PNGs are real images, the HTML references only what exists, and
+the sentences follow the numbers.
+
+The study here is synthetic (rows written straight into a store, no training), built so that the
+expected verdicts are known: `kl` harms from weaker teachers and helps from much stronger ones,
+`kl+dp` gains a little everywhere without significant harm, `xe` stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anyteach.aggregate import summarize
+from anyteach.report import PAPER_RESULTS, findings, headline_table, write_report
+from anyteach.store import StudyStore, run_row
+from anyteach.study import ModelEntry, RunSpec
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _final(delta: float, strength: float, significant_harm: bool, significant_gain: bool) -> dict:
+    student_acc_before = 80.0
+    gain = max(delta, 0.0) + 1.0
+    loss = gain - delta
+    return {"student_acc": student_acc_before + delta, "student_acc_before": student_acc_before,
+            "teacher_acc": student_acc_before + strength, "transfer_delta": delta, "knowledge_gain": gain,
+            "knowledge_loss": loss, "transfer_rate": 10.0, "gain_count": int(gain * 10), "loss_count": int(loss * 10),
+            "p_gain": 0.01 if significant_gain else 0.5, "p_loss": 0.01 if significant_harm else 0.5}
+
+
+def make_study(study_dir: Path) -> None:
+    """6 models (3 families, growing size), 30 ordered pairs, 4 methods, deterministic numbers."""
+    families = ["cnn", "mlp", "transformer"]
+    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", families[i % 3], 1000 * (i + 1)) for i in range(6)}
+    names = {ref: m.name for ref, m in models.items()}
+    accuracy = {f"m{i}": 80.0 + 2.5 * i for i in range(6)}
+    rng = np.random.default_rng(0)
+    spec = {"name": "synthetic", "data": "mnist1d", "seeds": [0], "recipe": {"epochs": 1},
+            "methods": [{"name": m, "label": m, "options": {}} for m in ("kl", "kl+dp", "kl+dp-u", "xe")]}
+    with StudyStore(study_dir) as store:
+        store.set_meta("spec", json.dumps(spec))
+        store.add_models([{**m.__dict__} for m in models.values()])
+        for s in models:
+            for t in models:
+                if s == t:
+                    continue
+                strength = accuracy[t] - accuracy[s]
+                per_method = {
+                    "kl": (0.4 * strength - 1.0, strength < 0, strength > 3),
+                    "kl+dp": (0.2 + 0.02 * strength + 0.01 * rng.random(), False, strength > 3),
+                    "kl+dp-u": (0.1 + 0.01 * strength, False, False),
+                }
+                for method, (delta, harm, gain) in per_method.items():
+                    run = RunSpec(method, method, s, t, 0, "{}", "mnist1d")
+                    outcome = {"final": _final(delta, strength, harm, gain), "run_dir": "", "seconds": 1.0,
+                               "complementary_knowledge": 3.0 + 0.1 * abs(strength)}
+                    history = [{"epoch": 0, "transfer_delta": 0.0}, {"epoch": 1, "transfer_delta": delta}]
+                    assert store.add_run(run_row(run, outcome, names, models), history)
+            run = RunSpec("xe", "xe", s, None, 0, "{}", "mnist1d")
+            outcome = {"final": _final(0.05 if s in ("m0", "m2") else -0.05, 0.0, False, False), "run_dir": "",
+                       "seconds": 1.0}
+            assert store.add_run(run_row(run, outcome, names, models), [{"epoch": 0}, {"epoch": 1}])
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("synthetic-study")
+    make_study(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(study_dir):
+    return write_report(study_dir)
+
+
+def test_report_files_exist_and_figures_are_pngs(files):
+    assert files.markdown.exists() and files.html.exists()
+    names = {p.name for p in files.figures}
+    assert {"success_rate.png", "delta_by_bucket.png", "gain_vs_loss.png", "delta_vs_size.png",
+            "complementarity_vs_gap.png", "delta_over_epochs.png"} <= names
+    for path in files.figures:
+        data = path.read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, path
+
+
+def test_html_is_self_contained_and_markdown_links_exist(study_dir, files):
+    html = files.html.read_text()
+    references = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert references, "the HTML embeds the figures"
+    for ref in references:
+        assert ref.startswith("data:image/png;base64,") or (study_dir / ref).exists(), ref[:80]
+    assert html.count("<img") == len(files.figures)
+    markdown = files.markdown.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(links) == len(files.figures)
+    for link in links:
+        assert (study_dir / link).is_file(), link
+
+
+def test_headline_table_sits_next_to_the_paper(study_dir, files):
+    summary = summarize(study_dir)
+    table = headline_table(summary).set_index("method")
+    assert table.loc["kl+dp", "paper success"] == "92.5%"
+    assert table.loc["kl", "paper mean Δ (pp)"] == "-0.30"
+    assert table.loc["xe", "paper success"] == "–"
+    assert table.loc["kl+dp", "median success [IQR]"].startswith("100.0%")
+    markdown = files.markdown.read_text()
+    for paper in PAPER_RESULTS["kl"], PAPER_RESULTS["kl+dp"], PAPER_RESULTS["kl+dp-u"]:
+        assert paper.success_text in markdown
+
+
+def test_findings_follow_the_numbers(study_dir):
+    sentences = findings(summarize(study_dir))
+    text = "\n".join(sentences)
+    # kl+dp succeeds on every pair: agrees with the paper's 92.5%
+    dp = next(s for s in sentences if s.startswith("**kl+dp** (KL + DP)"))
+    assert "median success rate 100.0%" in dp and "agrees with the paper's 92.5%" in dp
+    # kl: Δ = 0.4·strength − 1 > 0 only for strength > 2.5: harms weak teachers, helps strong ones
+    kl_claim = next(s for s in sentences if s.startswith("Paper: plain KL"))
+    assert kl_claim.endswith("agrees.")
+    dp_both = next(s for s in sentences if s.startswith("Paper: DP gains"))
+    assert dp_both.endswith("agrees.")
+    safety = next(s for s in sentences if s.startswith("DP's point"))
+    assert "agrees (DP is much safer)" in safety
+    control = next(s for s in sentences if s.startswith("The **xe** control"))
+    assert "plateau" in control
+    assert "**kl+dp** does better than the control" in text
+    assert any(s.startswith("Ranking by median success rate") for s in sentences)
+
+
+def test_report_of_a_missing_study_is_a_user_error(tmp_path):
+    from anyteach import AnyteachError
+
+    with pytest.raises(AnyteachError, match="not a study directory"):
+        write_report(tmp_path / "nothing")
