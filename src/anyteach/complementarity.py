@@ -453,6 +453,8 @@ def _concentration(per_class: torch.Tensor, top_p: Sequence[float]) -> tuple[tor
     k_out = {p: torch.zeros(num_models, num_models, dtype=torch.int64) for p in top_p}
     share_out = {p: torch.zeros(num_models, num_models, dtype=torch.float64) for p in top_p}
     largest = int(per_class.max()) if per_class.numel() else 0
+    if largest == 0:  # no positive flips anywhere: entropy 0, empty top-p sets
+        return entropy, k_out, share_out
     use_histogram = largest + 1 <= num_classes
     rows = max(1, _CHUNK_ELEMENTS // (2 * max(1, num_classes * num_models)))
     for r0 in range(0, num_models, rows):
@@ -658,7 +660,7 @@ def semantic_relatedness(class_names: Sequence[str], top_classes: Sequence[int] 
     Returns:
         `{"top": mean pairwise cosine similarity of the chosen classes' embeddings, "all": the same over
         all class pairs, "relative": (top / all - 1) * 100}` (percent above the all-class mean). NaN
-        entries when fewer than two classes are chosen.
+        entries when fewer than two classes are chosen ("relative" also when the all-class mean is 0).
 
     Raises:
         AnyteachError: fewer than two class names, class index out of range, bad embedder output.
@@ -682,7 +684,8 @@ def semantic_relatedness(class_names: Sequence[str], top_classes: Sequence[int] 
         return {"top": math.nan, "all": all_mean, "relative": math.nan}
     index = torch.as_tensor(np.unique(chosen))
     top_mean = _mean_off_diagonal(similarity[index][:, index])
-    return {"top": top_mean, "all": all_mean, "relative": (top_mean / all_mean - 1.0) * 100.0}
+    relative = (top_mean / all_mean - 1.0) * 100.0 if all_mean != 0 else math.nan
+    return {"top": top_mean, "all": all_mean, "relative": relative}
 
 
 def _mean_off_diagonal(matrix: torch.Tensor) -> float:
