@@ -127,7 +127,7 @@ def _draw_per_class(ax, pair: PairAnalysis, title: str, color: str) -> None:
         ax.axhline(total / len(counts), color="black", ls="--", lw=1, label="uniform over classes")
     top = pair.top_p.get(50.0)
     if top is not None and top.k:
-        ax.axvspan(-0.5, top.k - 0.5, color="orange", alpha=0.15, label=f"top-50% classes (k={top.k})")
+        ax.axvspan(-0.5, top.k - 0.5, color="orange", alpha=0.18, zorder=0, label=f"top-50% classes (k={top.k})")
     if len(counts) <= _MAX_LABELLED_CLASSES:
         ax.set_xticks(ranks)
         ax.set_xticklabels([pair.class_names[c] for c in order], rotation=60, ha="right", fontsize=8)
