@@ -197,6 +197,30 @@ def test_tiny_study_in_process(tiny_study, tiny_zoo):
     assert store_rows(study_dir) == rows
 
 
+def test_a_changed_definition_reuses_rows_and_summarizes_only_its_own(tiny_study, tiny_zoo, tmp_path):
+    import shutil
+
+    from anyteach.aggregate import summarize
+    from anyteach.store import StudyStore
+
+    study_dir = tmp_path / "copy"
+    shutil.copytree(tiny_study[0], study_dir)
+    narrower = run_study(tiny_spec(tiny_zoo, methods=["kl"]), study_dir, progress=False)
+    assert narrower.total == 12 and narrower.skipped == 12 and narrower.finished == 0
+    assert summarize(study_dir).methods == ["kl"]
+    with StudyStore(study_dir, create=False) as store:
+        assert store.stale_runs() == 16 and len(store.runs(current=False)) == 28
+    assert "16 stored runs of an earlier definition" in write_report_text(study_dir)
+    run_study(tiny_spec(tiny_zoo), study_dir, progress=False)
+    assert summarize(study_dir).methods == ["kl", "kl+dp", "xe"]
+
+
+def write_report_text(study_dir: Path) -> str:
+    from anyteach.report import write_report
+
+    return write_report(study_dir).markdown.read_text()
+
+
 def _by_key(study_dir: Path) -> dict[str, tuple]:
     return {r["run_key"]: (r["student_acc"], r["knowledge_gain"], r["knowledge_loss"]) for r in store_rows(study_dir)}
 

@@ -301,7 +301,12 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
                                   balanced=balanced, pair_seed=seed, methods=_csv(methods), seeds=_csv(seeds),
                                   recipe=recipe, workers=workers, executor=executor, address=address,
                                   resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name)
-    outcome = run_study(definition, out)
+    try:
+        outcome = run_study(definition, out)
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/yellow]: finished runs are in {out}/study.sqlite; run the same "
+                          "command again to resume", highlight=False)
+        raise typer.Exit(130) from None
     err_console.print(f"{outcome.finished} runs finished now, {outcome.skipped} were already done, "
                       f"{len(outcome.failed)} failed; {outcome.seconds:.0f} s -> {out}")
     print_summary(Path(out))
@@ -335,6 +340,123 @@ def report(study_dir: Path = typer.Argument(..., help="Study directory.")) -> No
     console.print(headline_text(result), highlight=False, soft_wrap=True)
     err_console.print(f"report: {files.markdown}\n        {files.html}\nfigures: {len(files.figures)} in "
                       f"{files.figures[0].parent if files.figures else study_dir}")
+
+
+# ---------------------------------------------------------------------------------------------
+# transfer
+
+
+def _option_pairs(items: Optional[list[str]]) -> dict:
+    """`key=value` strings to options; values are JSON when they parse (numbers, true, null), else text."""
+    out = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise AnyteachError(f"bad --option {item!r}: expected key=value")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def transfer_summary(result) -> Table:
+    """The final metrics of a transfer run as a two-column table."""
+    f = result.final
+    table = Table(title=f"{result.config['method']}: {result.config['student']['name']} <- "
+                        f"{', '.join(t['name'] for t in result.config['teachers']) or 'no teacher'}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+
+    def num(value, fmt):
+        return "-" if value is None else format(value, fmt)
+
+    rows = [("student acc before → after %", f"{f['student_acc_before']:.2f} → {f['student_acc']:.2f}"),
+            ("teacher acc %", num(f.get("teacher_acc"), ".2f")),
+            ("transfer delta pp", f"{f['transfer_delta']:+.2f}"),
+            ("knowledge gain / loss %", f"{f['knowledge_gain']:.2f} / {f['knowledge_loss']:.2f}"),
+            ("gain / loss flips", f"{f['gain_count']} / {f['loss_count']}"),
+            ("p (gain) / p (loss)", f"{f['p_gain']:.2g} / {f['p_loss']:.2g}"),
+            ("transfer rate %", num(f.get("transfer_rate"), ".2f")),
+            ("routed to teacher %", num(f.get("routed_to_teacher"), ".2f"))]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+@app.command("transfer")
+def transfer_command(
+    student: str = typer.Option(..., "--student", help="Student model reference."),
+    teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="Teacher model reference; repeat it for "
+                                                "several (methods that route between teachers: kl+dp, kl+dp-u)."),
+    data: str = typer.Option("mnist1d", "--data", help="Dataset reference."),
+    method: str = typer.Option("kl+dp", "--method", help="Transfer method (see `anyteach methods`)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: under the cache)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs over the transfer split (default 20)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the method's, else 1e-4 x batch/256)."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size (default 256)."),
+    optimizer: Optional[str] = typer.Option(None, help="sgd (default) or adamw."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (default 1e-4)."),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum (default 0.9)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of shuffling, dropout and method randomness (default 0)."),
+    temperature: Optional[float] = typer.Option(None, help="KL temperature τ (default 1)."),
+    top_k: Optional[int] = typer.Option(None, help="Restrict the KL to the teacher's top-k classes."),
+    alpha: Optional[float] = typer.Option(None, help="KL weight; 1 - alpha weighs cross-entropy."),
+    mcl_interpolation: Optional[float] = typer.Option(None, help="MCL interpolation factor t (default 0.9999)."),
+    mcl_period: Optional[int] = typer.Option(None, help="MCL interpolates every N steps (default 2)."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Augment the transfer inputs."),
+    cache_teacher_outputs: Optional[bool] = typer.Option(
+        None, "--cache-teacher-outputs/--no-cache-teacher-outputs",
+        help="Compute teacher and frozen-student outputs once (default when not augmenting)."),
+    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N epochs (default 1)."),
+    device: Optional[str] = typer.Option(None, help="auto (default), cpu, cuda, cuda:N."),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o",
+                                               help="Any other option as key=value, e.g. -o beta=5 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+) -> None:
+    """Transfer knowledge from a teacher into a student; resumable (re-run the same command)."""
+    from .transfer import transfer
+
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
+             "weight_decay": weight_decay, "momentum": momentum, "seed": seed, "temperature": temperature,
+             "top_k": top_k, "alpha": alpha, "mcl_interpolation": mcl_interpolation, "mcl_period": mcl_period,
+             "augment": augment, "cache_teacher_outputs": cache_teacher_outputs, "eval_every": eval_every,
+             "device": device}
+    options = {k: v for k, v in given.items() if v is not None}
+    options.update(_option_pairs(option))
+    result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, progress=not quiet, **options)
+    if as_json:
+        print(json.dumps(result.final, indent=2))
+        return
+    console.print(transfer_summary(result))
+    where = result.student_path or result.run_dir
+    err_console.print(f"{'student' if result.student_path else 'run'}: {where}", highlight=False, soft_wrap=True)
+
+
+@app.command("methods")
+def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table.")) -> None:
+    """List the transfer methods with their parts and defaults."""
+    from .methods import method_table
+
+    rows = method_table()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="transfer methods: target rule -> loss + regulariser", show_lines=True)
+    table.add_column("method", no_wrap=True, style="bold")
+    table.add_column("what it does")
+    table.add_column("defaults", no_wrap=True)
+    for r in rows:
+        parts = f"{r['target'] or '-'} -> {r['loss'] or '(no training)'}"
+        if r["regulariser"]:
+            parts += f" + {r['regulariser']}"
+        if not r["teacher"]:
+            parts += " (no teacher)"
+        defaults = "\n".join(f"{k}={v}" for k, v in r["defaults"].items()) or "-"
+        table.add_row(r["name"], f"{parts}\n[dim]{r['description']}[/dim]", defaults)
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------------------------

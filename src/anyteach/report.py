@@ -472,7 +472,8 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
         history = store.history()
         spec_text = store.meta("spec")
         failures = store.failures()
-        models = store.models()
+        stale = store.stale_runs()
+        planned = store.planned()
     spec = json.loads(spec_text) if spec_text else {}
     fig_dir = study_dir / FIGURE_DIR
     engine = engine_methods(summary)
@@ -481,15 +482,19 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     report = Report(f"Transfer study: {spec.get('name', study_dir.name)}")
     runs = summary.runs
     pairs = runs[runs["teacher"] != ""].drop_duplicates(["student", "teacher"]) if len(runs) else runs
+    n_models = len((set(runs["student"]) | set(runs["teacher"])) - {""}) if len(runs) else 0
     report.text(
-        f"{len(runs)} finished runs: {len(pairs)} ordered (student, teacher) pairs over {len(models)} models, "
+        f"{len(runs)} finished runs: {len(pairs)} ordered (student, teacher) pairs over {n_models} models, "
         f"methods {', '.join(f'`{m}`' for m in summary.methods) or '–'}, seeds "
         f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data `{spec.get('data', '?')}` "
         f"(metrics on its eval split). Shared recipe: `{json.dumps(spec.get('recipe', {}), sort_keys=True)}`. "
         f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
         f"{time.strftime('%Y-%m-%d %H:%M')}."
         + (f" **{len(failures)} runs failed** (see the store's `failures` table); re-run the study to retry them."
-           if len(failures) else ""))
+           if len(failures) else "")
+        + (f" **The study is incomplete: {len(runs)} of {planned} planned runs have finished**; re-run it to resume."
+           if planned and len(runs) < planned else "")
+        + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else ""))
 
     report.heading("Headline: this study next to the paper")
     report.table(headline_table(summary),

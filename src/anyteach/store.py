@@ -3,7 +3,9 @@
 Tables: `runs` (one row per finished run: what ran, on which models, with all its final metrics,
 the teacher strength and its bucket), `history` (the per-epoch metrics of each finished run; epoch 0
 is the student before transfer), `models` (the study's models and their metadata), `failures` (the
-last error of runs that failed, retried next time) and `meta` (the study definition). A run and its
+last error of runs that failed, retried next time), `plan` (the run keys of the study's current
+definition: rows of runs from an earlier definition stay stored, ready to be reused, but are left
+out of the aggregates) and `meta` (the study definition). A run and its
 history are written in one transaction when the run has finished, and the run key is the primary
 key, so a row is never duplicated and a killed driver never leaves half a run behind. The database
 runs in WAL mode with full synchronisation: readers (`anyteach summary` on a running study) never
@@ -76,6 +78,7 @@ CREATE TABLE IF NOT EXISTS history (
   metrics_json TEXT,
   PRIMARY KEY (run_key, epoch));
 CREATE TABLE IF NOT EXISTS failures (run_key TEXT PRIMARY KEY, error TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS plan (run_key TEXT PRIMARY KEY, position INTEGER NOT NULL);
 """
 
 
@@ -164,6 +167,16 @@ class StudyStore:
             self.conn.execute("DELETE FROM failures WHERE run_key=?", (row["run_key"],))
         return True
 
+    def set_plan(self, run_keys: Sequence[str]) -> None:
+        """Record the runs of the study's current definition (replacing the previous plan).
+
+        Rows of runs outside the plan stay in the store (a later definition that includes them
+        again reuses them) but `runs()` and the aggregates leave them out.
+        """
+        with self._transaction():
+            self.conn.execute("DELETE FROM plan")
+            self.conn.executemany("INSERT INTO plan VALUES (?, ?)", [(k, i) for i, k in enumerate(run_keys)])
+
     def add_failure(self, run_key: str, error: str) -> None:
         with self._transaction():
             self.conn.execute("INSERT INTO failures VALUES (?, ?, ?) ON CONFLICT(run_key) DO UPDATE SET "
@@ -181,21 +194,40 @@ class StudyStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def runs(self) -> pd.DataFrame:
-        """All finished runs, one row each, in the order they finished."""
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY finished_at, run_key", self.conn)
+    def _in_plan(self, alias: str) -> str:
+        """SQL condition: the run is in the current plan (or there is no plan at all)."""
+        return (f"({alias}.run_key IN (SELECT run_key FROM plan) OR NOT EXISTS (SELECT 1 FROM plan))")
 
-    def history(self) -> pd.DataFrame:
-        """Per-epoch metrics of every finished run (with the run's label, student and teacher)."""
+    def runs(self, current: bool = True) -> pd.DataFrame:
+        """Finished runs, one row each, in the order they finished.
+
+        Args:
+            current: only the runs of the study's current definition (`set_plan`); False: all.
+        """
+        where = f"WHERE {self._in_plan('r')}" if current else ""
+        return pd.read_sql_query(f"SELECT r.* FROM runs r {where} ORDER BY r.finished_at, r.run_key", self.conn)
+
+    def history(self, current: bool = True) -> pd.DataFrame:
+        """Per-epoch metrics of the finished runs (with the run's label, student and teacher)."""
+        where = f"WHERE {self._in_plan('r')}" if current else ""
         return pd.read_sql_query(
             "SELECT h.*, r.label, r.method, r.student, r.teacher, r.seed, r.bucket FROM history h "
-            "JOIN runs r USING (run_key) ORDER BY r.finished_at, h.run_key, h.epoch", self.conn)
+            f"JOIN runs r USING (run_key) {where} ORDER BY r.finished_at, h.run_key, h.epoch", self.conn)
+
+    def stale_runs(self) -> int:
+        """Stored runs that are not part of the current definition."""
+        return self.conn.execute(f"SELECT COUNT(*) FROM runs r WHERE NOT {self._in_plan('r')}").fetchone()[0]
+
+    def planned(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM plan").fetchone()[0]
 
     def models(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM models ORDER BY ref", self.conn)
 
-    def failures(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM failures ORDER BY at", self.conn)
+    def failures(self, current: bool = True) -> pd.DataFrame:
+        """The last error of runs that failed and have not finished since."""
+        where = f"WHERE {self._in_plan('f')}" if current else ""
+        return pd.read_sql_query(f"SELECT f.* FROM failures f {where} ORDER BY f.at", self.conn)
 
 
 class _Transaction:

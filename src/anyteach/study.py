@@ -725,6 +725,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
     with StudyStore(study_dir) as store:
         store.set_meta("spec", json.dumps(spec.to_dict()))
         store.add_models([dataclasses.asdict(m) for m in plan.models])
+        store.set_plan([r.key for r in plan.runs])
         done = store.finished_keys()
         todo = [r for r in plan.runs if r.key not in done]
         skipped = len(plan.runs) - len(todo)
