@@ -1,0 +1,560 @@
+"""The one training loop of every transfer method, with per-epoch metrics and checkpoint/resume.
+
+The student trains; the teachers and the frozen initial student (S_frozen) run in eval mode without
+gradients. When the transfer data is not augmented, their outputs over the transfer split are
+computed once (through the on-disk predictions cache) and indexed by each batch's `index`, so a
+step costs little more than the student's own forward and backward. After every evaluated epoch the
+student (for MCL: the slow weights) is measured on the eval split against S0 and the teacher(s);
+epoch 0 is the student before transfer. At the end of every epoch the full state (student,
+optimiser, method state such as CRD's memory bank, slow weights, RNG states, epoch, step, metrics
+history) is written atomically, so an interrupted run resumes to bitwise the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import torch_save
+from .data import Dataset
+from .errors import AnyteachError
+from .methods import (MIXED, SKIPPED, MethodContext, TransferMethod, build_method, build_regulariser,
+                      ensemble_predictions, get_method)
+from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
+from .models import Classifier
+from .predictions import default_device, model_logits, predict
+
+CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
+OPTIMIZERS = ("sgd", "adamw")
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How the student is trained (the method's own options live in `methods.OPTIONS`).
+
+    Attributes:
+        epochs: passes over the transfer split (paper: 20).
+        batch_size: samples per step.
+        lr: constant learning rate; None resolves to the method's default, else the paper's
+            1e-4 x batch_size / 256 (`resolve_lr`).
+        optimizer: `sgd` (momentum, weight decay; the paper's) or `adamw`.
+        weight_decay, momentum: optimiser settings (paper: 1e-4, 0.9).
+        seed: seeds shuffling, dropout, augmentation and method randomness.
+        augment: random augmentation of the transfer inputs (then teacher outputs cannot be cached).
+        cache_teacher_outputs: compute teacher / frozen-student outputs over the transfer split once.
+        eval_every: evaluate every N epochs (the last epoch is always evaluated).
+        eval_batch_size: batch size of evaluation and output caching.
+        device: `auto` (CUDA when available), `cpu`, `cuda`, `cuda:1`, ...
+        amp: bf16 autocast on CUDA (ignored on CPU).
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float | None = None
+    optimizer: str = "sgd"
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    seed: int = 0
+    augment: bool = False
+    cache_teacher_outputs: bool = True
+    eval_every: int = 1
+    eval_batch_size: int = 1024
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        checks: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+            "epochs": (int, lambda v: v >= 0, ">= 0"),
+            "batch_size": (int, lambda v: v >= 1, ">= 1"),
+            "lr": (float, lambda v: v > 0 and math.isfinite(v), "> 0 (or None for the method's default)"),
+            "optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+            "weight_decay": (float, lambda v: v >= 0, ">= 0"),
+            "momentum": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+            "seed": (int, lambda v: v >= 0, ">= 0"),
+            "augment": (bool, lambda v: True, "true or false"),
+            "cache_teacher_outputs": (bool, lambda v: True, "true or false"),
+            "eval_every": (int, lambda v: v >= 1, ">= 1"),
+            "eval_batch_size": (int, lambda v: v >= 1, ">= 1"),
+            "device": (str, _valid_device, "auto, cpu, cuda or cuda:<n>"),
+            "amp": (bool, lambda v: True, "true or false"),
+        }
+        for name, (kind, check, allowed) in checks.items():
+            value = getattr(self, name)
+            if value is None and name == "lr":
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise AnyteachError(f"option {name}={value!r} must be a {kind.__name__} ({allowed})")
+            if not check(value):
+                raise AnyteachError(f"option {name}={value!r} is out of range: it must be {allowed}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _valid_device(value: str) -> bool:
+    if value in ("auto", "cpu", "cuda", "mps"):
+        return True
+    kind, _, number = value.partition(":")
+    return kind == "cuda" and number.isdigit()
+
+
+def resolve_lr(options: TrainingOptions, method: str) -> float:
+    """The learning rate a run uses: explicit, else the method's default, else 1e-4 x batch / 256."""
+    if options.lr is not None:
+        return options.lr
+    return float(get_method(method).defaults.get("lr", 1e-4 * options.batch_size / 256))
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; anything else as given (checked to exist)."""
+    if device == "auto":
+        return default_device()
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise AnyteachError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def make_optimizer(params: list[nn.Parameter], options: TrainingOptions, lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay (the paper's), or AdamW; constant learning rate."""
+    if options.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=options.momentum, weight_decay=options.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=options.weight_decay)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress reporting
+
+
+class Reporter(Protocol):
+    """Receives progress: `start` once (with the history so far), `step` after each optimiser step,
+    `epoch` with each new metrics row, `close` at the end."""
+
+    def start(self, epochs: int, steps_per_epoch: int, history: list[dict[str, Any]]) -> None: ...
+
+    def step(self) -> None: ...
+
+    def epoch(self, row: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SilentReporter:
+    """A `Reporter` that shows nothing."""
+
+    def start(self, epochs: int, steps_per_epoch: int, history: list[dict[str, Any]]) -> None:
+        pass
+
+    def step(self) -> None:
+        pass
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _cached_logits(model: Classifier, data: Dataset, split: str, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits of `model` over a split, through the predictions cache.
+
+    A freshly computed result is read back from the cache once, because the cache may store logits
+    at lower precision: a resumed run must see bit-identical targets and metrics as the first one.
+    """
+    first = predict(model, data, split, batch_size=batch_size, device=device)
+    if not model.info.identity:
+        return first.logits
+    return predict(model, data, split, batch_size=batch_size, device=device).logits
+
+
+@torch.no_grad()
+def _split_features(model: Classifier, data: Dataset, split: str, batch_size: int, device: torch.device,
+                    autocast) -> torch.Tensor:
+    """Penultimate features of `model` over a whole split, in index order (eval mode)."""
+    was_training = model.training
+    model.eval()
+    outs = []
+    try:
+        for x, _, _ in data.loader(split, batch_size=batch_size, preprocessing=model.info.preprocessing):
+            with autocast():
+                outs.append(model.features(x.to(device, non_blocking=True))[1].float())
+    finally:
+        model.train(was_training)
+    return torch.cat(outs)
+
+
+def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
+    """Metrics rows hold plain JSON types (top-p keys as strings, numpy scalars as Python numbers)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            value = {(f"{k:g}" if isinstance(k, float) else str(k)): v for k, v in value.items()}
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+@dataclass
+class TrainOutcome:
+    """What `Trainer.run` returns.
+
+    Attributes:
+        history: metrics rows, epoch 0 first.
+        final: the metrics of the exported student (None while unfinished).
+        model: the model to export (the student, or MCL's slow weights); None for `ensemble`.
+        finished: False when the run stopped early on request (resumable).
+    """
+
+    history: list[dict[str, Any]]
+    final: dict[str, Any] | None
+    model: nn.Module | None
+    finished: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """Transfers from `teachers` into `student` on `data` with one method.
+
+    Args:
+        student: the student S0 (a copy is trained; the argument is left untouched).
+        teachers: K >= 0 teachers (the method decides how many it accepts).
+        data: the dataset; training uses its `transfer` split, measuring its `eval` split.
+        method: a preset name from `methods.METHODS`.
+        method_options: the method's resolved options (`methods.resolve_method_options`).
+        options: training options.
+        reporter: progress sink (default: silent).
+    """
+
+    def __init__(self, student: Classifier, teachers: list[Classifier], data: Dataset, method: str,
+                 method_options: dict[str, Any], options: TrainingOptions, reporter: Reporter | None = None):
+        self.preset = get_method(method)
+        self.student = copy.deepcopy(student)
+        self.teachers = list(teachers)
+        self.data = data
+        self.method_options = dict(method_options)
+        self.options = options
+        self.lr = resolve_lr(options, method)
+        self.device = resolve_device(options.device)
+        self.reporter = reporter or SilentReporter()
+        self.use_amp = options.amp and self.device.type == "cuda"
+        self.cache = options.cache_teacher_outputs and not options.augment
+
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # -- measuring -----------------------------------------------------------------------------
+
+    def _prepare_eval(self) -> None:
+        """Eval-split predictions of S0 and the teachers (cached on disk), and T's top-p classes."""
+        bs, dev = self.options.eval_batch_size, self.device
+        self.eval_labels = self.data.labels("eval")
+        self.before_logits = _cached_logits(self.student, self.data, "eval", bs, dev)
+        self.before = self.before_logits.argmax(1)
+        self.teacher_eval_logits = [_cached_logits(t, self.data, "eval", bs, dev) for t in self.teachers]
+        self.teacher_preds = [logits.argmax(1) for logits in self.teacher_eval_logits]
+        self.teacher_top_classes = None
+        if self.teachers:
+            if len(self.teachers) == 1:
+                reference = self.teacher_preds[0]
+            else:  # several teachers: "the teachers" are right where any of them is right
+                right = torch.stack([p == self.eval_labels for p in self.teacher_preds]).any(0)
+                reference = torch.where(right, self.eval_labels, self.teacher_preds[0])
+            self.teacher_reference = reference
+            flips = per_class_positive_flips(self.before, reference, self.eval_labels, self.data.num_classes)
+            self.teacher_top_classes = {p: top_p_classes(flips, p).classes for p in DEFAULT_TOP_P}
+
+    def metrics_row(self, predictions: torch.Tensor, epoch: int) -> dict[str, Any]:
+        """Transfer metrics of eval-split `predictions` against S0 and the teacher(s)."""
+        labels = self.eval_labels
+        if self.teachers:
+            row = transfer_metrics(self.before, predictions, self.teacher_reference, labels, self.teacher_top_classes)
+            if len(self.teachers) > 1:
+                accs = [100.0 * (p == labels).float().mean().item() for p in self.teacher_preds]
+                row["teacher_acc"], row["teacher_accs"] = max(accs), accs
+        else:
+            row = transfer_metrics(self.before, predictions, self.before, labels)
+            row["teacher_acc"] = row["transfer_rate"] = None
+        return _json_ready({"epoch": epoch, **row})
+
+    def evaluate(self, model: nn.Module) -> torch.Tensor:
+        """Eval-split predictions of `model` (one no-grad pass)."""
+        return model_logits(model, self.data, "eval", batch_size=self.options.eval_batch_size,
+                            device=self.device).argmax(1)
+
+    # -- reference outputs ---------------------------------------------------------------------
+
+    def _prepare_references(self, method_needs: dict[str, bool]) -> None:
+        """Teacher / frozen-student outputs: cached over the transfer split, or models for live use."""
+        bs, dev = self.options.eval_batch_size, self.device
+        self.cached_frozen = self.cached_teachers = self.cached_teacher_features = None
+        self.frozen_model = None
+        if self.cache:
+            if method_needs["frozen"]:
+                self.cached_frozen = _cached_logits(self.student, self.data, "transfer", bs, dev).to(dev)
+            if method_needs["teacher_logits"]:
+                self.cached_teachers = torch.stack(
+                    [_cached_logits(t, self.data, "transfer", bs, dev) for t in self.teachers]).to(dev)
+            if method_needs["teacher_features"]:
+                self.teachers[0].to(dev)
+                self.cached_teacher_features = _split_features(self.teachers[0], self.data, "transfer", bs, dev,
+                                                               self._autocast)
+            for teacher in self.teachers:  # no longer needed on the accelerator
+                teacher.to("cpu")
+        else:
+            if method_needs["frozen"]:
+                self.frozen_model = copy.deepcopy(self.student).eval().to(dev)
+            for teacher in self.teachers:
+                teacher.eval().to(dev)
+
+    @torch.no_grad()
+    def _reference_outputs(self, x: torch.Tensor, index: torch.Tensor, needs: dict[str, bool]):
+        frozen = teachers = features = None
+        if self.cache:
+            if self.cached_frozen is not None:
+                frozen = self.cached_frozen[index]
+            if self.cached_teachers is not None:
+                teachers = self.cached_teachers[:, index]
+            if self.cached_teacher_features is not None:
+                features = self.cached_teacher_features[index]
+            return frozen, teachers, features
+        with self._autocast():
+            if self.frozen_model is not None:
+                frozen = self.frozen_model(x)
+            if needs["teacher_features"]:
+                logits, features = self.teachers[0].features(x)
+                teachers = logits.unsqueeze(0)
+            elif needs["teacher_logits"]:
+                teachers = torch.stack([t(x) for t in self.teachers])
+        return frozen, teachers, features
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, checkpoint: Path | None = None, on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
+            stop_after_epoch: int | None = None) -> TrainOutcome:
+        """Train (or resume) and measure.
+
+        Args:
+            checkpoint: where the full state is saved after every epoch and resumed from if it exists.
+            on_epoch: called with the whole history after each evaluated epoch, after the checkpoint
+                is safely written (an exception raised there leaves a resumable run).
+            stop_after_epoch: stop (resumably) once this epoch is done: a hook for time-sliced jobs
+                and for testing resume.
+
+        Returns:
+            A `TrainOutcome`.
+        """
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # leave the caller's random state as it was
+            return self._run(checkpoint, on_epoch, stop_after_epoch)
+
+    def _run(self, checkpoint, on_epoch, stop_after_epoch) -> TrainOutcome:
+        opts = self.options
+        torch.manual_seed(opts.seed)
+        self.student.to(self.device)
+        self._prepare_eval()
+        epoch0 = self.metrics_row(self.before, 0)
+        if not self.preset.trains:
+            return self._ensemble(epoch0, on_epoch)
+
+        needs = {"frozen": self.preset.needs_frozen, "teacher_logits": self.preset.needs_teacher_logits,
+                 "teacher_features": self.preset.needs_teacher_features}
+        self._prepare_references(needs)
+        context = self._method_context(needs)
+
+        torch.manual_seed(opts.seed)  # what happened above must not change the training randomness
+        method = build_method(self.preset.name, self.method_options, context).to(self.device)
+        optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts, self.lr)
+        regulariser = build_regulariser(self.preset, self.student, self.method_options)
+        augment_rng = torch.Generator().manual_seed(opts.seed + 7919)
+        history, epoch, step = [epoch0], 0, 0
+        if checkpoint is not None and Path(checkpoint).exists():
+            history, epoch, step = self._load(checkpoint, method, optimizer, regulariser, augment_rng)
+        elif on_epoch is not None:
+            on_epoch(history)
+
+        loader = self._loader(0)
+        steps_per_epoch = len(loader)
+        if steps_per_epoch == 0 and opts.epochs > 0:
+            raise AnyteachError(f"the transfer split has {self.data.size('transfer')} samples, fewer than one "
+                                f"batch of {opts.batch_size}; lower batch_size")
+        self.reporter.start(opts.epochs, steps_per_epoch, history)
+        try:
+            diverged = bool(history[-1].get("diverged"))
+            while epoch < opts.epochs and not diverged:
+                epoch += 1
+                started = time.perf_counter()
+                step, train = self._train_epoch(epoch, method, optimizer, regulariser, augment_rng, step)
+                train_seconds = time.perf_counter() - started
+                diverged = not math.isfinite(train["train_loss"])
+                if epoch % opts.eval_every == 0 or epoch == opts.epochs or diverged:
+                    started = time.perf_counter()
+                    exported = regulariser.exported(self.student) if regulariser is not None else self.student
+                    row = self.metrics_row(self.evaluate(exported), epoch)
+                    row.update(train, steps=step, seconds_train=round(train_seconds, 3),
+                               seconds_eval=round(time.perf_counter() - started, 3))
+                    if diverged:
+                        row["diverged"] = True
+                    history.append(row)
+                    self.reporter.epoch(row)
+                if checkpoint is not None:
+                    self._save(checkpoint, history, epoch, step, method, optimizer, regulariser, augment_rng)
+                if on_epoch is not None and history[-1]["epoch"] == epoch:
+                    on_epoch(history)
+                if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < opts.epochs and not diverged:
+                    return TrainOutcome(history, None, None, False)
+        finally:
+            self.reporter.close()
+        exported = regulariser.exported(self.student) if regulariser is not None else self.student
+        return TrainOutcome(history, dict(history[-1]), exported, True)
+
+    def _method_context(self, needs: dict[str, bool]) -> MethodContext:
+        context = MethodContext(self.data.num_classes, transfer_labels=self.data.labels("transfer"),
+                                seed=self.options.seed)
+        if needs["teacher_features"]:
+            x, _, _ = next(iter(self.data.loader("transfer", batch_size=2,
+                                                 preprocessing=self.student.info.preprocessing)))
+            x = x.to(self.device)
+            with torch.no_grad():
+                self.student.eval()
+                context.student_feature_dim = self.student.features(x)[1].shape[1]
+                if self.cached_teacher_features is not None:
+                    context.teacher_feature_dim = self.cached_teacher_features.shape[1]
+                else:
+                    context.teacher_feature_dim = self.teachers[0].features(x)[1].shape[1]
+        return context
+
+    def _loader(self, epoch: int):
+        return self.data.loader("transfer", batch_size=self.options.batch_size, shuffle=True, seed=self.options.seed,
+                                epoch=epoch, preprocessing=self.student.info.preprocessing,
+                                augment=self.options.augment, drop_last=True)
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Signals (MNIST-1D) are augmented here like the zoo's recipe; image loaders augment themselves."""
+        if not self.options.augment or getattr(self.data, "kind", None) != "signal":
+            return x
+        from .zoo._train import augment_batch
+        from .zoo.mnist1d import AUG
+
+        return augment_batch(x, generator, **AUG)
+
+    def _train_epoch(self, epoch: int, method: TransferMethod, optimizer: torch.optim.Optimizer, regulariser,
+                     augment_rng: torch.Generator, step: int) -> tuple[int, dict[str, Any]]:
+        needs = {"teacher_features": method.needs_teacher_features, "teacher_logits": method.needs_teacher_logits}
+        self.student.train()
+        method.train()
+        candidates = len(self.teachers) + 3  # SKIPPED, MIXED, frozen, teacher 1..K
+        routing = torch.zeros(candidates, dtype=torch.long, device=self.device)
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for x, y, index in self._loader(epoch):
+            x = self._augment(x, augment_rng).to(self.device, non_blocking=True)
+            y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
+            frozen, teachers, features = self._reference_outputs(x, index, needs)
+            with self._autocast():
+                out = method(self.student, x, y, index, frozen, teachers, features)
+            loss = sum(out.losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            steps += 1
+            if regulariser is not None:
+                regulariser.after_step(self.student, step)
+            for name, value in out.losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach()
+            if out.target is not None:
+                routing += torch.bincount(out.target.routing - SKIPPED, minlength=candidates)
+            self.reporter.step()
+        train: dict[str, Any] = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
+        train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
+        if method.rule is not None:
+            counts = routing.tolist()
+            total = max(sum(counts), 1)
+            shares = {"frozen": 100.0 * counts[2] / total}
+            names = ["teacher"] if len(self.teachers) == 1 else [f"teacher{k}" for k in range(1, len(self.teachers) + 1)]
+            for k, name in enumerate(names):
+                shares[name] = 100.0 * counts[3 + k] / total
+            shares["mixed"] = 100.0 * counts[MIXED - SKIPPED] / total
+            shares["skipped"] = 100.0 * counts[0] / total
+            train["routed_to_teacher"] = sum(shares[name] for name in names)
+            train["routing"] = shares
+        return step, train
+
+    def _ensemble(self, epoch0: dict[str, Any], on_epoch) -> TrainOutcome:
+        """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
+        predictions, routing = ensemble_predictions(self.before_logits, torch.stack(self.teacher_eval_logits))
+        final = self.metrics_row(predictions, 0)
+        final["routed_to_teacher"] = 100.0 * (routing > 0).float().mean().item()
+        history = [epoch0]
+        if on_epoch is not None:
+            on_epoch(history)
+        return TrainOutcome(history, final, None, True)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _save(self, path: Path, history, epoch: int, step: int, method: nn.Module, optimizer, regulariser,
+              augment_rng: torch.Generator) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "step": step,
+            "student": self.student.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "method": method.state_dict(),
+            "regulariser": regulariser.state_dict() if regulariser is not None else {},
+            "rng": {"torch": torch.get_rng_state(), "augment": augment_rng.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "history": json.dumps(history),
+        }
+        torch_save(path, state)
+
+    def _load(self, path: Path, method: nn.Module, optimizer, regulariser, augment_rng: torch.Generator):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user-facing problem
+            raise AnyteachError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); "
+                                "delete it (or pass overwrite) to start the run again") from e
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise AnyteachError(f"{path} is not an anyteach checkpoint")
+        self.student.load_state_dict(state["student"])
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        if regulariser is not None:
+            regulariser.load_state_dict(state["regulariser"])
+        torch.set_rng_state(state["rng"]["torch"])
+        augment_rng.set_state(state["rng"]["augment"])
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        return json.loads(state["history"]), int(state["epoch"]), int(state["step"])
+
+
+__all__ = ["CHECKPOINT_FORMAT", "Reporter", "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions",
+           "make_optimizer", "resolve_device", "resolve_lr"]

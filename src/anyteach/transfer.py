@@ -1,0 +1,357 @@
+"""`transfer(...)`: one student, one or more teachers, one method, one run directory.
+
+This is the public entry point of knowledge transfer (the CLI's `anyteach transfer` is a thin layer
+over it). It validates the whole configuration before any work (unknown option, value out of range,
+unknown method, class-count mismatch), then runs the `Trainer` in a run directory holding
+
+- `config.json`: the resolved, typed configuration (models by content identity, data, method,
+  method options, training options);
+- `metrics.jsonl`: one JSON object per evaluated epoch, epoch 0 = the student before transfer;
+- `checkpoint.pt`: the full training state after the last finished epoch (atomic);
+- `student.safetensors` + `student.json`: the exported student (for MCL: the slow weights), a
+  model reference that `load_model` accepts;
+- `final.json`: the metrics of the exported student, written last: it marks a finished run.
+
+Calling `transfer` again with the same configuration and directory resumes an interrupted run, or
+returns a finished one without training; a different configuration on an existing run directory is
+an error unless `overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ._io import cache_dir, text_digest, write_json, write_text
+from .data import Dataset, load_dataset
+from .errors import AnyteachError
+from .methods import OPTIONS, get_method, resolve_method_options
+from .models import Classifier, load_model, save_model
+from .predictions import check_compatible
+from .trainer import Trainer, TrainingOptions, resolve_lr
+
+CONFIG_FORMAT = "anyteach-transfer/1"
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
+# settings that do not change what a run computes: a run may resume with different values
+_NOT_COMPARED = ("device", "eval_batch_size")
+
+ModelArg = str | Path | Classifier
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class TransferResult:
+    """The outcome of a transfer run.
+
+    Attributes:
+        run_dir: the run directory.
+        config: the resolved configuration (as in `config.json`).
+        history: metrics rows, one per evaluated epoch, epoch 0 = before transfer.
+        final: metrics of the exported student (None while the run is unfinished).
+        student_path: the exported student's weights (None for `ensemble` and unfinished runs).
+        finished: False when the run stopped early on request and can be resumed.
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    final: dict[str, Any] | None
+    student_path: Path | None
+    finished: bool = True
+
+    @property
+    def transfer_delta(self) -> float | None:
+        """Δ of the exported student in percentage points (None while unfinished)."""
+        return None if self.final is None else self.final["transfer_delta"]
+
+    def load_student(self) -> Classifier:
+        """The exported student as a classifier.
+
+        Raises:
+            AnyteachError: the run exported no student (`ensemble`, or unfinished).
+        """
+        if self.student_path is None:
+            raise AnyteachError(f"run {self.run_dir} has no exported student")
+        return load_model(self.student_path)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "TransferResult":
+        """Read a run directory written by `transfer`.
+
+        Raises:
+            AnyteachError: the directory holds no transfer run.
+        """
+        run_dir = Path(run_dir)
+        config_path = run_dir / "config.json"
+        if not config_path.exists():
+            raise AnyteachError(f"{run_dir} is not a transfer run directory (no config.json)")
+        config = json.loads(config_path.read_text())
+        metrics = run_dir / "metrics.jsonl"
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] \
+            if metrics.exists() else []
+        final_path = run_dir / "final.json"
+        final = json.loads(final_path.read_text()) if final_path.exists() else None
+        student = run_dir / "student.safetensors"
+        return cls(run_dir, config, history, final, student if student.exists() and final else None, final is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword options into training options and method options.
+
+    Raises:
+        AnyteachError: an option that is neither (the message lists the known ones).
+    """
+    training_names = set(TrainingOptions.names())
+    training, method = {}, {}
+    for name, value in options.items():
+        if name in training_names:
+            training[name] = value
+        elif name in OPTIONS:
+            method[name] = value
+        else:
+            known = ", ".join(sorted(training_names | set(OPTIONS)))
+            raise AnyteachError(f"unknown option {name!r}; options: {known}")
+    return training, method
+
+
+def _model_identity(model: Classifier) -> str:
+    """The model's content identity; for a model built in code, a digest of its weights."""
+    if model.info.identity:
+        return model.info.identity
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return "weights:" + h.hexdigest()[:16]
+
+
+def _model_entry(model: Classifier) -> dict[str, Any]:
+    return {"ref": model.info.source or model.name, "name": model.name, "identity": _model_identity(model),
+            "num_classes": model.num_classes}
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that decides what a run computes (no refs, devices, eval batch sizes)."""
+    c = json.loads(json.dumps(config))
+    for entry in [c["student"], *c["teachers"]]:
+        entry.pop("ref", None)
+    c["data"].pop("ref", None)
+    for key in _NOT_COMPARED:
+        c["training"].pop(key, None)
+    return c
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    return f"{path} ({a!r} in the run, {b!r} now)"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)[:40]
+
+
+def default_run_dir(config: dict[str, Any]) -> Path:
+    """Where a run goes when no `out` is given: the cache, keyed by everything that decides the run."""
+    digest = text_digest(json.dumps(_comparable(config), sort_keys=True))
+    teachers = "+".join(t["name"] for t in config["teachers"]) or "none"
+    return cache_dir() / "runs" / f"{_slug(config['student']['name'])}--{_slug(teachers)}--{_slug(config['method'])}-{digest}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal progress
+
+
+class ConsoleReporter:
+    """Live progress in the terminal (rich): a step bar per run and one table row per epoch."""
+
+    COLUMNS = (("epoch", "epoch", "{:d}"), ("acc %", "student_acc", "{:.2f}"), ("Δ pp", "transfer_delta", "{:+.2f}"),
+               ("gain", "knowledge_gain", "{:.2f}"), ("loss", "knowledge_loss", "{:.2f}"),
+               ("rate %", "transfer_rate", "{:.1f}"), ("to T %", "routed_to_teacher", "{:.1f}"),
+               ("p_gain", "p_gain", "{:.0e}"), ("p_loss", "p_loss", "{:.0e}"),
+               ("train loss", "train_loss", "{:.4f}"), ("s", "seconds_train", "{:.1f}"))
+    WIDTHS = (5, 6, 6, 5, 5, 6, 6, 6, 6, 10, 6)
+
+    def __init__(self, title: str, console=None):
+        from rich.console import Console
+
+        self.title = title
+        self.console = console or Console(stderr=True)
+        self.progress = None
+
+    def _line(self, row: dict[str, Any]) -> str:
+        cells = []
+        for (_, key, fmt), width in zip(self.COLUMNS, self.WIDTHS):
+            value = row.get(key)
+            cells.append((fmt.format(value) if value is not None else "-").rjust(width))
+        return " ".join(cells)
+
+    def start(self, epochs: int, steps_per_epoch: int, history: list[dict[str, Any]]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console.print(f"[bold]{self.title}[/bold]", highlight=False, soft_wrap=True)
+        header = " ".join(h.rjust(w) for (h, _, _), w in zip(self.COLUMNS, self.WIDTHS))
+        self.console.print(header, style="dim", highlight=False, soft_wrap=True)
+        for row in history:
+            self.epoch(row)
+        done = history[-1]["epoch"] if history else 0
+        self.progress = Progress(TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("steps", total=max(0, (epochs - done) * steps_per_epoch))
+
+    def step(self) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        target = self.progress.console if self.progress is not None else self.console
+        target.print(self._line(row), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+
+
+def _as_list(teacher: ModelArg | Sequence[ModelArg] | None) -> list[ModelArg]:
+    if teacher is None:
+        return []
+    if isinstance(teacher, (str, Path, Classifier)):
+        return [teacher]
+    return list(teacher)
+
+
+def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = None, data: str | Dataset = "mnist1d",
+             method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
+             stop_after_epoch: int | None = None,
+             on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, **options: Any) -> TransferResult:
+    """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
+
+    Args:
+        student: model reference (or `Classifier`) of the student S0. It is not modified.
+        teacher: model reference(s) of the teacher(s). None for `xe` and `self`; several only for
+            methods whose target rule routes between K teachers (`kl+dp`, `kl+dp-u`, `ensemble`).
+        data: dataset reference; training uses its `transfer` split, measuring its `eval` split.
+        method: a preset name (`anyteach methods`; `methods.METHODS`).
+        out: run directory (default: under the cache, keyed by the configuration).
+        overwrite: replace a run with a different configuration in `out` instead of failing.
+        progress: show live progress in the terminal.
+        stop_after_epoch: stop resumably after this epoch (time-sliced jobs; resume tests).
+        on_epoch: called with the metrics history after each evaluated epoch.
+        **options: training options (`TrainingOptions`: epochs, lr, batch_size, optimizer,
+            weight_decay, momentum, seed, augment, cache_teacher_outputs, eval_every,
+            eval_batch_size, device, amp) and method options (`methods.OPTIONS`: temperature, top_k,
+            alpha, gamma, beta, crd_*, mcl_interpolation, mcl_period).
+
+    Returns:
+        A `TransferResult` (`history`, `final`, `student_path`, `run_dir`).
+
+    Raises:
+        AnyteachError: before any training, for an unknown method or option, a value out of range,
+            a missing or superfluous teacher, models whose class count differs from the data's, or
+            a different configuration in an existing run directory.
+    """
+    # 1. everything that needs no model: options, method
+    training_kw, method_kw = split_options(options)
+    training = TrainingOptions(**training_kw)
+    preset = get_method(method)
+    method_options = resolve_method_options(method, method_kw)
+    if stop_after_epoch is not None and stop_after_epoch < 1:
+        raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
+    teacher_refs = _as_list(teacher)
+    if preset.needs_teacher and not teacher_refs:
+        raise AnyteachError(f"method {method!r} needs a teacher")
+    if len(teacher_refs) > 1 and not preset.multi_teacher:
+        raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
+                            "between several: " + ", ".join(n for n, p in _multi_teacher_methods().items()))
+
+    # 2. models and data, checked against each other
+    dataset = load_dataset(data)
+    student_model = load_model(student)
+    teachers = [load_model(t) for t in teacher_refs]
+    for model in [student_model, *teachers]:
+        check_compatible(model, dataset)
+    resolved = TrainingOptions(**{**asdict(training), "lr": resolve_lr(training, method)})
+    config = {
+        "format": CONFIG_FORMAT,
+        "student": _model_entry(student_model),
+        "teachers": [_model_entry(t) for t in teachers],
+        "data": {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
+                 "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes},
+        "method": method,
+        "method_options": method_options,
+        "training": asdict(resolved),
+    }
+
+    # 3. the run directory: new, resumed, finished, or in conflict
+    run_dir = Path(out).expanduser() if out is not None else default_run_dir(config)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        existing = json.loads(config_path.read_text())
+        if _comparable(existing) != _comparable(config):
+            if not overwrite:
+                raise AnyteachError(f"{run_dir} holds a run with a different configuration (first difference: "
+                                    f"{_first_difference(_comparable(existing), _comparable(config))}); "
+                                    "choose another directory or pass overwrite")
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+        elif (run_dir / "final.json").exists():
+            return TransferResult.load(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, config)
+
+    # 4. train (or resume), writing metrics after every evaluated epoch
+    def write_metrics(history: list[dict[str, Any]]) -> None:
+        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        if on_epoch is not None:
+            on_epoch(history)
+
+    teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
+    reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
+        if progress else None
+    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter)
+    outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
+    if not outcome.finished:
+        return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
+
+    # 5. export the student, then final.json (which marks the run finished)
+    final = dict(outcome.final)
+    student_path = None
+    if outcome.model is not None:
+        exported: Classifier = outcome.model.to("cpu")
+        exported.info.name = f"{student_model.name}+{method}"
+        student_path = save_model(exported, run_dir / "student.safetensors", eval_acc=round(final["student_acc"], 2),
+                                  transfer={"method": method, "student": config["student"]["identity"],
+                                            "teachers": [t["identity"] for t in config["teachers"]],
+                                            "data": dataset.ref, "transfer_delta": final["transfer_delta"]})
+    write_json(run_dir / "final.json", final)
+    return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
+
+
+def _multi_teacher_methods() -> dict[str, Any]:
+    from .methods import METHODS
+
+    return {name: p for name, p in METHODS.items() if p.multi_teacher}
+
+
+__all__ = ["ConsoleReporter", "TransferResult", "default_run_dir", "split_options", "transfer"]
