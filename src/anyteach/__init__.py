@@ -6,8 +6,10 @@ Gains and Where to Find Them", ICLR 2024.
 """
 
 from .aggregate import StudySummary, summarize
+from .complementarity import PairAnalysis, ZooAnalysis, analyze_pair, analyze_zoo
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
+from .metrics import negative_flips, positive_flips, transfer_metrics
 from .models import Classifier, ModelInfo, Preprocessing, build_classifier, load_model, save_model, timm_classifier
 from .predictions import Predictions, predict
 from .report import write_report
@@ -20,4 +22,5 @@ __all__ = [
     "AnyteachError", "Classifier", "Dataset", "ModelInfo", "Predictions", "Preprocessing", "build_classifier",
     "build_zoo", "get_zoo", "list_zoo", "load_dataset", "load_model", "predict", "save_model", "timm_classifier",
     "StudySpec", "StudySummary", "load_study_spec", "run_study", "summarize", "write_report",
+    "PairAnalysis", "ZooAnalysis", "analyze_pair", "analyze_zoo", "negative_flips", "positive_flips", "transfer_metrics",
 ]
