@@ -388,7 +388,7 @@ def correctness_matrix(predictions: Any, labels: Any) -> torch.Tensor:
         raise AnyteachError(f"predictions cover {preds.shape[1]} samples but there are {len(y)} labels")
     if len(y) == 0:
         raise AnyteachError("no samples: predictions and labels are empty")
-    return preds == y.to(preds.dtype)[None, :]
+    return preds == y[None, :]  # type promotion: no wrap-around of labels into a narrow dtype
 
 
 def _matmul_dtype(num_samples: int) -> torch.dtype:
