@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import anyteach.complementarity as complementarity
-from anyteach import AnyteachError, predict
+from anyteach import AnyteachError
 from anyteach.cli import app
 from anyteach.complementarity import (analyze_pair, analyze_zoo, pair_from_predictions, semantic_relatedness,
                                       zoo_from_predictions)
