@@ -74,8 +74,9 @@ def plot_complementary_knowledge(zoo: ZooAnalysis, path: str | Path) -> Path:
     ax.scatter([zoo.accuracy_difference[i, j]], [value], marker="*", s=260, color="crimson", edgecolors="black",
                linewidths=0.6, zorder=5, label=f"minimum: {value:.2f}%")
     ax.annotate(f"teacher {_short(teacher)} → student {_short(student)}\n{value:.2f}% of samples",
-                (zoo.accuracy_difference[i, j], value), xytext=(12, 14), textcoords="offset points", fontsize=9,
-                arrowprops={"arrowstyle": "-", "color": "crimson"})
+                (zoo.accuracy_difference[i, j], value), xytext=(0.04, 0.42), textcoords="axes fraction", fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "crimson", "alpha": 0.9},
+                arrowprops={"arrowstyle": "->", "color": "crimson"})
     ax.axvline(0, color="grey", lw=0.8, ls=":")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("accuracy difference: teacher − student (percentage points)")
