@@ -14,6 +14,9 @@ from .models import Classifier, ModelInfo, Preprocessing, build_classifier, load
 from .predictions import Predictions, predict
 from .report import write_report
 from .study import StudySpec, load_study_spec, run_study
+from .methods import METHODS, register_method
+from .trainer import TrainingOptions
+from .transfer import TransferResult, transfer
 from .zoo import build_zoo, get_zoo, list_zoo
 
 __version__ = "0.1.0"
@@ -23,4 +26,5 @@ __all__ = [
     "build_zoo", "get_zoo", "list_zoo", "load_dataset", "load_model", "predict", "save_model", "timm_classifier",
     "StudySpec", "StudySummary", "load_study_spec", "run_study", "summarize", "write_report",
     "PairAnalysis", "ZooAnalysis", "analyze_pair", "analyze_zoo", "negative_flips", "positive_flips", "transfer_metrics",
+    "METHODS", "TrainingOptions", "TransferResult", "register_method", "transfer",
 ]
