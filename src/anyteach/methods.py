@@ -569,7 +569,8 @@ class MethodPreset:
     """A named method: a target rule, a loss and an optional regulariser, with the paper's defaults.
 
     `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and
-    T *is* the prediction). `defaults` may also set training options (MCL's higher lr).
+    T *is* the prediction). `defaults` may also set training options (MCL's higher base lr, which is
+    scaled by batch_size / 256 like every default lr).
     """
 
     name: str

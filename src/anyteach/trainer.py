@@ -17,7 +17,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -49,8 +49,8 @@ class TrainingOptions:
     Attributes:
         epochs: passes over the transfer split (paper: 20).
         batch_size: samples per step.
-        lr: constant learning rate; None resolves to the method's default, else the paper's
-            1e-4 x batch_size / 256 (`resolve_lr`).
+        lr: constant learning rate; None resolves to the paper's base lr x batch_size / 256, base
+            1e-4 or the method's own (MCL: 1e-2) (`resolve_lr`).
         optimizer: `sgd` (momentum, weight decay; the paper's) or `adamw`.
         weight_decay, momentum: optimiser settings (paper: 1e-4, 0.9).
         seed: seeds shuffling, dropout, augmentation and method randomness.
@@ -117,10 +117,11 @@ def _valid_device(value: str) -> bool:
 
 
 def resolve_lr(options: TrainingOptions, method: str) -> float:
-    """The learning rate a run uses: explicit, else the method's default, else 1e-4 x batch / 256."""
+    """The learning rate a run uses: explicit, else the paper's rule, base lr x batch_size / 256, with
+    base 1e-4 (MCL's preset: 1e-2)."""
     if options.lr is not None:
         return options.lr
-    return float(get_method(method).defaults.get("lr", 1e-4 * options.batch_size / 256))
+    return float(get_method(method).defaults.get("lr", 1e-4)) * options.batch_size / 256
 
 
 def resolve_device(device: str) -> torch.device:
