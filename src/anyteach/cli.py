@@ -393,7 +393,7 @@ def transfer_command(
     method: str = typer.Option("kl+dp", "--method", help="Transfer method (see `anyteach methods`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: under the cache)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs over the transfer split (default 20)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the method's, else 1e-4 x batch/256)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: 1e-4, MCL 1e-2, x batch/256)."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default 256)."),
     optimizer: Optional[str] = typer.Option(None, help="sgd (default) or adamw."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (default 1e-4)."),
