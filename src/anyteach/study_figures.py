@@ -137,13 +137,28 @@ def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
         sel = runs[runs["label"] == m]
         ax.scatter(sel["knowledge_loss"], sel["knowledge_gain"], s=18, color=colors[m], alpha=0.8,
                    edgecolor="black", linewidth=0.3, label=m)
-    top = float(max(runs["knowledge_gain"].max(), runs["knowledge_loss"].max(), 0.1)) * 1.08
-    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=0.8, label="Δ = 0 (gain = loss)")
+    values = np.concatenate([runs["knowledge_gain"].to_numpy(float), runs["knowledge_loss"].to_numpy(float)])
+    top = float(max(np.nanmax(values), 0.1)) * 1.08
+    # a few runs that forget a lot would squeeze everything else into a corner: symlog then
+    outliers = top > 4 * max(float(np.nanquantile(values, 0.9)), 0.25)
+    ax.plot(np.linspace(0, top, 200), np.linspace(0, top, 200), color="grey", linestyle="--", linewidth=0.8,
+            label="Δ = 0 (gain = loss)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
+    title = "Knowledge gain vs loss per run (above the line: Δ > 0)"
+    if outliers:
+        from matplotlib.ticker import FixedLocator, FormatStrFormatter
+
+        ticks = [t for t in (0, 0.5, 1, 2, 5, 10, 20, 50, 100) if t <= top]
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_yscale("symlog", linthresh=1.0)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(FixedLocator(ticks))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+        title += "\nsymlog axes: linear below 1%, logarithmic above"
     ax.set_xlabel("knowledge loss: negative flips S0→S (% of eval samples)")
     ax.set_ylabel("knowledge gain: positive flips S0→S (% of eval samples)")
-    ax.set_title("Knowledge gain vs loss per run (above the line: Δ > 0)")
+    ax.set_title(title)
     ax.legend(title="method", fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
