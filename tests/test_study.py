@@ -197,6 +197,17 @@ def test_tiny_study_in_process(tiny_study, tiny_zoo):
     assert store_rows(study_dir) == rows
 
 
+def test_one_driver_per_study(tiny_study, tiny_zoo):
+    fcntl = pytest.importorskip("fcntl")
+    study_dir = tiny_study[0]
+    with open(study_dir / ".driver.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # as if another driver were running
+        with pytest.raises(AnyteachError, match="another `anyteach study` is running"):
+            run_study(tiny_spec(tiny_zoo), study_dir, progress=False)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    assert run_study(tiny_spec(tiny_zoo), study_dir, progress=False).skipped == 28
+
+
 def test_a_changed_definition_reuses_rows_and_summarizes_only_its_own(tiny_study, tiny_zoo, tmp_path):
     import shutil
 

@@ -20,9 +20,10 @@ import math
 import random
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -685,6 +686,7 @@ class StudyOutcome:
 
 
 STUDY_FILE = "study.yaml"
+LOCK_FILE = ".driver.lock"
 
 
 def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str | Path, *,
@@ -720,9 +722,9 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
     plan = plan_study(spec)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
-    write_text(study_dir / STUDY_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     names = plan.names
-    with StudyStore(study_dir) as store:
+    with _driver_lock(study_dir), StudyStore(study_dir) as store:
+        write_text(study_dir / STUDY_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
         store.set_meta("spec", json.dumps(spec.to_dict()))
         store.add_models([dataclasses.asdict(m) for m in plan.models])
         store.set_plan([r.key for r in plan.runs])
@@ -752,6 +754,33 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                 if on_run is not None:
                     on_run(row)
     return StudyOutcome(study_dir, len(plan.runs), skipped, finished, failed, time.perf_counter() - start)
+
+
+@contextmanager
+def _driver_lock(study_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the study directory: one driver per study at a time.
+
+    The operating system releases the lock when the driver dies, however it dies, so a killed
+    study never leaves a stale lock behind.
+
+    Raises:
+        AnyteachError: another driver is running this study.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+        yield
+        return
+    with open(study_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise AnyteachError(f"another `anyteach study` is running on {study_dir}; wait for it or stop it "
+                                "(its finished runs are kept)") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class _Progress:
