@@ -202,8 +202,9 @@ class RayExecutor(Executor):
 
     def run(self, tasks: Iterable[RunTask], fn: RunFunction = execute_run) -> Iterator[dict[str, Any]]:
         ray = self.ray
+        # a lost worker or node (preemption, OOM) is retried: the run resumes from its checkpoint
         remote = ray.remote(fn).options(num_cpus=self.resources["num_cpus"], num_gpus=self.resources["num_gpus"],
-                                        max_retries=0)
+                                        max_retries=2)
         tasks = list(tasks)
         pending = {remote.remote(task): task for task in tasks}
         try:
