@@ -468,6 +468,10 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, method: TransferMethod, optimizer: torch.optim.Optimizer, regulariser,
                      augment_rng: torch.Generator, step: int) -> tuple[int, dict[str, Any]]:
+        """One pass over the transfer split. Returns the step count and the epoch's training numbers:
+        mean loss terms (`train_loss`, `train_loss_kl`, ...) and, for methods with a target rule, the
+        percent of transfer samples whose target came from each candidate (`routing`) and from any
+        teacher (`routed_to_teacher`)."""
         needs = {"teacher_features": method.needs_teacher_features, "teacher_logits": method.needs_teacher_logits}
         self.student.train()
         method.train()
