@@ -279,7 +279,7 @@ def kl_divergence(student_logits: torch.Tensor, target_logits: torch.Tensor, tem
     if weight is None:
         return per_sample.mean()
     weight = weight.float()
-    return (per_sample * weight).sum() / weight.sum().clamp_min(1.0)
+    return (per_sample * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 def similarity_structure_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
