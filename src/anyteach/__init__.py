@@ -17,6 +17,7 @@ from .study import StudySpec, load_study_spec, run_study
 from .methods import METHODS, register_method
 from .trainer import TrainingOptions
 from .transfer import TransferResult, transfer
+from .multi import MultiTransferResult, transfer_multi
 from .zoo import build_zoo, get_zoo, list_zoo
 
 __version__ = "0.1.0"
@@ -27,4 +28,5 @@ __all__ = [
     "StudySpec", "StudySummary", "load_study_spec", "run_study", "summarize", "write_report",
     "PairAnalysis", "ZooAnalysis", "analyze_pair", "analyze_zoo", "negative_flips", "positive_flips", "transfer_metrics",
     "METHODS", "TrainingOptions", "TransferResult", "register_method", "transfer",
+    "MultiTransferResult", "transfer_multi",
 ]

@@ -389,6 +389,11 @@ def transfer_command(
     student: str = typer.Option(..., "--student", help="Student model reference."),
     teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="Teacher model reference; repeat it for "
                                                 "several (methods that route between teachers: kl+dp, kl+dp-u)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="Several teachers: parallel (one run routing between "
+                                       "them), sequential (one stage per teacher) or soup (averaged students)."),
+    curriculum: Optional[str] = typer.Option(None, "--curriculum", help="Order of the sequential stages: given "
+                                             "(default), asc or desc teacher accuracy on the eval split."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="With --mode: write PNG figures into this directory."),
     data: str = typer.Option("mnist1d", "--data", help="Dataset reference."),
     method: str = typer.Option("kl+dp", "--method", help="Transfer method (see `anyteach methods`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: under the cache)."),
@@ -416,7 +421,8 @@ def transfer_command(
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
-    """Transfer knowledge from a teacher into a student; resumable (re-run the same command)."""
+    """Transfer knowledge from a teacher (or several, with --mode) into a student; resumable (re-run the
+    same command)."""
     from .transfer import transfer
 
     given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
@@ -426,6 +432,12 @@ def transfer_command(
              "device": device}
     options = {k: v for k, v in given.items() if v is not None}
     options.update(_option_pairs(option))
+    if mode is not None:
+        _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,
+                        options)
+        return
+    if curriculum is not None or plots is not None:
+        raise AnyteachError("--curriculum and --plots apply to several teachers: add --mode parallel|sequential|soup")
     result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, progress=not quiet, **options)
     if as_json:
         print(json.dumps(result.final, indent=2))
@@ -433,6 +445,49 @@ def transfer_command(
     console.print(transfer_summary(result))
     where = result.student_path or result.run_dir
     err_console.print(f"{'student' if result.student_path else 'run'}: {where}", highlight=False, soft_wrap=True)
+
+
+def multi_summary(result) -> Table:
+    """Per stage (or soup ingredient) and for the final student: accuracy, Δ, gain / loss, p-values."""
+    table = Table(title=f"{result.config['method']} {result.label}: {result.config['student']['name']} <- "
+                        f"{', '.join(result.config['order'])}",
+                  caption="vs S0: against the original student; vs start: against the stage's start student")
+    for col in ("stage", "teacher", "teacher acc %", "acc %", "Δ vs S0 pp", "gain / loss % vs S0",
+                "Δ vs start pp", "p gain / p loss vs S0"):
+        table.add_column(col, justify="left" if col in ("stage", "teacher") else "right")
+
+    def cells(m):
+        return (f"{m['transfer_delta']:+.2f}", f"{m['knowledge_gain']:.2f} / {m['knowledge_loss']:.2f}",
+                f"{m['p_gain']:.2g} / {m['p_loss']:.2g}")
+
+    for row in result.stage_metrics:
+        delta, flips, p = cells(row["vs_original"])
+        table.add_row(str(row["stage"]), row["teacher"], f"{row['teacher_acc']:.2f}", f"{row['student_acc']:.2f}",
+                      delta, flips, f"{row['vs_start']['transfer_delta']:+.2f}", p)
+    f = result.final
+    delta, flips, p = cells(f)
+    table.add_row("final", result.mode, "", f"{f['student_acc']:.2f}", delta, flips, "", p, style="bold")
+    return table
+
+
+def _transfer_multi(student, teachers, data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,
+                    options) -> None:
+    from .multi import transfer_multi
+    from .study_figures import multi_teacher_figures
+
+    result = transfer_multi(student, teachers, data, method, mode, out, curriculum=curriculum or "given",
+                            overwrite=overwrite, progress=not quiet, **options)
+    if as_json:
+        print(json.dumps({"final": result.final, "stages": result.stage_metrics}, indent=2))
+    else:
+        console.print(multi_summary(result))
+    if plots is not None:
+        runs = {result.label: result}
+        if mode == "soup":  # its ingredients are the single-teacher runs
+            runs.update({f"single: {row['teacher']}": run for row, run in zip(result.stage_metrics, result.stages)})
+        for path in multi_teacher_figures(runs, plots):
+            err_console.print(f"wrote {path}")
+    err_console.print(f"student: {result.student_path}\nrun: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command("methods")

@@ -6,6 +6,10 @@ against knowledge loss, the transfer delta against student size per family, the 
 knowledge of each pair against its accuracy gap, and the mean transfer delta over the epochs. Every
 figure labels its axes with units and has a legend; a method keeps one colour in every figure. A
 function returns None (and writes nothing) when the study has no data for its figure.
+
+The multi-teacher figures take finished runs instead (`anyteach.multi`): Δ, knowledge gain and loss
+over the epochs of sequential runs, and the final Δ / gain / loss of several configurations side by
+side (parallel, sequential, soup, single teachers).
 """
 
 from __future__ import annotations
@@ -258,5 +262,101 @@ def delta_over_epochs(history: pd.DataFrame, methods: Sequence[str], path: Path)
     return _save(fig, path)
 
 
+# ---------------------------------------------------------------------------------------------
+# Multi-teacher runs
+
+
+def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path | None:
+    """Δ, knowledge gain and knowledge loss against the original student over the epochs of every
+    sequential run in `results` (label -> `MultiTransferResult`), stages laid end to end, one line per
+    run (curriculum) with its stage boundaries dotted. None when `results` holds no sequential run."""
+    from .multi import MultiTransferResult, metrics_over_epochs
+
+    runs = {label: r for label, r in results.items()
+            if isinstance(r, MultiTransferResult) and r.mode == "sequential" and r.stages}
+    if not runs:
+        return None
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    colors = method_colors(list(runs))
+    panels = (("transfer_delta", "transfer delta Δ (pp)"), ("knowledge_gain", "knowledge gain (% of eval samples)"),
+              ("knowledge_loss", "knowledge loss (% of eval samples)"))
+    fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.2))
+    for label, result in runs.items():
+        rows = pd.DataFrame(metrics_over_epochs(result))
+        ends = rows.groupby("stage")["epoch"].max().to_numpy()[:-1]
+        order = " → ".join(row["teacher"] for row in result.stage_metrics) or " → ".join(result.config["order"])
+        for ax, (key, _) in zip(axes, panels):
+            ax.plot(rows["epoch"], rows[key], marker="o", markersize=3, color=colors[label],
+                    label=f"{label}: {order}")
+            for end in ends:
+                ax.axvline(end, color=colors[label], linestyle=":", linewidth=1.0)
+    for ax, (_, ylabel) in zip(axes, panels):
+        ax.axhline(0, color="black", linewidth=0.7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch of transfer, stages end to end (0: original student; dotted: stage ends)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("transfer delta vs the original student")
+    axes[1].set_title("knowledge gain (positive flips S0→S)")
+    axes[2].set_title("knowledge loss (negative flips S0→S)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="sequential run: teacher order", loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 2), fontsize=8, framealpha=0.9)
+    fig.suptitle("Sequential multi-teacher transfer over its stages", y=1.02)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path | None:
+    """Final Δ, knowledge gain and knowledge loss (against the original student) of every run in
+    `results` (label -> `MultiTransferResult` or single-teacher `TransferResult`), as grouped bars in
+    the given order; the single-teacher run with the highest Δ is marked best."""
+    from .transfer import TransferResult
+
+    finished = {label: r for label, r in results.items() if r.final is not None}
+    if not finished:
+        return None
+    plt = _plt()
+    singles = [label for label, r in finished.items() if isinstance(r, TransferResult)]
+    best = max(singles, key=lambda label: finished[label].final["transfer_delta"]) if singles else None
+    labels = list(finished)
+    bars = (("transfer_delta", "Δ (pp)", "tab:blue"), ("knowledge_gain", "knowledge gain (%)", "tab:green"),
+            ("knowledge_loss", "knowledge loss (%)", "tab:red"))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.25 * len(labels) + 1.5), 4.6))
+    width = 0.26
+    xs = np.arange(len(labels))
+    for j, (key, name, color) in enumerate(bars):
+        values = [finished[label].final[key] for label in labels]
+        drawn = ax.bar(xs + (j - 1) * width, values, width=width, color=color, edgecolor="black", linewidth=0.4,
+                       label=name)
+        if key == "transfer_delta":
+            ax.bar_label(drawn, labels=[f"{v:+.2f}" for v in values], fontsize=7, padding=2)
+    ticks = []
+    for label in labels:
+        final = finished[label].final
+        mark = " (best single)" if label == best else ""
+        ticks.append(f"{label}{mark}\np gain {final['p_gain']:.1g}, p loss {final['p_loss']:.1g}")
+    ax.set_xticks(xs, ticks, fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("percentage points / % of eval samples")
+    ax.set_title("Multi-teacher transfer vs single teachers: final student against the original student")
+    ax.legend(fontsize=8, framealpha=0.9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def multi_teacher_figures(results: Mapping[str, object], directory: str | Path) -> list[Path]:
+    """Write `multi_teacher_epochs.png` (sequential runs over their stages) and
+    `multi_teacher_comparison.png` (final Δ / gain / loss per run) into `directory`; returns those
+    written (a figure without data is skipped)."""
+    directory = Path(directory)
+    written = [multi_teacher_over_epochs(results, directory / "multi_teacher_epochs.png"),
+               multi_teacher_comparison(results, directory / "multi_teacher_comparison.png")]
+    return [path for path in written if path is not None]
+
+
 __all__ = ["complementarity_vs_gap", "delta_by_bucket", "delta_over_epochs", "delta_vs_size", "gain_vs_loss",
-           "method_colors", "success_rate_boxplot"]
+           "method_colors", "multi_teacher_comparison", "multi_teacher_figures", "multi_teacher_over_epochs",
+           "success_rate_boxplot"]

@@ -5,7 +5,9 @@ gradients. When the transfer data is not augmented, their outputs over the trans
 computed once (through the on-disk predictions cache) and indexed by each batch's `index`, so a
 step costs little more than the student's own forward and backward. After every evaluated epoch the
 student (for MCL: the slow weights) is measured on the eval split against S0 and the teacher(s);
-epoch 0 is the student before transfer. At the end of every epoch the full state (student,
+epoch 0 is the student before transfer. Given an `original` student (the S0 of a sequential
+multi-teacher run, whose stage starts from an already transferred student), each row also holds
+Δ, gain and loss against it (`vs_original`). At the end of every epoch the full state (student,
 optimiser, method state such as CRD's memory bank, slow weights, RNG states, epoch, step, metrics
 history) is written atomically, so an interrupted run resumes to bitwise the same weights on CPU.
 """
@@ -36,6 +38,9 @@ from .predictions import default_device, model_logits, predict
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 OPTIMIZERS = ("sgd", "adamw")
+ORIGINAL_KEYS = ("student_acc_before", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count",
+                 "loss_count", "p_gain", "p_loss")
+"""The metrics a row holds against the original student (`vs_original`)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,13 +255,16 @@ class Trainer:
         method_options: the method's resolved options (`methods.resolve_method_options`).
         options: training options.
         reporter: progress sink (default: silent).
+        original: an earlier student that every row is also measured against (`vs_original`).
     """
 
     def __init__(self, student: Classifier, teachers: list[Classifier], data: Dataset, method: str,
-                 method_options: dict[str, Any], options: TrainingOptions, reporter: Reporter | None = None):
+                 method_options: dict[str, Any], options: TrainingOptions, reporter: Reporter | None = None,
+                 original: Classifier | None = None):
         self.preset = get_method(method)
         self.student = copy.deepcopy(student)
         self.teachers = list(teachers)
+        self.original = original
         self.data = data
         self.method_options = dict(method_options)
         self.options = options
@@ -281,6 +289,10 @@ class Trainer:
         self.before = self.before_logits.argmax(1)
         self.teacher_eval_logits = [_cached_logits(t, self.data, "eval", bs, dev) for t in self.teachers]
         self.teacher_preds = [logits.argmax(1) for logits in self.teacher_eval_logits]
+        self.original_preds = None
+        if self.original is not None:
+            self.original_preds = _cached_logits(self.original, self.data, "eval", bs, dev).argmax(1)
+            self.original.to("cpu")  # only its predictions are needed
         self.teacher_top_classes = None
         if self.teachers:
             if len(self.teachers) == 1:
@@ -303,7 +315,19 @@ class Trainer:
         else:
             row = transfer_metrics(self.before, predictions, self.before, labels)
             row["teacher_acc"] = row["transfer_rate"] = None
+        if self.original_preds is not None:
+            against = transfer_metrics(self.original_preds, predictions, self.original_preds, labels)
+            row["vs_original"] = {key: against[key] for key in ORIGINAL_KEYS}
         return _json_ready({"epoch": epoch, **row})
+
+    def measure(self, model: nn.Module) -> dict[str, Any]:
+        """Eval-split metrics of any `model` against S0 and the teacher(s), as a row without an epoch
+        (e.g. a weight soup of several transferred students)."""
+        if not hasattr(self, "eval_labels"):
+            self._prepare_eval()
+        row = self.metrics_row(self.evaluate(model), 0)
+        row.pop("epoch")
+        return row
 
     def evaluate(self, model: nn.Module) -> torch.Tensor:
         """Eval-split predictions of `model` (one no-grad pass)."""

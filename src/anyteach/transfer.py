@@ -146,12 +146,17 @@ def _model_entry(model: Classifier) -> dict[str, Any]:
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that decides what a run computes (no refs, devices, eval batch sizes)."""
     c = json.loads(json.dumps(config))
-    for entry in [c["student"], *c["teachers"]]:
+    for entry in [c["student"], *c["teachers"], *([c["original"]] if c.get("original") else [])]:
         entry.pop("ref", None)
     c["data"].pop("ref", None)
     for key in _NOT_COMPARED:
         c["training"].pop(key, None)
     return c
+
+
+def _data_entry(dataset: Dataset) -> dict[str, Any]:
+    return {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
+            "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes}
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
@@ -244,7 +249,8 @@ def _as_list(teacher: ModelArg | Sequence[ModelArg] | None) -> list[ModelArg]:
 def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = None, data: str | Dataset = "mnist1d",
              method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None,
-             on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, **options: Any) -> TransferResult:
+             on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, original: ModelArg | None = None,
+             **options: Any) -> TransferResult:
     """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
 
     Args:
@@ -258,6 +264,8 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         progress: show live progress in the terminal.
         stop_after_epoch: stop resumably after this epoch (time-sliced jobs; resume tests).
         on_epoch: called with the metrics history after each evaluated epoch.
+        original: an earlier student (the S0 of a sequential multi-teacher run) that every metrics
+            row is also measured against, as `vs_original`.
         **options: training options (`TrainingOptions`: epochs, lr, batch_size, optimizer,
             weight_decay, momentum, seed, augment, cache_teacher_outputs, eval_every,
             eval_batch_size, device, amp) and method options (`methods.OPTIONS`: temperature, top_k,
@@ -289,19 +297,21 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     dataset = load_dataset(data)
     student_model = load_model(student)
     teachers = [load_model(t) for t in teacher_refs]
-    for model in [student_model, *teachers]:
+    original_model = load_model(original) if original is not None else None
+    for model in [student_model, *teachers, *([original_model] if original_model is not None else [])]:
         check_compatible(model, dataset)
     resolved = TrainingOptions(**{**asdict(training), "lr": resolve_lr(training, method)})
     config = {
         "format": CONFIG_FORMAT,
         "student": _model_entry(student_model),
         "teachers": [_model_entry(t) for t in teachers],
-        "data": {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
-                 "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes},
+        "data": _data_entry(dataset),
         "method": method,
         "method_options": method_options,
         "training": asdict(resolved),
     }
+    if original_model is not None:
+        config["original"] = _model_entry(original_model)
 
     # 3. the run directory: new, resumed, finished, or in conflict
     run_dir = Path(out).expanduser() if out is not None else default_run_dir(config)
@@ -329,7 +339,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
     reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
         if progress else None
-    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter)
+    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, original_model)
     outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
     if not outcome.finished:
         return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
