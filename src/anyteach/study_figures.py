@@ -283,19 +283,20 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     panels = (("transfer_delta", "transfer delta Δ (pp)"), ("knowledge_gain", "knowledge gain (% of eval samples)"),
               ("knowledge_loss", "knowledge loss (% of eval samples)"))
     fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.2))
+    ends: set[int] = set()
     for label, result in runs.items():
         rows = pd.DataFrame(metrics_over_epochs(result))
-        ends = rows.groupby("stage")["epoch"].max().to_numpy()[:-1]
+        ends.update(int(e) for e in rows.groupby("stage")["epoch"].max().to_numpy()[:-1])
         order = " → ".join(row["teacher"] for row in result.stage_metrics) or " → ".join(result.config["order"])
         for ax, (key, _) in zip(axes, panels):
             ax.plot(rows["epoch"], rows[key], marker="o", markersize=3, color=colors[label],
                     label=f"{label}: {order}")
-            for end in ends:
-                ax.axvline(end, color=colors[label], linestyle=":", linewidth=1.0)
     for ax, (_, ylabel) in zip(axes, panels):
+        for end in sorted(ends):
+            ax.axvline(end, color="grey", linestyle=":", linewidth=1.0)
         ax.axhline(0, color="black", linewidth=0.7)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch of transfer, stages end to end (0: original student; dotted: stage ends)")
+        ax.set_xlabel("epoch of transfer")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].set_title("transfer delta vs the original student")
@@ -304,7 +305,8 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="sequential run: teacher order", loc="upper center",
                bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 2), fontsize=8, framealpha=0.9)
-    fig.suptitle("Sequential multi-teacher transfer over its stages", y=1.02)
+    fig.suptitle("Sequential multi-teacher transfer over its stages, against the original student S0 "
+                 "(epoch 0: S0; stages end to end, dotted: stage ends)", y=1.02)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -324,7 +326,7 @@ def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path 
     labels = list(finished)
     bars = (("transfer_delta", "Δ (pp)", "tab:blue"), ("knowledge_gain", "knowledge gain (%)", "tab:green"),
             ("knowledge_loss", "knowledge loss (%)", "tab:red"))
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.25 * len(labels) + 1.5), 4.6))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(labels) + 1.5), 4.8))
     width = 0.26
     xs = np.arange(len(labels))
     for j, (key, name, color) in enumerate(bars):
@@ -336,11 +338,12 @@ def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path 
     ticks = []
     for label in labels:
         final = finished[label].final
-        mark = " (best single)" if label == best else ""
-        ticks.append(f"{label}{mark}\np gain {final['p_gain']:.1g}, p loss {final['p_loss']:.1g}")
+        mark = "\n(best single)" if label == best else ""
+        ticks.append(f"{label}{mark}\np gain {final['p_gain']:.1g}\np loss {final['p_loss']:.1g}")
     ax.set_xticks(xs, ticks, fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_ylabel("percentage points / % of eval samples")
+    ax.set_ylabel("Δ: percentage points; gain, loss: % of eval samples")
+    ax.set_xlabel("run (p: McNemar p-values of the gain and of the loss against S0)")
     ax.set_title("Multi-teacher transfer vs single teachers: final student against the original student")
     ax.legend(fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
