@@ -40,8 +40,8 @@ def run_seed(seed: int, out: Path, method: str) -> tuple[dict, str]:
         results[f"single: {teacher.rsplit('/', 1)[-1]}"] = transfer(STUDENT, teacher, **common)
     results["parallel"] = transfer_multi(STUDENT, TEACHERS, mode="parallel", out=out / "parallel", **common)
     for curriculum in ("asc", "desc"):
-        results[f"sequential {curriculum}"] = transfer_multi(STUDENT, TEACHERS, mode="sequential", curriculum=curriculum,
-                                                             out=out / f"sequential-{curriculum}", **common)
+        results[f"sequential {curriculum}"] = transfer_multi(
+            STUDENT, TEACHERS, mode="sequential", curriculum=curriculum, out=out / f"sequential-{curriculum}", **common)
     results["soup"] = transfer_multi(STUDENT, TEACHERS, mode="soup", out=out / "soup", **common)
     singles = [label for label in results if label.startswith("single")]
     best = max(singles, key=lambda label: results[label].final["transfer_delta"])

@@ -120,8 +120,10 @@ def test_sequential_chains_stages_in_curriculum_order_and_resumes_inside_a_stage
     assert resumed.finished
     assert _same_weights(full.student_path, resumed.student_path)
     assert _without_timings(full.stages[1].history) == _without_timings(resumed.stages[1].history)
-    again = MultiTransferResult.load(tmp_path / "part")
+    (tmp_path / "part").rename(tmp_path / "moved")  # a run directory is self-contained
+    again = MultiTransferResult.load(tmp_path / "moved")
     assert again.final == resumed.final and again.stage_metrics == resumed.stage_metrics
+    assert again.student_path == tmp_path / "moved" / "stage2" / "student.safetensors"
 
     written = multi_teacher_figures({full.label: full, "stage 1 alone": first}, tmp_path / "fig")
     assert [p.name for p in written] == ["multi_teacher_epochs.png", "multi_teacher_comparison.png"]

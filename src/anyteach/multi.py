@@ -189,8 +189,11 @@ class MultiTransferResult:
             stages = [TransferResult.load(d) for d in _sub_runs(run_dir, config) if (d / "config.json").exists()]
             return cls(run_dir, config, stages, [], None, None, finished=False)
         summary = json.loads(summary_path.read_text())
-        stages = [TransferResult.load(row["run_dir"]) for row in summary["stages"]]
-        return cls(run_dir, config, stages, summary["stages"], summary["final"], Path(summary["student"]))
+        # sub-runs are found relative to the directory (which may have moved); soup ingredients in the cache
+        stages = [TransferResult.load(d) for d in _sub_runs(run_dir, config) or
+                  [Path(row["run_dir"]) for row in summary["stages"]]]
+        student = run_dir / "soup.safetensors" if config["mode"] == "soup" else stages[-1].student_path
+        return cls(run_dir, config, stages, summary["stages"], summary["final"], student)
 
 
 def _sub_runs(run_dir: Path, config: dict[str, Any]) -> list[Path]:
