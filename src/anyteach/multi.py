@@ -42,8 +42,8 @@ from .data import Dataset, load_dataset
 from .errors import AnyteachError
 from .methods import get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
-from .predictions import check_compatible, predict
-from .trainer import ORIGINAL_KEYS, Trainer, TrainingOptions, resolve_device, resolve_lr
+from .predictions import Predictions, check_compatible
+from .trainer import ORIGINAL_KEYS, Trainer, TrainingOptions, _cached_logits, resolve_device, resolve_lr
 from .transfer import (ModelArg, TransferResult, _as_list, _comparable, _data_entry, _first_difference,
                        _model_entry, default_run_dir, split_options, transfer)
 
@@ -314,9 +314,9 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         check_compatible(model, dataset)
     device = resolve_device(training.device)
     accuracies = []
-    for teacher in teacher_models:
-        accuracies.append(predict(teacher, dataset, "eval", batch_size=training.eval_batch_size,
-                                  device=device).accuracy)
+    for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
+        logits = _cached_logits(teacher, dataset, "eval", training.eval_batch_size, device)
+        accuracies.append(Predictions(logits, dataset.labels("eval")).accuracy)
         teacher.to("cpu")
     order = _curriculum(accuracies, curriculum)
     resolved = TrainingOptions(**{**asdict(training), "lr": resolve_lr(training, method)})
