@@ -86,7 +86,11 @@ def test_bad_definitions_name_the_key(raw, message):
 
 
 def test_definition_from_yaml_and_flags(tmp_path):
-    spec = load_study_spec(REPO / "examples" / "study_mnist1d.yaml")
+    (tmp_path / "zoo.yaml").write_text(
+        "models: mnist1d\npairs: {random: 24, seed: 0, balanced: true}\n"
+        "methods: [kl, xekl, {name: xekl+mcl, options: {lr: 1.0e-2}}, kl+dp, kl+dp-u, xe]\n"
+        "recipe: {epochs: 3, lr: 3.0e-4}\n")
+    spec = load_study_spec(tmp_path / "zoo.yaml")
     assert len(spec.models) == 11 and spec.models[0].startswith("zoo:mnist1d/")
     assert spec.data == "mnist1d" and spec.pairs == PairSpec(random=24, seed=0, balanced=True)
     assert [m.label for m in spec.methods] == ["kl", "xekl", "xekl+mcl", "kl+dp", "kl+dp-u", "xe"]

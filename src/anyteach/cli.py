@@ -519,11 +519,27 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JS
 
 
 @app.command()
-def demo(workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores).")) -> None:
-    """The main job: build the built-in zoo (if missing) and print its table."""
+def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Output directory (complementarity "
+                                    "analysis, study, report); re-running resumes the study."),
+         workers: Optional[int] = typer.Option(None, help="Worker processes for the zoo build and the study "
+                                               "(default: all cores).")) -> None:
+    """The main job: build the mnist1d zoo, measure its complementary knowledge, run the demo study, report."""
+    import os
+
+    from .demo import demo_study, run_demo
+    from .report import headline_text
+
     start = time.perf_counter()
-    rows = build_zoo_with_progress("mnist1d", 0, workers)
+    cores = workers or os.cpu_count() or 1
+    err_console.rule("[bold]the zoo")
+    rows = build_zoo_with_progress("mnist1d", 0, cores)
     console.print(zoo_table(rows, "zoo mnist1d"))
+    err_console.rule("[bold]complementary knowledge of every ordered pair, then the transfer study")
+    result = run_demo(out, demo_study(cores), on_analysis=_print_zoo)
+    err_console.rule("[bold]headline numbers")
+    console.print(headline_text(result.summary), highlight=False, soft_wrap=True)
+    console.print(f"\nreport: {result.report_html}\n        {result.report_markdown}\n"
+                  f"complementarity figures and tables: {out / 'complementarity'}")
     err_console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
 
 
