@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import pytest
 
-from anyteach.aggregate import METRIC_COLUMNS, aggregate, order_methods, per_student, size_correlation, summarize_runs
+from anyteach.aggregate import METRIC_COLUMNS, against_control, aggregate, order_methods, per_student, size_correlation, summarize_runs
 from anyteach.study import BUCKETS
 
 COLUMNS = ["label", "method", "student", "teacher", "transfer_delta", "knowledge_gain", "knowledge_loss", "p_gain",
@@ -129,6 +129,23 @@ def test_json_records_have_the_documented_keys(runs):
     assert kl["significant_harm_rate"] == pytest.approx(50.0)
     assert kl["by_bucket"][0]["mean_delta"] == pytest.approx(-1.5)
     assert records[1]["by_bucket"][0]["runs"] == 0 and records[1]["by_bucket"][0]["mean_delta"] is None
+
+
+def test_methods_against_the_control_paired_by_student(runs):
+    table = against_control(runs)
+    assert list(table["label"]) == ["kl"]  # the control is not compared with itself
+    kl = row_of(table, label="kl")
+    # differences to the student's control: s1 (0.1): 0.9, -0.6; s2 (-0.1): 0.1, 0.5; s3 (0.2): -2.2, -1.2
+    assert kl["paired_runs"] == 6 and kl["students"] == 3
+    assert kl["beats_control_rate"] == pytest.approx(50.0)  # 0.9, 0.1, 0.5
+    assert kl["mean_delta_vs_control"] == pytest.approx(-2.5 / 6)
+    # per-student means 0.15, 0.3, -1.7: two better, one worse; sign test over 3 students
+    assert (kl["students_better"], kl["students_worse"]) == (2, 1)
+    assert kl["p_better_than_control"] == pytest.approx(4 / 8)  # P(X >= 2), X ~ Bin(3, 1/2)
+    assert kl["p_worse_than_control"] == pytest.approx(7 / 8)  # P(X >= 1)
+    record = json.loads(summarize_runs(runs).to_json())[0]
+    assert record["vs_control"]["mean_delta_vs_control"] == pytest.approx(-2.5 / 6)
+    assert against_control(runs[runs["label"] == "kl"]).empty  # no control runs: nothing to pair with
 
 
 def test_order_and_empty_tables():

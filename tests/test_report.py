@@ -130,7 +130,7 @@ def test_findings_follow_the_numbers(study_dir):
     assert "agrees (DP is much safer)" in safety
     control = next(s for s in sentences if s.startswith("The **xe** control"))
     assert "plateau" in control
-    assert "**kl+dp** does better than the control" in text
+    assert "**kl+dp** does significantly better than the control, paired by student" in text  # 6 of 6 students
     assert any(s.startswith("Ranking by median success rate") for s in sentences)
 
 

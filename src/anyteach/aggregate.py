@@ -13,6 +13,7 @@ the runs table, so it is tested against hand-computed values on a hand-made Data
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -124,6 +125,60 @@ def size_correlation(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["label", "students", "delta_size_spearman"])
 
 
+CONTROL_METHOD = "xe"
+"""The no-teacher control: the same training budget on the labels alone (once per student)."""
+
+CONTROL_COLUMNS: tuple[str, ...] = (
+    "paired_runs", "students", "beats_control_rate", "mean_delta_vs_control", "students_better",
+    "students_worse", "p_better_than_control", "p_worse_than_control",
+)
+"""The columns of `against_control` (after `label`)."""
+
+
+def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.DataFrame:
+    """Every method against the no-teacher control, paired by student (and seed).
+
+    Each run's transfer delta minus the delta of its student's control run (same seed) says what
+    the teacher added beyond the extra training. The test is over students, not runs, because a
+    student's runs share one control run: per student the mean difference, then a one-sided exact
+    sign test over students (students better vs worse than their control; ties left out).
+
+    Args:
+        runs: the runs table (with a `method` column naming the engine method, else `label` is used).
+        control: the engine method of the control.
+
+    Returns:
+        One row per method with a control to pair with: `label` then `CONTROL_COLUMNS`:
+        `beats_control_rate` (% of paired runs with a larger delta than their control),
+        `mean_delta_vs_control` (pp), `students_better` / `students_worse` (by their mean
+        difference) and the sign test's `p_better_than_control` / `p_worse_than_control`. Empty
+        when the study has no control runs.
+    """
+    from .metrics import mcnemar_p_values
+
+    r = _prepare(runs)
+    method = r["method"] if "method" in r.columns else r["label"]
+    seed = r["seed"] if "seed" in r.columns else pd.Series(0, index=r.index)
+    r = r.assign(_method=method, _seed=seed)
+    controls = r[r["_method"] == control].groupby(["student", "_seed"])["transfer_delta"].mean()
+    if controls.empty:
+        return pd.DataFrame(columns=["label", *CONTROL_COLUMNS])
+    rows = []
+    for label, group in r[r["_method"] != control].groupby("label", sort=False):
+        base = controls.reindex(pd.MultiIndex.from_frame(group[["student", "_seed"]])).to_numpy()
+        paired = group.assign(diff=group["transfer_delta"].to_numpy() - base).dropna(subset=["diff"])
+        if paired.empty:
+            continue
+        by_student = paired.groupby("student")["diff"].mean()
+        better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
+        p_better, p_worse = mcnemar_p_values(better, worse)
+        rows.append({"label": label, "paired_runs": len(paired), "students": len(by_student),
+                     "beats_control_rate": 100.0 * float((paired["diff"] > 0).mean()),
+                     "mean_delta_vs_control": float(paired["diff"].mean()), "students_better": better,
+                     "students_worse": worse, "p_better_than_control": p_better, "p_worse_than_control": p_worse})
+    return pd.DataFrame(rows, columns=["label", *CONTROL_COLUMNS])
+
+
 def order_methods(labels: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
     """Method labels in the study's order (`preferred`), then any others in order of appearance."""
     seen = list(dict.fromkeys(labels))
@@ -141,6 +196,8 @@ class StudySummary:
         by_family: per method x student family.
         per_student: per method x student: success rate, mean delta, family and parameter count.
         size_correlation: per method, Spearman correlation of student size and mean delta.
+        vs_control: per method, its deltas against the `xe` control's, paired by student
+            (`against_control`; empty without control runs).
         methods: the method labels, in the study's order.
     """
 
@@ -151,6 +208,7 @@ class StudySummary:
     per_student: pd.DataFrame
     size_correlation: pd.DataFrame
     methods: list[str]
+    vs_control: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per method: its metrics, plus `by_bucket` and `by_family` lists (JSON-ready)."""
@@ -162,6 +220,8 @@ class StudySummary:
                                    self.by_bucket[self.by_bucket["method"] == method].iterrows()]
             record["by_family"] = [_record(r, drop=("method",)) for _, r in
                                    self.by_family[self.by_family["method"] == method].iterrows()]
+            control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else []
+            record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
             records.append(record)
         return records
 
@@ -214,7 +274,8 @@ def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySumm
                         ["family"])
     students = ordered(per_student(runs) if len(runs) else pd.DataFrame(columns=["label"]), ["student_params"])
     return StudySummary(runs, by_method, by_bucket, by_family, students, ordered(size_correlation(runs))
-                        if len(runs) else pd.DataFrame(), order)
+                        if len(runs) else pd.DataFrame(), order,
+                        ordered(against_control(runs)) if len(runs) else pd.DataFrame())
 
 
 def summarize(study_dir: str | Path) -> StudySummary:
@@ -232,5 +293,5 @@ def summarize(study_dir: str | Path) -> StudySummary:
     return summarize_runs(runs, methods)
 
 
-__all__ = ["METRIC_COLUMNS", "SIGNIFICANCE", "StudySummary", "aggregate", "order_methods", "per_student",
+__all__ = ["CONTROL_COLUMNS", "CONTROL_METHOD", "METRIC_COLUMNS", "against_control", "SIGNIFICANCE", "StudySummary", "aggregate", "order_methods", "per_student",
            "size_correlation", "summarize", "summarize_runs"]

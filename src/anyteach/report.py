@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ._io import write_text
-from .aggregate import StudySummary, summarize
+from .aggregate import SIGNIFICANCE, StudySummary, summarize
 from .study import BUCKETS
 
 FIGURE_DIR = "figures"
@@ -219,13 +219,15 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
     """Per method: this study's headline numbers, the paper's, and the difference to the `xe` control."""
     engine = engine_methods(summary)
     control = _control_row(summary)
+    paired = summary.vs_control.set_index("method") if len(summary.vs_control) else pd.DataFrame()
     rows = []
     for _, r in summary.by_method.iterrows():
         paper = PAPER_RESULTS.get(engine.get(r["method"], ""))
         vs_control = "–"
-        if control is not None and r["method"] != control["method"]:
-            vs_control = f"{r['median_success_rate'] - control['median_success_rate']:+.1f} / " \
-                         f"{r['mean_delta'] - control['mean_delta']:+.2f}"
+        if control is not None and r["method"] != control["method"] and r["method"] in paired.index:
+            c = paired.loc[r["method"]]
+            vs_control = (f"{c['mean_delta_vs_control']:+.2f} ({int(c['students_better'])}/{int(c['students'])}, "
+                          f"p={c['p_better_than_control']:.2g})")
         rows.append({
             "method": r["method"],
             "runs": int(r["runs"]),
@@ -239,7 +241,7 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
             "paper success": paper.success_text if paper else "–",
             "paper mean Δ (pp)": (f"{paper.mean_delta:+.2f}" + (" (≈0)" if paper.note.startswith("≈0") else ""))
             if paper else "–",
-            "vs xe: success / Δ": vs_control,
+            "Δ vs xe, paired (students better, p)": vs_control,
         })
     return pd.DataFrame(rows)
 
@@ -364,19 +366,22 @@ def findings(summary: StudySummary) -> list[str]:
         out.append(f"The **{control['method']}** control (the same training budget on the labels, no teacher) "
                    f"has a median success rate of {control['median_success_rate']:.1f}% and a mean Δ of "
                    f"{control['mean_delta']:+.2f} pp: {verdict}")
+        vs = summary.vs_control.set_index("method") if len(summary.vs_control) else pd.DataFrame()
         for _, r in summary.by_method.iterrows():
-            if r["method"] == control["method"]:
+            if r["method"] == control["method"] or r["method"] not in vs.index:
                 continue
-            diff = r["median_success_rate"] - control["median_success_rate"]
-            ddelta = r["mean_delta"] - control["mean_delta"]
-            if diff >= 0 and ddelta > ABOUT_ZERO:
-                word = "does better than"
-            elif diff <= 0 and ddelta < -ABOUT_ZERO:
-                word = "does worse than"
+            c = vs.loc[r["method"]]
+            if c["p_better_than_control"] < SIGNIFICANCE:
+                word = "does significantly better than"
+            elif c["p_worse_than_control"] < SIGNIFICANCE:
+                word = "does significantly worse than"
             else:
-                word = "is not clearly different from"
-            out.append(f"**{r['method']}** {word} the control: success rate {diff:+.1f} points, "
-                       f"mean Δ {ddelta:+.2f} pp.")
+                word = "is not significantly different from"
+            out.append(f"**{r['method']}** {word} the control, paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
+                       f"beyond the control on average, larger than the control's in {c['beats_control_rate']:.0f}% "
+                       f"of {int(c['paired_runs'])} runs; {int(c['students_better'])} of {int(c['students'])} students "
+                       f"better, {int(c['students_worse'])} worse (one-sided sign test over students: p = "
+                       f"{c['p_better_than_control']:.3g} for better, {c['p_worse_than_control']:.3g} for worse).")
 
     weaker, stronger = ("much weaker", "weaker"), ("stronger", "much stronger")
     kl = by_name.get("kl")
@@ -513,8 +518,9 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
                  "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
                  "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
                  "(one-sided exact McNemar, p < 0.05, % of runs). Paper: ImageNet, 20 students × 20 teachers "
-                 "(PAPER.md section 4). Last column: median success rate (points) and mean Δ (pp) minus the "
-                 "`xe` control's.")
+                 "(PAPER.md section 4). Last column: each run's Δ minus its student's `xe` control Δ, averaged "
+                 "(pp); how many students gain more than from the control alone; one-sided sign test over "
+                 "students that they do.")
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
 
