@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .aggregate import StudySummary
+from .aggregate import CONTROL_METHOD, StudySummary
 from .study import BUCKETS
 
 DPI = 130
@@ -117,6 +117,16 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
                 errs.append(0.0 if np.isnan(row["sem"]) else row["sem"])
         ax.bar(xs, means, width=width, yerr=errs, color=colors[m], edgecolor="black", linewidth=0.4,
                error_kw={"elinewidth": 0.8, "capsize": 2}, label=m)
+    control = summary.runs[summary.runs["method"] == CONTROL_METHOD] if "method" in summary.runs else runs.iloc[:0]
+    if len(control):  # the control has no teacher: show its Δ for the students of each bucket's pairs
+        by_student = control.groupby("student")["transfer_delta"].mean()
+        pairs = runs.drop_duplicates(["student", "teacher", "bucket"])
+        level = pairs.assign(control=pairs["student"].map(by_student)).groupby("bucket")["control"].mean()
+        label = f"{CONTROL_METHOD} control (no teacher), same students"
+        for i, b in enumerate(BUCKETS):
+            if b in level.index and not np.isnan(level[b]):
+                ax.hlines(level[b], i - 0.42, i + 0.42, colors="black", linestyles="--", linewidth=1.2, label=label)
+                label = None  # one legend entry
     counts = runs.groupby("bucket")[["student", "teacher"]].apply(lambda g: len(g.drop_duplicates()))
     ax.set_xticks(range(len(BUCKETS)),
                   [f"{b}\n({int(counts.get(b, 0))} pairs)" for b in BUCKETS])
@@ -124,6 +134,16 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
     ax.set_xlabel("teacher strength: acc(T) − acc(S0), buckets (−∞,−3], (−3,−1], (−1,1], (1,3], (3,∞) pp")
     ax.set_ylabel("mean transfer delta Δ (pp)\n± standard error over runs")
     ax.set_title("Transfer delta by teacher strength")
+    if np.nanmax(np.abs(stats["mean"].to_numpy(float))) > 3:  # a few runs forget a lot: keep small bars readable
+        ax.set_yscale("symlog", linthresh=1.0, linscale=2.0)
+        from matplotlib.ticker import FixedLocator, FuncFormatter
+
+        low, high = ax.get_ylim()
+        ticks = [t for t in (-100, -30, -10, -3, -1, -0.5, 0, 0.5, 1, 3, 10, 30, 100) if low <= t <= high]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_locator(FixedLocator([]))
+        ax.set_title("Transfer delta by teacher strength (symlog axis: linear within ±1 pp)")
     ax.legend(title="method", fontsize=8, ncol=2 if len(methods) > 4 else 1, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
