@@ -246,36 +246,26 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bucket_table(summary: StudySummary) -> pd.DataFrame:
-    """Methods x teacher-strength buckets: `median success / mean Δ (runs)` in each cell."""
+def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
+    """Methods x teacher-strength buckets, each cell `cell(row)` of the bucket's aggregate row."""
     rows = []
     for method in summary.methods:
         part = summary.by_bucket[summary.by_bucket["method"] == method].set_index("bucket")
         if part["runs"].sum() == 0:
             continue
-        row: dict[str, Any] = {"method": method}
-        for b in BUCKETS:
-            r = part.loc[b]
-            row[b] = "–" if r["runs"] == 0 else \
-                f"{r['pooled_success_rate']:.0f}% / {r['mean_delta']:+.2f} (n={int(r['runs'])})"
-        rows.append(row)
+        rows.append({"method": method, **{b: "–" if part.loc[b, "runs"] == 0 else cell(part.loc[b]) for b in BUCKETS}})
     return pd.DataFrame(rows, columns=["method", *BUCKETS])
+
+
+def bucket_table(summary: StudySummary) -> pd.DataFrame:
+    """Methods x teacher-strength buckets: `pooled success / mean Δ (runs)` in each cell."""
+    return _bucket_cells(summary, lambda r: f"{r['pooled_success_rate']:.0f}% / {r['mean_delta']:+.2f} "
+                                            f"(n={int(r['runs'])})")
 
 
 def harm_table(summary: StudySummary) -> pd.DataFrame:
     """Methods x buckets: `significant gain / significant harm rate` in each cell."""
-    rows = []
-    for method in summary.methods:
-        part = summary.by_bucket[summary.by_bucket["method"] == method].set_index("bucket")
-        if part["runs"].sum() == 0:
-            continue
-        row: dict[str, Any] = {"method": method}
-        for b in BUCKETS:
-            r = part.loc[b]
-            row[b] = "–" if r["runs"] == 0 else \
-                f"{r['significant_gain_rate']:.0f}% / {r['significant_harm_rate']:.0f}%"
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["method", *BUCKETS])
+    return _bucket_cells(summary, lambda r: f"{r['significant_gain_rate']:.0f}% / {r['significant_harm_rate']:.0f}%")
 
 
 def family_table(summary: StudySummary) -> pd.DataFrame:
