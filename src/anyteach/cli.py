@@ -269,6 +269,18 @@ def print_summary(study_dir: Path) -> None:
         if part["runs"].sum():
             console.print(summary_table(part, f"{method}: per teacher-strength bucket (acc(T) − acc(S0), pp)",
                                         key="bucket"))
+    if len(summary.vs_control):
+        table = Table(title="against the xe control, paired by student",
+                      caption="Δ beyond control: each run's Δ minus its student's control Δ; p: one-sided sign test "
+                              "over students")
+        for header in ("method", "runs", "Δ beyond control pp", "runs above control %", "students better / worse",
+                       "p better", "p worse"):
+            table.add_column(header, justify="left" if header == "method" else "right")
+        for r in summary.vs_control.to_dict("records"):
+            table.add_row(r["method"], str(r["paired_runs"]), f"{r['mean_delta_vs_control']:+.2f}",
+                          f"{r['beats_control_rate']:.0f}", f"{r['students_better']} / {r['students_worse']}",
+                          f"{r['p_better_than_control']:.3g}", f"{r['p_worse_than_control']:.3g}")
+        console.print(table)
 
 
 @app.command()
