@@ -58,9 +58,13 @@ def check_compatible(model: Classifier, data: Dataset) -> None:
 @torch.no_grad()
 def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int = 1024,
                  device: torch.device | str | None = None) -> torch.Tensor:
-    """Logits of `model` over a whole split, in index order (eval mode, no gradients)."""
+    """Logits of `model` over a whole split, in index order (eval mode, no gradients).
+
+    The model runs on `device` and is moved back to where it was; its train/eval mode is restored.
+    """
     device = torch.device(device) if device is not None else default_device()
     was_training = model.training
+    home = next((p.device for p in model.parameters()), None)  # where the caller keeps the model
     model.eval().to(device)
     outs = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
@@ -70,6 +74,8 @@ def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int =
                 outs.append(model(x.to(device, non_blocking=True)).float().cpu())
     finally:
         model.train(was_training)
+        if home is not None:
+            model.to(home)  # only the teachers a step needs stay on the accelerator
     return torch.cat(outs) if outs else torch.empty(0, model.num_classes)
 
 
