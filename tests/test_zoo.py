@@ -67,3 +67,25 @@ def test_cli_zoo_list_json(tiny_zoo):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert isinstance(json.loads(out.stdout), list)
+
+
+def test_clean_epochs_turn_augmentation_off_at_the_end(tiny_data):
+    """An augmented recipe whose every epoch is clean trains exactly like the unaugmented one;
+    with only the last epoch clean it differs (the augmentation ran before)."""
+    import dataclasses
+
+    from anyteach.models import build_classifier
+    from anyteach.zoo._train import TrainRecipe, fit
+
+    def trained(recipe: TrainRecipe) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_classifier("mlp", width=32, depth=1)
+        return fit(model, tiny_data, recipe).state_dict()
+
+    plain = TrainRecipe(epochs=2, batch_size=256, seed=0)
+    aug = dataclasses.replace(plain, augment={"shift": 3, "noise": 0.05})
+    same = trained(plain)
+    all_clean = trained(dataclasses.replace(aug, clean_epochs=2))
+    last_clean = trained(dataclasses.replace(aug, clean_epochs=1))
+    assert all(torch.equal(same[k], all_clean[k]) for k in same)
+    assert not all(torch.equal(same[k], last_clean[k]) for k in same)

@@ -31,6 +31,7 @@ class TrainRecipe:
     warmup_epochs: int = 1
     label_smoothing: float = 0.0
     augment: dict[str, float] = field(default_factory=dict)  # shift, scale, noise
+    clean_epochs: int = 0  # the last epochs without augmentation: the plateau on clean data
     seed: int = 0
 
 
@@ -77,7 +78,7 @@ def fit(model: Classifier, data: Dataset, recipe: TrainRecipe,
     for epoch in range(recipe.epochs):
         for x, y, _ in data.loader("train", batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed,
                                    epoch=epoch, drop_last=True):
-            if recipe.augment:
+            if recipe.augment and epoch < recipe.epochs - recipe.clean_epochs:
                 x = augment_batch(x, g, **recipe.augment)
             loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
