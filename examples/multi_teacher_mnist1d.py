@@ -23,11 +23,12 @@ import torch
 
 from anyteach import predict, transfer, transfer_metrics, transfer_multi
 from anyteach._io import write_json
+from anyteach.demo import DEMO_STUDY
 from anyteach.study_figures import multi_teacher_figures
 
-STUDENT = "zoo:mnist1d/mlp_wide_aug"  # 93.06% eval accuracy
+STUDENT = "zoo:mnist1d/mlp_wide_aug"  # 93.56% eval accuracy
 TEACHERS = ["zoo:mnist1d/mlp", "zoo:mnist1d/transformer", "zoo:mnist1d/cnn_bn"]  # weaker, equal, stronger
-RECIPE = {"epochs": 3, "batch_size": 256, "optimizer": "adamw", "lr": 3e-4}  # examples/study_mnist1d.yaml's
+RECIPE = DEMO_STUDY["recipe"]  # the demo study's recipe, per run and per stage
 KEYS = ("student_acc", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count", "loss_count", "p_gain",
         "p_loss")
 
