@@ -44,8 +44,8 @@ from .methods import get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import Predictions, check_compatible
 from .trainer import ORIGINAL_KEYS, Trainer, TrainingOptions, _cached_logits, resolve_device, resolve_lr
-from .transfer import (ModelArg, TransferResult, _as_list, _comparable, _data_entry, _first_difference,
-                       _model_entry, default_run_dir, split_options, transfer)
+from .transfer import (ExportedStudent, ModelArg, TransferResult, _as_list, _data_entry, _model_entry,
+                       _replaced_config, default_run_dir, split_options, transfer)
 
 MULTI_FORMAT = "anyteach-multi/1"
 MODES = ("parallel", "sequential", "soup")
@@ -125,7 +125,7 @@ def reestimate_batchnorm(model: Classifier, data: Dataset, split: str = "transfe
 
 
 @dataclass
-class MultiTransferResult:
+class MultiTransferResult(ExportedStudent):
     """The outcome of a multi-teacher run.
 
     Attributes:
@@ -160,17 +160,6 @@ class MultiTransferResult:
         if self.mode == "sequential":
             return f"sequential {self.config['curriculum']}"
         return self.mode
-
-    @property
-    def transfer_delta(self) -> float | None:
-        """Δ of the final student against the original one, pp (None while unfinished)."""
-        return None if self.final is None else self.final["transfer_delta"]
-
-    def load_student(self) -> Classifier:
-        """The final student (the soup for `soup`) as a classifier."""
-        if self.student_path is None:
-            raise AnyteachError(f"multi-teacher run {self.run_dir} is not finished")
-        return load_model(self.student_path)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "MultiTransferResult":
@@ -341,19 +330,14 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         default = default_run_dir(config)
         run_dir = default.with_name(f"{mode}{'-' + curriculum if mode == 'sequential' else ''}-{default.name}")
     config_path = run_dir / "multi.json"
-    if config_path.exists():
-        existing = json.loads(config_path.read_text())
-        if _comparable(existing) != _comparable(config):
-            if not overwrite:
-                raise AnyteachError(f"{run_dir} holds a multi-teacher run with a different configuration (first "
-                                    f"difference: {_first_difference(_comparable(existing), _comparable(config))}); "
-                                    "choose another directory or pass overwrite")
-            for sub in _sub_runs(run_dir, existing):
-                shutil.rmtree(sub, ignore_errors=True)
-            for name in ("summary.json", "soup.safetensors", "soup.json"):
-                (run_dir / name).unlink(missing_ok=True)
-        elif (run_dir / "summary.json").exists():
-            return MultiTransferResult.load(run_dir)
+    replaced = _replaced_config(config_path, config, overwrite, "a multi-teacher run")
+    if replaced is not None:
+        for sub in _sub_runs(run_dir, replaced):
+            shutil.rmtree(sub, ignore_errors=True)
+        for name in ("summary.json", "soup.safetensors", "soup.json"):
+            (run_dir / name).unlink(missing_ok=True)
+    elif (run_dir / "summary.json").exists():
+        return MultiTransferResult.load(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_path, config)
 

@@ -48,8 +48,35 @@ ModelArg = str | Path | Classifier
 # Results
 
 
+class ExportedStudent:
+    """What every transfer result shares: the final metrics and the exported student.
+
+    Subclasses are dataclasses with `run_dir`, `final` and `student_path`.
+    """
+
+    run_dir: Path
+    final: dict[str, Any] | None
+    student_path: Path | None
+
+    @property
+    def transfer_delta(self) -> float | None:
+        """Δ of the exported student against the original one, pp (None while unfinished)."""
+        return None if self.final is None else self.final["transfer_delta"]
+
+    def load_student(self) -> Classifier:
+        """The exported student as a classifier.
+
+        Raises:
+            AnyteachError: the run exported no student (unfinished, or a method such as `ensemble`).
+        """
+        if self.student_path is None:
+            raise AnyteachError(f"run {self.run_dir} has no exported student (unfinished, or its method "
+                                "exports none)")
+        return load_model(self.student_path)
+
+
 @dataclass
-class TransferResult:
+class TransferResult(ExportedStudent):
     """The outcome of a transfer run.
 
     Attributes:
@@ -67,21 +94,6 @@ class TransferResult:
     final: dict[str, Any] | None
     student_path: Path | None
     finished: bool = True
-
-    @property
-    def transfer_delta(self) -> float | None:
-        """Δ of the exported student in percentage points (None while unfinished)."""
-        return None if self.final is None else self.final["transfer_delta"]
-
-    def load_student(self) -> Classifier:
-        """The exported student as a classifier.
-
-        Raises:
-            AnyteachError: the run exported no student (`ensemble`, or unfinished).
-        """
-        if self.student_path is None:
-            raise AnyteachError(f"run {self.run_dir} has no exported student")
-        return load_model(self.student_path)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "TransferResult":
@@ -246,6 +258,26 @@ def _as_list(teacher: ModelArg | Sequence[ModelArg] | None) -> list[ModelArg]:
     return list(teacher)
 
 
+def _replaced_config(config_path: Path, config: dict[str, Any], overwrite: bool, what: str) -> dict[str, Any] | None:
+    """The configuration stored at `config_path` when it differs from `config` and may be replaced.
+
+    Returns None when there is none or it is the same run (to resume or reuse).
+
+    Raises:
+        AnyteachError: it differs and `overwrite` is False (names the first difference).
+    """
+    if not config_path.exists():
+        return None
+    existing = json.loads(config_path.read_text())
+    if _comparable(existing) == _comparable(config):
+        return None
+    if not overwrite:
+        raise AnyteachError(f"{config_path.parent} holds {what} with a different configuration (first difference: "
+                            f"{_first_difference(_comparable(existing), _comparable(config))}); "
+                            "choose another directory or pass overwrite")
+    return existing
+
+
 def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = None, data: str | Dataset = "mnist1d",
              method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None,
@@ -316,17 +348,12 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     # 3. the run directory: new, resumed, finished, or in conflict
     run_dir = Path(out).expanduser() if out is not None else default_run_dir(config)
     config_path = run_dir / "config.json"
-    if config_path.exists():
-        existing = json.loads(config_path.read_text())
-        if _comparable(existing) != _comparable(config):
-            if not overwrite:
-                raise AnyteachError(f"{run_dir} holds a run with a different configuration (first difference: "
-                                    f"{_first_difference(_comparable(existing), _comparable(config))}); "
-                                    "choose another directory or pass overwrite")
-            for name in RUN_FILES:
-                (run_dir / name).unlink(missing_ok=True)
-        elif (run_dir / "final.json").exists():
-            return TransferResult.load(run_dir)
+    replaced = _replaced_config(config_path, config, overwrite, "a run")
+    if replaced is not None:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    elif (run_dir / "final.json").exists():
+        return TransferResult.load(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_path, config)
 
