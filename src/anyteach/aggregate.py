@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .study import BUCKETS
+from .metrics import BUCKETS, mcnemar_p_values
 
 SIGNIFICANCE = 0.05
 """p-value threshold of a significant gain / harm."""
@@ -154,8 +154,6 @@ def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.Dat
         difference) and the sign test's `p_better_than_control` / `p_worse_than_control`. Empty
         when the study has no control runs.
     """
-    from .metrics import mcnemar_p_values
-
     r = _prepare(runs)
     method = r["method"] if "method" in r.columns else r["label"]
     seed = r["seed"] if "seed" in r.columns else pd.Series(0, index=r.index)

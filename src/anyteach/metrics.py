@@ -23,6 +23,16 @@ DEFAULT_TOP_P: tuple[float, ...] = (2.0, 5.0, 20.0, 50.0)
 ArrayLike = Any  # torch.Tensor | np.ndarray | Sequence[int]
 
 
+BUCKETS: tuple[str, ...] = ("much weaker", "weaker", "equal", "stronger", "much stronger")
+"""Teacher-strength buckets of PAPER.md section 2, weakest teacher first."""
+
+BUCKET_EDGES: tuple[float, ...] = (-3.0, -1.0, 1.0, 3.0)
+"""Upper (inclusive) edges of the first four buckets, in percentage points: (-inf,-3], (-3,-1], ..."""
+
+STRENGTH_DECIMALS = 6
+"""Teacher strengths are rounded before bucketing, so 84.2 - 83.2 (= 1.0000000000000142) is `equal`."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Input handling
 
@@ -371,8 +381,33 @@ def transfer_metrics(pred_before: ArrayLike, pred_after: ArrayLike, pred_teacher
     return result
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Teacher strength
+
+
+def teacher_strength(teacher_acc: float, student_acc_before: float) -> float:
+    """acc(T) - acc(S0) in percentage points, rounded to `STRENGTH_DECIMALS` decimals."""
+    return round(float(teacher_acc) - float(student_acc_before), STRENGTH_DECIMALS)
+
+
+def strength_bucket(strength: float) -> str:
+    """The PAPER.md bucket of a teacher strength (pp): much weaker (-inf,-3] ... much stronger (3,inf).
+
+    Raises:
+        AnyteachError: if `strength` is NaN.
+    """
+    if math.isnan(strength):
+        raise AnyteachError("teacher strength is NaN: no bucket")
+    strength = round(strength, STRENGTH_DECIMALS)
+    for bucket, edge in zip(BUCKETS, BUCKET_EDGES):
+        if strength <= edge:
+            return bucket
+    return BUCKETS[-1]
+
+
 __all__ = [
-    "DEFAULT_TOP_P", "TopClasses", "accuracy", "as_label_array", "flip_entropy", "mcnemar_p_values",
-    "negative_flips", "per_class_positive_flips", "positive_flip_mask", "positive_flips", "top_p_classes",
-    "transfer_metrics", "uniform_entropy",
+    "BUCKETS", "BUCKET_EDGES", "DEFAULT_TOP_P", "TopClasses", "accuracy", "as_label_array", "flip_entropy",
+    "mcnemar_p_values", "negative_flips", "per_class_positive_flips", "positive_flip_mask", "positive_flips",
+    "strength_bucket", "teacher_strength", "top_p_classes", "transfer_metrics", "uniform_entropy",
 ]

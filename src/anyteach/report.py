@@ -24,7 +24,7 @@ import pandas as pd
 
 from ._io import write_text
 from .aggregate import SIGNIFICANCE, StudySummary, summarize
-from .study import BUCKETS
+from .metrics import BUCKETS
 
 FIGURE_DIR = "figures"
 AGREEMENT_POINTS = 15.0

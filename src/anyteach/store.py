@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from .errors import AnyteachError
+from .metrics import strength_bucket, teacher_strength
 
 STORE_FILE = "study.sqlite"
 SCHEMA_VERSION = "1"
@@ -275,8 +276,6 @@ def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
         names: model reference -> name.
         models: model reference -> `ModelEntry` (family, parameter count).
     """
-    from .study import strength_bucket, teacher_strength
-
     final = dict(outcome["final"])
     missing = [m for m in FINAL_METRICS if m not in final]
     if missing:

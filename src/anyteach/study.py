@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import re
 import time
@@ -29,15 +28,7 @@ import yaml
 
 from ._io import text_digest, write_text
 from .errors import AnyteachError
-
-BUCKETS: tuple[str, ...] = ("much weaker", "weaker", "equal", "stronger", "much stronger")
-"""Teacher-strength buckets of PAPER.md section 2, weakest teacher first."""
-
-BUCKET_EDGES: tuple[float, ...] = (-3.0, -1.0, 1.0, 3.0)
-"""Upper (inclusive) edges of the first four buckets, in percentage points: (-inf,-3], (-3,-1], ..."""
-
-STRENGTH_DECIMALS = 6
-"""Teacher strengths are rounded before bucketing, so 84.2 - 83.2 (= 1.0000000000000142) is `equal`."""
+from .metrics import BUCKETS, strength_bucket, teacher_strength
 
 TEACHER_FREE_METHODS = frozenset({"xe", "self"})
 """Fallback list of methods that ignore the teacher (the registry's `needs_teacher` decides)."""
@@ -54,30 +45,6 @@ RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "se
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Teacher strength
-
-
-def teacher_strength(teacher_acc: float, student_acc_before: float) -> float:
-    """acc(T) - acc(S0) in percentage points, rounded to `STRENGTH_DECIMALS` decimals."""
-    return round(float(teacher_acc) - float(student_acc_before), STRENGTH_DECIMALS)
-
-
-def strength_bucket(strength: float) -> str:
-    """The PAPER.md bucket of a teacher strength (pp): much weaker (-inf,-3] ... much stronger (3,inf).
-
-    Raises:
-        AnyteachError: if `strength` is NaN.
-    """
-    if math.isnan(strength):
-        raise AnyteachError("teacher strength is NaN: no bucket")
-    strength = round(strength, STRENGTH_DECIMALS)
-    for bucket, edge in zip(BUCKETS, BUCKET_EDGES):
-        if strength <= edge:
-            return bucket
-    return BUCKETS[-1]
 
 
 # ---------------------------------------------------------------------------------------------

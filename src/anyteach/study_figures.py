@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import CONTROL_METHOD, StudySummary
-from .study import BUCKETS
+from .metrics import BUCKETS
 
 DPI = 130
 FAMILY_MARKERS = {"cnn": "s", "transformer": "^", "mlp": "o", "rnn": "D"}

@@ -13,7 +13,7 @@ longest jobs first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._train import TrainRecipe
