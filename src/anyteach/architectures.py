@@ -13,28 +13,27 @@ from typing import Callable
 import torch
 from torch import nn
 
-ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str]] = {}
+from .registry import Registry
+
+ARCHITECTURES: Registry[tuple[Callable[..., nn.Module], str]] = Registry("architecture")
 """name -> (constructor, family)."""
 
 
 def register_architecture(name: str, family: str):
     """Decorator: make a network constructor reachable by `name` in saved models and zoo recipes."""
-
-    def wrap(fn):
-        ARCHITECTURES[name] = (fn, family)
-        return fn
-
-    return wrap
+    return ARCHITECTURES.decorator(name, lambda fn: (fn, family))
 
 
 def build_architecture(name: str, **kwargs) -> nn.Module:
-    from .errors import AnyteachError
+    """A new network of the registered architecture `name`.
 
-    if name not in ARCHITECTURES:
-        raise AnyteachError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    Raises:
+        AnyteachError: unknown architecture (the message lists the known ones).
+    """
     return ARCHITECTURES[name][0](**kwargs)
 
 
+@register_architecture("mlp", "mlp")
 class MLP(nn.Module):
     def __init__(self, length: int = 40, num_classes: int = 10, width: int = 256, depth: int = 2, dropout: float = 0.0):
         super().__init__()
@@ -52,6 +51,7 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
+@register_architecture("cnn1d", "cnn")
 class CNN1d(nn.Module):
     """Strided 1D convolutions, optional BatchNorm, global average pooling, linear head."""
 
@@ -77,6 +77,7 @@ class CNN1d(nn.Module):
         return self.head(self.dropout(h))
 
 
+@register_architecture("gru", "rnn")
 class GRUNet(nn.Module):
     """A GRU over the signal in chunks of `chunk` samples; the last hidden state feeds the head."""
 
@@ -95,6 +96,7 @@ class GRUNet(nn.Module):
         return self.head(last)
 
 
+@register_architecture("transformer1d", "transformer")
 class Transformer1d(nn.Module):
     """Patches of the signal as tokens, learned positions, pre-norm encoder, mean pooling."""
 
@@ -115,9 +117,3 @@ class Transformer1d(nn.Module):
         b, n = x.shape
         tokens = self.embed(x[:, : n - n % self.patch].reshape(b, -1, self.patch)) + self.pos
         return self.head(self.norm(self.encoder(tokens)).mean(1))
-
-
-register_architecture("mlp", "mlp")(MLP)
-register_architecture("cnn1d", "cnn")(CNN1d)
-register_architecture("gru", "rnn")(GRUNet)
-register_architecture("transformer1d", "transformer")(Transformer1d)

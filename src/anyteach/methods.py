@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import AnyteachError
+from .registry import Registry, RegistrationError
 
 FROZEN = 0
 """Routing code of the frozen initial student; teacher k (1-based) has code k."""
@@ -137,7 +138,7 @@ class TargetRule:
     options: tuple[str, ...] = ()
 
 
-TARGET_RULES: dict[str, TargetRule] = {}
+TARGET_RULES: Registry[TargetRule] = Registry("target rule")
 
 
 def register_target_rule(name: str, *, uses_teacher: bool = True, uses_frozen: bool = True,
@@ -145,14 +146,16 @@ def register_target_rule(name: str, *, uses_teacher: bool = True, uses_frozen: b
     """Decorator: make a target rule `fn(RuleInputs) -> Target` reachable by `name`.
 
     The first docstring line of `fn` is its description in `anyteach methods`.
+
+    Raises:
+        RegistrationError: `name` is taken.
     """
 
-    def wrap(fn: Callable[[RuleInputs], Target]) -> Callable[[RuleInputs], Target]:
+    def describe(fn: Callable[[RuleInputs], Target]) -> TargetRule:
         description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        TARGET_RULES[name] = TargetRule(name, fn, description, uses_teacher, uses_frozen, multi_teacher)
-        return fn
+        return TargetRule(name, fn, description, uses_teacher, uses_frozen, multi_teacher)
 
-    return wrap
+    return TARGET_RULES.decorator(name, describe)
 
 
 def _full(like: torch.Tensor, value: int) -> torch.Tensor:
@@ -354,17 +357,12 @@ class TransferLoss(nn.Module):
         raise NotImplementedError
 
 
-LOSSES: dict[str, type[TransferLoss]] = {}
+LOSSES: Registry[type[TransferLoss]] = Registry("loss")
 
 
 def register_loss(name: str) -> Callable[[type[TransferLoss]], type[TransferLoss]]:
-    """Class decorator: make a `TransferLoss` subclass reachable by `name`."""
-
-    def wrap(cls: type[TransferLoss]) -> type[TransferLoss]:
-        LOSSES[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: make a `TransferLoss` subclass reachable by `name` (a taken name is an error)."""
+    return LOSSES.decorator(name)
 
 
 @register_loss("kl")
@@ -521,17 +519,12 @@ class WeightRegulariser(nn.Module):
         return student
 
 
-REGULARISERS: dict[str, type[WeightRegulariser]] = {}
+REGULARISERS: Registry[type[WeightRegulariser]] = Registry("weight regulariser")
 
 
 def register_regulariser(name: str) -> Callable[[type[WeightRegulariser]], type[WeightRegulariser]]:
-    """Class decorator: make a `WeightRegulariser` subclass reachable by `name`."""
-
-    def wrap(cls: type[WeightRegulariser]) -> type[WeightRegulariser]:
-        REGULARISERS[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: make a `WeightRegulariser` subclass reachable by `name` (a taken name is an error)."""
+    return REGULARISERS.decorator(name)
 
 
 @register_regulariser("mcl")
@@ -618,19 +611,20 @@ class MethodPreset:
         return self.loss is not None
 
 
-METHODS: dict[str, MethodPreset] = {}
+METHODS: Registry[MethodPreset] = Registry("method")
 
 
 def register_method(preset: MethodPreset) -> MethodPreset:
-    """Add a preset to the registry (its parts must be registered already)."""
-    if preset.target is not None and preset.target not in TARGET_RULES:
-        raise ValueError(f"preset {preset.name!r}: unknown target rule {preset.target!r}")
-    if preset.loss is not None and preset.loss not in LOSSES:
-        raise ValueError(f"preset {preset.name!r}: unknown loss {preset.loss!r}")
-    if preset.regulariser is not None and preset.regulariser not in REGULARISERS:
-        raise ValueError(f"preset {preset.name!r}: unknown regulariser {preset.regulariser!r}")
-    METHODS[preset.name] = preset
-    return preset
+    """Add a preset to the registry (its parts must be registered already).
+
+    Raises:
+        RegistrationError: the name is taken, or a part is not registered.
+    """
+    for kind, name, registry in (("target rule", preset.target, TARGET_RULES), ("loss", preset.loss, LOSSES),
+                                 ("regulariser", preset.regulariser, REGULARISERS)):
+        if name is not None and name not in registry:
+            raise RegistrationError(f"preset {preset.name!r}: unknown {kind} {name!r}")
+    return METHODS.add(preset.name, preset)
 
 
 for _preset in [
@@ -662,8 +656,6 @@ def get_method(name: str) -> MethodPreset:
     Raises:
         AnyteachError: unknown method (the message lists the known ones).
     """
-    if name not in METHODS:
-        raise AnyteachError(f"unknown method {name!r}; methods: {', '.join(METHODS)}")
     return METHODS[name]
 
 

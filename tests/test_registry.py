@@ -1,0 +1,41 @@
+"""The one `Registry` type behind every extension point: duplicates refused, unknown names explained."""
+
+from __future__ import annotations
+
+import pytest
+
+from anyteach import AnyteachError
+from anyteach.architectures import ARCHITECTURES, register_architecture
+from anyteach.methods import LOSSES, METHODS, REGULARISERS, TARGET_RULES, MethodPreset, register_method
+from anyteach.registry import Registry, RegistrationError
+
+
+def test_a_registry_behaves_like_a_dict_and_refuses_a_taken_name():
+    things: Registry[int] = Registry("thing")
+    assert things.add("a", 1) == 1
+    things["b"] = 2
+    assert dict(things) == {"a": 1, "b": 2} and "a" in things and len(things) == 2
+    assert things.get("missing") is None and things.pop("b") == 2
+    with pytest.raises(RegistrationError, match="a thing named 'a' is already registered"):
+        things.add("a", 3)
+    assert things["a"] == 1  # the first registration stands
+    with pytest.raises(AnyteachError) as error:
+        things["zzz"]
+    assert str(error.value) == "unknown thing 'zzz'; known: a"
+    assert isinstance(error.value, KeyError)
+
+
+@pytest.mark.parametrize("registry", [METHODS, TARGET_RULES, LOSSES, REGULARISERS, ARCHITECTURES])
+def test_every_extension_point_is_a_registry(registry):
+    assert isinstance(registry, Registry) and len(registry) > 0
+
+
+def test_registering_a_built_in_name_again_fails_and_keeps_the_built_in():
+    kl = METHODS["kl"]
+    with pytest.raises(RegistrationError, match="method named 'kl' is already registered"):
+        register_method(MethodPreset("kl", "an impostor", "teacher", "kl"))
+    assert METHODS["kl"] is kl
+    with pytest.raises(RegistrationError, match="architecture named 'mlp'"):
+        @register_architecture("mlp", "mlp")
+        class Impostor:  # noqa: F841 - never registered
+            pass
