@@ -90,3 +90,20 @@ def test_imagefolder_with_each_models_preprocessing(tmp_path):
 
     pred = predict(model, data, "eval")
     assert pred.logits.shape == (8, 2)
+
+
+def test_signal_augmentation_is_the_loaders_own_and_follows_its_generator(tiny_data):
+    import torch
+
+    def first_batch(augment, seed=None):
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return next(iter(tiny_data.loader("transfer", batch_size=64, augment=augment, generator=generator)))[0]
+
+    plain = first_batch(False)
+    assert torch.equal(plain, tiny_data.inputs("transfer")[:64])
+    augmented = first_batch(True, seed=3)
+    assert not torch.allclose(augmented, plain)
+    assert torch.equal(augmented, first_batch(True, seed=3))  # the generator decides the randomness
+    assert not torch.equal(augmented, first_batch(True, seed=4))
+    shifted_only = first_batch({"shift": 2}, seed=3)  # explicit parameters: a circular shift keeps the values
+    assert torch.equal(shifted_only.sort(1).values, plain.sort(1).values)

@@ -39,3 +39,21 @@ def test_registering_a_built_in_name_again_fails_and_keeps_the_built_in():
         @register_architecture("mlp", "mlp")
         class Impostor:  # noqa: F841 - never registered
             pass
+
+
+def test_a_new_model_reference_kind_is_one_decorated_function():
+    from anyteach import build_classifier, load_model
+    from anyteach.models import REFERENCE_KINDS, register_reference_kind
+
+    @register_reference_kind("test-fresh")
+    def fresh(ref: str):
+        return build_classifier("mlp", name=ref.partition(":")[2], width=8, depth=1)
+
+    try:
+        model = load_model("test-fresh:tiny")
+        assert model.name == "tiny" and model.num_classes == 10
+        assert {"timm", "zoo"} <= set(REFERENCE_KINDS)
+    finally:
+        REFERENCE_KINDS.pop("test-fresh")
+    with pytest.raises(AnyteachError, match="unknown model reference 'test-fresh:tiny'"):
+        load_model("test-fresh:tiny")

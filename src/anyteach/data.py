@@ -22,7 +22,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ from .models import Preprocessing
 SPLITS = ("train", "transfer", "eval")
 MNIST1D_GENERATOR_VERSION = "mnist1d-0.0.2"
 MNIST1D_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+MNIST1D_AUGMENTATION: dict[str, float] = {"shift": 3, "scale": 0.2, "noise": 0.05}
+"""The signals' random augmentation (`augment_signals`): what `augment=True` applies to MNIST-1D."""
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -68,9 +70,30 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.
     return np.sort(grouped[keep])
 
 
+def augment_signals(x: torch.Tensor, generator: torch.Generator, shift: float = 0, scale: float = 0,
+                    noise: float = 0) -> torch.Tensor:
+    """Random per-sample circular shift (up to `shift` steps), amplitude scaling by a factor in
+    [1 - scale, 1 + scale] and Gaussian noise of std `noise`, on a `(batch, length)` batch at once."""
+    b, n = x.shape
+    if shift:
+        s = torch.randint(-int(shift), int(shift) + 1, (b, 1), generator=generator)
+        idx = (torch.arange(n).unsqueeze(0) - s) % n
+        x = x.gather(1, idx)
+    if scale:
+        x = x * (1 + scale * (2 * torch.rand(b, 1, generator=generator) - 1))
+    if noise:
+        x = x + noise * torch.randn(x.shape, generator=generator)
+    return x
+
+
 @dataclass
 class TensorLoader:
-    """Batches `(input, label, index)` from in-memory tensors; shuffled per epoch from `seed`."""
+    """Batches `(input, label, index)` from in-memory tensors; shuffled per epoch from `seed`.
+
+    With `augment` (keyword arguments of `augment_signals`), every batch is augmented with random
+    numbers drawn from `generator` (whose state a resumable run saves), or, without one, from a
+    generator seeded by `seed` and `epoch`.
+    """
 
     inputs: torch.Tensor
     labels: torch.Tensor
@@ -79,6 +102,8 @@ class TensorLoader:
     seed: int = 0
     epoch: int = 0
     drop_last: bool = False
+    augment: Mapping[str, float] | None = None
+    generator: torch.Generator | None = None
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -91,9 +116,15 @@ class TensorLoader:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
+        noise = self.generator
+        if self.augment and noise is None:
+            noise = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7919)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.inputs[idx], self.labels[idx], idx
+            x = self.inputs[idx]
+            if self.augment:
+                x = augment_signals(x, noise, **self.augment)
+            yield x, self.labels[idx], idx
 
 
 class Dataset:
@@ -114,10 +145,15 @@ class Dataset:
         return len(self.labels(split))
 
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool = False, drop_last: bool = False,
-               num_workers: int = 0):
+               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
+               drop_last: bool = False, num_workers: int = 0, generator: torch.Generator | None = None):
         """Iterable of `(input, label, index)` batches. Inputs are un-normalised: each model
-        normalises its own (see `Classifier`); `preprocessing` only sets image size and crop."""
+        normalises its own (see `Classifier`); `preprocessing` only sets image size and crop.
+
+        `augment` switches on the dataset's own random augmentation (signals: `augment_signals`
+        with `MNIST1D_AUGMENTATION`, or the given keyword arguments; images: timm's training
+        transforms); `generator` is the random source of signal augmentation (a resumable run
+        passes its own, whose state it saves)."""
         raise NotImplementedError  # pragma: no cover
 
     def _check_split(self, split: str) -> None:
@@ -200,10 +236,11 @@ class Mnist1d(Dataset):
         return self._y[split]
 
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool = False, drop_last: bool = False,
-               num_workers: int = 0) -> TensorLoader:
+               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
+               drop_last: bool = False, num_workers: int = 0, generator: torch.Generator | None = None) -> TensorLoader:
+        params = dict(MNIST1D_AUGMENTATION) if augment is True else dict(augment) if augment else None
         return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
-                            seed=seed, epoch=epoch, drop_last=drop_last)
+                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator)
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -259,8 +296,8 @@ class ImageFolder(Dataset):
         return torch.from_numpy(targets[self._indices[split]]).long()
 
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool = False, drop_last: bool = False,
-               num_workers: int | None = None):
+               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
+               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None):
         import os
 
         from timm.data import create_transform
@@ -270,7 +307,7 @@ class ImageFolder(Dataset):
 
         p = preprocessing or Preprocessing(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
         transform = create_transform(
-            input_size=p.input_size or (3, 224, 224), is_training=augment, interpolation=p.interpolation or "bilinear",
+            input_size=p.input_size or (3, 224, 224), is_training=bool(augment), interpolation=p.interpolation or "bilinear",
             crop_pct=p.crop_pct, crop_mode=p.crop_mode or "center", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         ds = _Indexed(self._folder(split), self._indices[split], transform)
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)

@@ -21,7 +21,7 @@ import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from torch import nn
 from ._io import file_digest, save_tensors, text_digest, write_json
 from .architectures import ARCHITECTURES, build_architecture
 from .errors import AnyteachError
+from .registry import Registry
 
 SIDECAR_FORMAT = "anyteach-model/1"
 
@@ -163,6 +164,18 @@ def count_parameters(net: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Reference kinds
+
+REFERENCE_KINDS: Registry[Callable[[str], Classifier]] = Registry("model reference kind")
+"""`<kind>:...` references by kind: a function from the whole reference string to a `Classifier`."""
+
+
+def register_reference_kind(kind: str) -> Callable:
+    """Decorator: `load_model("<kind>:...")` calls the decorated `fn(reference) -> Classifier`."""
+    return REFERENCE_KINDS.decorator(kind)
+
+
+# ---------------------------------------------------------------------------------------------
 # Safe weight files
 
 
@@ -241,7 +254,8 @@ def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
     return path
 
 
-def _load_saved(path: Path, source: str) -> Classifier:
+def load_saved(path: Path, source: str) -> Classifier:
+    """A model saved by anyteach (`save_model`): weights plus sidecar; `source` is the reference typed."""
     if path.is_dir():
         path = path / "model.safetensors"
     sidecar = path.with_suffix(".json")
@@ -333,7 +347,10 @@ def _head_classes(net_cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> in
     return None
 
 
-def _load_timm(spec: str, source: str) -> Classifier:
+@register_reference_kind("timm")
+def _load_timm(source: str) -> Classifier:
+    """`timm:<name>` (pretrained weights through timm) or `timm:<name>@<weights file>`."""
+    spec = source.removeprefix("timm:")
     name, _, weights = spec.partition("@")
     if not name:
         raise AnyteachError(f"empty timm model name in {source!r}")
@@ -390,24 +407,25 @@ def build_classifier(architecture: str, name: str | None = None, **kwargs) -> Cl
 def load_model(ref: str | Path | Classifier) -> Classifier:
     """Resolve a model reference (see the module docstring) to a `Classifier` in eval mode.
 
+    A reference `<kind>:<rest>` goes to the loader registered for `kind` in `REFERENCE_KINDS`
+    (`timm`, `zoo`, ...); anything else is the path of a saved anyteach model.
+
     Raises:
         AnyteachError: unknown name, missing or corrupted file, unsafe pickle, weights that do not fit.
     """
     if isinstance(ref, Classifier):
         return ref
     ref = str(ref)
-    if ref.startswith("timm:"):
-        return _load_timm(ref.removeprefix("timm:"), ref)
-    if ref.startswith("zoo:"):
-        from .zoo import zoo_model_path
-
-        return _load_saved(zoo_model_path(ref), ref)
+    kind, colon, _ = ref.partition(":")
+    if colon and kind in REFERENCE_KINDS:
+        return REFERENCE_KINDS[kind](ref)
     path = Path(ref).expanduser()
     if path.exists() or path.suffix in (".safetensors", ".json"):
         if path.suffix == ".json":
             path = path.with_suffix(".safetensors")
-        return _load_saved(path, ref)
+        return load_saved(path, ref)
+    kinds = ", ".join(f"{k}:..." for k in REFERENCE_KINDS)
     raise AnyteachError(
         f"unknown model reference {ref!r}: expected timm:<name>, timm:<name>@<weights>, zoo:<zoo>/<model> "
-        "or the path of a saved anyteach model"
+        f"or the path of a saved anyteach model (reference kinds: {kinds})"
     )

@@ -476,19 +476,10 @@ class Trainer:
                     context.teacher_feature_dim = self.teachers[0].features(x)[1].shape[1]
         return context
 
-    def _loader(self, epoch: int):
+    def _loader(self, epoch: int, augment_rng: torch.Generator | None = None):
         return self.data.loader("transfer", batch_size=self.options.batch_size, shuffle=True, seed=self.options.seed,
                                 epoch=epoch, preprocessing=self.student.info.preprocessing,
-                                augment=self.options.augment, drop_last=True)
-
-    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Signals (MNIST-1D) are augmented here like the zoo's recipe; image loaders augment themselves."""
-        if not self.options.augment or getattr(self.data, "kind", None) != "signal":
-            return x
-        from .zoo._train import augment_batch
-        from .zoo.mnist1d import AUG
-
-        return augment_batch(x, generator, **AUG)
+                                augment=self.options.augment, drop_last=True, generator=augment_rng)
 
     def _train_epoch(self, epoch: int, method: TransferMethod, optimizer: torch.optim.Optimizer, regulariser,
                      augment_rng: torch.Generator, step: int) -> tuple[int, dict[str, Any]]:
@@ -503,8 +494,8 @@ class Trainer:
         routing = torch.zeros(candidates, dtype=torch.long, device=self.device)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for x, y, index in self._loader(epoch):
-            x = self._augment(x, augment_rng).to(self.device, non_blocking=True)
+        for x, y, index in self._loader(epoch, augment_rng):
+            x = x.to(self.device, non_blocking=True)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
             frozen, teachers, features = self._reference_outputs(x, index, needs)
             with self._autocast():

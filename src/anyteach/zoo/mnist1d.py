@@ -13,23 +13,10 @@ longest jobs first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from ._train import TrainRecipe
+from ..data import MNIST1D_AUGMENTATION as AUG
+from .recipe import TrainRecipe, ZooMember
 
 DATA = "mnist1d"  # the dataset reference the zoo is trained on (with the zoo's seed)
-
-AUG = {"shift": 3, "scale": 0.2, "noise": 0.05}
-
-
-@dataclass(frozen=True)
-class ZooMember:
-    name: str
-    architecture: str
-    arch_kwargs: dict[str, Any]
-    recipe: TrainRecipe
-    cost: float = 1.0
 
 
 MEMBERS: list[ZooMember] = [
