@@ -254,7 +254,7 @@ def test_every_preset_of_the_paper_is_registered_with_its_defaults():
     assert resolve_method_options("xekl")["alpha"] == 0.5
     mcl = resolve_method_options("xekl+mcl")
     assert (mcl["alpha"], mcl["mcl_interpolation"], mcl["mcl_period"]) == (0.68, 0.9999, 2)
-    assert get_method("xekl+mcl").defaults["lr"] == 1e-2
+    assert get_method("xekl+mcl").base_lr == 1e-2
     assert (resolve_method_options("cd")["gamma"], resolve_method_options("cd")["beta"]) == (0.1, 10.0)
     crd = resolve_method_options("crd")
     assert (crd["gamma"], crd["beta"], crd["crd_feature_dim"], crd["crd_negatives"], crd["crd_temperature"],

@@ -15,7 +15,7 @@ from .predictions import Predictions, predict
 from .report import write_report
 from .study import StudySpec, load_study_spec, run_study
 from .methods import METHODS, register_method
-from .trainer import TrainingOptions
+from .options import TrainingOptions
 from .transfer import TransferResult, transfer
 from .multi import MultiTransferResult, transfer_multi
 from .zoo import build_zoo, get_zoo, list_zoo

@@ -6,9 +6,12 @@ traceback instead.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import AnyteachError
+from .options import METHOD_OPTIONS, TRAINING_OPTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="General knowledge transfer between any two pretrained classifiers.")
@@ -26,6 +30,41 @@ app.add_typer(zoo_app, name="zoo")
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
+
+
+def with_option_flags(*tables: dict, exclude: tuple[str, ...] = ()):
+    """Decorator: add one flag per declared option (`options.Option`) to a command.
+
+    The flags, their types and help texts come from the declarations; the command receives the
+    options the user gave (not None) as one dict argument `options`.
+    """
+
+    def flag_parameter(option) -> inspect.Parameter:
+        flag = option.flag
+        default = "" if option.default is None else f" (default {option.default})"
+        help_text = option.help[0].upper() + option.help[1:] + default + "."
+        decls = [f"{flag}/--no-{flag[2:]}"] if option.type is bool else [flag]
+        return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[option.type],
+                                 default=typer.Option(None, *decls, help=help_text, show_default=False))
+
+    def wrap(fn):
+        hints = typing.get_type_hints(fn)
+        base = [p.replace(annotation=hints.get(p.name, p.annotation))
+                for p in inspect.signature(fn).parameters.values() if p.name != "options"]
+        taken = {p.name for p in base}
+        flags = [flag_parameter(o) for table in tables for o in table.values()
+                 if o.name not in exclude and o.name not in taken]
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            given = {p.name: kwargs.pop(p.name) for p in flags}
+            return fn(**kwargs, options={k: v for k, v in given.items() if v is not None})
+
+        command.__signature__ = inspect.Signature(base + flags)
+        command.__annotations__ = {p.name: p.annotation for p in base + flags}
+        return command
+
+    return wrap
 
 
 @app.callback()
@@ -284,6 +323,7 @@ def print_summary(study_dir: Path) -> None:
 
 
 @app.command()
+@with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS, exclude=("seed",))
 def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YAML); flags override its keys."),
           out: Path = typer.Option(..., "--out", "-o", help="Study directory (store, run directories, report)."),
           zoo: Optional[str] = typer.Option(None, help="Use a built-in zoo's models (and its data), e.g. mnist1d."),
@@ -295,23 +335,22 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
           seed: Optional[int] = typer.Option(None, help="Seed of the pair draw."),
           methods: Optional[str] = typer.Option(None, help="Comma-separated methods, e.g. kl,kl+dp,xe."),
           seeds: Optional[str] = typer.Option(None, help="Comma-separated transfer seeds (default: 0)."),
-          epochs: Optional[int] = typer.Option(None, help="Transfer epochs of every run (recipe)."),
-          lr: Optional[float] = typer.Option(None, help="Learning rate of every run (recipe)."),
-          batch_size: Optional[int] = typer.Option(None, help="Batch size of every run (recipe)."),
           workers: Optional[int] = typer.Option(None, help="Local worker processes (1: in-process)."),
           executor: Optional[str] = typer.Option(None, help="local (default) or ray."),
           address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster."),
           num_gpus: Optional[float] = typer.Option(None, help="GPUs per run (Ray)."),
-          name: Optional[str] = typer.Option(None, help="Study name for the report.")) -> None:
-    """Run a transfer study (pairs x methods x seeds) into a resumable SQLite store; re-run to resume."""
+          name: Optional[str] = typer.Option(None, help="Study name for the report."),
+          options: Optional[dict] = None) -> None:
+    """Run a transfer study (pairs x methods x seeds) into a resumable SQLite store; re-run to resume.
+
+    The training and method option flags set the study's recipe: options of every run."""
     from .study import build_study_spec, run_study
 
     if zoo is not None and models is not None:
         raise AnyteachError("give --zoo or --models, not both")
-    recipe = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
     definition = build_study_spec(spec, models=zoo if zoo is not None else _csv(models), data=data, pairs=pairs,
                                   balanced=balanced, pair_seed=seed, methods=_csv(methods), seeds=_csv(seeds),
-                                  recipe=recipe, workers=workers, executor=executor, address=address,
+                                  recipe=options, workers=workers, executor=executor, address=address,
                                   resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name)
     try:
         outcome = run_study(definition, out)
@@ -397,6 +436,7 @@ def transfer_summary(result) -> Table:
 
 
 @app.command("transfer")
+@with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS)
 def transfer_command(
     student: str = typer.Option(..., "--student", help="Student model reference."),
     teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="Teacher model reference; repeat it for "
@@ -409,41 +449,18 @@ def transfer_command(
     data: str = typer.Option("mnist1d", "--data", help="Dataset reference."),
     method: str = typer.Option("kl+dp", "--method", help="Transfer method (see `anyteach methods`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: under the cache)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs over the transfer split (default 20)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: 1e-4, MCL 1e-2, x batch/256)."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size (default 256)."),
-    optimizer: Optional[str] = typer.Option(None, help="sgd (default) or adamw."),
-    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (default 1e-4)."),
-    momentum: Optional[float] = typer.Option(None, help="SGD momentum (default 0.9)."),
-    seed: Optional[int] = typer.Option(None, help="Seed of shuffling, dropout and method randomness (default 0)."),
-    temperature: Optional[float] = typer.Option(None, help="KL temperature τ (default 1)."),
-    top_k: Optional[int] = typer.Option(None, help="Restrict the KL to the teacher's top-k classes."),
-    alpha: Optional[float] = typer.Option(None, help="KL weight; 1 - alpha weighs cross-entropy."),
-    mcl_interpolation: Optional[float] = typer.Option(None, help="MCL interpolation factor t (default 0.9999)."),
-    mcl_period: Optional[int] = typer.Option(None, help="MCL interpolates every N steps (default 2)."),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Augment the transfer inputs."),
-    cache_teacher_outputs: Optional[bool] = typer.Option(
-        None, "--cache-teacher-outputs/--no-cache-teacher-outputs",
-        help="Compute teacher and frozen-student outputs once (default when not augmenting)."),
-    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N epochs (default 1)."),
-    device: Optional[str] = typer.Option(None, help="auto (default), cpu, cuda, cuda:N."),
     option: Optional[list[str]] = typer.Option(None, "--option", "-o",
                                                help="Any other option as key=value, e.g. -o beta=5 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    options: Optional[dict] = None,
 ) -> None:
     """Transfer knowledge from a teacher (or several, with --mode) into a student; resumable (re-run the
-    same command)."""
+    same command). Every training and method option has a flag; method defaults: `anyteach methods`."""
     from .transfer import transfer
 
-    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
-             "weight_decay": weight_decay, "momentum": momentum, "seed": seed, "temperature": temperature,
-             "top_k": top_k, "alpha": alpha, "mcl_interpolation": mcl_interpolation, "mcl_period": mcl_period,
-             "augment": augment, "cache_teacher_outputs": cache_teacher_outputs, "eval_every": eval_every,
-             "device": device}
-    options = {k: v for k, v in given.items() if v is not None}
-    options.update(_option_pairs(option))
+    options = {**options, **_option_pairs(option)}
     if mode is not None:
         _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,
                         options)
@@ -521,7 +538,7 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JS
             parts += f" + {r['regulariser']}"
         if not r["teacher"]:
             parts += " (no teacher)"
-        defaults = "\n".join(f"{k}={v}" for k, v in r["defaults"].items()) or "-"
+        defaults = "\n".join([f"{k}={v}" for k, v in r["defaults"].items()] + [f"base_lr={r['base_lr']:g}"])
         table.add_row(r["name"], f"{parts}\n[dim]{r['description']}[/dim]", defaults)
     console.print(table)
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import AnyteachError
+from .options import METHOD_OPTIONS
 from .registry import Registry, RegistrationError
 
 FROZEN = 0
@@ -35,58 +36,6 @@ MIXED = -1
 """Routing code of a target that mixes the frozen student and the teacher (`kl+flip-avg`)."""
 SKIPPED = -2
 """Routing code of a sample that gets no distillation target (MCL skips the teacher's negative flips)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Options: every tunable number of every method, typed and range-checked in one table
-
-
-@dataclass(frozen=True)
-class Option:
-    """A method option: its type, default, allowed range and meaning."""
-
-    name: str
-    type: type
-    default: Any
-    check: Callable[[Any], bool]
-    allowed: str
-    help: str
-    optional: bool = False  # None is allowed (e.g. top_k = None: all classes)
-
-    def validate(self, value: Any, method: str) -> Any:
-        """Return `value` coerced to the option's type, or raise naming the option and its range."""
-        if value is None and self.optional:
-            return None
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if self.type is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, self.type) or isinstance(value, bool) != (self.type is bool):
-            raise AnyteachError(f"option {self.name}={value!r} of method {method!r} must be "
-                                f"{'an' if self.type is int else 'a'} {self.type.__name__} ({self.allowed})")
-        if not self.check(value):
-            raise AnyteachError(f"option {self.name}={value!r} of method {method!r} is out of range: "
-                                f"it must be {self.allowed}")
-        return value
-
-
-OPTIONS: dict[str, Option] = {o.name: o for o in [
-    Option("temperature", float, 1.0, lambda v: v > 0 and math.isfinite(v), "> 0",
-           "softmax temperature τ of the KL terms (the loss is multiplied by τ²)"),
-    Option("top_k", int, None, lambda v: v >= 1, ">= 1 or None",
-           "restrict the KL to the teacher's top-k classes per sample (None: all classes)", optional=True),
-    Option("alpha", float, 1.0, lambda v: 0 <= v <= 1, "in [0, 1]",
-           "weight of the KL term; 1 - alpha weighs cross-entropy on the labels"),
-    Option("gamma", float, 1.0, lambda v: v >= 0, ">= 0", "weight of the cross-entropy term of CD / CRD"),
-    Option("beta", float, 1.0, lambda v: v >= 0, ">= 0", "weight of the contrastive term of CD / CRD"),
-    Option("crd_feature_dim", int, 128, lambda v: v >= 1, ">= 1", "dimension of CRD's projections"),
-    Option("crd_negatives", int, 4096, lambda v: v >= 1, ">= 1", "negatives per sample drawn from CRD's memory bank"),
-    Option("crd_temperature", float, 0.07, lambda v: v > 0, "> 0", "temperature of CRD's NCE scores"),
-    Option("crd_momentum", float, 0.5, lambda v: 0 <= v < 1, "in [0, 1)", "momentum of CRD's memory-bank update"),
-    Option("mcl_interpolation", float, 0.9999, lambda v: 0 <= v <= 1, "in [0, 1]",
-           "MCL interpolation factor t: slow <- t*slow + (1-t)*fast; only meaningful relative to the step count"),
-    Option("mcl_period", int, 2, lambda v: v >= 1, ">= 1", "MCL interpolates the slow weights every N optimiser steps"),
-]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,8 +511,9 @@ class MethodPreset:
     """A named method: a target rule, a loss and an optional regulariser, with the paper's defaults.
 
     `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and
-    T *is* the prediction). `defaults` may also set training options (MCL's higher base lr, which is
-    scaled by batch_size / 256 like every default lr).
+    T *is* the prediction). `defaults` are method options (`options.METHOD_OPTIONS`) that differ
+    from their global defaults; `base_lr` is the method's base learning rate, which a run's default
+    lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2).
     """
 
     name: str
@@ -572,6 +522,7 @@ class MethodPreset:
     loss: str | None
     regulariser: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    base_lr: float = 1e-4
     reference: str = ""
 
     @property
@@ -618,12 +569,18 @@ def register_method(preset: MethodPreset) -> MethodPreset:
     """Add a preset to the registry (its parts must be registered already).
 
     Raises:
-        RegistrationError: the name is taken, or a part is not registered.
+        RegistrationError: the name is taken, a part is not registered, or a default is not one of the
+            preset's method options or out of range.
     """
     for kind, name, registry in (("target rule", preset.target, TARGET_RULES), ("loss", preset.loss, LOSSES),
                                  ("regulariser", preset.regulariser, REGULARISERS)):
         if name is not None and name not in registry:
             raise RegistrationError(f"preset {preset.name!r}: unknown {kind} {name!r}")
+    for name, value in preset.defaults.items():
+        if name not in preset.option_names:
+            raise RegistrationError(f"preset {preset.name!r}: default {name!r} is not one of its method options "
+                                    f"({', '.join(preset.option_names) or 'none'})")
+        METHOD_OPTIONS[name].validate(value, f"of method {preset.name!r}")
     return METHODS.add(preset.name, preset)
 
 
@@ -635,7 +592,7 @@ for _preset in [
     MethodPreset("crd", "CRD: γ·CE + β·contrastive representation distillation", None, "crd",
                  defaults={"gamma": 1.0, "beta": 0.8}),
     MethodPreset("xekl+mcl", "XE-KL-Dist + MCL: KL skipped where T wrong and S right; slow weights exported",
-                 "teacher-skip-lost", "kl", "mcl", defaults={"alpha": 0.68, "lr": 1e-2}),
+                 "teacher-skip-lost", "kl", "mcl", defaults={"alpha": 0.68}, base_lr=1e-2),
     MethodPreset("kl+dp", "KL-Dist + DP (the proposal): per sample the more confident in y of T and S_frozen",
                  "dp", "kl"),
     MethodPreset("kl+dp-u", "KL-Dist + DP, unsupervised: per sample the higher max probability", "dp-u", "kl"),
@@ -659,7 +616,7 @@ def get_method(name: str) -> MethodPreset:
     return METHODS[name]
 
 
-def resolve_method_options(method: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_method_options(method: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The method's full option set: the given values over the preset's defaults over the global ones.
 
     Raises:
@@ -668,30 +625,24 @@ def resolve_method_options(method: str, given: dict[str, Any] | None = None) -> 
     """
     preset = get_method(method)
     names = preset.option_names
-    resolved: dict[str, Any] = {}
-    for name in names:
-        default = preset.defaults.get(name, OPTIONS[name].default)
-        resolved[name] = OPTIONS[name].validate(default, method)
+    owner = f"of method {method!r}"
+    resolved = {name: METHOD_OPTIONS[name].validate(preset.defaults.get(name, METHOD_OPTIONS[name].default), owner)
+                for name in names}
     for name, value in (given or {}).items():
-        if name not in OPTIONS:
-            raise AnyteachError(f"unknown method option {name!r}; method options: {', '.join(OPTIONS)}")
+        if name not in METHOD_OPTIONS:
+            raise AnyteachError(f"unknown method option {name!r}; method options: {', '.join(METHOD_OPTIONS)}")
         if name not in names:
             uses = ", ".join(names) or "none"
             raise AnyteachError(f"option {name!r} does not apply to method {method!r} (its options: {uses})")
-        resolved[name] = OPTIONS[name].validate(value, method)
+        resolved[name] = METHOD_OPTIONS[name].validate(value, owner)
     return resolved
 
 
 def method_table() -> list[dict[str, Any]]:
-    """One row per preset: name, parts, defaults (options and training overrides), description."""
-    rows = []
-    for preset in METHODS.values():
-        defaults = resolve_method_options(preset.name)
-        defaults.update({k: v for k, v in preset.defaults.items() if k not in defaults})
-        rows.append({"name": preset.name, "target": preset.target, "loss": preset.loss,
-                     "regulariser": preset.regulariser, "teacher": preset.needs_teacher,
-                     "defaults": defaults, "description": preset.description})
-    return rows
+    """One row per preset: name, parts, method option defaults, base lr, description."""
+    return [{"name": preset.name, "target": preset.target, "loss": preset.loss, "regulariser": preset.regulariser,
+             "teacher": preset.needs_teacher, "defaults": resolve_method_options(preset.name),
+             "base_lr": preset.base_lr, "description": preset.description} for preset in METHODS.values()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -795,8 +746,8 @@ def ensemble_predictions(frozen_logits: torch.Tensor, teacher_logits: torch.Tens
 
 
 __all__ = [
-    "FROZEN", "LOSSES", "METHODS", "MIXED", "OPTIONS", "REGULARISERS", "SKIPPED", "TARGET_RULES", "LossInputs",
-    "MethodContext", "MethodPreset", "Option", "RuleInputs", "SlowWeights", "StepOutput", "Target", "TargetRule",
+    "FROZEN", "LOSSES", "METHODS", "MIXED", "REGULARISERS", "SKIPPED", "TARGET_RULES", "LossInputs",
+    "MethodContext", "MethodPreset", "RuleInputs", "SlowWeights", "StepOutput", "Target", "TargetRule",
     "TransferLoss", "TransferMethod", "WeightRegulariser", "build_method", "build_regulariser",
     "ensemble_predictions", "get_method", "kl_divergence", "method_table", "most_confident", "nce_loss",
     "register_loss", "register_method", "register_regulariser", "register_target_rule",

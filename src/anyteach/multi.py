@@ -40,12 +40,12 @@ from torch import nn
 from ._io import write_json
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
-from .methods import get_method, resolve_method_options
+from .methods import get_method
 from .models import Classifier, load_model, save_model
 from .predictions import Predictions, check_compatible
-from .trainer import ORIGINAL_KEYS, Trainer, TrainingOptions, _cached_logits, resolve_device, resolve_lr
+from .trainer import ORIGINAL_KEYS, Trainer, _cached_logits, resolve_device
 from .transfer import (ExportedStudent, ModelArg, TransferResult, _as_list, _data_entry, _model_entry,
-                       _replaced_config, default_run_dir, split_options, transfer)
+                       _replaced_config, default_run_dir, resolve_run_options, transfer)
 
 MULTI_FORMAT = "anyteach-multi/1"
 MODES = ("parallel", "sequential", "soup")
@@ -279,10 +279,8 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         raise AnyteachError(f"unknown curriculum {curriculum!r}; curricula: {', '.join(CURRICULA)}")
     if curriculum != "given" and mode != "sequential":
         raise AnyteachError(f"a curriculum orders the stages of the sequential mode; mode {mode!r} has none")
-    training_kw, method_kw = split_options(options)
-    training = TrainingOptions(**training_kw)
+    resolved, method_options = resolve_run_options(method, options)
     preset = get_method(method)
-    method_options = resolve_method_options(method, method_kw)
     teacher_refs = _as_list(teachers)
     if not teacher_refs:
         raise AnyteachError("a multi-teacher transfer needs at least one teacher")
@@ -301,14 +299,13 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     teacher_models = [load_model(t) for t in teacher_refs]
     for model in [student0, *teacher_models]:
         check_compatible(model, dataset)
-    device = resolve_device(training.device)
+    device = resolve_device(resolved.device)
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
-        logits = _cached_logits(teacher, dataset, "eval", training.eval_batch_size, device)
+        logits = _cached_logits(teacher, dataset, "eval", resolved.eval_batch_size, device)
         accuracies.append(Predictions(logits, dataset.labels("eval")).accuracy)
         teacher.to("cpu")
     order = _curriculum(accuracies, curriculum)
-    resolved = TrainingOptions(**{**asdict(training), "lr": resolve_lr(training, method)})
     config = {
         "format": MULTI_FORMAT,
         "mode": mode,
@@ -345,11 +342,11 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     def run_stage(k: int, teacher: Classifier | list[Classifier], start: Classifier, out_dir: Path | None,
                   **extra: Any) -> TransferResult | None:
         """Stage k (0-based) within the epoch budget of `stop_after_epoch`; None: not started."""
-        budget = None if stop_after_epoch is None else stop_after_epoch - k * training.epochs
+        budget = None if stop_after_epoch is None else stop_after_epoch - k * resolved.epochs
         if budget is not None and budget <= 0:
             return None
         return transfer(start, teacher, dataset, method, out_dir, progress=progress,
-                        stop_after_epoch=budget if budget is not None and budget < training.epochs else None,
+                        stop_after_epoch=budget if budget is not None and budget < resolved.epochs else None,
                         **extra, **options)
 
     stages: list[TransferResult] = []
@@ -380,7 +377,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     if mode == "soup":
         final_model = average_weights([run.load_student() for run in stages])
         if len(stages) > 1:
-            reestimate_batchnorm(final_model, dataset, "transfer", training.batch_size, device)
+            reestimate_batchnorm(final_model, dataset, "transfer", resolved.batch_size, device)
     else:
         final_model = stages[-1].load_student()
     final = Trainer(student0, teacher_models, dataset, method, method_options, resolved).measure(final_model)

@@ -28,10 +28,10 @@ import yaml
 
 from ._io import text_digest, write_text
 from .errors import AnyteachError
+from .methods import METHODS, get_method
 from .metrics import BUCKETS, strength_bucket, teacher_strength
-
-TEACHER_FREE_METHODS = frozenset({"xe", "self"})
-"""Fallback list of methods that ignore the teacher (the registry's `needs_teacher` decides)."""
+from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .transfer import resolve_run_options
 
 STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
               "resources")
@@ -67,8 +67,7 @@ class MethodSpec:
     @property
     def teacher_free(self) -> bool:
         """True for methods that ignore the teacher (the `xe` control, `self`): one run per student."""
-        preset = _method_registry().get(self.name)
-        return not preset.needs_teacher if preset is not None else self.name in TEACHER_FREE_METHODS
+        return not get_method(self.name).needs_teacher
 
 
 @dataclass(frozen=True)
@@ -201,46 +200,16 @@ def _check_options(options: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _method_registry() -> Mapping[str, Any]:
-    """The engine's method presets by name (`anyteach.methods.METHODS`)."""
-    from .methods import METHODS
-
-    return METHODS
-
-
-def _training_options() -> set[str]:
-    """Training options of `transfer(...)` (epochs, lr, batch_size, ...) that a study may set."""
-    from .trainer import TrainingOptions
-
-    return set(TrainingOptions.names()) - RESERVED_OPTIONS
-
-
-def _method_options() -> set[str]:
-    from .methods import OPTIONS
-
-    return set(OPTIONS)
-
-
 def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> None:
     """Every option of one method's runs must be a training option of `transfer` or one of the
-    method's own options, with a valid value (checked by the engine's own option types)."""
-    from .methods import resolve_method_options
-    from .trainer import TrainingOptions
-
-    training = _training_options()
-    method_keys = _method_options()
-    given, train = {}, {}
-    for key, value in options.items():
-        if key in method_keys:
-            given[key] = value
-        elif key in training:
-            train[key] = value
-        else:
+    method's own options, with a valid value (the engine's own declarations decide)."""
+    for key in options:
+        if key not in TRAINING_OPTIONS and key not in METHOD_OPTIONS:
+            training = sorted(set(TRAINING_OPTIONS) - RESERVED_OPTIONS)
             raise AnyteachError(f"{_where(f'{path}.{key}')}: unknown option; training options: "
-                                f"{', '.join(sorted(training))}; method options: {', '.join(sorted(method_keys))}")
+                                f"{', '.join(training)}; method options: {', '.join(sorted(METHOD_OPTIONS))}")
     try:
-        resolve_method_options(method, given)
-        TrainingOptions(**train)
+        resolve_run_options(method, options)
     except AnyteachError as e:
         raise AnyteachError(f"{_where(path)}: {e}") from e
 
@@ -251,11 +220,8 @@ def run_options(method: MethodSpec, recipe: Mapping[str, Any]) -> dict[str, Any]
     A recipe's method options (e.g. `temperature`) go only to the methods that use them, so one
     recipe serves every method; a method's own options must all apply to it.
     """
-    from .methods import get_method
-
     used = set(get_method(method.name).option_names)
-    method_keys = _method_options()
-    shared = {k: v for k, v in recipe.items() if k not in method_keys or k in used}
+    shared = {k: v for k, v in recipe.items() if k not in METHOD_OPTIONS or k in used}
     return {**shared, **method.options}
 
 
@@ -266,9 +232,8 @@ def _parse_method(item: Any, path: str) -> MethodSpec:
     if "name" not in raw:
         raise AnyteachError(f"{_where(path + '.name')} is missing")
     name = _as_str(raw["name"], f"{path}.name")
-    known = _method_registry()
-    if name not in known:
-        raise AnyteachError(f"{_where(path + '.name')}: unknown method {name!r}; known: {', '.join(known)}")
+    if name not in METHODS:
+        raise AnyteachError(f"{_where(path + '.name')}: unknown method {name!r}; known: {', '.join(METHODS)}")
     label = _as_str(raw.get("label", name), f"{path}.label")
     if not _LABEL.match(label):
         raise AnyteachError(f"{_where(path + '.label')}: {label!r} may only hold letters, digits and _+.-")

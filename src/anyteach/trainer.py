@@ -19,7 +19,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -34,91 +34,18 @@ from .methods import (MIXED, SKIPPED, MethodContext, TransferMethod, build_metho
                       ensemble_predictions, get_method)
 from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
 from .models import Classifier
+from .optim import make_optimizer
+from .options import TrainingOptions
 from .predictions import default_device, model_logits, predict
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
-OPTIMIZERS = ("sgd", "adamw")
 ORIGINAL_KEYS = ("student_acc_before", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count",
                  "loss_count", "p_gain", "p_loss")
 """The metrics a row holds against the original student (`vs_original`)."""
 
 
 # ---------------------------------------------------------------------------------------------
-# Options
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """How the student is trained (the method's own options live in `methods.OPTIONS`).
-
-    Attributes:
-        epochs: passes over the transfer split (paper: 20).
-        batch_size: samples per step.
-        lr: constant learning rate; None resolves to the paper's base lr x batch_size / 256, base
-            1e-4 or the method's own (MCL: 1e-2) (`resolve_lr`).
-        optimizer: `sgd` (momentum, weight decay; the paper's) or `adamw`.
-        weight_decay, momentum: optimiser settings (paper: 1e-4, 0.9).
-        seed: seeds shuffling, dropout, augmentation and method randomness.
-        augment: random augmentation of the transfer inputs (then teacher outputs cannot be cached).
-        cache_teacher_outputs: compute teacher / frozen-student outputs over the transfer split once.
-        eval_every: evaluate every N epochs (the last epoch is always evaluated).
-        eval_batch_size: batch size of evaluation and output caching.
-        device: `auto` (CUDA when available), `cpu`, `cuda`, `cuda:1`, ...
-        amp: bf16 autocast on CUDA (ignored on CPU).
-    """
-
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float | None = None
-    optimizer: str = "sgd"
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    seed: int = 0
-    augment: bool = False
-    cache_teacher_outputs: bool = True
-    eval_every: int = 1
-    eval_batch_size: int = 1024
-    device: str = "auto"
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        checks: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-            "epochs": (int, lambda v: v >= 0, ">= 0"),
-            "batch_size": (int, lambda v: v >= 1, ">= 1"),
-            "lr": (float, lambda v: v > 0 and math.isfinite(v), "> 0 (or None for the method's default)"),
-            "optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-            "weight_decay": (float, lambda v: v >= 0, ">= 0"),
-            "momentum": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
-            "seed": (int, lambda v: v >= 0, ">= 0"),
-            "augment": (bool, lambda v: True, "true or false"),
-            "cache_teacher_outputs": (bool, lambda v: True, "true or false"),
-            "eval_every": (int, lambda v: v >= 1, ">= 1"),
-            "eval_batch_size": (int, lambda v: v >= 1, ">= 1"),
-            "device": (str, _valid_device, "auto, cpu, cuda or cuda:<n>"),
-            "amp": (bool, lambda v: True, "true or false"),
-        }
-        for name, (kind, check, allowed) in checks.items():
-            value = getattr(self, name)
-            if value is None and name == "lr":
-                continue
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                object.__setattr__(self, name, value)
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-                raise AnyteachError(f"option {name}={value!r} must be a {kind.__name__} ({allowed})")
-            if not check(value):
-                raise AnyteachError(f"option {name}={value!r} is out of range: it must be {allowed}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-
-def _valid_device(value: str) -> bool:
-    if value in ("auto", "cpu", "cuda", "mps"):
-        return True
-    kind, _, number = value.partition(":")
-    return kind == "cuda" and number.isdigit()
+# Learning rate, device
 
 
 def resolve_lr(options: TrainingOptions, method: str) -> float:
@@ -126,7 +53,7 @@ def resolve_lr(options: TrainingOptions, method: str) -> float:
     base 1e-4 (MCL's preset: 1e-2)."""
     if options.lr is not None:
         return options.lr
-    return float(get_method(method).defaults.get("lr", 1e-4)) * options.batch_size / 256
+    return get_method(method).base_lr * options.batch_size / 256
 
 
 def resolve_device(device: str) -> torch.device:
@@ -137,13 +64,6 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise AnyteachError(f"device {device!r} requested but CUDA is not available")
     return resolved
-
-
-def make_optimizer(params: list[nn.Parameter], options: TrainingOptions, lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay (the paper's), or AdamW; constant learning rate."""
-    if options.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=options.momentum, weight_decay=options.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=options.weight_decay)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +336,8 @@ class Trainer:
 
         torch.manual_seed(opts.seed)  # what happened above must not change the training randomness
         method = build_method(self.preset.name, self.method_options, context).to(self.device)
-        optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts, self.lr)
+        optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
+                                   self.lr, opts.weight_decay, opts.momentum)
         regulariser = build_regulariser(self.preset, self.student, self.method_options)
         augment_rng = torch.Generator().manual_seed(opts.seed + 7919)
         history, epoch, step = [epoch0], 0, 0
@@ -577,4 +498,4 @@ class Trainer:
 
 
 __all__ = ["CHECKPOINT_FORMAT", "Reporter", "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions",
-           "make_optimizer", "resolve_device", "resolve_lr"]
+           "resolve_device", "resolve_lr"]

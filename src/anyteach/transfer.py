@@ -19,22 +19,24 @@ an error unless `overwrite=True`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from ._io import cache_dir, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
-from .methods import OPTIONS, get_method, resolve_method_options
+from .methods import get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
-from .trainer import Trainer, TrainingOptions, resolve_lr
+from .options import TrainingOptions, split_options
+from .trainer import Trainer, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
@@ -120,23 +122,18 @@ class TransferResult(ExportedStudent):
 # Configuration
 
 
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split keyword options into training options and method options.
+def resolve_run_options(method: str, options: Mapping[str, Any]) -> tuple[TrainingOptions, dict[str, Any]]:
+    """A run's keyword options validated and resolved: the training options (with the learning rate
+    the run uses) and the method's full option set.
 
     Raises:
-        AnyteachError: an option that is neither (the message lists the known ones).
+        AnyteachError: an unknown method or option, an option the method does not use, or a value of the
+            wrong type or out of range (the message names the option).
     """
-    training_names = set(TrainingOptions.names())
-    training, method = {}, {}
-    for name, value in options.items():
-        if name in training_names:
-            training[name] = value
-        elif name in OPTIONS:
-            method[name] = value
-        else:
-            known = ", ".join(sorted(training_names | set(OPTIONS)))
-            raise AnyteachError(f"unknown option {name!r}; options: {known}")
-    return training, method
+    training_kw, method_kw = split_options(options)
+    training = TrainingOptions(**training_kw)
+    method_options = resolve_method_options(method, method_kw)
+    return dataclasses.replace(training, lr=resolve_lr(training, method)), method_options
 
 
 def _model_identity(model: Classifier) -> str:
@@ -298,10 +295,9 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         on_epoch: called with the metrics history after each evaluated epoch.
         original: an earlier student (the S0 of a sequential multi-teacher run) that every metrics
             row is also measured against, as `vs_original`.
-        **options: training options (`TrainingOptions`: epochs, lr, batch_size, optimizer,
-            weight_decay, momentum, seed, augment, cache_teacher_outputs, eval_every,
-            eval_batch_size, device, amp) and method options (`methods.OPTIONS`: temperature, top_k,
-            alpha, gamma, beta, crd_*, mcl_interpolation, mcl_period).
+        **options: training options (`options.TRAINING_OPTIONS`: epochs, lr, batch_size, optimizer,
+            weight_decay, momentum, seed, augment, ...) and method options (`options.METHOD_OPTIONS`:
+            temperature, top_k, alpha, ...); `anyteach transfer --help` lists them all.
 
     Returns:
         A `TransferResult` (`history`, `final`, `student_path`, `run_dir`).
@@ -312,10 +308,8 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             a different configuration in an existing run directory.
     """
     # 1. everything that needs no model: options, method
-    training_kw, method_kw = split_options(options)
-    training = TrainingOptions(**training_kw)
+    resolved, method_options = resolve_run_options(method, options)
     preset = get_method(method)
-    method_options = resolve_method_options(method, method_kw)
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
     teacher_refs = _as_list(teacher)
@@ -332,7 +326,6 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     original_model = load_model(original) if original is not None else None
     for model in [student_model, *teachers, *([original_model] if original_model is not None else [])]:
         check_compatible(model, dataset)
-    resolved = TrainingOptions(**{**asdict(training), "lr": resolve_lr(training, method)})
     config = {
         "format": CONFIG_FORMAT,
         "student": _model_entry(student_model),
@@ -391,4 +384,4 @@ def _multi_teacher_methods() -> dict[str, Any]:
     return {name: p for name, p in METHODS.items() if p.multi_teacher}
 
 
-__all__ = ["ConsoleReporter", "TransferResult", "default_run_dir", "split_options", "transfer"]
+__all__ = ["ConsoleReporter", "TransferResult", "default_run_dir", "resolve_run_options", "split_options", "transfer"]

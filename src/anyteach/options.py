@@ -1,0 +1,189 @@
+"""Every option a user can set on a transfer, declared once.
+
+An `Option` is a name, a type, a default, an allowed range and a help text. The training options
+are the fields of `TrainingOptions` (each declared with `option(...)`), the method options are the
+table `METHOD_OPTIONS` (each loss or weight regulariser names the ones it uses). These declarations
+are the only place a rule about an option lives: `TrainingOptions` validates itself from them, the
+method presets resolve and validate theirs from them (`methods.resolve_method_options`), a study
+definition's recipe is checked by the same code (`transfer.resolve_run_options`), and the CLI's
+flags and help texts are generated from them (`anyteach transfer --help`). Adding an option is
+one declaration (plus the code that uses it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import AnyteachError
+from .optim import OPTIMIZERS
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its type, default, allowed range and meaning.
+
+    Attributes:
+        name: the keyword (`batch_size`); the CLI flag is `--batch-size`.
+        type: `int`, `float`, `bool` or `str`.
+        default: the value when none is given.
+        help: one line on what it does.
+        check: the range test of a value already of the right type (non-finite floats are always
+            refused).
+        allowed: the range in words, for messages (`"> 0"`, `"in [0, 1]"`).
+        optional: None is a valid value (e.g. `top_k`: all classes).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    check: Callable[[Any], bool] = _anything
+    allowed: str = ""
+    optional: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def validate(self, value: Any, owner: str = "") -> Any:
+        """`value` coerced to the option's type (an integral float to int, an int to float).
+
+        Args:
+            value: the value given.
+            owner: who the option belongs to, for the message (`"of method 'kl'"`).
+
+        Raises:
+            AnyteachError: a value of the wrong type or out of range (the message names the option).
+        """
+        if value is None and self.optional:
+            return None
+        where = f"option {self.name}={value!r}{' ' + owner if owner else ''}"
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, self.type) or isinstance(value, bool) != (self.type is bool):
+            article = "an" if self.type is int else "a"
+            allowed = f" ({self.allowed})" if self.allowed else ""
+            raise AnyteachError(f"{where} must be {article} {self.type.__name__}{allowed}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AnyteachError(f"{where} must be a finite number ({self.allowed or 'not NaN or infinite'})")
+        if not self.check(value):
+            raise AnyteachError(f"{where} is out of range: it must be {self.allowed}")
+        return value
+
+
+def option(default: Any, help: str, check: Callable[[Any], bool] = _anything, allowed: str = "",
+           optional: bool = False) -> Any:
+    """A `TrainingOptions` field declared as an `Option` (its name and type come from the field)."""
+    return dataclasses.field(default=default, metadata={"option": dict(help=help, check=check, allowed=allowed,
+                                                                       optional=optional)})
+
+
+def _valid_device(value: str) -> bool:
+    if value in ("auto", "cpu", "cuda", "mps"):
+        return True
+    kind, _, number = value.partition(":")
+    return kind == "cuda" and number.isdigit()
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], bool]:
+    return lambda value: value in choices
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How the student is trained (the method's own options are `METHOD_OPTIONS`).
+
+    Every field is an `Option`; `TrainingOptions(...)` validates each value and raises
+    `AnyteachError` naming the first bad one. `TRAINING_OPTIONS` lists them with their help.
+    """
+
+    epochs: int = option(20, "passes over the transfer split (paper: 20)", lambda v: v >= 0, ">= 0")
+    batch_size: int = option(256, "samples per optimiser step", lambda v: v >= 1, ">= 1")
+    lr: float | None = option(None, "learning rate; default: the method's base lr (1e-4; MCL 1e-2) x batch_size / 256",
+                              lambda v: v > 0, "> 0 (or None for the method's default)", optional=True)
+    optimizer: str = option("sgd", "the optimiser: sgd (momentum, weight decay: the paper's) or adamw", _one_of(OPTIMIZERS),
+                            f"one of {', '.join(OPTIMIZERS)}")
+    weight_decay: float = option(1e-4, "optimiser weight decay (paper: 1e-4)", lambda v: v >= 0, ">= 0")
+    momentum: float = option(0.9, "SGD momentum (paper: 0.9)", lambda v: 0 <= v < 1, "in [0, 1)")
+    seed: int = option(0, "seeds shuffling, dropout, augmentation and method randomness", lambda v: v >= 0, ">= 0")
+    augment: bool = option(False, "random augmentation of the transfer inputs (teacher outputs are then computed "
+                                  "live)", allowed="true or false")
+    cache_teacher_outputs: bool = option(True, "compute teacher and frozen-student outputs over the transfer split "
+                                               "once (when not augmenting)", allowed="true or false")
+    eval_every: int = option(1, "evaluate every N epochs (the last epoch always is)", lambda v: v >= 1, ">= 1")
+    eval_batch_size: int = option(1024, "batch size of evaluation and output caching", lambda v: v >= 1, ">= 1")
+    device: str = option("auto", "where to train: auto (CUDA when available), cpu, cuda or cuda:<n>", _valid_device,
+                         "auto, cpu, cuda or cuda:<n>")
+    amp: bool = option(True, "autocast to bfloat16 on CUDA (ignored on CPU)", allowed="true or false")
+
+    def __post_init__(self) -> None:
+        for name, spec in TRAINING_OPTIONS.items():
+            object.__setattr__(self, name, spec.validate(getattr(self, name)))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(TRAINING_OPTIONS)
+
+
+def _declared(cls: type) -> dict[str, Option]:
+    options = {}
+    for f in dataclasses.fields(cls):
+        kind = _TYPES[str(f.type).split("|")[0].strip()]
+        options[f.name] = Option(f.name, kind, f.default, **f.metadata["option"])
+    return options
+
+
+TRAINING_OPTIONS: dict[str, Option] = _declared(TrainingOptions)
+"""The training options (`TrainingOptions`' fields) by name."""
+
+METHOD_OPTIONS: dict[str, Option] = {o.name: o for o in [
+    Option("temperature", float, 1.0, "softmax temperature τ of the KL terms (the loss is multiplied by τ²)",
+           lambda v: v > 0, "> 0"),
+    Option("top_k", int, None, "restrict the KL to the teacher's top-k classes per sample (None: all classes)",
+           lambda v: v >= 1, ">= 1 or None", optional=True),
+    Option("alpha", float, 1.0, "weight of the KL term; 1 - alpha weighs cross-entropy on the labels",
+           lambda v: 0 <= v <= 1, "in [0, 1]"),
+    Option("gamma", float, 1.0, "weight of the cross-entropy term of CD / CRD", lambda v: v >= 0, ">= 0"),
+    Option("beta", float, 1.0, "weight of the contrastive term of CD / CRD", lambda v: v >= 0, ">= 0"),
+    Option("crd_feature_dim", int, 128, "dimension of CRD's projections", lambda v: v >= 1, ">= 1"),
+    Option("crd_negatives", int, 4096, "negatives per sample drawn from CRD's memory bank", lambda v: v >= 1, ">= 1"),
+    Option("crd_temperature", float, 0.07, "temperature of CRD's NCE scores", lambda v: v > 0, "> 0"),
+    Option("crd_momentum", float, 0.5, "momentum of CRD's memory-bank update", lambda v: 0 <= v < 1, "in [0, 1)"),
+    Option("mcl_interpolation", float, 0.9999, "MCL interpolation factor t: slow <- t*slow + (1-t)*fast; only "
+           "meaningful relative to the step count", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    Option("mcl_period", int, 2, "MCL interpolates the slow weights every N optimiser steps", lambda v: v >= 1, ">= 1"),
+]}
+"""The options of the transfer methods by name; each preset uses those of its loss and regulariser."""
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword options into training options and method options.
+
+    Raises:
+        AnyteachError: an option that is neither (the message lists the known ones).
+    """
+    training, method = {}, {}
+    for name, value in options.items():
+        if name in TRAINING_OPTIONS:
+            training[name] = value
+        elif name in METHOD_OPTIONS:
+            method[name] = value
+        else:
+            known = ", ".join(sorted(TRAINING_OPTIONS.keys() | METHOD_OPTIONS.keys()))
+            raise AnyteachError(f"unknown option {name!r}; options: {known}")
+    return training, method
+
+
+__all__ = ["METHOD_OPTIONS", "TRAINING_OPTIONS", "Option", "TrainingOptions", "option", "split_options"]
