@@ -51,7 +51,7 @@ class SyntheticImages(Dataset):
         return self._y[split]
 
     def loader(self, split, batch_size=256, shuffle=False, seed=0, epoch=0, preprocessing=None, augment=False,
-               drop_last=False, num_workers=0):
+               drop_last=False, num_workers=0, generator=None):
         return TensorLoader(self._x[split], self._y[split], batch_size, shuffle, seed, epoch, drop_last)
 
 
