@@ -24,3 +24,19 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text().strip().startswith("{") and "good" in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_written_json_is_strict_json_without_nan(tmp_path):
+    import json
+    import math
+
+    import numpy as np
+    import torch
+
+    from anyteach._io import json_ready, write_json
+
+    row = {"loss": math.nan, "acc": np.float32(0.5), "n": torch.tensor(3), "top": {2.0: [np.int64(1)], 0.5: math.inf}}
+    assert json_ready(row) == {"loss": None, "acc": 0.5, "n": 3, "top": {"2": [1], "0.5": None}}
+    write_json(tmp_path / "x.json", row)
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and json.loads(text)["top"]["0.5"] is None

@@ -1,4 +1,4 @@
-"""Atomic file writes and the cache directory.
+"""Atomic file writes, strict JSON, safe file names and the cache directory.
 
 Every result or checkpoint anyteach writes goes to a temporary file in the same directory first and
 is then renamed over the target, so an interrupted write never replaces a good file with half of one.
@@ -8,14 +8,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors.torch import save_file
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON data: dicts with string keys (floats as `2`, `0.5`), lists, Python numbers (numpy and
+    0-d torch scalars converted, arrays as nested lists) and `None` for NaN or infinity, so every file
+    anyteach writes is strict JSON that any reader (and SQLite's `json_extract`) accepts."""
+    if isinstance(value, Mapping):
+        return {(f"{k:g}" if isinstance(k, float) else str(k)): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy / torch scalars and arrays
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def slug(text: str, length: int | None = None) -> str:
+    """`text` made of filesystem-safe characters (letters, digits, `_.+-`), cut to `length`."""
+    safe = re.sub(r"[^A-Za-z0-9_.+\-]+", "_", text)
+    return safe[:length] if length is not None else safe
 
 
 def cache_dir() -> Path:
@@ -54,9 +77,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically."""
+    """Write `obj` as indented strict JSON (`json_ready`), atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(json_ready(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_text(path: str | Path, text: str) -> None:

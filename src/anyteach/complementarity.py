@@ -26,7 +26,7 @@ import torch
 
 from ._io import write_json, write_text
 from .errors import AnyteachError
-from .metrics import (DEFAULT_TOP_P, TopClasses, as_label_array, flip_entropy, per_class_positive_flips,
+from .metrics import (DEFAULT_TOP_P, TopClasses, as_label_array, check_top_p, flip_entropy, per_class_positive_flips,
                       top_p_classes, uniform_entropy)
 
 Embedder = Callable[[list[str]], Any]  # class names -> (len(names), dim) array of text embeddings
@@ -99,7 +99,7 @@ class PairAnalysis:
 
     def save_json(self, path: str | Path) -> Path:
         """Write `as_dict()` as JSON, atomically (NaN written as null)."""
-        write_json(path, _json_safe(self.as_dict()))
+        write_json(path, self.as_dict())
         return Path(path)
 
     def save_csv(self, path: str | Path) -> Path:
@@ -120,29 +120,12 @@ class PairAnalysis:
         })
 
 
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: NaN / infinity become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _p_key(p: float) -> str:
     return f"{p:g}"
 
 
 def _check_top_p(top_p: Sequence[float]) -> tuple[float, ...]:
-    values = tuple(float(p) for p in top_p)
-    for p in values:
-        if not 0 < p <= 100:
-            raise AnyteachError(f"top-p share must be in (0, 100] percent, got {p:g}")
-    return values
+    return tuple(check_top_p(p) for p in top_p)
 
 
 def pair_from_predictions(student_pred: Any, teacher_pred: Any, labels: Any, *, num_classes: int | None = None,
@@ -331,7 +314,7 @@ class ZooAnalysis:
 
     def save_json(self, path: str | Path) -> Path:
         """Write `matrices()` as JSON, atomically (NaN written as null)."""
-        write_json(path, _json_safe(self.matrices()))
+        write_json(path, self.matrices())
         return Path(path)
 
     def save_csv(self, path: str | Path) -> Path:

@@ -19,6 +19,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from ._io import json_ready
 from .errors import AnyteachError
 
 
@@ -52,8 +53,8 @@ def execute_run(task: RunTask) -> dict[str, Any]:
                           progress=False, **run.option_dict)
         outcome: dict[str, Any] = {
             "task": task,
-            "final": _plain(result.final),
-            "history": [_plain(h) for h in result.history],
+            "final": json_ready(result.final),
+            "history": json_ready(result.history),
             "run_dir": str(result.run_dir),
             "complementary_knowledge": complementary_knowledge(run.student, run.teacher, run.data)
             if run.teacher else None,
@@ -73,19 +74,6 @@ def complementary_knowledge(student: str, teacher: str, data: str) -> float:
 
     s0, t = predict(student, data, "eval"), predict(teacher, data, "eval")
     return positive_flips(s0.predicted, t.predicted, s0.labels)
-
-
-def _plain(obj: Any) -> Any:
-    """Metrics as plain Python (no tensors or numpy scalars): they cross process boundaries and go to JSON."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", 0) == 0:
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj
 
 
 RunFunction = Callable[[RunTask], dict[str, Any]]

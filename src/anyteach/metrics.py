@@ -204,6 +204,18 @@ def _check_counts(per_class_flips: ArrayLike) -> np.ndarray:
     return counts
 
 
+def check_top_p(p: float) -> float:
+    """`p` as a float, if it is a valid top-p share in percent (0 < p <= 100).
+
+    Raises:
+        AnyteachError: p out of range.
+    """
+    p = float(p)
+    if not 0 < p <= 100:
+        raise AnyteachError(f"top-p share must be in (0, 100] percent, got {p:g}")
+    return p
+
+
 def top_p_classes(per_class_flips: ArrayLike, p: float) -> TopClasses:
     """The smallest set of classes holding at least p% of all positive flips, and their share.
 
@@ -219,8 +231,7 @@ def top_p_classes(per_class_flips: ArrayLike, p: float) -> TopClasses:
     Raises:
         AnyteachError: if p is out of range or the counts are not a 1-D non-negative array.
     """
-    if not 0 < p <= 100:
-        raise AnyteachError(f"top-p share must be in (0, 100] percent, got {p}")
+    p = check_top_p(p)
     counts = _check_counts(per_class_flips)
     total = counts.sum()
     if total == 0:
@@ -407,7 +418,7 @@ def strength_bucket(strength: float) -> str:
 
 
 __all__ = [
-    "BUCKETS", "BUCKET_EDGES", "DEFAULT_TOP_P", "TopClasses", "accuracy", "as_label_array", "flip_entropy",
+    "BUCKETS", "BUCKET_EDGES", "DEFAULT_TOP_P", "TopClasses", "accuracy", "as_label_array", "check_top_p", "flip_entropy",
     "mcnemar_p_values", "negative_flips", "per_class_positive_flips", "positive_flip_mask", "positive_flips",
     "strength_bucket", "teacher_strength", "top_p_classes", "transfer_metrics", "uniform_entropy",
 ]

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from ._io import json_ready
 from .errors import AnyteachError
 from .metrics import strength_bucket, teacher_strength
 
@@ -164,7 +165,7 @@ class StudyStore:
             self.conn.executemany(
                 f"INSERT INTO history ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                 [(row["run_key"], int(h["epoch"]), *(_number(h.get(m)) for m in HISTORY_METRICS),
-                  json.dumps(h, default=_json_default)) for h in history])
+                  json.dumps(json_ready(h))) for h in history])
             self.conn.execute("DELETE FROM failures WHERE run_key=?", (row["run_key"],))
         return True
 
@@ -257,14 +258,6 @@ def _number(value: Any) -> float | int | None:
         return None
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
 def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
             models: Mapping[str, Any]) -> dict[str, Any]:
     """The store row of one finished run.
@@ -294,7 +287,7 @@ def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
         **{m: _number(final[m]) for m in FINAL_METRICS},
         "teacher_strength": strength, "bucket": bucket,
         "complementary_knowledge": _number(outcome.get("complementary_knowledge")),
-        "final_json": json.dumps(final, default=_json_default),
+        "final_json": json.dumps(json_ready(final)),
         "run_dir": str(outcome.get("run_dir", "")), "seconds": float(outcome.get("seconds", 0.0)),
         "finished_at": time.time(),
     }

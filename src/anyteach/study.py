@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
-from ._io import text_digest, write_text
+from ._io import slug, text_digest, write_text
 from .errors import AnyteachError
 from .methods import METHODS, get_method
 from .metrics import BUCKETS, strength_bucket, teacher_strength
@@ -554,11 +554,7 @@ class RunSpec:
         """`<label>/<student>--<teacher>-s<seed>-<key>`, made of filesystem-safe characters."""
         teacher = names.get(self.teacher, "") if self.teacher else "none"
         stem = f"{names.get(self.student, 'student')}--{teacher}-s{self.seed}-{self.key[:10]}"
-        return f"{_safe(self.label)}/{_safe(stem)}"
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+\-]+", "_", text)
+        return f"{slug(self.label)}/{slug(stem)}"
 
 
 @dataclass

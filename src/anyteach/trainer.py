@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
-from ._io import torch_save
+from ._io import json_ready, torch_save
 from .data import Dataset
 from .errors import AnyteachError
 from .methods import (MIXED, SKIPPED, MethodContext, TransferMethod, build_method, build_regulariser,
@@ -131,18 +130,6 @@ def _split_features(model: Classifier, data: Dataset, split: str, batch_size: in
     return torch.cat(outs)
 
 
-def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
-    """Metrics rows hold plain JSON types (top-p keys as strings, numpy scalars as Python numbers)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, dict):
-            value = {(f"{k:g}" if isinstance(k, float) else str(k)): v for k, v in value.items()}
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
-    return out
-
-
 @dataclass
 class TrainOutcome:
     """What `Trainer.run` returns.
@@ -238,7 +225,7 @@ class Trainer:
         if self.original_preds is not None:
             against = transfer_metrics(self.original_preds, predictions, self.original_preds, labels)
             row["vs_original"] = {key: against[key] for key in ORIGINAL_KEYS}
-        return _json_ready({"epoch": epoch, **row})
+        return json_ready({"epoch": epoch, **row})
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         """Eval-split metrics of any `model` against S0 and the teacher(s), as a row without an epoch

@@ -22,14 +22,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ._io import cache_dir, text_digest, write_json, write_text
+from ._io import cache_dir, slug, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
 from .methods import get_method, resolve_method_options
@@ -176,15 +175,11 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
     return f"{path} ({a!r} in the run, {b!r} now)"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)[:40]
-
-
 def default_run_dir(config: dict[str, Any]) -> Path:
     """Where a run goes when no `out` is given: the cache, keyed by everything that decides the run."""
     digest = text_digest(json.dumps(_comparable(config), sort_keys=True))
     teachers = "+".join(t["name"] for t in config["teachers"]) or "none"
-    return cache_dir() / "runs" / f"{_slug(config['student']['name'])}--{_slug(teachers)}--{_slug(config['method'])}-{digest}"
+    return cache_dir() / "runs" / f"{slug(config['student']['name'], 40)}--{slug(teachers, 40)}--{slug(config['method'], 40)}-{digest}"
 
 
 # ---------------------------------------------------------------------------------------------
