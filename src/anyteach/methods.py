@@ -507,6 +507,23 @@ class SlowWeights(WeightRegulariser):
 
 
 @dataclass(frozen=True)
+class MethodNeeds:
+    """What a training step needs besides the student's logits.
+
+    Attributes:
+        frozen: the frozen initial student's logits (the target rule uses them).
+        teacher_logits: the teachers' logits (the target rule uses them).
+        teacher_features: the first teacher's penultimate features (the loss uses them: CD, CRD).
+        student_features: the student's penultimate features (the loss uses them: CD, CRD).
+    """
+
+    frozen: bool = False
+    teacher_logits: bool = False
+    teacher_features: bool = False
+    student_features: bool = False
+
+
+@dataclass(frozen=True)
 class MethodPreset:
     """A named method: a target rule, a loss and an optional regulariser, with the paper's defaults.
 
@@ -535,23 +552,34 @@ class MethodPreset:
         return tuple(dict.fromkeys(names))
 
     @property
+    def needs(self) -> MethodNeeds:
+        """What a training step of this method needs besides the student's logits."""
+        rule = TARGET_RULES[self.target] if self.target is not None else None
+        loss = LOSSES[self.loss] if self.loss is not None else None
+        return MethodNeeds(frozen=rule is not None and rule.uses_frozen,
+                           teacher_logits=rule is not None and rule.uses_teacher,
+                           teacher_features=loss is not None and loss.needs_teacher_features,
+                           student_features=loss is not None and loss.needs_features)
+
+    @property
     def needs_teacher(self) -> bool:
-        return self.needs_teacher_logits or self.needs_teacher_features
+        """The method uses a teacher at all (its logits or its features)."""
+        return self.needs.teacher_logits or self.needs.teacher_features
 
     @property
     def needs_frozen(self) -> bool:
         """The target rule uses the frozen initial student's outputs."""
-        return self.target is not None and TARGET_RULES[self.target].uses_frozen
+        return self.needs.frozen
 
     @property
     def needs_teacher_logits(self) -> bool:
         """The target rule uses the teachers' outputs."""
-        return self.target is not None and TARGET_RULES[self.target].uses_teacher
+        return self.needs.teacher_logits
 
     @property
     def needs_teacher_features(self) -> bool:
         """The loss uses the teacher's penultimate features (CD, CRD: single teacher)."""
-        return self.loss is not None and LOSSES[self.loss].needs_teacher_features
+        return self.needs.teacher_features
 
     @property
     def multi_teacher(self) -> bool:
@@ -669,25 +697,10 @@ class TransferMethod(nn.Module):
     def __init__(self, preset: MethodPreset, options: dict[str, Any], context: MethodContext):
         super().__init__()
         self.preset = preset
+        self.needs = preset.needs
         self.opts = dict(options)
         self.rule = TARGET_RULES[preset.target] if preset.target is not None else None
         self.loss = LOSSES[preset.loss](self.opts, context) if preset.loss is not None else None
-
-    @property
-    def needs_features(self) -> bool:
-        return self.loss is not None and self.loss.needs_features
-
-    @property
-    def needs_teacher_features(self) -> bool:
-        return self.loss is not None and self.loss.needs_teacher_features
-
-    @property
-    def needs_teacher_logits(self) -> bool:
-        return self.rule is not None and self.rule.uses_teacher
-
-    @property
-    def needs_frozen(self) -> bool:
-        return self.rule is not None and self.rule.uses_frozen
 
     def target(self, labels: torch.Tensor, frozen: torch.Tensor | None, teachers: torch.Tensor | None,
                student: torch.Tensor) -> Target | None:
@@ -708,7 +721,7 @@ class TransferMethod(nn.Module):
             teacher_logits: `(K, B, C)` outputs of the teachers.
             teacher_features: `(B, D)` penultimate features of the (first) teacher.
         """
-        if self.needs_features:
+        if self.needs.student_features:
             logits, features = student.features(inputs)
         else:
             logits, features = student(inputs), None
@@ -747,7 +760,7 @@ def ensemble_predictions(frozen_logits: torch.Tensor, teacher_logits: torch.Tens
 
 __all__ = [
     "FROZEN", "LOSSES", "METHODS", "MIXED", "REGULARISERS", "SKIPPED", "TARGET_RULES", "LossInputs",
-    "MethodContext", "MethodPreset", "RuleInputs", "SlowWeights", "StepOutput", "Target", "TargetRule",
+    "MethodContext", "MethodNeeds", "MethodPreset", "RuleInputs", "SlowWeights", "StepOutput", "Target", "TargetRule",
     "TransferLoss", "TransferMethod", "WeightRegulariser", "build_method", "build_regulariser",
     "ensemble_predictions", "get_method", "kl_divergence", "method_table", "most_confident", "nce_loss",
     "register_loss", "register_method", "register_regulariser", "register_target_rule",

@@ -42,8 +42,8 @@ from .data import Dataset, load_dataset
 from .errors import AnyteachError
 from .methods import get_method
 from .models import Classifier, load_model, save_model
-from .predictions import Predictions, check_compatible
-from .trainer import ORIGINAL_KEYS, Trainer, _cached_logits, resolve_device
+from .predictions import Predictions, cached_logits, check_compatible
+from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
 from .transfer import (ExportedStudent, ModelArg, TransferResult, _as_list, _data_entry, _model_entry,
                        _replaced_config, default_run_dir, resolve_run_options, transfer)
 
@@ -302,7 +302,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     device = resolve_device(resolved.device)
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
-        logits = _cached_logits(teacher, dataset, "eval", resolved.eval_batch_size, device)
+        logits = cached_logits(teacher, dataset, "eval", resolved.eval_batch_size, device)
         accuracies.append(Predictions(logits, dataset.labels("eval")).accuracy)
         teacher.to("cpu")
     order = _curriculum(accuracies, curriculum)
@@ -380,7 +380,8 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
             reestimate_batchnorm(final_model, dataset, "transfer", resolved.batch_size, device)
     else:
         final_model = stages[-1].load_student()
-    final = Trainer(student0, teacher_models, dataset, method, method_options, resolved).measure(final_model)
+    reference = EvalReference.build(student0, teacher_models, dataset, resolved.eval_batch_size, device)
+    final = reference.row(evaluate(final_model, dataset, resolved.eval_batch_size, device))
     for teacher in teacher_models:
         teacher.to("cpu")
     if mode == "soup":

@@ -7,6 +7,7 @@ identity, so a retrained model or a regenerated dataset never reuses stale predi
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int =
     home = next((p.device for p in model.parameters()), None)  # where the caller keeps the model
     model.eval().to(device)
     outs = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     try:
         for x, _, _ in data.loader(split, batch_size=batch_size, preprocessing=model.info.preprocessing):
             with autocast:
@@ -79,12 +80,17 @@ def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int =
     return torch.cat(outs) if outs else torch.empty(0, model.num_classes)
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
+def cached_logits(model: Classifier, data: Dataset, split: str, batch_size: int = 1024,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits of `model` over a split, through the predictions cache, exactly as the cache stores them.
 
-    def __exit__(self, *exc):
-        return False
+    A freshly computed result is read back from the cache once, because the cache may store logits
+    at lower precision: a resumed run must see bit-identical targets and metrics as the first one.
+    """
+    first = predict(model, data, split, batch_size=batch_size, device=device)
+    if not model.info.identity:
+        return first.logits
+    return predict(model, data, split, batch_size=batch_size, device=device).logits
 
 
 def _cache_path(model: Classifier, data: Dataset, split: str) -> Path | None:

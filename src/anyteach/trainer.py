@@ -29,13 +29,13 @@ from torch import nn
 from ._io import json_ready, torch_save
 from .data import Dataset
 from .errors import AnyteachError
-from .methods import (MIXED, SKIPPED, MethodContext, TransferMethod, build_method, build_regulariser,
-                      ensemble_predictions, get_method)
+from .methods import (FROZEN, MIXED, SKIPPED, MethodContext, MethodNeeds, TransferMethod, build_method,
+                      build_regulariser, ensemble_predictions, get_method)
 from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
 from .models import Classifier
 from .optim import make_optimizer
 from .options import TrainingOptions
-from .predictions import default_device, model_logits, predict
+from .predictions import cached_logits, default_device, model_logits
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 ORIGINAL_KEYS = ("student_acc_before", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count",
@@ -99,24 +99,93 @@ class SilentReporter:
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers
+# What every student is measured against
 
 
-def _cached_logits(model: Classifier, data: Dataset, split: str, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits of `model` over a split, through the predictions cache.
+@dataclass
+class EvalReference:
+    """The eval-split predictions every student of a run is measured against: S0's, the teachers'
+    and (for a sequential stage) the original student's, with the teachers' top-p classes.
 
-    A freshly computed result is read back from the cache once, because the cache may store logits
-    at lower precision: a resumed run must see bit-identical targets and metrics as the first one.
+    Build it with `EvalReference.build`; `row(predictions)` gives the transfer metrics of any
+    eval-split predictions (a trained student's, a weight soup's, the `ensemble` baseline's).
+
+    Attributes:
+        labels: `(N,)` eval labels.
+        before_logits: `(N, C)` logits of S0.
+        teacher_logits: `(K, N, C)` logits of the teachers (K = 0 without teachers).
+        teacher_reference: `(N,)` "the teachers'" predictions: the teacher's, or with several
+            teachers the label where any of them is right (else the first one's).
+        top_classes: the teachers' top-p complementary classes per p (None without teachers).
+        original_preds: `(N,)` predictions of the original student (None unless given).
     """
-    first = predict(model, data, split, batch_size=batch_size, device=device)
-    if not model.info.identity:
-        return first.logits
-    return predict(model, data, split, batch_size=batch_size, device=device).logits
+
+    labels: torch.Tensor
+    before_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+    teacher_reference: torch.Tensor | None
+    top_classes: dict[float, Any] | None
+    original_preds: torch.Tensor | None = None
+
+    @classmethod
+    def build(cls, student: Classifier, teachers: list[Classifier], data: Dataset, batch_size: int,
+              device: torch.device, original: Classifier | None = None) -> "EvalReference":
+        """Predictions of S0, the teachers and the original student (through the predictions cache)."""
+        labels = data.labels("eval")
+        before_logits = cached_logits(student, data, "eval", batch_size, device)
+        teacher_logits = torch.stack([cached_logits(t, data, "eval", batch_size, device) for t in teachers]) \
+            if teachers else before_logits.new_empty((0, *before_logits.shape))
+        original_preds = None
+        if original is not None:
+            original_preds = cached_logits(original, data, "eval", batch_size, device).argmax(1)
+            original.to("cpu")  # only its predictions are needed
+        reference = top_classes = None
+        if teachers:
+            predictions = teacher_logits.argmax(2)
+            if len(teachers) == 1:
+                reference = predictions[0]
+            else:  # several teachers: "the teachers" are right where any of them is right
+                right = (predictions == labels).any(0)
+                reference = torch.where(right, labels, predictions[0])
+            flips = per_class_positive_flips(before_logits.argmax(1), reference, labels, data.num_classes)
+            top_classes = {p: top_p_classes(flips, p).classes for p in DEFAULT_TOP_P}
+        return cls(labels, before_logits, teacher_logits, reference, top_classes, original_preds)
+
+    @property
+    def before(self) -> torch.Tensor:
+        """`(N,)` predictions of S0."""
+        return self.before_logits.argmax(1)
+
+    def row(self, predictions: torch.Tensor, epoch: int | None = None) -> dict[str, Any]:
+        """Transfer metrics of eval-split `predictions` against S0 and the teacher(s) (`epoch` first when
+        given), as plain JSON data."""
+        labels, before = self.labels, self.before
+        if self.teacher_reference is not None:
+            row = transfer_metrics(before, predictions, self.teacher_reference, labels, self.top_classes)
+            if len(self.teacher_logits) > 1:
+                accs = [100.0 * (p == labels).float().mean().item() for p in self.teacher_logits.argmax(2)]
+                row["teacher_acc"], row["teacher_accs"] = max(accs), accs
+        else:
+            row = transfer_metrics(before, predictions, before, labels)
+            row["teacher_acc"] = row["transfer_rate"] = None
+        if self.original_preds is not None:
+            against = transfer_metrics(self.original_preds, predictions, self.original_preds, labels)
+            row["vs_original"] = {key: against[key] for key in ORIGINAL_KEYS}
+        return json_ready(row if epoch is None else {"epoch": epoch, **row})
+
+
+def evaluate(model: nn.Module, data: Dataset, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Eval-split predictions of `model` (one no-grad pass in eval mode)."""
+    return model_logits(model, data, "eval", batch_size=batch_size, device=device).argmax(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a step imitates: the frozen student's and the teachers' outputs
 
 
 @torch.no_grad()
-def _split_features(model: Classifier, data: Dataset, split: str, batch_size: int, device: torch.device,
-                    autocast) -> torch.Tensor:
+def split_features(model: Classifier, data: Dataset, split: str, batch_size: int, device: torch.device,
+                   autocast: Callable[[], Any] = nullcontext) -> torch.Tensor:
     """Penultimate features of `model` over a whole split, in index order (eval mode)."""
     was_training = model.training
     model.eval()
@@ -128,6 +197,91 @@ def _split_features(model: Classifier, data: Dataset, split: str, batch_size: in
     finally:
         model.train(was_training)
     return torch.cat(outs)
+
+
+class ReferenceOutputs:
+    """The outputs a training step imitates: the frozen student's logits, the teachers' logits and the
+    first teacher's features, each only when the method needs it.
+
+    Without augmentation (and with `cache`) they are computed once over the transfer split through
+    the predictions cache and indexed by each batch's `index`; otherwise the frozen student (a copy
+    of S0) and the teachers run live on every batch, in eval mode without gradients.
+    """
+
+    def __init__(self, student: Classifier, teachers: list[Classifier], data: Dataset, needs: MethodNeeds,
+                 cache: bool, batch_size: int, device: torch.device, autocast: Callable[[], Any]):
+        self.needs, self.cache, self.teachers, self.autocast = needs, cache, teachers, autocast
+        self.frozen = self.teacher_logits = self.teacher_features = None
+        self.frozen_model: Classifier | None = None
+        if cache:
+            if needs.frozen:
+                self.frozen = cached_logits(student, data, "transfer", batch_size, device).to(device)
+            if needs.teacher_logits:
+                self.teacher_logits = torch.stack(
+                    [cached_logits(t, data, "transfer", batch_size, device) for t in teachers]).to(device)
+            if needs.teacher_features:
+                teachers[0].to(device)
+                self.teacher_features = split_features(teachers[0], data, "transfer", batch_size, device, autocast)
+            for teacher in teachers:  # no longer needed on the accelerator
+                teacher.to("cpu")
+        else:
+            if needs.frozen:
+                self.frozen_model = copy.deepcopy(student).eval().to(device)
+            for teacher in teachers:
+                teacher.eval().to(device)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """`(frozen (B, C), teachers (K, B, C), teacher features (B, D))` of one batch; None where unused."""
+        if self.cache:
+            return (None if self.frozen is None else self.frozen[index],
+                    None if self.teacher_logits is None else self.teacher_logits[:, index],
+                    None if self.teacher_features is None else self.teacher_features[index])
+        frozen = teachers = features = None
+        with self.autocast():
+            if self.frozen_model is not None:
+                frozen = self.frozen_model(x)
+            if self.needs.teacher_features:
+                logits, features = self.teachers[0].features(x)
+                teachers = logits.unsqueeze(0)
+            elif self.needs.teacher_logits:
+                teachers = torch.stack([t(x) for t in self.teachers])
+        return frozen, teachers, features
+
+    def teacher_feature_dim(self, x: torch.Tensor) -> int:
+        """Size of the first teacher's features (measured on a batch when they are not cached)."""
+        if self.teacher_features is not None:
+            return self.teacher_features.shape[1]
+        with torch.no_grad():
+            return self.teachers[0].features(x)[1].shape[1]
+
+
+class RoutingCounts:
+    """How many transfer samples took their distillation target from each candidate during an epoch.
+
+    Candidates are the target rules' routing codes: the frozen student (`FROZEN`), teacher k (k),
+    a mix of both (`MIXED`) and no target at all (`SKIPPED`).
+    """
+
+    def __init__(self, num_teachers: int, device: torch.device):
+        self.teacher_names = ["teacher"] if num_teachers == 1 else [f"teacher{k}" for k in range(1, num_teachers + 1)]
+        self.codes = {"skipped": SKIPPED, "mixed": MIXED, "frozen": FROZEN,
+                      **{name: k for k, name in enumerate(self.teacher_names, start=1)}}
+        self.offset = -min(self.codes.values())  # bincount needs codes >= 0
+        self.counts = torch.zeros(max(self.codes.values()) + self.offset + 1, dtype=torch.long, device=device)
+
+    def add(self, routing: torch.Tensor) -> None:
+        self.counts += torch.bincount(routing + self.offset, minlength=len(self.counts))
+
+    def shares(self) -> dict[str, Any]:
+        """`routing` (percent per candidate, by name) and `routed_to_teacher` (percent to any teacher)."""
+        counts = self.counts.tolist()
+        total = max(sum(counts), 1)
+        shares = {name: 100.0 * counts[code + self.offset] / total
+                  for name, code in self.codes.items() if code != SKIPPED and code != MIXED}
+        shares["mixed"] = 100.0 * counts[MIXED + self.offset] / total
+        shares["skipped"] = 100.0 * counts[SKIPPED + self.offset] / total
+        return {"routed_to_teacher": sum(shares[name] for name in self.teacher_names), "routing": shares}
 
 
 @dataclass
@@ -154,6 +308,10 @@ class TrainOutcome:
 class Trainer:
     """Transfers from `teachers` into `student` on `data` with one method.
 
+    Everything a run needs besides its training state is ready after `__init__`: the eval-split
+    reference predictions (`reference`) and, for methods that train, the outputs each step imitates
+    (`outputs`); `run` then trains, measures and checkpoints.
+
     Args:
         student: the student S0 (a copy is trained; the argument is left untouched).
         teachers: K >= 0 teachers (the method decides how many it accepts).
@@ -169,9 +327,8 @@ class Trainer:
                  method_options: dict[str, Any], options: TrainingOptions, reporter: Reporter | None = None,
                  original: Classifier | None = None):
         self.preset = get_method(method)
-        self.student = copy.deepcopy(student)
+        self.needs = self.preset.needs
         self.teachers = list(teachers)
-        self.original = original
         self.data = data
         self.method_options = dict(method_options)
         self.options = options
@@ -179,113 +336,27 @@ class Trainer:
         self.device = resolve_device(options.device)
         self.reporter = reporter or SilentReporter()
         self.use_amp = options.amp and self.device.type == "cuda"
-        self.cache = options.cache_teacher_outputs and not options.augment
+        self.student = copy.deepcopy(student).to(self.device)
+        self.reference = EvalReference.build(self.student, self.teachers, data, options.eval_batch_size, self.device,
+                                             original)
+        self.outputs: ReferenceOutputs | None = None
+        if self.preset.trains:
+            self.outputs = ReferenceOutputs(self.student, self.teachers, data, self.needs,
+                                            options.cache_teacher_outputs and not options.augment,
+                                            options.eval_batch_size, self.device, self._autocast)
 
     def _autocast(self):
         if self.use_amp:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    # -- measuring -----------------------------------------------------------------------------
-
-    def _prepare_eval(self) -> None:
-        """Eval-split predictions of S0 and the teachers (cached on disk), and T's top-p classes."""
-        bs, dev = self.options.eval_batch_size, self.device
-        self.eval_labels = self.data.labels("eval")
-        self.before_logits = _cached_logits(self.student, self.data, "eval", bs, dev)
-        self.before = self.before_logits.argmax(1)
-        self.teacher_eval_logits = [_cached_logits(t, self.data, "eval", bs, dev) for t in self.teachers]
-        self.teacher_preds = [logits.argmax(1) for logits in self.teacher_eval_logits]
-        self.original_preds = None
-        if self.original is not None:
-            self.original_preds = _cached_logits(self.original, self.data, "eval", bs, dev).argmax(1)
-            self.original.to("cpu")  # only its predictions are needed
-        self.teacher_top_classes = None
-        if self.teachers:
-            if len(self.teachers) == 1:
-                reference = self.teacher_preds[0]
-            else:  # several teachers: "the teachers" are right where any of them is right
-                right = torch.stack([p == self.eval_labels for p in self.teacher_preds]).any(0)
-                reference = torch.where(right, self.eval_labels, self.teacher_preds[0])
-            self.teacher_reference = reference
-            flips = per_class_positive_flips(self.before, reference, self.eval_labels, self.data.num_classes)
-            self.teacher_top_classes = {p: top_p_classes(flips, p).classes for p in DEFAULT_TOP_P}
-
-    def metrics_row(self, predictions: torch.Tensor, epoch: int) -> dict[str, Any]:
-        """Transfer metrics of eval-split `predictions` against S0 and the teacher(s)."""
-        labels = self.eval_labels
-        if self.teachers:
-            row = transfer_metrics(self.before, predictions, self.teacher_reference, labels, self.teacher_top_classes)
-            if len(self.teachers) > 1:
-                accs = [100.0 * (p == labels).float().mean().item() for p in self.teacher_preds]
-                row["teacher_acc"], row["teacher_accs"] = max(accs), accs
-        else:
-            row = transfer_metrics(self.before, predictions, self.before, labels)
-            row["teacher_acc"] = row["transfer_rate"] = None
-        if self.original_preds is not None:
-            against = transfer_metrics(self.original_preds, predictions, self.original_preds, labels)
-            row["vs_original"] = {key: against[key] for key in ORIGINAL_KEYS}
-        return json_ready({"epoch": epoch, **row})
-
     def measure(self, model: nn.Module) -> dict[str, Any]:
-        """Eval-split metrics of any `model` against S0 and the teacher(s), as a row without an epoch
-        (e.g. a weight soup of several transferred students)."""
-        if not hasattr(self, "eval_labels"):
-            self._prepare_eval()
-        row = self.metrics_row(self.evaluate(model), 0)
-        row.pop("epoch")
-        return row
+        """Eval-split metrics of any `model` against S0 and the teacher(s), as a row without an epoch."""
+        return self.reference.row(self.evaluate(model))
 
     def evaluate(self, model: nn.Module) -> torch.Tensor:
         """Eval-split predictions of `model` (one no-grad pass)."""
-        return model_logits(model, self.data, "eval", batch_size=self.options.eval_batch_size,
-                            device=self.device).argmax(1)
-
-    # -- reference outputs ---------------------------------------------------------------------
-
-    def _prepare_references(self, method_needs: dict[str, bool]) -> None:
-        """Teacher / frozen-student outputs: cached over the transfer split, or models for live use."""
-        bs, dev = self.options.eval_batch_size, self.device
-        self.cached_frozen = self.cached_teachers = self.cached_teacher_features = None
-        self.frozen_model = None
-        if self.cache:
-            if method_needs["frozen"]:
-                self.cached_frozen = _cached_logits(self.student, self.data, "transfer", bs, dev).to(dev)
-            if method_needs["teacher_logits"]:
-                self.cached_teachers = torch.stack(
-                    [_cached_logits(t, self.data, "transfer", bs, dev) for t in self.teachers]).to(dev)
-            if method_needs["teacher_features"]:
-                self.teachers[0].to(dev)
-                self.cached_teacher_features = _split_features(self.teachers[0], self.data, "transfer", bs, dev,
-                                                               self._autocast)
-            for teacher in self.teachers:  # no longer needed on the accelerator
-                teacher.to("cpu")
-        else:
-            if method_needs["frozen"]:
-                self.frozen_model = copy.deepcopy(self.student).eval().to(dev)
-            for teacher in self.teachers:
-                teacher.eval().to(dev)
-
-    @torch.no_grad()
-    def _reference_outputs(self, x: torch.Tensor, index: torch.Tensor, needs: dict[str, bool]):
-        frozen = teachers = features = None
-        if self.cache:
-            if self.cached_frozen is not None:
-                frozen = self.cached_frozen[index]
-            if self.cached_teachers is not None:
-                teachers = self.cached_teachers[:, index]
-            if self.cached_teacher_features is not None:
-                features = self.cached_teacher_features[index]
-            return frozen, teachers, features
-        with self._autocast():
-            if self.frozen_model is not None:
-                frozen = self.frozen_model(x)
-            if needs["teacher_features"]:
-                logits, features = self.teachers[0].features(x)
-                teachers = logits.unsqueeze(0)
-            elif needs["teacher_logits"]:
-                teachers = torch.stack([t(x) for t in self.teachers])
-        return frozen, teachers, features
+        return evaluate(model, self.data, self.options.eval_batch_size, self.device)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -309,19 +380,12 @@ class Trainer:
 
     def _run(self, checkpoint, on_epoch, stop_after_epoch) -> TrainOutcome:
         opts = self.options
-        torch.manual_seed(opts.seed)
-        self.student.to(self.device)
-        self._prepare_eval()
-        epoch0 = self.metrics_row(self.before, 0)
+        epoch0 = self.reference.row(self.reference.before, 0)
         if not self.preset.trains:
             return self._ensemble(epoch0, on_epoch)
+        context = self._method_context()
 
-        needs = {"frozen": self.preset.needs_frozen, "teacher_logits": self.preset.needs_teacher_logits,
-                 "teacher_features": self.preset.needs_teacher_features}
-        self._prepare_references(needs)
-        context = self._method_context(needs)
-
-        torch.manual_seed(opts.seed)  # what happened above must not change the training randomness
+        torch.manual_seed(opts.seed)  # what happened before must not change the training randomness
         method = build_method(self.preset.name, self.method_options, context).to(self.device)
         optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
                                    self.lr, opts.weight_decay, opts.momentum)
@@ -350,8 +414,8 @@ class Trainer:
                 if epoch % opts.eval_every == 0 or epoch == opts.epochs or diverged:
                     started = time.perf_counter()
                     exported = regulariser.exported(self.student) if regulariser is not None else self.student
-                    row = self.metrics_row(self.evaluate(exported), epoch)
-                    row.update(train, steps=step, seconds_train=round(train_seconds, 3),
+                    row = self.reference.row(self.evaluate(exported), epoch)
+                    row.update(json_ready(train), steps=step, seconds_train=round(train_seconds, 3),
                                seconds_eval=round(time.perf_counter() - started, 3))
                     if diverged:
                         row["diverged"] = True
@@ -368,20 +432,17 @@ class Trainer:
         exported = regulariser.exported(self.student) if regulariser is not None else self.student
         return TrainOutcome(history, dict(history[-1]), exported, True)
 
-    def _method_context(self, needs: dict[str, bool]) -> MethodContext:
+    def _method_context(self) -> MethodContext:
         context = MethodContext(self.data.num_classes, transfer_labels=self.data.labels("transfer"),
                                 seed=self.options.seed)
-        if needs["teacher_features"]:
+        if self.needs.teacher_features:
             x, _, _ = next(iter(self.data.loader("transfer", batch_size=2,
                                                  preprocessing=self.student.info.preprocessing)))
             x = x.to(self.device)
             with torch.no_grad():
                 self.student.eval()
                 context.student_feature_dim = self.student.features(x)[1].shape[1]
-                if self.cached_teacher_features is not None:
-                    context.teacher_feature_dim = self.cached_teacher_features.shape[1]
-                else:
-                    context.teacher_feature_dim = self.teachers[0].features(x)[1].shape[1]
+                context.teacher_feature_dim = self.outputs.teacher_feature_dim(x)
         return context
 
     def _loader(self, epoch: int, augment_rng: torch.Generator | None = None):
@@ -395,17 +456,15 @@ class Trainer:
         mean loss terms (`train_loss`, `train_loss_kl`, ...) and, for methods with a target rule, the
         percent of transfer samples whose target came from each candidate (`routing`) and from any
         teacher (`routed_to_teacher`)."""
-        needs = {"teacher_features": method.needs_teacher_features, "teacher_logits": method.needs_teacher_logits}
         self.student.train()
         method.train()
-        candidates = len(self.teachers) + 3  # SKIPPED, MIXED, frozen, teacher 1..K
-        routing = torch.zeros(candidates, dtype=torch.long, device=self.device)
+        routing = RoutingCounts(len(self.teachers), self.device)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for x, y, index in self._loader(epoch, augment_rng):
             x = x.to(self.device, non_blocking=True)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
-            frozen, teachers, features = self._reference_outputs(x, index, needs)
+            frozen, teachers, features = self.outputs(x, index)
             with self._autocast():
                 out = method(self.student, x, y, index, frozen, teachers, features)
             loss = sum(out.losses.values())
@@ -419,27 +478,18 @@ class Trainer:
             for name, value in out.losses.items():
                 sums[name] = sums.get(name, 0.0) + value.detach()
             if out.target is not None:
-                routing += torch.bincount(out.target.routing - SKIPPED, minlength=candidates)
+                routing.add(out.target.routing)
             self.reporter.step()
         train: dict[str, Any] = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
         train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
         if method.rule is not None:
-            counts = routing.tolist()
-            total = max(sum(counts), 1)
-            shares = {"frozen": 100.0 * counts[2] / total}
-            names = ["teacher"] if len(self.teachers) == 1 else [f"teacher{k}" for k in range(1, len(self.teachers) + 1)]
-            for k, name in enumerate(names):
-                shares[name] = 100.0 * counts[3 + k] / total
-            shares["mixed"] = 100.0 * counts[MIXED - SKIPPED] / total
-            shares["skipped"] = 100.0 * counts[0] / total
-            train["routed_to_teacher"] = sum(shares[name] for name in names)
-            train["routing"] = shares
+            train.update(routing.shares())
         return step, train
 
     def _ensemble(self, epoch0: dict[str, Any], on_epoch) -> TrainOutcome:
         """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
-        predictions, routing = ensemble_predictions(self.before_logits, torch.stack(self.teacher_eval_logits))
-        final = self.metrics_row(predictions, 0)
+        predictions, routing = ensemble_predictions(self.reference.before_logits, self.reference.teacher_logits)
+        final = self.reference.row(predictions)
         final["routed_to_teacher"] = 100.0 * (routing > 0).float().mean().item()
         history = [epoch0]
         if on_epoch is not None:
@@ -484,5 +534,6 @@ class Trainer:
         return json.loads(state["history"]), int(state["epoch"]), int(state["step"])
 
 
-__all__ = ["CHECKPOINT_FORMAT", "Reporter", "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions",
-           "resolve_device", "resolve_lr"]
+__all__ = ["CHECKPOINT_FORMAT", "ORIGINAL_KEYS", "EvalReference", "ReferenceOutputs", "Reporter", "RoutingCounts",
+           "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions", "evaluate", "resolve_device", "resolve_lr",
+           "split_features"]
