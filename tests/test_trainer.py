@@ -32,3 +32,43 @@ def test_a_trainer_is_ready_to_measure_after_construction(tiny_zoo, tiny_data):
     assert frozen.shape == (4, 10) and teachers.shape == (1, 4, 10) and features is None
     xe = Trainer(student, [], tiny_data, "xe", resolve_method_options("xe"), TrainingOptions(epochs=1, device="cpu"))
     assert xe.outputs(None, torch.arange(4)) == (None, None, None)
+
+
+def test_lr_schedules_are_factors_of_the_step():
+    from anyteach.optim import lr_factor
+
+    constant = lr_factor("constant", 100)
+    assert [constant(s) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    warm = lr_factor("cosine", 100, warmup_steps=10)
+    assert [warm(s) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert warm(10) == 1.0 and abs(warm(55) - 0.5) < 1e-12 and 0 < warm(99) < 0.001
+    values = [warm(s) for s in range(10, 100)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_a_cosine_run_ends_at_a_small_lr_and_moves_less_than_a_constant_one(tiny_zoo, tiny_data, tmp_path):
+    from anyteach import transfer
+
+    def moved(schedule: str) -> float:
+        run = transfer(tiny_zoo["mlp"], None, tiny_data, "xe", tmp_path / schedule, epochs=2, batch_size=128,
+                       lr=3e-3, optimizer="adamw", lr_schedule=schedule, progress=False)
+        before, after = load_model(tiny_zoo["mlp"]).state_dict(), run.load_student().net.state_dict()
+        return sum(float((after[k] - before[f"net.{k}"]).abs().sum()) for k in after)
+
+    assert 0 < moved("cosine") < moved("constant")
+
+
+def test_a_config_of_an_older_anyteach_without_a_new_option_is_the_same_run(tiny_zoo, tiny_data, tmp_path):
+    import json
+
+    from anyteach import transfer
+
+    out = tmp_path / "run"
+    options = {"epochs": 1, "batch_size": 128, "lr": 1e-3, "optimizer": "adamw", "progress": False}
+    first = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl+dp", out, **options)
+    config = json.loads((out / "config.json").read_text())
+    for key in ("lr_schedule", "warmup_epochs"):  # as written before these options existed
+        config["training"].pop(key)
+    (out / "config.json").write_text(json.dumps(config))
+    again = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl+dp", out, **options)
+    assert again.final == first.final

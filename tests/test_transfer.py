@@ -95,12 +95,13 @@ def test_finished_run_is_returned_without_training_and_a_different_config_is_ref
     assert replaced.config["training"]["lr"] == 5e-4
 
 
-@pytest.mark.parametrize("case", ["kl+dp", "xekl+mcl", "crd-augment-dropout"])
+@pytest.mark.parametrize("case", ["kl+dp", "xekl+mcl", "crd-augment-dropout", "kl+dp-warmup-cosine"])
 def test_a_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(case, tiny_zoo, tiny_data, dropout_student, tmp_path):
     method, student, extra = {
         "kl+dp": ("kl+dp", tiny_zoo["mlp"], {}),
         "xekl+mcl": ("xekl+mcl", tiny_zoo["cnn_small_sgd"], {"mcl_interpolation": 0.8}),
         "crd-augment-dropout": ("crd", dropout_student, {"augment": True, "crd_negatives": 64}),
+        "kl+dp-warmup-cosine": ("kl+dp", tiny_zoo["mlp"], {"lr_schedule": "cosine", "warmup_epochs": 0.5}),
     }[case]
     options = {**FAST, "epochs": 3, **extra}
     full = transfer(student, tiny_zoo["gru_chunk4"], tiny_data, method, tmp_path / "full", **options)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .errors import AnyteachError
-from .optim import OPTIMIZERS
+from .optim import LR_SCHEDULES, OPTIMIZERS
 
 
 def _anything(value: Any) -> bool:
@@ -113,6 +113,9 @@ class TrainingOptions:
     batch_size: int = option(256, "samples per optimiser step", lambda v: v >= 1, ">= 1")
     lr: float | None = option(None, "learning rate; default: the method's base lr (1e-4; MCL 1e-2) x batch_size / 256",
                               lambda v: v > 0, "> 0 (or None for the method's default)", optional=True)
+    lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper's) or cosine (decay to zero by "
+                                          "the last step)", _one_of(LR_SCHEDULES), f"one of {', '.join(LR_SCHEDULES)}")
+    warmup_epochs: float = option(0.0, "epochs of linear learning-rate warm-up at the start", lambda v: v >= 0, ">= 0")
     optimizer: str = option("sgd", "the optimiser: sgd (momentum, weight decay: the paper's) or adamw", _one_of(OPTIMIZERS),
                             f"one of {', '.join(OPTIMIZERS)}")
     weight_decay: float = option(1e-4, "optimiser weight decay (paper: 1e-4)", lambda v: v >= 0, ">= 0")

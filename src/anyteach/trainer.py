@@ -33,7 +33,7 @@ from .methods import (FROZEN, MIXED, SKIPPED, MethodContext, MethodNeeds, Transf
                       build_regulariser, ensemble_predictions, get_method)
 from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
 from .models import Classifier
-from .optim import make_optimizer
+from .optim import lr_factor, make_optimizer
 from .options import TrainingOptions
 from .predictions import cached_logits, default_device, model_logits
 
@@ -339,6 +339,10 @@ class Trainer:
         self.student = copy.deepcopy(student).to(self.device)
         self.reference = EvalReference.build(self.student, self.teachers, data, options.eval_batch_size, self.device,
                                              original)
+        self.steps_per_epoch = len(self._loader(0))
+        self.lr_at = lr_factor(options.lr_schedule, options.epochs * self.steps_per_epoch,
+                               round(options.warmup_epochs * self.steps_per_epoch))
+        """The factor of `lr` at each optimiser step (the schedule)."""
         self.outputs: ReferenceOutputs | None = None
         if self.preset.trains:
             self.outputs = ReferenceOutputs(self.student, self.teachers, data, self.needs,
@@ -397,8 +401,7 @@ class Trainer:
         elif on_epoch is not None:
             on_epoch(history)
 
-        loader = self._loader(0)
-        steps_per_epoch = len(loader)
+        steps_per_epoch = self.steps_per_epoch
         if steps_per_epoch == 0 and opts.epochs > 0:
             raise AnyteachError(f"the transfer split has {self.data.size('transfer')} samples, fewer than one "
                                 f"batch of {opts.batch_size}; lower batch_size")
@@ -470,6 +473,8 @@ class Trainer:
             loss = sum(out.losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for group in optimizer.param_groups:  # the schedule is a function of the step: resumes exactly
+                group["lr"] = self.lr * self.lr_at(step)
             optimizer.step()
             step += 1
             steps += 1

@@ -34,7 +34,7 @@ from .errors import AnyteachError
 from .methods import get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
-from .options import TrainingOptions, split_options
+from .options import TRAINING_OPTIONS, TrainingOptions, split_options
 from .trainer import Trainer, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
@@ -157,6 +157,8 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     for entry in [c["student"], *c["teachers"], *([c["original"]] if c.get("original") else [])]:
         entry.pop("ref", None)
     c["data"].pop("ref", None)
+    # an option that an older anyteach did not have ran at what is now its default
+    c["training"] = {**{name: option.default for name, option in TRAINING_OPTIONS.items()}, **c["training"]}
     for key in _NOT_COMPARED:
         c["training"].pop(key, None)
     return c
