@@ -1,9 +1,7 @@
-"""Transfer studies: which runs a study is made of, and the driver that runs them into the store.
+"""Transfer studies: planning a study's runs and the driver that runs them into the store.
 
-A study is pairs x methods x seeds over one dataset (PAPER.md section 4: the paper ran 20 students
-x 20 teachers per method). Its definition (`StudySpec`) comes from a YAML file, a dict or CLI
-flags, and is fully validated before any work starts: an unknown key or a bad value is an
-`AnyteachError` naming the key. Pairs are either every ordered (student, teacher) pair of the chosen
+A study's definition (`StudySpec`, validated by `anyteach.study_spec`) names models, pairs,
+methods, seeds and a recipe. Pairs are either every ordered (student, teacher) pair of the chosen
 models or N random ordered pairs drawn with a seed, optionally balanced over the teacher-strength
 buckets of PAPER.md section 2 (measured from the models' cached eval predictions). `run_study`
 plans the runs, skips those already in the study's SQLite store, hands the rest to an executor
@@ -17,409 +15,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
 from ._io import slug, text_digest, write_text
+from .data import load_dataset
 from .errors import AnyteachError
-from .methods import METHODS, get_method
+from .executors import RunTask, make_executor
 from .metrics import BUCKETS, strength_bucket, teacher_strength
-from .options import METHOD_OPTIONS, TRAINING_OPTIONS
-from .transfer import resolve_run_options
-
-STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
-              "resources")
-PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced")
-METHOD_KEYS = ("name", "label", "options")
-RESOURCE_KEYS = ("num_cpus", "num_gpus")
-EXECUTORS = ("local", "ray")
-# Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
-RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "seed", "progress", "overwrite",
-                              "stop_after_epoch", "on_epoch"})
-
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Definition
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One transfer method of a study: an engine method name, its options, and the label it is
-    reported under (defaults to the name; give two entries of one method different labels)."""
-
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.label:
-            object.__setattr__(self, "label", self.name)
-
-    @property
-    def teacher_free(self) -> bool:
-        """True for methods that ignore the teacher (the `xe` control, `self`): one run per student."""
-        return not get_method(self.name).needs_teacher
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """Which ordered (student, teacher) pairs a study covers.
-
-    Attributes:
-        students: model references or names (default: all models).
-        teachers: model references or names (default: all models).
-        random: draw this many ordered pairs from students x teachers (default: all of them).
-        seed: seed of the draw.
-        balanced: draw evenly over the teacher-strength buckets (round-robin over the buckets that
-            have candidate pairs), using the models' eval accuracies from cached predictions.
-    """
-
-    students: tuple[str, ...] | None = None
-    teachers: tuple[str, ...] | None = None
-    random: int | None = None
-    seed: int = 0
-    balanced: bool = False
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """A validated study definition (build one with `load_study_spec`).
-
-    Attributes:
-        models: model references; a zoo name in the YAML (`mnist1d`) is expanded to its members.
-        data: the dataset reference every run transfers on and is evaluated on.
-        pairs: which ordered pairs.
-        methods: the transfer methods, each with its own options.
-        seeds: transfer seeds; every (pair, method) runs once per seed.
-        recipe: options shared by every run (epochs, lr, batch_size, ...), passed to `transfer`;
-            a method's own options override them.
-        workers: local worker processes (1: in-process) or, with Ray, the CPUs of a local instance.
-        executor: `local` or `ray`.
-        address: address of an existing Ray cluster (`ray` executor only; default: start one here).
-        resources: per-run resource request for Ray (`num_cpus`, `num_gpus`).
-        name: a name for the report.
-    """
-
-    models: tuple[str, ...]
-    data: str
-    pairs: PairSpec = field(default_factory=PairSpec)
-    methods: tuple[MethodSpec, ...] = ()
-    seeds: tuple[int, ...] = (0,)
-    recipe: dict[str, Any] = field(default_factory=dict)
-    workers: int = 1
-    executor: str = "local"
-    address: str | None = None
-    resources: dict[str, float] = field(default_factory=dict)
-    name: str = "study"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict that `load_study_spec` turns back into the same spec (written to study.yaml)."""
-        d = dataclasses.asdict(self)
-        d["models"] = list(self.models)
-        d["seeds"] = list(self.seeds)
-        d["methods"] = [{"name": m.name, "label": m.label, "options": dict(m.options)} for m in self.methods]
-        d["pairs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["pairs"].items() if v is not None}
-        return d
-
-
-def _where(path: str) -> str:
-    return f"study spec key {path!r}"
-
-
-def _check_keys(obj: Any, allowed: Sequence[str], path: str) -> dict[str, Any]:
-    if not isinstance(obj, Mapping):
-        raise AnyteachError(f"{_where(path or 'study')}: expected a mapping, got {type(obj).__name__}")
-    for key in obj:
-        if key not in allowed:
-            prefix = f"{path}." if path else ""
-            raise AnyteachError(f"unknown {_where(prefix + str(key))}; known keys: {', '.join(allowed)}")
-    return dict(obj)
-
-
-def _as_int(value: Any, path: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            value = int(value)
-        else:
-            raise AnyteachError(f"{_where(path)} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise AnyteachError(f"{_where(path)} must be >= {minimum}, got {value}")
-    return value
-
-
-def _as_str(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise AnyteachError(f"{_where(path)} must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _as_list(value: Any, path: str) -> list[Any]:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise AnyteachError(f"{_where(path)} must be a list (or a comma-separated string), got {value!r}")
-
-
-def _as_bool(value: Any, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise AnyteachError(f"{_where(path)} must be true or false, got {value!r}")
-
-
-def _check_options(options: Any, path: str) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise AnyteachError(f"{_where(path)} must be a mapping of option: value, got {options!r}")
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise AnyteachError(f"{_where(f'{path}.{key}')}: option names must be identifiers")
-        if key in RESERVED_OPTIONS:
-            raise AnyteachError(f"{_where(f'{path}.{key}')}: `{key}` is set by the study for every run "
-                                f"(use the study's own keys: models, pairs, data, methods, seeds)")
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads `1e-3` as a string
-        try:
-            json.dumps(value)
-        except TypeError as e:
-            raise AnyteachError(f"{_where(f'{path}.{key}')}: value {value!r} is not plain data") from e
-        out[key] = value
-    return out
-
-
-def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> None:
-    """Every option of one method's runs must be a training option of `transfer` or one of the
-    method's own options, with a valid value (the engine's own declarations decide)."""
-    for key in options:
-        if key not in TRAINING_OPTIONS and key not in METHOD_OPTIONS:
-            training = sorted(set(TRAINING_OPTIONS) - RESERVED_OPTIONS)
-            raise AnyteachError(f"{_where(f'{path}.{key}')}: unknown option; training options: "
-                                f"{', '.join(training)}; method options: {', '.join(sorted(METHOD_OPTIONS))}")
-    try:
-        resolve_run_options(method, options)
-    except AnyteachError as e:
-        raise AnyteachError(f"{_where(path)}: {e}") from e
-
-
-def run_options(method: MethodSpec, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of one method's runs: the study recipe, then the method's own options over it.
-
-    A recipe's method options (e.g. `temperature`) go only to the methods that use them, so one
-    recipe serves every method; a method's own options must all apply to it.
-    """
-    used = set(get_method(method.name).option_names)
-    shared = {k: v for k, v in recipe.items() if k not in METHOD_OPTIONS or k in used}
-    return {**shared, **method.options}
-
-
-def _parse_method(item: Any, path: str) -> MethodSpec:
-    if isinstance(item, str):
-        item = {"name": item}
-    raw = _check_keys(item, METHOD_KEYS, path)
-    if "name" not in raw:
-        raise AnyteachError(f"{_where(path + '.name')} is missing")
-    name = _as_str(raw["name"], f"{path}.name")
-    if name not in METHODS:
-        raise AnyteachError(f"{_where(path + '.name')}: unknown method {name!r}; known: {', '.join(METHODS)}")
-    label = _as_str(raw.get("label", name), f"{path}.label")
-    if not _LABEL.match(label):
-        raise AnyteachError(f"{_where(path + '.label')}: {label!r} may only hold letters, digits and _+.-")
-    method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label)
-    _check_run_options(name, method.options, f"{path}.options")
-    return method
-
-
-def _expand_models(value: Any) -> tuple[list[str], str | None]:
-    """Model references of a study, and the zoo's dataset when `value` names a zoo."""
-    from .zoo import ZOOS, get_zoo
-
-    if isinstance(value, str) and "," not in value:
-        body = value.strip().removeprefix("zoo:")
-        name, at, seed = body.partition("@")
-        if name in ZOOS and "/" not in body:
-            if at and not seed.isdigit():
-                raise AnyteachError(f"{_where('models')}: bad zoo seed in {value!r}: expected an integer after @")
-            zoo = get_zoo(name, int(seed) if at else 0)
-            return zoo.refs(), zoo.data
-        if value.startswith("zoo:") and "/" not in body:
-            raise AnyteachError(f"{_where('models')}: unknown zoo {name!r}; built-in zoos: {', '.join(ZOOS)}")
-    refs = [_as_str(r, "models") for r in _as_list(value, "models")]
-    return refs, None
-
-
-def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overrides: Any) -> StudySpec:
-    """Read and validate a study definition before any work is done.
-
-    Args:
-        source: a `StudySpec`, the path of a YAML file, or a dict with the YAML's keys: `models` (a
-            zoo name such as `mnist1d`, or a list of model references), `data` (dataset reference;
-            default: the zoo's), `pairs` (an int N for N random pairs, or a mapping with `students`,
-            `teachers`, `random`, `seed`, `balanced`), `methods` (names, or mappings with `name`,
-            `label`, `options`), `seeds`, `recipe` (options shared by every run), `workers`,
-            `executor` (`local` | `ray`), `address`, `resources` (`num_cpus`, `num_gpus`), `name`.
-        **overrides: top-level keys that replace the file's (the CLI's flags); `None` values are
-            ignored.
-
-    Returns:
-        The validated `StudySpec`.
-
-    Raises:
-        AnyteachError: an unreadable file, an unknown key, or a bad value (the message names the key).
-    """
-    if isinstance(source, StudySpec):
-        raw: dict[str, Any] = source.to_dict()
-    elif isinstance(source, (str, Path)):
-        raw = _read_yaml(Path(source))
-    elif isinstance(source, Mapping):
-        raw = dict(source)
-    else:
-        raise AnyteachError(f"a study is a StudySpec, a YAML path or a dict, got {type(source).__name__}")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    raw = _check_keys(raw, STUDY_KEYS, "")
-
-    if "models" not in raw:
-        raise AnyteachError(f"{_where('models')} is missing: give a zoo name (e.g. mnist1d) or a list of model references")
-    models, zoo_data = _expand_models(raw["models"])
-    if len(set(models)) != len(models):
-        raise AnyteachError(f"{_where('models')}: a model is listed twice")
-    if len(models) < 2 and not raw.get("pairs"):
-        raise AnyteachError(f"{_where('models')}: a study needs at least two models, got {len(models)}")
-    data = raw.get("data", zoo_data)
-    if data is None:
-        raise AnyteachError(f"{_where('data')} is missing: models is not a zoo, so name the dataset (e.g. mnist1d)")
-    data = _as_str(data, "data")
-
-    pairs_raw = raw.get("pairs", {})
-    if pairs_raw is None or pairs_raw == "all":
-        pairs_raw = {}
-    elif isinstance(pairs_raw, (int, str)) and not isinstance(pairs_raw, bool):
-        pairs_raw = {"random": pairs_raw}
-    pairs_raw = _check_keys(pairs_raw, PAIR_KEYS, "pairs")
-    pairs = PairSpec(
-        students=tuple(_as_str(s, "pairs.students") for s in _as_list(pairs_raw["students"], "pairs.students"))
-        if pairs_raw.get("students") is not None else None,
-        teachers=tuple(_as_str(t, "pairs.teachers") for t in _as_list(pairs_raw["teachers"], "pairs.teachers"))
-        if pairs_raw.get("teachers") is not None else None,
-        random=_as_int(pairs_raw["random"], "pairs.random", 1) if pairs_raw.get("random") is not None else None,
-        seed=_as_int(pairs_raw.get("seed", 0), "pairs.seed"),
-        balanced=_as_bool(pairs_raw.get("balanced", False), "pairs.balanced"),
-    )
-    if pairs.balanced and pairs.random is None:
-        raise AnyteachError(f"{_where('pairs.balanced')} needs pairs.random (how many pairs to draw)")
-
-    if "methods" not in raw:
-        raise AnyteachError(f"{_where('methods')} is missing: list the transfer methods (e.g. [kl, kl+dp])")
-    method_items = raw["methods"]
-    if isinstance(method_items, (str, Mapping)):
-        method_items = _as_list(method_items, "methods") if isinstance(method_items, str) else [method_items]
-    if not isinstance(method_items, (list, tuple)) or not method_items:
-        raise AnyteachError(f"{_where('methods')} must be a non-empty list of methods")
-    methods = tuple(_parse_method(m, f"methods[{i}]") for i, m in enumerate(method_items))
-    labels = [m.label for m in methods]
-    if len(set(labels)) != len(labels):
-        dup = next(lab for lab in labels if labels.count(lab) > 1)
-        raise AnyteachError(f"{_where('methods')}: label {dup!r} is used twice; give each entry its own `label`")
-
-    seeds_raw = raw.get("seeds", [0])
-    seeds_list = [seeds_raw] if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) else \
-        _as_list(seeds_raw, "seeds")
-    seeds = tuple(_as_int(s, "seeds", 0) for s in seeds_list)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise AnyteachError(f"{_where('seeds')} must be a non-empty list of distinct integers, got {seeds_raw!r}")
-
-    recipe = _check_options(raw.get("recipe"), "recipe")
-    for method in methods:
-        _check_run_options(method.name, run_options(method, recipe), "recipe")
-    workers = _as_int(raw.get("workers", 1), "workers", 1)
-    executor = _as_str(raw.get("executor", "local"), "executor")
-    if executor not in EXECUTORS:
-        raise AnyteachError(f"{_where('executor')} must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    address = raw.get("address")
-    if address is not None:
-        address = _as_str(address, "address")
-        if executor != "ray":
-            raise AnyteachError(f"{_where('address')} is the address of a Ray cluster: it needs executor: ray")
-    resources_raw = _check_keys(raw.get("resources") or {}, RESOURCE_KEYS, "resources")
-    resources: dict[str, float] = {}
-    for key, value in resources_raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise AnyteachError(f"{_where('resources.' + key)} must be a non-negative number, got {value!r}")
-        resources[key] = value
-    if resources.get("num_cpus", 1) == 0:
-        raise AnyteachError(f"{_where('resources.num_cpus')} must be positive: every run needs a CPU")
-    name = _as_str(raw.get("name", "study"), "name")
-    return StudySpec(tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name)
-
-
-def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = None, *,
-                     models: str | Sequence[str] | None = None, data: str | None = None, pairs: int | None = None,
-                     balanced: bool | None = None, pair_seed: int | None = None,
-                     methods: str | Sequence[Any] | None = None, seeds: str | Sequence[int] | None = None,
-                     recipe: Mapping[str, Any] | None = None, workers: int | None = None,
-                     executor: str | None = None, address: str | None = None,
-                     resources: Mapping[str, float] | None = None, name: str | None = None) -> StudySpec:
-    """A study from a YAML file / dict and/or keyword options (what the CLI's flags map to).
-
-    Keywords that are not None replace the file's keys; `pairs`, `balanced` and `pair_seed` set
-    `pairs.random`, `pairs.balanced` and `pairs.seed`; `recipe` and `resources` are merged key by
-    key over the file's. Without a file, `models` and `methods` are required.
-
-    Raises:
-        AnyteachError: as `load_study_spec`.
-    """
-    if spec is None:
-        raw: dict[str, Any] = {}
-    elif isinstance(spec, StudySpec):
-        raw = spec.to_dict()
-    elif isinstance(spec, (str, Path)):
-        raw = _read_yaml(Path(spec))
-    else:
-        raw = dict(spec)
-    pair_raw = raw.get("pairs")
-    if isinstance(pair_raw, int) and not isinstance(pair_raw, bool):
-        pair_raw = {"random": pair_raw}
-    if pairs is not None or balanced is not None or pair_seed is not None:
-        pair_raw = dict(pair_raw or {})
-        for key, value in (("random", pairs), ("balanced", balanced), ("seed", pair_seed)):
-            if value is not None:
-                pair_raw[key] = value
-    if pair_raw is not None:
-        raw["pairs"] = pair_raw
-    for key, extra in (("recipe", recipe), ("resources", resources)):
-        if extra:
-            base = raw.get(key) or {}
-            raw[key] = {**base, **extra} if isinstance(base, Mapping) else base  # a bad base fails validation
-    overrides = {"models": models, "data": data, "methods": methods, "seeds": seeds, "workers": workers,
-                 "executor": executor, "address": address, "name": name}
-    return load_study_spec(raw, **overrides)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise AnyteachError(f"study file not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise AnyteachError(f"cannot read study file {path}: not valid YAML ({e})") from e
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, Mapping):
-        raise AnyteachError(f"study file {path} must hold a mapping of keys, got {type(loaded).__name__}")
-    return dict(loaded)
-
+from .models import load_model
+from .predictions import check_compatible, predict
+from .store import StudyStore, run_row
+from .study_spec import (MethodSpec, PairSpec, StudySpec, build_study_spec, load_study_spec, run_options,
+                         spec_key)
 
 # ---------------------------------------------------------------------------------------------
 # Models and pairs
@@ -447,10 +60,6 @@ def describe_models(refs: Sequence[str], data: str, accuracies: bool = False) ->
     Raises:
         AnyteachError: a reference that does not resolve or does not fit the data.
     """
-    from .data import load_dataset
-    from .models import load_model
-    from .predictions import check_compatible, predict
-
     dataset = load_dataset(data)
     entries = []
     for ref in refs:
@@ -475,9 +84,9 @@ def _resolve_names(names: Sequence[str] | None, models: Sequence[ModelEntry], ke
         elif len(by_name.get(name, [])) == 1:
             chosen.append(by_name[name][0])
         elif name in by_name:
-            raise AnyteachError(f"{_where(key)}: {name!r} names {len(by_name[name])} models; use their references")
+            raise AnyteachError(f"{spec_key(key)}: {name!r} names {len(by_name[name])} models; use their references")
         else:
-            raise AnyteachError(f"{_where(key)}: {name!r} is not one of the study's models "
+            raise AnyteachError(f"{spec_key(key)}: {name!r} is not one of the study's models "
                                 f"({', '.join(m.name for m in models)})")
     return chosen
 
@@ -499,11 +108,11 @@ def sample_pairs(models: Sequence[ModelEntry], pairs: PairSpec) -> list[tuple[Mo
     teachers = _resolve_names(pairs.teachers, models, "pairs.teachers")
     candidates = [(s, t) for s in students for t in teachers if s.ref != t.ref]
     if not candidates:
-        raise AnyteachError(f"{_where('pairs')}: no ordered (student, teacher) pair of two different models")
+        raise AnyteachError(f"{spec_key('pairs')}: no ordered (student, teacher) pair of two different models")
     if pairs.random is None:
         return candidates
     if pairs.random > len(candidates):
-        raise AnyteachError(f"{_where('pairs.random')}: asked for {pairs.random} pairs but only "
+        raise AnyteachError(f"{spec_key('pairs.random')}: asked for {pairs.random} pairs but only "
                             f"{len(candidates)} ordered pairs of different models exist")
     rng = random.Random(pairs.seed)
     ordered = sorted(candidates, key=lambda p: (p[0].ref, p[1].ref))
@@ -642,9 +251,6 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
             store's `failures` table and retried by the next `run_study`; the rest of the study
             goes on.
     """
-    from .executors import RunTask, make_executor
-    from .store import StudyStore, run_row
-
     start = time.perf_counter()
     spec = load_study_spec(spec, workers=workers, executor=executor, address=address)
     plan = plan_study(spec)
@@ -754,13 +360,8 @@ class _Progress:
                                      f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}", highlight=False)
 
 
-def study_runs(spec: StudySpec | str | Path | Mapping[str, Any]) -> list[RunSpec]:
-    """The runs a study definition expands to (loads model metadata; runs nothing)."""
-    return plan_study(load_study_spec(spec)).runs
-
-
 __all__ = [
     "BUCKETS", "MethodSpec", "ModelEntry", "PairSpec", "RunSpec", "StudyOutcome", "StudyPlan", "StudySpec",
-    "describe_models", "load_study_spec", "plan_study", "run_study", "sample_pairs", "strength_bucket",
-    "study_runs", "teacher_strength",
+    "build_study_spec", "describe_models", "load_study_spec", "plan_study", "run_options", "run_study",
+    "sample_pairs", "strength_bucket", "teacher_strength",
 ]
