@@ -340,6 +340,8 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
           address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster."),
           num_gpus: Optional[float] = typer.Option(None, help="GPUs per run (Ray)."),
           name: Optional[str] = typer.Option(None, help="Study name for the report."),
+          imports: Optional[list[str]] = typer.Option(None, "--import", help="A module or Python file that "
+                                                      "registers methods; imported by every worker (repeatable)."),
           options: Optional[dict] = None) -> None:
     """Run a transfer study (pairs x methods x seeds) into a resumable SQLite store; re-run to resume.
 
@@ -351,7 +353,8 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
     definition = build_study_spec(spec, models=zoo if zoo is not None else _csv(models), data=data, pairs=pairs,
                                   balanced=balanced, pair_seed=seed, methods=_csv(methods), seeds=_csv(seeds),
                                   recipe=options, workers=workers, executor=executor, address=address,
-                                  resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name)
+                                  resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name,
+                                  imports=imports)
     try:
         outcome = run_study(definition, out)
     except KeyboardInterrupt:
@@ -454,12 +457,16 @@ def transfer_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help="A module or Python file that registers "
+                                                "methods, imported first (repeatable)."),
     options: Optional[dict] = None,
 ) -> None:
     """Transfer knowledge from a teacher (or several, with --mode) into a student; resumable (re-run the
     same command). Every training and method option has a flag; method defaults: `anyteach methods`."""
+    from .registry import import_plugins
     from .transfer import transfer
 
+    import_plugins(imports or [])
     options = {**options, **_option_pairs(option)}
     if mode is not None:
         _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,

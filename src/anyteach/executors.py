@@ -21,16 +21,22 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ._io import json_ready
 from .errors import AnyteachError
+from .metrics import positive_flips
+from .predictions import predict
+from .registry import import_plugins
+from .transfer import transfer
 
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run to execute: the `RunSpec`, its run directory and how many torch threads it may use
-    (0: leave torch's setting alone, as the in-process executor does)."""
+    """One run to execute: the `RunSpec`, its run directory, how many torch threads it may use (0:
+    leave torch's setting alone, as the in-process executor does) and the plugins to import first
+    (the study's `imports`: user-registered methods)."""
 
-    run: Any  # RunSpec (kept loose to avoid an import cycle; it is a frozen, picklable dataclass)
+    run: Any  # RunSpec (a frozen, picklable dataclass of the study module, which imports this one)
     run_dir: str
     threads: int = 0
+    imports: tuple[str, ...] = ()
 
 
 def execute_run(task: RunTask) -> dict[str, Any]:
@@ -47,8 +53,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     start = time.perf_counter()
     run = task.run
     try:
-        from .transfer import transfer
-
+        import_plugins(task.imports)
         result = transfer(run.student, run.teacher, run.data, run.method, task.run_dir, seed=run.seed,
                           progress=False, **run.option_dict)
         outcome: dict[str, Any] = {
@@ -69,9 +74,6 @@ def execute_run(task: RunTask) -> dict[str, Any]:
 
 def complementary_knowledge(student: str, teacher: str, data: str) -> float:
     """Positive flips S0 -> T on the eval split, % of samples (from the predictions cache)."""
-    from .metrics import positive_flips
-    from .predictions import predict
-
     s0, t = predict(student, data, "eval"), predict(teacher, data, "eval")
     return positive_flips(s0.predicted, t.predicted, s0.labels)
 

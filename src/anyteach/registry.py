@@ -4,13 +4,21 @@ Every extension point of anyteach is a `Registry` (torchdistill style): a method
 rule, a loss, a weight regulariser, an architecture or a model-reference kind is added by one
 decorated function or class, and is then reachable by its name from the Python API, the CLI and
 study definitions. A registry behaves like a dict, refuses a second thing under a name that is
-taken, and answers an unknown name with an error that lists the known ones.
+taken, and answers an unknown name with an error that lists the known ones. `import_plugins`
+imports a user's own module of registrations (what a study's `imports` key names).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
 from collections.abc import MutableMapping
-from typing import Callable, Generic, Iterator, TypeVar
+from pathlib import Path
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from .errors import AnyteachError
 
@@ -26,6 +34,43 @@ class UnknownName(AnyteachError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def import_plugins(plugins: Sequence[str]) -> None:
+    """Import user modules that register methods, losses, target rules, ... (once per process).
+
+    A plugin is a module name (`mylab.methods`, importable on `sys.path`) or the path of a Python
+    file (`./my_methods.py`). Studies import their plugins in the driver and in every worker
+    process or Ray task before a run, so a user-registered method works wherever runs execute (on a
+    Ray cluster the module or file must exist on every node).
+
+    Raises:
+        AnyteachError: a plugin that cannot be found or fails to import (the message names it).
+    """
+    for plugin in plugins:
+        try:
+            if plugin.endswith(".py") or os.sep in plugin or "/" in plugin:
+                path = Path(plugin).expanduser().resolve()
+                digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+                name = f"anyteach_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
+                if name in sys.modules:
+                    continue
+                if not path.is_file():
+                    raise AnyteachError(f"plugin file not found: {plugin}")
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+            else:
+                importlib.import_module(plugin)
+        except AnyteachError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever a user's module raises, name the module
+            raise AnyteachError(f"cannot import plugin {plugin!r}: {type(e).__name__}: {e}") from e
 
 
 class Registry(MutableMapping[str, T], Generic[T]):
@@ -82,4 +127,4 @@ class Registry(MutableMapping[str, T], Generic[T]):
         return register
 
 
-__all__ = ["Registry", "RegistrationError", "UnknownName"]
+__all__ = ["Registry", "RegistrationError", "UnknownName", "import_plugins"]

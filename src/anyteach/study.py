@@ -266,7 +266,8 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         todo = [r for r in plan.runs if r.key not in done]
         skipped = len(plan.runs) - len(todo)
         threads = int(spec.resources.get("num_cpus", 1)) if spec.executor == "ray" else int(spec.workers > 1)
-        tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads) for run in todo]
+        tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads, spec.imports)
+                 for run in todo]
         failed: list[tuple[str, str]] = []
         finished = 0
         bar = _Progress(len(plan.runs), skipped, progress)

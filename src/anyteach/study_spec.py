@@ -22,10 +22,11 @@ import yaml
 from .errors import AnyteachError
 from .methods import METHODS, get_method
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .registry import import_plugins
 from .transfer import resolve_run_options
 
 STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
-              "resources")
+              "resources", "imports")
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced")
 METHOD_KEYS = ("name", "label", "options")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
@@ -98,6 +99,8 @@ class StudySpec:
         address: address of an existing Ray cluster (`ray` executor only; default: start one here).
         resources: per-run resource request for Ray (`num_cpus`, `num_gpus`).
         name: a name for the report.
+        imports: plugins imported before the definition is validated and before every run (module
+            names, or Python files as absolute paths): a user's own registered methods.
     """
 
     models: tuple[str, ...]
@@ -111,12 +114,14 @@ class StudySpec:
     address: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
     name: str = "study"
+    imports: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict that `load_study_spec` turns back into the same spec (written to study.yaml)."""
         d = dataclasses.asdict(self)
         d["models"] = list(self.models)
         d["seeds"] = list(self.seeds)
+        d["imports"] = list(self.imports)
         d["methods"] = [{"name": m.name, "label": m.label, "options": dict(m.options)} for m in self.methods]
         d["pairs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["pairs"].items() if v is not None}
         return d
@@ -261,7 +266,8 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
             default: the zoo's), `pairs` (an int N for N random pairs, or a mapping with `students`,
             `teachers`, `random`, `seed`, `balanced`), `methods` (names, or mappings with `name`,
             `label`, `options`), `seeds`, `recipe` (options shared by every run), `workers`,
-            `executor` (`local` | `ray`), `address`, `resources` (`num_cpus`, `num_gpus`), `name`.
+            `executor` (`local` | `ray`), `address`, `resources` (`num_cpus`, `num_gpus`), `name`,
+            `imports` (plugins: module names or Python files that register methods).
         **overrides: top-level keys that replace the file's (the CLI's flags); `None` values are
             ignored.
 
@@ -271,16 +277,23 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     Raises:
         AnyteachError: an unreadable file, an unknown key, or a bad value (the message names the key).
     """
+    base = Path.cwd()
     if isinstance(source, StudySpec):
         raw: dict[str, Any] = source.to_dict()
     elif isinstance(source, (str, Path)):
         raw = _read_yaml(Path(source))
+        base = Path(source).parent
     elif isinstance(source, Mapping):
         raw = dict(source)
     else:
         raise AnyteachError(f"a study is a StudySpec, a YAML path or a dict, got {type(source).__name__}")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw = _check_keys(raw, STUDY_KEYS, "")
+    imports = tuple(_plugin(_as_str(p, "imports"), base) for p in _as_list(raw.get("imports") or [], "imports"))
+    try:
+        import_plugins(imports)
+    except AnyteachError as e:
+        raise AnyteachError(f"{spec_key('imports')}: {e}") from e
 
     if "models" not in raw:
         raise AnyteachError(f"{spec_key('models')} is missing: give a zoo name (e.g. mnist1d) or a list of model references")
@@ -353,7 +366,16 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if resources.get("num_cpus", 1) == 0:
         raise AnyteachError(f"{spec_key('resources.num_cpus')} must be positive: every run needs a CPU")
     name = _as_str(raw.get("name", "study"), "name")
-    return StudySpec(tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name)
+    return StudySpec(tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name,
+                     imports)
+
+
+def _plugin(plugin: str, base: Path) -> str:
+    """A plugin as workers will import it: module names as they are, files as absolute paths (a
+    relative path is relative to the study file's directory, or to the current one)."""
+    if plugin.endswith(".py") or "/" in plugin:
+        return str((base / Path(plugin).expanduser()).resolve())
+    return plugin
 
 
 def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = None, *,
@@ -362,7 +384,8 @@ def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = N
                      methods: str | Sequence[Any] | None = None, seeds: str | Sequence[int] | None = None,
                      recipe: Mapping[str, Any] | None = None, workers: int | None = None,
                      executor: str | None = None, address: str | None = None,
-                     resources: Mapping[str, float] | None = None, name: str | None = None) -> StudySpec:
+                     resources: Mapping[str, float] | None = None, name: str | None = None,
+                     imports: Sequence[str] | None = None) -> StudySpec:
     """A study from a YAML file / dict and/or keyword options (what the CLI's flags map to).
 
     Keywords that are not None replace the file's keys; `pairs`, `balanced` and `pair_seed` set
@@ -395,7 +418,7 @@ def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = N
             base = raw.get(key) or {}
             raw[key] = {**base, **extra} if isinstance(base, Mapping) else base  # a bad base fails validation
     overrides = {"models": models, "data": data, "methods": methods, "seeds": seeds, "workers": workers,
-                 "executor": executor, "address": address, "name": name}
+                 "executor": executor, "address": address, "name": name, "imports": list(imports) if imports else None}
     return load_study_spec(raw, **overrides)
 
 
