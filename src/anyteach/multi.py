@@ -30,7 +30,7 @@ import copy
 import dataclasses
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,14 +38,14 @@ import torch
 from torch import nn
 
 from ._io import write_json
-from .data import Dataset, load_dataset
+from .data import Dataset
 from .errors import AnyteachError
 from .methods import get_method
-from .models import Classifier, load_model, save_model
-from .predictions import Predictions, cached_logits, check_compatible
+from .models import Classifier
+from .predictions import Predictions, cached_logits
 from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
-from .transfer import (ExportedStudent, ModelArg, TransferResult, _as_list, _data_entry, _model_entry,
-                       _replaced_config, default_run_dir, resolve_run_options, transfer)
+from .transfer import (ExportedStudent, ModelArg, TransferResult, as_model_list, default_run_dir, export_student,
+                       load_run_inputs, open_run_dir, resolve_run_options, transfer)
 
 MULTI_FORMAT = "anyteach-multi/1"
 MODES = ("parallel", "sequential", "soup")
@@ -281,7 +281,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         raise AnyteachError(f"a curriculum orders the stages of the sequential mode; mode {mode!r} has none")
     resolved, method_options = resolve_run_options(method, options)
     preset = get_method(method)
-    teacher_refs = _as_list(teachers)
+    teacher_refs = as_model_list(teachers)
     if not teacher_refs:
         raise AnyteachError("a multi-teacher transfer needs at least one teacher")
     if not (preset.trains and preset.needs_teacher):
@@ -294,11 +294,8 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
 
     # 2. models and data; the teachers' accuracies order the curriculum
-    dataset = load_dataset(data)
-    student0 = load_model(student)
-    teacher_models = [load_model(t) for t in teacher_refs]
-    for model in [student0, *teacher_models]:
-        check_compatible(model, dataset)
+    inputs = load_run_inputs(student, teacher_refs, data)
+    dataset, student0, teacher_models = inputs.dataset, inputs.student, inputs.teachers
     device = resolve_device(resolved.device)
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
@@ -306,19 +303,8 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         accuracies.append(Predictions(logits, dataset.labels("eval")).accuracy)
         teacher.to("cpu")
     order = _curriculum(accuracies, curriculum)
-    config = {
-        "format": MULTI_FORMAT,
-        "mode": mode,
-        "curriculum": curriculum,
-        "student": _model_entry(student0),
-        "teachers": [_model_entry(t) for t in teacher_models],
-        "teacher_accs": accuracies,
-        "order": [teacher_models[i].name for i in order],
-        "data": _data_entry(dataset),
-        "method": method,
-        "method_options": method_options,
-        "training": asdict(resolved),
-    }
+    config = inputs.config(MULTI_FORMAT, method, method_options, resolved, mode=mode, curriculum=curriculum,
+                           teacher_accs=accuracies, order=[teacher_models[i].name for i in order])
 
     # 3. the run directory: new, resumed, finished, or in conflict
     if out is not None:
@@ -326,17 +312,16 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     else:
         default = default_run_dir(config)
         run_dir = default.with_name(f"{mode}{'-' + curriculum if mode == 'sequential' else ''}-{default.name}")
-    config_path = run_dir / "multi.json"
-    replaced = _replaced_config(config_path, config, overwrite, "a multi-teacher run")
-    if replaced is not None:
+
+    def clear(replaced: dict[str, Any]) -> None:
         for sub in _sub_runs(run_dir, replaced):
             shutil.rmtree(sub, ignore_errors=True)
         for name in ("summary.json", "soup.safetensors", "soup.json"):
             (run_dir / name).unlink(missing_ok=True)
-    elif (run_dir / "summary.json").exists():
+
+    if open_run_dir(run_dir, "multi.json", config, overwrite=overwrite, what="a multi-teacher run",
+                    finished_file="summary.json", clear=clear):
         return MultiTransferResult.load(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, config)
 
     # 4. the single runs: one for parallel, one per teacher in stage order otherwise
     def run_stage(k: int, teacher: Classifier | list[Classifier], start: Classifier, out_dir: Path | None,
@@ -385,12 +370,9 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     for teacher in teacher_models:
         teacher.to("cpu")
     if mode == "soup":
-        final_model = final_model.to("cpu")
-        final_model.info.name = f"{student0.name}+{method}-soup"
-        student_path = save_model(final_model, run_dir / "soup.safetensors", eval_acc=round(final["student_acc"], 2),
-                                  transfer={"method": method, "mode": "soup", "student": config["student"]["identity"],
-                                            "teachers": [t["identity"] for t in config["teachers"]],
-                                            "data": dataset.ref, "transfer_delta": final["transfer_delta"]})
+        student_path = export_student(final_model, run_dir / "soup.safetensors", f"{student0.name}+{method}-soup",
+                                      final, method=method, mode="soup", student=config["student"]["identity"],
+                                      teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
     else:
         student_path = stages[-1].student_path
     stage_metrics = [_stage_row(k, name, acc, run) for k, (name, acc, run) in enumerate(zip(names, accs, stages), 1)]

@@ -31,7 +31,7 @@ import torch
 from ._io import cache_dir, slug, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
-from .methods import get_method, resolve_method_options
+from .methods import METHODS, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
 from .options import TRAINING_OPTIONS, TrainingOptions, split_options
@@ -135,7 +135,7 @@ def resolve_run_options(method: str, options: Mapping[str, Any]) -> tuple[Traini
     return dataclasses.replace(training, lr=resolve_lr(training, method)), method_options
 
 
-def _model_identity(model: Classifier) -> str:
+def model_identity(model: Classifier) -> str:
     """The model's content identity; for a model built in code, a digest of its weights."""
     if model.info.identity:
         return model.info.identity
@@ -146,8 +146,9 @@ def _model_identity(model: Classifier) -> str:
     return "weights:" + h.hexdigest()[:16]
 
 
-def _model_entry(model: Classifier) -> dict[str, Any]:
-    return {"ref": model.info.source or model.name, "name": model.name, "identity": _model_identity(model),
+def model_entry(model: Classifier) -> dict[str, Any]:
+    """How a run's configuration names a model: reference, name, content identity, class count."""
+    return {"ref": model.info.source or model.name, "name": model.name, "identity": model_identity(model),
             "num_classes": model.num_classes}
 
 
@@ -164,7 +165,8 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
-def _data_entry(dataset: Dataset) -> dict[str, Any]:
+def data_entry(dataset: Dataset) -> dict[str, Any]:
+    """How a run's configuration names its data: reference, split identities, class count."""
     return {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
             "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes}
 
@@ -244,32 +246,93 @@ class ConsoleReporter:
 # The entry point
 
 
-def _as_list(teacher: ModelArg | Sequence[ModelArg] | None) -> list[ModelArg]:
-    if teacher is None:
+def as_model_list(models: ModelArg | Sequence[ModelArg] | None) -> list[ModelArg]:
+    """One model argument or several, as a list (None: no models)."""
+    if models is None:
         return []
-    if isinstance(teacher, (str, Path, Classifier)):
-        return [teacher]
-    return list(teacher)
+    if isinstance(models, (str, Path, Classifier)):
+        return [models]
+    return list(models)
 
 
-def _replaced_config(config_path: Path, config: dict[str, Any], overwrite: bool, what: str) -> dict[str, Any] | None:
-    """The configuration stored at `config_path` when it differs from `config` and may be replaced.
+@dataclass
+class RunInputs:
+    """A run's data and models, loaded and checked against each other (the class counts agree)."""
 
-    Returns None when there is none or it is the same run (to resume or reuse).
+    dataset: Dataset
+    student: Classifier
+    teachers: list[Classifier]
+    original: Classifier | None = None
+
+    def config(self, format: str, method: str, method_options: dict[str, Any], training: TrainingOptions,
+               **extra: Any) -> dict[str, Any]:
+        """The run's configuration: models by content identity, data, method, options (and `extra`)."""
+        config = {"format": format, "student": model_entry(self.student),
+                  "teachers": [model_entry(t) for t in self.teachers], "data": data_entry(self.dataset),
+                  "method": method, "method_options": method_options, "training": asdict(training), **extra}
+        if self.original is not None:
+            config["original"] = model_entry(self.original)
+        return config
+
+
+def load_run_inputs(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset,
+                    original: ModelArg | None = None) -> RunInputs:
+    """Load the data and the models of a run and check each model against the data.
 
     Raises:
-        AnyteachError: it differs and `overwrite` is False (names the first difference).
+        AnyteachError: a reference that does not resolve, or a model whose class count differs from the data's.
     """
-    if not config_path.exists():
-        return None
-    existing = json.loads(config_path.read_text())
-    if _comparable(existing) == _comparable(config):
-        return None
-    if not overwrite:
-        raise AnyteachError(f"{config_path.parent} holds {what} with a different configuration (first difference: "
-                            f"{_first_difference(_comparable(existing), _comparable(config))}); "
-                            "choose another directory or pass overwrite")
-    return existing
+    dataset = load_dataset(data)
+    inputs = RunInputs(dataset, load_model(student), [load_model(t) for t in teachers],
+                       load_model(original) if original is not None else None)
+    for model in [inputs.student, *inputs.teachers, *([inputs.original] if inputs.original is not None else [])]:
+        check_compatible(model, dataset)
+    return inputs
+
+
+def open_run_dir(run_dir: Path, config_file: str, config: dict[str, Any], *, overwrite: bool, what: str,
+                 finished_file: str, clear: Callable[[dict[str, Any]], None]) -> bool:
+    """Make `run_dir` the home of the run configured by `config`: new, resumed, finished or replaced.
+
+    Args:
+        run_dir: the run directory.
+        config_file: the configuration's file name in it (`config.json`, `multi.json`).
+        config: the run's configuration.
+        overwrite: replace a run with a different configuration instead of failing.
+        what: what the directory holds, for messages (`"a run"`).
+        finished_file: the file that marks a finished run.
+        clear: removes the files of a replaced run, given its configuration.
+
+    Returns:
+        True when the directory holds this run, finished (nothing to do), else False (the
+        configuration is written; train or resume).
+
+    Raises:
+        AnyteachError: the directory holds a different configuration and `overwrite` is False (the
+            message names the first difference).
+    """
+    config_path = run_dir / config_file
+    if config_path.exists():
+        existing = json.loads(config_path.read_text())
+        if _comparable(existing) != _comparable(config):
+            if not overwrite:
+                raise AnyteachError(f"{run_dir} holds {what} with a different configuration (first difference: "
+                                    f"{_first_difference(_comparable(existing), _comparable(config))}); "
+                                    "choose another directory or pass overwrite")
+            clear(existing)
+        elif (run_dir / finished_file).exists():
+            return True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, config)
+    return False
+
+
+def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
+    """Save a transferred student as a model reference (safetensors + sidecar naming how it was made)."""
+    model = model.to("cpu")
+    model.info.name = name
+    return save_model(model, path, eval_acc=round(final["student_acc"], 2),
+                      transfer={**transfer_info, "transfer_delta": final["transfer_delta"]})
 
 
 def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = None, data: str | Dataset = "mnist1d",
@@ -309,43 +372,28 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     preset = get_method(method)
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
-    teacher_refs = _as_list(teacher)
+    teacher_refs = as_model_list(teacher)
     if preset.needs_teacher and not teacher_refs:
         raise AnyteachError(f"method {method!r} needs a teacher")
     if len(teacher_refs) > 1 and not preset.multi_teacher:
         raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
-                            "between several: " + ", ".join(n for n, p in _multi_teacher_methods().items()))
+                            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
 
     # 2. models and data, checked against each other
-    dataset = load_dataset(data)
-    student_model = load_model(student)
-    teachers = [load_model(t) for t in teacher_refs]
-    original_model = load_model(original) if original is not None else None
-    for model in [student_model, *teachers, *([original_model] if original_model is not None else [])]:
-        check_compatible(model, dataset)
-    config = {
-        "format": CONFIG_FORMAT,
-        "student": _model_entry(student_model),
-        "teachers": [_model_entry(t) for t in teachers],
-        "data": _data_entry(dataset),
-        "method": method,
-        "method_options": method_options,
-        "training": asdict(resolved),
-    }
-    if original_model is not None:
-        config["original"] = _model_entry(original_model)
+    inputs = load_run_inputs(student, teacher_refs, data, original)
+    dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
+    config = inputs.config(CONFIG_FORMAT, method, method_options, resolved)
 
     # 3. the run directory: new, resumed, finished, or in conflict
     run_dir = Path(out).expanduser() if out is not None else default_run_dir(config)
-    config_path = run_dir / "config.json"
-    replaced = _replaced_config(config_path, config, overwrite, "a run")
-    if replaced is not None:
+
+    def clear(_: dict[str, Any]) -> None:
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
-    elif (run_dir / "final.json").exists():
+
+    if open_run_dir(run_dir, "config.json", config, overwrite=overwrite, what="a run", finished_file="final.json",
+                    clear=clear):
         return TransferResult.load(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, config)
 
     # 4. train (or resume), writing metrics after every evaluated epoch
     def write_metrics(history: list[dict[str, Any]]) -> None:
@@ -356,7 +404,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
     reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
         if progress else None
-    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, original_model)
+    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
     outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
     if not outcome.finished:
         return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
@@ -365,20 +413,13 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     final = dict(outcome.final)
     student_path = None
     if outcome.model is not None:
-        exported: Classifier = outcome.model.to("cpu")
-        exported.info.name = f"{student_model.name}+{method}"
-        student_path = save_model(exported, run_dir / "student.safetensors", eval_acc=round(final["student_acc"], 2),
-                                  transfer={"method": method, "student": config["student"]["identity"],
-                                            "teachers": [t["identity"] for t in config["teachers"]],
-                                            "data": dataset.ref, "transfer_delta": final["transfer_delta"]})
+        student_path = export_student(outcome.model, run_dir / "student.safetensors", f"{student_model.name}+{method}",
+                                      final, method=method, student=config["student"]["identity"],
+                                      teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
     write_json(run_dir / "final.json", final)
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
-def _multi_teacher_methods() -> dict[str, Any]:
-    from .methods import METHODS
-
-    return {name: p for name, p in METHODS.items() if p.multi_teacher}
-
-
-__all__ = ["ConsoleReporter", "TransferResult", "default_run_dir", "resolve_run_options", "split_options", "transfer"]
+__all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "TransferResult", "as_model_list", "data_entry",
+           "default_run_dir", "export_student", "load_run_inputs", "model_entry", "model_identity", "open_run_dir",
+           "resolve_run_options", "split_options", "transfer"]
