@@ -19,6 +19,8 @@ from typing import Any, Iterator, Mapping
 import torch
 from safetensors.torch import save_file
 
+from .errors import AnyteachError
+
 
 def json_ready(value: Any) -> Any:
     """Plain JSON data: dicts with string keys (floats as `2`, `0.5`), lists, Python numbers (numpy and
@@ -74,6 +76,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file anyteach (or a user) wrote.
+
+    Args:
+        path: the file.
+        what: what the file is, for messages (`"run configuration"`).
+
+    Raises:
+        AnyteachError: the file is missing, unreadable or not valid JSON (the message names it).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise AnyteachError(f"{what} not found: {path}") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AnyteachError(f"cannot read {what} {path}: {e}") from e
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -206,13 +206,8 @@ def flips(teacher: Optional[str] = typer.Argument(None, help="Teacher model refe
         result = complementarity.analyze_zoo(zoo if zoo is not None else list(model), data, split, top_p=shares,
                                              on_model=lambda ref: err_console.print(f"  predictions: {ref}"))
         _print_zoo(result)
-        if json_path:
-            result.save_json(json_path)
-        if csv_path:
-            result.save_csv(csv_path)
-        if plots:
-            for path in figures.zoo_figures(result, plots, student=plot_student):
-                err_console.print(f"wrote {path}")
+        _save_analysis(result, json_path, csv_path, plots and (lambda: figures.zoo_figures(result, plots,
+                                                                                      student=plot_student)))
         err_console.print(f"{result.num_models} models, {result.num_models * (result.num_models - 1)} ordered pairs "
                           f"in {time.perf_counter() - start:.1f} s")
         return
@@ -220,12 +215,17 @@ def flips(teacher: Optional[str] = typer.Argument(None, help="Teacher model refe
         raise AnyteachError("give TEACHER and STUDENT model references, or --zoo NAME, or --model REF (repeated)")
     pair = complementarity.analyze_pair(teacher, student, data, split, top_p=shares, semantic=semantic)
     _print_pair(pair)
+    _save_analysis(pair, json_path, csv_path, plots and (lambda: figures.pair_figures(pair, plots)))
+
+
+def _save_analysis(analysis, json_path: Optional[Path], csv_path: Optional[Path], draw) -> None:
+    """Write an analysis (pair or zoo) as JSON and CSV where asked, and its figures (`draw()`)."""
     if json_path:
-        pair.save_json(json_path)
+        analysis.save_json(json_path)
     if csv_path:
-        pair.save_csv(csv_path)
-    if plots:
-        for path in figures.pair_figures(pair, plots):
+        analysis.save_csv(csv_path)
+    if draw:
+        for path in draw():
             err_console.print(f"wrote {path}")
 
 
@@ -248,8 +248,7 @@ def _print_zoo(result) -> None:
     """One row per student (the full matrices go to --json / --csv): its weakest and strongest source."""
     import numpy as np
 
-    def short(name: str) -> str:
-        return name.rsplit("/", 1)[-1].removesuffix(".safetensors")
+    from .models import display_name as short
 
     table = Table(title="complementary knowledge of the other models (teachers) per student, % of samples")
     for col, justify in (("student", "left"), ("acc %", "right"), ("min", "right"), ("from teacher", "left"),

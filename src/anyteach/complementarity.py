@@ -733,16 +733,8 @@ def _resolve_embedder(semantic: bool | Embedder) -> Embedder | None:
     return sentence_embedder() if semantic else None
 
 
-def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names (first synonym of each), from timm's bundled ImageNet info."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
-
-
 __all__ = [
     "Embedder", "PairAnalysis", "ZooAnalysis", "analyze_pair", "analyze_zoo", "correctness_matrix",
-    "imagenet_class_names", "pair_from_predictions", "per_class_flip_counts", "semantic_relatedness",
+    "pair_from_predictions", "per_class_flip_counts", "semantic_relatedness",
     "sentence_embedder", "zoo_from_predictions",
 ]

@@ -17,34 +17,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ._io import atomic_path
+from ._plotting import pyplot, save_figure
 from .complementarity import PairAnalysis, ZooAnalysis
 from .errors import AnyteachError
+from .models import display_name
 
 _MAX_LABELLED_CLASSES = 30  # above this, per-class plots show ranks instead of class names
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path
-
-
-def _short(name: str) -> str:
-    """Model names in legends: `zoo:mnist1d/gru` -> `gru`, a file path -> its stem."""
-    tail = name.rsplit("/", 1)[-1]
-    return tail.removesuffix(".safetensors")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,7 +38,7 @@ def plot_complementary_knowledge(zoo: ZooAnalysis, path: str | Path) -> Path:
     """
     if zoo.num_models < 2:
         raise AnyteachError("the complementary-knowledge figure needs at least two models")
-    plt = _pyplot()
+    plt = pyplot()
     off = zoo.off_diagonal()
     s, t = np.nonzero(off)
     x, y = zoo.accuracy_difference[s, t], zoo.positive_flips[s, t]
@@ -73,7 +51,7 @@ def plot_complementary_knowledge(zoo: ZooAnalysis, path: str | Path) -> Path:
     i, j = zoo.index(student), zoo.index(teacher)
     ax.scatter([zoo.accuracy_difference[i, j]], [value], marker="*", s=260, color="crimson", edgecolors="black",
                linewidths=0.6, zorder=5, label=f"minimum: {value:.2f}%")
-    ax.annotate(f"teacher {_short(teacher)} → student {_short(student)}\n{value:.2f}% of samples",
+    ax.annotate(f"teacher {display_name(teacher)} → student {display_name(student)}\n{value:.2f}% of samples",
                 (zoo.accuracy_difference[i, j], value), xytext=(0.04, 0.42), textcoords="axes fraction", fontsize=9,
                 bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "crimson", "alpha": 0.9},
                 arrowprops={"arrowstyle": "->", "color": "crimson"})
@@ -85,7 +63,7 @@ def plot_complementary_knowledge(zoo: ZooAnalysis, path: str | Path) -> Path:
                  f"{zoo.num_samples:,} samples)", fontsize=10)
     ax.legend(loc="upper left", fontsize=9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +132,7 @@ def plot_per_class_flips(zoo: ZooAnalysis, path: str | Path, student: str | int 
     Raises:
         AnyteachError: unknown model, analysis without per-class counts.
     """
-    plt = _pyplot()
+    plt = pyplot()
     student = zoo.models[zoo.index(student)] if student is not None else default_student(zoo)
     teachers = teachers or choose_teachers(zoo, student)
     pairs = {role: zoo.pair(student, teacher) for role, teacher in teachers.items()}
@@ -162,26 +140,26 @@ def plot_per_class_flips(zoo: ZooAnalysis, path: str | Path, student: str | int 
     colors = {"weaker": "tab:blue", "equal": "tab:green", "stronger": "tab:red"}
     s_acc = zoo.accuracy[zoo.index(student)]
     for ax, (role, pair) in zip(axes[0], pairs.items()):
-        title = (f"{role} teacher {_short(pair.teacher)} ({pair.teacher_acc:.1f}%, "
+        title = (f"{role} teacher {display_name(pair.teacher)} ({pair.teacher_acc:.1f}%, "
                  f"{pair.accuracy_difference:+.1f} pp)")
         _draw_per_class(ax, pair, title, colors.get(role, "tab:purple"))
     for ax in axes[0][1:]:
         ax.set_ylabel("")
     axes[0][0].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"Per-class complementary knowledge for student {_short(student)} ({s_acc:.1f}%)", fontsize=11)
+    fig.suptitle(f"Per-class complementary knowledge for student {display_name(student)} ({s_acc:.1f}%)", fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pair_per_class(pair: PairAnalysis, path: str | Path) -> Path:
     """Per-class positive-flip histogram of one teacher for one student."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    _draw_per_class(ax, pair, f"teacher {_short(pair.teacher)} ({pair.teacher_acc:.1f}%) → student "
-                    f"{_short(pair.student)} ({pair.student_acc:.1f}%)", "tab:blue")
+    _draw_per_class(ax, pair, f"teacher {display_name(pair.teacher)} ({pair.teacher_acc:.1f}%) → student "
+                    f"{display_name(pair.student)} ({pair.student_acc:.1f}%)", "tab:blue")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +177,7 @@ def plot_entropy(zoo: ZooAnalysis, path: str | Path) -> Path:
     """
     if zoo.num_models < 2 or np.isnan(zoo.entropy).all():
         raise AnyteachError("the entropy figure needs at least two models and per-class counts")
-    plt = _pyplot()
+    plt = pyplot()
     s, t = np.nonzero(zoo.off_diagonal())
     fig, ax = plt.subplots(figsize=(7.5, 5))
     points = ax.scatter(zoo.positive_flips[s, t], zoo.entropy[s, t], c=zoo.accuracy_difference[s, t],
@@ -216,7 +194,7 @@ def plot_entropy(zoo: ZooAnalysis, path: str | Path) -> Path:
     ax.set_title(f"Concentration of complementary knowledge (median entropy = {ratio:.0%} of uniform)", fontsize=10)
     ax.legend(loc="lower right", fontsize=9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Loading never unpickles arbitrary objects: safetensors, or `torch.load(weights_o
 from __future__ import annotations
 
 import dataclasses
-import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import file_digest, save_tensors, text_digest, write_json
+from ._io import file_digest, read_json, save_tensors, text_digest, write_json
 from .architectures import ARCHITECTURES, build_architecture
 from .errors import AnyteachError
 from .registry import Registry
@@ -159,6 +158,11 @@ def _classification_layer(net: nn.Module) -> nn.Module:
     return linears[-1]
 
 
+def display_name(ref: str) -> str:
+    """A model reference shortened for tables and legends: `zoo:mnist1d/gru` -> `gru`, a file -> its stem."""
+    return str(ref).rsplit("/", 1)[-1].removesuffix(".safetensors")
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
@@ -263,12 +267,10 @@ def load_saved(path: Path, source: str) -> Classifier:
         raise AnyteachError(f"model file not found: {path}")
     if not sidecar.exists():
         raise AnyteachError(f"{path} has no sidecar {sidecar.name}; load raw weights with timm:<architecture>@{path}")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except json.JSONDecodeError as e:
-        raise AnyteachError(f"cannot read {sidecar}: not valid JSON ({e})") from e
-    if meta.get("format") != SIDECAR_FORMAT:
-        raise AnyteachError(f"{sidecar} is not an anyteach model sidecar (format {meta.get('format')!r})")
+    meta = read_json(sidecar, "model sidecar")
+    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise AnyteachError(f"{sidecar} is not an anyteach model sidecar (format {found!r})")
     state = read_weights(path)
     arch = meta["architecture"]
     if arch.startswith("timm:"):

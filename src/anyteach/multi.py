@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ._io import write_json
+from ._io import read_json, write_json
 from .data import Dataset
 from .errors import AnyteachError
 from .methods import get_method
@@ -169,15 +168,14 @@ class MultiTransferResult(ExportedStudent):
             AnyteachError: the directory holds no multi-teacher run.
         """
         run_dir = Path(run_dir)
-        config_path = run_dir / "multi.json"
-        if not config_path.exists():
+        if not (run_dir / "multi.json").exists():
             raise AnyteachError(f"{run_dir} is not a multi-teacher run directory (no multi.json)")
-        config = json.loads(config_path.read_text())
+        config = read_json(run_dir / "multi.json", "multi-teacher configuration")
         summary_path = run_dir / "summary.json"
         if not summary_path.exists():
             stages = [TransferResult.load(d) for d in _sub_runs(run_dir, config) if (d / "config.json").exists()]
             return cls(run_dir, config, stages, [], None, None, finished=False)
-        summary = json.loads(summary_path.read_text())
+        summary = read_json(summary_path, "multi-teacher summary")
         # sub-runs are found relative to the directory (which may have moved); soup ingredients in the cache
         stages = [TransferResult.load(d) for d in _sub_runs(run_dir, config) or
                   [Path(row["run_dir"]) for row in summary["stages"]]]

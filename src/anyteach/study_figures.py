@@ -20,37 +20,18 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ._plotting import pyplot, save_figure
 from .aggregate import CONTROL_METHOD, StudySummary
 from .metrics import BUCKETS
 
-DPI = 130
 FAMILY_MARKERS = {"cnn": "s", "transformer": "^", "mlp": "o", "rnn": "D"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
     """One colour per method (tab10, in the study's order)."""
-    plt = _plt()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10")
     return {m: cmap(i % 10) for i, m in enumerate(methods)}
-
-
-def _save(fig, path: Path) -> Path:
-    from ._io import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-    _plt().close(fig)
-    return path
 
 
 def success_rate_boxplot(summary: StudySummary, path: Path,
@@ -65,7 +46,7 @@ def success_rate_boxplot(summary: StudySummary, path: Path,
     students = summary.per_student
     if students.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     methods = summary.methods
     colors = method_colors(methods)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 4.2))
@@ -93,7 +74,7 @@ def success_rate_boxplot(summary: StudySummary, path: Path,
     ax.set_title("Success rate per student (box: quartiles, line: median)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
@@ -101,7 +82,7 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
     runs = summary.runs.dropna(subset=["bucket"])
     if runs.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     methods = [m for m in summary.methods if (runs["label"] == m).any()]
     colors = method_colors(summary.methods)
     stats = runs.groupby(["label", "bucket"])["transfer_delta"].agg(["mean", "sem", "size"])
@@ -146,7 +127,7 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
         ax.set_title("Transfer delta by teacher strength (symlog axis: linear within ±1 pp)")
     ax.legend(title="method", fontsize=8, ncol=2 if len(methods) > 4 else 1, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
@@ -154,7 +135,7 @@ def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
     runs = summary.runs
     if runs.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     colors = method_colors(summary.methods)
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     for m in summary.methods:
@@ -185,7 +166,7 @@ def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
     ax.set_title(title)
     ax.legend(title="method", fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
@@ -193,7 +174,7 @@ def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
     students = summary.per_student.dropna(subset=["student_params"])
     if students.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     methods = [m for m in summary.methods if (students["method"] == m).any()]
     cols = min(3, len(methods))
     rows = int(np.ceil(len(methods) / cols))
@@ -230,7 +211,7 @@ def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
                    ncol=len(labels), fontsize=8, framealpha=0.9)
     fig.suptitle("Transfer delta vs student size, per method", y=1.01)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def complementarity_vs_gap(summary: StudySummary, path: Path) -> Path | None:
@@ -239,13 +220,13 @@ def complementarity_vs_gap(summary: StudySummary, path: Path) -> Path | None:
     pairs = runs.drop_duplicates(["student", "teacher"])
     if pairs.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
     families = sorted(pairs["teacher_family"].dropna().unique())
     for i, f in enumerate(families):
         part = pairs[pairs["teacher_family"] == f]
         ax.scatter(part["teacher_strength"], part["complementary_knowledge"], s=26,
-                   marker=FAMILY_MARKERS.get(f, "o"), color=_plt().get_cmap("Dark2")(i), edgecolor="black",
+                   marker=FAMILY_MARKERS.get(f, "o"), color=pyplot().get_cmap("Dark2")(i), edgecolor="black",
                    linewidth=0.4, label=f"teacher: {f}")
     for edge in (-3, -1, 1, 3):
         ax.axvline(edge, color="grey", linewidth=0.6, linestyle=":")
@@ -255,14 +236,14 @@ def complementarity_vs_gap(summary: StudySummary, path: Path) -> Path | None:
     ax.set_title(f"Complementary knowledge vs accuracy gap ({len(pairs)} pairs)")
     ax.legend(fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def delta_over_epochs(history: pd.DataFrame, methods: Sequence[str], path: Path) -> Path | None:
     """Mean transfer delta over the epochs of transfer, per method (epoch 0: before transfer)."""
     if history.empty or "transfer_delta" not in history or history["transfer_delta"].isna().all():
         return None
-    plt = _plt()
+    plt = pyplot()
     colors = method_colors(methods)
     curves = history.groupby(["label", "epoch"])["transfer_delta"].mean()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
@@ -279,7 +260,7 @@ def delta_over_epochs(history: pd.DataFrame, methods: Sequence[str], path: Path)
     ax.set_title("Transfer delta over training, mean over runs")
     ax.legend(title="method", fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +277,7 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
             if isinstance(r, MultiTransferResult) and r.mode == "sequential" and r.stages}
     if not runs:
         return None
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     colors = method_colors(list(runs))
@@ -328,7 +309,7 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     fig.suptitle("Sequential multi-teacher transfer over its stages, against the original student S0 "
                  "(epoch 0: S0; stages end to end, dotted: stage ends)", y=1.02)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path | None:
@@ -340,7 +321,7 @@ def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path 
     finished = {label: r for label, r in results.items() if r.final is not None}
     if not finished:
         return None
-    plt = _plt()
+    plt = pyplot()
     singles = [label for label, r in finished.items() if isinstance(r, TransferResult)]
     best = max(singles, key=lambda label: finished[label].final["transfer_delta"]) if singles else None
     labels = list(finished)
@@ -367,7 +348,7 @@ def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path 
     ax.set_title("Multi-teacher transfer vs single teachers: final student against the original student")
     ax.legend(fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def multi_teacher_figures(results: Mapping[str, object], directory: str | Path) -> list[Path]:

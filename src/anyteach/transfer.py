@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ._io import cache_dir, slug, text_digest, write_json, write_text
+from ._io import cache_dir, read_json, slug, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
 from .methods import METHODS, get_method, resolve_method_options
@@ -104,15 +104,14 @@ class TransferResult(ExportedStudent):
             AnyteachError: the directory holds no transfer run.
         """
         run_dir = Path(run_dir)
-        config_path = run_dir / "config.json"
-        if not config_path.exists():
+        if not (run_dir / "config.json").exists():
             raise AnyteachError(f"{run_dir} is not a transfer run directory (no config.json)")
-        config = json.loads(config_path.read_text())
+        config = read_json(run_dir / "config.json", "run configuration")
         metrics = run_dir / "metrics.jsonl"
         history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] \
             if metrics.exists() else []
         final_path = run_dir / "final.json"
-        final = json.loads(final_path.read_text()) if final_path.exists() else None
+        final = read_json(final_path, "final metrics") if final_path.exists() else None
         student = run_dir / "student.safetensors"
         return cls(run_dir, config, history, final, student if student.exists() and final else None, final is not None)
 
@@ -313,7 +312,7 @@ def open_run_dir(run_dir: Path, config_file: str, config: dict[str, Any], *, ove
     """
     config_path = run_dir / config_file
     if config_path.exists():
-        existing = json.loads(config_path.read_text())
+        existing = read_json(config_path, "run configuration")
         if _comparable(existing) != _comparable(config):
             if not overwrite:
                 raise AnyteachError(f"{run_dir} holds {what} with a different configuration (first difference: "
