@@ -3,28 +3,9 @@
 `anyteach demo` builds the zoo (if missing), measures the complementary knowledge of every ordered
 pair, runs `DEMO_STUDY` and writes its report. The study is an ordinary study definition (the
 same keys as a YAML file for `anyteach study`); the demo writes it to `<out>/study/study.yaml`, so
-it can be copied and edited.
-
-The transfer recipe is one recipe for the dataset, the same for every pair and method family and
-never tuned per pair (PAPER.md section 4 scaled down to what 2 CPU cores do in a few minutes):
-
-- transfer on the whole train split (25,000 samples, the data the zoo was trained on; the paper
-  uses a stratified 10% of ImageNet train), evaluation on the 5,000 held-out samples;
-- AdamW, lr 3e-4 (a tenth of the zoo's peak rates), weight decay 1e-4, constant lr, batch 256,
-  2 epochs (~200 steps), temperature 1; MCL keeps the paper's lr 1e-2 and interpolation defaults.
-
-How it was chosen: five candidate recipes, each run as this whole 24-pair study and compared on
-the study's aggregates (never per pair). SGD at the paper's lr 1e-4 barely moves these students
-and SGD at 1e-2 destroys the transformers; with AdamW, lr 6e-4 for 1 epoch made even the
-no-teacher `xe` control forget (mean Δ -0.29 pp, 30% of students significantly harmed); a
-stratified 25% subset for 4 epochs made the control forget (-0.23 pp) and `kl+dp` gain nothing
-(-0.00 pp); lr 3e-4 for 1 epoch on all the data was safe but too short for `kl+dp` to gain from
-every stronger teacher (7 of 8). A third epoch gains more (partial study) but does not fit the
-demo's time budget of 8 minutes on 2 cores. These comparisons were made on the zoo before its
-augmented members got clean final epochs; on that zoo the `xe` control gained +0.13 pp on average
-(+1.04 pp for `mlp_wide_aug`) and `kl+dp` looked better than it is (100% median success). On the
-current, converged zoo the same recipe gives a flat control (-0.01 pp) and a median success of
-66.7% for `kl+dp` (README, "What the demo finds"); the recipe was not re-tuned after that change.
+it can be copied and edited. Its transfer recipe is one recipe for the dataset, the same for every
+pair and method family and never tuned per pair; how it was chosen, with the numbers measured on
+the way, is in `docs/demo-recipe.md`.
 """
 
 from __future__ import annotations
@@ -45,7 +26,7 @@ DEMO_STUDY: dict[str, Any] = {
     "workers": 2,
     "executor": "local",
 }
-"""The demo's study definition (see the module docstring for the recipe's reasons)."""
+"""The demo's study definition (`docs/demo-recipe.md` says why this recipe)."""
 
 
 def demo_study(workers: int | None = None) -> dict[str, Any]:
