@@ -97,6 +97,32 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise AnyteachError(f"cannot read {what} {path}: {e}") from e
 
 
+@contextmanager
+def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if needed) for the duration of the block.
+
+    The operating system releases the lock when the process dies, however it dies, so a killed
+    process never leaves a stale lock behind.
+
+    Raises:
+        AnyteachError: another process holds the lock (`busy` is the message).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise AnyteachError(busy) from e
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write `obj` as indented strict JSON (`json_ready`), atomically."""
     with atomic_path(path) as tmp:

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import AnyteachError
+from .errors import AnyteachError, os_error_message
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -584,5 +584,13 @@ def main() -> None:
     except AnyteachError as e:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(e), e.exit_code)
+    except OSError as e:  # a path the user gave: unwritable, a file where a directory belongs, a full disk
+        if _state["debug"] or e.errno is None:
+            raise
+        _fail(*os_error_message(e))
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)

@@ -43,8 +43,9 @@ from .methods import get_method
 from .models import Classifier
 from .predictions import Predictions, cached_logits
 from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
-from .transfer import (ExportedStudent, ModelArg, TransferResult, as_model_list, default_run_dir, export_student,
-                       load_run_inputs, open_run_dir, resolve_run_options, transfer)
+from .options import TrainingOptions
+from .transfer import (ExportedStudent, ModelArg, RunDir, RunInputs, TransferResult, as_model_list, default_run_dir,
+                       export_student, load_run_inputs, resolve_run_options, transfer)
 
 MULTI_FORMAT = "anyteach-multi/1"
 MODES = ("parallel", "sequential", "soup")
@@ -293,7 +294,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
 
     # 2. models and data; the teachers' accuracies order the curriculum
     inputs = load_run_inputs(student, teacher_refs, data)
-    dataset, student0, teacher_models = inputs.dataset, inputs.student, inputs.teachers
+    dataset, teacher_models = inputs.dataset, inputs.teachers
     device = resolve_device(resolved.device)
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
@@ -311,15 +312,26 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         default = default_run_dir(config)
         run_dir = default.with_name(f"{mode}{'-' + curriculum if mode == 'sequential' else ''}-{default.name}")
 
-    def clear(replaced: dict[str, Any]) -> None:
-        for sub in _sub_runs(run_dir, replaced):
-            shutil.rmtree(sub, ignore_errors=True)
-        for name in ("summary.json", "soup.safetensors", "soup.json"):
-            (run_dir / name).unlink(missing_ok=True)
-
-    if open_run_dir(run_dir, "multi.json", config, overwrite=overwrite, what="a multi-teacher run",
-                    finished_file="summary.json", clear=clear):
+    run = RunDir(run_dir, "multi.json", "summary.json", MULTI_FORMAT, "a multi-teacher run")
+    replaced = run.check(config, overwrite)
+    if replaced is None and run.finished:
         return MultiTransferResult.load(run_dir)
+    with run.claim(config):
+        if replaced is not None:
+            for sub in _sub_runs(run_dir, replaced):
+                shutil.rmtree(sub, ignore_errors=True)
+            for name in ("summary.json", "soup.safetensors", "soup.json"):
+                (run_dir / name).unlink(missing_ok=True)
+        return _run_multi(run_dir, config, mode, inputs, accuracies, order, method, resolved, options, device,
+                          overwrite, progress, stop_after_epoch)
+
+
+def _run_multi(run_dir: Path, config: dict[str, Any], mode: str, inputs: RunInputs, accuracies: list[float],
+               order: list[int], method: str, resolved: TrainingOptions, options: dict[str, Any],
+               device: torch.device, overwrite: bool, progress: bool,
+               stop_after_epoch: int | None) -> MultiTransferResult:
+    """The stages of a claimed multi-teacher run directory, then the final student and the summary."""
+    dataset, student0, teacher_models = inputs.dataset, inputs.student, inputs.teachers
 
     # 4. the single runs: one for parallel, one per teacher in stage order otherwise
     def run_stage(k: int, teacher: Classifier | list[Classifier], start: Classifier, out_dir: Path | None,
@@ -374,7 +386,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     else:
         student_path = stages[-1].student_path
     stage_metrics = [_stage_row(k, name, acc, run) for k, (name, acc, run) in enumerate(zip(names, accs, stages), 1)]
-    write_json(run_dir / "summary.json", {"mode": mode, "curriculum": curriculum, "order": config["order"],
+    write_json(run_dir / "summary.json", {"mode": mode, "curriculum": config["curriculum"], "order": config["order"],
                                           "student": str(student_path), "final": final, "stages": stage_metrics})
     return MultiTransferResult(run_dir, config, stages, stage_metrics, final, student_path)
 

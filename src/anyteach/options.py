@@ -130,6 +130,9 @@ class TrainingOptions:
     device: str = option("auto", "where to train: auto (CUDA when available), cpu, cuda or cuda:<n>", _valid_device,
                          "auto, cpu, cuda or cuda:<n>")
     amp: bool = option(True, "autocast to bfloat16 on CUDA (ignored on CPU)", allowed="true or false")
+    keep_checkpoints: bool = option(False, "keep the optimiser checkpoint of a finished run (dropped by default: the "
+                                           "final student, metrics and configuration are kept)",
+                                    allowed="true or false")
 
     def __post_init__(self) -> None:
         for name, spec in TRAINING_OPTIONS.items():

@@ -72,12 +72,41 @@ def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int =
     try:
         for x, _, _ in data.loader(split, batch_size=batch_size, preprocessing=model.info.preprocessing):
             with autocast:
-                outs.append(model(x.to(device, non_blocking=True)).float().cpu())
+                outs.append(forward_checked(model, x.to(device, non_blocking=True), data).float().cpu())
     finally:
         model.train(was_training)
         if home is not None:
             model.to(home)  # only the teachers a step needs stay on the accelerator
-    return torch.cat(outs) if outs else torch.empty(0, model.num_classes)
+    logits = torch.cat(outs) if outs else torch.empty(0, model.num_classes)
+    if not bool(torch.isfinite(logits).all()):
+        raise AnyteachError(f"model {model.name!r} gives NaN or infinite outputs on dataset {data.ref!r}: its weights "
+                            "are broken (e.g. saved from a diverged training)")
+    return logits
+
+
+def forward_checked(model: Classifier, x: torch.Tensor, data: Dataset) -> torch.Tensor:
+    """`model(x)`, with a clear error when the dataset's inputs do not fit the model (an image model on
+    signals, a wrong input size): the forward fails, or gives anything but one row of class scores
+    per input.
+
+    Raises:
+        AnyteachError: naming the model, the dataset and the shapes.
+    """
+    size = model.info.preprocessing.input_size
+    expects = f"; the model expects inputs of shape {tuple(size)}" if size else ""
+    try:
+        out = model(x)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AnyteachError(f"model {model.name!r} cannot take the inputs of dataset {data.ref!r} (a batch of shape "
+                            f"{tuple(x.shape)}{expects}): {reason}") from e
+    if tuple(out.shape) != (len(x), model.num_classes):
+        raise AnyteachError(f"model {model.name!r} gave outputs of shape {tuple(out.shape)} for {len(x)} inputs of "
+                            f"shape {tuple(x.shape[1:])} from dataset {data.ref!r}: the data does not fit the model"
+                            f"{expects}")
+    return out
 
 
 def cached_logits(model: Classifier, data: Dataset, split: str, batch_size: int = 1024,

@@ -16,14 +16,13 @@ import dataclasses
 import json
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from ._io import slug, text_digest, write_text
+from ._io import exclusive_lock, slug, text_digest, write_text
 from .data import load_dataset
 from .errors import AnyteachError
 from .executors import RunTask, make_executor
@@ -257,7 +256,9 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     names = plan.names
-    with _driver_lock(study_dir), StudyStore(study_dir) as store:
+    lock = exclusive_lock(study_dir / LOCK_FILE, f"another `anyteach study` is running on {study_dir}; wait for it "
+                          "or stop it (its finished runs are kept)")
+    with lock, StudyStore(study_dir) as store:
         write_text(study_dir / STUDY_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
         store.set_meta("spec", json.dumps(spec.to_dict()))
         store.add_models([dataclasses.asdict(m) for m in plan.models])
@@ -289,33 +290,6 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                 if on_run is not None:
                     on_run(row)
     return StudyOutcome(study_dir, len(plan.runs), skipped, finished, failed, time.perf_counter() - start)
-
-
-@contextmanager
-def _driver_lock(study_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the study directory: one driver per study at a time.
-
-    The operating system releases the lock when the driver dies, however it dies, so a killed
-    study never leaves a stale lock behind.
-
-    Raises:
-        AnyteachError: another driver is running this study.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
-        yield
-        return
-    with open(study_dir / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            raise AnyteachError(f"another `anyteach study` is running on {study_dir}; wait for it or stop it "
-                                "(its finished runs are kept)") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class _Progress:

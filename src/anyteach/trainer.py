@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from torch import nn
 
 from ._io import json_ready, torch_save
 from .data import Dataset
-from .errors import AnyteachError
+from .errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
 from .methods import (FROZEN, MIXED, SKIPPED, MethodContext, MethodNeeds, TransferMethod, build_method,
                       build_regulariser, ensemble_predictions, get_method)
 from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
@@ -38,6 +37,8 @@ from .options import TrainingOptions
 from .predictions import cached_logits, default_device, model_logits
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
+DIVERGENCE_CHECK_STEPS = 25
+"""A run checks for a NaN or infinite loss every this many steps (and at the end of every epoch)."""
 ORIGINAL_KEYS = ("student_acc_before", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count",
                  "loss_count", "p_gain", "p_loss")
 """The metrics a row holds against the original student (`vs_original`)."""
@@ -340,6 +341,9 @@ class Trainer:
         self.reference = EvalReference.build(self.student, self.teachers, data, options.eval_batch_size, self.device,
                                              original)
         self.steps_per_epoch = len(self._loader(0))
+        if self.preset.trains and self.steps_per_epoch == 0 and options.epochs > 0:
+            raise AnyteachError(f"the transfer split has {data.size('transfer')} samples, fewer than one batch of "
+                                f"{options.batch_size}; lower batch_size")
         self.lr_at = lr_factor(options.lr_schedule, options.epochs * self.steps_per_epoch,
                                round(options.warmup_epochs * self.steps_per_epoch))
         """The factor of `lr` at each optimiser step (the schedule)."""
@@ -398,37 +402,29 @@ class Trainer:
         history, epoch, step = [epoch0], 0, 0
         if checkpoint is not None and Path(checkpoint).exists():
             history, epoch, step = self._load(checkpoint, method, optimizer, regulariser, augment_rng)
-        elif on_epoch is not None:
+        if on_epoch is not None:  # also after a resume: a kill between checkpoint and metrics lost no row
             on_epoch(history)
 
-        steps_per_epoch = self.steps_per_epoch
-        if steps_per_epoch == 0 and opts.epochs > 0:
-            raise AnyteachError(f"the transfer split has {self.data.size('transfer')} samples, fewer than one "
-                                f"batch of {opts.batch_size}; lower batch_size")
-        self.reporter.start(opts.epochs, steps_per_epoch, history)
+        self.reporter.start(opts.epochs, self.steps_per_epoch, history)
         try:
-            diverged = bool(history[-1].get("diverged"))
-            while epoch < opts.epochs and not diverged:
+            while epoch < opts.epochs:
                 epoch += 1
                 started = time.perf_counter()
                 step, train = self._train_epoch(epoch, method, optimizer, regulariser, augment_rng, step)
                 train_seconds = time.perf_counter() - started
-                diverged = not math.isfinite(train["train_loss"])
-                if epoch % opts.eval_every == 0 or epoch == opts.epochs or diverged:
+                if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                     started = time.perf_counter()
                     exported = regulariser.exported(self.student) if regulariser is not None else self.student
                     row = self.reference.row(self.evaluate(exported), epoch)
                     row.update(json_ready(train), steps=step, seconds_train=round(train_seconds, 3),
                                seconds_eval=round(time.perf_counter() - started, 3))
-                    if diverged:
-                        row["diverged"] = True
                     history.append(row)
                     self.reporter.epoch(row)
                 if checkpoint is not None:
                     self._save(checkpoint, history, epoch, step, method, optimizer, regulariser, augment_rng)
                 if on_epoch is not None and history[-1]["epoch"] == epoch:
                     on_epoch(history)
-                if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < opts.epochs and not diverged:
+                if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < opts.epochs:
                     return TrainOutcome(history, None, None, False)
         finally:
             self.reporter.close()
@@ -464,6 +460,7 @@ class Trainer:
         routing = RoutingCounts(len(self.teachers), self.device)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
+        first_bad = torch.tensor(-1, device=self.device)  # the first step whose loss is not finite (no host sync)
         for x, y, index in self._loader(epoch, augment_rng):
             x = x.to(self.device, non_blocking=True)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
@@ -471,6 +468,7 @@ class Trainer:
             with self._autocast():
                 out = method(self.student, x, y, index, frozen, teachers, features)
             loss = sum(out.losses.values())
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step + 1, first_bad)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for group in optimizer.param_groups:  # the schedule is a function of the step: resumes exactly
@@ -485,11 +483,34 @@ class Trainer:
             if out.target is not None:
                 routing.add(out.target.routing)
             self.reporter.step()
+            if steps % DIVERGENCE_CHECK_STEPS == 0:
+                self._check_finite(first_bad, epoch)
+        self._check_finite(first_bad, epoch, weights=True)
         train: dict[str, Any] = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
         train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
         if method.rule is not None:
             train.update(routing.shares())
         return step, train
+
+    def _check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:
+        """Stop a run whose loss (or, at the end of an epoch, whose weights) became NaN or infinite.
+
+        Raises:
+            TrainingDiverged: naming the step and the likely cause; nothing of the bad epoch is saved.
+        """
+        step = int(first_bad.item())
+        what = "the loss"
+        if step < 0 and weights:
+            params = [p.detach() for p in self.student.parameters()]
+            if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+                step, what = (epoch - 1) * self.steps_per_epoch + self.steps_per_epoch, "the weights"
+        if step < 0:
+            return
+        lr = self.lr * self.lr_at(max(step - 1, 0))
+        raise TrainingDiverged(
+            f"training diverged at step {step} (epoch {epoch}): {what} became NaN or infinite; the learning rate "
+            f"({lr:.3g} at that step) is likely too high for this method, lower it (--lr). The last good checkpoint "
+            f"(epoch {epoch - 1}) is kept and no student is exported")
 
     def _ensemble(self, epoch0: dict[str, Any], on_epoch) -> TrainOutcome:
         """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
@@ -520,23 +541,34 @@ class Trainer:
         torch_save(path, state)
 
     def _load(self, path: Path, method: nn.Module, optimizer, regulariser, augment_rng: torch.Generator):
+        """Restore the full training state from `path`.
+
+        Raises:
+            CorruptCheckpoint: the file cannot be read or does not fit this run (named with the remedy).
+        """
+        def corrupt(reason: str) -> CorruptCheckpoint:
+            return CorruptCheckpoint(f"checkpoint {path} is corrupt ({reason}); run again with --restart (API: "
+                                     "restart=True) to start this run from scratch")
+
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user-facing problem
-            raise AnyteachError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); "
-                                "delete it (or pass overwrite) to start the run again") from e
+            raise corrupt(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise AnyteachError(f"{path} is not an anyteach checkpoint")
-        self.student.load_state_dict(state["student"])
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        if regulariser is not None:
-            regulariser.load_state_dict(state["regulariser"])
-        torch.set_rng_state(state["rng"]["torch"])
-        augment_rng.set_state(state["rng"]["augment"])
-        if self.device.type == "cuda" and state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        return json.loads(state["history"]), int(state["epoch"]), int(state["step"])
+            raise corrupt("not an anyteach checkpoint")
+        try:
+            self.student.load_state_dict(state["student"])
+            method.load_state_dict(state["method"])
+            optimizer.load_state_dict(state["optimizer"])
+            if regulariser is not None:
+                regulariser.load_state_dict(state["regulariser"])
+            torch.set_rng_state(state["rng"]["torch"])
+            augment_rng.set_state(state["rng"]["augment"])
+            if self.device.type == "cuda" and state["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            return json.loads(state["history"]), int(state["epoch"]), int(state["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise corrupt(f"it does not fit this run: {str(e).splitlines()[0]}") from e
 
 
 __all__ = ["CHECKPOINT_FORMAT", "ORIGINAL_KEYS", "EvalReference", "ReferenceOutputs", "Reporter", "RoutingCounts",

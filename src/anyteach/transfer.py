@@ -22,15 +22,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from ._io import cache_dir, read_json, slug, text_digest, write_json, write_text
+from ._io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
-from .errors import AnyteachError
+from .errors import AnyteachError, RunFailed
 from .methods import METHODS, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
@@ -40,7 +41,7 @@ from .trainer import Trainer, resolve_lr
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
 # settings that do not change what a run computes: a run may resume with different values
-_NOT_COMPARED = ("device", "eval_batch_size")
+_NOT_COMPARED = ("device", "eval_batch_size", "keep_checkpoints")
 
 ModelArg = str | Path | Classifier
 
@@ -289,47 +290,88 @@ def load_run_inputs(student: ModelArg, teachers: Sequence[ModelArg], data: str |
     return inputs
 
 
-def open_run_dir(run_dir: Path, config_file: str, config: dict[str, Any], *, overwrite: bool, what: str,
-                 finished_file: str, clear: Callable[[dict[str, Any]], None]) -> bool:
-    """Make `run_dir` the home of the run configured by `config`: new, resumed, finished or replaced.
+class RunDir:
+    """A run's directory: its configuration, the file that marks it finished, and a lock.
+
+    `check` reads what is there and decides (writing nothing): a new run, this run to resume or
+    already finished, or a different run to replace (`overwrite`) or refuse. `claim` then takes
+    the directory: it creates it, holds an exclusive lock for the run's lifetime (the operating
+    system releases it when the process dies, so a killed run never blocks the next), removes
+    temporary files an interrupted write left behind, and writes the configuration.
 
     Args:
-        run_dir: the run directory.
-        config_file: the configuration's file name in it (`config.json`, `multi.json`).
-        config: the run's configuration.
-        overwrite: replace a run with a different configuration instead of failing.
-        what: what the directory holds, for messages (`"a run"`).
-        finished_file: the file that marks a finished run.
-        clear: removes the files of a replaced run, given its configuration.
+        path: the directory.
+        config_file: the configuration's file name (`config.json`, `multi.json`).
+        finished_file: the file written last, which marks a finished run (`final.json`, `summary.json`).
+        format: the configuration's `format` value; a directory holding another is not ours.
+        what: what it holds, for messages (`"a run"`).
+    """
 
-    Returns:
-        True when the directory holds this run, finished (nothing to do), else False (the
-        configuration is written; train or resume).
+    def __init__(self, path: Path, config_file: str, finished_file: str, format: str, what: str):
+        self.path, self.config_file, self.finished_file = Path(path), config_file, finished_file
+        self.format, self.what = format, what
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / self.finished_file).exists()
+
+    def check(self, config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+        """The configuration this run replaces (`overwrite` given and it differs), else None.
+
+        Raises:
+            AnyteachError: the path is a file, the directory holds something that is not an anyteach
+                run of this kind, or a different run while `overwrite` is False (naming the first
+                difference).
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise AnyteachError(f"run directory {self.path} is a file; choose a directory")
+        config_path = self.path / self.config_file
+        if not config_path.exists():
+            return None
+        existing = read_json(config_path, "run configuration")
+        if not isinstance(existing, dict) or existing.get("format") != self.format:
+            raise AnyteachError(f"{config_path} is not the configuration of {self.what} (no format {self.format!r}); "
+                                "choose another directory")
+        if _comparable(existing) == _comparable(config):
+            return None
+        if not overwrite:
+            raise AnyteachError(f"{self.path} holds {self.what} with a different configuration (first difference: "
+                                f"{_first_difference(_comparable(existing), _comparable(config))}); "
+                                "choose another directory or pass overwrite")
+        return existing
+
+    @contextmanager
+    def claim(self, config: dict[str, Any]) -> Iterator[None]:
+        """Create the directory, lock it, clean up after interrupted writes, write the configuration.
+
+        Raises:
+            AnyteachError: another process is running this run.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.path / ".lock", f"another anyteach process is running {self.what} in {self.path}"):
+            for stale in self.path.glob(".*.tmp"):  # what a killed atomic write left behind
+                stale.unlink(missing_ok=True)
+            write_json(self.path / self.config_file, config)
+            yield
+
+
+def check_method_options(method_options: Mapping[str, Any], dataset: Dataset) -> None:
+    """Method options that depend on the data: `top_k` cannot exceed the number of classes.
 
     Raises:
-        AnyteachError: the directory holds a different configuration and `overwrite` is False (the
-            message names the first difference).
+        AnyteachError: naming the option.
     """
-    config_path = run_dir / config_file
-    if config_path.exists():
-        existing = read_json(config_path, "run configuration")
-        if _comparable(existing) != _comparable(config):
-            if not overwrite:
-                raise AnyteachError(f"{run_dir} holds {what} with a different configuration (first difference: "
-                                    f"{_first_difference(_comparable(existing), _comparable(config))}); "
-                                    "choose another directory or pass overwrite")
-            clear(existing)
-        elif (run_dir / finished_file).exists():
-            return True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, config)
-    return False
+    top_k = method_options.get("top_k")
+    if top_k is not None and top_k > dataset.num_classes:
+        raise AnyteachError(f"option top_k={top_k} is out of range: dataset {dataset.ref!r} has "
+                            f"{dataset.num_classes} classes")
 
 
 def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
     """Save a transferred student as a model reference (safetensors + sidecar naming how it was made)."""
     model = model.to("cpu")
     model.info.name = name
+    model.info.extra = {}  # the original's measurements (zoo recipe, plateau check) do not describe this model
     return save_model(model, path, eval_acc=round(final["student_acc"], 2),
                       transfer={**transfer_info, "transfer_delta": final["transfer_delta"]})
 
@@ -338,7 +380,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
              method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None,
              on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, original: ModelArg | None = None,
-             **options: Any) -> TransferResult:
+             restart: bool = False, **options: Any) -> TransferResult:
     """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
 
     Args:
@@ -354,6 +396,8 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         on_epoch: called with the metrics history after each evaluated epoch.
         original: an earlier student (the S0 of a sequential multi-teacher run) that every metrics
             row is also measured against, as `vs_original`.
+        restart: discard what the run directory holds of this run (checkpoint, metrics, result) and
+            train it again from scratch (e.g. after a corrupt checkpoint).
         **options: training options (`options.TRAINING_OPTIONS`: epochs, lr, batch_size, optimizer,
             weight_decay, momentum, seed, augment, ...) and method options (`options.METHOD_OPTIONS`:
             temperature, top_k, alpha, ...); `anyteach transfer --help` lists them all.
@@ -362,9 +406,13 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         A `TransferResult` (`history`, `final`, `student_path`, `run_dir`).
 
     Raises:
-        AnyteachError: before any training, for an unknown method or option, a value out of range,
-            a missing or superfluous teacher, models whose class count differs from the data's, or
-            a different configuration in an existing run directory.
+        AnyteachError: before any training and before the run directory is written, for an unknown
+            method or option, a value out of range, a missing or superfluous teacher, models that do
+            not fit the data (class count, input shape), a batch larger than the transfer split, an
+            absent device, or a different configuration in an existing run directory.
+        RunFailed: training diverged (`TrainingDiverged`: the last good checkpoint is kept, no
+            student is exported), the checkpoint is corrupt (`CorruptCheckpoint`: pass `restart`),
+            or the disk filled up (earlier files are kept).
     """
     # 1. everything that needs no model: options, method
     resolved, method_options = resolve_run_options(method, options)
@@ -374,6 +422,9 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     teacher_refs = as_model_list(teacher)
     if preset.needs_teacher and not teacher_refs:
         raise AnyteachError(f"method {method!r} needs a teacher")
+    if teacher_refs and not preset.needs_teacher:
+        raise AnyteachError(f"method {method!r} takes no teacher (it trains on the labels or on the student's "
+                            f"own outputs); drop the teacher")
     if len(teacher_refs) > 1 and not preset.multi_teacher:
         raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
                             "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
@@ -381,44 +432,59 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     # 2. models and data, checked against each other
     inputs = load_run_inputs(student, teacher_refs, data, original)
     dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
+    check_method_options(method_options, dataset)
     config = inputs.config(CONFIG_FORMAT, method, method_options, resolved)
 
-    # 3. the run directory: new, resumed, finished, or in conflict
-    run_dir = Path(out).expanduser() if out is not None else default_run_dir(config)
+    # 3. the run directory: new, resumed, finished, or in conflict (nothing is written yet)
+    run = RunDir(Path(out).expanduser() if out is not None else default_run_dir(config), "config.json", "final.json",
+                 CONFIG_FORMAT, "a run")
+    run_dir = run.path
+    replaced = run.check(config, overwrite)
+    student_file = run_dir / "student.safetensors"
+    if replaced is None and run.finished and not restart:
+        result = TransferResult.load(run_dir)
+        if not (preset.trains and not student_file.exists()):
+            if not resolved.keep_checkpoints:
+                (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+            return result
+        if not (run_dir / "checkpoint.pt").exists():
+            raise RunFailed(f"the finished run in {run_dir} lost its student.safetensors and its checkpoint was "
+                            "dropped (keep_checkpoints keeps it); run again with --restart to train it again")
+        # the student file is gone but the checkpoint is there: export it again below
 
-    def clear(_: dict[str, Any]) -> None:
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
+    # 4. everything that can fail on this input fails here, before the directory is touched
+    teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
+    reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
+        if progress else None
+    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
 
-    if open_run_dir(run_dir, "config.json", config, overwrite=overwrite, what="a run", finished_file="final.json",
-                    clear=clear):
-        return TransferResult.load(run_dir)
-
-    # 4. train (or resume), writing metrics after every evaluated epoch
+    # 5. train (or resume) in the claimed directory, writing metrics after every evaluated epoch
     def write_metrics(history: list[dict[str, Any]]) -> None:
         write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
         if on_epoch is not None:
             on_epoch(history)
 
-    teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
-    reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
-        if progress else None
-    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
-    outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
-    if not outcome.finished:
-        return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
+    with run.claim(config):
+        if replaced is not None or restart:
+            for name in RUN_FILES[1:]:
+                (run_dir / name).unlink(missing_ok=True)
+        outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
+        if not outcome.finished:
+            return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
 
-    # 5. export the student, then final.json (which marks the run finished)
-    final = dict(outcome.final)
-    student_path = None
-    if outcome.model is not None:
-        student_path = export_student(outcome.model, run_dir / "student.safetensors", f"{student_model.name}+{method}",
-                                      final, method=method, student=config["student"]["identity"],
-                                      teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
-    write_json(run_dir / "final.json", final)
+        # 6. export the student, then final.json (which marks the run finished), then drop the checkpoint
+        final = dict(outcome.final)
+        student_path = None
+        if outcome.model is not None:
+            student_path = export_student(outcome.model, student_file, f"{student_model.name}+{method}", final,
+                                          method=method, student=config["student"]["identity"],
+                                          teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+        write_json(run_dir / "final.json", final)
+        if not resolved.keep_checkpoints:
+            (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
 __all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "TransferResult", "as_model_list", "data_entry",
-           "default_run_dir", "export_student", "load_run_inputs", "model_entry", "model_identity", "open_run_dir",
+           "default_run_dir", "export_student", "load_run_inputs", "model_entry", "model_identity", "RunDir", "check_method_options",
            "resolve_run_options", "split_options", "transfer"]
