@@ -154,6 +154,20 @@ def torch_save(path: str | Path, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
+def disk_use(path: str | Path) -> int:
+    """Bytes of all files under `path` (the directory itself, recursively)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def human_bytes(count: float) -> str:
+    """`1536` -> `1.5 kB` (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"  # pragma: no cover
+
+
 def file_digest(path: str | Path, length: int = 16) -> str:
     """Hex sha256 of a file's contents (first `length` characters)."""
     h = hashlib.sha256()

@@ -23,7 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import RunFailed
 from .metrics import BUCKETS, mcnemar_p_values
+from .store import StudyStore
 
 SIGNIFICANCE = 0.05
 """p-value threshold of a significant gain / harm."""
@@ -125,6 +127,9 @@ def size_correlation(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["label", "students", "delta_size_spearman"])
 
 
+FAILURE_COLUMNS: tuple[str, ...] = ("run_key", "label", "kind", "error", "at")
+"""The columns of `StudySummary.failures`: runs that failed and have not finished since."""
+
 CONTROL_METHOD = "xe"
 """The no-teacher control: the same training budget on the labels alone (once per student)."""
 
@@ -207,6 +212,36 @@ class StudySummary:
     size_correlation: pd.DataFrame
     methods: list[str]
     vs_control: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    failures: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS))
+    planned: int | None = None
+
+    def failed_counts(self, method: str | None = None) -> dict[str, int]:
+        """Failed runs (not finished since) by kind (`diverged`, `corrupt-checkpoint`, `error`), of one
+        method or of all."""
+        part = self.failures if method is None else self.failures[self.failures["label"] == method]
+        return {str(k): int(v) for k, v in part["kind"].value_counts().items()}
+
+    def status_line(self) -> str:
+        """`24 of 30 planned runs finished; 6 failed (4 diverged, 2 error)`."""
+        planned = f" of {self.planned} planned" if self.planned else ""
+        line = f"{len(self.runs)}{planned} runs finished"
+        counts = self.failed_counts()
+        if counts:
+            line += f"; {sum(counts.values())} failed ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))})"
+        return line
+
+    def require_runs(self, study_dir: str | Path) -> None:
+        """Raise when there is nothing to summarise.
+
+        Raises:
+            RunFailed: no finished run (the message says how many were planned and why runs failed).
+        """
+        if len(self.runs):
+            return
+        first = ""
+        if len(self.failures):
+            first = f"; first failure: {str(self.failures['error'].iloc[0]).splitlines()[0]}"
+        raise RunFailed(f"no finished runs in {study_dir}: {self.status_line()}{first}")
 
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per method: its metrics, plus `by_bucket` and `by_family` lists (JSON-ready)."""
@@ -220,6 +255,7 @@ class StudySummary:
                                    self.by_family[self.by_family["method"] == method].iterrows()]
             control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else []
             record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
+            record["failed"] = self.failed_counts(method)
             records.append(record)
         return records
 
@@ -282,13 +318,18 @@ def summarize(study_dir: str | Path) -> StudySummary:
     Raises:
         AnyteachError: `study_dir` holds no study store.
     """
-    from .store import StudyStore
-
     with StudyStore(study_dir, create=False) as store:
         runs = store.runs()
         spec = store.meta("spec")
+        failures = store.failures()
+        planned = store.planned()
     methods = [m["label"] for m in json.loads(spec)["methods"]] if spec else []
-    return summarize_runs(runs, methods)
+    summary = summarize_runs(runs, methods)
+    if "kind" not in failures.columns:  # a store of an older anyteach, read without changing it
+        failures = failures.assign(kind="error", label=None)
+    summary.failures = failures.reindex(columns=FAILURE_COLUMNS)
+    summary.planned = planned or None
+    return summary
 
 
 __all__ = ["CONTROL_COLUMNS", "CONTROL_METHOD", "METRIC_COLUMNS", "against_control", "SIGNIFICANCE", "StudySummary", "aggregate", "order_methods", "per_student",

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._io import disk_use, human_bytes
 from .errors import AnyteachError, os_error_message
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
 
@@ -301,6 +302,7 @@ def print_summary(study_dir: Path) -> None:
     from .aggregate import summarize
 
     summary = summarize(study_dir)
+    summary.require_runs(study_dir)
     console.print(summary_table(summary.by_method, f"study {study_dir}: per method"))
     for method in summary.methods:
         part = summary.by_bucket[summary.by_bucket["method"] == method]
@@ -319,6 +321,7 @@ def print_summary(study_dir: Path) -> None:
                           f"{r['beats_control_rate']:.0f}", f"{r['students_better']} / {r['students_worse']}",
                           f"{r['p_better_than_control']:.3g}", f"{r['p_worse_than_control']:.3g}")
         console.print(table)
+    err_console.print(summary.status_line(), highlight=False)
 
 
 @app.command()
@@ -341,6 +344,8 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
           name: Optional[str] = typer.Option(None, help="Study name for the report."),
           imports: Optional[list[str]] = typer.Option(None, "--import", help="A module or Python file that "
                                                       "registers methods; imported by every worker (repeatable)."),
+          retry_failed: bool = typer.Option(False, "--retry-failed", help="Also run again the runs that diverged "
+                                            "or whose checkpoint was corrupt (restarted from scratch)."),
           options: Optional[dict] = None) -> None:
     """Run a transfer study (pairs x methods x seeds) into a resumable SQLite store; re-run to resume.
 
@@ -355,17 +360,24 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
                                   resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name,
                                   imports=imports)
     try:
-        outcome = run_study(definition, out)
+        outcome = run_study(definition, out, retry_failed=retry_failed)
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/yellow]: finished runs are in {out}/study.sqlite; run the same "
                           "command again to resume", highlight=False)
         raise typer.Exit(130) from None
     err_console.print(f"{outcome.finished} runs finished now, {outcome.skipped} were already done, "
-                      f"{len(outcome.failed)} failed; {outcome.seconds:.0f} s -> {out}")
-    print_summary(Path(out))
+                      f"{len(outcome.failed)} failed; {outcome.seconds:.0f} s -> {out} "
+                      f"({human_bytes(disk_use(out))} on disk)", highlight=False)
+    if outcome.skipped + outcome.finished:
+        print_summary(Path(out))
+    if outcome.held_back:
+        err_console.print(f"[yellow]{len(outcome.held_back)} runs failed earlier[/yellow] (diverged or a corrupt "
+                          "checkpoint) and were not run again; --retry-failed retries them", highlight=False)
     if outcome.failed:
         err_console.print(f"[red]{len(outcome.failed)} runs failed[/red] (first: {outcome.failed[0][1].splitlines()[0]}); "
-                          "run the same command again to retry them", highlight=False)
+                          "crashed runs are retried by the same command, diverged ones with --retry-failed",
+                          highlight=False)
+    if outcome.failed or outcome.held_back:
         raise typer.Exit(1)
     err_console.print(f"next: anyteach report {out}")
 
@@ -377,7 +389,9 @@ def summary(study_dir: Path = typer.Argument(..., help="Study directory."),
     if as_json:
         from .aggregate import summarize
 
-        print(summarize(study_dir).to_json())
+        result = summarize(study_dir)
+        result.require_runs(study_dir)
+        print(result.to_json())
         return
     print_summary(study_dir)
 
@@ -389,6 +403,7 @@ def report(study_dir: Path = typer.Argument(..., help="Study directory.")) -> No
     from .report import headline_text, write_report
 
     result = summarize(study_dir)
+    result.require_runs(study_dir)
     files = write_report(study_dir, result)
     console.print(headline_text(result), highlight=False, soft_wrap=True)
     err_console.print(f"report: {files.markdown}\n        {files.html}\nfigures: {len(files.figures)} in "
@@ -454,6 +469,8 @@ def transfer_command(
     option: Optional[list[str]] = typer.Option(None, "--option", "-o",
                                                help="Any other option as key=value, e.g. -o beta=5 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
+    restart: bool = typer.Option(False, "--restart", help="Discard what --out holds of this run (e.g. a corrupt "
+                                 "checkpoint) and train it again from scratch."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
     imports: Optional[list[str]] = typer.Option(None, "--import", help="A module or Python file that registers "
@@ -468,12 +485,13 @@ def transfer_command(
     import_plugins(imports or [])
     options = {**options, **_option_pairs(option)}
     if mode is not None:
-        _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,
-                        options)
+        _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, restart, quiet, as_json,
+                        plots, options)
         return
     if curriculum is not None or plots is not None:
         raise AnyteachError("--curriculum and --plots apply to several teachers: add --mode parallel|sequential|soup")
-    result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, progress=not quiet, **options)
+    result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, restart=restart,
+                      progress=not quiet, **options)
     if as_json:
         print(json.dumps(result.final, indent=2))
         return
@@ -505,13 +523,13 @@ def multi_summary(result) -> Table:
     return table
 
 
-def _transfer_multi(student, teachers, data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,
+def _transfer_multi(student, teachers, data, method, mode, curriculum, out, overwrite, restart, quiet, as_json, plots,
                     options) -> None:
     from .multi import transfer_multi
     from .study_figures import multi_teacher_figures
 
     result = transfer_multi(student, teachers, data, method, mode, out, curriculum=curriculum or "given",
-                            overwrite=overwrite, progress=not quiet, **options)
+                            overwrite=overwrite, restart=restart, progress=not quiet, **options)
     if as_json:
         print(json.dumps({"final": result.final, "stages": result.stage_metrics}, indent=2))
     else:

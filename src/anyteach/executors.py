@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ._io import json_ready
-from .errors import AnyteachError
+from .errors import AnyteachError, CorruptCheckpoint, RunFailed, TrainingDiverged, os_error_message
 from .metrics import positive_flips
 from .predictions import predict
 from .registry import import_plugins
@@ -37,6 +37,7 @@ class RunTask:
     run_dir: str
     threads: int = 0
     imports: tuple[str, ...] = ()
+    restart: bool = False  # discard the run directory's state first (a retried corrupt checkpoint)
 
 
 def execute_run(task: RunTask) -> dict[str, Any]:
@@ -44,7 +45,10 @@ def execute_run(task: RunTask) -> dict[str, Any]:
 
     Returns:
         `{"task", "final", "history", "run_dir", "seconds", "complementary_knowledge"}`, or
-        `{"task", "error", "user_error"}` if the run failed.
+        `{"task", "error", "kind", "user_error"}` if the run failed: `kind` is `diverged` or
+        `corrupt-checkpoint` for a run that cannot succeed as it is (not retried unless asked),
+        `error` otherwise; `user_error` marks a problem with the study's input or the machine (an
+        unusable model or dataset, a full disk) that stops the study.
     """
     import torch
 
@@ -55,7 +59,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     try:
         import_plugins(task.imports)
         result = transfer(run.student, run.teacher, run.data, run.method, task.run_dir, seed=run.seed,
-                          progress=False, **run.option_dict)
+                          progress=False, restart=task.restart, **run.option_dict)
         outcome: dict[str, Any] = {
             "task": task,
             "final": json_ready(result.final),
@@ -64,10 +68,18 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             "complementary_knowledge": complementary_knowledge(run.student, run.teacher, run.data)
             if run.teacher else None,
         }
+    except TrainingDiverged as e:
+        return {"task": task, "error": str(e), "kind": "diverged", "user_error": False}
+    except CorruptCheckpoint as e:
+        return {"task": task, "error": str(e), "kind": "corrupt-checkpoint", "user_error": False}
     except AnyteachError as e:
-        return {"task": task, "error": str(e), "user_error": True}
+        return {"task": task, "error": str(e), "kind": "error", "user_error": True}
+    except OSError as e:  # a full disk stops the study; anything else is recorded and retried next time
+        message, code = os_error_message(e)
+        return {"task": task, "error": message, "kind": "error", "user_error": code == RunFailed.exit_code}
     except Exception as e:  # noqa: BLE001 - reported to the driver, which records it and goes on
-        return {"task": task, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}", "user_error": False}
+        return {"task": task, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}", "kind": "error",
+                "user_error": False}
     outcome["seconds"] = time.perf_counter() - start
     return outcome
 
@@ -205,7 +217,7 @@ class RayExecutor(Executor):
                     try:
                         yield ray.get(ref)
                     except ray.exceptions.RayError as e:
-                        yield {"task": task, "error": f"ray task failed: {e}", "user_error": False}
+                        yield {"task": task, "error": f"ray task failed: {e}", "kind": "error", "user_error": False}
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -241,7 +241,7 @@ def _stage_row(stage: int, teacher: str, teacher_acc: float, run: TransferResult
 
 def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset = "mnist1d",
                    method: str = "kl+dp", mode: str = "sequential", out: str | Path | None = None, *,
-                   curriculum: str = "given", overwrite: bool = False, progress: bool = True,
+                   curriculum: str = "given", overwrite: bool = False, restart: bool = False, progress: bool = True,
                    stop_after_epoch: int | None = None, **options: Any) -> MultiTransferResult:
     """Transfer from several teachers into one student: in parallel, in sequence, or as a weight soup.
 
@@ -258,6 +258,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         out: run directory (default: under the cache, keyed by the configuration).
         curriculum: order of the sequential stages: `given`, `asc` or `desc` teacher accuracy.
         overwrite: replace a run with a different configuration in `out` instead of failing.
+        restart: discard the stages of this run in `out` and run them again from scratch.
         progress: show live progress in the terminal.
         stop_after_epoch: stop resumably once this many epochs have been trained, counted over the
             stages (or soup ingredients) in order: with 2 epochs per stage, 3 stops in stage 2.
@@ -314,11 +315,11 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
 
     run = RunDir(run_dir, "multi.json", "summary.json", MULTI_FORMAT, "a multi-teacher run")
     replaced = run.check(config, overwrite)
-    if replaced is None and run.finished:
+    if replaced is None and run.finished and not restart:
         return MultiTransferResult.load(run_dir)
     with run.claim(config):
-        if replaced is not None:
-            for sub in _sub_runs(run_dir, replaced):
+        if replaced is not None or restart:
+            for sub in _sub_runs(run_dir, replaced or config):
                 shutil.rmtree(sub, ignore_errors=True)
             for name in ("summary.json", "soup.safetensors", "soup.json"):
                 (run_dir / name).unlink(missing_ok=True)

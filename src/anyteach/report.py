@@ -24,6 +24,7 @@ import pandas as pd
 
 from ._io import write_text
 from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from .store import StudyStore
 from .metrics import BUCKETS
 
 FIGURE_DIR = "figures"
@@ -469,12 +470,13 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
 
     Raises:
         AnyteachError: `study_dir` holds no study store.
+        RunFailed: the study has no finished run (nothing to report).
     """
     from . import study_figures as figs
-    from .store import StudyStore
 
     study_dir = Path(study_dir)
     summary = summary if summary is not None else summarize(study_dir)
+    summary.require_runs(study_dir)
     with StudyStore(study_dir, create=False) as store:
         history = store.history()
         spec_text = store.meta("spec")

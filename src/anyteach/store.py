@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS history (
   {history},
   metrics_json TEXT,
   PRIMARY KEY (run_key, epoch));
-CREATE TABLE IF NOT EXISTS failures (run_key TEXT PRIMARY KEY, error TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (run_key TEXT PRIMARY KEY, error TEXT NOT NULL, at REAL NOT NULL,
+  kind TEXT NOT NULL DEFAULT 'error', label TEXT);
 CREATE TABLE IF NOT EXISTS plan (run_key TEXT PRIMARY KEY, position INTEGER NOT NULL);
 """
 
@@ -98,24 +99,43 @@ class StudyStore:
 
     def __init__(self, study_dir: str | Path, create: bool = True):
         self.path = store_path(study_dir)
+        self.read_only = not create
         if not self.path.exists():
             if not create:
                 raise AnyteachError(f"{study_dir} is not a study directory (no {STORE_FILE}); "
                                     "run `anyteach study` into it first")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
             if create:
+                self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
                 self.conn.executescript(_schema())
+                self._migrate()
+                self._check_schema()
+            else:  # readers never write: a read-only or shared study directory can be summarised
+                self.conn = _connect_read_only(self.path)
                 self._check_schema()
         except sqlite3.DatabaseError as e:
             raise AnyteachError(f"cannot open the study store {self.path}: {e}") from e
 
+    def _migrate(self) -> None:
+        """Columns added since schema 1 (a store written by an older anyteach gains them)."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(failures)")}
+        if "kind" not in columns:
+            self.conn.execute("ALTER TABLE failures ADD COLUMN kind TEXT NOT NULL DEFAULT 'error'")
+        if "label" not in columns:
+            self.conn.execute("ALTER TABLE failures ADD COLUMN label TEXT")
+
     def _check_schema(self) -> None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.OperationalError as e:  # an empty or foreign database
+            raise AnyteachError(f"{self.path} is not an anyteach study store ({e}); run `anyteach study` into a new "
+                                "directory") from e
+        if row is None and self.read_only:
+            raise AnyteachError(f"{self.path} is not an anyteach study store (no schema)")
         if row is None:
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
@@ -179,10 +199,17 @@ class StudyStore:
             self.conn.execute("DELETE FROM plan")
             self.conn.executemany("INSERT INTO plan VALUES (?, ?)", [(k, i) for i, k in enumerate(run_keys)])
 
-    def add_failure(self, run_key: str, error: str) -> None:
+    def add_failure(self, run_key: str, error: str, kind: str = "error", label: str | None = None) -> None:
+        """Record the last failure of a run: `kind` is `diverged`, `corrupt-checkpoint` or `error`;
+        `label` is the method as the study reports it."""
         with self._transaction():
-            self.conn.execute("INSERT INTO failures VALUES (?, ?, ?) ON CONFLICT(run_key) DO UPDATE SET "
-                              "error=excluded.error, at=excluded.at", (run_key, error, time.time()))
+            self.conn.execute("INSERT INTO failures (run_key, error, at, kind, label) VALUES (?, ?, ?, ?, ?) "
+                              "ON CONFLICT(run_key) DO UPDATE SET error=excluded.error, at=excluded.at, "
+                              "kind=excluded.kind, label=excluded.label", (run_key, error, time.time(), kind, label))
+
+    def failure_kinds(self) -> dict[str, str]:
+        """Run key -> kind of its last failure, for runs that failed and have not finished since."""
+        return dict(self.conn.execute("SELECT run_key, kind FROM failures"))
 
     def _transaction(self):
         return _Transaction(self.conn)
@@ -230,6 +257,22 @@ class StudyStore:
         """The last error of runs that failed and have not finished since."""
         where = f"WHERE {self._in_plan('f')}" if current else ""
         return pd.read_sql_query(f"SELECT f.* FROM failures f {where} ORDER BY f.at", self.conn)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes (no WAL switch, no journal): for `summary` and `report`.
+
+    A store in a read-only directory cannot get the WAL index SQLite wants; then the file is read as
+    immutable (safe: nothing writes a read-only directory).
+    """
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
 
 class _Transaction:

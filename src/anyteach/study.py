@@ -16,7 +16,7 @@ import dataclasses
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -215,11 +215,15 @@ class StudyOutcome:
     finished: int
     failed: list[tuple[str, str]]  # (run key, error)
     seconds: float
+    held_back: list[str] = field(default_factory=list)  # failed earlier (diverged, corrupt) and not retried
 
     @property
     def complete(self) -> bool:
         return self.skipped + self.finished == self.total
 
+
+FINAL_FAILURES = frozenset({"diverged", "corrupt-checkpoint"})
+"""Failures a plain re-run does not retry: the same run would fail the same way (`retry_failed`)."""
 
 STUDY_FILE = "study.yaml"
 LOCK_FILE = ".driver.lock"
@@ -227,7 +231,8 @@ LOCK_FILE = ".driver.lock"
 
 def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str | Path, *,
               workers: int | None = None, executor: str | None = None, address: str | None = None,
-              progress: bool = True, on_run: Callable[[dict[str, Any]], None] | None = None) -> StudyOutcome:
+              progress: bool = True, on_run: Callable[[dict[str, Any]], None] | None = None,
+              retry_failed: bool = False) -> StudyOutcome:
     """Run a transfer study into `study_dir` (resumable: finished runs are skipped).
 
     Args:
@@ -240,15 +245,18 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         address: override the spec's Ray address.
         progress: show a progress bar (runs done / total, ETA) and a line per finished run on stderr.
         on_run: called in the driver with each finished run's store row.
+        retry_failed: also run again the runs that failed as diverged (same options: same outcome,
+            unless the code changed) or with a corrupt checkpoint (restarted from scratch).
 
     Returns:
         A `StudyOutcome`.
 
     Raises:
-        AnyteachError: a bad definition (before any work), or a run failing with a user error (the
-            study stops; finished runs stay in the store). Runs failing otherwise are recorded in the
-            store's `failures` table and retried by the next `run_study`; the rest of the study
-            goes on.
+        AnyteachError: a bad definition (before any work), or a run failing with a user error or a
+            full disk (the study stops; finished runs stay in the store). A run that diverges or
+            whose checkpoint is corrupt is recorded in the store's `failures` table with its reason
+            and not run again unless `retry_failed`; a run failing otherwise (a crash) is recorded
+            and retried by the next `run_study`; either way the rest of the study goes on.
     """
     start = time.perf_counter()
     spec = load_study_spec(spec, workers=workers, executor=executor, address=address)
@@ -264,11 +272,15 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         store.add_models([dataclasses.asdict(m) for m in plan.models])
         store.set_plan([r.key for r in plan.runs])
         done = store.finished_keys()
-        todo = [r for r in plan.runs if r.key not in done]
-        skipped = len(plan.runs) - len(todo)
+        failed_before = store.failure_kinds()
+        held_back = [r for r in plan.runs if r.key not in done and failed_before.get(r.key) in FINAL_FAILURES
+                     and not retry_failed]
+        held = {r.key for r in held_back}
+        todo = [r for r in plan.runs if r.key not in done and r.key not in held]
+        skipped = len(plan.runs) - len(todo) - len(held_back)
         threads = int(spec.resources.get("num_cpus", 1)) if spec.executor == "ray" else int(spec.workers > 1)
-        tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads, spec.imports)
-                 for run in todo]
+        tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads, spec.imports,
+                         restart=failed_before.get(run.key) == "corrupt-checkpoint") for run in todo]
         failed: list[tuple[str, str]] = []
         finished = 0
         bar = _Progress(len(plan.runs), skipped, progress)
@@ -276,7 +288,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
             for outcome in pool.run(tasks):
                 task = outcome["task"]
                 if outcome.get("error"):
-                    store.add_failure(task.run.key, outcome["error"])
+                    store.add_failure(task.run.key, outcome["error"], outcome.get("kind", "error"), task.run.label)
                     failed.append((task.run.key, outcome["error"]))
                     bar.failed(task.run, names, outcome["error"])
                     if outcome.get("user_error"):
@@ -289,7 +301,8 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                 bar.finished(row)
                 if on_run is not None:
                     on_run(row)
-    return StudyOutcome(study_dir, len(plan.runs), skipped, finished, failed, time.perf_counter() - start)
+    return StudyOutcome(study_dir, len(plan.runs), skipped, finished, failed, time.perf_counter() - start,
+                        [r.key for r in held_back])
 
 
 class _Progress:
