@@ -177,8 +177,14 @@ class Mnist1d(Dataset):
                  subset_seed: int = 0, ref: str | None = None):
         if size < 20 or not 0 < eval < size:
             raise AnyteachError(f"mnist1d needs size >= 20 and 0 < eval < size (got size={size}, eval={eval})")
+        if size % 10:
+            raise AnyteachError(f"mnist1d size must be a multiple of 10 (the generator makes size / 10 per class), "
+                                f"got {size}")
         if not 0 < fraction <= 1:
             raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
+        for name, value in (("seed", seed), ("subset_seed", subset_seed)):
+            if not 0 <= value < 2**32:
+                raise AnyteachError(f"mnist1d {name} must be in [0, 2**32), got {value}")
         self.size_total, self.eval_size, self.seed = size, eval, seed
         self.fraction, self.subset_seed = fraction, subset_seed
         self.name = "mnist1d"
@@ -244,16 +250,45 @@ class Mnist1d(Dataset):
 
 
 class _Indexed(torch.utils.data.Dataset):
-    def __init__(self, base, indices: np.ndarray, transform):
-        self.base, self.indices, self.transform = base, indices, transform
+    """The images of one split, in index order. An image that cannot be read comes back as a blank
+    input with label -1, so the main process can name the file in one line (an exception raised in
+    a DataLoader worker would reach the user wrapped in the worker's traceback)."""
+
+    def __init__(self, base, indices: np.ndarray, transform, input_size: tuple[int, ...]):
+        self.base, self.indices, self.transform, self.input_size = base, indices, transform, input_size
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def path(self, i: int) -> str:
+        return self.base.samples[self.indices[i]][0]
+
     def __getitem__(self, i: int):
         path, label = self.base.samples[self.indices[i]]
-        image = self.base.loader(path)
-        return self.transform(image), label, i
+        try:
+            image = self.transform(self.base.loader(path))
+        except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
+            return torch.zeros(self.input_size), -1, i
+        return image, label, i
+
+
+class _CheckedLoader:
+    """A DataLoader over `_Indexed` that stops with a one-line error at the first unreadable image."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, images: _Indexed):
+        self.loader, self.images = loader, images
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for x, y, index in self.loader:
+            broken = (y < 0).nonzero()
+            if len(broken):
+                path = self.images.path(int(index[broken[0, 0]]))
+                raise AnyteachError(f"cannot read image {path}: not an image file, or a damaged one; remove or "
+                                    "replace it")
+            yield x, y, index
 
 
 class ImageFolder(Dataset):
@@ -275,7 +310,7 @@ class ImageFolder(Dataset):
         try:
             self._folders = {"train": TVImageFolder(str(root / "train")), "eval": TVImageFolder(str(root / "val"))}
         except (FileNotFoundError, RuntimeError) as e:
-            raise AnyteachError(f"cannot read image folders under {root}: {e}") from e
+            raise AnyteachError(f"cannot read image folders under {root}: {str(e).splitlines()[0]}") from e
         if self._folders["train"].classes != self._folders["eval"].classes:
             raise AnyteachError(f"{root}/train and {root}/val have different class folders")
         self.class_names = _readable_class_names(self._folders["train"].classes)
@@ -309,11 +344,12 @@ class ImageFolder(Dataset):
         transform = create_transform(
             input_size=p.input_size or (3, 224, 224), is_training=bool(augment), interpolation=p.interpolation or "bilinear",
             crop_pct=p.crop_pct, crop_mode=p.crop_mode or "center", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        ds = _Indexed(self._folder(split), self._indices[split], transform)
+        ds = _Indexed(self._folder(split), self._indices[split], transform, tuple(p.input_size or (3, 224, 224)))
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g,
-                                           num_workers=num_workers, drop_last=drop_last,
-                                           persistent_workers=False, pin_memory=torch.cuda.is_available())
+        return _CheckedLoader(torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g,
+                                                          num_workers=num_workers, drop_last=drop_last,
+                                                          persistent_workers=False,
+                                                          pin_memory=torch.cuda.is_available()), ds)
 
 
 def _readable_class_names(folders: list[str]) -> list[str]:

@@ -271,14 +271,24 @@ def load_saved(path: Path, source: str) -> Classifier:
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise AnyteachError(f"{sidecar} is not an anyteach model sidecar (format {found!r})")
+    missing = [key for key in ("name", "architecture", "num_classes", "family") if key not in meta]
+    if missing:
+        raise AnyteachError(f"{sidecar} lacks {', '.join(missing)}; it was not written by anyteach's save_model")
     state = read_weights(path)
-    arch = meta["architecture"]
-    if arch.startswith("timm:"):
-        net = _create_timm(arch.removeprefix("timm:"), pretrained=False, num_classes=meta["num_classes"],
-                           **meta.get("arch_kwargs", {}))
-    else:
-        net = build_architecture(arch, **meta.get("arch_kwargs", {}))
+    arch, kwargs = meta["architecture"], meta.get("arch_kwargs") or {}
+    try:
+        if arch.startswith("timm:"):
+            net = _create_timm(arch.removeprefix("timm:"), pretrained=False, num_classes=meta["num_classes"], **kwargs)
+        else:
+            net = build_architecture(arch, **kwargs)
+    except TypeError as e:
+        raise AnyteachError(f"{sidecar}: arch_kwargs {kwargs} do not fit architecture {arch!r} ({e})") from e
     load_weights_into(net, state, str(path))
+    head = _classification_layer(net)
+    outputs = getattr(head, "out_features", meta["num_classes"])
+    if outputs != meta["num_classes"]:
+        raise AnyteachError(f"{sidecar} says {meta['num_classes']} classes but the weights in {path.name} have "
+                            f"{outputs}")
     info = ModelInfo.from_dict(meta, source=source, identity=file_digest(path))
     return Classifier(net.eval(), info)
 
