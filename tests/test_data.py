@@ -52,7 +52,7 @@ def test_stratified_fraction():
 
 
 @pytest.mark.parametrize("ref, message", [
-    ("mnist1d:size=abc", "is not a int"),
+    ("mnist1d:size=abc", "is not an integer"),
     ("mnist1d:colour=red", "unknown option"),
     ("mnist1d:size=100,eval=200", "0 < eval < size"),
     ("mnist1d:fraction=0", "fraction"),

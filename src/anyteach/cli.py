@@ -485,6 +485,9 @@ def transfer_command(
     import_plugins(imports or [])
     options = {**options, **_option_pairs(option)}
     if mode is not None:
+        if len(teacher or []) < 2:
+            raise AnyteachError(f"--mode {mode} combines several teachers: give at least two --teacher (with one "
+                                "teacher, drop --mode)")
         _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, restart, quiet, as_json,
                         plots, options)
         return

@@ -52,7 +52,8 @@ def _parse_options(text: str, allowed: dict[str, type], ref: str) -> dict[str, A
         try:
             out[key] = allowed[key](value)
         except ValueError as e:
-            raise AnyteachError(f"option {key}={value!r} in dataset reference {ref!r} is not a {allowed[key].__name__}") from e
+            kind = "an integer" if allowed[key] is int else "a number"
+            raise AnyteachError(f"option {key}={value!r} in dataset reference {ref!r} is not {kind}") from e
     return out
 
 
