@@ -98,7 +98,7 @@ def forward_checked(model: Classifier, x: torch.Tensor, data: Dataset) -> torch.
         out = model(x)
     except torch.cuda.OutOfMemoryError:
         raise
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+    except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as e:  # timm asserts shapes
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AnyteachError(f"model {model.name!r} cannot take the inputs of dataset {data.ref!r} (a batch of shape "
                             f"{tuple(x.shape)}{expects}): {reason}") from e

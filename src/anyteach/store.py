@@ -148,6 +148,11 @@ class StudyStore:
         self.close()
 
     def close(self) -> None:
+        if not self.read_only:
+            try:  # leave one self-contained file behind (readers then need no -wal / -shm files)
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:  # a reader holds it: it stays in WAL mode, which is fine
+                pass
         self.conn.close()
 
     # -- writing (the driver only) -------------------------------------------------------------

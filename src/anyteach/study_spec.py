@@ -401,6 +401,8 @@ def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = N
         raw = spec.to_dict()
     elif isinstance(spec, (str, Path)):
         raw = _read_yaml(Path(spec))
+        if isinstance(raw.get("imports"), list):  # files named relative to the study file
+            raw["imports"] = [_plugin(p, Path(spec).parent) if isinstance(p, str) else p for p in raw["imports"]]
     else:
         raw = dict(spec)
     pair_raw = raw.get("pairs")

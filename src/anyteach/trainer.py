@@ -507,10 +507,11 @@ class Trainer:
         if step < 0:
             return
         lr = self.lr * self.lr_at(max(step - 1, 0))
+        kept = f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else "no epoch had finished"
         raise TrainingDiverged(
             f"training diverged at step {step} (epoch {epoch}): {what} became NaN or infinite; the learning rate "
-            f"({lr:.3g} at that step) is likely too high for this method, lower it (--lr). The last good checkpoint "
-            f"(epoch {epoch - 1}) is kept and no student is exported")
+            f"({lr:.3g} at that step) is likely too high for this method, lower it (--lr); {kept} and no student "
+            "is exported")
 
     def _ensemble(self, epoch0: dict[str, Any], on_epoch) -> TrainOutcome:
         """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
@@ -553,7 +554,7 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user-facing problem
-            raise corrupt(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+            raise corrupt("truncated, damaged or not a checkpoint file") from e
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise corrupt("not an anyteach checkpoint")
         try:

@@ -1,0 +1,299 @@
+"""The bad-input catalogue: every case runs through the CLI and must end in one clear line naming the
+problem, the documented exit status (2: the input is wrong; 1: the run failed), no traceback, and
+nothing half-written. `docs/errors.md` is this table; `test_the_catalogue_is_docs_errors_md` fails
+when the two differ (regenerate the page with `ANYTEACH_WRITE_ERRORS_DOC=1 pytest tests/test_errors.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from anyteach import build_classifier, save_model, timm_classifier, transfer
+from anyteach.store import StudyStore
+
+from .conftest import TINY_DATA
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the CLI arguments (`{dir}`, `{mlp}`, `{gru}`, `{data}` are filled in), a fragment of
+    the expected message, the exit status, and the files it may leave under the case's directory."""
+
+    group: str
+    what: str
+    args: tuple[str, ...]
+    fragment: str
+    code: int = 2
+    leaves: tuple[str, ...] = ()
+
+
+FAST = ("--epochs", "1", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3", "--quiet")
+T = ("transfer", "--student", "{mlp}", "--teacher", "{gru}", "--data", "{data}")
+
+CASES = [
+    # model references
+    Case("model", "unknown zoo member", ("info", "zoo:mnist1d/nope"), "zoo 'mnist1d' has no model 'nope'"),
+    Case("model", "unknown timm name", ("info", "timm:no_such_net_xyz"), "unknown timm model 'no_such_net_xyz'"),
+    Case("model", "missing file", ("info", "{dir}/missing.safetensors"), "model file not found"),
+    Case("model", "a directory", ("info", "{dir}/emptydir"), "model file not found"),
+    Case("model", "a text file named .safetensors", ("info", "timm:test_vit@{dir}/text.safetensors"),
+         "corrupted or not a safetensors file"),
+    Case("model", "a truncated safetensors file", ("info", "timm:test_vit@{dir}/truncated.safetensors"),
+         "corrupted or not a safetensors file"),
+    Case("model", "a file with pickled objects", ("info", "timm:test_vit@{dir}/pickle.pt"),
+         "contains pickled Python objects"),
+    Case("model", "a sidecar without an architecture", ("info", "{dir}/noarch.safetensors"), "lacks architecture"),
+    Case("model", "a sidecar whose class count differs from the weights", ("info", "{dir}/liar.safetensors"),
+         "says 7 classes but the weights"),
+    Case("model", "weights whose class count differs from the data", ("info", "{dir}/five.safetensors", "--data",
+                                                                      "{data}"), "has 5 classes but dataset"),
+    Case("model", "student and teacher with different class counts",
+         ("transfer", "--student", "{mlp}", "--teacher", "{dir}/five.safetensors", "--data", "{data}", "--out",
+          "{dir}/run", *FAST), "has 5 classes but dataset"),
+    Case("model", "an image model on signal data", ("info", "{dir}/img10.safetensors", "--data", "{data}"),
+         "cannot take the inputs of dataset"),
+    # data references
+    Case("data", "a bad number", ("info", "{mlp}", "--data", "mnist1d:size=abc"), "size='abc'"),
+    Case("data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"),
+    Case("data", "a negative seed", ("info", "{mlp}", "--data", "mnist1d:seed=-1"), "mnist1d seed must be in"),
+    Case("data", "a missing folder", ("info", "{mlp}", "--data", "imagefolder:{dir}/nowhere"),
+         "has no train/ directory"),
+    Case("data", "an empty class folder", ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/empty_class"),
+         "cannot read image folders"),
+    Case("data", "a val class missing from train",
+         ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/val_missing"), "different class folders"),
+    Case("data", "a corrupt image", ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/corrupt"),
+         "cannot read image"),
+    # options
+    Case("options", "zero", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "0"), "batch_size=0 is out of range"),
+    Case("options", "negative", (*T, "--out", "{dir}/run", *FAST, "--lr", "-1"), "lr=-1.0 is out of range"),
+    Case("options", "NaN", (*T, "--out", "{dir}/run", *FAST, "--temperature", "nan"), "must be a finite number"),
+    Case("options", "inf", (*T, "--out", "{dir}/run", *FAST, "--weight-decay", "inf"), "must be a finite number"),
+    Case("options", "unknown method", (*T, "--out", "{dir}/run", *FAST, "--method", "nope"), "unknown method 'nope'"),
+    Case("options", "unknown option", (*T, "--out", "{dir}/run", *FAST, "-o", "colour=red"),
+         "unknown option 'colour'"),
+    Case("options", "a method given a teacher it cannot use", (*T, "--out", "{dir}/run", *FAST, "--method", "xe"),
+         "takes no teacher"),
+    Case("options", "--mode with one teacher", (*T, "--out", "{dir}/run", *FAST, "--mode", "soup"),
+         "give at least two --teacher"),
+    Case("options", "top-k beyond the class count", (*T, "--out", "{dir}/run", *FAST, "--top-k", "99"),
+         "top_k=99 is out of range"),
+    Case("options", "a batch larger than the data", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "100000"),
+         "fewer than one batch"),
+    Case("options", "CUDA asked for, none present", (*T, "--out", "{dir}/run", *FAST, "--device", "cuda"),
+         "CUDA is not available"),
+    # run directories
+    Case("run directory", "an existing file", (*T, "--out", "{dir}/a_file", *FAST), "is a file"),
+    Case("run directory", "an unwritable directory (under a file)", (*T, "--out", "{dir}/a_file/run", *FAST),
+         "not a directory"),
+    Case("run directory", "a finished run, re-run (not an error: nothing is trained)",
+         (*T, "--out", "{dir}/finished", *FAST), "student: {dir}/finished/student.safetensors", code=0),
+    Case("run directory", "a different configuration", (*T, "--out", "{dir}/finished", *FAST, "--lr", "5e-4"),
+         "different configuration (first difference: training.lr"),
+    Case("run directory", "a directory holding an unrelated config.json", (*T, "--out", "{dir}/foreign", *FAST),
+         "is not the configuration of a run"),
+    Case("run directory", "a truncated config.json", (*T, "--out", "{dir}/truncated_config", *FAST),
+         "cannot read run configuration"),
+    Case("run directory", "a corrupt checkpoint", (*T, "--out", "{dir}/corrupt_checkpoint", *FAST, "--epochs", "2"),
+         "--restart",
+         code=1),
+    Case("run directory", "a run that diverges", (*T, "--out", "{dir}/diverges", *FAST, "--lr", "1e6"),
+         "training diverged at step", code=1,
+         leaves=("diverges", "diverges/config.json", "diverges/metrics.jsonl", "diverges/.lock")),
+    # study definitions
+    Case("study", "an unknown study key", ("study", "{dir}/unknown_key.yaml", "--out", "{dir}/study"),
+         "unknown study spec key 'colour'"),
+    Case("study", "a wrong type", ("study", "{dir}/wrong_type.yaml", "--out", "{dir}/study"),
+         "'pairs.random' must be an integer"),
+    Case("study", "a method twice", ("study", "{dir}/twice.yaml", "--out", "{dir}/study"),
+         "label 'kl' is used twice"),
+    Case("study", "more pairs than exist", ("study", "{dir}/too_many.yaml", "--out", "{dir}/study"),
+         "asked for 1000 pairs"),
+    Case("study", "a missing plugin", ("study", "{dir}/bad_plugin.yaml", "--out", "{dir}/study"),
+         "plugin file not found"),
+    # summary and report
+    Case("summary", "not a study directory", ("summary", "{dir}/emptydir"), "is not a study directory"),
+    Case("summary", "a zero-byte study.sqlite", ("summary", "{dir}/zero_store"), "is not an anyteach study store"),
+    Case("summary", "a study with no runs yet", ("summary", "{dir}/empty_study"), "no finished runs", code=1),
+    Case("summary", "a study whose runs all failed", ("summary", "{dir}/failed_study"), "1 failed (1 diverged)",
+         code=1),
+    Case("summary", "report of a study whose runs all failed", ("report", "{dir}/failed_study"), "no finished runs",
+         code=1),
+    Case("summary", "flips --json naming a directory",
+         ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json", "{dir}/emptydir"), "is a directory"),
+]
+
+
+def _png(path: Path, seed: int) -> None:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(16, 16, 3, generator=g) * 255).to(torch.uint8).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def _image_folder(root: Path, classes=("a", "b"), val_classes=None, corrupt: bool = False, empty: str = "") -> None:
+    for split, names in (("train", classes), ("val", val_classes or classes)):
+        for k, name in enumerate(names):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            if name == empty:
+                continue
+            for i in range(2):
+                _png(root / split / name / f"{i}.png", hash((split, k, i)) % 1000)
+    if corrupt:
+        (root / "val" / classes[0] / "0.png").write_bytes(b"not an image at all")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_zoo):
+    d = tmp_path_factory.mktemp("errors")
+    (d / "emptydir").mkdir()
+    (d / "a_file").write_text("I am a file")
+    (d / "text.safetensors").write_text("just some text")
+    torch.manual_seed(0)
+    img = timm_classifier("test_vit", num_classes=10)
+    save_file({k: v.contiguous() for k, v in img.net.state_dict().items()}, str(d / "full.safetensors"))
+    (d / "truncated.safetensors").write_bytes((d / "full.safetensors").read_bytes()[:300])
+    torch.save({"weights": torch.zeros(2), "payload": Path("x")}, d / "pickle.pt")
+    save_model(img, d / "img10.safetensors")
+    save_model(timm_classifier("test_vit", num_classes=2), d / "img2.safetensors")
+    save_model(build_classifier("mlp", name="five", num_classes=5, width=8, depth=1), d / "five.safetensors")
+    save_model(build_classifier("mlp", name="noarch", width=8, depth=1), d / "noarch.safetensors")
+    meta = json.loads((d / "noarch.json").read_text())
+    (d / "noarch.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "architecture"}))
+    save_model(build_classifier("mlp", name="liar", width=8, depth=1), d / "liar.safetensors")
+    (d / "liar.json").write_text(json.dumps({**meta, "name": "liar", "num_classes": 7}))
+    _image_folder(d / "empty_class", empty="b")
+    _image_folder(d / "val_missing", val_classes=("a",))
+    _image_folder(d / "corrupt", corrupt=True)
+    options = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "progress": False}
+    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "finished", **options)
+    (d / "foreign").mkdir()
+    (d / "foreign" / "config.json").write_text(json.dumps({"student": "something else"}))
+    (d / "truncated_config").mkdir()
+    (d / "truncated_config" / "config.json").write_text('{"format": "anyteach-transfer/1", "stud')
+    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "corrupt_checkpoint",
+             **{**options, "epochs": 2}, stop_after_epoch=1)
+    (d / "corrupt_checkpoint" / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    base = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "methods": ["kl"], "pairs": 2,
+            "recipe": {"epochs": 1, "batch_size": 128}}
+    for name, change in (("unknown_key", {"colour": "red"}), ("wrong_type", {"pairs": {"random": "abc"}}),
+                         ("twice", {"methods": ["kl", "kl"]}), ("too_many", {"pairs": 1000}),
+                         ("bad_plugin", {"imports": ["./no_such_plugin.py"]})):
+        (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
+    (d / "zero_store").mkdir()
+    (d / "zero_store" / "study.sqlite").write_bytes(b"")
+    StudyStore(d / "empty_study").close()
+    from anyteach.study import run_study
+
+    run_study({**base, "pairs": 1, "recipe": {"epochs": 1, "batch_size": 128, "lr": 1e6, "optimizer": "sgd"}},
+              d / "failed_study", progress=False)
+    return d
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from anyteach.cli import main
+
+    old = sys.argv
+    sys.argv = ["anyteach", *args]
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _fill(args: tuple[str, ...], world: Path, tiny_zoo) -> list[str]:
+    values = {"dir": str(world), "mlp": tiny_zoo["mlp"], "gru": tiny_zoo["gru_chunk4"], "data": TINY_DATA}
+    return [a.format(**values) for a in args]
+
+
+def _normal(text: str, world: Path) -> str:
+    text = text.replace(str(world), "$DIR").replace(os.environ["ANYTEACH_CACHE"], "$CACHE")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+RESULTS: dict[str, tuple[str, int]] = {}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.what}" for c in CASES])
+def test_bad_input_is_one_clear_line(case, world, tiny_zoo, capsys):
+    before = _files(world)
+    code, out, err = run_cli(_fill(case.args, world, tiny_zoo), capsys)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == case.code, err
+    assert "Traceback" not in err + out
+    fragment = _fill((case.fragment,), world, tiny_zoo)[0]
+    if case.code == 0:  # documented behaviour that is not an error
+        lines = [line for line in lines if fragment in line]
+        assert lines and not any(line.startswith("error:") for line in err.splitlines())
+    else:
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0]
+    new = _files(world) - before
+    assert new <= set(case.leaves), f"left behind: {sorted(new - set(case.leaves))}"
+    assert not [p for p in _files(world) if p.endswith(".tmp")]
+    RESULTS[f"{case.group}: {case.what}"] = (_normal(lines[0].removeprefix("error: "), world), code)
+
+
+def _command(case: Case) -> str:
+    command = " ".join(["anyteach", *case.args]).replace(" ".join(FAST), "…")
+    for name, shown in (("dir", "$DIR"), ("mlp", "$MLP"), ("gru", "$GRU"), ("data", "$DATA")):
+        command = command.replace("{" + name + "}", shown)
+    return command
+
+
+def catalogue() -> str:
+    lines = ["# What anyteach says when the input is wrong", "",
+             "Generated by `tests/test_errors.py`, which runs every case through the CLI: each ends in one line "
+             "naming the problem, no traceback (`anyteach --debug ...` shows it), and nothing half-written. Exit "
+             "status 2: the input is wrong; 1: the input was valid but the run failed (it diverged, its checkpoint "
+             "is corrupt, the disk is full) or there is nothing to summarise. `$DIR` is the directory of the "
+             "case's files, `$MLP` and `$GRU` two small trained models, `$DATA` is `" + TINY_DATA + "`, `…` the "
+             "options `" + " ".join(FAST) + "`. Regenerate with "
+             "`ANYTEACH_WRITE_ERRORS_DOC=1 pytest tests/test_errors.py`.", ""]
+    for group in dict.fromkeys(c.group for c in CASES):
+        lines += [f"## {group}", "", "| input | command | message | exit |", "|---|---|---|---:|"]
+        for case in (c for c in CASES if c.group == group):
+            message, code = RESULTS[f"{case.group}: {case.what}"]
+            command = _command(case).replace("|", "\\|")
+            lines.append(f"| {case.what} | `{command}` | {message.replace('|', chr(92) + '|')} | {code} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def test_the_catalogue_is_docs_errors_md():
+    if len(RESULTS) < len(CASES):
+        pytest.skip("the catalogue needs every case of this module to have run")
+    text = catalogue()
+    if os.environ.get("ANYTEACH_WRITE_ERRORS_DOC"):
+        DOC.write_text(text)
+    documented = DOC.read_text()
+    # every case, its command and exit status as documented; messages may differ only in library wording
+    for case in CASES:
+        row = next((line for line in documented.splitlines() if line.startswith(f"| {case.what} |")), None)
+        assert row is not None, f"docs/errors.md lacks the case {case.what!r}"
+        assert f"`{_command(case)}`".replace("|", "\\|") in row and row.endswith(f"| {case.code} |")
+        assert case.fragment.replace("{dir}", "$DIR").replace("|", "\\|") in row
+    assert documented.count("\n| ") - documented.count("\n| input |") == len(CASES)
