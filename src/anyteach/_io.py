@@ -7,6 +7,7 @@ is then renamed over the target, so an interrupted write never replaces a good f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .errors import AnyteachError
 
@@ -75,6 +76,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # name the file the user knows, not the temporary one
+        if e.filename not in (None, tmp) or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -141,8 +146,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     """Save tensors as safetensors, atomically (contiguous copies; shared storage is split)."""
     flat = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
             for k, v in tensors.items()}
+    data = save(flat, metadata=metadata)  # serialised first: a full disk is then an OSError naming the file
     with atomic_path(path) as tmp:
-        save_file(flat, str(tmp), metadata=metadata)
+        tmp.write_bytes(data)
 
 
 def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:
@@ -152,8 +158,10 @@ def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:
 
 def torch_save(path: str | Path, obj: Any) -> None:
     """`torch.save` atomically. Only for anyteach's own checkpoints of plain tensors and numbers."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)  # serialised first: a full disk is then an OSError naming the file
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def disk_use(path: str | Path) -> int:

@@ -244,7 +244,8 @@ class StudySummary:
         raise RunFailed(f"no finished runs in {study_dir}: {self.status_line()}{first}")
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One dict per method: its metrics, plus `by_bucket` and `by_family` lists (JSON-ready)."""
+        """One dict per method: its metrics, plus `by_bucket` and `by_family` lists, its paired comparison
+        with the control (`vs_control`) and its failed runs by kind (`failed`), JSON-ready."""
         records = []
         for _, row in self.by_method.iterrows():
             method = row["method"]
@@ -257,6 +258,10 @@ class StudySummary:
             record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
             record["failed"] = self.failed_counts(method)
             records.append(record)
+        finished = {r["method"] for r in records}
+        for method in dict.fromkeys(self.failures["label"].dropna()):  # all its runs failed: still reported
+            if method not in finished:
+                records.append({"method": method, "runs": 0, "failed": self.failed_counts(method)})
         return records
 
     def to_json(self) -> str:

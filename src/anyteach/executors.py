@@ -139,26 +139,58 @@ def _worker_init(parent_pid: int) -> None:
 
 
 class LocalProcessExecutor(Executor):
-    """Runs the tasks in `workers` spawned local processes, one torch thread each."""
+    """Runs the tasks in `workers` spawned local processes, one torch thread each.
 
-    def __init__(self, workers: int):
+    A worker process that dies (killed, out of memory) breaks the whole process pool; the executor
+    then starts a new pool and submits the unfinished tasks again (each run resumes from its
+    checkpoint). A task whose worker died `max_retries` + 1 times comes back as a failed run.
+    """
+
+    def __init__(self, workers: int, max_retries: int = 2):
+        self.workers, self.max_retries = workers, max_retries
+        self.pool = self._new_pool()
+
+    def _new_pool(self):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                        initargs=(os.getpid(),))
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(os.getpid(),))
 
     def run(self, tasks: Iterable[RunTask], fn: RunFunction = execute_run) -> Iterator[dict[str, Any]]:
         from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
-        futures = [self.pool.submit(fn, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for f in futures:
-                f.cancel()
+        pending, deaths = list(tasks), {}
+        while pending:
+            futures = {self.pool.submit(fn, task): task for task in pending}
+            lost = []
+            try:
+                for future in as_completed(futures):
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        lost.append(futures[future])
+                        continue
+                    yield outcome
+            finally:
+                for f in futures:
+                    f.cancel()
+            # tasks run in submission order: the first `workers` lost ones were in flight when a worker died
+            order = {id(task): k for k, task in enumerate(pending)}
+            lost.sort(key=lambda task: order[id(task)])
+            pending = []
+            for k, task in enumerate(lost):
+                if k < self.workers:
+                    deaths[id(task)] = deaths.get(id(task), 0) + 1
+                if deaths.get(id(task), 0) > self.max_retries:
+                    yield {"task": task, "error": f"its worker process died {deaths[id(task)]} times",
+                           "kind": "error", "user_error": False}
+                else:
+                    pending.append(task)
+            if lost:  # the pool is broken: a fresh one runs what is left
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,240 @@
+"""Faults survived, by injection: a transfer killed (SIGKILL) during an epoch, during its checkpoint
+write and during the student export resumes to bitwise the same result; a study whose worker process
+dies finishes every run; a killed zoo build resumes without retraining what it had saved; a full disk
+(a file-size limit) fails the run with one line and keeps the earlier checkpoint; a diverged run is
+recorded by a study, which goes on, and is retried only when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from anyteach import AnyteachError, transfer
+from anyteach.errors import CorruptCheckpoint
+from anyteach.study import run_study
+from safetensors.torch import load_file
+
+from .conftest import TINY_DATA
+
+REPO = Path(__file__).resolve().parents[1]
+OPTIONS = {"epochs": 3, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}
+
+
+def _run_killed(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `script` (Python) in a fresh process that is expected to kill itself with SIGKILL."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True,
+                          env=os.environ.copy(), cwd=REPO, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return proc
+
+
+def _transfer_script(patch: str) -> str:
+    return f"""
+        import json, os, signal, sys
+        import anyteach, anyteach.trainer, anyteach._io
+        from anyteach import transfer
+        transfer_module = sys.modules["anyteach.transfer"]  # `anyteach.transfer` is the function
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+        {textwrap.indent(textwrap.dedent(patch), ' ' * 8).strip()}
+        student, teacher, data, out = sys.argv[1:5]
+        transfer(student, teacher, data, "kl+dp", out, progress=False, **json.loads(sys.argv[5]))
+    """
+
+
+PATCHES = {
+    # the third optimiser step of the second epoch (each epoch has 11 steps of 128 on 1,500 samples)
+    "during an epoch": """
+        from anyteach.trainer import SilentReporter
+        steps = [0]
+        def step(self):
+            steps[0] += 1
+            if steps[0] == 14:
+                die()
+        SilentReporter.step = step
+    """,
+    # the second checkpoint: its temporary file is half written when the process dies
+    "during the checkpoint write": """
+        saves = [0]
+        original = anyteach.trainer.torch_save
+        def torch_save(path, obj):
+            saves[0] += 1
+            if saves[0] == 2:
+                with anyteach._io.atomic_path(path) as tmp:
+                    tmp.write_bytes(b"half a checkpoint")
+                    die()
+            original(path, obj)
+        anyteach.trainer.torch_save = torch_save
+    """,
+    # the student's weights are written, its sidecar and final.json are not
+    "during the student export": """
+        def save_model(model, path, **extra):
+            anyteach._io.save_tensors(path, model.net.state_dict())
+            die()
+        transfer_module.save_model = save_model
+    """,
+}
+
+
+def _untimed(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("seconds")}
+
+
+def _history(run_dir: Path) -> list[dict]:
+    return [_untimed(json.loads(line)) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _final(run_dir: Path) -> dict:
+    return _untimed(json.loads((run_dir / "final.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_zoo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults") / "full"
+    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
+    return out
+
+
+@pytest.mark.parametrize("point", list(PATCHES))
+def test_a_transfer_killed_resumes_to_the_same_result(point, uninterrupted, tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    _run_killed(_transfer_script(PATCHES[point]), tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, str(out),
+                json.dumps(OPTIONS))
+    assert not (out / "final.json").exists()
+    resumed = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
+    assert resumed.finished
+    expected, got = load_file(uninterrupted / "student.safetensors"), load_file(out / "student.safetensors")
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert _history(out) == _history(uninterrupted)
+    assert _final(out) == _final(uninterrupted)
+    assert not list(out.glob(".*.tmp")) and not (out / "checkpoint.pt").exists()
+
+
+def test_a_corrupt_checkpoint_is_reported_and_restart_starts_over(uninterrupted, tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, stop_after_epoch=1,
+             **OPTIONS)
+    (out / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(CorruptCheckpoint, match="--restart"):
+        transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
+    again = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, restart=True,
+                     **OPTIONS)
+    assert _untimed(again.final) == _final(uninterrupted)
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_fails_with_one_line_and_keeps_the_checkpoint(uninterrupted, tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, stop_after_epoch=1,
+             **{**OPTIONS, "keep_checkpoints": True})
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    assert len(checkpoint) > 100_000
+    args = [sys.executable, "-m", "anyteach", "transfer", "--student", tiny_zoo["mlp"], "--teacher",
+            tiny_zoo["gru_chunk4"], "--data", TINY_DATA, "--method", "kl+dp", "--out", str(out), "--quiet",
+            "--epochs", "3", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3", "--keep-checkpoints"]
+    proc = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+                          preexec_fn=_limit_file_size(50_000))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write" in lines[0] and "checkpoint.pt" in lines[0], proc.stderr
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint and not list(out.glob(".*.tmp"))
+    resumed = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False,
+                       **{**OPTIONS, "keep_checkpoints": True})
+    assert _untimed(resumed.final) == _final(uninterrupted)
+
+
+def _die_once(task):
+    """A run function whose worker process dies the first time it meets the first task."""
+    marker = Path(task.run_dir) / "died-once"
+    if task.run.seed == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"task": task, "seed": task.run.seed}
+
+
+def test_a_dead_worker_process_does_not_lose_the_study(tmp_path):
+    from anyteach.executors import LocalProcessExecutor, RunTask
+    from anyteach.study import RunSpec
+
+    tasks = [RunTask(RunSpec("kl", "kl", "s", "t", seed, "{}", "d"), str(tmp_path / f"r{seed}")) for seed in range(4)]
+    with LocalProcessExecutor(2) as pool:
+        outcomes = list(pool.run(tasks, _die_once))
+    assert sorted(o["seed"] for o in outcomes) == [0, 1, 2, 3] and not any(o.get("error") for o in outcomes)
+
+
+def test_a_study_records_a_diverged_run_goes_on_and_retries_it_only_when_asked(tiny_zoo, tmp_path):
+    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
+            "methods": [{"name": "kl", "options": {"lr": 1e6, "optimizer": "sgd"}}, "kl+dp"],
+            "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    first = run_study(spec, tmp_path, progress=False)
+    assert first.finished == 1 and len(first.failed) == 1 and "diverged" in first.failed[0][1]
+    again = run_study(spec, tmp_path, progress=False)
+    assert again.finished == 0 and again.held_back == [first.failed[0][0]] and not again.failed
+    from anyteach.aggregate import summarize
+
+    summary = summarize(tmp_path)
+    assert summary.failed_counts() == {"diverged": 1} and "1 failed (1 diverged)" in summary.status_line()
+    records = {r["method"]: r for r in summary.to_records()}
+    assert records["kl"] == {"method": "kl", "runs": 0, "failed": {"diverged": 1}} and records["kl+dp"]["failed"] == {}
+    retried = run_study(spec, tmp_path, progress=False, retry_failed=True)
+    assert len(retried.failed) == 1 and not retried.held_back  # the same lr diverges again, as it should
+    runs = [d for d in (tmp_path / "runs" / "kl").iterdir()]
+    assert len(runs) == 1 and not (runs[0] / "student.safetensors").exists()
+
+
+def test_a_killed_zoo_build_resumes_without_retraining(tmp_path):
+    script = """
+        import os, signal, sys
+        import anyteach.zoo.build as build
+        from anyteach.zoo import build_zoo, get_zoo
+        original, saved = build.save_model, [0]
+        def save_model(model, path):
+            original(model, path)
+            saved[0] += 1
+            if saved[0] == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        build.save_model = save_model
+        build_zoo(get_zoo("mnist1d", data=sys.argv[1], members=["mlp_narrow", "mlp", "cnn_small_sgd"], epochs=1),
+                  workers=1)
+    """
+    env_cache = os.environ["ANYTEACH_CACHE"]
+    os.environ["ANYTEACH_CACHE"] = str(tmp_path / "cache")
+    try:
+        from anyteach.zoo import build_zoo, get_zoo
+
+        zoo = get_zoo("mnist1d", data=TINY_DATA, members=["mlp_narrow", "mlp", "cnn_small_sgd"], epochs=1)
+        _run_killed(script, TINY_DATA)
+        built = {m: zoo.path(m).stat().st_mtime_ns for m in zoo.names if zoo.path(m).exists()}
+        assert len(built) == 2 and len(zoo.missing()) == 1
+        rows = build_zoo(zoo, workers=1)
+        assert len(rows) == 3 and not zoo.missing()
+        assert all(zoo.path(m).stat().st_mtime_ns == t for m, t in built.items())  # not retrained
+    finally:
+        os.environ["ANYTEACH_CACHE"] = env_cache
+
+
+def test_a_transfer_refuses_a_second_process_on_the_same_run(uninterrupted, tiny_zoo, tmp_path):
+    from anyteach._io import exclusive_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with exclusive_lock(out / ".lock", "busy"):
+        with pytest.raises(AnyteachError, match="another anyteach process is running a run"):
+            transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
