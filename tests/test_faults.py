@@ -238,3 +238,69 @@ def test_a_transfer_refuses_a_second_process_on_the_same_run(uninterrupted, tiny
     with exclusive_lock(out / ".lock", "busy"):
         with pytest.raises(AnyteachError, match="another anyteach process is running a run"):
             transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
+
+
+def test_a_full_disk_stops_a_study_and_keeps_its_store(tiny_zoo, tmp_path):
+    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
+            "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    assert run_study(spec, tmp_path, progress=False).finished == 1
+    (tmp_path / "more.yaml").write_text(json.dumps({**spec, "methods": ["kl+dp", "kl"]}))
+    args = [sys.executable, "-m", "anyteach", "study", str(tmp_path / "more.yaml"), "--out", str(tmp_path)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+                          preexec_fn=_limit_file_size(50_000))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write" in proc.stderr.strip().splitlines()[-1]
+    from anyteach.aggregate import summarize
+
+    assert len(summarize(tmp_path).runs) == 1  # the store is readable and holds the finished run
+
+
+def test_a_corrupt_checkpoint_fails_one_run_of_a_study_and_is_restarted_when_asked(tiny_zoo, tmp_path):
+    from anyteach.study import load_study_spec, plan_study
+
+    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 2},
+            "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    plan = plan_study(load_study_spec(spec))
+    broken = tmp_path / "runs" / plan.runs[0].directory_name(plan.names)
+    transfer(plan.runs[0].student, plan.runs[0].teacher, TINY_DATA, "kl+dp", broken, progress=False,
+             stop_after_epoch=1, seed=0, **{**spec["recipe"], "epochs": 2})
+    (broken / "config.json").write_text((broken / "config.json").read_text().replace('"epochs": 2', '"epochs": 1'))
+    (broken / "checkpoint.pt").write_bytes(b"garbage")
+    first = run_study(spec, tmp_path, progress=False)
+    assert first.finished == 1 and len(first.failed) == 1 and "corrupt" in first.failed[0][1]
+    assert run_study(spec, tmp_path, progress=False).held_back == [plan.runs[0].key]
+    retried = run_study(spec, tmp_path, progress=False, retry_failed=True)
+    assert retried.finished == 1 and not retried.failed and retried.complete
+
+
+def test_summary_and_report_never_write_the_store(tiny_zoo, tmp_path):
+    from typer.testing import CliRunner
+
+    from anyteach.cli import app
+
+    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
+            "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128}}
+    run_study(spec, tmp_path, progress=False)
+    store = (tmp_path / "study.sqlite").read_bytes()
+    files = {p.name for p in tmp_path.iterdir()}
+    assert CliRunner().invoke(app, ["summary", str(tmp_path), "--json"]).exit_code == 0
+    assert (tmp_path / "study.sqlite").read_bytes() == store and {p.name for p in tmp_path.iterdir()} == files
+
+
+def test_a_finished_run_repairs_what_a_kill_or_a_user_took_away(uninterrupted, tiny_zoo, tmp_path):
+    out, args = tmp_path / "run", (tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp")
+    kept = {**OPTIONS, "keep_checkpoints": True}
+    transfer(*args, out, progress=False, stop_after_epoch=2, **kept)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text(lines[0] + "\n")  # killed after the checkpoint, before the metrics rows
+    transfer(*args, out, progress=False, **kept)
+    assert _history(out) == _history(uninterrupted)
+    (out / "student.safetensors").unlink()  # a finished run whose student was deleted: exported again
+    transfer(*args, out, progress=False, **kept)
+    assert (out / "student.safetensors").exists()
+    sidecar = json.loads((out / "student.json").read_text())
+    assert "plateau_delta" not in sidecar["extra"] and sidecar["extra"]["transfer"]["method"] == "kl+dp"
+    (out / "student.safetensors").unlink()
+    (out / "checkpoint.pt").unlink()
+    with pytest.raises(AnyteachError, match="lost its student.safetensors"):
+        transfer(*args, out, progress=False, **kept)

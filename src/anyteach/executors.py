@@ -76,7 +76,8 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         return {"task": task, "error": str(e), "kind": "error", "user_error": True}
     except OSError as e:  # a full disk stops the study; anything else is recorded and retried next time
         message, code = os_error_message(e)
-        return {"task": task, "error": message, "kind": "error", "user_error": code == RunFailed.exit_code}
+        return {"task": task, "error": message, "kind": "error", "user_error": code == RunFailed.exit_code,
+                "exit_code": code}
     except Exception as e:  # noqa: BLE001 - reported to the driver, which records it and goes on
         return {"task": task, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}", "kind": "error",
                 "user_error": False}

@@ -24,7 +24,7 @@ import yaml
 
 from ._io import exclusive_lock, slug, text_digest, write_text
 from .data import load_dataset
-from .errors import AnyteachError
+from .errors import AnyteachError, RunFailed
 from .executors import RunTask, make_executor
 from .metrics import BUCKETS, strength_bucket, teacher_strength
 from .models import load_model
@@ -292,8 +292,9 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                     failed.append((task.run.key, outcome["error"]))
                     bar.failed(task.run, names, outcome["error"])
                     if outcome.get("user_error"):
-                        raise AnyteachError(f"run {task.run.label} {names[task.run.student]} <- "
-                                            f"{names.get(task.run.teacher or '', '-')} failed: {outcome['error']}")
+                        error = RunFailed if outcome.get("exit_code") == RunFailed.exit_code else AnyteachError
+                        raise error(f"run {task.run.label} {names[task.run.student]} <- "
+                                    f"{names.get(task.run.teacher or '', '-')} failed: {outcome['error']}")
                     continue
                 row = run_row(task.run, outcome, names, {m.ref: m for m in plan.models})
                 store.add_run(row, outcome["history"])
