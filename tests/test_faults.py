@@ -230,9 +230,10 @@ def test_a_killed_zoo_build_resumes_without_retraining(tmp_path):
         os.environ["ANYTEACH_CACHE"] = env_cache
 
 
-def test_a_transfer_refuses_a_second_process_on_the_same_run(uninterrupted, tiny_zoo, tmp_path):
+def test_a_transfer_refuses_a_second_process_on_the_same_run(uninterrupted, tiny_zoo, tmp_path, monkeypatch):
     from anyteach._io import exclusive_lock
 
+    monkeypatch.setattr(sys.modules["anyteach.transfer"], "RUN_LOCK_WAIT", 0.3)
     out = tmp_path / "run"
     out.mkdir()
     with exclusive_lock(out / ".lock", "busy"):

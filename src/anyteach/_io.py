@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -105,11 +106,17 @@ def read_json(path: str | Path, what: str = "file") -> Any:
 
 
 @contextmanager
-def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
+def exclusive_lock(path: str | Path, busy: str, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if needed) for the duration of the block.
 
     The operating system releases the lock when the process dies, however it dies, so a killed
     process never leaves a stale lock behind.
+
+    Args:
+        path: the lock file.
+        busy: the message when another process holds the lock.
+        wait: seconds to keep trying (a process that is exiting, e.g. the orphaned worker of a killed
+            study driver, releases its locks within moments).
 
     Raises:
         AnyteachError: another process holds the lock (`busy` is the message).
@@ -120,10 +127,15 @@ def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
         yield
         return
     with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            raise AnyteachError(busy) from e
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if time.monotonic() >= deadline:
+                    raise AnyteachError(busy) from e
+                time.sleep(0.1)
         try:
             yield
         finally:

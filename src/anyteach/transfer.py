@@ -41,6 +41,8 @@ from .trainer import Trainer, resolve_lr
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
 # settings that do not change what a run computes: a run may resume with different values
+RUN_LOCK_WAIT = 10.0
+"""Seconds a run waits for its directory's lock (held by a process still exiting) before giving up."""
 _NOT_COMPARED = ("device", "eval_batch_size", "keep_checkpoints")
 
 ModelArg = str | Path | Classifier
@@ -348,7 +350,8 @@ class RunDir:
             AnyteachError: another process is running this run.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        with exclusive_lock(self.path / ".lock", f"another anyteach process is running {self.what} in {self.path}"):
+        with exclusive_lock(self.path / ".lock", f"another anyteach process is running {self.what} in {self.path}",
+                            wait=RUN_LOCK_WAIT):
             for stale in self.path.glob(".*.tmp"):  # what a killed atomic write left behind
                 stale.unlink(missing_ok=True)
             write_json(self.path / self.config_file, config)
