@@ -159,3 +159,24 @@ def test_order_and_empty_tables():
 def test_missing_columns_are_a_clear_error(runs):
     with pytest.raises(ValueError, match="p_loss"):
         aggregate(runs.drop(columns="p_loss"))
+
+
+def test_each_run_is_paired_with_a_control_of_its_own_budget():
+    # per student: an xe control at 2 epochs (Δ 0.0) and one at 8 epochs with a cosine schedule (Δ 0.5);
+    # `long` runs 8 epochs with cosine (pairs with the 8-epoch control), `short` 2 epochs (the 2-epoch one)
+    rows, long_recipe = [], json.dumps({"epochs": 8, "lr_schedule": "cosine"})
+    for k, student in enumerate(["s1", "s2", "s3"]):
+        rows += [("xe", "xe", student, "", 0.0, json.dumps({"epochs": 2})),
+                 ("xe-8", "xe", student, "", 0.5, long_recipe),
+                 ("long", "kl+dp", student, "t", 0.5 + 0.1 * (k + 1), long_recipe),
+                 ("short", "kl+dp", student, "t", 0.2, json.dumps({"epochs": 2})),
+                 ("odd", "kl+dp", student, "t", 0.9, json.dumps({"epochs": 5}))]  # no control of 5 epochs
+    frame = pd.DataFrame(rows, columns=["label", "method", "student", "teacher", "transfer_delta", "options"])
+    frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5, seed=0, data="d")
+    table = against_control(frame).set_index("label")
+    assert table.loc["long", "mean_delta_vs_control"] == pytest.approx(0.2)  # (0.1 + 0.2 + 0.3) / 3
+    assert table.loc["long", "control"] == "xe-8" and table.loc["long", "students_better"] == 3
+    assert table.loc["short", "mean_delta_vs_control"] == pytest.approx(0.2) and table.loc["short", "control"] == "xe"
+    assert "odd" not in table.index  # nothing of its budget to compare with
+    long_only = frame[frame["label"] != "xe-8"]
+    assert "long" not in against_control(long_only)["label"].tolist()  # never paired across budgets

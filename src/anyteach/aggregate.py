@@ -25,6 +25,7 @@ import pandas as pd
 
 from .errors import RunFailed
 from .metrics import BUCKETS, mcnemar_p_values
+from .options import TRAINING_OPTIONS
 from .store import StudyStore
 
 SIGNIFICANCE = 0.05
@@ -34,6 +35,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "runs", "students", "median_success_rate", "success_rate_q1", "success_rate_q3", "success_rate_iqr",
     "pooled_success_rate", "mean_delta", "median_delta", "student_mean_delta", "mean_gain", "mean_loss",
     "mean_transfer_rate", "significant_gain_rate", "significant_harm_rate", "mean_teacher_strength",
+    "mean_ensemble_delta", "pooled_efficiency", "median_efficiency",
 )
 """The columns of every aggregate table (after the grouping keys)."""
 
@@ -46,10 +48,16 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"runs table lacks columns {missing}")
     out = runs.copy()
     for column, default in (("transfer_rate", np.nan), ("teacher_strength", np.nan), ("bucket", None),
-                            ("student_family", "unknown"), ("student_params", np.nan), ("student_name", None)):
+                            ("student_family", "unknown"), ("student_params", np.nan), ("student_name", None),
+                            ("ensemble_delta", np.nan), ("transfer_efficiency", np.nan)):
         if column not in out.columns:
             out[column] = default
     out["student_name"] = out["student_name"].fillna(out["student"])
+    out["ensemble_delta"] = pd.to_numeric(out["ensemble_delta"], errors="coerce")
+    out["transfer_efficiency"] = pd.to_numeric(out["transfer_efficiency"], errors="coerce")
+    takeable = out["ensemble_delta"] > 0  # runs whose ensemble gains something: the efficiency's denominator
+    out["_taken"] = out["transfer_delta"].where(takeable)
+    out["_available"] = out["ensemble_delta"].where(takeable)
     out["success"] = out["transfer_delta"] > 0
     out["significant_gain"] = out["p_gain"] < SIGNIFICANCE
     out["significant_harm"] = out["p_loss"] < SIGNIFICANCE
@@ -99,7 +107,11 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFram
         median_delta=("transfer_delta", "median"), mean_gain=("knowledge_gain", "mean"),
         mean_loss=("knowledge_loss", "mean"), mean_transfer_rate=("transfer_rate", "mean"),
         significant_gain_rate=("significant_gain", "mean"), significant_harm_rate=("significant_harm", "mean"),
-        mean_teacher_strength=("teacher_strength", "mean"))
+        mean_teacher_strength=("teacher_strength", "mean"), mean_ensemble_delta=("ensemble_delta", "mean"),
+        median_efficiency=("transfer_efficiency", "median"), _taken=("_taken", "sum"),
+        _available=("_available", "sum"))
+    # pooled over runs: the share of all the available gain that the runs took together
+    out["pooled_efficiency"] = 100.0 * out["_taken"] / out["_available"].where(out["_available"] > 0)
     for column in ("pooled_success_rate", "significant_gain_rate", "significant_harm_rate"):
         out[column] = out[column].astype(float) * 100.0
     students = per_student(r, by).groupby(by, sort=False)
@@ -133,52 +145,85 @@ FAILURE_COLUMNS: tuple[str, ...] = ("run_key", "label", "kind", "error", "at")
 CONTROL_METHOD = "xe"
 """The no-teacher control: the same training budget on the labels alone (once per student)."""
 
+SELF_CONTROL = "self"
+"""The control of a method that uses no labels: self-distillation, the same data and budget."""
+
 CONTROL_COLUMNS: tuple[str, ...] = (
     "paired_runs", "students", "beats_control_rate", "mean_delta_vs_control", "students_better",
-    "students_worse", "p_better_than_control", "p_worse_than_control",
+    "students_worse", "p_better_than_control", "p_worse_than_control", "control", "unpaired_runs",
 )
-"""The columns of `against_control` (after `label`)."""
+"""The columns of `against_control` (after `label`); `control` names the control label(s) used."""
+
+BUDGET_OPTIONS: tuple[str, ...] = ("epochs", "batch_size", "augment")
+"""The training options that make a run's budget (with its data): a method run is paired only with a
+control run of the same student, seed, data and budget, i.e. the same samples for the same steps."""
+
+
+def _training_options(options: Any) -> dict[str, Any]:
+    """A run's training options (its `options` JSON) with every default filled in."""
+    given = json.loads(options) if isinstance(options, str) and options else {}
+    return {name: given.get(name, option.default) for name, option in TRAINING_OPTIONS.items()}
 
 
 def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.DataFrame:
-    """Every method against the no-teacher control, paired by student (and seed).
+    """Every method against the no-teacher control, paired by student, seed and budget.
 
-    Each run's transfer delta minus the delta of its student's control run (same seed) says what
-    the teacher added beyond the extra training. The test is over students, not runs, because a
-    student's runs share one control run: per student the mean difference, then a one-sided exact
-    sign test over students (students better vs worse than their control; ties left out).
+    Each run's transfer delta minus the delta of its student's control run (same seed, same data,
+    same budget: `BUDGET_OPTIONS`) says what the teacher added beyond the extra training. A study
+    that runs a method with a longer schedule also runs a control with that schedule; among several
+    controls of the same budget the one whose other training options agree most is used (the study's
+    `xe` with the method's own learning-rate schedule, say). The test is over students, not runs,
+    because a student's runs share one control run: per student the mean difference, then a one-sided
+    exact sign test over students (students better vs worse than their control; ties left out).
 
     Args:
-        runs: the runs table (with a `method` column naming the engine method, else `label` is used).
+        runs: the runs table (with a `method` column naming the engine method, else `label` is used;
+            `options` and `data` columns decide the budget when present).
         control: the engine method of the control.
 
     Returns:
         One row per method with a control to pair with: `label` then `CONTROL_COLUMNS`:
         `beats_control_rate` (% of paired runs with a larger delta than their control),
         `mean_delta_vs_control` (pp), `students_better` / `students_worse` (by their mean
-        difference) and the sign test's `p_better_than_control` / `p_worse_than_control`. Empty
-        when the study has no control runs.
+        difference), the sign test's `p_better_than_control` / `p_worse_than_control`, the
+        `control` label(s) used and the `unpaired_runs` (no control of the same budget). Empty when
+        the study has no control runs.
     """
     r = _prepare(runs)
-    method = r["method"] if "method" in r.columns else r["label"]
-    seed = r["seed"] if "seed" in r.columns else pd.Series(0, index=r.index)
-    r = r.assign(_method=method, _seed=seed)
-    controls = r[r["_method"] == control].groupby(["student", "_seed"])["transfer_delta"].mean()
-    if controls.empty:
+    r = r.assign(_method=r["method"] if "method" in r.columns else r["label"],
+                 _seed=r["seed"] if "seed" in r.columns else 0,
+                 _data=r["data"] if "data" in r.columns else "",
+                 _training=[_training_options(o) for o in (r["options"] if "options" in r.columns
+                                                           else [None] * len(r))])
+    r["_budget"] = [tuple(t[k] for k in BUDGET_OPTIONS) for t in r["_training"]]
+    controls: dict[tuple, list[pd.Series]] = {}
+    for _, c in r[r["_method"] == control].iterrows():
+        controls.setdefault((c["student"], c["_seed"], c["_data"], c["_budget"]), []).append(c)
+    if not controls:
         return pd.DataFrame(columns=["label", *CONTROL_COLUMNS])
     rows = []
     for label, group in r[r["_method"] != control].groupby("label", sort=False):
-        base = controls.reindex(pd.MultiIndex.from_frame(group[["student", "_seed"]])).to_numpy()
-        paired = group.assign(diff=group["transfer_delta"].to_numpy() - base).dropna(subset=["diff"])
-        if paired.empty:
+        diffs, students, used, unpaired = [], [], [], 0
+        for _, run in group.iterrows():
+            candidates = controls.get((run["student"], run["_seed"], run["_data"], run["_budget"]))
+            if not candidates:
+                unpaired += 1
+                continue
+            best = max(candidates, key=lambda c: sum(c["_training"][k] == v for k, v in run["_training"].items()))
+            diffs.append(run["transfer_delta"] - best["transfer_delta"])
+            students.append(run["student"])
+            used.append(best["label"])
+        if not diffs:
             continue
+        paired = pd.DataFrame({"student": students, "diff": diffs})
         by_student = paired.groupby("student")["diff"].mean()
         better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
         p_better, p_worse = mcnemar_p_values(better, worse)
         rows.append({"label": label, "paired_runs": len(paired), "students": len(by_student),
                      "beats_control_rate": 100.0 * float((paired["diff"] > 0).mean()),
                      "mean_delta_vs_control": float(paired["diff"].mean()), "students_better": better,
-                     "students_worse": worse, "p_better_than_control": p_better, "p_worse_than_control": p_worse})
+                     "students_worse": worse, "p_better_than_control": p_better, "p_worse_than_control": p_worse,
+                     "control": ", ".join(dict.fromkeys(used)), "unpaired_runs": unpaired})
     return pd.DataFrame(rows, columns=["label", *CONTROL_COLUMNS])
 
 
@@ -199,8 +244,10 @@ class StudySummary:
         by_family: per method x student family.
         per_student: per method x student: success rate, mean delta, family and parameter count.
         size_correlation: per method, Spearman correlation of student size and mean delta.
-        vs_control: per method, its deltas against the `xe` control's, paired by student
-            (`against_control`; empty without control runs).
+        vs_control: per method, its deltas against the `xe` control's, paired by student, seed and
+            budget (`against_control`; empty without control runs).
+        vs_self: the same against the `self` control (self-distillation: the control of a method
+            that uses no labels), when the study has `self` runs.
         methods: the method labels, in the study's order.
     """
 
@@ -212,6 +259,7 @@ class StudySummary:
     size_correlation: pd.DataFrame
     methods: list[str]
     vs_control: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    vs_self: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     failures: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS))
     planned: int | None = None
 
@@ -256,6 +304,8 @@ class StudySummary:
                                    self.by_family[self.by_family["method"] == method].iterrows()]
             control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else []
             record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
+            own = self.vs_self[self.vs_self["method"] == method] if len(self.vs_self) else []
+            record["vs_self"] = _record(own.iloc[0], drop=("method",)) if len(own) else None
             record["failed"] = self.failed_counts(method)
             records.append(record)
         finished = {r["method"] for r in records}
@@ -314,7 +364,8 @@ def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySumm
     students = ordered(per_student(runs) if len(runs) else pd.DataFrame(columns=["label"]), ["student_params"])
     return StudySummary(runs, by_method, by_bucket, by_family, students, ordered(size_correlation(runs))
                         if len(runs) else pd.DataFrame(), order,
-                        ordered(against_control(runs)) if len(runs) else pd.DataFrame())
+                        ordered(against_control(runs)) if len(runs) else pd.DataFrame(),
+                        ordered(against_control(runs, SELF_CONTROL)) if len(runs) else pd.DataFrame())
 
 
 def summarize(study_dir: str | Path) -> StudySummary:

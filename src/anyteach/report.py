@@ -247,6 +247,27 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def available_table(summary: StudySummary) -> pd.DataFrame:
+    """Per method with a teacher: the gain available to its runs and the share of it they took."""
+    runs = summary.runs
+    if runs.empty or "ensemble_delta" not in runs or runs["ensemble_delta"].isna().all():
+        return pd.DataFrame()
+    rows = []
+    for _, r in summary.by_method.iterrows():
+        part = runs[(runs["label"] == r["method"]) & runs["ensemble_delta"].notna()]
+        if part.empty:
+            continue
+        maxconf = (part["ensemble_maxconf_acc"] - part["student_acc_before"]).mean() \
+            if "ensemble_maxconf_acc" in part else float("nan")
+        rows.append({"method": r["method"], "runs": len(part),
+                     "available gain (pp)": _pp(r["mean_ensemble_delta"]),
+                     "runs with gain to take": _pct(100.0 * float((part["ensemble_delta"] > 0).mean()), 0),
+                     "pooled efficiency": _pct(r["pooled_efficiency"]),
+                     "median efficiency": _pct(r["median_efficiency"]),
+                     "max-confidence ensemble Δ (pp)": _pp(maxconf)})
+    return pd.DataFrame(rows)
+
+
 def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
     """Methods x teacher-strength buckets, each cell `cell(row)` of the bucket's aggregate row."""
     rows = []
@@ -368,11 +389,20 @@ def findings(summary: StudySummary) -> list[str]:
                 word = "does significantly worse than"
             else:
                 word = "is not significantly different from"
-            out.append(f"**{r['method']}** {word} the control, paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
+            which = f" (`{c['control']}`: the same data and budget)" if c.get("control") else ""
+            out.append(f"**{r['method']}** {word} the control, paired by student{which}: Δ "
+                       f"{c['mean_delta_vs_control']:+.2f} pp "
                        f"beyond the control on average, larger than the control's in {c['beats_control_rate']:.0f}% "
                        f"of {int(c['paired_runs'])} runs; {int(c['students_better'])} of {int(c['students'])} students "
                        f"better, {int(c['students_worse'])} worse (one-sided sign test over students: p = "
                        f"{c['p_better_than_control']:.3g} for better, {c['p_worse_than_control']:.3g} for worse).")
+
+    for _, r in summary.by_method.iterrows():
+        if pd.isna(r.get("pooled_efficiency", float("nan"))):
+            continue
+        out.append(f"**{r['method']}** took {r['pooled_efficiency']:.0f}% of the gain available to its runs (a "
+                   f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on "
+                   f"average; median efficiency {r['median_efficiency']:.0f}% over the runs with something to take).")
 
     weaker, stronger = ("much weaker", "weaker"), ("stronger", "much stronger")
     kl = by_name.get("kl")
@@ -499,7 +529,8 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
         f"(metrics on its eval split). Shared recipe: `{json.dumps(spec.get('recipe', {}), sort_keys=True)}`. "
         f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
         f"{time.strftime('%Y-%m-%d %H:%M')}."
-        + (f" **{len(failures)} runs failed** (see the store's `failures` table); re-run the study to retry them."
+        + (f" **{len(failures)} runs failed** ({summary.status_line()}; the store's `failures` table has the "
+           "reasons): re-running the study retries crashed runs, `--retry-failed` also diverged ones."
            if len(failures) else "")
         + (f" **The study is incomplete: {len(runs)} of {planned} planned runs have finished**; re-run it to resume."
            if planned and len(runs) < planned else "")
@@ -515,6 +546,21 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
                  "students that they do.")
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
+
+    available = available_table(summary)
+    if not available.empty:
+        report.heading("How much was there to take")
+        report.text("The *available gain* of a run is the Δ of a student–teacher ensemble (the two models' "
+                    "probabilities averaged, no training) over the student: what the teacher knows that the "
+                    "student could use. The *transfer efficiency* is the run's Δ as a share of it, where it is "
+                    "positive. A small Δ with a small available gain means there was little to learn; a small Δ "
+                    "with a large one means the method left the knowledge where it was.")
+        report.table(available, "Per method: mean available gain over its runs (pp), the share of runs with "
+                                "something to take (available gain > 0), pooled efficiency (ΣΔ / Σ available "
+                                "gain over those runs, %), median efficiency (%), and the paper-style "
+                                "max-confidence ensemble's mean Δ (pp).")
+        report.figure(figs.delta_vs_available(summary, fig_dir / "delta_vs_available.png"),
+                      "Transfer Δ vs available gain, one point per run; on the dashed line a run took all of it.")
 
     report.heading("By teacher strength")
     report.table(bucket_table(summary), "Pooled success rate / mean Δ (pp) (number of runs) per teacher-strength "

@@ -35,6 +35,10 @@ FINAL_METRICS: tuple[str, ...] = ("student_acc", "student_acc_before", "teacher_
                                   "p_gain", "p_loss")
 """The engine's final metrics kept as columns (everything else stays in `final_json`)."""
 
+AVAILABLE_METRICS: tuple[str, ...] = ("ensemble_acc", "ensemble_maxconf_acc", "ensemble_delta", "transfer_efficiency")
+"""What a run could have taken (the student–teacher ensemble) and the share it took; NULL for runs
+without a teacher and for runs written by an anyteach that did not measure them."""
+
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_key", "TEXT PRIMARY KEY"),
     ("label", "TEXT NOT NULL"),
@@ -51,6 +55,7 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("teacher_family", "TEXT"),
     ("teacher_params", "INTEGER"),
     *((name, "INTEGER" if name.endswith("_count") else "REAL") for name in FINAL_METRICS),
+    *((name, "REAL") for name in AVAILABLE_METRICS),
     ("teacher_strength", "REAL"),
     ("bucket", "TEXT"),
     ("complementary_knowledge", "REAL"),
@@ -122,6 +127,10 @@ class StudyStore:
 
     def _migrate(self) -> None:
         """Columns added since schema 1 (a store written by an older anyteach gains them)."""
+        runs = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+        for name in AVAILABLE_METRICS:
+            if name not in runs:
+                self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} REAL")
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(failures)")}
         if "kind" not in columns:
             self.conn.execute("ALTER TABLE failures ADD COLUMN kind TEXT NOT NULL DEFAULT 'error'")
@@ -333,6 +342,7 @@ def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
         "student_family": student.family, "student_params": student.num_params,
         "teacher_family": teacher.family if teacher else None, "teacher_params": teacher.num_params if teacher else None,
         **{m: _number(final[m]) for m in FINAL_METRICS},
+        **{m: _number(final.get(m)) for m in AVAILABLE_METRICS},
         "teacher_strength": strength, "bucket": bucket,
         "complementary_knowledge": _number(outcome.get("complementary_knowledge")),
         "final_json": json.dumps(json_ready(final)),
@@ -348,4 +358,4 @@ def load_runs(study_dir: str | Path) -> pd.DataFrame:
         return store.runs()
 
 
-__all__ = ["FINAL_METRICS", "RUN_COLUMNS", "STORE_FILE", "StudyStore", "load_runs", "run_row", "store_path"]
+__all__ = ["AVAILABLE_METRICS", "FINAL_METRICS", "RUN_COLUMNS", "STORE_FILE", "StudyStore", "load_runs", "run_row", "store_path"]

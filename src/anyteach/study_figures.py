@@ -169,6 +169,41 @@ def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def delta_vs_available(summary: StudySummary, path: Path) -> Path | None:
+    """Each run's Δ against the gain available to it (the student–teacher ensemble's Δ), per method.
+
+    On the diagonal a run took all an ensemble of the two models would give; near zero it took
+    nothing. A point far to the right and low says the knowledge was there and the method left it.
+    """
+    runs = summary.runs.dropna(subset=["ensemble_delta"]) if "ensemble_delta" in summary.runs else summary.runs[:0]
+    if runs.empty:
+        return None
+    plt = pyplot()
+    methods = [m for m in summary.methods if (runs["label"] == m).any()]
+    colors = method_colors(summary.methods)
+    fig, ax = plt.subplots(figsize=(6.2, 5.0))
+    for m in methods:
+        sel = runs[runs["label"] == m]
+        ax.scatter(sel["ensemble_delta"], sel["transfer_delta"], s=18, color=colors[m], alpha=0.8,
+                   edgecolor="black", linewidth=0.3, label=m)
+    x = runs["ensemble_delta"].to_numpy(float)
+    y = runs["transfer_delta"].to_numpy(float)
+    low, high = float(min(np.nanmin(x), np.nanmin(y), 0.0)), float(max(np.nanmax(x), np.nanmax(y), 0.1))
+    line = np.linspace(low, high, 200)
+    ax.plot(line, line, color="grey", linestyle="--", linewidth=0.8, label="Δ = available (all taken)")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.axvline(0, color="black", linewidth=0.6, linestyle=":")
+    if high - low > 8 * max(float(np.nanquantile(np.abs(np.concatenate([x, y])), 0.9)), 0.5):
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("available gain: Δ of the student–teacher ensemble (pp, no training)")
+    ax.set_ylabel("transfer Δ of the student (pp)")
+    ax.set_title("What each run took of what was there to take")
+    ax.legend(title="method", fontsize=8, framealpha=0.9, loc="upper left")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
 def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
     """Per method (one panel each): each student's mean delta against its parameter count, by family."""
     students = summary.per_student.dropna(subset=["student_params"])

@@ -18,7 +18,7 @@ import copy
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -127,6 +127,7 @@ class EvalReference:
     teacher_reference: torch.Tensor | None
     top_classes: dict[float, Any] | None
     original_preds: torch.Tensor | None = None
+    _available: dict[str, float | None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, student: Classifier, teachers: list[Classifier], data: Dataset, batch_size: int,
@@ -157,6 +158,24 @@ class EvalReference:
         """`(N,)` predictions of S0."""
         return self.before_logits.argmax(1)
 
+    def available_gain(self) -> dict[str, float | None]:
+        """How much a student could take from its teacher(s) without any training: the eval accuracy of
+        the student–teacher ensemble (S0's and the teachers' probabilities averaged, equal weights;
+        and, as the paper's baseline, per sample the most confident model) and its Δ over S0.
+
+        Returns:
+            `ensemble_acc`, `ensemble_maxconf_acc`, `ensemble_delta` (pp); None without teachers.
+        """
+        if self.teacher_reference is None:
+            return {"ensemble_acc": None, "ensemble_maxconf_acc": None, "ensemble_delta": None}
+        probs = torch.cat([self.before_logits.unsqueeze(0), self.teacher_logits.to(self.before_logits.dtype)])
+        probs = probs.float().softmax(-1)
+        mean_acc = 100.0 * (probs.mean(0).argmax(1) == self.labels).float().mean().item()
+        maxconf = ensemble_predictions(self.before_logits, self.teacher_logits)[0]
+        maxconf_acc = 100.0 * (maxconf == self.labels).float().mean().item()
+        before_acc = 100.0 * (self.before == self.labels).float().mean().item()
+        return {"ensemble_acc": mean_acc, "ensemble_maxconf_acc": maxconf_acc, "ensemble_delta": mean_acc - before_acc}
+
     def row(self, predictions: torch.Tensor, epoch: int | None = None) -> dict[str, Any]:
         """Transfer metrics of eval-split `predictions` against S0 and the teacher(s) (`epoch` first when
         given), as plain JSON data."""
@@ -172,6 +191,12 @@ class EvalReference:
         if self.original_preds is not None:
             against = transfer_metrics(self.original_preds, predictions, self.original_preds, labels)
             row["vs_original"] = {key: against[key] for key in ORIGINAL_KEYS}
+        if self._available is None:
+            self._available = self.available_gain()
+        row.update(self._available)
+        delta = self._available["ensemble_delta"]
+        # the share of the ensemble's gain this student reached (None where the ensemble gains nothing)
+        row["transfer_efficiency"] = 100.0 * row["transfer_delta"] / delta if delta is not None and delta > 0 else None
         return json_ready(row if epoch is None else {"epoch": epoch, **row})
 
 
