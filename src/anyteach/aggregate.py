@@ -388,5 +388,6 @@ def summarize(study_dir: str | Path) -> StudySummary:
     return summary
 
 
-__all__ = ["CONTROL_COLUMNS", "CONTROL_METHOD", "METRIC_COLUMNS", "against_control", "SIGNIFICANCE", "StudySummary", "aggregate", "order_methods", "per_student",
+__all__ = ["BUDGET_OPTIONS", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
+           "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "order_methods", "per_student",
            "size_correlation", "summarize", "summarize_runs"]

@@ -283,11 +283,13 @@ def _csv(text: Optional[str]) -> Optional[list[str]]:
 def summary_table(frame, title: str, key: str = "method") -> Table:
     """A rich table of aggregate rows (`anyteach.aggregate.METRIC_COLUMNS`)."""
     table = Table(title=title, caption="succ.: median over students of the per-student success rate (Δ > 0); "
-                  "pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < 0.05)")
+                  "pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < 0.05); avail.: Δ of "
+                  "the student–teacher ensemble; taken: ΣΔ / Σ avail. over runs with something to take")
     columns = [(key, key, "{}"), ("runs", "runs", "{:d}"), ("succ. %", "median_success_rate", "{:.1f}"),
                ("pooled %", "pooled_success_rate", "{:.1f}"), ("Δ pp", "mean_delta", "{:+.2f}"),
                ("gain %", "mean_gain", "{:.2f}"), ("loss %", "mean_loss", "{:.2f}"),
-               ("sig+ %", "significant_gain_rate", "{:.0f}"), ("sig− %", "significant_harm_rate", "{:.0f}")]
+               ("sig+ %", "significant_gain_rate", "{:.0f}"), ("sig− %", "significant_harm_rate", "{:.0f}"),
+               ("avail. pp", "mean_ensemble_delta", "{:+.2f}"), ("taken %", "pooled_efficiency", "{:.0f}")]
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header == key else "right", no_wrap=header == key)
     for row in frame.to_dict("records"):
@@ -309,15 +311,17 @@ def print_summary(study_dir: Path) -> None:
         if part["runs"].sum():
             console.print(summary_table(part, f"{method}: per teacher-strength bucket (acc(T) − acc(S0), pp)",
                                         key="bucket"))
-    if len(summary.vs_control):
-        table = Table(title="against the xe control, paired by student",
-                      caption="Δ beyond control: each run's Δ minus its student's control Δ; p: one-sided sign test "
-                              "over students")
-        for header in ("method", "runs", "Δ beyond control pp", "runs above control %", "students better / worse",
-                       "p better", "p worse"):
-            table.add_column(header, justify="left" if header == "method" else "right")
-        for r in summary.vs_control.to_dict("records"):
-            table.add_row(r["method"], str(r["paired_runs"]), f"{r['mean_delta_vs_control']:+.2f}",
+    for name, paired in (("xe", summary.vs_control), ("self", summary.vs_self)):
+        if not len(paired):
+            continue
+        table = Table(title=f"against the {name} control, paired by student, seed and budget",
+                      caption="Δ beyond control: each run's Δ minus its student's control Δ (a control of the same "
+                              "data and budget: column control); p: one-sided sign test over students")
+        for header in ("method", "control", "runs", "Δ beyond control pp", "runs above control %",
+                       "students better / worse", "p better", "p worse"):
+            table.add_column(header, justify="left" if header in ("method", "control") else "right")
+        for r in paired.to_dict("records"):
+            table.add_row(r["method"], r["control"], str(r["paired_runs"]), f"{r['mean_delta_vs_control']:+.2f}",
                           f"{r['beats_control_rate']:.0f}", f"{r['students_better']} / {r['students_worse']}",
                           f"{r['p_better_than_control']:.3g}", f"{r['p_worse_than_control']:.3g}")
         console.print(table)
