@@ -337,3 +337,14 @@ def test_cli_study_summary_report(tiny_study, tiny_zoo, tmp_path, capsys):
     assert cli("study", "--out", str(tmp_path / "x"), "--models", "a,b", "--methods", "kl") == 2
     assert "'data' is missing" in capsys.readouterr().err
     assert cli("summary", str(tmp_path / "nothing")) == 2
+
+
+def test_a_method_may_bring_its_own_transfer_data_but_not_its_own_evaluation(tiny_zoo):
+    half = TINY_DATA + ",fraction=0.5"
+    spec = load_study_spec(tiny_spec(tiny_zoo, methods=["kl", {"name": "xe", "label": "xe-half", "data": half},
+                                                         {"name": "kl+dp", "data": half}], pairs=2))
+    plan = plan_study(spec)
+    assert {r.label: r.data for r in plan.runs} == {"kl": TINY_DATA, "xe-half": half, "kl+dp": half}
+    assert load_study_spec(spec.to_dict()) == spec
+    with pytest.raises(AnyteachError, match=r"'methods\[1\].data'.*does not share the eval split"):
+        load_study_spec(tiny_spec(tiny_zoo, methods=["kl", {"name": "xe", "data": "mnist1d:size=2000,eval=400"}]))

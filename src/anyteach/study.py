@@ -196,7 +196,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             for seed in spec.seeds:
                 runs.append(RunSpec(method.label, method.name, student.ref,
-                                    None if method.teacher_free else teacher.ref, seed, options, spec.data))
+                                    None if method.teacher_free else teacher.ref, seed, options,
+                                    method.data or spec.data))
         seen_students.add(student.ref)
     return StudyPlan(spec, models, pairs, runs)
 

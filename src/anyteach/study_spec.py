@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from .data import load_dataset
 from .errors import AnyteachError
 from .methods import METHODS, get_method
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
@@ -28,7 +29,7 @@ from .transfer import resolve_run_options
 STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
               "resources", "imports")
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced")
-METHOD_KEYS = ("name", "label", "options")
+METHOD_KEYS = ("name", "label", "options", "data")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 EXECUTORS = ("local", "ray")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
@@ -45,12 +46,14 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One transfer method of a study: an engine method name, its options, and the label it is
-    reported under (defaults to the name; give two entries of one method different labels)."""
+    """One transfer method of a study: an engine method name, its options, the label it is reported
+    under (defaults to the name; give two entries of one method different labels) and, optionally,
+    its own transfer data (a dataset reference with the study's eval split, e.g. fresh samples)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    data: str | None = None
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -122,7 +125,8 @@ class StudySpec:
         d["models"] = list(self.models)
         d["seeds"] = list(self.seeds)
         d["imports"] = list(self.imports)
-        d["methods"] = [{"name": m.name, "label": m.label, "options": dict(m.options)} for m in self.methods]
+        d["methods"] = [{"name": m.name, "label": m.label, "options": dict(m.options),
+                         **({"data": m.data} if m.data else {})} for m in self.methods]
         d["pairs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["pairs"].items() if v is not None}
         return d
 
@@ -234,9 +238,20 @@ def _parse_method(item: Any, path: str) -> MethodSpec:
     label = _as_str(raw.get("label", name), f"{path}.label")
     if not _LABEL.match(label):
         raise AnyteachError(f"{spec_key(path + '.label')}: {label!r} may only hold letters, digits and _+.-")
-    method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label)
+    data = _as_str(raw["data"], f"{path}.data") if raw.get("data") is not None else None
+    method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label, data)
     _check_run_options(name, method.options, f"{path}.options")
     return method
+
+
+def _check_method_data(method: MethodSpec, data: str, path: str) -> None:
+    """A method's own transfer data must be measured on the study's eval split (comparable numbers)."""
+    if method.data is None:
+        return
+    own, study = load_dataset(method.data), load_dataset(data)
+    if own.split_identity("eval") != study.split_identity("eval") or own.num_classes != study.num_classes:
+        raise AnyteachError(f"{spec_key(path)}: {method.data!r} does not share the eval split of the study's data "
+                            f"{data!r}; a method may bring its own transfer data, not its own evaluation")
 
 
 def _expand_models(value: Any) -> tuple[list[str], str | None]:
@@ -337,6 +352,8 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if len(set(labels)) != len(labels):
         dup = next(lab for lab in labels if labels.count(lab) > 1)
         raise AnyteachError(f"{spec_key('methods')}: label {dup!r} is used twice; give each entry its own `label`")
+    for i, method in enumerate(methods):
+        _check_method_data(method, data, f"methods[{i}].data")
 
     seeds_raw = raw.get("seeds", [0])
     seeds_list = [seeds_raw] if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) else \
