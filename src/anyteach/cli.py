@@ -1,7 +1,8 @@
 """The `anyteach` command: a thin layer over the Python API (every verb has an API twin).
 
 User errors (`AnyteachError`) are printed as one line and exit with status 2; `--debug` shows the
-traceback instead.
+traceback instead. Under torchrun (`torchrun --nproc-per-node N -m anyteach transfer ...`) the
+`transfer` command joins the launch's process group and trains with DDP; rank 0 alone prints.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import distributed
 from .errors import AnyteachError
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
 
@@ -467,6 +469,11 @@ def transfer_command(
 
     import_plugins(imports or [])
     options = {**options, **_option_pairs(option)}
+    if distributed.launched_by_torchrun():
+        from .options import TrainingOptions
+
+        device = TrainingOptions(**{k: v for k, v in options.items() if k == "device"}).device
+        distributed.init_from_env(device)
     if mode is not None:
         _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, quiet, as_json, plots,
                         options)
@@ -474,6 +481,8 @@ def transfer_command(
     if curriculum is not None or plots is not None:
         raise AnyteachError("--curriculum and --plots apply to several teachers: add --mode parallel|sequential|soup")
     result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, progress=not quiet, **options)
+    if not distributed.is_main():
+        return
     if as_json:
         print(json.dumps(result.final, indent=2))
         return
@@ -512,6 +521,8 @@ def _transfer_multi(student, teachers, data, method, mode, curriculum, out, over
 
     result = transfer_multi(student, teachers, data, method, mode, out, curriculum=curriculum or "given",
                             overwrite=overwrite, progress=not quiet, **options)
+    if not distributed.is_main():
+        return
     if as_json:
         print(json.dumps({"final": result.final, "stages": result.stage_metrics}, indent=2))
     else:
@@ -581,8 +592,21 @@ def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Ou
 def main() -> None:
     try:
         app()
+    except SystemExit as e:
+        if distributed.active() and not e.code:
+            distributed.barrier()  # no rank tears the group down while another still uses it
+        raise
     except AnyteachError as e:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        if distributed.is_main():  # under torchrun every rank raises the same error: print it once
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    finally:
+        if distributed.active():
+            import gc
+
+            import torch.distributed as dist
+
+            gc.collect()  # nothing that holds the group may outlive it
+            dist.destroy_process_group()

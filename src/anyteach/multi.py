@@ -36,12 +36,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from . import distributed
 from ._io import read_json, write_json
 from .data import Dataset
 from .errors import AnyteachError
 from .methods import get_method
 from .models import Classifier
 from .predictions import Predictions, cached_logits
+from .ddp import rank_device
 from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
 from .transfer import (ExportedStudent, ModelArg, TransferResult, as_model_list, default_run_dir, export_student,
                        load_run_inputs, open_run_dir, resolve_run_options, transfer)
@@ -294,7 +296,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     # 2. models and data; the teachers' accuracies order the curriculum
     inputs = load_run_inputs(student, teacher_refs, data)
     dataset, student0, teacher_models = inputs.dataset, inputs.student, inputs.teachers
-    device = resolve_device(resolved.device)
+    device = rank_device(resolve_device(resolved.device))
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
         logits = cached_logits(teacher, dataset, "eval", resolved.eval_batch_size, device)
@@ -317,8 +319,9 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         for name in ("summary.json", "soup.safetensors", "soup.json"):
             (run_dir / name).unlink(missing_ok=True)
 
-    if open_run_dir(run_dir, "multi.json", config, overwrite=overwrite, what="a multi-teacher run",
-                    finished_file="summary.json", clear=clear):
+    if distributed.on_main(lambda: open_run_dir(run_dir, "multi.json", config, overwrite=overwrite,
+                                                what="a multi-teacher run", finished_file="summary.json",
+                                                clear=clear)):
         return MultiTransferResult.load(run_dir)
 
     # 4. the single runs: one for parallel, one per teacher in stage order otherwise
@@ -367,15 +370,20 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     final = reference.row(evaluate(final_model, dataset, resolved.eval_batch_size, device))
     for teacher in teacher_models:
         teacher.to("cpu")
-    if mode == "soup":
-        student_path = export_student(final_model, run_dir / "soup.safetensors", f"{student0.name}+{method}-soup",
-                                      final, method=method, mode="soup", student=config["student"]["identity"],
-                                      teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
-    else:
-        student_path = stages[-1].student_path
     stage_metrics = [_stage_row(k, name, acc, run) for k, (name, acc, run) in enumerate(zip(names, accs, stages), 1)]
-    write_json(run_dir / "summary.json", {"mode": mode, "curriculum": curriculum, "order": config["order"],
-                                          "student": str(student_path), "final": final, "stages": stage_metrics})
+
+    def finish() -> Path | None:  # rank 0 writes (under torchrun)
+        if mode == "soup":
+            student_path = export_student(final_model, run_dir / "soup.safetensors", f"{student0.name}+{method}-soup",
+                                          final, method=method, mode="soup", student=config["student"]["identity"],
+                                          teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+        else:
+            student_path = stages[-1].student_path
+        write_json(run_dir / "summary.json", {"mode": mode, "curriculum": curriculum, "order": config["order"],
+                                              "student": str(student_path), "final": final, "stages": stage_metrics})
+        return student_path
+
+    student_path = distributed.on_main(finish)
     return MultiTransferResult(run_dir, config, stages, stage_metrics, final, student_path)
 
 

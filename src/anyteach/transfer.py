@@ -15,6 +15,12 @@ unknown method, class-count mismatch), then runs the `Trainer` in a run director
 Calling `transfer` again with the same configuration and directory resumes an interrupted run, or
 returns a finished one without training; a different configuration on an existing run directory is
 an error unless `overwrite=True`.
+
+Launched by torchrun (or called inside an initialised process group) the same call trains one
+student with DistributedDataParallel over the group's processes (`anyteach.ddp`): every rank loads
+and checks the models and the data (an error on any rank stops all of them with the same message),
+rank 0 alone writes the run directory, and every rank returns the same result. The run directory
+must be visible to every rank (any single machine; a shared filesystem across machines).
 """
 
 from __future__ import annotations
@@ -28,19 +34,21 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from . import distributed
 from ._io import cache_dir, read_json, slug, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
+from .ddp import check_distributed_run, rank_device
 from .errors import AnyteachError
 from .methods import METHODS, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
 from .options import TRAINING_OPTIONS, TrainingOptions, split_options
-from .trainer import Trainer, resolve_lr
+from .trainer import Trainer, resolve_device, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
-# settings that do not change what a run computes: a run may resume with different values
-_NOT_COMPARED = ("device", "eval_batch_size")
+# settings that do not change what a run computes (beyond rounding): a run may resume with different values
+_NOT_COMPARED = ("device", "eval_batch_size", "workers", "channels_last", "compile", "compile_backend")
 
 ModelArg = str | Path | Classifier
 
@@ -159,6 +167,10 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     c["data"].pop("ref", None)
     # an option that an older anyteach did not have ran at what is now its default
     c["training"] = {**{name: option.default for name, option in TRAINING_OPTIONS.items()}, **c["training"]}
+    for name, option in TRAINING_OPTIONS.items():  # values written before an option changed type
+        for old, new in option.aliases:
+            if c["training"][name] is old:
+                c["training"][name] = new
     for key in _NOT_COMPARED:
         c["training"].pop(key, None)
     return c
@@ -378,8 +390,10 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
                             "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
 
-    # 2. models and data, checked against each other
-    inputs = load_run_inputs(student, teacher_refs, data, original)
+    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
+
+    # 2. models and data, checked against each other (on every rank: each must see them)
+    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data, original))
     dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
     config = inputs.config(CONFIG_FORMAT, method, method_options, resolved)
 
@@ -390,19 +404,20 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
 
-    if open_run_dir(run_dir, "config.json", config, overwrite=overwrite, what="a run", finished_file="final.json",
-                    clear=clear):
+    if distributed.on_main(lambda: open_run_dir(run_dir, "config.json", config, overwrite=overwrite, what="a run",
+                                                finished_file="final.json", clear=clear)):
         return TransferResult.load(run_dir)
 
     # 4. train (or resume), writing metrics after every evaluated epoch
     def write_metrics(history: list[dict[str, Any]]) -> None:
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        if distributed.is_main():
+            write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
         if on_epoch is not None:
             on_epoch(history)
 
     teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
     reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
-        if progress else None
+        if progress and distributed.is_main() else None
     trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
     outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
     if not outcome.finished:
@@ -410,12 +425,18 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
 
     # 5. export the student, then final.json (which marks the run finished)
     final = dict(outcome.final)
-    student_path = None
-    if outcome.model is not None:
-        student_path = export_student(outcome.model, run_dir / "student.safetensors", f"{student_model.name}+{method}",
-                                      final, method=method, student=config["student"]["identity"],
-                                      teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
-    write_json(run_dir / "final.json", final)
+
+    def finish() -> Path | None:
+        student_path = None
+        if outcome.model is not None:
+            student_path = export_student(outcome.model, run_dir / "student.safetensors",
+                                          f"{student_model.name}+{method}", final, method=method,
+                                          student=config["student"]["identity"],
+                                          teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+        write_json(run_dir / "final.json", final)
+        return student_path
+
+    student_path = distributed.on_main(finish)
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
