@@ -125,11 +125,21 @@ def zoo_build(name: str = typer.Argument("mnist1d", help="Zoo name."),
 
 
 @zoo_app.command("list")
-def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name."), seed: int = typer.Option(0),
+def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name: mnist1d (built-in) or timm (timm's registry)."),
+             seed: int = typer.Option(0),
+             filter: Optional[str] = typer.Option(None, "--filter", help="timm: a glob over the names, e.g. 'resnet*'."),
+             pretrained: bool = typer.Option(False, "--pretrained", help="timm: list the pretrained tags "
+                                             "(resnet50.a1_in1k) instead of the architectures."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table.")) -> None:
-    """Print name, family, parameters and eval accuracy of the zoo's built models."""
+    """Print name, family, parameters and eval accuracy of the zoo's built models (timm: family,
+    parameters, input size, classes and top-1 where timm's bundled metadata has it; no network)."""
     from .zoo import get_zoo, list_zoo
 
+    if name == "timm":
+        _timm_list(filter, pretrained, as_json)
+        return
+    if filter is not None or pretrained:
+        raise AnyteachError("--filter and --pretrained list timm's zoo: anyteach zoo list timm --filter 'resnet*'")
     zoo = get_zoo(name, seed)
     rows = list_zoo(zoo)
     if as_json:
@@ -138,6 +148,31 @@ def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name."), seed: int 
     console.print(zoo_table(rows, f"zoo {name} (seed {seed}): {len(rows)}/{len(zoo.names)} built"))
     if zoo.missing():
         err_console.print(f"missing: {', '.join(zoo.missing())} (run `anyteach zoo build {name}`)")
+
+
+def _timm_list(pattern: Optional[str], pretrained: bool, as_json: bool) -> None:
+    from rich.status import Status
+
+    from .zoo.timm_zoo import list_timm
+
+    with Status("listing timm's models", console=err_console) as status:
+        rows = list_timm(pattern, pretrained, on_count=lambda n: status.update(
+            f"counting parameters on the meta device (cached): {n}"))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    kind = "pretrained tags" if pretrained else "architectures"
+    table = Table(title=f"timm {kind}{f' matching {pattern!r}' if pattern else ''}: {len(rows)}",
+                  caption="reference: timm:<name> (architectures: timm:<name>@<weights file>); top-1: where timm's "
+                          "bundled metadata has it")
+    for col, justify in (("model", "left"), ("family", "left"), ("params", "right"), ("input", "right"),
+                         ("classes", "right"), ("top-1 %", "right")):
+        table.add_column(col, justify=justify, no_wrap=col == "model")
+    for r in rows:
+        size = "x".join(str(v) for v in r["input_size"][1:]) if r["input_size"] else "-"
+        table.add_row(r["name"], r["family"], f"{r['params']:,}" if r["params"] is not None else "-", size,
+                      str(r["num_classes"] or "-"), f"{r['top1']:.2f}" if r["top1"] is not None else "-")
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------------------------
