@@ -395,7 +395,7 @@ class ImageFolder(Dataset):
         targets = np.asarray(self._folder(split).targets)
         return torch.from_numpy(targets[self._indices[split]]).long()
 
-    KEPT_LOADERS = 4
+    KEPT_LOADERS = 2
     """How many loaders (with their worker processes) stay alive for reuse: a run iterates the same
     transfer and eval loaders every epoch."""
 
