@@ -25,8 +25,6 @@ and why:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 

@@ -141,7 +141,7 @@ class TrainingOptions:
                       f"one of {', '.join(AMP_MODES)}", aliases=((True, "auto"), (False, "off")))
     channels_last: bool = option(False, "channels-last memory format for image models and batches (faster "
                                         "convolutions on GPUs)", allowed="true or false")
-    compile: bool = option(False, "torch.compile the student's training step and every model's inference",
+    compile: bool = option(False, "compile the student's training step and every model's inference (torch.compile)",
                            allowed="true or false")
     compile_backend: str = option("inductor", "the torch.compile backend (inductor; aot_eager or eager to debug)",
                                   lambda v: bool(v.strip()), "a backend name")

@@ -21,7 +21,7 @@ from ._io import cache_dir, save_tensors, text_digest
 from .data import Dataset, load_dataset
 from .errors import AnyteachError
 from .models import Classifier, load_model
-from .runtime import Runtime, default_device
+from .runtime import Runtime
 
 
 @dataclass
