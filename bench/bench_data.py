@@ -14,9 +14,11 @@ of, measured side by side in one run (ratios survive a busy machine better than 
       a GPU could be fed at most from this machine's cores),
 
 and the ratios b/a (goal >= 0.8: the data path costs at most 20% on top of the model), c/e and
-d/(e with the teacher's forward). Each of (a, b) and (c, e) is measured twice, alternating, and
-the better of the two kept. It also prints the machine's load and the busiest other processes.
-It asserts nothing.
+d/(e with the teacher's forward). On a shared machine the rates drift with the other processes'
+load, so the ratios come from pairs measured back to back on equal work: b/a is the median over
+`--repeats` pairs of (a on `--chunk` pre-decoded images, b = predict() of a `--chunk`-image folder
+subset); c/e likewise. (b) over the whole folder is measured once. It also prints the machine's
+load and the busiest other processes before and after. It asserts nothing.
 
 Usage: `python bench/bench_data.py [--model resnet18] [--images 2000] [--workers N] [--threads N]`.
 """
@@ -134,9 +136,8 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18", help="timm architecture (random weights), at its native size")
     parser.add_argument("--images", type=int, default=2000, help="train images of the generated folder (>= 2000)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--predecoded", type=int, default=256, help="images of the in-memory measurements (a, e)")
-    parser.add_argument("--transfer-fraction", type=float, default=0.16, help="share of the folder a transfer "
-                        "epoch runs over (c, d)")
+    parser.add_argument("--chunk", type=int, default=256, help="images per paired measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="pairs per ratio")
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: anyteach's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "anyteach-bench-images")
@@ -157,36 +158,43 @@ def main() -> None:
     size = student.info.preprocessing.input_size
     print(f"model: {args.model} ({student.info.num_params:,} parameters) at {size[1]}x{size[2]}, batch {args.batch}, "
           f"{torch.get_num_threads()} torch threads, {workers} loader workers, {os.cpu_count()} cores")
-    batches = predecoded(data, student.info.preprocessing, args.predecoded, args.batch)
+    batches = predecoded(data, student.info.preprocessing, args.chunk, args.batch)
+    fraction = len(batches) * args.batch / data.size("transfer")
+    chunk = load_dataset(f"imagefolder:{root},fraction={fraction:.4f}")  # a stratified subset of the folder
+    cpu = Runtime(torch.device("cpu"), workers=workers)
 
     a_rates, b_rates = [], []
-    for _ in range(2):  # alternate: a busy machine slows both the same way
+    for _ in range(args.repeats):  # back to back: a busy machine slows both alike
         a_rates.append(forward_rate(student, batches))
         started = time.perf_counter()
-        predict(student, data, "transfer", cache=False, batch_size=args.batch,
-                runtime=Runtime(torch.device("cpu"), workers=workers))
-        b_rates.append(data.size("transfer") / (time.perf_counter() - started))
-    a, b = max(a_rates), max(b_rates)
+        predict(student, chunk, "transfer", cache=False, batch_size=args.batch, runtime=cpu)
+        b_rates.append(chunk.size("transfer") / (time.perf_counter() - started))
+    started = time.perf_counter()
+    predict(student, data, "transfer", cache=False, batch_size=args.batch, runtime=cpu)
+    b_full = data.size("transfer") / (time.perf_counter() - started)
 
     c_rates, e_rates = [], []
-    small = load_dataset(f"imagefolder:{root},fraction={args.transfer_fraction}")
     options = dict(epochs=1, batch_size=args.batch, eval_batch_size=args.batch, device="cpu", progress=False,
                    workers=workers, optimizer="sgd")
     with tempfile.TemporaryDirectory() as tmp:
-        for k in range(2):
+        for k in range(args.repeats):
             e_rates.append(train_step_rate(student, batches))
-            run = transfer(student, teacher, small, "kl", Path(tmp) / f"cached{k}", **options)
+            run = transfer(student, teacher, chunk, "kl", Path(tmp) / f"cached{k}", **options)
             c_rates.append(run.final["steps"] * args.batch / run.final["seconds_train"])
-        live = transfer(student, teacher, small, "kl", Path(tmp) / "live", cache_teacher_outputs=False, **options)
+        e_live = train_step_rate(student, batches, teacher)
+        live = transfer(student, teacher, chunk, "kl", Path(tmp) / "live", cache_teacher_outputs=False, **options)
         d = live.final["steps"] * args.batch / live.final["seconds_train"]
-    c, e = max(c_rates), max(e_rates)
-    e_live = train_step_rate(student, batches, teacher)
     f = loader_rate(data, student.info.preprocessing, args.batch, workers)
+    median = lambda values: float(np.median(values))  # noqa: E731
+    a, b, c, e = median(a_rates), median(b_rates), median(c_rates), median(e_rates)
+    ba = median([y / x for x, y in zip(a_rates, b_rates)])
+    ce = median([y / x for x, y in zip(e_rates, c_rates)])
 
     print()
     print(f"{'measurement':<62} {'images/s':>9}")
     for label, value in (("(a) model forward, pre-decoded tensors", a),
-                         ("(b) anyteach predict() of the folder (decode + resize + crop + forward)", b),
+                         ("(b) predict() of a folder subset (decode + resize + crop + forward)", b),
+                         (f"(b) predict() of the whole folder ({data.size('transfer')} images)", b_full),
                          ("(c) transfer step, cached teacher outputs (kl)", c),
                          ("(d) transfer step, live teacher (kl)", d),
                          ("(e) student forward + backward + step, pre-decoded (floor of c)", e),
@@ -194,12 +202,12 @@ def main() -> None:
                          (f"(f) the loader alone ({workers} workers), no model", f)):
         print(f"{label:<62} {value:9.1f}")
     print()
-    print(f"b/a  = {b / a:.3f}   data-path overhead of prediction: {100 * (a / b - 1):.1f}% on top of the model "
-          "(goal <= 20%)")
-    print(f"c/e  = {c / e:.3f}   cached-output transfer step vs its floor")
+    print(f"b/a  = {ba:.3f}   data-path overhead of prediction: {100 * (1 / ba - 1):.1f}% on top of the model "
+          "(goal <= 20%; median of back-to-back pairs)")
+    print(f"c/e  = {ce:.3f}   cached-output transfer step vs its floor (median of pairs)")
     print(f"d/e' = {d / e_live:.3f}   live-teacher transfer step vs its floor")
-    print(f"runs: a {', '.join(f'{v:.1f}' for v in a_rates)}; b {', '.join(f'{v:.1f}' for v in b_rates)}; "
-          f"c {', '.join(f'{v:.1f}' for v in c_rates)}; e {', '.join(f'{v:.1f}' for v in e_rates)}")
+    print(f"pairs: a {', '.join(f'{v:.1f}' for v in a_rates)}; b {', '.join(f'{v:.1f}' for v in b_rates)}; "
+          f"e {', '.join(f'{v:.1f}' for v in e_rates)}; c {', '.join(f'{v:.1f}' for v in c_rates)}")
     print(f"after: {busy_processes()}")
 
 

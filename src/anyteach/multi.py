@@ -43,7 +43,7 @@ from .errors import AnyteachError
 from .methods import get_method
 from .models import Classifier
 from .predictions import Predictions, cached_logits
-from .ddp import rank_device
+from .ddp import check_distributed_run, rank_device
 from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
 from .transfer import (ExportedStudent, ModelArg, TransferResult, as_model_list, default_run_dir, export_student,
                        load_run_inputs, open_run_dir, resolve_run_options, transfer)
@@ -293,8 +293,10 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
 
-    # 2. models and data; the teachers' accuracies order the curriculum
-    inputs = load_run_inputs(student, teacher_refs, data)
+    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
+
+    # 2. models and data (every rank must see them); the teachers' accuracies order the curriculum
+    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data))
     dataset, student0, teacher_models = inputs.dataset, inputs.student, inputs.teachers
     device = rank_device(resolve_device(resolved.device))
     accuracies = []
