@@ -51,8 +51,8 @@ class SyntheticImages(Dataset):
         return self._y[split]
 
     def loader(self, split, batch_size=256, shuffle=False, seed=0, epoch=0, preprocessing=None, augment=False,
-               drop_last=False, num_workers=0, generator=None):
-        return TensorLoader(self._x[split], self._y[split], batch_size, shuffle, seed, epoch, drop_last)
+               drop_last=False, num_workers=0, generator=None, shard=(0, 1)):
+        return TensorLoader(self._x[split], self._y[split], batch_size, shuffle, seed, epoch, drop_last, shard=shard)
 
 
 def _at_64(model: Classifier) -> Classifier:

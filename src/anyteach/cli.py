@@ -1,7 +1,8 @@
 """The `anyteach` command: a thin layer over the Python API (every verb has an API twin).
 
 User errors (`AnyteachError`) are printed as one line and exit with status 2; `--debug` shows the
-traceback instead.
+traceback instead. Under torchrun (`torchrun --nproc-per-node N -m anyteach transfer ...`) the
+`transfer` command joins the launch's process group and trains with DDP; rank 0 alone prints.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import distributed
 from ._io import disk_use, human_bytes
 from .errors import AnyteachError, os_error_message
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
@@ -124,11 +126,21 @@ def zoo_build(name: str = typer.Argument("mnist1d", help="Zoo name."),
 
 
 @zoo_app.command("list")
-def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name."), seed: int = typer.Option(0),
+def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name: mnist1d (built-in) or timm (timm's registry)."),
+             seed: int = typer.Option(0),
+             filter: Optional[str] = typer.Option(None, "--filter", help="timm: a glob over the names, e.g. 'resnet*'."),
+             pretrained: bool = typer.Option(False, "--pretrained", help="timm: list the pretrained tags "
+                                             "(resnet50.a1_in1k) instead of the architectures."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table.")) -> None:
-    """Print name, family, parameters and eval accuracy of the zoo's built models."""
+    """Print name, family, parameters and eval accuracy of the zoo's built models (timm: family,
+    parameters, input size, classes and top-1 where timm's bundled metadata has it; no network)."""
     from .zoo import get_zoo, list_zoo
 
+    if name == "timm":
+        _timm_list(filter, pretrained, as_json)
+        return
+    if filter is not None or pretrained:
+        raise AnyteachError("--filter and --pretrained list timm's zoo: anyteach zoo list timm --filter 'resnet*'")
     zoo = get_zoo(name, seed)
     rows = list_zoo(zoo)
     if as_json:
@@ -137,6 +149,31 @@ def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name."), seed: int 
     console.print(zoo_table(rows, f"zoo {name} (seed {seed}): {len(rows)}/{len(zoo.names)} built"))
     if zoo.missing():
         err_console.print(f"missing: {', '.join(zoo.missing())} (run `anyteach zoo build {name}`)")
+
+
+def _timm_list(pattern: Optional[str], pretrained: bool, as_json: bool) -> None:
+    from rich.status import Status
+
+    from .zoo.timm_zoo import list_timm
+
+    with Status("listing timm's models", console=err_console) as status:
+        rows = list_timm(pattern, pretrained, on_count=lambda n: status.update(
+            f"counting parameters on the meta device (cached): {n}"))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    kind = "pretrained tags" if pretrained else "architectures"
+    table = Table(title=f"timm {kind}{f' matching {pattern!r}' if pattern else ''}: {len(rows)}",
+                  caption="reference: timm:<name> (architectures: timm:<name>@<weights file>); top-1: where timm's "
+                          "bundled metadata has it")
+    for col, justify in (("model", "left"), ("family", "left"), ("params", "right"), ("input", "right"),
+                         ("classes", "right"), ("top-1 %", "right")):
+        table.add_column(col, justify=justify, no_wrap=col == "model")
+    for r in rows:
+        size = "x".join(str(v) for v in r["input_size"][1:]) if r["input_size"] else "-"
+        table.add_row(r["name"], r["family"], f"{r['params']:,}" if r["params"] is not None else "-", size,
+                      str(r["num_classes"] or "-"), f"{r['top1']:.2f}" if r["top1"] is not None else "-")
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,6 +525,11 @@ def transfer_command(
 
     import_plugins(imports or [])
     options = {**options, **_option_pairs(option)}
+    if distributed.launched_by_torchrun():
+        from .options import TrainingOptions
+
+        device = TrainingOptions(**{k: v for k, v in options.items() if k == "device"}).device
+        distributed.init_from_env(device)
     if mode is not None:
         if len(teacher or []) < 2:
             raise AnyteachError(f"--mode {mode} combines several teachers: give at least two --teacher (with one "
@@ -499,6 +541,8 @@ def transfer_command(
         raise AnyteachError("--curriculum and --plots apply to several teachers: add --mode parallel|sequential|soup")
     result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, restart=restart,
                       progress=not quiet, **options)
+    if not distributed.is_main():
+        return
     if as_json:
         print(json.dumps(result.final, indent=2))
         return
@@ -537,6 +581,8 @@ def _transfer_multi(student, teachers, data, method, mode, curriculum, out, over
 
     result = transfer_multi(student, teachers, data, method, mode, out, curriculum=curriculum or "given",
                             overwrite=overwrite, restart=restart, progress=not quiet, **options)
+    if not distributed.is_main():
+        return
     if as_json:
         print(json.dumps({"final": result.final, "stages": result.stage_metrics}, indent=2))
     else:
@@ -606,6 +652,10 @@ def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Ou
 def main() -> None:
     try:
         app()
+    except SystemExit as e:
+        if distributed.active():
+            _leave_process_group(e.code if isinstance(e.code, int) else int(e.code is not None))
+        raise
     except AnyteachError as e:
         if _state["debug"]:
             raise
@@ -617,5 +667,22 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    if distributed.is_main():  # under torchrun every rank raises the same error: print it once
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    if distributed.active():
+        _leave_process_group(code)
     sys.exit(code)
+
+
+def _leave_process_group(code: int) -> None:
+    """End a torchrun rank: wait for the others (after success), flush, and exit without tearing the
+    process group down. Every file is written (atomically) by now; torch's gloo teardown, in
+    destroy_process_group or at interpreter exit, aborts a process now and then (seen in about 1 of
+    8 launches of a script of four DDP runs), which would turn a finished run into a failed launch."""
+    import os
+
+    if code == 0:
+        distributed.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

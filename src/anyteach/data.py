@@ -14,12 +14,23 @@ stratified 10% of ImageNet train), drawn with `subset_seed` (default 0).
 Splits: `train` (what the zoo is trained on), `transfer` (what transfer runs on: `train`, or its
 stratified fraction) and `eval` (held out, only for measuring). `index` is the sample's position in
 its split, so per-sample results (cached teacher outputs, predictions) line up across models.
+
+Every loader cuts one seeded order of its split into batches (`BatchOrder`); under DDP each rank
+(`shard=(rank, world_size)`) takes its contiguous share of every batch, so the ranks together see
+exactly the batches of a single process. Image folders are read by DataLoader workers that decode
+each image once and send 8-bit tensors (a quarter of the bytes of floats; `Runtime.to_device` and
+`Classifier` turn them into floats in [0, 1]); a split's loader is kept with its workers alive
+between epochs, and augmentation draws its random numbers from (seed, epoch, sample), so an
+augmented run resumes exactly and does not depend on the number of workers or ranks.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -87,9 +98,48 @@ def augment_signals(x: torch.Tensor, generator: torch.Generator, shift: float = 
     return x
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The run's shuffled order of `n` samples in one epoch: a permutation drawn from (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+class BatchOrder(torch.utils.data.Sampler):
+    """The batches of a split in one epoch: the split in order (or in the seeded order of `epoch_order`),
+    cut into batches of `batch_size`. With `shard=(rank, world_size)` it yields only this rank's
+    contiguous share of every batch (`torch.tensor_split`: equal shares when `batch_size` divides by
+    the world size), so the ranks together see exactly the batches of one process; a rank whose
+    share of the last batch is empty skips it. Set `epoch` between passes (a DataLoader with
+    persistent workers keeps its batch sampler). With `tag_epoch`, each index is yielded as
+    `(index, epoch)`, for datasets whose per-sample randomness follows the epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                 drop_last: bool = False, shard: tuple[int, int] = (0, 1), tag_epoch: bool = False):
+        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, epoch
+        self.drop_last, self.shard, self.tag_epoch = drop_last, shard, tag_epoch
+
+    def __len__(self) -> int:
+        """The number of batches of the whole split (every rank steps this many times in training)."""
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        """This rank's share of each batch, as index tensors."""
+        order = epoch_order(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
+        rank, world = self.shard
+        for i in range(len(self)):
+            share = torch.tensor_split(order[i * self.batch_size:(i + 1) * self.batch_size], world)[rank]
+            if len(share):
+                yield share
+
+    def __iter__(self) -> Iterator[list]:
+        for share in self.batches():
+            yield [(i, self.epoch) for i in share.tolist()] if self.tag_epoch else share.tolist()
+
+
 @dataclass
 class TensorLoader:
-    """Batches `(input, label, index)` from in-memory tensors; shuffled per epoch from `seed`.
+    """Batches `(input, label, index)` from in-memory tensors; shuffled per epoch from `seed`
+    (`BatchOrder`: `shard` selects a rank's share of every batch).
 
     With `augment` (keyword arguments of `augment_signals`), every batch is augmented with random
     numbers drawn from `generator` (whose state a resumable run saves), or, without one, from a
@@ -105,23 +155,20 @@ class TensorLoader:
     drop_last: bool = False
     augment: Mapping[str, float] | None = None
     generator: torch.Generator | None = None
+    shard: tuple[int, int] = (0, 1)
+
+    def _order(self) -> BatchOrder:
+        return BatchOrder(len(self.labels), self.batch_size, self.shuffle, self.seed, self.epoch, self.drop_last,
+                          self.shard)
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return len(self._order())
 
     def __iter__(self) -> Iterator[Batch]:
-        n = len(self.labels)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
         noise = self.generator
         if self.augment and noise is None:
             noise = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7919)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        for idx in self._order().batches():
             x = self.inputs[idx]
             if self.augment:
                 x = augment_signals(x, noise, **self.augment)
@@ -147,14 +194,17 @@ class Dataset:
 
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int = 0, generator: torch.Generator | None = None):
-        """Iterable of `(input, label, index)` batches. Inputs are un-normalised: each model
-        normalises its own (see `Classifier`); `preprocessing` only sets image size and crop.
+               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
+               shard: tuple[int, int] = (0, 1)):
+        """Iterable of `(input, label, index)` batches. Inputs are un-normalised (images: 8-bit): each
+        model normalises its own (see `Classifier`); `preprocessing` only sets image size and crop.
 
         `augment` switches on the dataset's own random augmentation (signals: `augment_signals`
         with `MNIST1D_AUGMENTATION`, or the given keyword arguments; images: timm's training
         transforms); `generator` is the random source of signal augmentation (a resumable run
-        passes its own, whose state it saves)."""
+        passes its own, whose state it saves). `num_workers` is the number of loader processes of
+        datasets read from files (None: their default); `shard=(rank, world_size)` yields only a
+        rank's share of every batch (`BatchOrder`)."""
         raise NotImplementedError  # pragma: no cover
 
     def _check_split(self, split: str) -> None:
@@ -244,19 +294,42 @@ class Mnist1d(Dataset):
 
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int = 0, generator: torch.Generator | None = None) -> TensorLoader:
+               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
+               shard: tuple[int, int] = (0, 1)) -> TensorLoader:
         params = dict(MNIST1D_AUGMENTATION) if augment is True else dict(augment) if augment else None
         return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
-                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator)
+                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
+                            shard=shard)
+
+
+@contextmanager
+def _seeded(seed: int, restore: bool) -> Iterator[None]:
+    """Python's and torch's global random generators seeded with `seed` (their states restored after,
+    with `restore`: in the training process, whose random state belongs to the run)."""
+    saved = (random.getstate(), torch.get_rng_state()) if restore else None
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            random.setstate(saved[0])
+            torch.set_rng_state(saved[1])
 
 
 class _Indexed(torch.utils.data.Dataset):
-    """The images of one split, in index order. An image that cannot be read comes back as a blank
-    input with label -1, so the main process can name the file in one line (an exception raised in
-    a DataLoader worker would reach the user wrapped in the worker's traceback)."""
+    """Samples of one split of an image folder: `(8-bit image, label, index in the split)`.
 
-    def __init__(self, base, indices: np.ndarray, transform, input_size: tuple[int, ...]):
-        self.base, self.indices, self.transform, self.input_size = base, indices, transform, input_size
+    Keys are positions in the split, or `(position, epoch)` from an epoch-tagged `BatchOrder`: a
+    random transform then draws from (seed, epoch, position), wherever and whenever it runs. An image
+    that cannot be read comes back blank with label -1, so the training process can name the file in
+    one line (an exception raised in a loader worker would reach the user inside its traceback).
+    """
+
+    def __init__(self, base, indices: np.ndarray, transform, input_size: tuple[int, ...],
+                 random_seed: int | None = None):
+        self.base, self.indices, self.transform, self.random_seed = base, indices, transform, random_seed
+        self.input_size = tuple(input_size)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -264,31 +337,44 @@ class _Indexed(torch.utils.data.Dataset):
     def path(self, i: int) -> str:
         return self.base.samples[self.indices[i]][0]
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
         path, label = self.base.samples[self.indices[i]]
         try:
-            image = self.transform(self.base.loader(path))
+            image = self.base.loader(path)  # decoded once; every model of the step shares the tensor
+            if self.random_seed is None:
+                return self.transform(image), label, i
+            seed = (self.random_seed * 1_000_003 + epoch) * 10_000_019 + i
+            with _seeded(seed % 2 ** 63, restore=torch.utils.data.get_worker_info() is None):
+                return self.transform(image), label, i
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
-            return torch.zeros(self.input_size), -1, i
-        return image, label, i
+            return torch.zeros(self.input_size, dtype=torch.uint8), -1, i
 
 
-class _CheckedLoader:
-    """A DataLoader over `_Indexed` that stops with a one-line error at the first unreadable image."""
+def default_workers() -> int:
+    """Loader processes per training process: the cores this process may use, shared with the other
+    processes of a torchrun launch on this machine, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
-    def __init__(self, loader: torch.utils.data.DataLoader, images: _Indexed):
-        self.loader, self.images = loader, images
+
+class _EpochLoader:
+    """One epoch of a kept DataLoader: sets its batch order's epoch, then iterates it."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, order: BatchOrder, epoch: int):
+        self.loader, self.order, self.epoch = loader, order, epoch
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.order)
 
     def __iter__(self) -> Iterator[Batch]:
+        self.order.epoch = self.epoch
+        images = self.loader.dataset
         for x, y, index in self.loader:
             broken = (y < 0).nonzero()
             if len(broken):
-                path = self.images.path(int(index[broken[0, 0]]))
-                raise AnyteachError(f"cannot read image {path}: not an image file, or a damaged one; remove or "
-                                    "replace it")
+                raise AnyteachError(f"cannot read image {images.path(int(index[broken[0, 0]]))}: not an image file, "
+                                    "or a damaged one; remove or replace it")
             yield x, y, index
 
 
@@ -322,6 +408,7 @@ class ImageFolder(Dataset):
         train_labels = np.asarray(self._folders["train"].targets)
         self._indices["transfer"] = (stratified_subset(train_labels, fraction, subset_seed) if fraction < 1
                                      else self._indices["train"])
+        self._loaders: OrderedDict[tuple, tuple[torch.utils.data.DataLoader, BatchOrder]] = OrderedDict()
 
     def _folder(self, split: str):
         self._check_split(split)
@@ -331,26 +418,47 @@ class ImageFolder(Dataset):
         targets = np.asarray(self._folder(split).targets)
         return torch.from_numpy(targets[self._indices[split]]).long()
 
+    KEPT_LOADERS = 2
+    """How many loaders (with their worker processes) stay alive for reuse: a run iterates the same
+    transfer and eval loaders every epoch."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_loaders"] = OrderedDict()  # worker processes stay where they were started
+        return state
+
     def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None):
-        import os
+               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
+               shard: tuple[int, int] = (0, 1)) -> _EpochLoader:
+        workers = default_workers() if num_workers is None else num_workers
+        p = preprocessing or Preprocessing(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
+        key = (split, batch_size, shuffle, seed, p, bool(augment), drop_last, workers, shard)
+        if key not in self._loaders:
+            self._loaders[key] = self._new_loader(split, batch_size, shuffle, seed, p, bool(augment), drop_last,
+                                                  workers, shard)
+            while len(self._loaders) > self.KEPT_LOADERS:
+                self._loaders.popitem(last=False)  # its workers shut down with it
+        self._loaders.move_to_end(key)
+        loader, order = self._loaders[key]
+        return _EpochLoader(loader, order, epoch)
 
+    def _new_loader(self, split: str, batch_size: int, shuffle: bool, seed: int, p: Preprocessing, augment: bool,
+                    drop_last: bool, workers: int, shard: tuple[int, int]):
         from timm.data import create_transform
 
-        if num_workers is None:
-            num_workers = min(8, os.cpu_count() or 1)
-
-        p = preprocessing or Preprocessing(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
+        # 8-bit tensors out of the workers (timm's "prefetcher" transforms): the float conversion and
+        # the model's own normalisation happen on the device
         transform = create_transform(
-            input_size=p.input_size or (3, 224, 224), is_training=bool(augment), interpolation=p.interpolation or "bilinear",
-            crop_pct=p.crop_pct, crop_mode=p.crop_mode or "center", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        ds = _Indexed(self._folder(split), self._indices[split], transform, tuple(p.input_size or (3, 224, 224)))
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        return _CheckedLoader(torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g,
-                                                          num_workers=num_workers, drop_last=drop_last,
-                                                          persistent_workers=False,
-                                                          pin_memory=torch.cuda.is_available()), ds)
+            input_size=p.input_size or (3, 224, 224), is_training=augment, interpolation=p.interpolation or "bilinear",
+            crop_pct=p.crop_pct, crop_mode=p.crop_mode or "center", use_prefetcher=True)
+        dataset = _Indexed(self._folder(split), self._indices[split], transform, p.input_size or (3, 224, 224),
+                           seed if augment else None)
+        order = BatchOrder(len(dataset), batch_size, shuffle, seed, 0, drop_last, shard, tag_epoch=True)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, num_workers=workers,
+                                             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                                             prefetch_factor=4 if workers > 0 else None)
+        return loader, order
 
 
 def _readable_class_names(folders: list[str]) -> list[str]:

@@ -116,6 +116,8 @@ class Classifier(nn.Module):
     _capture_on = False
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:  # 8-bit images from an image loader: floats in [0, 1]
+            x = x.float().div(255)
         size = self.info.preprocessing.input_size
         if size is not None and x.dim() == 4 and tuple(x.shape[-2:]) != tuple(size[-2:]):
             x = F.interpolate(x, size=tuple(size[-2:]), mode="bilinear", align_corners=False, antialias=True)

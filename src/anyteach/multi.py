@@ -36,12 +36,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from . import distributed
 from ._io import read_json, write_json
 from .data import Dataset
 from .errors import AnyteachError
 from .methods import get_method
 from .models import Classifier
 from .predictions import Predictions, cached_logits
+from .ddp import check_distributed_run, rank_device
 from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
 from .options import TrainingOptions
 from .transfer import (ExportedStudent, ModelArg, RunDir, RunInputs, TransferResult, as_model_list, default_run_dir,
@@ -293,10 +295,12 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
 
-    # 2. models and data; the teachers' accuracies order the curriculum
-    inputs = load_run_inputs(student, teacher_refs, data)
+    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
+
+    # 2. models and data (every rank must see them); the teachers' accuracies order the curriculum
+    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data))
     dataset, teacher_models = inputs.dataset, inputs.teachers
-    device = resolve_device(resolved.device)
+    device = rank_device(resolve_device(resolved.device))
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
         logits = cached_logits(teacher, dataset, "eval", resolved.eval_batch_size, device)
@@ -314,15 +318,17 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         run_dir = default.with_name(f"{mode}{'-' + curriculum if mode == 'sequential' else ''}-{default.name}")
 
     run = RunDir(run_dir, "multi.json", "summary.json", MULTI_FORMAT, "a multi-teacher run")
-    replaced = run.check(config, overwrite)
-    if replaced is None and run.finished and not restart:
+    replaced = distributed.on_main(lambda: run.check(config, overwrite))
+    if replaced is None and not restart and distributed.on_main(lambda: run.finished):
         return MultiTransferResult.load(run_dir)
-    with run.claim(config):
+    def clear() -> None:
         if replaced is not None or restart:
             for sub in _sub_runs(run_dir, replaced or config):
                 shutil.rmtree(sub, ignore_errors=True)
             for name in ("summary.json", "soup.safetensors", "soup.json"):
                 (run_dir / name).unlink(missing_ok=True)
+
+    with run.claim(config, prepare=clear):
         return _run_multi(run_dir, config, mode, inputs, accuracies, order, method, resolved, options, device,
                           overwrite, progress, stop_after_epoch)
 
@@ -380,15 +386,20 @@ def _run_multi(run_dir: Path, config: dict[str, Any], mode: str, inputs: RunInpu
     final = reference.row(evaluate(final_model, dataset, resolved.eval_batch_size, device))
     for teacher in teacher_models:
         teacher.to("cpu")
-    if mode == "soup":
-        student_path = export_student(final_model, run_dir / "soup.safetensors", f"{student0.name}+{method}-soup",
-                                      final, method=method, mode="soup", student=config["student"]["identity"],
-                                      teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
-    else:
-        student_path = stages[-1].student_path
     stage_metrics = [_stage_row(k, name, acc, run) for k, (name, acc, run) in enumerate(zip(names, accs, stages), 1)]
-    write_json(run_dir / "summary.json", {"mode": mode, "curriculum": config["curriculum"], "order": config["order"],
-                                          "student": str(student_path), "final": final, "stages": stage_metrics})
+
+    def finish() -> Path | None:  # rank 0 writes (under torchrun)
+        if mode == "soup":
+            student_path = export_student(final_model, run_dir / "soup.safetensors", f"{student0.name}+{method}-soup",
+                                          final, method=method, mode="soup", student=config["student"]["identity"],
+                                          teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+        else:
+            student_path = stages[-1].student_path
+        write_json(run_dir / "summary.json", {"mode": mode, "curriculum": config["curriculum"], "order": config["order"],
+                                              "student": str(student_path), "final": final, "stages": stage_metrics})
+        return student_path
+
+    student_path = distributed.on_main(finish)
     return MultiTransferResult(run_dir, config, stages, stage_metrics, final, student_path)
 
 

@@ -47,6 +47,7 @@ class Option:
     check: Callable[[Any], bool] = _anything
     allowed: str = ""
     optional: bool = False
+    aliases: tuple[tuple[Any, Any], ...] = ()
 
     @property
     def flag(self) -> str:
@@ -64,6 +65,9 @@ class Option:
         """
         if value is None and self.optional:
             return None
+        for old, new in self.aliases:  # an old spelling (a value from before the option changed type)
+            if value is old:
+                value = new
         where = f"option {self.name}={value!r}{' ' + owner if owner else ''}"
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -81,10 +85,10 @@ class Option:
 
 
 def option(default: Any, help: str, check: Callable[[Any], bool] = _anything, allowed: str = "",
-           optional: bool = False) -> Any:
+           optional: bool = False, aliases: tuple[tuple[Any, Any], ...] = ()) -> Any:
     """A `TrainingOptions` field declared as an `Option` (its name and type come from the field)."""
     return dataclasses.field(default=default, metadata={"option": dict(help=help, check=check, allowed=allowed,
-                                                                       optional=optional)})
+                                                                       optional=optional, aliases=aliases)})
 
 
 def _valid_device(value: str) -> bool:
@@ -97,6 +101,9 @@ def _valid_device(value: str) -> bool:
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda value: value in choices
 
+
+AMP_MODES = ("auto", "bf16", "off")
+"""Values of the `amp` option."""
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
@@ -129,7 +136,21 @@ class TrainingOptions:
     eval_batch_size: int = option(1024, "batch size of evaluation and output caching", lambda v: v >= 1, ">= 1")
     device: str = option("auto", "where to train: auto (CUDA when available), cpu, cuda or cuda:<n>", _valid_device,
                          "auto, cpu, cuda or cuda:<n>")
-    amp: bool = option(True, "autocast to bfloat16 on CUDA (ignored on CPU)", allowed="true or false")
+    amp: str = option("auto", "mixed precision: auto (bfloat16 autocast on CUDA, none elsewhere), bf16 (bfloat16 "
+                              "autocast on any device, CPU included) or off", _one_of(AMP_MODES),
+                      f"one of {', '.join(AMP_MODES)}", aliases=((True, "auto"), (False, "off")))
+    channels_last: bool = option(False, "channels-last memory format for image models and batches (faster "
+                                        "convolutions on GPUs)", allowed="true or false")
+    compile: bool = option(False, "compile the student's training step and every model's inference (torch.compile)",
+                           allowed="true or false")
+    compile_backend: str = option("inductor", "the torch.compile backend (inductor; aot_eager or eager to debug)",
+                                  lambda v: bool(v.strip()), "a backend name")
+    workers: int | None = option(None, "data-loader worker processes of image folders (default: min(8, cores); 0: "
+                                       "load in the training process)", lambda v: v >= 0, ">= 0 (or None)",
+                                 optional=True)
+    sync_batchnorm: bool = option(False, "under torchrun (DDP): BatchNorm statistics over the global batch "
+                                         "(SyncBatchNorm, CUDA only) instead of each rank's share of it",
+                                  allowed="true or false")
     keep_checkpoints: bool = option(False, "keep the optimiser checkpoint of a finished run (dropped by default: the "
                                            "final student, metrics and configuration are kept)",
                                     allowed="true or false")
@@ -192,4 +213,4 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return training, method
 
 
-__all__ = ["METHOD_OPTIONS", "TRAINING_OPTIONS", "Option", "TrainingOptions", "option", "split_options"]
+__all__ = ["AMP_MODES", "METHOD_OPTIONS", "TRAINING_OPTIONS", "Option", "TrainingOptions", "option", "split_options"]

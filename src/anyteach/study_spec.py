@@ -23,6 +23,7 @@ from .data import load_dataset
 from .errors import AnyteachError
 from .methods import METHODS, get_method
 from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .recipes import get_recipe, with_fraction
 from .registry import import_plugins
 from .transfer import resolve_run_options
 
@@ -90,13 +91,15 @@ class StudySpec:
     """A validated study definition (build one with `load_study_spec`).
 
     Attributes:
-        models: model references; a zoo name in the YAML (`mnist1d`) is expanded to its members.
+        models: model references; a zoo in the YAML is expanded to its members: `mnist1d`, `timm`
+            (timm's pretrained ImageNet-1k tags) or `timm:<glob>` (`timm:resnet*.a1_in1k`).
         data: the dataset reference every run transfers on and is evaluated on.
         pairs: which ordered pairs.
         methods: the transfer methods, each with its own options.
         seeds: transfer seeds; every (pair, method) runs once per seed.
         recipe: options shared by every run (epochs, lr, batch_size, ...), passed to `transfer`;
-            a method's own options override them.
+            a method's own options override them. A named recipe is resolved to its options (and
+            its transfer fraction added to `data`).
         workers: local worker processes (1: in-process) or, with Ray, the CPUs of a local instance.
         executor: `local` or `ray`.
         address: address of an existing Ray cluster (`ray` executor only; default: start one here).
@@ -254,11 +257,40 @@ def _check_method_data(method: MethodSpec, data: str, path: str) -> None:
                             f"{data!r}; a method may bring its own transfer data, not its own evaluation")
 
 
+def _resolve_recipe(value: Any) -> tuple[dict[str, Any], float | None]:
+    """A study's recipe as options, and the transfer fraction a named recipe fixes.
+
+    `value` is a mapping of options, the name of a recipe (`paper-imagenet`), or a mapping whose
+    `base` names a recipe and whose other keys override its options.
+    """
+    if isinstance(value, str):
+        value = {"base": value}
+    if not isinstance(value, Mapping) or "base" not in value:
+        return _check_options(value, "recipe"), None
+    try:
+        named = get_recipe(_as_str(value["base"], "recipe.base"))
+    except AnyteachError as e:
+        raise AnyteachError(f"{spec_key('recipe.base')}: {e}") from e
+    overrides = _check_options({k: v for k, v in value.items() if k != "base"}, "recipe")
+    return {**named.options, **overrides}, named.fraction
+
+
 def _expand_models(value: Any) -> tuple[list[str], str | None]:
-    """Model references of a study, and the zoo's dataset when `value` names a zoo."""
+    """Model references of a study, and the zoo's dataset when `value` names a zoo.
+
+    A zoo is `mnist1d` (`zoo:mnist1d@3`: another seed), `timm` (timm's pretrained ImageNet-1k tags)
+    or `timm:<glob>` (those matching, e.g. `timm:resnet*.a1_in1k`).
+    """
     from .zoo import ZOOS, get_zoo
+    from .zoo.timm_zoo import is_filter, timm_refs
 
     if isinstance(value, str) and "," not in value:
+        text = value.strip()
+        if text == "timm" or (text.startswith("timm:") and is_filter(text.removeprefix("timm:"))):
+            try:
+                return timm_refs(text.removeprefix("timm").removeprefix(":") or None), None
+            except AnyteachError as e:
+                raise AnyteachError(f"{spec_key('models')}: {e}") from e
         body = value.strip().removeprefix("zoo:")
         name, at, seed = body.partition("@")
         if name in ZOOS and "/" not in body:
@@ -280,7 +312,8 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
             zoo name such as `mnist1d`, or a list of model references), `data` (dataset reference;
             default: the zoo's), `pairs` (an int N for N random pairs, or a mapping with `students`,
             `teachers`, `random`, `seed`, `balanced`), `methods` (names, or mappings with `name`,
-            `label`, `options`), `seeds`, `recipe` (options shared by every run), `workers`,
+            `label`, `options`), `seeds`, `recipe` (options shared by every run; or a named recipe,
+            `paper-imagenet`, or `{base: paper-imagenet, <option>: ...}`: `recipes.RECIPES`), `workers`,
             `executor` (`local` | `ray`), `address`, `resources` (`num_cpus`, `num_gpus`), `name`,
             `imports` (plugins: module names or Python files that register methods).
         **overrides: top-level keys that replace the file's (the CLI's flags); `None` values are
@@ -321,6 +354,8 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if data is None:
         raise AnyteachError(f"{spec_key('data')} is missing: models is not a zoo, so name the dataset (e.g. mnist1d)")
     data = _as_str(data, "data")
+    recipe, fraction = _resolve_recipe(raw.get("recipe"))
+    data = with_fraction(data, fraction)
 
     pairs_raw = raw.get("pairs", {})
     if pairs_raw is None or pairs_raw == "all":
@@ -362,7 +397,6 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if not seeds or len(set(seeds)) != len(seeds):
         raise AnyteachError(f"{spec_key('seeds')} must be a non-empty list of distinct integers, got {seeds_raw!r}")
 
-    recipe = _check_options(raw.get("recipe"), "recipe")
     for method in methods:
         _check_run_options(method.name, run_options(method, recipe), "recipe")
     workers = _as_int(raw.get("workers", 1), "workers", 1)
@@ -435,6 +469,8 @@ def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = N
     for key, extra in (("recipe", recipe), ("resources", resources)):
         if extra:
             base = raw.get(key) or {}
+            if key == "recipe" and isinstance(base, str):  # a named recipe, with options changed
+                base = {"base": base}
             raw[key] = {**base, **extra} if isinstance(base, Mapping) else base  # a bad base fails validation
     overrides = {"models": models, "data": data, "methods": methods, "seeds": seeds, "workers": workers,
                  "executor": executor, "address": address, "name": name, "imports": list(imports) if imports else None}

@@ -10,14 +10,17 @@ multi-teacher run, whose stage starts from an already transferred student), each
 Δ, gain and loss against it (`vs_original`). At the end of every epoch the full state (student,
 optimiser, method state such as CRD's memory bank, slow weights, RNG states, epoch, step, metrics
 history) is written atomically, so an interrupted run resumes to bitwise the same weights on CPU.
+Inside a process group (torchrun) the same loop trains one student with DistributedDataParallel;
+what that changes is `anyteach.ddp`'s to describe. How models run (autocast, channels-last,
+compile, loader workers) is the run's `runtime.Runtime`.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -25,8 +28,10 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
+from . import distributed
 from ._io import json_ready, torch_save
 from .data import Dataset
+from .ddp import TrainingStudent, check_distributed_run, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
 from .errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
 from .methods import (FROZEN, MIXED, SKIPPED, MethodContext, MethodNeeds, TransferMethod, build_method,
                       build_regulariser, ensemble_predictions, get_method)
@@ -34,7 +39,8 @@ from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, tra
 from .models import Classifier
 from .optim import lr_factor, make_optimizer
 from .options import TrainingOptions
-from .predictions import cached_logits, default_device, model_logits
+from .predictions import cached_logits, model_logits, split_outputs
+from .runtime import Runtime, default_device
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 DIVERGENCE_CHECK_STEPS = 25
@@ -131,15 +137,17 @@ class EvalReference:
 
     @classmethod
     def build(cls, student: Classifier, teachers: list[Classifier], data: Dataset, batch_size: int,
-              device: torch.device, original: Classifier | None = None) -> "EvalReference":
+              device: torch.device, original: Classifier | None = None,
+              runtime: Runtime | None = None) -> "EvalReference":
         """Predictions of S0, the teachers and the original student (through the predictions cache)."""
+        runtime = runtime or Runtime.of(device)
         labels = data.labels("eval")
-        before_logits = cached_logits(student, data, "eval", batch_size, device)
-        teacher_logits = torch.stack([cached_logits(t, data, "eval", batch_size, device) for t in teachers]) \
-            if teachers else before_logits.new_empty((0, *before_logits.shape))
+        before_logits = cached_logits(student, data, "eval", batch_size, runtime=runtime)
+        teacher_logits = torch.stack([cached_logits(t, data, "eval", batch_size, runtime=runtime)
+                                      for t in teachers]) if teachers else before_logits.new_empty((0, *before_logits.shape))
         original_preds = None
         if original is not None:
-            original_preds = cached_logits(original, data, "eval", batch_size, device).argmax(1)
+            original_preds = cached_logits(original, data, "eval", batch_size, runtime=runtime).argmax(1)
             original.to("cpu")  # only its predictions are needed
         reference = top_classes = None
         if teachers:
@@ -200,29 +208,20 @@ class EvalReference:
         return json_ready(row if epoch is None else {"epoch": epoch, **row})
 
 
-def evaluate(model: nn.Module, data: Dataset, batch_size: int, device: torch.device) -> torch.Tensor:
+def evaluate(model: nn.Module, data: Dataset, batch_size: int, device: torch.device,
+             runtime: Runtime | None = None) -> torch.Tensor:
     """Eval-split predictions of `model` (one no-grad pass in eval mode)."""
-    return model_logits(model, data, "eval", batch_size=batch_size, device=device).argmax(1)
+    return model_logits(model, data, "eval", batch_size=batch_size, device=device, runtime=runtime).argmax(1)
 
 
 # ---------------------------------------------------------------------------------------------
 # What a step imitates: the frozen student's and the teachers' outputs
 
 
-@torch.no_grad()
-def split_features(model: Classifier, data: Dataset, split: str, batch_size: int, device: torch.device,
-                   autocast: Callable[[], Any] = nullcontext) -> torch.Tensor:
-    """Penultimate features of `model` over a whole split, in index order (eval mode)."""
-    was_training = model.training
-    model.eval()
-    outs = []
-    try:
-        for x, _, _ in data.loader(split, batch_size=batch_size, preprocessing=model.info.preprocessing):
-            with autocast():
-                outs.append(model.features(x.to(device, non_blocking=True))[1].float())
-    finally:
-        model.train(was_training)
-    return torch.cat(outs)
+def split_features(model: Classifier, data: Dataset, split: str, batch_size: int, runtime: Runtime) -> torch.Tensor:
+    """Penultimate features of `model` over a whole split, in index order (eval mode), on the device."""
+    return split_outputs(model, data, split, batch_size, runtime,
+                         lambda run, x: model.features(x)[1]).to(runtime.device)
 
 
 class ReferenceOutputs:
@@ -235,26 +234,30 @@ class ReferenceOutputs:
     """
 
     def __init__(self, student: Classifier, teachers: list[Classifier], data: Dataset, needs: MethodNeeds,
-                 cache: bool, batch_size: int, device: torch.device, autocast: Callable[[], Any]):
-        self.needs, self.cache, self.teachers, self.autocast = needs, cache, teachers, autocast
+                 cache: bool, batch_size: int, runtime: Runtime):
+        self.needs, self.cache, self.teachers, self.runtime = needs, cache, teachers, runtime
+        self.autocast = runtime.autocast
         self.frozen = self.teacher_logits = self.teacher_features = None
         self.frozen_model: Classifier | None = None
+        device = runtime.device
         if cache:
             if needs.frozen:
-                self.frozen = cached_logits(student, data, "transfer", batch_size, device).to(device)
+                self.frozen = cached_logits(student, data, "transfer", batch_size, runtime=runtime).to(device)
             if needs.teacher_logits:
                 self.teacher_logits = torch.stack(
-                    [cached_logits(t, data, "transfer", batch_size, device) for t in teachers]).to(device)
+                    [cached_logits(t, data, "transfer", batch_size, runtime=runtime) for t in teachers]).to(device)
             if needs.teacher_features:
-                teachers[0].to(device)
-                self.teacher_features = split_features(teachers[0], data, "transfer", batch_size, device, autocast)
+                self.teacher_features = split_features(teachers[0], data, "transfer", batch_size, runtime)
             for teacher in teachers:  # no longer needed on the accelerator
                 teacher.to("cpu")
         else:
             if needs.frozen:
-                self.frozen_model = copy.deepcopy(student).eval().to(device)
+                self.frozen_model = runtime.place(copy.deepcopy(student).eval())
             for teacher in teachers:
-                teacher.eval().to(device)
+                runtime.place(teacher.eval())
+        # live models run as the runtime says (compiled: a wrapper; the models stay as they are)
+        self._frozen_run = runtime.compiled(self.frozen_model) if self.frozen_model is not None else None
+        self._teacher_runs = [runtime.compiled(t) for t in teachers] if not cache else []
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -265,13 +268,13 @@ class ReferenceOutputs:
                     None if self.teacher_features is None else self.teacher_features[index])
         frozen = teachers = features = None
         with self.autocast():
-            if self.frozen_model is not None:
-                frozen = self.frozen_model(x)
+            if self._frozen_run is not None:
+                frozen = self._frozen_run(x)
             if self.needs.teacher_features:
                 logits, features = self.teachers[0].features(x)
                 teachers = logits.unsqueeze(0)
             elif self.needs.teacher_logits:
-                teachers = torch.stack([t(x) for t in self.teachers])
+                teachers = torch.stack([run(x) for run in self._teacher_runs])
         return frozen, teachers, features
 
     def teacher_feature_dim(self, x: torch.Tensor) -> int:
@@ -359,12 +362,14 @@ class Trainer:
         self.method_options = dict(method_options)
         self.options = options
         self.lr = resolve_lr(options, method)
-        self.device = resolve_device(options.device)
+        self.device = rank_device(resolve_device(options.device))
+        check_distributed_run(self.preset, options, self.device)
+        self.runtime = Runtime.of(self.device, options)
         self.reporter = reporter or SilentReporter()
-        self.use_amp = options.amp and self.device.type == "cuda"
-        self.student = copy.deepcopy(student).to(self.device)
+        self.student = sync_batchnorm(copy.deepcopy(student), options)
+        self.runtime.place(self.student)
         self.reference = EvalReference.build(self.student, self.teachers, data, options.eval_batch_size, self.device,
-                                             original)
+                                             original, self.runtime)
         self.steps_per_epoch = len(self._loader(0))
         if self.preset.trains and self.steps_per_epoch == 0 and options.epochs > 0:
             raise AnyteachError(f"the transfer split has {data.size('transfer')} samples, fewer than one batch of "
@@ -376,12 +381,10 @@ class Trainer:
         if self.preset.trains:
             self.outputs = ReferenceOutputs(self.student, self.teachers, data, self.needs,
                                             options.cache_teacher_outputs and not options.augment,
-                                            options.eval_batch_size, self.device, self._autocast)
+                                            options.eval_batch_size, self.runtime)
 
     def _autocast(self):
-        if self.use_amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return self.runtime.autocast()
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         """Eval-split metrics of any `model` against S0 and the teacher(s), as a row without an epoch."""
@@ -389,7 +392,7 @@ class Trainer:
 
     def evaluate(self, model: nn.Module) -> torch.Tensor:
         """Eval-split predictions of `model` (one no-grad pass)."""
-        return evaluate(model, self.data, self.options.eval_batch_size, self.device)
+        return evaluate(model, self.data, self.options.eval_batch_size, self.device, self.runtime)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -425,12 +428,14 @@ class Trainer:
         regulariser = build_regulariser(self.preset, self.student, self.method_options)
         augment_rng = torch.Generator().manual_seed(opts.seed + 7919)
         history, epoch, step = [epoch0], 0, 0
-        if checkpoint is not None and Path(checkpoint).exists():
+        # every rank reads the checkpoint rank 0 wrote (the run directory is shared); rank 0 decides
+        if checkpoint is not None and distributed.on_main(lambda: Path(checkpoint).exists()):
             history, epoch, step = self._load(checkpoint, method, optimizer, regulariser, augment_rng)
         if on_epoch is not None:  # also after a resume: a kill between checkpoint and metrics lost no row
             on_epoch(history)
 
         self.reporter.start(opts.epochs, self.steps_per_epoch, history)
+        self.step_student = TrainingStudent(self.student, self.runtime)
         try:
             while epoch < opts.epochs:
                 epoch += 1
@@ -446,13 +451,19 @@ class Trainer:
                     history.append(row)
                     self.reporter.epoch(row)
                 if checkpoint is not None:
-                    self._save(checkpoint, history, epoch, step, method, optimizer, regulariser, augment_rng)
+                    distributed.on_main(lambda: self._save(checkpoint, history, epoch, step, method, optimizer,
+                                                           regulariser, augment_rng))
                 if on_epoch is not None and history[-1]["epoch"] == epoch:
                     on_epoch(history)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < opts.epochs:
                     return TrainOutcome(history, None, None, False)
         finally:
             self.reporter.close()
+            self.step_student = None
+            if distributed.active():
+                # DDP's reducer sits in a reference cycle: collect it now, while its process group
+                # exists (collected after the group is destroyed, it aborts the process)
+                gc.collect()
         exported = regulariser.exported(self.student) if regulariser is not None else self.student
         return TrainOutcome(history, dict(history[-1]), exported, True)
 
@@ -460,9 +471,9 @@ class Trainer:
         context = MethodContext(self.data.num_classes, transfer_labels=self.data.labels("transfer"),
                                 seed=self.options.seed)
         if self.needs.teacher_features:
-            x, _, _ = next(iter(self.data.loader("transfer", batch_size=2,
+            x, _, _ = next(iter(self.data.loader("transfer", batch_size=2, num_workers=0,
                                                  preprocessing=self.student.info.preprocessing)))
-            x = x.to(self.device)
+            x = self.runtime.to_device(x)
             with torch.no_grad():
                 self.student.eval()
                 context.student_feature_dim = self.student.features(x)[1].shape[1]
@@ -470,9 +481,12 @@ class Trainer:
         return context
 
     def _loader(self, epoch: int, augment_rng: torch.Generator | None = None):
+        """The transfer split's batches of `epoch` (this rank's share of each under DDP)."""
         return self.data.loader("transfer", batch_size=self.options.batch_size, shuffle=True, seed=self.options.seed,
                                 epoch=epoch, preprocessing=self.student.info.preprocessing,
-                                augment=self.options.augment, drop_last=True, generator=augment_rng)
+                                augment=self.options.augment, drop_last=True, generator=augment_rng,
+                                num_workers=self.options.workers,
+                                shard=(distributed.rank(), distributed.world_size()))
 
     def _train_epoch(self, epoch: int, method: TransferMethod, optimizer: torch.optim.Optimizer, regulariser,
                      augment_rng: torch.Generator, step: int) -> tuple[int, dict[str, Any]]:
@@ -482,16 +496,18 @@ class Trainer:
         teacher (`routed_to_teacher`)."""
         self.student.train()
         method.train()
+        if distributed.active():
+            seed_epoch(self.options.seed, epoch, augment_rng)
         routing = RoutingCounts(len(self.teachers), self.device)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         first_bad = torch.tensor(-1, device=self.device)  # the first step whose loss is not finite (no host sync)
         for x, y, index in self._loader(epoch, augment_rng):
-            x = x.to(self.device, non_blocking=True)
+            x = self.runtime.to_device(x)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
             frozen, teachers, features = self.outputs(x, index)
             with self._autocast():
-                out = method(self.student, x, y, index, frozen, teachers, features)
+                out = method(self.step_student, x, y, index, frozen, teachers, features)
             loss = sum(out.losses.values())
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step + 1, first_bad)
             optimizer.zero_grad(set_to_none=True)
@@ -511,8 +527,13 @@ class Trainer:
             if steps % DIVERGENCE_CHECK_STEPS == 0:
                 self._check_finite(first_bad, epoch)
         self._check_finite(first_bad, epoch, weights=True)
-        train: dict[str, Any] = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
-        train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
+        if distributed.active():
+            means, routing.counts = reduce_training_numbers(sums, steps, routing.counts)
+            train: dict[str, Any] = {"train_loss": sum(means.values()) if means else 0.0}
+            train.update({f"train_{name}": means[name] for name in sums})
+        else:
+            train = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
+            train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
         if method.rule is not None:
             train.update(routing.shares())
         return step, train
@@ -529,6 +550,10 @@ class Trainer:
             params = [p.detach() for p in self.student.parameters()]
             if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
                 step, what = (epoch - 1) * self.steps_per_epoch + self.steps_per_epoch, "the weights"
+        if distributed.active():  # every rank stops together (a rank left alone would wait forever)
+            anywhere = distributed.all_reduce_sum(torch.tensor([float(step >= 0)]))
+            if anywhere.item() > 0 and step < 0:
+                what, step = "another rank's loss", epoch * self.steps_per_epoch
         if step < 0:
             return
         lr = self.lr * self.lr_at(max(step - 1, 0))
@@ -588,10 +613,11 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             if regulariser is not None:
                 regulariser.load_state_dict(state["regulariser"])
-            torch.set_rng_state(state["rng"]["torch"])
-            augment_rng.set_state(state["rng"]["augment"])
-            if self.device.type == "cuda" and state["rng"]["cuda"]:
-                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            if not distributed.active():  # under DDP every epoch re-seeds each rank (anyteach.ddp)
+                torch.set_rng_state(state["rng"]["torch"])
+                augment_rng.set_state(state["rng"]["augment"])
+                if self.device.type == "cuda" and state["rng"]["cuda"]:
+                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
             return json.loads(state["history"]), int(state["epoch"]), int(state["step"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise corrupt(f"it does not fit this run: {str(e).splitlines()[0]}") from e

@@ -15,6 +15,12 @@ unknown method, class-count mismatch), then runs the `Trainer` in a run director
 Calling `transfer` again with the same configuration and directory resumes an interrupted run, or
 returns a finished one without training; a different configuration on an existing run directory is
 an error unless `overwrite=True`.
+
+Launched by torchrun (or called inside an initialised process group) the same call trains one
+student with DistributedDataParallel over the group's processes (`anyteach.ddp`): every rank loads
+and checks the models and the data (an error on any rank stops all of them with the same message),
+rank 0 alone writes the run directory, and every rank returns the same result. The run directory
+must be visible to every rank (any single machine; a shared filesystem across machines).
 """
 
 from __future__ import annotations
@@ -22,28 +28,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from . import distributed
 from ._io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_json, write_text
 from .data import Dataset, load_dataset
+from .ddp import check_distributed_run, rank_device
 from .errors import AnyteachError, RunFailed
 from .methods import METHODS, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
 from .options import TRAINING_OPTIONS, TrainingOptions, split_options
-from .trainer import Trainer, resolve_lr
+from .trainer import Trainer, resolve_device, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
-# settings that do not change what a run computes: a run may resume with different values
+# settings that do not change what a run computes (beyond rounding): a run may resume with different values
+_NOT_COMPARED = ("device", "eval_batch_size", "keep_checkpoints", "workers", "channels_last", "compile",
+                 "compile_backend")
 RUN_LOCK_WAIT = 10.0
 """Seconds a run waits for its directory's lock (held by a process still exiting) before giving up."""
-_NOT_COMPARED = ("device", "eval_batch_size", "keep_checkpoints")
 
 ModelArg = str | Path | Classifier
 
@@ -162,6 +171,10 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     c["data"].pop("ref", None)
     # an option that an older anyteach did not have ran at what is now its default
     c["training"] = {**{name: option.default for name, option in TRAINING_OPTIONS.items()}, **c["training"]}
+    for name, option in TRAINING_OPTIONS.items():  # values written before an option changed type
+        for old, new in option.aliases:
+            if c["training"][name] is old:
+                c["training"][name] = new
     for key in _NOT_COMPARED:
         c["training"].pop(key, None)
     return c
@@ -343,18 +356,26 @@ class RunDir:
         return existing
 
     @contextmanager
-    def claim(self, config: dict[str, Any]) -> Iterator[None]:
-        """Create the directory, lock it, clean up after interrupted writes, write the configuration.
+    def claim(self, config: dict[str, Any], prepare: Callable[[], None] | None = None) -> Iterator[None]:
+        """Create the directory, lock it, clean up after interrupted writes, call `prepare` (e.g. remove
+        a replaced run's files), write the configuration. Under torchrun rank 0 does all of it and
+        holds the lock; every rank gets its errors.
 
         Raises:
             AnyteachError: another process is running this run.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        with exclusive_lock(self.path / ".lock", f"another anyteach process is running {self.what} in {self.path}",
-                            wait=RUN_LOCK_WAIT):
-            for stale in self.path.glob(".*.tmp"):  # what a killed atomic write left behind
-                stale.unlink(missing_ok=True)
-            write_json(self.path / self.config_file, config)
+        with ExitStack() as held:
+            def setup() -> None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                held.enter_context(exclusive_lock(self.path / ".lock", f"another anyteach process is running "
+                                                  f"{self.what} in {self.path}", wait=RUN_LOCK_WAIT))
+                for stale in self.path.glob(".*.tmp"):  # what a killed atomic write left behind
+                    stale.unlink(missing_ok=True)
+                if prepare is not None:
+                    prepare()
+                write_json(self.path / self.config_file, config)
+
+            distributed.on_main(setup)
             yield
 
 
@@ -432,22 +453,25 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
                             "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
 
-    # 2. models and data, checked against each other
-    inputs = load_run_inputs(student, teacher_refs, data, original)
+    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
+
+    # 2. models and data, checked against each other (on every rank: each must see them)
+    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data, original))
     dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
     check_method_options(method_options, dataset)
     config = inputs.config(CONFIG_FORMAT, method, method_options, resolved)
 
-    # 3. the run directory: new, resumed, finished, or in conflict (nothing is written yet)
+    # 3. the run directory: new, resumed, finished, or in conflict (nothing is written yet; under
+    #    torchrun rank 0 decides and every rank gets its answer)
     run = RunDir(Path(out).expanduser() if out is not None else default_run_dir(config), "config.json", "final.json",
                  CONFIG_FORMAT, "a run")
     run_dir = run.path
-    replaced = run.check(config, overwrite)
+    replaced = distributed.on_main(lambda: run.check(config, overwrite))
     student_file = run_dir / "student.safetensors"
-    if replaced is None and run.finished and not restart:
+    if replaced is None and not restart and distributed.on_main(lambda: run.finished):
         result = TransferResult.load(run_dir)
         if not (preset.trains and not student_file.exists()):
-            if not resolved.keep_checkpoints:
+            if not resolved.keep_checkpoints and distributed.is_main():
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
             return result
         if not (run_dir / "checkpoint.pt").exists():
@@ -458,33 +482,41 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     # 4. everything that can fail on this input fails here, before the directory is touched
     teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
     reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
-        if progress else None
+        if progress and distributed.is_main() else None
     trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
 
     # 5. train (or resume) in the claimed directory, writing metrics after every evaluated epoch
     def write_metrics(history: list[dict[str, Any]]) -> None:
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        if distributed.is_main():
+            write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
         if on_epoch is not None:
             on_epoch(history)
 
-    with run.claim(config):
+    def clear() -> None:
         if replaced is not None or restart:
             for name in RUN_FILES[1:]:
                 (run_dir / name).unlink(missing_ok=True)
+
+    with run.claim(config, prepare=clear):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
         if not outcome.finished:
             return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
 
         # 6. export the student, then final.json (which marks the run finished), then drop the checkpoint
         final = dict(outcome.final)
-        student_path = None
-        if outcome.model is not None:
-            student_path = export_student(outcome.model, student_file, f"{student_model.name}+{method}", final,
-                                          method=method, student=config["student"]["identity"],
-                                          teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
-        write_json(run_dir / "final.json", final)
-        if not resolved.keep_checkpoints:
-            (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+
+        def finish() -> Path | None:
+            student_path = None
+            if outcome.model is not None:
+                student_path = export_student(outcome.model, student_file, f"{student_model.name}+{method}", final,
+                                              method=method, student=config["student"]["identity"],
+                                              teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+            write_json(run_dir / "final.json", final)
+            if not resolved.keep_checkpoints:
+                (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+            return student_path
+
+        student_path = distributed.on_main(finish)
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
