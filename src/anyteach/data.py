@@ -4,15 +4,21 @@ A reference is one of
 - `mnist1d` or `mnist1d:size=30000,eval=5000,seed=0`: the MNIST-1D benchmark (Greydanus 2020),
   generated offline and deterministically by the `mnist1d` package's generator (never downloaded)
   and cached on disk. `size` is the total number of samples, `eval` how many of them are held out
-  for measuring, `seed` the generator's seed.
-- `imagefolder:<root>`: ImageNet-style class folders `<root>/train/<class>/*` and `<root>/val/<class>/*`.
+  for measuring, `seed` the generator's seed. `calib=N` adds a `calib` split of N *fresh* samples
+  (generated with a seed derived from `seed`: neither train nor eval), from which a method may
+  choose numbers (a mixing weight, an interpolation factor) without touching the eval split.
+  `fresh=N` makes the `transfer` split N fresh samples (another derived seed) instead of `train`:
+  data the models trained on `train` never saw (labelled; methods that use no labels ignore them).
+- `imagefolder:<root>`: ImageNet-style class folders `<root>/train/<class>/*` and `<root>/val/<class>/*`,
+  and optionally `<root>/calib/<class>/*` (a `calib` split: held-out labelled images, never `val`).
 
 Every reference accepts `fraction=<0..1>` (after a comma): the `transfer` split is then a
 stratified subset of `train` holding that fraction of every class (the paper transfers on a
 stratified 10% of ImageNet train), drawn with `subset_seed` (default 0).
 
-Splits: `train` (what the zoo is trained on), `transfer` (what transfer runs on: `train`, or its
-stratified fraction) and `eval` (held out, only for measuring). `index` is the sample's position in
+Splits: `train` (what the zoo is trained on), `transfer` (what transfer runs on: `train`, its
+stratified fraction, or fresh samples), `eval` (held out, only for measuring) and, where the
+dataset has one, `calib` (held out, for choices a method makes from data). `index` is the sample's position in
 its split, so per-sample results (cached teacher outputs, predictions) line up across models.
 
 Every loader cuts one seeded order of its split into batches (`BatchOrder`); under DDP each rank
@@ -43,6 +49,11 @@ from .errors import AnyteachError
 from .models import Preprocessing
 
 SPLITS = ("train", "transfer", "eval")
+OPTIONAL_SPLITS = ("calib",)
+"""Splits only some datasets have (`mnist1d:calib=N`, an image folder's `calib/`)."""
+CALIB_SEED_OFFSET = 1_000_003
+FRESH_SEED_OFFSET = 2_000_003
+"""Fresh MNIST-1D samples come from the generator seeded with `seed + offset` (never a zoo's seed)."""
 MNIST1D_GENERATOR_VERSION = "mnist1d-0.0.2"
 MNIST1D_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST1D_AUGMENTATION: dict[str, float] = {"shift": 3, "scale": 0.2, "noise": 0.05}
@@ -207,9 +218,20 @@ class Dataset:
         rank's share of every batch (`BatchOrder`)."""
         raise NotImplementedError  # pragma: no cover
 
+    @property
+    def extra_splits(self) -> tuple[str, ...]:
+        """The optional splits (`OPTIONAL_SPLITS`) this dataset has."""
+        return ()
+
+    def has_split(self, split: str) -> bool:
+        return split in SPLITS or split in self.extra_splits
+
     def _check_split(self, split: str) -> None:
-        if split not in SPLITS:
-            raise AnyteachError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        if not self.has_split(split):
+            hint = (" (a calibration split: mnist1d:calib=5000, or a calib/ folder of an image folder)"
+                    if split == "calib" else "")
+            raise AnyteachError(f"dataset {self.ref!r} has no split {split!r}; its splits are "
+                                f"{', '.join(SPLITS + self.extra_splits)}{hint}")
 
     def split_identity(self, split: str) -> str:
         self._check_split(split)
@@ -225,7 +247,7 @@ class Mnist1d(Dataset):
     """MNIST-1D: 10 classes of 40-sample signals, generated offline and cached as `.npz`."""
 
     def __init__(self, size: int = 30_000, eval: int = 5_000, seed: int = 0, fraction: float = 1.0,
-                 subset_seed: int = 0, ref: str | None = None):
+                 subset_seed: int = 0, calib: int = 0, fresh: int = 0, ref: str | None = None):
         if size < 20 or not 0 < eval < size:
             raise AnyteachError(f"mnist1d needs size >= 20 and 0 < eval < size (got size={size}, eval={eval})")
         if size % 10:
@@ -234,8 +256,14 @@ class Mnist1d(Dataset):
         if not 0 < fraction <= 1:
             raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
         for name, value in (("seed", seed), ("subset_seed", subset_seed)):
-            if not 0 <= value < 2**32:
-                raise AnyteachError(f"mnist1d {name} must be in [0, 2**32), got {value}")
+            if not 0 <= value < 2**32 - FRESH_SEED_OFFSET:
+                raise AnyteachError(f"mnist1d {name} must be in [0, 2**32 - {FRESH_SEED_OFFSET}), got {value}")
+        if calib < 0 or fresh < 0:
+            raise AnyteachError(f"mnist1d calib and fresh must be >= 0 (got calib={calib}, fresh={fresh})")
+        if fresh and fraction < 1:
+            raise AnyteachError("mnist1d fresh (new transfer samples) and fraction (a subset of train) exclude "
+                                "each other")
+        self.calib, self.fresh = calib, fresh
         self.size_total, self.eval_size, self.seed = size, eval, seed
         self.fraction, self.subset_seed = fraction, subset_seed
         self.name = "mnist1d"
@@ -251,8 +279,33 @@ class Mnist1d(Dataset):
         if fraction < 1:
             keep = torch.from_numpy(stratified_subset(self._y["train"].numpy(), fraction, subset_seed))
             self._x["transfer"], self._y["transfer"] = self._x["train"][keep], self._y["train"][keep]
+        elif fresh:
+            self._x["transfer"], self._y["transfer"] = self._fresh_samples(fresh, seed + FRESH_SEED_OFFSET)
         else:
             self._x["transfer"], self._y["transfer"] = self._x["train"], self._y["train"]
+        if calib:
+            self._x["calib"], self._y["calib"] = self._fresh_samples(calib, seed + CALIB_SEED_OFFSET)
+
+    @property
+    def extra_splits(self) -> tuple[str, ...]:
+        return ("calib",) if self.calib else ()
+
+    def split_identity(self, split: str) -> str:
+        self._check_split(split)
+        if split == "calib":
+            return f"{self.identity}/calib-{self.calib}-{self.seed + CALIB_SEED_OFFSET}"
+        if split == "transfer" and self.fresh:
+            return f"{self.identity}/fresh-{self.fresh}-{self.seed + FRESH_SEED_OFFSET}"
+        return super().split_identity(split)
+
+    def _fresh_samples(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `n` samples of a generation with `seed` of at least as many samples as this dataset
+        (so the generator's normalisation matches), rounded up to a multiple of 10."""
+        total = max(self.size_total, -(-n // 10) * 10)
+        other = Mnist1d(size=total, eval=10, seed=seed)
+        x = torch.cat([other._x["train"], other._x["eval"]])[:n]
+        y = torch.cat([other._y["train"], other._y["eval"]])[:n]
+        return x, y
 
     def _generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         path = cache_dir() / "data" / f"mnist1d-{text_digest(self.identity)}.npz"
@@ -396,10 +449,13 @@ class ImageFolder(Dataset):
         self.kind = "image"
         try:
             self._folders = {"train": TVImageFolder(str(root / "train")), "eval": TVImageFolder(str(root / "val"))}
+            if (root / "calib").is_dir():
+                self._folders["calib"] = TVImageFolder(str(root / "calib"))
         except (FileNotFoundError, RuntimeError) as e:
             raise AnyteachError(f"cannot read image folders under {root}: {str(e).splitlines()[0]}") from e
-        if self._folders["train"].classes != self._folders["eval"].classes:
-            raise AnyteachError(f"{root}/train and {root}/val have different class folders")
+        for split, folder in (("val", "eval"), ("calib", "calib")):
+            if folder in self._folders and self._folders["train"].classes != self._folders[folder].classes:
+                raise AnyteachError(f"{root}/train and {root}/{split} have different class folders")
         self.class_names = _readable_class_names(self._folders["train"].classes)
         self.num_classes = len(self.class_names)
         n = {s: len(f.samples) for s, f in self._folders.items()}
@@ -410,9 +466,13 @@ class ImageFolder(Dataset):
                                      else self._indices["train"])
         self._loaders: OrderedDict[tuple, tuple[torch.utils.data.DataLoader, BatchOrder]] = OrderedDict()
 
+    @property
+    def extra_splits(self) -> tuple[str, ...]:
+        return ("calib",) if "calib" in self._folders else ()
+
     def _folder(self, split: str):
         self._check_split(split)
-        return self._folders["eval" if split == "eval" else "train"]
+        return self._folders[split if split in ("eval", "calib") else "train"]
 
     def labels(self, split: str) -> torch.Tensor:
         targets = np.asarray(self._folder(split).targets)
@@ -474,7 +534,8 @@ def _readable_class_names(folders: list[str]) -> list[str]:
     return list(folders)
 
 
-_MNIST1D_OPTIONS = {"size": int, "eval": int, "seed": int, "fraction": float, "subset_seed": int}
+_MNIST1D_OPTIONS = {"size": int, "eval": int, "seed": int, "fraction": float, "subset_seed": int, "calib": int,
+                    "fresh": int}
 _IMAGEFOLDER_OPTIONS = {"fraction": float, "subset_seed": int}
 
 

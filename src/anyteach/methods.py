@@ -18,6 +18,7 @@ selection, masks, top-k) is a tensor operation over the whole batch: no Python l
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
@@ -57,6 +58,23 @@ class RuleInputs:
     frozen: torch.Tensor | None
     teachers: torch.Tensor | None
     student: torch.Tensor
+    params: dict[str, Any] = field(default_factory=dict)  # what the rule's `calibrate` chose, once per run
+
+
+@dataclass
+class Calibration:
+    """Outputs of the frozen student and the teachers on a held-out calibration split (never the eval
+    split): what a target rule with a `calibrate` step chooses its numbers from, once per run.
+
+    Attributes:
+        labels: `(N,)` labels of the calibration split.
+        frozen: `(N, C)` logits of the frozen initial student.
+        teachers: `(K, N, C)` logits of the teachers.
+    """
+
+    labels: torch.Tensor
+    frozen: torch.Tensor
+    teachers: torch.Tensor
 
 
 @dataclass
@@ -85,16 +103,20 @@ class TargetRule:
     uses_frozen: bool = True
     multi_teacher: bool = False  # accepts K > 1 teachers
     options: tuple[str, ...] = ()
+    calibrate: Callable[[Calibration], dict[str, Any]] | None = None  # once per run, on the calib split
 
 
 TARGET_RULES: Registry[TargetRule] = Registry("target rule")
 
 
 def register_target_rule(name: str, *, uses_teacher: bool = True, uses_frozen: bool = True,
-                         multi_teacher: bool = False) -> Callable:
+                         multi_teacher: bool = False,
+                         calibrate: Callable[[Calibration], dict[str, Any]] | None = None) -> Callable:
     """Decorator: make a target rule `fn(RuleInputs) -> Target` reachable by `name`.
 
-    The first docstring line of `fn` is its description in `anyteach methods`.
+    The first docstring line of `fn` is its description in `anyteach methods`. A rule with
+    `calibrate` chooses numbers (e.g. a mixing weight) once per run from the outputs of the frozen
+    student and the teachers on the dataset's `calib` split; `fn` then finds them in `inputs.params`.
 
     Raises:
         RegistrationError: `name` is taken.
@@ -102,7 +124,7 @@ def register_target_rule(name: str, *, uses_teacher: bool = True, uses_frozen: b
 
     def describe(fn: Callable[[RuleInputs], Target]) -> TargetRule:
         description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        return TargetRule(name, fn, description, uses_teacher, uses_frozen, multi_teacher)
+        return TargetRule(name, fn, description, uses_teacher, uses_frozen, multi_teacher, calibrate=calibrate)
 
     return TARGET_RULES.decorator(name, describe)
 
@@ -200,6 +222,94 @@ def teacher_except_where_lost(inputs: RuleInputs) -> Target:
     return Target(teacher, torch.where(lost, SKIPPED, 1), (~lost).float())
 
 
+MIXTURE_WEIGHTS = tuple(i / 20 for i in range(21))
+"""The teacher weights a calibrated ensemble target chooses from."""
+
+
+def mixture_log_probs(frozen: torch.Tensor, teacher: torch.Tensor, weight: float) -> torch.Tensor:
+    """`log((1 − w)·softmax(frozen) + w·softmax(teacher))`: the student–teacher ensemble's log-probabilities."""
+    mixed = (1 - weight) * frozen.float().softmax(-1) + weight * teacher.float().softmax(-1)
+    return mixed.clamp_min(1e-12).log()
+
+
+def _ensemble_choice(calibration: Calibration, key: Callable[[float, float, float], tuple]) -> dict[str, Any]:
+    """The teacher weight w minimising `key(accuracy, nll, w)` over `MIXTURE_WEIGHTS` on the calib split,
+    with that ensemble's and the frozen student's calib accuracy (what the student is aimed at)."""
+    labels, teacher = calibration.labels, calibration.teachers[0]
+    scored = []
+    for w in MIXTURE_WEIGHTS:
+        logp = mixture_log_probs(calibration.frozen, teacher, w)
+        accuracy = (logp.argmax(1) == labels).float().mean().item()
+        nll = -logp.gather(1, labels.view(-1, 1)).mean().item()
+        scored.append((key(accuracy, nll, w), w, accuracy, nll))
+    _, w, accuracy, nll = min(scored)
+    frozen_acc = (calibration.frozen.argmax(1) == labels).float().mean().item()
+    return {"teacher_weight": w, "calib_ensemble_acc": 100.0 * accuracy, "calib_ensemble_nll": nll,
+            "calib_student_acc": 100.0 * frozen_acc}
+
+
+def choose_mixture_weight(calibration: Calibration) -> dict[str, Any]:
+    """The teacher weight w of the ensemble `(1 − w)·p_S0 + w·p_T` with the highest accuracy on the
+    calibration split (ties: the lower NLL, then the smaller w)."""
+    return _ensemble_choice(calibration, lambda accuracy, nll, w: (-accuracy, nll, w))
+
+
+def choose_mixture_weight_nll(calibration: Calibration) -> dict[str, Any]:
+    """The teacher weight w minimising the ensemble's NLL on the calibration split (a proper scoring
+    rule: the right criterion for a soft target, which an accuracy tie can make much softer)."""
+    return _ensemble_choice(calibration, lambda accuracy, nll, w: (nll, w))
+
+
+def _routing_of(weight: float, like: torch.Tensor) -> torch.Tensor:
+    return _full(like, FROZEN if weight == 0 else 1 if weight == 1 else MIXED)
+
+
+@register_target_rule("ens", calibrate=choose_mixture_weight)
+def calibrated_ensemble(inputs: RuleInputs) -> Target:
+    """The student–teacher ensemble (1−w)·p_S0 + w·p_T on every sample, w chosen on the calib split."""
+    w = inputs.params["teacher_weight"]
+    logits = mixture_log_probs(inputs.frozen, inputs.teachers[0], w)
+    return Target(logits, _routing_of(w, logits))
+
+
+@register_target_rule("ens-nll", calibrate=choose_mixture_weight_nll)
+def calibrated_ensemble_nll(inputs: RuleInputs) -> Target:
+    """The student–teacher ensemble (1−w)·p_S0 + w·p_T on every sample, w minimising NLL on the calib split."""
+    return calibrated_ensemble(inputs)
+
+
+def hard_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Target logits whose softmax is (numerically) the one-hot of `logits`' argmax: KL to them is
+    cross-entropy on that pseudo-label."""
+    return torch.full_like(logits, math.log(1e-12), dtype=torch.float32).scatter_(1, logits.argmax(1, keepdim=True),
+                                                                                   0.0)
+
+
+@register_target_rule("ens-hard", calibrate=choose_mixture_weight)
+def calibrated_ensemble_label(inputs: RuleInputs) -> Target:
+    """The calibrated student–teacher ensemble's class as a hard pseudo-label (w chosen on the calib split)."""
+    w = inputs.params["teacher_weight"]
+    logits = hard_logits(mixture_log_probs(inputs.frozen, inputs.teachers[0], w))
+    return Target(logits, _routing_of(w, logits))
+
+
+@register_target_rule("ens-fix", calibrate=choose_mixture_weight)
+def ensemble_corrections(inputs: RuleInputs) -> Target:
+    """Where the calibrated ensemble's class differs from S_frozen's, that class as a hard pseudo-label;
+    elsewhere S_frozen's own output (self-distillation keeps what the student knows)."""
+    w = inputs.params["teacher_weight"]
+    mixed = mixture_log_probs(inputs.frozen, inputs.teachers[0], w)
+    flip = mixed.argmax(1) != inputs.frozen.argmax(1)
+    logits = torch.where(flip.unsqueeze(1), hard_logits(mixed), inputs.frozen.float())
+    return Target(logits, flip.long())
+
+
+@register_target_rule("frozen-hard", uses_teacher=False)
+def frozen_label(inputs: RuleInputs) -> Target:
+    """The frozen initial student's own class as a hard pseudo-label (the self-training control)."""
+    return Target(hard_logits(inputs.frozen), _full(inputs.frozen, FROZEN))
+
+
 # ---------------------------------------------------------------------------------------------
 # Loss functions (pure, batch in, scalar out)
 
@@ -275,6 +385,8 @@ class MethodContext:
     teacher_feature_dim: int | None = None
     transfer_labels: torch.Tensor | None = None  # labels of the transfer split, in index order
     seed: int = 0
+    calibration: Calibration | None = None  # for target rules with a calibrate step
+    calib_score: Callable[[nn.Module], float] | None = None  # accuracy (%) of a model on the calib split
 
 
 @dataclass
@@ -456,16 +568,26 @@ class ContrastiveRepresentationDistillation(TransferLoss):
 
 
 class WeightRegulariser(nn.Module):
-    """Base class: a component that watches the student's weights after every optimiser step."""
+    """Base class: a component that watches the student's weights after every optimiser step and
+    decides which model is evaluated and exported.
+
+    Subclasses take `(student, options, context)`; `needs_calibration` marks one that chooses on the
+    dataset's `calib` split (`context.calib_score`).
+    """
 
     options: ClassVar[tuple[str, ...]] = ()
+    needs_calibration: ClassVar[bool] = False
 
-    def after_step(self, student: nn.Module, step: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def after_step(self, student: nn.Module, step: int) -> None:
+        """Called after every optimiser step (default: nothing)."""
 
     def exported(self, student: nn.Module) -> nn.Module:
         """The model that is evaluated and exported (default: the student itself)."""
         return student
+
+    def chosen(self) -> dict[str, Any]:
+        """What the last `exported` chose, for the metrics row (default: nothing)."""
+        return {}
 
 
 REGULARISERS: Registry[type[WeightRegulariser]] = Registry("weight regulariser")
@@ -487,7 +609,7 @@ class SlowWeights(WeightRegulariser):
 
     options = ("mcl_interpolation", "mcl_period")
 
-    def __init__(self, student: nn.Module, options: dict[str, Any]):
+    def __init__(self, student: nn.Module, options: dict[str, Any], context: MethodContext | None = None):
         super().__init__()
         from timm.utils import ModelEmaV3
 
@@ -500,6 +622,52 @@ class SlowWeights(WeightRegulariser):
 
     def exported(self, student: nn.Module) -> nn.Module:
         return self.slow.module
+
+
+WISE_ALPHAS = tuple(i / 10 for i in range(11))
+"""The interpolation factors the WiSE guard chooses from (0: S0, 1: the trained student)."""
+
+
+@register_regulariser("wise")
+class WeightInterpolation(WeightRegulariser):
+    """WiSE-FT guard: the exported model is (1−α)·θ_S0 + α·θ (floating-point buffers such as BatchNorm
+    statistics interpolated alike), α ∈ {0, 0.1, ..., 1} chosen by accuracy on the calib split (ties:
+    the smaller α, closer to S0) whenever the student is evaluated; α = 0 gives S0 back unchanged.
+
+    The choice is a function of the current weights, so a resumed run exports the same model.
+    """
+
+    needs_calibration = True
+
+    def __init__(self, student: nn.Module, options: dict[str, Any], context: MethodContext | None = None):
+        super().__init__()
+        if context is None or context.calib_score is None:
+            raise AnyteachError("the wise guard chooses on a calibration split: use a dataset with one "
+                                "(e.g. mnist1d:calib=5000)")
+        self.score = context.calib_score
+        self.initial = {k: v.detach().clone() for k, v in student.state_dict().items()}
+        self.last: dict[str, Any] = {}
+
+    def interpolate(self, student: nn.Module, alpha: float) -> nn.Module:
+        """A copy of `student` with weights (1−α)·θ_S0 + α·θ."""
+        model = copy.deepcopy(student)
+        state = {key: (1 - alpha) * self.initial[key].to(value.device) + alpha * value
+                 if value.is_floating_point() else value for key, value in student.state_dict().items()}
+        model.load_state_dict(state)
+        return model
+
+    def exported(self, student: nn.Module) -> nn.Module:
+        best = None
+        for alpha in WISE_ALPHAS:
+            model = self.interpolate(student, alpha)
+            score = self.score(model)
+            if best is None or score > best[0]:
+                best = (score, alpha, model)
+        self.last = {"wise_alpha": best[1], "wise_calib_acc": best[0]}
+        return best[2]
+
+    def chosen(self) -> dict[str, Any]:
+        return dict(self.last)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,12 +683,14 @@ class MethodNeeds:
         teacher_logits: the teachers' logits (the target rule uses them).
         teacher_features: the first teacher's penultimate features (the loss uses them: CD, CRD).
         student_features: the student's penultimate features (the loss uses them: CD, CRD).
+        calibration: the dataset's `calib` split (the target rule or the regulariser chooses on it).
     """
 
     frozen: bool = False
     teacher_logits: bool = False
     teacher_features: bool = False
     student_features: bool = False
+    calibration: bool = False
 
 
 @dataclass(frozen=True)
@@ -556,10 +726,13 @@ class MethodPreset:
         """What a training step of this method needs besides the student's logits."""
         rule = TARGET_RULES[self.target] if self.target is not None else None
         loss = LOSSES[self.loss] if self.loss is not None else None
+        regulariser = REGULARISERS[self.regulariser] if self.regulariser is not None else None
         return MethodNeeds(frozen=rule is not None and rule.uses_frozen,
                            teacher_logits=rule is not None and rule.uses_teacher,
                            teacher_features=loss is not None and loss.needs_teacher_features,
-                           student_features=loss is not None and loss.needs_features)
+                           student_features=loss is not None and loss.needs_features,
+                           calibration=(rule is not None and rule.calibrate is not None)
+                           or (regulariser is not None and regulariser.needs_calibration))
 
     @property
     def needs_teacher(self) -> bool:
@@ -629,6 +802,11 @@ for _preset in [
     MethodPreset("kl+flip-avg", "ablation: T on positive flips, S_frozen on negative, mean on neutral",
                  "flip-avg", "kl"),
     MethodPreset("self", "self-distillation: KL to S_frozen on every sample", "frozen", "kl"),
+    MethodPreset("pl+ens+wise", "teaching without labels: cross-entropy on the class of the student–teacher ensemble "
+                 "(teacher weight chosen on the calib split), exported as the WiSE interpolation of S0 and the "
+                 "student chosen on the calib split", "ens-hard", "kl", "wise"),
+    MethodPreset("self+wise", "control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher",
+                 "frozen", "kl", "wise"),
     MethodPreset("xe", "baseline: plain cross-entropy fine-tuning, same budget, no teacher", None, "ce"),
     MethodPreset("ensemble", "baseline, no training: per sample the more confident of S0 and T", "dp-u", None),
 ]:
@@ -701,13 +879,19 @@ class TransferMethod(nn.Module):
         self.opts = dict(options)
         self.rule = TARGET_RULES[preset.target] if preset.target is not None else None
         self.loss = LOSSES[preset.loss](self.opts, context) if preset.loss is not None else None
+        self.rule_params: dict[str, Any] = {}
+        if self.rule is not None and self.rule.calibrate is not None:
+            if context.calibration is None:
+                raise AnyteachError(f"method {preset.name!r} chooses its target on a calibration split: use a "
+                                    "dataset with one (e.g. mnist1d:calib=5000)")
+            self.rule_params = self.rule.calibrate(context.calibration)
 
     def target(self, labels: torch.Tensor, frozen: torch.Tensor | None, teachers: torch.Tensor | None,
                student: torch.Tensor) -> Target | None:
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
-        return self.rule.fn(RuleInputs(labels, frozen, teachers, student))
+        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))
 
     def forward(self, student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
                 frozen_logits: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
@@ -735,11 +919,12 @@ def build_method(name: str, options: dict[str, Any], context: MethodContext) -> 
     return TransferMethod(get_method(name), options, context)
 
 
-def build_regulariser(preset: MethodPreset, student: nn.Module, options: dict[str, Any]) -> WeightRegulariser | None:
+def build_regulariser(preset: MethodPreset, student: nn.Module, options: dict[str, Any],
+                      context: MethodContext | None = None) -> WeightRegulariser | None:
     """The preset's weight regulariser watching `student` (None if the preset has none)."""
     if preset.regulariser is None:
         return None
-    return REGULARISERS[preset.regulariser](student, options)
+    return REGULARISERS[preset.regulariser](student, options, context)
 
 
 def ensemble_predictions(frozen_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -759,7 +944,8 @@ def ensemble_predictions(frozen_logits: torch.Tensor, teacher_logits: torch.Tens
 
 
 __all__ = [
-    "FROZEN", "LOSSES", "METHODS", "MIXED", "REGULARISERS", "SKIPPED", "TARGET_RULES", "LossInputs",
+    "Calibration", "FROZEN", "LOSSES", "METHODS", "MIXED", "REGULARISERS", "WeightInterpolation",
+    "choose_mixture_weight", "choose_mixture_weight_nll", "hard_logits", "mixture_log_probs", "SKIPPED", "TARGET_RULES", "LossInputs",
     "MethodContext", "MethodNeeds", "MethodPreset", "RuleInputs", "SlowWeights", "StepOutput", "Target", "TargetRule",
     "TransferLoss", "TransferMethod", "WeightRegulariser", "build_method", "build_regulariser",
     "ensemble_predictions", "get_method", "kl_divergence", "method_table", "most_confident", "nce_loss",

@@ -33,8 +33,8 @@ from ._io import json_ready, torch_save
 from .data import Dataset
 from .ddp import TrainingStudent, check_distributed_run, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
 from .errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
-from .methods import (FROZEN, MIXED, SKIPPED, MethodContext, MethodNeeds, TransferMethod, build_method,
-                      build_regulariser, ensemble_predictions, get_method)
+from .methods import (FROZEN, MIXED, SKIPPED, Calibration, MethodContext, MethodNeeds, TransferMethod,
+                      build_method, build_regulariser, ensemble_predictions, get_method)
 from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
 from .models import Classifier
 from .optim import lr_factor, make_optimizer
@@ -370,6 +370,9 @@ class Trainer:
         self.runtime.place(self.student)
         self.reference = EvalReference.build(self.student, self.teachers, data, options.eval_batch_size, self.device,
                                              original, self.runtime)
+        if self.needs.calibration and not data.has_split("calib"):
+            raise AnyteachError(f"method {self.preset.name!r} chooses on a calibration split, but dataset {data.ref!r} "
+                                "has none (e.g. mnist1d:calib=5000, or a calib/ folder of an image folder)")
         self.steps_per_epoch = len(self._loader(0))
         if self.preset.trains and self.steps_per_epoch == 0 and options.epochs > 0:
             raise AnyteachError(f"the transfer split has {data.size('transfer')} samples, fewer than one batch of "
@@ -425,7 +428,7 @@ class Trainer:
         method = build_method(self.preset.name, self.method_options, context).to(self.device)
         optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
                                    self.lr, opts.weight_decay, opts.momentum)
-        regulariser = build_regulariser(self.preset, self.student, self.method_options)
+        regulariser = build_regulariser(self.preset, self.student, self.method_options, context)
         augment_rng = torch.Generator().manual_seed(opts.seed + 7919)
         history, epoch, step = [epoch0], 0, 0
         # every rank reads the checkpoint rank 0 wrote (the run directory is shared); rank 0 decides
@@ -446,6 +449,8 @@ class Trainer:
                     started = time.perf_counter()
                     exported = regulariser.exported(self.student) if regulariser is not None else self.student
                     row = self.reference.row(self.evaluate(exported), epoch)
+                    if regulariser is not None:
+                        row.update(json_ready(regulariser.chosen()))
                     row.update(json_ready(train), steps=step, seconds_train=round(train_seconds, 3),
                                seconds_eval=round(time.perf_counter() - started, 3))
                     history.append(row)
@@ -470,6 +475,18 @@ class Trainer:
     def _method_context(self) -> MethodContext:
         context = MethodContext(self.data.num_classes, transfer_labels=self.data.labels("transfer"),
                                 seed=self.options.seed)
+        if self.needs.calibration:  # choices made on the calib split, never on the eval split
+            bs = self.options.eval_batch_size
+            labels = self.data.labels("calib")
+            frozen = cached_logits(self.student, self.data, "calib", bs, self.device, self.runtime).cpu()
+            teachers = [cached_logits(t, self.data, "calib", bs, self.device, self.runtime).cpu() for t in self.teachers]
+            context.calibration = Calibration(labels, frozen, torch.stack(teachers) if teachers else frozen[None, :0])
+
+            def calib_score(model: nn.Module) -> float:
+                logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)
+                return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+
+            context.calib_score = calib_score
         if self.needs.teacher_features:
             x, _, _ = next(iter(self.data.loader("transfer", batch_size=2, num_workers=0,
                                                  preprocessing=self.student.info.preprocessing)))
@@ -536,6 +553,8 @@ class Trainer:
             train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
         if method.rule is not None:
             train.update(routing.shares())
+        if method.rule_params:
+            train["calibration"] = dict(method.rule_params)
         return step, train
 
     def _check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:

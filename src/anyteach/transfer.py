@@ -182,8 +182,11 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 def data_entry(dataset: Dataset) -> dict[str, Any]:
     """How a run's configuration names its data: reference, split identities, class count."""
-    return {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
-            "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes}
+    entry = {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
+             "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes}
+    if dataset.has_split("calib"):
+        entry["calib"] = dataset.split_identity("calib")
+    return entry
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
