@@ -20,8 +20,12 @@ def test_demo_study_is_a_valid_balanced_study_of_the_required_methods():
     spec = load_study_spec(raw)
     assert {m.name for m in spec.methods} >= REQUIRED_METHODS
     assert spec.pairs.random >= 24 and spec.pairs.balanced
-    # one recipe for every method; only MCL keeps the paper's own higher learning rate
-    assert all(not m.options for m in spec.methods if m.name != "xekl+mcl")
+    # one recipe for the paper's methods; only MCL keeps the paper's own higher learning rate
+    paper = [m for m in spec.methods if m.name in REQUIRED_METHODS]
+    assert all(not m.options and m.data is None for m in paper if m.name != "xekl+mcl")
+    # the teaching preset and its no-teacher control get the same data and the same budget
+    teaching, control = (next(m for m in spec.methods if m.name == name) for name in ("pl+ens+wise", "self"))
+    assert teaching.data == control.data and teaching.options == control.options and "fresh=" in teaching.data
 
 
 def test_run_demo_writes_analysis_study_and_report(tiny_zoo, tmp_path):

@@ -15,12 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+TEACHING_DATA = "mnist1d:calib=5000,fresh=100000"
+"""The teaching preset's data: 100,000 fresh samples the zoo never saw (their labels unused) and 5,000
+fresh labelled samples to calibrate on; the eval split is the study's."""
+
+TEACHING_OPTIONS: dict[str, Any] = {"lr": 1.0e-3, "lr_schedule": "cosine"}
+"""The teaching preset's recipe over the study's (AdamW, batch 256, 2 epochs): a higher lr with cosine
+decay, which its WiSE guard makes safe (docs/research/teaching-gains.md, H6)."""
+
 DEMO_STUDY: dict[str, Any] = {
     "name": "mnist1d-demo",
     "models": "mnist1d",
     "data": "mnist1d",
     "pairs": {"random": 24, "seed": 0, "balanced": True},
-    "methods": ["kl", "xekl", {"name": "xekl+mcl", "options": {"lr": 1.0e-2}}, "kl+dp", "kl+dp-u", "xe"],
+    "methods": ["kl", "xekl", {"name": "xekl+mcl", "options": {"lr": 1.0e-2}}, "kl+dp", "kl+dp-u", "xe",
+                # teaching without labels on data the zoo never saw, and its control on the same data and budget
+                {"name": "pl+ens+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
+                {"name": "self", "data": TEACHING_DATA, "options": TEACHING_OPTIONS}],
     "seeds": [0],
     "recipe": {"epochs": 2, "batch_size": 256, "optimizer": "adamw", "lr": 3.0e-4, "weight_decay": 1.0e-4},
     "workers": 2,

@@ -219,16 +219,14 @@ def engine_methods(summary: StudySummary) -> dict[str, str]:
 def headline_table(summary: StudySummary) -> pd.DataFrame:
     """Per method: this study's headline numbers, the paper's, and the difference to the `xe` control."""
     engine = engine_methods(summary)
-    control = _control_row(summary)
-    paired = summary.vs_control.set_index("method") if len(summary.vs_control) else pd.DataFrame()
     rows = []
     for _, r in summary.by_method.iterrows():
         paper = PAPER_RESULTS.get(engine.get(r["method"], ""))
         vs_control = "–"
-        if control is not None and r["method"] != control["method"] and r["method"] in paired.index:
-            c = paired.loc[r["method"]]
-            vs_control = (f"{c['mean_delta_vs_control']:+.2f} ({int(c['students_better'])}/{int(c['students'])}, "
-                          f"p={c['p_better_than_control']:.2g})")
+        c = _paired_control(summary, r["method"])
+        if c is not None:
+            vs_control = (f"{c['mean_delta_vs_control']:+.2f} vs {c['control']} ({int(c['students_better'])}/"
+                          f"{int(c['students'])}, p={c['p_better_than_control']:.2g})")
         rows.append({
             "method": r["method"],
             "runs": int(r["runs"]),
@@ -242,7 +240,7 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
             "paper success": paper.success_text if paper else "–",
             "paper mean Δ (pp)": (f"{paper.mean_delta:+.2f}" + (" (≈0)" if paper.note.startswith("≈0") else ""))
             if paper else "–",
-            "Δ vs xe, paired (students better, p)": vs_control,
+            "Δ vs control, paired (students better, p)": vs_control,
         })
     return pd.DataFrame(rows)
 
@@ -266,6 +264,15 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
                      "median efficiency": _pct(r["median_efficiency"]),
                      "max-confidence ensemble Δ (pp)": _pp(maxconf)})
     return pd.DataFrame(rows)
+
+
+def _paired_control(summary: StudySummary, method: str) -> pd.Series | None:
+    """A method's comparison with its control of the same data and budget: the `xe` control where
+    the study has one for it, else the `self` control (the control of a method that uses no labels)."""
+    for table in (summary.vs_control, summary.vs_self):
+        if len(table) and method in set(table["method"]):
+            return table[table["method"] == method].iloc[0]
+    return None
 
 
 def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
@@ -400,9 +407,26 @@ def findings(summary: StudySummary) -> list[str]:
     for _, r in summary.by_method.iterrows():
         if pd.isna(r.get("pooled_efficiency", float("nan"))):
             continue
-        out.append(f"**{r['method']}** took {r['pooled_efficiency']:.0f}% of the gain available to its runs (a "
+        out.append(f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
                    f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on "
-                   f"average; median efficiency {r['median_efficiency']:.0f}% over the runs with something to take).")
+                   f"average; median efficiency {round(r['median_efficiency'])}% over the runs with something to "
+                   "take).")
+
+    controlled = set(summary.vs_control["method"]) if len(summary.vs_control) else set()
+    for c in (summary.vs_self.to_dict("records") if len(summary.vs_self) else []):
+        if c["method"] in controlled:
+            continue
+        if c["p_better_than_control"] < SIGNIFICANCE:
+            word = "does significantly better than"
+        elif c["p_worse_than_control"] < SIGNIFICANCE:
+            word = "does significantly worse than"
+        else:
+            word = "is not significantly different from"
+        out.append(f"**{c['method']}** {word} the `{c['control']}` control (self-distillation on the same data and "
+                   f"budget, no teacher and no labels), paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
+                   f"beyond it on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
+                   f"{int(c['students_better'])} of {int(c['students'])} students better, {int(c['students_worse'])} "
+                   f"worse (one-sided sign test: p = {c['p_better_than_control']:.3g}).")
 
     weaker, stronger = ("much weaker", "weaker"), ("stronger", "much stronger")
     kl = by_name.get("kl")
@@ -541,9 +565,10 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
                  "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
                  "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
                  "(one-sided exact McNemar, p < 0.05, % of runs). Paper: ImageNet, 20 students × 20 teachers "
-                 "(PAPER.md section 4). Last column: each run's Δ minus its student's `xe` control Δ, averaged "
-                 "(pp); how many students gain more than from the control alone; one-sided sign test over "
-                 "students that they do.")
+                 "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
+                 "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
+                 "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
+                 "sign test over students that they do.")
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
 
