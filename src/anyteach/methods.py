@@ -29,6 +29,8 @@ from torch import nn
 
 from .errors import AnyteachError
 from .options import METHOD_OPTIONS
+from .options import METHOD_OPTIONS as OPTIONS  # deprecated alias: the declarations live in anyteach.options
+from .options import Option  # deprecated alias (re-exported): use anyteach.options.Option
 from .registry import Registry, RegistrationError
 
 FROZEN = 0
@@ -944,11 +946,11 @@ def ensemble_predictions(frozen_logits: torch.Tensor, teacher_logits: torch.Tens
 
 
 __all__ = [
-    "Calibration", "FROZEN", "LOSSES", "METHODS", "MIXED", "REGULARISERS", "WeightInterpolation",
-    "choose_mixture_weight", "choose_mixture_weight_nll", "hard_logits", "mixture_log_probs", "SKIPPED", "TARGET_RULES", "LossInputs",
-    "MethodContext", "MethodNeeds", "MethodPreset", "RuleInputs", "SlowWeights", "StepOutput", "Target", "TargetRule",
-    "TransferLoss", "TransferMethod", "WeightRegulariser", "build_method", "build_regulariser",
-    "ensemble_predictions", "get_method", "kl_divergence", "method_table", "most_confident", "nce_loss",
-    "register_loss", "register_method", "register_regulariser", "register_target_rule",
+    "FROZEN", "LOSSES", "METHODS", "MIXED", "OPTIONS", "REGULARISERS", "SKIPPED", "TARGET_RULES", "Calibration",
+    "LossInputs", "MethodContext", "MethodNeeds", "MethodPreset", "Option", "RuleInputs", "SlowWeights", "StepOutput",
+    "Target", "TargetRule", "TransferLoss", "TransferMethod", "WeightInterpolation", "WeightRegulariser",
+    "build_method", "build_regulariser", "choose_mixture_weight", "choose_mixture_weight_nll",
+    "ensemble_predictions", "get_method", "hard_logits", "kl_divergence", "method_table", "mixture_log_probs",
+    "most_confident", "nce_loss", "register_loss", "register_method", "register_regulariser", "register_target_rule",
     "resolve_method_options", "similarity_structure_loss",
 ]
