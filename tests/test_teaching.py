@@ -28,7 +28,7 @@ def test_calib_and_fresh_splits_are_new_samples():
     plain = load_dataset("mnist1d:size=2000,eval=500,seed=0")
     assert plain.split_identity("eval") == d.split_identity("eval")  # the eval split and its caches are shared
     assert not plain.has_split("calib")
-    with pytest.raises(AnyteachError, match="no split 'calib'"):
+    with pytest.raises(AnyteachError, match="unknown split 'calib'"):
         plain.labels("calib")
     with pytest.raises(AnyteachError, match="exclude"):
         load_dataset("mnist1d:size=2000,eval=500,fresh=100,fraction=0.5")

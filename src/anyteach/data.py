@@ -230,7 +230,7 @@ class Dataset:
         if not self.has_split(split):
             hint = (" (a calibration split: mnist1d:calib=5000, or a calib/ folder of an image folder)"
                     if split == "calib" else "")
-            raise AnyteachError(f"dataset {self.ref!r} has no split {split!r}; its splits are "
+            raise AnyteachError(f"unknown split {split!r} of dataset {self.ref!r}; its splits are "
                                 f"{', '.join(SPLITS + self.extra_splits)}{hint}")
 
     def split_identity(self, split: str) -> str:
