@@ -266,6 +266,15 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _verdict_word(paired: Any) -> str:
+    """How a method compares with its paired control, by the one-sided sign tests."""
+    if paired["p_better_than_control"] < SIGNIFICANCE:
+        return "does significantly better than"
+    if paired["p_worse_than_control"] < SIGNIFICANCE:
+        return "does significantly worse than"
+    return "is not significantly different from"
+
+
 def _paired_control(summary: StudySummary, method: str) -> pd.Series | None:
     """A method's comparison with its control of the same data and budget: the `xe` control where
     the study has one for it, else the `self` control (the control of a method that uses no labels)."""
@@ -390,12 +399,7 @@ def findings(summary: StudySummary) -> list[str]:
             if r["method"] == control["method"] or r["method"] not in vs.index:
                 continue
             c = vs.loc[r["method"]]
-            if c["p_better_than_control"] < SIGNIFICANCE:
-                word = "does significantly better than"
-            elif c["p_worse_than_control"] < SIGNIFICANCE:
-                word = "does significantly worse than"
-            else:
-                word = "is not significantly different from"
+            word = _verdict_word(c)
             which = f" (`{c['control']}`: the same data and budget)" if c.get("control") else ""
             out.append(f"**{r['method']}** {word} the control, paired by student{which}: Δ "
                        f"{c['mean_delta_vs_control']:+.2f} pp "
@@ -416,13 +420,7 @@ def findings(summary: StudySummary) -> list[str]:
     for c in (summary.vs_self.to_dict("records") if len(summary.vs_self) else []):
         if c["method"] in controlled:
             continue
-        if c["p_better_than_control"] < SIGNIFICANCE:
-            word = "does significantly better than"
-        elif c["p_worse_than_control"] < SIGNIFICANCE:
-            word = "does significantly worse than"
-        else:
-            word = "is not significantly different from"
-        out.append(f"**{c['method']}** {word} the `{c['control']}` control (self-distillation on the same data and "
+        out.append(f"**{c['method']}** {_verdict_word(c)} the `{c['control']}` control (self-distillation on the same data and "
                    f"budget, no teacher and no labels), paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
                    f"beyond it on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
                    f"{int(c['students_better'])} of {int(c['students'])} students better, {int(c['students_worse'])} "
