@@ -439,6 +439,7 @@ class Trainer:
 
         self.reporter.start(opts.epochs, self.steps_per_epoch, history)
         self.step_student = TrainingStudent(self.student, self.runtime)
+        exported = None  # the model measured after the last epoch trained in this call (the last is always measured)
         try:
             while epoch < opts.epochs:
                 epoch += 1
@@ -469,7 +470,8 @@ class Trainer:
                 # DDP's reducer sits in a reference cycle: collect it now, while its process group
                 # exists (collected after the group is destroyed, it aborts the process)
                 gc.collect()
-        exported = regulariser.exported(self.student) if regulariser is not None else self.student
+        if exported is None:  # resumed after the last epoch: choose again (WiSE is a function of the weights)
+            exported = regulariser.exported(self.student) if regulariser is not None else self.student
         return TrainOutcome(history, dict(history[-1]), exported, True)
 
     def _method_context(self) -> MethodContext:
