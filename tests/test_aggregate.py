@@ -180,3 +180,24 @@ def test_each_run_is_paired_with_a_control_of_its_own_budget():
     assert "odd" not in table.index  # nothing of its budget to compare with
     long_only = frame[frame["label"] != "xe-8"]
     assert "long" not in against_control(long_only)["label"].tolist()  # never paired across budgets
+
+
+def test_ties_are_ties_not_wins():
+    # a method and its control that both gain exactly 3 of 5,000 eval samples: the float deltas differ in
+    # the last bits (as stored by the demo), the flip counts do not, so the run is neither better nor a win
+    rows = []
+    for student, (method_delta, control_delta) in {"s1": (0.0600000000000005, 0.05999999999999961),
+                                                   "s2": (0.0600000000000005, 0.05999999999999961)}.items():
+        rows += [("xe", student, "", control_delta, 5, 2), ("kl+dp", student, "t", method_delta, 4, 1)]
+    frame = pd.DataFrame(rows, columns=["label", "student", "teacher", "transfer_delta", "gain_count", "loss_count"])
+    frame = frame.assign(knowledge_gain=0.1, knowledge_loss=0.04, p_gain=0.5, p_loss=0.5)
+    kl = row_of(against_control(frame), label="kl+dp")
+    assert (kl["students_better"], kl["students_worse"]) == (0, 0)
+    assert kl["beats_control_rate"] == 0.0 and kl["p_better_than_control"] == 1.0
+    # success is a net gain in samples: a run whose float delta is 1e-15 but whose counts cancel is no success
+    noisy = frame.assign(transfer_delta=1e-15, gain_count=2, loss_count=2)
+    assert aggregate(noisy)["pooled_success_rate"].eq(0.0).all()
+    # without counts the delta is compared to 1e-6 pp, which still absorbs float noise
+    assert aggregate(noisy.drop(columns=["gain_count", "loss_count"]))["pooled_success_rate"].eq(0.0).all()
+    assert row_of(against_control(frame.drop(columns=["gain_count", "loss_count"])),
+                  label="kl+dp")["students_better"] == 0

@@ -24,12 +24,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _final(delta: float, strength: float, significant_harm: bool, significant_gain: bool) -> dict:
-    student_acc_before = 80.0
+    student_acc_before = 80.0  # counts below are of an eval split of 100,000 samples (1 sample = 0.001 pp)
     gain = max(delta, 0.0) + 1.0
     loss = gain - delta
     return {"student_acc": student_acc_before + delta, "student_acc_before": student_acc_before,
             "teacher_acc": student_acc_before + strength, "transfer_delta": delta, "knowledge_gain": gain,
-            "knowledge_loss": loss, "transfer_rate": 10.0, "gain_count": int(gain * 10), "loss_count": int(loss * 10),
+            "knowledge_loss": loss, "transfer_rate": 10.0, "gain_count": round(gain * 1000), "loss_count": round(loss * 1000),
             "p_gain": 0.01 if significant_gain else 0.5, "p_loss": 0.01 if significant_harm else 0.5}
 
 

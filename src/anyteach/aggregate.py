@@ -42,6 +42,23 @@ METRIC_COLUMNS: tuple[str, ...] = (
 REQUIRED_RUN_COLUMNS = ("label", "student", "transfer_delta", "knowledge_gain", "knowledge_loss", "p_gain", "p_loss")
 
 
+def net_change(runs: pd.DataFrame) -> pd.Series:
+    """Each run's net change as an exact number: eval samples gained minus samples lost.
+
+    Every sign decision (success, better than the control, ties) is made on this, never on the float
+    transfer delta: two runs that both gain 3 samples store deltas like 0.0600000000000005 and
+    0.05999999999999961, which a float comparison would call a win. Runs without flip counts (tables
+    written by hand) fall back to the delta rounded to 1e-6 pp, which absorbs the float noise of any
+    eval split below 10^8 samples.
+    """
+    delta = pd.to_numeric(runs["transfer_delta"], errors="coerce").round(6)
+    if {"gain_count", "loss_count"} <= set(runs.columns):
+        counts = (pd.to_numeric(runs["gain_count"], errors="coerce")
+                  - pd.to_numeric(runs["loss_count"], errors="coerce"))
+        return counts.where(counts.notna(), delta)
+    return delta
+
+
 def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED_RUN_COLUMNS if c not in runs.columns]
     if missing:
@@ -58,7 +75,8 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     takeable = out["ensemble_delta"] > 0  # runs whose ensemble gains something: the efficiency's denominator
     out["_taken"] = out["transfer_delta"].where(takeable)
     out["_available"] = out["ensemble_delta"].where(takeable)
-    out["success"] = out["transfer_delta"] > 0
+    out["_net"] = net_change(out)
+    out["success"] = out["_net"] > 0
     out["significant_gain"] = out["p_gain"] < SIGNIFICANCE
     out["significant_harm"] = out["p_loss"] < SIGNIFICANCE
     return out
@@ -203,7 +221,7 @@ def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.Dat
         return pd.DataFrame(columns=["label", *CONTROL_COLUMNS])
     rows = []
     for label, group in r[r["_method"] != control].groupby("label", sort=False):
-        diffs, students, used, unpaired = [], [], [], 0
+        diffs, net_diffs, students, used, unpaired = [], [], [], [], 0
         for _, run in group.iterrows():
             candidates = controls.get((run["student"], run["_seed"], run["_data"], run["_budget"]))
             if not candidates:
@@ -211,16 +229,17 @@ def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.Dat
                 continue
             best = max(candidates, key=lambda c: sum(c["_training"][k] == v for k, v in run["_training"].items()))
             diffs.append(run["transfer_delta"] - best["transfer_delta"])
+            net_diffs.append(run["_net"] - best["_net"])  # exact: same student, same eval split
             students.append(run["student"])
             used.append(best["label"])
         if not diffs:
             continue
-        paired = pd.DataFrame({"student": students, "diff": diffs})
-        by_student = paired.groupby("student")["diff"].mean()
+        paired = pd.DataFrame({"student": students, "diff": diffs, "net": net_diffs})
+        by_student = paired.groupby("student")["net"].sum()  # a sum of exact counts: its sign is exact
         better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
         p_better, p_worse = mcnemar_p_values(better, worse)
         rows.append({"label": label, "paired_runs": len(paired), "students": len(by_student),
-                     "beats_control_rate": 100.0 * float((paired["diff"] > 0).mean()),
+                     "beats_control_rate": 100.0 * float((paired["net"] > 0).mean()),
                      "mean_delta_vs_control": float(paired["diff"].mean()), "students_better": better,
                      "students_worse": worse, "p_better_than_control": p_better, "p_worse_than_control": p_worse,
                      "control": ", ".join(dict.fromkeys(used)), "unpaired_runs": unpaired})
@@ -389,5 +408,5 @@ def summarize(study_dir: str | Path) -> StudySummary:
 
 
 __all__ = ["BUDGET_OPTIONS", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
-           "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "order_methods", "per_student",
+           "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "net_change", "order_methods", "per_student",
            "size_correlation", "summarize", "summarize_runs"]

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ._io import write_text
-from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from .aggregate import SIGNIFICANCE, StudySummary, net_change, summarize
 from .store import StudyStore
 from .metrics import BUCKETS
 
@@ -341,10 +341,10 @@ def _bucket_values(summary: StudySummary, method: str, buckets: Sequence[str]) -
     runs = summary.runs[(summary.runs["label"] == method) & summary.runs["bucket"].isin(list(buckets))]
     if runs.empty:
         return None
-    return {"runs": len(runs), "success": 100.0 * float((runs["transfer_delta"] > 0).mean()),
+    return {"runs": len(runs), "success": 100.0 * float((net_change(runs) > 0).mean()),
             "delta": float(runs["transfer_delta"].mean()),
-            "harm": 100.0 * float((runs["p_loss"] < 0.05).mean()),
-            "gain": 100.0 * float((runs["p_gain"] < 0.05).mean())}
+            "harm": 100.0 * float((runs["p_loss"] < SIGNIFICANCE).mean()),
+            "gain": 100.0 * float((runs["p_gain"] < SIGNIFICANCE).mean())}
 
 
 def findings(summary: StudySummary) -> list[str]:
