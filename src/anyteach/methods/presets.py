@@ -275,8 +275,9 @@ def build_method(name: str, options: dict[str, Any], context: MethodContext) -> 
 
 
 def build_regulariser(preset: MethodPreset, student: nn.Module, options: dict[str, Any],
-                      context: MethodContext | None = None) -> WeightRegulariser | None:
-    """The preset's weight regulariser watching `student` (None if the preset has none)."""
+                      context: MethodContext | None = None) -> WeightRegulariser:
+    """The preset's weight regulariser watching `student`; for a preset without one, the no-op base
+    `WeightRegulariser` (exports the student itself, chooses nothing, holds no state)."""
     if preset.regulariser is None:
-        return None
+        return WeightRegulariser()
     return REGULARISERS[preset.regulariser](student, options, context)
