@@ -25,7 +25,7 @@ import pandas as pd
 
 from .errors import RunFailed
 from .metrics import BUCKETS, mcnemar_p_values
-from .options import TRAINING_OPTIONS
+from .options import BUDGET_OPTIONS, TRAINING_OPTIONS
 from .store import StudyStore
 
 SIGNIFICANCE = 0.05
@@ -172,9 +172,6 @@ CONTROL_COLUMNS: tuple[str, ...] = (
 )
 """The columns of `against_control` (after `label`); `control` names the control label(s) used."""
 
-BUDGET_OPTIONS: tuple[str, ...] = ("epochs", "batch_size", "augment")
-"""The training options that make a run's budget (with its data): a method run is paired only with a
-control run of the same student, seed, data and budget, i.e. the same samples for the same steps."""
 
 
 def _training_options(options: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from rich.table import Table
 from . import distributed
 from ._io import disk_use, human_bytes
 from .errors import AnyteachError, os_error_message
-from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .options import METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="General knowledge transfer between any two pretrained classifiers.")
@@ -319,8 +319,11 @@ def _csv(text: Optional[str]) -> Optional[list[str]]:
 
 def summary_table(frame, title: str, key: str = "method") -> Table:
     """A rich table of aggregate rows (`anyteach.aggregate.METRIC_COLUMNS`)."""
+    from .aggregate import SIGNIFICANCE
+
     table = Table(title=title, caption="succ.: median over students of the per-student success rate (Δ > 0); "
-                  "pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < 0.05); avail.: Δ of "
+                  f"pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < {SIGNIFICANCE:g}); "
+                  "avail.: Δ of "
                   "the student–teacher ensemble; taken: ΣΔ / Σ avail. over runs with something to take")
     columns = [(key, key, "{}"), ("runs", "runs", "{:d}"), ("succ. %", "median_success_rate", "{:.1f}"),
                ("pooled %", "pooled_success_rate", "{:.1f}"), ("Δ pp", "mean_delta", "{:+.2f}"),
@@ -338,7 +341,7 @@ def summary_table(frame, title: str, key: str = "method") -> Table:
 
 
 def print_summary(study_dir: Path) -> None:
-    from .aggregate import summarize
+    from .aggregate import CONTROL_METHOD, SELF_CONTROL, summarize
 
     summary = summarize(study_dir)
     summary.require_runs(study_dir)
@@ -348,7 +351,7 @@ def print_summary(study_dir: Path) -> None:
         if part["runs"].sum():
             console.print(summary_table(part, f"{method}: per teacher-strength bucket (acc(T) − acc(S0), pp)",
                                         key="bucket"))
-    for name, paired in (("xe", summary.vs_control), ("self", summary.vs_self)):
+    for name, paired in ((CONTROL_METHOD, summary.vs_control), (SELF_CONTROL, summary.vs_self)):
         if not len(paired):
             continue
         table = Table(title=f"against the {name} control, paired by student, seed and budget",
@@ -366,7 +369,7 @@ def print_summary(study_dir: Path) -> None:
 
 
 @app.command()
-@with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS, exclude=("seed",))
+@with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS, exclude=PER_RUN_OPTIONS)
 def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YAML); flags override its keys."),
           out: Path = typer.Option(..., "--out", "-o", help="Study directory (store, run directories, report)."),
           zoo: Optional[str] = typer.Option(None, help="Use a built-in zoo's models (and its data), e.g. mnist1d."),

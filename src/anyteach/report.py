@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ._io import write_text
-from .aggregate import SIGNIFICANCE, StudySummary, net_change, summarize
+from .aggregate import CONTROL_METHOD, SIGNIFICANCE, StudySummary, net_change, summarize
 from .store import StudyStore
 from .metrics import BUCKETS
 
@@ -72,7 +72,6 @@ PAPER_RESULTS: dict[str, PaperResult] = {
 PAPER_ORDER = ["kl+dp", "kl+dp-u", "xekl+mcl", "xekl", "kl", "crd", "cd"]
 """The paper's methods from the highest median success rate to the lowest."""
 
-CONTROL = "xe"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +322,7 @@ def family_table(summary: StudySummary) -> pd.DataFrame:
 def _control_row(summary: StudySummary) -> pd.Series | None:
     engine = engine_methods(summary)
     for _, r in summary.by_method.iterrows():
-        if engine.get(r["method"]) == CONTROL:
+        if engine.get(r["method"]) == CONTROL_METHOD:
             return r
     return None
 

@@ -21,8 +21,9 @@ import yaml
 
 from .data import load_dataset
 from .errors import AnyteachError
+from .executors import EXECUTORS
 from .methods import METHODS, get_method
-from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .options import METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 from .recipes import get_recipe, with_fraction
 from .registry import import_plugins
 from .transfer import resolve_run_options
@@ -32,10 +33,9 @@ STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced")
 METHOD_KEYS = ("name", "label", "options", "data")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
-EXECUTORS = ("local", "ray")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
-RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "seed", "progress", "overwrite",
-                              "stop_after_epoch", "on_epoch"})
+RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "progress", "overwrite",
+                              "stop_after_epoch", "on_epoch", *PER_RUN_OPTIONS})
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")

@@ -41,6 +41,7 @@ from .optim import lr_factor, make_optimizer
 from .options import TrainingOptions
 from .predictions import cached_logits, model_logits, split_outputs
 from .runtime import Runtime, default_device
+from .seeds import augment_seed
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 DIVERGENCE_CHECK_STEPS = 25
@@ -545,7 +546,7 @@ class Trainer:
         optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
                                    self.lr, opts.weight_decay, opts.momentum)
         regulariser = build_regulariser(self.preset, self.student, self.method_options, context)
-        augment_rng = torch.Generator().manual_seed(opts.seed + 7919)
+        augment_rng = torch.Generator().manual_seed(augment_seed(opts.seed))
         return TrainingState(self.student, method, optimizer, regulariser, augment_rng, self.device, [epoch0])
 
     def _method_context(self) -> MethodContext:

@@ -43,14 +43,11 @@ from .errors import AnyteachError, RunFailed
 from .methods import METHODS, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
-from .options import TRAINING_OPTIONS, TrainingOptions, split_options
+from .options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
 from .trainer import Trainer, resolve_device, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
-# settings that do not change what a run computes (beyond rounding): a run may resume with different values
-_NOT_COMPARED = ("device", "eval_batch_size", "keep_checkpoints", "workers", "channels_last", "compile",
-                 "compile_backend")
 RUN_LOCK_WAIT = 10.0
 """Seconds a run waits for its directory's lock (held by a process still exiting) before giving up."""
 
@@ -175,7 +172,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
         for old, new in option.aliases:
             if c["training"][name] is old:
                 c["training"][name] = new
-    for key in _NOT_COMPARED:
+    for key in NOT_COMPARED:  # settings a run may resume with other values of
         c["training"].pop(key, None)
     return c
 
