@@ -31,7 +31,7 @@ from torch import nn
 from . import distributed
 from ._io import json_ready, torch_save
 from .data import Dataset
-from .ddp import TrainingStudent, check_distributed_run, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
+from .ddp import TrainingStudent, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
 from .errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
 from .methods import (FROZEN, MIXED, SKIPPED, Calibration, MethodContext, MethodNeeds, TransferMethod,
                       WeightRegulariser, build_method, build_regulariser, ensemble_predictions, get_method)
@@ -433,8 +433,7 @@ class Trainer:
         self.method_options = dict(method_options)
         self.options = options
         self.lr = resolve_lr(options, method)
-        self.device = rank_device(resolve_device(options.device))
-        check_distributed_run(self.preset, options, self.device)
+        self.device = rank_device(resolve_device(options.device))  # the run was checked by `transfer.plan_run`
         self.runtime = Runtime.of(self.device, options)
         self.reporter = reporter or SilentReporter()
         self.student = sync_batchnorm(copy.deepcopy(student), options)

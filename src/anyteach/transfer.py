@@ -40,7 +40,7 @@ from ._io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_
 from .data import Dataset, load_dataset
 from .ddp import check_distributed_run, rank_device
 from .errors import AnyteachError, RunFailed
-from .methods import METHODS, get_method, resolve_method_options
+from .methods import METHODS, MethodPreset, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
 from .options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
@@ -391,6 +391,85 @@ def check_method_options(method_options: Mapping[str, Any], dataset: Dataset) ->
                             f"{dataset.num_classes} classes")
 
 
+@dataclass
+class RunPlan:
+    """A run checked before anything is written: its options resolved and validated, its models and
+    data loaded and checked against each other, and the distributed checks passed (once, here).
+
+    Attributes:
+        method: the preset's name; `preset` the preset.
+        training: the resolved training options; `method_options` the method's.
+        options: the options as given (a multi-teacher run passes them on to its stages).
+        inputs: the loaded data and models.
+        device: where this rank trains.
+        overwrite, progress, stop_after_epoch: how the run is to be carried out.
+    """
+
+    method: str
+    preset: MethodPreset
+    training: TrainingOptions
+    method_options: dict[str, Any]
+    options: dict[str, Any]
+    inputs: RunInputs
+    device: torch.device
+    overwrite: bool = False
+    progress: bool = True
+    stop_after_epoch: int | None = None
+
+    def config(self, format: str, **extra: Any) -> dict[str, Any]:
+        """The run's configuration (see `RunInputs.config`)."""
+        return self.inputs.config(format, self.method, self.method_options, self.training, **extra)
+
+
+def check_teachers(preset: MethodPreset, teachers: Sequence[ModelArg]) -> None:
+    """A single transfer's teachers: one if the method needs one, none if it takes none, several
+    only for a method that routes between them.
+
+    Raises:
+        AnyteachError: naming the method and the remedy.
+    """
+    method = preset.name
+    if preset.needs_teacher and not teachers:
+        raise AnyteachError(f"method {method!r} needs a teacher")
+    if teachers and not preset.needs_teacher:
+        raise AnyteachError(f"method {method!r} takes no teacher (it trains on the labels or on the student's "
+                            f"own outputs); drop the teacher")
+    if len(teachers) > 1 and not preset.multi_teacher:
+        raise AnyteachError(f"method {method!r} takes one teacher, got {len(teachers)}; methods that route "
+                            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
+
+
+def plan_run(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, method: str,
+             options: Mapping[str, Any], check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
+             original: ModelArg | None = None, *, overwrite: bool = False, progress: bool = True,
+             stop_after_epoch: int | None = None) -> RunPlan:
+    """The planning step shared by `transfer` and `transfer_multi`: everything that can be refused
+    is refused here, before any model is trained and before the run directory is touched.
+
+    Args:
+        check: the teacher check of the caller (`check_teachers` for a single transfer), run
+            before any model is loaded.
+
+    Raises:
+        AnyteachError: an unknown method or option, a value out of range, teachers the method (or
+            the caller) does not take, a run that cannot train under the current process group,
+            models that do not fit the data.
+    """
+    # everything that needs no model: options, method, teachers, the process group
+    training, method_options = resolve_run_options(method, options)
+    preset = get_method(method)
+    if stop_after_epoch is not None and stop_after_epoch < 1:
+        raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
+    check(preset, teachers)
+    device = rank_device(resolve_device(training.device))
+    check_distributed_run(preset, training, device)
+    # models and data, checked against each other (on every rank: each must see them)
+    inputs = distributed.agree(lambda: load_run_inputs(student, teachers, data, original))
+    check_method_options(method_options, inputs.dataset)
+    return RunPlan(method, preset, training, method_options, dict(options), inputs, device, overwrite, progress,
+                   stop_after_epoch)
+
+
 def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
     """Save a transferred student as a model reference (safetensors + sidecar naming how it was made)."""
     model = model.to("cpu")
@@ -438,28 +517,12 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             student is exported), the checkpoint is corrupt (`CorruptCheckpoint`: pass `restart`),
             or the disk filled up (earlier files are kept).
     """
-    # 1. everything that needs no model: options, method
-    resolved, method_options = resolve_run_options(method, options)
-    preset = get_method(method)
-    if stop_after_epoch is not None and stop_after_epoch < 1:
-        raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
-    teacher_refs = as_model_list(teacher)
-    if preset.needs_teacher and not teacher_refs:
-        raise AnyteachError(f"method {method!r} needs a teacher")
-    if teacher_refs and not preset.needs_teacher:
-        raise AnyteachError(f"method {method!r} takes no teacher (it trains on the labels or on the student's "
-                            f"own outputs); drop the teacher")
-    if len(teacher_refs) > 1 and not preset.multi_teacher:
-        raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
-                            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
-
-    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
-
-    # 2. models and data, checked against each other (on every rank: each must see them)
-    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data, original))
+    # 1-2. options, method, teachers, process group, models and data: checked before anything is written
+    plan = plan_run(student, as_model_list(teacher), data, method, options, original=original,
+                    stop_after_epoch=stop_after_epoch)
+    preset, resolved, method_options, inputs = plan.preset, plan.training, plan.method_options, plan.inputs
     dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
-    check_method_options(method_options, dataset)
-    config = inputs.config(CONFIG_FORMAT, method, method_options, resolved)
+    config = plan.config(CONFIG_FORMAT)
 
     # 3. the run directory: new, resumed, finished, or in conflict (nothing is written yet; under
     #    torchrun rank 0 decides and every rank gets its answer)
@@ -520,6 +583,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
-__all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "TransferResult", "as_model_list", "data_entry",
+__all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "RunPlan", "TransferResult", "as_model_list",
+           "check_teachers", "plan_run", "data_entry",
            "default_run_dir", "export_student", "load_run_inputs", "model_entry", "model_identity", "RunDir", "check_method_options",
            "resolve_run_options", "split_options", "transfer"]
