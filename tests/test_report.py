@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from anyteach.aggregate import summarize
+from anyteach.findings import MIN_STUDENTS, verdict
 from anyteach.report import PAPER_RESULTS, findings, headline_table, write_report
 from anyteach.store import StudyStore, run_row
 from anyteach.study import ModelEntry, RunSpec
@@ -33,12 +34,12 @@ def _final(delta: float, strength: float, significant_harm: bool, significant_ga
             "p_gain": 0.01 if significant_gain else 0.5, "p_loss": 0.01 if significant_harm else 0.5}
 
 
-def make_study(study_dir: Path) -> None:
+def make_study(study_dir: Path, n_models: int = 6) -> None:
     """6 models (3 families, growing size), 30 ordered pairs, 4 methods, deterministic numbers."""
     families = ["cnn", "mlp", "transformer"]
-    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", families[i % 3], 1000 * (i + 1)) for i in range(6)}
+    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", families[i % 3], 1000 * (i + 1)) for i in range(n_models)}
     names = {ref: m.name for ref, m in models.items()}
-    accuracy = {f"m{i}": 80.0 + 2.5 * i for i in range(6)}
+    accuracy = {f"m{i}": 80.0 + 2.5 * i for i in range(n_models)}
     rng = np.random.default_rng(0)
     spec = {"name": "synthetic", "data": "mnist1d", "seeds": [0], "recipe": {"epochs": 1},
             "methods": [{"name": m, "label": m, "options": {}} for m in ("kl", "kl+dp", "kl+dp-u", "xe")]}
@@ -132,6 +133,33 @@ def test_findings_follow_the_numbers(study_dir):
     assert "plateau" in control
     assert "**kl+dp** does significantly better than the control, paired by student" in text  # 6 of 6 students
     assert any(s.startswith("Ranking by median success rate") for s in sentences)
+
+
+def test_every_verdict_states_its_sample_size(study_dir):
+    for sentence in findings(summarize(study_dir)):
+        assert re.search(r"n=\d+ students?", sentence), sentence
+
+
+def test_the_report_opens_with_a_three_sentence_verdict(files):
+    html = files.html.read_text()
+    assert html.index("<strong>Verdict.</strong>") < html.index("<table")
+    opening = re.search(r"<strong>Verdict.</strong>(.*?)</p>", html).group(1)
+    assert "What teaches beyond the same training without a teacher: <strong>kl+dp</strong> (6 of 6 students" in opening
+    assert "not safe: <strong>kl</strong> (50% of 30 runs)" in opening  # kl harms every run with a weaker teacher
+    assert "How much of the available gain was taken" in opening
+
+
+def test_below_the_minimum_no_verdict_is_given(tmp_path):
+    make_study(tmp_path, n_models=3)  # 3 students < MIN_STUDENTS
+    assert MIN_STUDENTS > 3
+    summary = summarize(tmp_path)
+    sentences = findings(summary)
+    assert sentences and all(re.search(r"too few students to tell \(n=[23]\)", s) for s in sentences), sentences
+    assert not any(word in s for s in sentences for word in ("agrees", "does significantly", "not significantly", "plateau:", "trend"))
+    opening = verdict(summary)
+    assert len(opening) == 3
+    assert opening[0] == "What teaches: too few students to tell (n=3) against the no-teacher controls."
+    assert opening[1] == "What is safe: too few students to tell (n=3)."
 
 
 def test_report_of_a_missing_study_is_a_user_error(tmp_path):
