@@ -167,3 +167,24 @@ def test_report_of_a_missing_study_is_a_user_error(tmp_path):
 
     with pytest.raises(AnyteachError, match="not a study directory"):
         write_report(tmp_path / "nothing")
+
+
+def test_a_browser_shows_the_figures_and_tables(files, tmp_path):
+    """The HTML as a person sees it: headless Chromium loads it, every embedded figure decodes, the
+    tables have rows, and the screenshot is the whole page (skipped without Chromium)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "render_report.py"
+    spec = importlib.util.spec_from_file_location("render_report", script)
+    render_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_report)
+    if render_report.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    facts = render_report.page_facts(files.html)
+    assert facts["images"] == len(files.figures) and facts["broken_images"] == 0
+    assert facts["tables"] >= 4  # headline, two by-bucket tables, by student family
+    png = render_report.render(files.html, tmp_path / "report.png")
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.width == 1200 and image.height >= facts["height"] > 3000

@@ -143,6 +143,7 @@ def _inline_html(text: str) -> str:
 
     out = html.escape(str(text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![*\w])\*([^*\s][^*]*?)\*(?![*\w])", r"<em>\1</em>", out)
     out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
     return out
 
@@ -362,8 +363,8 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     if not summary.size_correlation.empty:
         corr = summary.size_correlation
         report.text("Rank correlation (Spearman) of student parameter count and mean Δ: " + "; ".join(
-            f"`{r.method}` {r.delta_size_spearman:+.2f}" for r in corr.itertuples() if not pd.isna(r.delta_size_spearman))
-            + ".")
+            f"`{r.method}` {r.delta_size_spearman:+.2f} (n={r.students} students)" for r in corr.itertuples()
+            if not pd.isna(r.delta_size_spearman)) + ".")
 
     figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
