@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import AnyteachError
-from .options import METHOD_OPTIONS
+from .options import METHOD_OPTIONS, TRAINING_OPTIONS
 from .options import METHOD_OPTIONS as OPTIONS  # deprecated alias: the declarations live in anyteach.options
 from .options import Option  # deprecated alias (re-exported): use anyteach.options.Option
 from .registry import Registry, RegistrationError
@@ -702,7 +702,9 @@ class MethodPreset:
     `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and
     T *is* the prediction). `defaults` are method options (`options.METHOD_OPTIONS`) that differ
     from their global defaults; `base_lr` is the method's base learning rate, which a run's default
-    lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2).
+    lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2). `recipe` holds the training options
+    (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes
+    them unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256).
     """
 
     name: str
@@ -713,6 +715,7 @@ class MethodPreset:
     defaults: dict[str, Any] = field(default_factory=dict)
     base_lr: float = 1e-4
     reference: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -784,8 +787,17 @@ def register_method(preset: MethodPreset) -> MethodPreset:
             raise RegistrationError(f"preset {preset.name!r}: default {name!r} is not one of its method options "
                                     f"({', '.join(preset.option_names) or 'none'})")
         METHOD_OPTIONS[name].validate(value, f"of method {preset.name!r}")
+    for name, value in preset.recipe.items():
+        if name not in TRAINING_OPTIONS:
+            raise RegistrationError(f"preset {preset.name!r}: recipe key {name!r} is not a training option")
+        TRAINING_OPTIONS[name].validate(value, f"of the recipe of method {preset.name!r}")
     return METHODS.add(preset.name, preset)
 
+
+TEACHING_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine"}
+"""The recipe `pl+ens+wise` was developed with (docs/research/teaching-gains.md): a higher lr with
+cosine decay, made safe by its WiSE guard; at the paper's SGD lr 1e-4 the student barely moves and
+the guard keeps the original."""
 
 for _preset in [
     MethodPreset("kl", "KL-Dist: KL to the teacher on every sample", "teacher", "kl"),
@@ -806,9 +818,9 @@ for _preset in [
     MethodPreset("self", "self-distillation: KL to S_frozen on every sample", "frozen", "kl"),
     MethodPreset("pl+ens+wise", "teaching without labels: cross-entropy on the class of the student–teacher ensemble "
                  "(teacher weight chosen on the calib split), exported as the WiSE interpolation of S0 and the "
-                 "student chosen on the calib split", "ens-hard", "kl", "wise"),
+                 "student chosen on the calib split", "ens-hard", "kl", "wise", recipe=TEACHING_RECIPE),
     MethodPreset("self+wise", "control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher",
-                 "frozen", "kl", "wise"),
+                 "frozen", "kl", "wise", recipe=TEACHING_RECIPE),
     MethodPreset("xe", "baseline: plain cross-entropy fine-tuning, same budget, no teacher", None, "ce"),
     MethodPreset("ensemble", "baseline, no training: per sample the more confident of S0 and T", "dp-u", None),
 ]:
@@ -846,11 +858,20 @@ def resolve_method_options(method: str, given: Mapping[str, Any] | None = None) 
     return resolved
 
 
+def preset_recipe(method: str) -> dict[str, Any]:
+    """The training recipe a preset runs with unless told otherwise: optimiser, lr, lr schedule (the
+    lr as a number, or as the rule `<base_lr> x batch_size / 256`)."""
+    preset = get_method(method)
+    recipe = {"optimizer": "sgd", "lr": f"{preset.base_lr:g} x batch_size / 256", "lr_schedule": "constant"}
+    return {**recipe, **preset.recipe}
+
+
 def method_table() -> list[dict[str, Any]]:
-    """One row per preset: name, parts, method option defaults, base lr, description."""
+    """One row per preset: name, parts, method option defaults, base lr, training recipe, description."""
     return [{"name": preset.name, "target": preset.target, "loss": preset.loss, "regulariser": preset.regulariser,
              "teacher": preset.needs_teacher, "defaults": resolve_method_options(preset.name),
-             "base_lr": preset.base_lr, "description": preset.description} for preset in METHODS.values()]
+             "base_lr": preset.base_lr, "recipe": preset_recipe(preset.name), "description": preset.description}
+            for preset in METHODS.values()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -951,6 +972,7 @@ __all__ = [
     "Target", "TargetRule", "TransferLoss", "TransferMethod", "WeightInterpolation", "WeightRegulariser",
     "build_method", "build_regulariser", "choose_mixture_weight", "choose_mixture_weight_nll",
     "ensemble_predictions", "get_method", "hard_logits", "kl_divergence", "method_table", "mixture_log_probs",
+    "preset_recipe", "TEACHING_RECIPE",
     "most_confident", "nce_loss", "register_loss", "register_method", "register_regulariser", "register_target_rule",
     "resolve_method_options", "similarity_structure_loss",
 ]

@@ -165,7 +165,7 @@ def _classification_layer(net: nn.Module) -> nn.Module:
 
 def display_name(ref: str) -> str:
     """A model reference shortened for tables and legends: `zoo:mnist1d/gru` -> `gru`, a file -> its stem."""
-    return str(ref).rsplit("/", 1)[-1].removesuffix(".safetensors")
+    return str(ref).split("?", 1)[0].rsplit("/", 1)[-1].removesuffix(".safetensors")
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -246,11 +246,52 @@ def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str
 # Saving and loading anyteach models
 
 
+def hub_config(info: ModelInfo, net: nn.Module | None = None) -> dict[str, Any]:
+    """A timm / Hugging Face hub `config.json` for a model: `architecture`, `num_classes`,
+    `num_features`, `model_args` and `pretrained_cfg` (mean, std, input size, crop), the keys timm
+    reads from a hub repository, so that for a timm architecture
+
+        cfg = json.load(open("config.json"))
+        net = timm.create_model(cfg["architecture"], num_classes=cfg["num_classes"],
+                                pretrained_cfg=cfg["pretrained_cfg"], **cfg["model_args"])
+        net.load_state_dict(safetensors.torch.load_file("model.safetensors"))
+
+    rebuilds it without anyteach. A built-in (MNIST-1D) architecture is named as anyteach's
+    (`library_name: anyteach`): only anyteach builds it.
+    """
+    timm_arch = info.architecture.startswith("timm:")
+    p = info.preprocessing
+    pretrained_cfg = {key: (list(value) if isinstance(value, tuple) else value)
+                      for key, value in dataclasses.asdict(p).items() if value is not None}
+    pretrained_cfg.update(num_classes=info.num_classes)
+    if net is not None and timm_arch:
+        own = getattr(net, "pretrained_cfg", None) or {}
+        for key in ("first_conv", "classifier", "fixed_input_size", "pool_size"):
+            if own.get(key) is not None:
+                pretrained_cfg[key] = list(own[key]) if isinstance(own[key], tuple) else own[key]
+    config = {"architecture": info.architecture.removeprefix("timm:"), "num_classes": info.num_classes,
+              "model_args": dict(info.arch_kwargs), "pretrained_cfg": pretrained_cfg,
+              "library_name": "timm" if timm_arch else "anyteach"}
+    if not timm_arch:
+        config["model_args"].pop("num_classes", None)  # at the top level, as timm has it
+    features = getattr(net, "num_features", None)
+    if isinstance(features, int):
+        config["num_features"] = features
+    return config
+
+
+def hub_config_path(weights: Path) -> Path:
+    """Where `save_model` writes the hub config of `weights`: `config.json` beside `model.safetensors`
+    (a model saved as a directory, the hub's layout), else `<stem>.config.json`."""
+    return weights.with_name("config.json" if weights.name == "model.safetensors" else f"{weights.stem}.config.json")
+
+
 def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
-    """Save a classifier as `<path>.safetensors` + `<path>.json` (architecture and metadata).
+    """Save a classifier as `<path>.safetensors` + `<path>.json` (architecture and metadata), with a
+    timm / hub `config.json` beside them (`hub_config`, at `hub_config_path`).
 
     `path` may name the `.safetensors` file or a directory (then `model.safetensors` inside it).
-    Both files are written atomically. Returns the path of the weights file.
+    Every file is written atomically. Returns the path of the weights file.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -260,6 +301,7 @@ def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
         info.extra.update(extra)
     save_tensors(path, model.net.state_dict(), metadata={"format": SIDECAR_FORMAT})
     write_json(path.with_suffix(".json"), {"format": SIDECAR_FORMAT, **info.to_dict()})
+    write_json(hub_config_path(path), hub_config(info, model.net))
     return path
 
 
