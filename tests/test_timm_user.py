@@ -220,3 +220,20 @@ def test_an_image_student_needs_data_named(vit_weights):
                    "--method", "xe")
     assert done.returncode == 2
     assert "give the data: --data" in done.stderr and "(3, 32, 32)" in done.stderr
+
+
+def test_a_study_runs_on_the_vit_named_with_model_arguments(vit_weights, image_root, tmp_path):
+    from anyteach import run_study
+    from anyteach.aggregate import summarize
+
+    teacher = timm_classifier("resnet10t", num_classes=CLASSES)
+    teacher_file = tmp_path / "cnn.safetensors"
+    save_file(teacher.net.state_dict(), str(teacher_file))
+    vit = f"timm:vit_tiny_patch16_224@{vit_weights}?img_size={SIZE}"
+    study = {"models": [vit, f"timm:resnet10t@{teacher_file}"], "data": f"imagefolder:{image_root}",
+             "pairs": {"students": [vit]}, "methods": ["kl"],
+             "recipe": {"epochs": 1, "batch_size": 16, "optimizer": "adamw", "lr": 1e-3, "workers": 0}}
+    outcome = run_study(study, tmp_path / "study", progress=False)
+    assert outcome.complete and not outcome.failed
+    runs = summarize(tmp_path / "study").runs
+    assert list(runs["student_name"]) == ["vit_tiny_patch16_224"] and list(runs["teacher_name"]) == ["resnet10t"]

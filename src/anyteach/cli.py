@@ -623,6 +623,7 @@ def _default_data(student: str) -> str:
         raise AnyteachError(f"give the data: --data <dataset reference> (e.g. --data imagefolder:/path/to/images); "
                             f"the student {student} takes inputs of shape {tuple(size)}, and the default dataset, "
                             "mnist1d, is for MNIST-1D models")
+    err_console.print("data: mnist1d (the default for MNIST-1D models; --data sets another)", highlight=False)
     return "mnist1d"
 
 
