@@ -38,6 +38,7 @@ class RunTask:
     threads: int = 0
     imports: tuple[str, ...] = ()
     restart: bool = False  # discard the run directory's state first (a retried corrupt checkpoint)
+    log: tuple[str, ...] = ()  # experiment trackers (`trackers.TRACKERS`)
 
 
 def execute_run(task: RunTask) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     try:
         import_plugins(task.imports)
         result = transfer(run.student, run.teacher, run.data, run.method, task.run_dir, seed=run.seed,
-                          progress=False, restart=task.restart, **run.option_dict)
+                          progress=False, restart=task.restart, log=task.log, **run.option_dict)
         outcome: dict[str, Any] = {
             "task": task,
             "final": json_ready(result.final),

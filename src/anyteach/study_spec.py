@@ -221,14 +221,18 @@ def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> No
 
 
 def run_options(method: MethodSpec, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of one method's runs: the study recipe, then the method's own options over it.
+    """The options of one method's runs: the preset's own recipe (`MethodPreset.recipe`), the study
+    recipe over it, then the method's own options over both.
 
     A recipe's method options (e.g. `temperature`) go only to the methods that use them, so one
-    recipe serves every method; a method's own options must all apply to it.
+    recipe serves every method; a method's own options must all apply to it. The preset's recipe is
+    written out so that the store's options (and the pairing with a control of the same budget)
+    say how the runs really trained.
     """
-    used = set(get_method(method.name).option_names)
+    preset = get_method(method.name)
+    used = set(preset.option_names)
     shared = {k: v for k, v in recipe.items() if k not in METHOD_OPTIONS or k in used}
-    return {**shared, **method.options}
+    return {**preset.recipe, **shared, **method.options}
 
 
 def _parse_method(item: Any, path: str) -> MethodSpec:

@@ -179,10 +179,10 @@ class EvalReference:
             return {"ensemble_acc": None, "ensemble_maxconf_acc": None, "ensemble_delta": None}
         probs = torch.cat([self.before_logits.unsqueeze(0), self.teacher_logits.to(self.before_logits.dtype)])
         probs = probs.float().softmax(-1)
-        mean_acc = 100.0 * (probs.mean(0).argmax(1) == self.labels).float().mean().item()
+        mean_acc = 100.0 * (probs.mean(0).argmax(1) == self.labels).double().mean().item()
         maxconf = ensemble_predictions(self.before_logits, self.teacher_logits)[0]
-        maxconf_acc = 100.0 * (maxconf == self.labels).float().mean().item()
-        before_acc = 100.0 * (self.before == self.labels).float().mean().item()
+        maxconf_acc = 100.0 * (maxconf == self.labels).double().mean().item()
+        before_acc = 100.0 * (self.before == self.labels).double().mean().item()
         return {"ensemble_acc": mean_acc, "ensemble_maxconf_acc": maxconf_acc, "ensemble_delta": mean_acc - before_acc}
 
     def row(self, predictions: torch.Tensor, epoch: int | None = None) -> dict[str, Any]:
@@ -192,7 +192,7 @@ class EvalReference:
         if self.teacher_reference is not None:
             row = transfer_metrics(before, predictions, self.teacher_reference, labels, self.top_classes)
             if len(self.teacher_logits) > 1:
-                accs = [100.0 * (p == labels).float().mean().item() for p in self.teacher_logits.argmax(2)]
+                accs = [100.0 * (p == labels).double().mean().item() for p in self.teacher_logits.argmax(2)]
                 row["teacher_acc"], row["teacher_accs"] = max(accs), accs
         else:
             row = transfer_metrics(before, predictions, before, labels)
@@ -664,7 +664,7 @@ class Trainer:
         """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
         predictions, routing = ensemble_predictions(self.reference.before_logits, self.reference.teacher_logits)
         final = self.reference.row(predictions)
-        final["routed_to_teacher"] = 100.0 * (routing > 0).float().mean().item()
+        final["routed_to_teacher"] = 100.0 * (routing > 0).double().mean().item()
         history = [epoch0]
         if on_epoch is not None:
             on_epoch(history)

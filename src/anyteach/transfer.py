@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from .methods import METHODS, MethodPreset, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
 from .options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
+from .trackers import RunTrackers, check_trackers, tracker_run_name
 from .trainer import Trainer, resolve_device, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
@@ -153,15 +155,15 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def resolve_run_options(method: str, options: Mapping[str, Any]) -> tuple[TrainingOptions, dict[str, Any]]:
-    """A run's keyword options validated and resolved: the training options (with the learning rate
-    the run uses) and the method's full option set.
+    """A run's keyword options validated and resolved: the training options (the preset's recipe
+    under the options given, with the learning rate the run uses) and the method's full option set.
 
     Raises:
         AnyteachError: an unknown method or option, an option the method does not use, or a value of the
             wrong type or out of range (the message names the option).
     """
     training_kw, method_kw = split_options(options)
-    training = TrainingOptions(**training_kw)
+    training = TrainingOptions(**{**get_method(method).recipe, **training_kw})  # the preset's recipe, then the run's
     method_options = resolve_method_options(method, method_kw)
     return dataclasses.replace(training, lr=resolve_lr(training, method)), method_options
 
@@ -240,7 +242,9 @@ def default_run_dir(config: dict[str, Any]) -> Path:
 
 
 class ConsoleReporter:
-    """Live progress in the terminal (rich): a step bar per run and one table row per epoch."""
+    """Live progress: a step bar per run and one table row per epoch in a terminal; in a log (stderr
+    piped or redirected, a batch job) no bar but a plain line every `every_steps` steps or
+    `every_seconds` seconds inside an epoch, whichever comes first."""
 
     COLUMNS = (("epoch", "epoch", "{:d}"), ("acc %", "student_acc", "{:.2f}"), ("Δ pp", "transfer_delta", "{:+.2f}"),
                ("gain", "knowledge_gain", "{:.2f}"), ("loss", "knowledge_loss", "{:.2f}"),
@@ -249,12 +253,15 @@ class ConsoleReporter:
                ("train loss", "train_loss", "{:.4f}"), ("s", "seconds_train", "{:.1f}"))
     WIDTHS = (5, 6, 6, 5, 5, 6, 6, 6, 6, 10, 6)
 
-    def __init__(self, title: str, console=None):
+    def __init__(self, title: str, console=None, every_steps: int = 100, every_seconds: float = 30.0):
         from rich.console import Console
 
         self.title = title
         self.console = console or Console(stderr=True)
         self.progress = None
+        self.every_steps, self.every_seconds = every_steps, every_seconds
+        self.done = self.total = self.steps_per_epoch = 0
+        self.last_line = time.monotonic()
 
     def _line(self, row: dict[str, Any]) -> str:
         cells = []
@@ -272,14 +279,27 @@ class ConsoleReporter:
         for row in history:
             self.epoch(row)
         done = history[-1]["epoch"] if history else 0
+        self.done, self.total = done * steps_per_epoch, epochs * steps_per_epoch
+        self.steps_per_epoch, self.started, self.last_line = steps_per_epoch, time.monotonic(), time.monotonic()
+        if not self.console.is_terminal:
+            return
         self.progress = Progress(TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                  console=self.console, transient=True)
         self.progress.start()
         self.task = self.progress.add_task("steps", total=max(0, (epochs - done) * steps_per_epoch))
 
     def step(self) -> None:
+        self.done += 1
         if self.progress is not None:
             self.progress.advance(self.task)
+            return
+        now = time.monotonic()
+        if self.done % self.every_steps and now - self.last_line < self.every_seconds:
+            return
+        self.last_line = now
+        epoch, in_epoch = divmod(self.done - 1, max(self.steps_per_epoch, 1))
+        self.console.print(f"  step {self.done}/{self.total} (epoch {epoch + 1}, step {in_epoch + 1}/"
+                           f"{self.steps_per_epoch}), {now - self.started:.0f} s", highlight=False, soft_wrap=True)
 
     def epoch(self, row: dict[str, Any]) -> None:
         target = self.progress.console if self.progress is not None else self.console
@@ -518,7 +538,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
              method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None,
              on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, original: ModelArg | None = None,
-             restart: bool = False, **options: Any) -> TransferResult:
+             restart: bool = False, log: Sequence[str] = (), **options: Any) -> TransferResult:
     """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
 
     Args:
@@ -536,6 +556,9 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             row is also measured against, as `vs_original`.
         restart: discard what the run directory holds of this run (checkpoint, metrics, result) and
             train it again from scratch (e.g. after a corrupt checkpoint).
+        log: experiment trackers (`trackers.TRACKERS`: tensorboard, wandb, mlflow): one tracker run
+            per call that trains, named after the pair and the method, with the configuration and
+            every evaluated epoch's metrics.
         **options: training options (`options.TRAINING_OPTIONS`: epochs, lr, batch_size, optimizer,
             weight_decay, momentum, seed, augment, ...) and method options (`options.METHOD_OPTIONS`:
             temperature, top_k, alpha, ...); `anyteach transfer --help` lists them all.
@@ -553,6 +576,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             or the disk filled up (earlier files are kept).
     """
     # 1-2. options, method, teachers, process group, models and data: checked before anything is written
+    trackers = check_trackers(log)
     plan = plan_run(student, as_model_list(teacher), data, method, options, original=original,
                     stop_after_epoch=stop_after_epoch)
     preset, resolved, method_options, inputs = plan.preset, plan.training, plan.method_options, plan.inputs
@@ -595,7 +619,12 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             for name in RUN_FILES[1:]:
                 (run_dir / name).unlink(missing_ok=True)
 
-    with run.claim(config, prepare=clear):
+    tracked = None
+    if trackers and distributed.is_main():
+        tracked = RunTrackers(trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method),
+                              config, run_dir)
+        write_metrics = _also_tracked(write_metrics, tracked)
+    with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
         if not outcome.finished:
             return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
@@ -616,6 +645,24 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
 
         student_path = distributed.on_main(finish)
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
+
+
+def _also_tracked(write_metrics: Callable[[list[dict[str, Any]]], None],
+                  tracked: RunTrackers) -> Callable[[list[dict[str, Any]]], None]:
+    def both(history: list[dict[str, Any]]) -> None:
+        write_metrics(history)
+        tracked.log(history)
+
+    return both
+
+
+@contextmanager
+def _closing(tracked: RunTrackers | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if tracked is not None:
+            tracked.close()
 
 
 __all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "RunPlan", "TransferResult", "as_model_list",

@@ -20,8 +20,9 @@ from typing import Any
 from .losses import (LOSSES, ContrastiveDistillation, ContrastiveRepresentationDistillation, CrossEntropy,
                      KLDistillation, LossInputs, MethodContext, TransferLoss, kl_divergence, nce_loss, register_loss,
                      similarity_structure_loss)
-from .presets import (METHODS, PRESET_TABLE, MethodNeeds, MethodPreset, StepOutput, TransferMethod, build_method,
-                      build_regulariser, get_method, method_table, register_method, resolve_method_options)
+from .presets import (METHODS, PRESET_TABLE, TEACHING_RECIPE, MethodNeeds, MethodPreset, StepOutput, TransferMethod,
+                      build_method, build_regulariser, get_method, method_table, preset_recipe, register_method,
+                      resolve_method_options)
 from .regularisers import (REGULARISERS, WISE_ALPHAS, SlowWeights, WeightInterpolation, WeightRegulariser,
                            register_regulariser)
 from .targets import (FROZEN, MIXED, MIXTURE_WEIGHTS, SKIPPED, TARGET_RULES, Calibration, RuleInputs, Target,
@@ -52,7 +53,7 @@ __all__ = [
     "SlowWeights", "StepOutput", "Target", "TargetRule", "TransferLoss", "TransferMethod", "WeightInterpolation",
     "WeightRegulariser", "build_method", "build_regulariser", "choose_mixture_weight", "choose_mixture_weight_nll",
     "ensemble_predictions", "get_method", "hard_logits", "kl_divergence", "method_table", "mixture_log_probs",
-    "most_confident", "nce_loss", "register_loss", "register_method", "register_regulariser", "register_target_rule",
+    "most_confident", "nce_loss", "preset_recipe", "TEACHING_RECIPE", "register_loss", "register_method", "register_regulariser", "register_target_rule",
     "resolve_method_options", "similarity_structure_loss",
     # the built-in target rules, by function name
     "average_on_neutral", "calibrated_ensemble", "calibrated_ensemble_label", "calibrated_ensemble_nll",

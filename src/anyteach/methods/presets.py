@@ -16,11 +16,16 @@ import torch
 from torch import nn
 
 from ..errors import AnyteachError
-from ..options import METHOD_OPTIONS
+from ..options import METHOD_OPTIONS, TRAINING_OPTIONS
 from ..registry import Registry, RegistrationError
 from .losses import LOSSES, LossInputs, MethodContext
 from .regularisers import REGULARISERS, WeightRegulariser
 from .targets import TARGET_RULES, RuleInputs, Target
+
+TEACHING_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine"}
+"""The recipe `pl+ens+wise` was developed with (docs/research/teaching-gains.md): a higher lr with
+cosine decay, made safe by its WiSE guard; at the paper's SGD lr 1e-4 the student barely moves and
+the guard keeps the original."""
 
 PRESET_TABLE: list[dict[str, Any]] = [
     # the paper's methods (PAPER.md section 3) and its proposal, kl+dp
@@ -50,9 +55,10 @@ PRESET_TABLE: list[dict[str, Any]] = [
     dict(name="pl+ens+wise", target="ens-hard", loss="kl", regulariser="wise",
          description="teaching without labels: cross-entropy on the class of the student–teacher ensemble "
                      "(teacher weight chosen on the calib split), exported as the WiSE interpolation of S0 and "
-                     "the student chosen on the calib split"),
+                     "the student chosen on the calib split", recipe=TEACHING_RECIPE),
     dict(name="self+wise", target="frozen", loss="kl", regulariser="wise",
-         description="control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher"),
+         description="control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher",
+         recipe=TEACHING_RECIPE),
     # baselines
     dict(name="xe", target=None, loss="ce",
          description="baseline: plain cross-entropy fine-tuning, same budget, no teacher"),
@@ -60,7 +66,8 @@ PRESET_TABLE: list[dict[str, Any]] = [
          description="baseline, no training: per sample the more confident of S0 and T"),
 ]
 """The built-in presets, registered at import in this order: name, target rule, loss, regulariser,
-method-option defaults that differ from the global ones, base lr, description."""
+method-option defaults that differ from the global ones, base lr, description, and the training recipe
+(optimiser, lr, schedule) a preset was developed with where it is not the paper's."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,9 @@ class MethodPreset:
     `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and
     T *is* the prediction). `defaults` are method options (`options.METHOD_OPTIONS`) that differ
     from their global defaults; `base_lr` is the method's base learning rate, which a run's default
-    lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2).
+    lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2). `recipe` holds the training options
+    (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes
+    them unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256).
     """
 
     name: str
@@ -100,6 +109,7 @@ class MethodPreset:
     defaults: dict[str, Any] = field(default_factory=dict)
     base_lr: float = 1e-4
     reference: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -160,6 +170,10 @@ def register_method(preset: MethodPreset) -> MethodPreset:
             raise RegistrationError(f"preset {preset.name!r}: default {name!r} is not one of its method options "
                                     f"({', '.join(preset.option_names) or 'none'})")
         METHOD_OPTIONS[name].validate(value, f"of method {preset.name!r}")
+    for name, value in preset.recipe.items():
+        if name not in TRAINING_OPTIONS:
+            raise RegistrationError(f"preset {preset.name!r}: recipe key {name!r} is not a training option")
+        TRAINING_OPTIONS[name].validate(value, f"of the recipe of method {preset.name!r}")
     return METHODS.add(preset.name, preset)
 
 
@@ -198,11 +212,20 @@ def resolve_method_options(method: str, given: Mapping[str, Any] | None = None) 
     return resolved
 
 
+def preset_recipe(method: str) -> dict[str, Any]:
+    """The training recipe a preset runs with unless told otherwise: optimiser, lr, lr schedule (the
+    lr as a number, or as the rule `<base_lr> x batch_size / 256`)."""
+    preset = get_method(method)
+    recipe = {"optimizer": "sgd", "lr": f"{preset.base_lr:g} x batch_size / 256", "lr_schedule": "constant"}
+    return {**recipe, **preset.recipe}
+
+
 def method_table() -> list[dict[str, Any]]:
-    """One row per preset: name, parts, method option defaults, base lr, description."""
+    """One row per preset: name, parts, method option defaults, base lr, training recipe, description."""
     return [{"name": preset.name, "target": preset.target, "loss": preset.loss, "regulariser": preset.regulariser,
              "teacher": preset.needs_teacher, "defaults": resolve_method_options(preset.name),
-             "base_lr": preset.base_lr, "description": preset.description} for preset in METHODS.values()]
+             "base_lr": preset.base_lr, "recipe": preset_recipe(preset.name), "description": preset.description}
+            for preset in METHODS.values()]
 
 
 # ---------------------------------------------------------------------------------------------
