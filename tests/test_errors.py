@@ -71,6 +71,10 @@ CASES = [
           "{dir}/run", *FAST), "has 5 classes but dataset"),
     Case("model", "an image model on signal data", ("info", "{dir}/img10.safetensors", "--data", "{data}"),
          "cannot take the inputs of dataset"),
+    Case("model", "a timm model argument without a value", ("info", "timm:test_vit@{dir}/full.safetensors?img_size"),
+         "is not <name>=<value>"),
+    Case("model", "a timm model argument the architecture does not take",
+         ("info", "timm:test_vit@{dir}/full.safetensors?colour=1"), "cannot create timm:test_vit with"),
     # data references
     Case("data", "a bad number", ("info", "{mlp}", "--data", "mnist1d:size=abc"), "size='abc'"),
     Case("data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"),
@@ -108,6 +112,15 @@ CASES = [
          "warmup_epochs=5 is not below epochs=1"),
     Case("options", "CUDA asked for, none present", (*T, "--out", "{dir}/run", *FAST, "--device", "cuda"),
          "CUDA is not available"),
+    Case("options", "an image student without --data",
+         ("transfer", "--student", "{dir}/img2.safetensors", "--method", "xe", "--out", "{dir}/run", *FAST),
+         "give the data: --data"),
+    Case("options", "an unknown tracker", (*T, "--out", "{dir}/run", *FAST, "--log", "neptune"),
+         "unknown tracker 'neptune'"),
+    Case("options", "an unknown key in a --config file", ("transfer", "--config", "{dir}/bad_run.yaml"),
+         "unknown key 'epochs'"),
+    Case("options", "push of a file that is not a saved model", ("push", "{dir}/text.safetensors", "me/student"),
+         "is not a model saved by anyteach"),
     # run directories
     Case("run directory", "an existing file", (*T, "--out", "{dir}/a_file", *FAST), "is a file"),
     Case("run directory", "an unwritable directory (under a file)", (*T, "--out", "{dir}/a_file/run", *FAST),
@@ -254,6 +267,7 @@ def world(tmp_path_factory, tiny_zoo):
     (d / "raising_plugin.py").write_text("1 / 0\n")
     (d / "duplicate_key.yaml").write_text(yaml.safe_dump(base) + "methods: [xe]\n")
     (d / "latin1.yaml").write_bytes("name: caf\u00e9\n".encode("latin-1") + yaml.safe_dump(base).encode())
+    (d / "bad_run.yaml").write_text("student: x\nepochs: 3\n")
     (d / "zero_store").mkdir()
     (d / "zero_store" / "study.sqlite").write_bytes(b"")
     StudyStore(d / "empty_study").close()

@@ -45,22 +45,21 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from ._io import atomic_path, cache_dir, text_digest
 from .errors import AnyteachError
+from .registry import Registry
 from .images import folder_manifest, load_rgb8
 from .models import Preprocessing
+from .seeds import CALIB_SEED_OFFSET, FRESH_SEED_OFFSET, augment_seed, epoch_seed, sample_seed
 
 SPLITS = ("train", "transfer", "eval")
 OPTIONAL_SPLITS = ("calib",)
 """Splits only some datasets have (`mnist1d:calib=N`, an image folder's `calib/`)."""
-CALIB_SEED_OFFSET = 1_000_003
-FRESH_SEED_OFFSET = 2_000_003
-"""Fresh MNIST-1D samples come from the generator seeded with `seed + offset` (never a zoo's seed)."""
 MNIST1D_GENERATOR_VERSION = "mnist1d-0.0.2"
 MNIST1D_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST1D_AUGMENTATION: dict[str, float] = {"shift": 3, "scale": 0.2, "noise": 0.05}
@@ -118,7 +117,7 @@ def augment_signals(x: torch.Tensor, generator: torch.Generator, shift: float = 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The run's shuffled order of `n` samples in one epoch: a permutation drawn from (seed, epoch)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
 
 
 class BatchOrder(torch.utils.data.Sampler):
@@ -185,7 +184,7 @@ class TensorLoader:
     def __iter__(self) -> Iterator[Batch]:
         noise = self.generator
         if self.augment and noise is None:
-            noise = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7919)
+            noise = torch.Generator().manual_seed(augment_seed(epoch_seed(self.seed, self.epoch)))
         for idx in self._order().batches():
             x = self.inputs[idx]
             if self.augment:
@@ -414,7 +413,7 @@ class _Indexed(torch.utils.data.Dataset):
             image = self.base.loader(path)  # decoded once; every model of the step shares the tensor
             if self.random_seed is None:
                 return self.transform(image), label, i
-            seed = (self.random_seed * 1_000_003 + epoch) * 10_000_019 + i
+            seed = sample_seed(self.random_seed, epoch, i)
             with _seeded(seed % 2 ** 63, restore=torch.utils.data.get_worker_info() is None):
                 return self.transform(image), label, i
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
@@ -591,12 +590,24 @@ def load_dataset(ref: str | Dataset) -> Dataset:
         return ref
     ref = str(ref)
     kind, _, rest = ref.partition(":")
-    if kind == "mnist1d":
-        return Mnist1d(**_parse_options(rest, _MNIST1D_OPTIONS, ref), ref=ref)
-    if kind == "imagefolder":
-        root, *opts = rest.split(",")
-        if not root:
-            raise AnyteachError(f"imagefolder needs a root directory: imagefolder:<root>[,fraction=0.1] (got {ref!r})")
-        return ImageFolder(root, **_parse_options(",".join(opts), _IMAGEFOLDER_OPTIONS, ref), ref=ref)
-    raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..] "
-                        "or imagefolder:<root>[,fraction=..]")
+    if kind not in DATASET_KINDS:
+        raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..] "
+                            "or imagefolder:<root>[,fraction=..]")
+    return DATASET_KINDS[kind](rest, ref)
+
+
+DATASET_KINDS: Registry[Callable[[str, str], Dataset]] = Registry("dataset kind")
+"""Dataset reference kinds (`kind:rest`) by name: a function `(rest, ref) -> Dataset`."""
+
+
+@DATASET_KINDS.decorator("mnist1d")
+def _mnist1d(rest: str, ref: str) -> Dataset:
+    return Mnist1d(**_parse_options(rest, _MNIST1D_OPTIONS, ref), ref=ref)
+
+
+@DATASET_KINDS.decorator("imagefolder")
+def _imagefolder(rest: str, ref: str) -> Dataset:
+    root, *opts = rest.split(",")
+    if not root:
+        raise AnyteachError(f"imagefolder needs a root directory: imagefolder:<root>[,fraction=0.1] (got {ref!r})")
+    return ImageFolder(root, **_parse_options(",".join(opts), _IMAGEFOLDER_OPTIONS, ref), ref=ref)

@@ -31,6 +31,7 @@ from .metrics import BUCKETS, strength_bucket, teacher_strength
 from .models import load_model
 from .predictions import check_compatible, predict
 from .store import StudyStore, run_row
+from .trackers import check_trackers
 from .transfer import model_identity
 from .study_spec import (MethodSpec, PairSpec, StudySpec, build_study_spec, load_study_spec, run_options,
                          spec_key)
@@ -270,7 +271,7 @@ LOCK_FILE = ".driver.lock"
 def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str | Path, *,
               workers: int | None = None, executor: str | None = None, address: str | None = None,
               progress: bool = True, on_run: Callable[[dict[str, Any]], None] | None = None,
-              retry_failed: bool = False) -> StudyOutcome:
+              retry_failed: bool = False, log: Sequence[str] = ()) -> StudyOutcome:
     """Run a transfer study into `study_dir` (resumable: finished runs are skipped).
 
     Args:
@@ -285,6 +286,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         on_run: called in the driver with each finished run's store row.
         retry_failed: also run again the runs that failed as diverged (same options: same outcome,
             unless the code changed) or with a corrupt checkpoint (restarted from scratch).
+        log: experiment trackers for every run (`trackers.TRACKERS`), one tracker run per transfer run.
 
     Returns:
         A `StudyOutcome`.
@@ -298,6 +300,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
     """
     start = time.perf_counter()
     spec = load_study_spec(spec, workers=workers, executor=executor, address=address)
+    log = check_trackers(log)
     plan = plan_study(spec)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -323,7 +326,8 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         skipped = len(plan.runs) - len(todo) - len(held_back)
         threads = int(spec.resources.get("num_cpus", 1)) if spec.executor == "ray" else int(spec.workers > 1)
         tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads, spec.imports,
-                         restart=failed_before.get(run.key) == "corrupt-checkpoint") for run in todo]
+                         restart=failed_before.get(run.key) == "corrupt-checkpoint", log=tuple(log))
+                 for run in todo]
         failed: list[tuple[str, str]] = []
         finished = 0
         bar = _Progress(len(plan.runs), skipped, progress)

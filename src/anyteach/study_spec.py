@@ -21,8 +21,9 @@ import yaml
 
 from .data import load_dataset
 from .errors import AnyteachError
+from .executors import EXECUTORS
 from .methods import METHODS, get_method
-from .options import MAX_SEED, METHOD_OPTIONS, TRAINING_OPTIONS
+from .options import MAX_SEED, METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 from .recipes import get_recipe, with_fraction
 from .registry import import_plugins
 from .transfer import resolve_run_options
@@ -32,10 +33,9 @@ STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced")
 METHOD_KEYS = ("name", "label", "options", "data")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
-EXECUTORS = ("local", "ray")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
-RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "seed", "progress", "overwrite",
-                              "stop_after_epoch", "on_epoch"})
+RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "progress", "overwrite",
+                              "stop_after_epoch", "on_epoch", *PER_RUN_OPTIONS})
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
@@ -221,14 +221,18 @@ def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> No
 
 
 def run_options(method: MethodSpec, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of one method's runs: the study recipe, then the method's own options over it.
+    """The options of one method's runs: the preset's own recipe (`MethodPreset.recipe`), the study
+    recipe over it, then the method's own options over both.
 
     A recipe's method options (e.g. `temperature`) go only to the methods that use them, so one
-    recipe serves every method; a method's own options must all apply to it.
+    recipe serves every method; a method's own options must all apply to it. The preset's recipe is
+    written out so that the store's options (and the pairing with a control of the same budget)
+    say how the runs really trained.
     """
-    used = set(get_method(method.name).option_names)
+    preset = get_method(method.name)
+    used = set(preset.option_names)
     shared = {k: v for k, v in recipe.items() if k not in METHOD_OPTIONS or k in used}
-    return {**shared, **method.options}
+    return {**preset.recipe, **shared, **method.options}
 
 
 def _parse_method(item: Any, path: str) -> MethodSpec:
