@@ -1,8 +1,9 @@
 """A property-based sweep of bad input (hypothesis): study definitions with one key set to an arbitrary
 value, arbitrary YAML text, and `transfer` options set to arbitrary values of their flag's type. For
 every generated input the CLI must end in one line (`error: ...`, exit 2 or 1) or succeed, never
-print a traceback, and leave no file behind. Models in the study definitions do not exist, so no
-generated study ever trains; the transfer sweep asks for a batch larger than the data, so no
+print a traceback, and leave no file behind. A generated study never trains: it asks for more pairs
+than its two models have (or, where the pairs are what is generated, names models that do not
+exist); the transfer sweep asks for a batch larger than the data, so no
 generated transfer trains either (every check on options comes first)."""
 
 from __future__ import annotations
@@ -94,9 +95,13 @@ def sandbox():
 
 @SETTINGS
 @given(key=st.sampled_from(SPEC_KEYS), value=values)
-def test_a_study_definition_with_any_value_is_one_line(sandbox, key, value):
-    spec = {"models": [str(sandbox / "absent_a.safetensors"), str(sandbox / "absent_b.safetensors")],
-            "data": TINY_DATA, "methods": ["kl"], "recipe": {"epochs": 1}}
+def test_a_study_definition_with_any_value_is_one_line(sandbox, tiny_zoo, key, value):
+    if key.startswith("pairs"):  # models that do not exist: whatever the pairs, nothing trains
+        spec = {"models": [str(sandbox / "absent_a.safetensors"), str(sandbox / "absent_b.safetensors")],
+                "data": TINY_DATA, "methods": ["kl"], "recipe": {"epochs": 1}}
+    else:  # real models, loaded and checked against the data, then more pairs asked for than exist
+        spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "methods": ["kl"],
+                "recipe": {"epochs": 1}, "pairs": {"random": 1000}}
     try:
         text = yaml.safe_dump(_set(spec, key, value), allow_unicode=True)
     except (yaml.YAMLError, TypeError, ValueError, IndexError, KeyError):
