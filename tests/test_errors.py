@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,7 @@ class Case:
     fragment: str
     code: int = 2
     leaves: tuple[str, ...] = ()
+    file_limit: int = 0  # run in a subprocess whose files may not grow beyond this (`ulimit -f`): a full disk
 
 
 FAST = ("--epochs", "1", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3", "--quiet")
@@ -87,6 +91,9 @@ CASES = [
          ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/val_missing"), "different class folders"),
     Case("data", "a corrupt image", ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/corrupt"),
          "cannot read image"),
+    Case("data", "an image over PIL's decompression-bomb limit",
+         ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/bomb"),
+         "bomb/val/a/huge.png has more pixels than PIL's decompression-bomb limit"),
     # options
     Case("options", "zero", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "0"), "batch_size=0 is out of range"),
     Case("options", "negative", (*T, "--out", "{dir}/run", *FAST, "--lr", "-1"), "lr=-1.0 is out of range"),
@@ -158,6 +165,9 @@ CASES = [
          "label 'kl' is used twice"),
     Case("study", "more pairs than exist", ("study", "{dir}/too_many.yaml", "--out", "{dir}/study"),
          "asked for 1000 pairs"),
+    Case("study", "a full disk (ulimit -f 4)", ("study", "{dir}/full_disk.yaml", "--out", "{dir}/full_study"),
+         "cannot create the study store {dir}/full_study/study.sqlite", code=1,
+         leaves=("full_study", "full_study/.driver.lock"), file_limit=4_000),
     Case("study", "a missing plugin", ("study", "{dir}/bad_plugin.yaml", "--out", "{dir}/study"),
          "plugin file not found"),
     Case("study", "a plugin that calls sys.exit(0)", ("study", "{dir}/exiting_plugin.yaml", "--out", "{dir}/study"),
@@ -237,6 +247,10 @@ def world(tmp_path_factory, tiny_zoo):
     _image_folder(d / "empty_class", empty="b")
     _image_folder(d / "val_missing", val_classes=("a",))
     _image_folder(d / "corrupt", corrupt=True)
+    _image_folder(d / "bomb")
+    from PIL import Image
+
+    Image.new("1", (13_500, 13_500)).save(d / "bomb" / "val" / "a" / "huge.png")  # 182 M pixels, a few kB
     options = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "progress": False}
     transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "finished", **options)
     (d / "foreign").mkdir()
@@ -261,7 +275,7 @@ def world(tmp_path_factory, tiny_zoo):
                          ("exiting_plugin", {"imports": ["./exiting_plugin.py"]}),
                          ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
                          ("huge_seed", {"seeds": [99999999999999999999999]}),
-                         ("zero_epochs", {"recipe": {"epochs": 0}})):
+                         ("zero_epochs", {"recipe": {"epochs": 0}}), ("full_disk", {})):
         (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
     (d / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
     (d / "raising_plugin.py").write_text("1 / 0\n")
@@ -311,10 +325,22 @@ def _normal(text: str, world: Path) -> str:
 RESULTS: dict[str, tuple[str, int]] = {}
 
 
+def run_limited(args: list[str], limit: int) -> tuple[int, str, str]:
+    """The CLI in a subprocess whose files may not grow beyond `limit` bytes (a write past it fails)."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "anyteach", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300, preexec_fn=apply)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.what}" for c in CASES])
 def test_bad_input_is_one_clear_line(case, world, tiny_zoo, capsys):
     before = _files(world)
-    code, out, err = run_cli(_fill(case.args, world, tiny_zoo), capsys)
+    args = _fill(case.args, world, tiny_zoo)
+    code, out, err = run_limited(args, case.file_limit) if case.file_limit else run_cli(args, capsys)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == case.code, err
     assert "Traceback" not in err + out

@@ -96,3 +96,16 @@ def test_predictions_after_a_swap_are_those_of_a_fresh_copy_not_the_cache(image_
     fresh = predict(model, load_dataset(f"imagefolder:{copy}"), "eval")
     assert torch.allclose(after.logits, fresh.logits) and torch.equal(after.labels, fresh.labels)
     assert not torch.allclose(after.logits, before.logits)  # other images at each position: not the stale cache
+
+
+def test_a_study_names_the_data_whose_files_changed(tmp_path):
+    from anyteach.store import StudyStore
+    from anyteach.study import ModelEntry, StudyPlan, content_changes
+
+    model = ModelEntry("m.safetensors", "m", "mlp", 10, identity="aaaa")
+    with StudyStore(tmp_path) as store:
+        store.add_models([model.__dict__])
+        store.set_meta("data_identities", '{"imagefolder:/d": "old", "mnist1d": "same"}')
+        plan = StudyPlan(None, [model], [], [], {"imagefolder:/d": "new", "mnist1d": "same"})
+        notes = content_changes(store, plan)
+    assert len(notes) == 1 and notes[0].startswith("data imagefolder:/d changed since the last run")

@@ -458,14 +458,16 @@ def summary(study_dir: Path = typer.Argument(..., help="Study directory."),
 
 
 @app.command()
-def report(study_dir: Path = typer.Argument(..., help="Study directory.")) -> None:
-    """Write report.md, a self-contained report.html and the study's PNG figures into the study directory."""
+def report(study_dir: Path = typer.Argument(..., help="Study directory."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Where report.md, report.html and figures/ go "
+                                              "(default: the study directory; needed when it is read-only).")) -> None:
+    """Write report.md, a self-contained report.html and the study's PNG figures (into the study directory)."""
     from .aggregate import summarize
     from .report import headline_text, write_report
 
     result = summarize(study_dir)
     result.require_runs(study_dir)
-    files = write_report(study_dir, result)
+    files = write_report(study_dir, result, out=out)
     console.print(headline_text(result), highlight=False, soft_wrap=True)
     err_console.print(f"report: {files.markdown}\n        {files.html}\nfigures: {len(files.figures)} in "
                       f"{files.figures[0].parent if files.figures else study_dir}")

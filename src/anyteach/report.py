@@ -16,15 +16,18 @@ import base64
 import html
 import json
 import math
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from ._io import write_text
 from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from .errors import AnyteachError
 from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
 from .store import StudyStore
 from .metrics import BUCKETS
@@ -69,7 +72,7 @@ class Report:
             self.blocks.append(Block("figure", path, caption=caption))
 
     def markdown(self, base: Path) -> str:
-        lines = [f"# {self.title}", ""]
+        lines = [f"# {markdown_escape(self.title)}", ""]
         for b in self.blocks:
             if b.kind == "heading":
                 lines += ["#" * b.level + " " + b.content, ""]
@@ -261,12 +264,14 @@ class ReportFiles:
     figures: list[Path]
 
 
-def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> ReportFiles:
-    """Write `report.md`, `report.html` and `figures/*.png` into the study directory.
+def write_report(study_dir: str | Path, summary: StudySummary | None = None,
+                 out: str | Path | None = None) -> ReportFiles:
+    """Write `report.md`, `report.html` and `figures/*.png` (into the study directory by default).
 
     Args:
-        study_dir: a study directory (holding `study.sqlite`).
+        study_dir: a study directory (holding `study.sqlite`); only read, so it may be read-only.
         summary: the study's aggregates (default: `summarize(study_dir)`).
+        out: where the report and its figures go (default: the study directory, when writable).
 
     Returns:
         The paths written.
@@ -287,21 +292,25 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
         stale = store.stale_runs()
         planned = store.planned()
     spec = json.loads(spec_text) if spec_text else {}
-    fig_dir = study_dir / FIGURE_DIR
+    out_dir = report_dir(study_dir, out)
+    fig_dir = out_dir / FIGURE_DIR
     engine = engine_methods(summary)
     paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
 
     report = Report(f"Transfer study: {spec.get('name', study_dir.name)}")
     report.text("**Verdict.** " + " ".join(verdict(summary)))  # what teaches, what is safe, how much of the available gain was taken
+    own = method_setups(spec)
     runs = summary.runs
     pairs = runs[runs["teacher"] != ""].drop_duplicates(["student", "teacher"]) if len(runs) else runs
     n_models = len((set(runs["student"]) | set(runs["teacher"])) - {""}) if len(runs) else 0
     report.text(
         f"{len(runs)} finished runs: {len(pairs)} ordered (student, teacher) pairs over {n_models} models, "
-        f"methods {', '.join(f'`{m}`' for m in summary.methods) or '–'}, seeds "
-        f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data `{spec.get('data', '?')}` "
-        f"(metrics on its eval split). Shared recipe: `{json.dumps(spec.get('recipe', {}), sort_keys=True)}`. "
-        f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
+        f"methods {', '.join(_code(m) for m in summary.methods) or '–'}, seeds "
+        f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data {_code(spec.get('data', '?'))} "
+        f"(metrics on its eval split). Shared recipe: {_code(json.dumps(spec.get('recipe', {}), sort_keys=True))}. "
+        + ("Methods that ran otherwise: " + "; ".join(f"{_code(label)} on {setup}" for label, setup in own.items())
+           + ". " if own else "")
+        + f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
         f"{time.strftime('%Y-%m-%d %H:%M')}."
         + (f" **{len(failures)} runs failed** ({summary.status_line()}; the store's `failures` table has the "
            "reasons): re-running the study retries crashed runs, `--retry-failed` also diverged ones."
@@ -311,7 +320,10 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
         + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else ""))
 
     report.heading("Headline: this study next to the paper")
-    report.table(headline_table(summary),
+    headline = headline_table(summary)
+    if own and len(headline):  # a method's own data or recipe, beside its numbers
+        headline.insert(1, "ran on", [own.get(label, "the study's data and recipe") for label in headline["method"]])
+    report.table(headline,
                  "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
                  "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
                  f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
@@ -363,14 +375,70 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     if not summary.size_correlation.empty:
         corr = summary.size_correlation
         report.text("Rank correlation (Spearman) of student parameter count and mean Δ: " + "; ".join(
-            f"`{r.method}` {r.delta_size_spearman:+.2f} (n={r.students} students)" for r in corr.itertuples()
-            if not pd.isna(r.delta_size_spearman)) + ".")
+            f"{_code(r.method)} " + (UNDEFINED if pd.isna(r.delta_size_spearman)
+                                     else f"{r.delta_size_spearman:+.2f} (n={r.students} students)")
+            for r in corr.itertuples()) + ".")
 
     figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
-    md_path, html_path = study_dir / "report.md", study_dir / "report.html"
-    write_text(md_path, report.markdown(study_dir))
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    write_text(md_path, report.markdown(out_dir))
     write_text(html_path, report.html())
     return ReportFiles(md_path, html_path, figures)
+
+
+UNDEFINED = "undefined (too few students)"
+"""What the report writes for a statistic that the study's runs cannot define (a correlation over
+fewer than three students, a spread over one)."""
+
+
+def report_dir(study_dir: Path, out: str | Path | None) -> Path:
+    """Where the report goes: `out`, else the study directory when it is writable.
+
+    Raises:
+        AnyteachError: no `out` and a read-only study directory, or an `out` that is a file.
+    """
+    if out is None:
+        if not os.access(study_dir, os.W_OK):
+            raise AnyteachError(f"the study directory {study_dir} is read-only; give --out DIR for the report "
+                                "(out=... in Python)")
+        return study_dir
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AnyteachError(f"report directory {out} is a file; choose a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def markdown_escape(text: str) -> str:
+    """`text` as literal Markdown text (a study name may hold `*`, `#`, `[`, `|`, `<`, ...)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+\-.!|~])", r"\\\1", str(text))
+
+
+def _code(text: Any) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def method_setups(spec: Mapping[str, Any]) -> dict[str, str]:
+    """Method label -> its own data and options, for the methods whose runs differ from the study's
+    data or shared recipe (a method with `data:` or `options:` of its own)."""
+    out = {}
+    for m in spec.get("methods", []):
+        if not isinstance(m, Mapping):
+            continue
+        parts = []
+        if m.get("data") and m["data"] != spec.get("data"):
+            parts.append(f"data {_code(m['data'])}")
+        recipe = spec.get("recipe") or {}
+        changed = {k: v for k, v in (m.get("options") or {}).items() if recipe.get(k, object()) != v}
+        if changed:
+            parts.append(", ".join(f"{k} {v}" for k, v in sorted(changed.items())))
+        if parts:
+            out[m.get("label") or m.get("name")] = "; ".join(parts)
+    return out
 
 
 def headline_text(summary: StudySummary) -> str:

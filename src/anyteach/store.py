@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from ._io import json_ready
-from .errors import AnyteachError
+from .errors import AnyteachError, RunFailed
 from .metrics import strength_bucket, teacher_strength
 
 STORE_FILE = "study.sqlite"
@@ -110,6 +111,7 @@ class StudyStore:
                 raise AnyteachError(f"{study_dir} is not a study directory (no {STORE_FILE}); "
                                     "run `anyteach study` into it first")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_store(self.path)
         try:
             if create:
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -123,7 +125,9 @@ class StudyStore:
                 self.conn = _connect_read_only(self.path)
                 self._check_schema()
         except sqlite3.DatabaseError as e:
-            raise AnyteachError(f"cannot open the study store {self.path}: {e}") from e
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            raise _store_error(e, self.path, "open") from e
 
     def _migrate(self) -> None:
         """Columns added since schema 1 (a store written by an older anyteach gains them)."""
@@ -249,7 +253,7 @@ class StudyStore:
         return dict(self.conn.execute("SELECT run_key, kind FROM failures"))
 
     def _transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.path)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -313,16 +317,64 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode).
+    A write that fails for want of space (a full disk, a file-size limit) is rolled back, so the store
+    keeps everything committed before it, and becomes one `RunFailed` line naming the store."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn, self.path = conn, path
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise _store_error(e, self.path, "write") from e
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.OperationalError as e:
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:  # SQLite rolled back itself
+                    pass
+            raise _store_error(e, self.path, "write") from e
+        if isinstance(exc, sqlite3.OperationalError):
+            raise _store_error(exc, self.path, "write") from exc
+        return False
+
+
+_SPACE_ERRORS = (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL) if hasattr(sqlite3, "SQLITE_IOERR") else (10, 13)
+
+
+def _store_error(error: sqlite3.Error, path: Path, doing: str) -> AnyteachError:
+    """One line for a SQLite error on the store: no space to write (a full disk, a file-size limit)
+    is a failed run (exit 1), anything else a store that is not one (exit 2)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in _SPACE_ERRORS:
+        return RunFailed(f"cannot {doing} the study store {path}: {error} (the disk is full or a file-size limit was "
+                         "reached; every run stored before is kept, and running the study again resumes)")
+    return AnyteachError(f"cannot {doing} the study store {path}: {error}")
+
+
+def _create_store(path: Path) -> None:
+    """Create a store with its whole schema beside `path`, then rename it into place: a store that
+    exists is never schema-less, whatever fails while it is made."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.executescript(_schema())
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        finally:
+            conn.close()
+        os.replace(tmp, path)
+    except sqlite3.DatabaseError as e:
+        raise _store_error(e, path, "create") from e
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 def _number(value: Any) -> float | int | None:
