@@ -20,7 +20,7 @@ import dataclasses
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -227,6 +227,11 @@ def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in state and state[k].shape != v.shape]
+    cast = [f"{k} {str(state[k].dtype).removeprefix('torch.')} vs {str(v.dtype).removeprefix('torch.')}"
+             for k, v in own.items() if k in state and state[k].dtype.is_floating_point != v.dtype.is_floating_point]
+    if cast and not (missing or unexpected or wrong):
+        raise AnyteachError(f"weights in {where} do not fit the architecture: {len(cast)} tensors of another kind of "
+                            f"number (e.g. {cast[0]}); quantised or integer weights are not loaded into a float model")
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -260,6 +265,24 @@ def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
     return path
 
 
+_SIDECAR_TYPES: dict[str, tuple[type, str]] = {
+    "name": (str, "a string"), "architecture": (str, "a string"), "num_classes": (int, "an integer"),
+    "family": (str, "a string"), "num_params": (int, "an integer"), "arch_kwargs": (dict, "a mapping"),
+    "preprocessing": (dict, "a mapping"), "extra": (dict, "a mapping")}
+
+
+def _check_sidecar_types(meta: Mapping[str, Any], sidecar: Path) -> None:
+    """Each known sidecar field of its type (`"num_classes": "10"` is refused, not compared as text)."""
+    for key, (kind, words) in _SIDECAR_TYPES.items():
+        value = meta.get(key)
+        if value is None and key not in ("name", "architecture", "num_classes", "family"):
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value.strip()):
+            raise AnyteachError(f"{sidecar}: {key!r} must be {words}, got {value!r}")
+    if meta["num_classes"] < 1:
+        raise AnyteachError(f"{sidecar}: 'num_classes' must be >= 1, got {meta['num_classes']}")
+
+
 def load_saved(path: Path, source: str) -> Classifier:
     """A model saved by anyteach (`save_model`): weights plus sidecar; `source` is the reference typed."""
     if path.is_dir():
@@ -276,6 +299,7 @@ def load_saved(path: Path, source: str) -> Classifier:
     missing = [key for key in ("name", "architecture", "num_classes", "family") if key not in meta]
     if missing:
         raise AnyteachError(f"{sidecar} lacks {', '.join(missing)}; it was not written by anyteach's save_model")
+    _check_sidecar_types(meta, sidecar)
     state = read_weights(path)
     arch, kwargs = meta["architecture"], meta.get("arch_kwargs") or {}
     try:

@@ -117,12 +117,35 @@ class TransferResult(ExportedStudent):
             raise AnyteachError(f"{run_dir} is not a transfer run directory (no config.json)")
         config = read_json(run_dir / "config.json", "run configuration")
         metrics = run_dir / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] \
-            if metrics.exists() else []
+        history = _read_history(metrics) if metrics.exists() else []
         final_path = run_dir / "final.json"
         final = read_json(final_path, "final metrics") if final_path.exists() else None
+        if final is not None and not (isinstance(final, dict) and "student_acc" in final):
+            raise RunFailed(f"{final_path} is damaged (not a mapping of final metrics); run again with --restart "
+                            "to train this run again")
         student = run_dir / "student.safetensors"
         return cls(run_dir, config, history, final, student if student.exists() and final else None, final is not None)
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's `metrics.jsonl`.
+
+    Raises:
+        RunFailed: a row that is not a JSON object (the file was damaged after it was written).
+    """
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise RunFailed(f"{path} is damaged (line {number} is not a metrics row); run again with --restart to "
+                            "train this run again")
+        rows.append(row)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +215,17 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
             if a.get(key) != b.get(key):
                 return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
     return f"{path} ({a!r} in the run, {b!r} now)"
+
+
+def _why(difference: str) -> str:
+    """What a configuration difference means, in words, where its path alone does not say."""
+    path = difference.split(" ", 1)[0]
+    if path.startswith("data.") and path.split(".")[1] in ("transfer", "eval", "calib", "train"):
+        split = path.split(".")[1]
+        return f": the files of the {split} split changed (images added, removed, edited or relabelled)"
+    if path.endswith(".identity"):
+        return ": the model file holds other weights"
+    return ""
 
 
 def default_run_dir(config: dict[str, Any]) -> Path:
@@ -350,9 +384,10 @@ class RunDir:
         if _comparable(existing) == _comparable(config):
             return None
         if not overwrite:
+            difference = _first_difference(_comparable(existing), _comparable(config))
             raise AnyteachError(f"{self.path} holds {self.what} with a different configuration (first difference: "
-                                f"{_first_difference(_comparable(existing), _comparable(config))}); "
-                                "choose another directory or pass overwrite")
+                                f"{difference}{_why(difference)}); choose another directory, or pass --overwrite "
+                                "(overwrite=True) to replace it")
         return existing
 
     @contextmanager
