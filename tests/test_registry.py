@@ -66,8 +66,10 @@ def test_every_user_facing_kind_is_a_registry_that_refuses_a_taken_name():
     from anyteach.registry import Registry
     from anyteach.zoo import ZOOS
 
+    from anyteach.trackers import TRACKERS
+
     for registry, name in ((DATASET_KINDS, "mnist1d"), (ZOOS, "mnist1d"), (RECIPES, "paper-imagenet"),
-                           (EXECUTORS, "local")):
+                           (EXECUTORS, "local"), (TRACKERS, "tensorboard")):
         assert isinstance(registry, Registry) and name in registry
         with pytest.raises(RegistrationError, match="already registered"):
             registry.add(name, registry[name])

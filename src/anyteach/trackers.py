@@ -18,16 +18,25 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import AnyteachError
+from .registry import Registry
 
-TRACKERS: dict[str, tuple[str, str]] = {
-    "tensorboard": ("tensorboard", "tensorboard"),
-    "wandb": ("wandb", "wandb"),
-    "mlflow": ("mlflow", "mlflow"),
-}
-"""Tracker name -> (the module it needs, the anyteach extra that installs it)."""
+@dataclass(frozen=True)
+class TrackerKind:
+    """A tracker `--log` can name: the package it needs, the anyteach extra that installs it, and the
+    class that opens one tracker run (`(run_name, config, run_dir)`, with `log(epoch, metrics)` and
+    `close()`)."""
+
+    module: str
+    extra: str
+    opener: Callable[[str, Mapping[str, Any], Path], Any]
+
+
+TRACKERS: Registry[TrackerKind] = Registry("tracker")
+"""Tracker name -> `TrackerKind` (filled below, after the classes)."""
 
 
 def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
@@ -41,7 +50,7 @@ def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
         name = name.strip().lower()
         if name not in TRACKERS:
             raise AnyteachError(f"unknown tracker {name!r} for --log; trackers: {', '.join(TRACKERS)}")
-        module, extra = TRACKERS[name]
+        module, extra = TRACKERS[name].module, TRACKERS[name].extra
         if importlib.util.find_spec(module) is None:
             raise AnyteachError(f"--log {name} needs the {module} package: pip install 'anyteach[{extra}]'")
         if name not in checked:
@@ -132,7 +141,8 @@ class _MLflow:
         self.client.set_terminated(self.run_id)
 
 
-_OPENERS = {"tensorboard": _TensorBoard, "wandb": _WandB, "mlflow": _MLflow}
+for _name, _opener in (("tensorboard", _TensorBoard), ("wandb", _WandB), ("mlflow", _MLflow)):
+    TRACKERS.add(_name, TrackerKind(_name, _name, _opener))
 
 
 class RunTrackers:
@@ -140,7 +150,7 @@ class RunTrackers:
     logged yet; `close()` at the end (also after a failure: what was logged stays)."""
 
     def __init__(self, names: Sequence[str], run_name: str, config: Mapping[str, Any], run_dir: str | Path):
-        self.opened = [_OPENERS[name](run_name, config, Path(run_dir)) for name in check_trackers(names)]
+        self.opened = [TRACKERS[name].opener(run_name, config, Path(run_dir)) for name in check_trackers(names)]
         self.logged_epoch = -1
 
     def log(self, history: Sequence[Mapping[str, Any]]) -> None:
