@@ -100,7 +100,7 @@ CASES = [
     Case("options", "NaN", (*T, "--out", "{dir}/run", *FAST, "--temperature", "nan"), "must be a finite number"),
     Case("options", "inf", (*T, "--out", "{dir}/run", *FAST, "--weight-decay", "inf"), "must be a finite number"),
     Case("options", "unknown method", (*T, "--out", "{dir}/run", *FAST, "--method", "nope"), "unknown method 'nope'"),
-    Case("options", "unknown option", (*T, "--out", "{dir}/run", *FAST, "-o", "colour=red"),
+    Case("options", "unknown option", (*T, "--out", "{dir}/run", *FAST, "--option", "colour=red"),
          "unknown option 'colour'"),
     Case("options", "a method given a teacher it cannot use", (*T, "--out", "{dir}/run", *FAST, "--method", "xe"),
          "takes no teacher"),
@@ -190,8 +190,8 @@ CASES = [
          code=1),
     Case("summary", "report of a study whose runs all failed", ("report", "{dir}/failed_study"), "no finished runs",
          code=1),
-    Case("summary", "flips --json naming a directory",
-         ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json", "{dir}/emptydir"), "is a directory"),
+    Case("summary", "flips --json-out naming a directory",
+         ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json-out", "{dir}/emptydir"), "is a directory"),
 ]
 
 

@@ -23,9 +23,10 @@ from rich.table import Table
 from . import distributed
 from ._io import disk_use, human_bytes
 from .errors import AnyteachError, os_error_message
+from .cli_spellings import CommandGroup
 from .options import METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="General knowledge transfer between any two pretrained classifiers.")
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the built-in model zoos.")
 app.add_typer(zoo_app, name="zoo")
@@ -234,7 +235,8 @@ def flips(teacher: Optional[str] = typer.Argument(None, help="Teacher model refe
                                                     "models (repeat the option)."),
           split: str = typer.Option("eval", help="Split to measure on."),
           top_p: str = typer.Option("2,5,20,50", "--top-p", help="Top-p% class shares, comma-separated."),
-          json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+          as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of tables."),
+          json_path: Optional[Path] = typer.Option(None, "--json-out", help="Write the results as JSON here."),
           csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-class rows (pair) or per-pair "
                                                   "rows (zoo) as CSV here."),
           plots: Optional[Path] = typer.Option(None, "--plots", help="Write PNG figures into this directory."),
@@ -254,7 +256,7 @@ def flips(teacher: Optional[str] = typer.Argument(None, help="Teacher model refe
         start = time.perf_counter()
         result = complementarity.analyze_zoo(zoo if zoo is not None else list(model), data, split, top_p=shares,
                                              on_model=lambda ref: err_console.print(f"  predictions: {ref}"))
-        _print_zoo(result)
+        _print_json(result.matrices()) if as_json else _print_zoo(result)
         _save_analysis(result, json_path, csv_path, plots and (lambda: figures.zoo_figures(result, plots,
                                                                                       student=plot_student)))
         err_console.print(f"{result.num_models} models, {result.num_models * (result.num_models - 1)} ordered pairs "
@@ -263,8 +265,14 @@ def flips(teacher: Optional[str] = typer.Argument(None, help="Teacher model refe
     if teacher is None or student is None:
         raise AnyteachError("give TEACHER and STUDENT model references, or --zoo NAME, or --model REF (repeated)")
     pair = complementarity.analyze_pair(teacher, student, data, split, top_p=shares, semantic=semantic)
-    _print_pair(pair)
+    _print_json(pair.as_dict()) if as_json else _print_pair(pair)
     _save_analysis(pair, json_path, csv_path, plots and (lambda: figures.pair_figures(pair, plots)))
+
+
+def _print_json(obj) -> None:
+    from ._io import json_ready
+
+    print(json.dumps(json_ready(obj), indent=2, allow_nan=False))
 
 
 def _save_analysis(analysis, json_path: Optional[Path], csv_path: Optional[Path], draw) -> None:
@@ -376,6 +384,10 @@ def print_summary(study_dir: Path) -> None:
                           f"{r['beats_control_rate']:.0f}", f"{r['students_better']} / {r['students_worse']}",
                           f"{r['p_better_than_control']:.3g}", f"{r['p_worse_than_control']:.3g}")
         console.print(table)
+    from .findings import verdict
+
+    for sentence in verdict(summary):  # each with its sample size; no verdict below findings.MIN_STUDENTS
+        console.print(sentence.replace("**", "").replace("`", ""), highlight=False, soft_wrap=True)
     err_console.print(summary.status_line(), highlight=False)
 
 
@@ -389,7 +401,8 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
           pairs: Optional[int] = typer.Option(None, help="Draw this many random ordered pairs (default: all)."),
           balanced: Optional[bool] = typer.Option(None, "--balanced/--unbalanced",
                                                   help="Balance the drawn pairs over teacher-strength buckets."),
-          seed: Optional[int] = typer.Option(None, help="Seed of the pair draw."),
+          pair_seed: Optional[int] = typer.Option(None, "--pair-seed", help="Seed of the pair draw (the runs' "
+                                                  "seeds are --seeds)."),
           methods: Optional[str] = typer.Option(None, help="Comma-separated methods, e.g. kl,kl+dp,xe."),
           seeds: Optional[str] = typer.Option(None, help="Comma-separated transfer seeds (default: 0)."),
           workers: Optional[int] = typer.Option(None, help="Local worker processes (1: in-process)."),
@@ -412,7 +425,7 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
     if zoo is not None and models is not None:
         raise AnyteachError("give --zoo or --models, not both")
     definition = build_study_spec(spec, models=zoo if zoo is not None else _csv(models), data=data, pairs=pairs,
-                                  balanced=balanced, pair_seed=seed, methods=_csv(methods), seeds=_csv(seeds),
+                                  balanced=balanced, pair_seed=pair_seed, methods=_csv(methods), seeds=_csv(seeds),
                                   recipe=options, workers=workers, executor=executor, address=address,
                                   resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name,
                                   imports=imports)
@@ -535,9 +548,10 @@ def transfer_command(
                                           "it."),
     log: Optional[str] = typer.Option(None, "--log", help="Experiment trackers, comma-separated: tensorboard, "
                                       "wandb, mlflow (each an optional package)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: under the cache)."),
-    option: Optional[list[str]] = typer.Option(None, "--option", "-o",
-                                               help="Any other option as key=value, e.g. -o beta=5 (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: under the cache)."),
+    option: Optional[list[str]] = typer.Option(None, "--option",
+                                               help="Any other option as key=value, e.g. --option beta=5 "
+                                                    "(repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
     restart: bool = typer.Option(False, "--restart", help="Discard what --out holds of this run (e.g. a corrupt "
                                  "checkpoint) and train it again from scratch."),

@@ -123,6 +123,15 @@ class Evidence:
     def rows(self):
         return (r for _, r in self.summary.by_method.iterrows())
 
+    def by_strength(self, name: str) -> tuple[pd.Series, dict[str, float], dict[str, float]] | None:
+        """The paper's method `name` with its pooled numbers from weaker and from stronger teachers
+        (None unless the study ran it with both)."""
+        row = self.by_name.get(name)
+        if row is None:
+            return None
+        weak, strong = self.buckets(row["method"], WEAKER), self.buckets(row["method"], STRONGER)
+        return (row, weak, strong) if weak and strong else None
+
     def buckets(self, method: str, buckets: Sequence[str]) -> dict[str, float] | None:
         """Pooled numbers of a method over a group of teacher-strength buckets (None without runs there)."""
         runs = self.summary.runs
@@ -270,12 +279,10 @@ def gain_taken(ev: Evidence) -> list[str]:
 
 def kl_needs_stronger_teachers(ev: Evidence) -> list[str]:
     """Paper: plain KL helps only with clearly stronger teachers."""
-    kl = ev.by_name.get("kl")
-    if kl is None:
+    found = ev.by_strength("kl")
+    if found is None:
         return []
-    weak, strong = ev.buckets(kl["method"], WEAKER), ev.buckets(kl["method"], STRONGER)
-    if not (weak and strong):
-        return []
+    kl, weak, strong = found
     harms, helps = weak["delta"] < 0, strong["delta"] > 0
     verdict = _no_verdict(min(weak["students"], strong["students"])) or (
         "agrees." if harms and helps else
@@ -289,12 +296,10 @@ def kl_needs_stronger_teachers(ev: Evidence) -> list[str]:
 
 def dp_gains_both_ways(ev: Evidence) -> list[str]:
     """Paper: DP gains from weaker and from stronger teachers."""
-    dp = ev.by_name.get("kl+dp")
-    if dp is None:
+    found = ev.by_strength("kl+dp")
+    if found is None:
         return []
-    weak, strong = ev.buckets(dp["method"], WEAKER), ev.buckets(dp["method"], STRONGER)
-    if not (weak and strong):
-        return []
+    dp, weak, strong = found
     both = weak["success"] > MAJORITY and strong["success"] > MAJORITY
     one = max(weak["success"], strong["success"]) > MAJORITY
     verdict = _no_verdict(min(weak["students"], strong["students"])) or (

@@ -264,6 +264,35 @@ class ReportFiles:
     figures: list[Path]
 
 
+@dataclass
+class StudyRecord:
+    """What the report reads from a study's store besides the aggregates.
+
+    Attributes:
+        name: the study's name (its definition's, else the directory's).
+        spec: the study definition as stored.
+        history: metrics rows over the epochs of every run (for the curves).
+        failures: runs that failed and have not finished since.
+        stale: stored runs of an earlier definition, left out.
+        planned: runs the definition plans (0 when unknown).
+    """
+
+    name: str
+    spec: dict[str, Any]
+    history: Any
+    failures: Any
+    stale: int
+    planned: int
+
+    @classmethod
+    def read(cls, study_dir: Path) -> StudyRecord:
+        with StudyStore(study_dir, create=False) as store:
+            spec_text = store.meta("spec")
+            spec = json.loads(spec_text) if spec_text else {}
+            return cls(spec.get("name", study_dir.name), spec, store.history(), store.failures(), store.stale_runs(),
+                       store.planned())
+
+
 def write_report(study_dir: str | Path, summary: StudySummary | None = None,
                  out: str | Path | None = None) -> ReportFiles:
     """Write `report.md`, `report.html` and `figures/*.png` (into the study directory by default).
@@ -280,30 +309,27 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
         AnyteachError: `study_dir` holds no study store.
         RunFailed: the study has no finished run (nothing to report).
     """
-    from . import study_figures as figs
-
     study_dir = Path(study_dir)
     summary = summary if summary is not None else summarize(study_dir)
     summary.require_runs(study_dir)
-    with StudyStore(study_dir, create=False) as store:
-        history = store.history()
-        spec_text = store.meta("spec")
-        failures = store.failures()
-        stale = store.stale_runs()
-        planned = store.planned()
-    spec = json.loads(spec_text) if spec_text else {}
     out_dir = report_dir(study_dir, out)
-    fig_dir = out_dir / FIGURE_DIR
-    engine = engine_methods(summary)
-    paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
+    report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR)
+    figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    write_text(md_path, report.markdown(out_dir))
+    write_text(html_path, report.html())
+    return ReportFiles(md_path, html_path, figures)
 
-    report = Report(f"Transfer study: {spec.get('name', study_dir.name)}")
-    report.text("**Verdict.** " + " ".join(verdict(summary)))  # what teaches, what is safe, how much of the available gain was taken
+
+def study_description(summary: StudySummary, record: StudyRecord) -> str:
+    """The paragraph under the verdict: what ran (runs, pairs, models, methods, seeds, data, recipe, and
+    each method's own data or recipe where it differs), how long, and what is missing (failed runs, an
+    incomplete study, stale runs)."""
+    runs, spec, failures, planned, stale = summary.runs, record.spec, record.failures, record.planned, record.stale
     own = method_setups(spec)
-    runs = summary.runs
     pairs = runs[runs["teacher"] != ""].drop_duplicates(["student", "teacher"]) if len(runs) else runs
     n_models = len((set(runs["student"]) | set(runs["teacher"])) - {""}) if len(runs) else 0
-    report.text(
+    return (
         f"{len(runs)} finished runs: {len(pairs)} ordered (student, teacher) pairs over {n_models} models, "
         f"methods {', '.join(_code(m) for m in summary.methods) or '–'}, seeds "
         f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data {_code(spec.get('data', '?'))} "
@@ -318,6 +344,19 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
         + (f" **The study is incomplete: {len(runs)} of {planned} planned runs have finished**; re-run it to resume."
            if planned and len(runs) < planned else "")
         + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else ""))
+
+
+def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path) -> Report:
+    """The report's blocks: the verdict, what ran, the tables with their captions, the findings and
+    the figures (drawn into `fig_dir`)."""
+    from . import study_figures as figs
+
+    engine = engine_methods(summary)
+    paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
+    report = Report(f"Transfer study: {record.name}")
+    report.text("**Verdict.** " + " ".join(verdict(summary)))  # what teaches, what is safe, how much gain was taken
+    report.text(study_description(summary, record))
+    own = method_setups(record.spec)
 
     report.heading("Headline: this study next to the paper")
     headline = headline_table(summary)
@@ -365,7 +404,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
                   "Mean transfer delta of each student vs its parameter count, per method and student family.")
     report.figure(figs.complementarity_vs_gap(summary, fig_dir / "complementarity_vs_gap.png"),
                   "Complementary knowledge (positive flips S0→T, % of eval samples) vs accuracy gap, one point per pair.")
-    report.figure(figs.delta_over_epochs(history, summary.methods, fig_dir / "delta_over_epochs.png"),
+    report.figure(figs.delta_over_epochs(record.history, summary.methods, fig_dir / "delta_over_epochs.png"),
                   "Mean transfer delta over the epochs of transfer.")
 
     fam = family_table(summary)
@@ -378,12 +417,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
             f"{_code(r.method)} " + (UNDEFINED if pd.isna(r.delta_size_spearman)
                                      else f"{r.delta_size_spearman:+.2f} (n={r.students} students)")
             for r in corr.itertuples()) + ".")
-
-    figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
-    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    write_text(md_path, report.markdown(out_dir))
-    write_text(html_path, report.html())
-    return ReportFiles(md_path, html_path, figures)
+    return report
 
 
 UNDEFINED = "undefined (too few students)"
