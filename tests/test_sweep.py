@@ -152,3 +152,15 @@ def test_transfer_options_with_any_value_are_one_line(sandbox, tiny_zoo, data):
     code, output = run_cli(["transfer", "--student", tiny_zoo["mlp"], "--teacher", tiny_zoo["gru_chunk4"], "--data",
                             TINY_DATA, "--out", str(sandbox / "run"), "--quiet", "--batch-size", "100000", *flag])
     assert_one_line_and_nothing_left(code, output, sandbox, before)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_a_study_file_with_a_byte_order_mark_reads_as_its_utf8_twin(tmp_path, encoding):
+    from anyteach.study_spec import load_study_spec
+
+    text = yaml.safe_dump({"models": ["a.safetensors", "b.safetensors"], "data": TINY_DATA, "methods": ["kl"],
+                           "name": "café", "seeds": [0, 3]}, allow_unicode=True)
+    (tmp_path / "plain.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "bom.yaml").write_text(text, encoding=encoding)
+    assert (tmp_path / "bom.yaml").read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff", b"\xef\xbb")
+    assert load_study_spec(tmp_path / "bom.yaml") == load_study_spec(tmp_path / "plain.yaml")

@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
+from PIL.Image import DecompressionBombError
 
 from ._io import atomic_path, cache_dir, text_digest
 from .errors import AnyteachError
@@ -391,8 +392,9 @@ class _Indexed(torch.utils.data.Dataset):
 
     Keys are positions in the split, or `(position, epoch)` from an epoch-tagged `BatchOrder`: a
     random transform then draws from (seed, epoch, position), wherever and whenever it runs. An image
-    that cannot be read comes back blank with label -1, so the training process can name the file in
-    one line (an exception raised in a loader worker would reach the user inside its traceback).
+    that cannot be read comes back blank with label `UNREADABLE` (`OVERSIZED` when it has more pixels
+    than PIL's decompression-bomb limit), so the training process can name the file in one line (an
+    exception raised in a loader worker would reach the user inside its traceback).
     """
 
     def __init__(self, base, indices: np.ndarray, transform, input_size: tuple[int, ...],
@@ -418,9 +420,7 @@ class _Indexed(torch.utils.data.Dataset):
                 return self.transform(image), label, i
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
             return torch.zeros(self.input_size, dtype=torch.uint8), UNREADABLE, i
-        except Exception as e:  # noqa: BLE001 - PIL's DecompressionBombError is a bare Exception
-            if type(e).__name__ != "DecompressionBombError":
-                raise
+        except DecompressionBombError:  # more pixels than PIL's limit: refused before decoding
             return torch.zeros(self.input_size, dtype=torch.uint8), OVERSIZED, i
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from ._io import exclusive_lock, slug, text_digest, write_text
-from .data import load_dataset
+from .data import Dataset, load_dataset
 from .errors import AnyteachError, RunFailed
 from .executors import RunTask, make_executor
 from .metrics import BUCKETS, strength_bucket, teacher_strength
@@ -52,7 +52,7 @@ class ModelEntry:
     identity: str = ""  # content identity (weights digest): a model file overwritten is another model
 
 
-def describe_models(refs: Sequence[str], data: str, accuracies: bool = False) -> list[ModelEntry]:
+def describe_models(refs: Sequence[str], data: str | Dataset, accuracies: bool = False) -> list[ModelEntry]:
     """Load each model's metadata (validating the reference and the class count against `data`).
 
     Args:
@@ -194,10 +194,11 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     Teacher-free methods (the `xe` control) run once per distinct student, placed where that
     student first appears, so a study cut short still has its controls.
     """
-    models = describe_models(spec.models, spec.data, accuracies=spec.pairs.balanced)
+    dataset = load_dataset(spec.data)  # once: an image folder's manifest reads every file's metadata
+    models = describe_models(spec.models, dataset, accuracies=spec.pairs.balanced)
     pairs = sample_pairs(models, spec.pairs)
     identity = {m.ref: m.identity for m in models}
-    data_identity = data_identities(spec)
+    data_identity = data_identities(spec, {spec.data: dataset})
     runs: list[RunSpec] = []
     seen_students: set[str] = set()
     for student, teacher in pairs:
@@ -215,10 +216,12 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     return StudyPlan(spec, models, pairs, runs, data_identity)
 
 
-def data_identities(spec: StudySpec) -> dict[str, str]:
-    """Each dataset reference of a study (its own and its methods') -> its content identity."""
+def data_identities(spec: StudySpec, loaded: Mapping[str, Dataset] | None = None) -> dict[str, str]:
+    """Each dataset reference of a study (its own and its methods') -> its content identity
+    (`loaded`: datasets already loaded, by reference)."""
+    loaded = loaded or {}
     refs = dict.fromkeys([spec.data, *(m.data for m in spec.methods if m.data)])
-    return {ref: load_dataset(ref).identity for ref in refs}
+    return {ref: (loaded.get(ref) or load_dataset(ref)).identity for ref in refs}
 
 
 def content_changes(store: StudyStore, plan: StudyPlan) -> list[str]:
