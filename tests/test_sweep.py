@@ -1,6 +1,6 @@
 """A property-based sweep of bad input (hypothesis): study definitions with one key set to an arbitrary
 value, arbitrary YAML text, and `transfer` options set to arbitrary values of their flag's type. For
-every generated input the CLI must end in one line (`error: ...`, exit 2 or 1) or succeed, never
+every generated input (values of a flag's type or not) the CLI must end in one line (`error: ...`, exit 2 or 1) or succeed, never
 print a traceback, and leave no file behind. A generated study never trains: it asks for more pairs
 than its two models have (or, where the pairs are what is generated, names models that do not
 exist); the transfer sweep asks for a batch larger than the data, so no
@@ -126,15 +126,18 @@ def test_any_study_file_text_is_one_line(sandbox, text, bom, encoding):
     assert_one_line_and_nothing_left(code, output, sandbox, before)
 
 
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
 def _flag_value(option) -> st.SearchStrategy[str]:
-    """Values a flag of this option's type parses, in or out of the option's range."""
+    """Values of this option's type, in or out of its range, and text that is not of its type."""
     if option.type is int:
-        return st.integers(-2**70, 2**70).map(str)
+        return st.one_of(st.integers(-2**70, 2**70).map(str), TEXT)
     if option.type is float:
-        return st.floats(allow_nan=True).map(lambda v: repr(v) if math.isfinite(v) else str(v))
+        return st.one_of(st.floats(allow_nan=True).map(lambda v: repr(v) if math.isfinite(v) else str(v)), TEXT)
     if option.type is bool:
-        return st.just("")
-    return st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+        return st.one_of(st.just(""), TEXT)
+    return TEXT
 
 
 OPTIONS = {name: o for name, o in {**TRAINING_OPTIONS, **METHOD_OPTIONS}.items()
@@ -147,7 +150,7 @@ def test_transfer_options_with_any_value_are_one_line(sandbox, tiny_zoo, data):
     name = data.draw(st.sampled_from(sorted(OPTIONS)))
     option = OPTIONS[name]
     value = data.draw(_flag_value(option))
-    flag = [option.flag] if option.type is bool else [f"{option.flag}={value}"]
+    flag = [option.flag] if option.type is bool and not value else [f"{option.flag}={value}"]
     before = _files(sandbox)
     code, output = run_cli(["transfer", "--student", tiny_zoo["mlp"], "--teacher", tiny_zoo["gru_chunk4"], "--data",
                             TINY_DATA, "--out", str(sandbox / "run"), "--quiet", "--batch-size", "100000", *flag])

@@ -759,9 +759,30 @@ def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Ou
     err_console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
 
 
+def _click_errors() -> tuple[type, type]:
+    """Click's exception base and its "no arguments: show the help" error, as the click that typer
+    runs on defines them (typer 0.29 vendors its own copy of click)."""
+    base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    no_args = getattr(sys.modules[base.__module__], "NoArgsIsHelpError", None) or type("_Never", (Exception,), {})
+    return base, no_args
+
+
 def main() -> None:
+    click_error, no_args = _click_errors()
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="anyteach")  # click's own errors (a flag's value, an unknown flag) come here
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except no_args as e:  # `anyteach` or a group alone: its help, as click shows it
+        e.show()
+        sys.exit(e.exit_code)
+    except click_error as e:  # one line like every other error: the message and where the help is
+        context = getattr(e, "ctx", None)
+        where = f" (see `{context.command_path} --help`)" if context is not None else ""
+        _fail(" ".join(e.format_message().split()) + where, e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except SystemExit as e:
         if distributed.active():
             _leave_process_group(e.code if isinstance(e.code, int) else int(e.code is not None))
