@@ -29,6 +29,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="General knowledge transfer between any two pretrained classifiers.")
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the built-in model zoos.")
 app.add_typer(zoo_app, name="zoo")
+data_app = typer.Typer(no_args_is_help=True, help="Generated datasets: export them as image folders.")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -123,6 +125,18 @@ def zoo_build(name: str = typer.Argument("mnist1d", help="Zoo name."),
     """Train the zoo's missing models (cached and reused) and print its table."""
     rows = build_zoo_with_progress(name, seed, workers)
     console.print(zoo_table(rows, f"zoo {name} (seed {seed})"))
+
+
+@data_app.command("export")
+def data_export(data: str = typer.Argument(..., help="Dataset reference of generated images, e.g. glyphs or "
+                                           "glyphs:train=2000,eval=500,seed=1."),
+                out: Path = typer.Option(..., "--out", "-o", help="New directory: train/, val/ (and calib/) of "
+                                         "class folders of PNG images.")) -> None:
+    """Write a generated image dataset as an ImageNet-style folder, readable as `imagefolder:<out>`."""
+    from .data import export_imagefolder, load_dataset
+
+    root = export_imagefolder(load_dataset(data), out)
+    console.print(f"wrote {root} (read it back as imagefolder:{root})")
 
 
 @zoo_app.command("list")

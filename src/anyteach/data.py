@@ -444,9 +444,9 @@ class Glyphs(Dataset):
 
 
 def export_imagefolder(data: Dataset, out: str | Path, splits: Mapping[str, str] | None = None) -> Path:
-    """Write a dataset held in memory as an ImageNet-style folder `out/<split>/<class>/<index>.png`
+    """Write a dataset held in memory as an ImageNet-style folder `out/<split>/<nn>_<class>/<index>.png`
     (`train/`, `val/` from `eval`, and `calib/` where the dataset has it), so `imagefolder:<out>` reads
-    it back. Written into a temporary folder beside `out` and renamed: never half-written.
+    it back with the same labels (the numbered class folders sort in the dataset's class order). Written into a temporary folder beside `out` and renamed: never half-written.
 
     Raises:
         AnyteachError: `out` exists, or the dataset has no in-memory images.
@@ -459,16 +459,19 @@ def export_imagefolder(data: Dataset, out: str | Path, splits: Mapping[str, str]
     if not hasattr(data, "inputs") or getattr(data, "kind", "") != "image":
         raise AnyteachError(f"dataset {data.ref!r} is not a generated image dataset; only those are exported")
     folders = dict(splits or {"train": "train", "eval": "val", **({"calib": "calib"} if data.has_split("calib") else {})})
+    # class folders are read back in sorted order: a numbered prefix keeps the dataset's label order
+    width = len(str(data.num_classes - 1))
+    names = [f"{i:0{width}d}_{name}" for i, name in enumerate(data.class_names)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         for split, folder in folders.items():
             images = data.inputs(split).permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, 3) uint8
             labels = data.labels(split).tolist()
-            for name in data.class_names:
+            for name in names:
                 (tmp / folder / name).mkdir(parents=True, exist_ok=True)
             for i, (image, label) in enumerate(zip(images, labels)):  # one file per image: I/O, not a hot path
-                Image.fromarray(image).save(tmp / folder / data.class_names[label] / f"{i:06d}.png")
+                Image.fromarray(image).save(tmp / folder / names[label] / f"{i:06d}.png")
         tmp.rename(out)
     except BaseException:
         import shutil

@@ -75,7 +75,8 @@ def get_zoo(name: str, seed: int = 0, data: str | None = None, members: Sequence
         chosen = [known[m] for m in members]
     if epochs is not None:
         chosen = [dataclasses.replace(m, recipe=dataclasses.replace(m.recipe, epochs=epochs)) for m in chosen]
-    data = data or (recipe.DATA if seed == 0 else f"{recipe.DATA}:seed={seed}")
+    joiner = "," if ":" in recipe.DATA else ":"
+    data = data or (recipe.DATA if seed == 0 else f"{recipe.DATA}{joiner}seed={seed}")
     return Zoo(name, seed, data, chosen)
 
 
