@@ -402,14 +402,31 @@ class Glyphs(Dataset):
         self._y: dict[str, torch.Tensor] = {}
         for split in ("train", "eval", "calib"):
             if self.sizes[split]:
-                self._x[split], self._y[split] = generate_glyphs(self.sizes[split], seed, _GLYPH_STREAMS[split])
+                self._x[split], self._y[split] = self._generate(split)
         if fraction < 1:
             keep = torch.from_numpy(stratified_subset(self._y["train"].numpy(), fraction, subset_seed))
             self._x["transfer"], self._y["transfer"] = self._x["train"][keep], self._y["train"][keep]
         elif fresh:
-            self._x["transfer"], self._y["transfer"] = generate_glyphs(fresh, seed, _GLYPH_STREAMS["fresh"])
+            self._x["transfer"], self._y["transfer"] = self._generate("fresh")
         else:
             self._x["transfer"], self._y["transfer"] = self._x["train"], self._y["train"]
+
+    def _generate(self, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One split's images and labels, generated once and cached on disk (a study's every run
+        loads the dataset; reading 8-bit images back is much faster than drawing them)."""
+        n = self.sizes[stream]
+        path = cache_dir() / "data" / f"glyphs-{text_digest(f'{GLYPHS_VERSION}:{self.seed}:{stream}:{n}')}.npz"
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
+            except (OSError, ValueError, KeyError):
+                path.unlink()  # a damaged cache entry is regenerated
+        x, y = generate_glyphs(n, self.seed, _GLYPH_STREAMS[stream])
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, x=x.numpy(), y=y.numpy())
+        return x, y
 
     @property
     def extra_splits(self) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -510,12 +510,15 @@ class ReportFiles:
     figures: list[Path]
 
 
-def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> ReportFiles:
+def write_report(study_dir: str | Path, summary: StudySummary | None = None,
+                 sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> ReportFiles:
     """Write `report.md`, `report.html` and `figures/*.png` into the study directory.
 
     Args:
         study_dir: a study directory (holding `study.sqlite`).
         summary: the study's aggregates (default: `summarize(study_dir)`).
+        sections: extra sections, each called with the report and the summary after the findings
+            (e.g. `crosscheck.crosscheck_section`).
 
     Returns:
         The paths written.
@@ -569,6 +572,8 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
                  "sign test over students that they do.")
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
+    for section in sections:
+        section(report, summary)
 
     available = available_table(summary)
     if not available.empty:
