@@ -3,9 +3,9 @@
 On a machine with CUDA it prints
 1. the glyphs zoo's build time (a fresh cache; the members train on CPU worker processes, one per
    core up to the number of members: the zoo is sized for CPUs),
-2. images/s of prediction (a zoo member over the 3,000 eval images, batch 1024) with
+2. images/s of prediction (a zoo member over the 2,000 eval images, batch 1024) with
    `--amp bf16 --channels-last` against `--amp off`,
-3. images/s of a `kl+dp` transfer (one epoch of the 6,000 transfer images, batch 256, evaluation
+3. images/s of a `kl+dp` transfer (one epoch of the 4,000 transfer images, batch 256, evaluation
    included) with the same two settings,
 4. a transfer under `torchrun --nproc-per-node 1`, and with every GPU where there are several,
    as a ratio to the single-GPU run.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-STUDENT, TEACHER = "zoo:glyphs/resnet18_w16_aug", "zoo:glyphs/vit_d64"
-DATA = "glyphs:train=6000,eval=3000,calib=1000"
+STUDENT, TEACHER = "zoo:glyphs/resnet18_w16_aug", "zoo:glyphs/levit_d96"
+DATA = "glyphs:train=4000,eval=2000,calib=1000"
 
 
 def _transfer_args(out: Path, fast: bool) -> list[str]:

@@ -46,7 +46,7 @@ def test_run_demo_writes_analysis_study_and_report(tiny_zoo, tmp_path):
 
 def test_glyphs_demo_study_has_the_methods_controls_and_teaching_preset():
     raw = demo_study(workers=1, zoo="glyphs")
-    raw["models"] = ["zoo:glyphs/resnet10t_w8", "zoo:glyphs/vit_d64"]  # validation only: no zoo needed
+    raw["models"] = ["zoo:glyphs/resnet10t_w8", "zoo:glyphs/levit_d64"]  # validation only: no zoo needed
     spec = load_study_spec(raw)
     names = {m.name for m in spec.methods}
     assert {"kl", "kl+dp", "xe", "self", "pl+ens+wise"} <= names and spec.data.startswith("glyphs")

@@ -42,11 +42,11 @@ DEMO_STUDY: dict[str, Any] = {
 """The demo's study definition (`docs/demo-recipe.md` says why this recipe)."""
 
 
-GLYPHS_DATA = "glyphs:train=6000,eval=3000,calib=1000"
-"""The glyphs zoo's data (`zoo.glyphs.DATA`): metrics on its 3,000 eval images."""
+GLYPHS_DATA = "glyphs:train=4000,eval=2000,calib=1000"
+"""The glyphs zoo's data (`zoo.glyphs.DATA`): metrics on its 2,000 eval images."""
 
-GLYPHS_TEACHING_DATA = "glyphs:train=6000,eval=3000,calib=1000,fresh=6000"
-"""The teaching preset's data on images: 6,000 fresh images the zoo never saw (labels unused), the
+GLYPHS_TEACHING_DATA = "glyphs:train=4000,eval=2000,calib=1000,fresh=4000"
+"""The teaching preset's data on images: 4,000 fresh images the zoo never saw (labels unused), the
 zoo's 1,000 calibration images, the study's eval split."""
 
 GLYPHS_STUDY: dict[str, Any] = {
@@ -64,7 +64,7 @@ GLYPHS_STUDY: dict[str, Any] = {
 }
 """The demo on the glyphs image zoo (`anyteach demo --zoo glyphs`): the MNIST-1D demo's methods,
 controls and teaching preset, scaled to what two CPU cores train in minutes (6 pairs, one epoch of
-the 6,000 training images at batch 64); its report checks the MNIST-1D conclusions one by one."""
+the 4,000 training images at batch 64); its report checks the MNIST-1D conclusions one by one."""
 
 DEMO_STUDIES = {"mnist1d": DEMO_STUDY, "glyphs": GLYPHS_STUDY}
 """The demo's study per built-in zoo."""

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-GLYPHS_VERSION = "glyphs-1"
+GLYPHS_VERSION = "glyphs-2"
 """Bumped whenever the drawing changes, so cached predictions of older images are never reused."""
 
 _CIRCLE = [(0.8 * math.cos(a), 0.8 * math.sin(a), 0.8 * math.cos(b), 0.8 * math.sin(b))
@@ -102,7 +102,7 @@ def _draw_chunk(labels: torch.Tensor, rng: torch.Generator, size: int) -> torch.
     def warp(rows: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, jitter: float) -> torch.Tensor:
         """Templates `rows` seen through a random rotation, shear and aspect at `scale` (glyph size
         relative to the image), moved by `shift`, with a smooth displacement of std `jitter`: (B, size²)."""
-        angle, shear, aspect = uniform(-0.45, 0.45), uniform(-0.3, 0.3), uniform(0.8, 1.25).sqrt()
+        angle, shear, aspect = uniform(-0.3, 0.3), uniform(-0.2, 0.2), uniform(0.85, 1.18).sqrt()
         cos, sin = torch.cos(angle), torch.sin(angle)
         # output pixel p -> template point A (p - shift): A is the inverse of the drawing map
         a = torch.stack([torch.stack([cos * aspect, sin * aspect + shear], -1),
@@ -116,11 +116,11 @@ def _draw_chunk(labels: torch.Tensor, rng: torch.Generator, size: int) -> torch.
                              align_corners=False).view(b, -1)
 
     stroke = torch.randint(widths, (b,), generator=rng)
-    glyph = warp(labels * widths + stroke, uniform(0.5, 0.85), uniform(-0.25, 0.25, 2), 0.06)
+    glyph = warp(labels * widths + stroke, uniform(0.6, 0.9), uniform(-0.2, 0.2, 2), 0.04)
     # clutter: a zoomed-in fragment of a random glyph, thin, often in the glyph's own colour
     other = torch.randint(len(GLYPH_CLASSES), (b,), generator=rng) * widths
     clutter = warp(other, uniform(1.2, 2.2), uniform(-1.0, 1.0, 2), 0.1)
-    clutter = clutter * (torch.rand(b, 1, generator=rng) < 0.7)
+    clutter = clutter * (torch.rand(b, 1, generator=rng) < 0.5)
 
     coords = (torch.arange(size) + 0.5) / size * 2 - 1
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
@@ -128,10 +128,10 @@ def _draw_chunk(labels: torch.Tensor, rng: torch.Generator, size: int) -> torch.
     gradient = uniform(-0.3, 0.3, 3, 2)
     bg = background + gradient[..., 0:1] * xx.flatten() + gradient[..., 1:2] * yy.flatten()  # (B, 3, P)
     foreground = (background + uniform(0.3, 0.7, 3, 1)) % 1.0  # a colour apart from the background
-    clutter_colour = torch.where(torch.rand(b, 1, 1, generator=rng) < 0.5, foreground, uniform(0, 1, 3, 1))
+    clutter_colour = torch.where(torch.rand(b, 1, 1, generator=rng) < 0.25, foreground, uniform(0, 1, 3, 1))
     image = torch.lerp(bg, clutter_colour, clutter[:, None])
     image = torch.lerp(image, foreground, glyph[:, None])
-    image = image + uniform(0.02, 0.12, 1, 1) * torch.randn(image.shape, generator=rng)
+    image = image + uniform(0.01, 0.08, 1, 1) * torch.randn(image.shape, generator=rng)
     return image.clamp(0, 1).view(b, 3, size, size)
 
 
