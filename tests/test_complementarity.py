@@ -234,7 +234,7 @@ def _nonempty(path) -> bool:
 def test_cli_pair(tiny_zoo, tmp_path):
     out = tmp_path / "pair"
     result = CliRunner().invoke(app, ["flips", tiny_zoo["gru_chunk4"], tiny_zoo["mlp_narrow"], "--data", TINY_DATA,
-                                      "--json", str(out / "pair.json"), "--csv", str(out / "pair.csv"),
+                                      "--json-out", str(out / "pair.json"), "--csv", str(out / "pair.csv"),
                                       "--plots", str(out / "plots")])
     assert result.exit_code == 0, result.output
     assert "complementary knowledge" in result.output
@@ -248,7 +248,7 @@ def test_cli_pair(tiny_zoo, tmp_path):
 
 
 def test_cli_zoo(tiny_zoo, tmp_path):
-    args = ["flips", "--data", TINY_DATA, "--json", str(tmp_path / "zoo.json"), "--csv", str(tmp_path / "zoo.csv"),
+    args = ["flips", "--data", TINY_DATA, "--json-out", str(tmp_path / "zoo.json"), "--csv", str(tmp_path / "zoo.csv"),
             "--plots", str(tmp_path / "plots"), "--top-p", "5,50"]
     for name in ("mlp_narrow", "mlp", "cnn_small_sgd", "gru_chunk4"):
         args += ["--model", tiny_zoo[name]]

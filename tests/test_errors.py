@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
+import shutil
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from anyteach import build_classifier, save_model, timm_classifier, transfer
 from anyteach.store import StudyStore
@@ -37,6 +41,7 @@ class Case:
     fragment: str
     code: int = 2
     leaves: tuple[str, ...] = ()
+    file_limit: int = 0  # run in a subprocess whose files may not grow beyond this (`ulimit -f`): a full disk
 
 
 FAST = ("--epochs", "1", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3", "--quiet")
@@ -57,6 +62,12 @@ CASES = [
     Case("model", "a sidecar without an architecture", ("info", "{dir}/noarch.safetensors"), "lacks architecture"),
     Case("model", "a sidecar whose class count differs from the weights", ("info", "{dir}/liar.safetensors"),
          "says 7 classes but the weights"),
+    Case("model", "a sidecar whose architecture is a number", ("info", "{dir}/arch5.safetensors"),
+         "'architecture' must be a string, got 5"),
+    Case("model", "a sidecar whose class count is a string", ("info", "{dir}/classes_text.safetensors"),
+         "'num_classes' must be an integer, got '10'"),
+    Case("model", "int8 weights for a float model", ("info", "{dir}/int8.safetensors"),
+         "tensors of another kind of number"),
     Case("model", "weights whose class count differs from the data", ("info", "{dir}/five.safetensors", "--data",
                                                                       "{data}"), "has 5 classes but dataset"),
     Case("model", "student and teacher with different class counts",
@@ -64,6 +75,10 @@ CASES = [
           "{dir}/run", *FAST), "has 5 classes but dataset"),
     Case("model", "an image model on signal data", ("info", "{dir}/img10.safetensors", "--data", "{data}"),
          "cannot take the inputs of dataset"),
+    Case("model", "a timm model argument without a value", ("info", "timm:test_vit@{dir}/full.safetensors?img_size"),
+         "is not <name>=<value>"),
+    Case("model", "a timm model argument the architecture does not take",
+         ("info", "timm:test_vit@{dir}/full.safetensors?colour=1"), "cannot create timm:test_vit with"),
     # data references
     Case("data", "a bad number", ("info", "{mlp}", "--data", "mnist1d:size=abc"), "size='abc'"),
     Case("data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"),
@@ -76,13 +91,16 @@ CASES = [
          ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/val_missing"), "different class folders"),
     Case("data", "a corrupt image", ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/corrupt"),
          "cannot read image"),
+    Case("data", "an image over PIL's decompression-bomb limit",
+         ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/bomb"),
+         "bomb/val/a/huge.png has more pixels than PIL's decompression-bomb limit"),
     # options
     Case("options", "zero", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "0"), "batch_size=0 is out of range"),
     Case("options", "negative", (*T, "--out", "{dir}/run", *FAST, "--lr", "-1"), "lr=-1.0 is out of range"),
     Case("options", "NaN", (*T, "--out", "{dir}/run", *FAST, "--temperature", "nan"), "must be a finite number"),
     Case("options", "inf", (*T, "--out", "{dir}/run", *FAST, "--weight-decay", "inf"), "must be a finite number"),
     Case("options", "unknown method", (*T, "--out", "{dir}/run", *FAST, "--method", "nope"), "unknown method 'nope'"),
-    Case("options", "unknown option", (*T, "--out", "{dir}/run", *FAST, "-o", "colour=red"),
+    Case("options", "unknown option", (*T, "--out", "{dir}/run", *FAST, "--option", "colour=red"),
          "unknown option 'colour'"),
     Case("options", "a method given a teacher it cannot use", (*T, "--out", "{dir}/run", *FAST, "--method", "xe"),
          "takes no teacher"),
@@ -92,8 +110,24 @@ CASES = [
          "top_k=99 is out of range"),
     Case("options", "a batch larger than the data", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "100000"),
          "fewer than one batch"),
+    Case("options", "a seed beyond 64 bits", (*T, "--out", "{dir}/run", *FAST, "--seed", "9223372036854775808"),
+         "seed=9223372036854775808 is out of range"),
+    Case("options", "zero epochs", (*T, "--out", "{dir}/run", *FAST, "--epochs", "0"), "epochs=0 is out of range"),
+    Case("options", "a typo'd epoch count", (*T, "--out", "{dir}/run", *FAST, "--epochs", "100000000000000000000"),
+         "it must be in [1, 10000]"),
+    Case("options", "a warm-up as long as the run", (*T, "--out", "{dir}/run", *FAST, "--warmup-epochs", "5"),
+         "warmup_epochs=5 is not below epochs=1"),
     Case("options", "CUDA asked for, none present", (*T, "--out", "{dir}/run", *FAST, "--device", "cuda"),
          "CUDA is not available"),
+    Case("options", "an image student without --data",
+         ("transfer", "--student", "{dir}/img2.safetensors", "--method", "xe", "--out", "{dir}/run", *FAST),
+         "give the data: --data"),
+    Case("options", "an unknown tracker", (*T, "--out", "{dir}/run", *FAST, "--log", "neptune"),
+         "unknown tracker 'neptune'"),
+    Case("options", "an unknown key in a --config file", ("transfer", "--config", "{dir}/bad_run.yaml"),
+         "unknown key 'epochs'"),
+    Case("options", "push of a file that is not a saved model", ("push", "{dir}/text.safetensors", "me/student"),
+         "is not a model saved by anyteach"),
     # run directories
     Case("run directory", "an existing file", (*T, "--out", "{dir}/a_file", *FAST), "is a file"),
     Case("run directory", "an unwritable directory (under a file)", (*T, "--out", "{dir}/a_file/run", *FAST),
@@ -102,6 +136,16 @@ CASES = [
          (*T, "--out", "{dir}/finished", *FAST), "student: {dir}/finished/student.safetensors", code=0),
     Case("run directory", "a different configuration", (*T, "--out", "{dir}/finished", *FAST, "--lr", "5e-4"),
          "different configuration (first difference: training.lr"),
+    Case("run directory", "an image removed from the transfer split since the run",
+         ("transfer", "--student", "{dir}/img2.safetensors", "--teacher", "{dir}/img2b.safetensors", "--data",
+          "imagefolder:{dir}/removed", "--out", "{dir}/removed_run", "--epochs", "1", "--batch-size", "2", "--optimizer",
+          "adamw", "--lr", "1e-3", "--quiet", "--workers", "0"),
+         "the files of the transfer split changed (images added, removed, edited or relabelled)); choose another "
+         "directory, or pass --overwrite"),
+    Case("run directory", "a finished run whose final.json is damaged", (*T, "--out", "{dir}/final_list", *FAST),
+         "final.json is damaged", code=1),
+    Case("run directory", "a finished run whose metrics.jsonl is cut mid-row", (*T, "--out", "{dir}/cut_metrics", *FAST),
+         "metrics.jsonl is damaged (line 1", code=1),
     Case("run directory", "a directory holding an unrelated config.json", (*T, "--out", "{dir}/foreign", *FAST),
          "is not the configuration of a run"),
     Case("run directory", "a truncated config.json", (*T, "--out", "{dir}/truncated_config", *FAST),
@@ -121,8 +165,23 @@ CASES = [
          "label 'kl' is used twice"),
     Case("study", "more pairs than exist", ("study", "{dir}/too_many.yaml", "--out", "{dir}/study"),
          "asked for 1000 pairs"),
+    Case("study", "a full disk (ulimit -f 4)", ("study", "{dir}/full_disk.yaml", "--out", "{dir}/full_study"),
+         "cannot create the study store {dir}/full_study/study.sqlite", code=1,
+         leaves=("full_study", "full_study/.driver.lock"), file_limit=4_000),
     Case("study", "a missing plugin", ("study", "{dir}/bad_plugin.yaml", "--out", "{dir}/study"),
          "plugin file not found"),
+    Case("study", "a plugin that calls sys.exit(0)", ("study", "{dir}/exiting_plugin.yaml", "--out", "{dir}/study"),
+         "called sys.exit(0) while being imported"),
+    Case("study", "a plugin that raises", ("study", "{dir}/raising_plugin.yaml", "--out", "{dir}/study"),
+         "ZeroDivisionError"),
+    Case("study", "a key given twice", ("study", "{dir}/duplicate_key.yaml", "--out", "{dir}/study"),
+         "the key 'methods' is given twice at line"),
+    Case("study", "a seed beyond the generators' range", ("study", "{dir}/huge_seed.yaml", "--out", "{dir}/study"),
+         "'seeds' must be <= 4294967295"),
+    Case("study", "zero epochs in the recipe", ("study", "{dir}/zero_epochs.yaml", "--out", "{dir}/study"),
+         "option epochs=0 is out of range"),
+    Case("study", "a file that is not UTF-8 or UTF-16", ("study", "{dir}/latin1.yaml", "--out", "{dir}/study"),
+         "not valid YAML"),
     # summary and report
     Case("summary", "not a study directory", ("summary", "{dir}/emptydir"), "is not a study directory"),
     Case("summary", "a zero-byte study.sqlite", ("summary", "{dir}/zero_store"), "is not an anyteach study store"),
@@ -131,8 +190,8 @@ CASES = [
          code=1),
     Case("summary", "report of a study whose runs all failed", ("report", "{dir}/failed_study"), "no finished runs",
          code=1),
-    Case("summary", "flips --json naming a directory",
-         ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json", "{dir}/emptydir"), "is a directory"),
+    Case("summary", "flips --json-out naming a directory",
+         ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json-out", "{dir}/emptydir"), "is a directory"),
 ]
 
 
@@ -176,9 +235,22 @@ def world(tmp_path_factory, tiny_zoo):
     (d / "noarch.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "architecture"}))
     save_model(build_classifier("mlp", name="liar", width=8, depth=1), d / "liar.safetensors")
     (d / "liar.json").write_text(json.dumps({**meta, "name": "liar", "num_classes": 7}))
+    mlp_meta = json.loads(Path(tiny_zoo["mlp"]).with_suffix(".json").read_text())
+    for name, change in (("arch5", {"architecture": 5}), ("classes_text", {"num_classes": "10"}), ("int8", {})):
+        (d / f"{name}.json").write_text(json.dumps({**mlp_meta, **change}))
+        weights = load_file(tiny_zoo["mlp"])
+        if name == "int8":
+            weights = {k: (v * 10).to(torch.int8) if v.is_floating_point() else v for k, v in weights.items()}
+        save_file(weights, str(d / f"{name}.safetensors"))
+    save_model(timm_classifier("test_vit", num_classes=2), d / "img2b.safetensors")
+    _image_folder(d / "removed")
     _image_folder(d / "empty_class", empty="b")
     _image_folder(d / "val_missing", val_classes=("a",))
     _image_folder(d / "corrupt", corrupt=True)
+    _image_folder(d / "bomb")
+    from PIL import Image
+
+    Image.new("1", (13_500, 13_500)).save(d / "bomb" / "val" / "a" / "huge.png")  # 182 M pixels, a few kB
     options = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "progress": False}
     transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "finished", **options)
     (d / "foreign").mkdir()
@@ -188,12 +260,28 @@ def world(tmp_path_factory, tiny_zoo):
     transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "corrupt_checkpoint",
              **{**options, "epochs": 2}, stop_after_epoch=1)
     (d / "corrupt_checkpoint" / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    for name in ("final_list", "cut_metrics"):
+        shutil.copytree(d / "finished", d / name)
+    (d / "final_list" / "final.json").write_text("[]")
+    (d / "cut_metrics" / "metrics.jsonl").write_text((d / "finished" / "metrics.jsonl").read_text()[:50])
+    transfer(d / "img2.safetensors", d / "img2b.safetensors", f"imagefolder:{d / 'removed'}", "kl", d / "removed_run",
+             **{**options, "batch_size": 2, "workers": 0})
+    (d / "removed" / "train" / "a" / "1.png").unlink()  # the image a run refused as damaged, say
     base = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "methods": ["kl"], "pairs": 2,
             "recipe": {"epochs": 1, "batch_size": 128}}
     for name, change in (("unknown_key", {"colour": "red"}), ("wrong_type", {"pairs": {"random": "abc"}}),
                          ("twice", {"methods": ["kl", "kl"]}), ("too_many", {"pairs": 1000}),
-                         ("bad_plugin", {"imports": ["./no_such_plugin.py"]})):
+                         ("bad_plugin", {"imports": ["./no_such_plugin.py"]}),
+                         ("exiting_plugin", {"imports": ["./exiting_plugin.py"]}),
+                         ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
+                         ("huge_seed", {"seeds": [99999999999999999999999]}),
+                         ("zero_epochs", {"recipe": {"epochs": 0}}), ("full_disk", {})):
         (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
+    (d / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    (d / "raising_plugin.py").write_text("1 / 0\n")
+    (d / "duplicate_key.yaml").write_text(yaml.safe_dump(base) + "methods: [xe]\n")
+    (d / "latin1.yaml").write_bytes("name: caf\u00e9\n".encode("latin-1") + yaml.safe_dump(base).encode())
+    (d / "bad_run.yaml").write_text("student: x\nepochs: 3\n")
     (d / "zero_store").mkdir()
     (d / "zero_store" / "study.sqlite").write_bytes(b"")
     StudyStore(d / "empty_study").close()
@@ -237,10 +325,22 @@ def _normal(text: str, world: Path) -> str:
 RESULTS: dict[str, tuple[str, int]] = {}
 
 
+def run_limited(args: list[str], limit: int) -> tuple[int, str, str]:
+    """The CLI in a subprocess whose files may not grow beyond `limit` bytes (a write past it fails)."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "anyteach", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300, preexec_fn=apply)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.what}" for c in CASES])
 def test_bad_input_is_one_clear_line(case, world, tiny_zoo, capsys):
     before = _files(world)
-    code, out, err = run_cli(_fill(case.args, world, tiny_zoo), capsys)
+    args = _fill(case.args, world, tiny_zoo)
+    code, out, err = run_limited(args, case.file_limit) if case.file_limit else run_cli(args, capsys)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == case.code, err
     assert "Traceback" not in err + out

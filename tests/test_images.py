@@ -147,7 +147,7 @@ def cli(*args: str) -> int:
 def test_flips_transfer_ddp_study_and_report_on_real_images(image_root, image_models, tmp_path, capsys):
     data = f"imagefolder:{image_root}"
     cnn, vit = image_models["test_byobnet"], image_models["test_vit"]
-    assert cli("flips", cnn, vit, "--data", data, "--json", str(tmp_path / "pair.json")) == 0
+    assert cli("flips", cnn, vit, "--data", data, "--json-out", str(tmp_path / "pair.json")) == 0
     pair = json.loads((tmp_path / "pair.json").read_text())
     assert pair["num_classes"] == CLASSES and 0 <= pair["positive_flips"] <= 100
 

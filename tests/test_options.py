@@ -59,7 +59,7 @@ def test_every_declared_option_is_a_flag_of_transfer_and_a_recipe_flag_of_study(
     study_help = runner.invoke(app, ["study", "--help"], env={"COLUMNS": "200"}).output
     for option in [*TRAINING_OPTIONS.values(), *METHOD_OPTIONS.values()]:
         assert option.flag in transfer_help
-        if option.name != "seed":  # a study's seed flag is the pair draw's; transfer seeds are `--seeds`
+        if not option.per_run:  # a study sets the run seed from `--seeds`; its pair draw is `--pair-seed`
             assert option.flag in study_help
     assert "Passes over the transfer split" in transfer_help  # the declared help text
 

@@ -240,7 +240,7 @@ def test_cli_transfer_end_to_end(tiny_zoo, tiny_data, tmp_path):
     runner = CliRunner()
     args = ["transfer", "--student", tiny_zoo["mlp_narrow"], "--teacher", tiny_zoo["mlp"], "--data", tiny_data.ref,
             "--method", "kl+dp", "--epochs", "1", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3",
-            "-o", "temperature=2", "--out", str(out), "--quiet"]
+            "--option", "temperature=2", "-o", str(out), "--quiet"]
     result = runner.invoke(app, args + ["--json"])
     assert result.exit_code == 0, result.output
     final = json.loads(result.output)

@@ -2,8 +2,9 @@
 
 The report puts this study's headline numbers (median success rate per method, with its IQR, the
 pooled success rate, the mean transfer delta, knowledge gain and loss, and the significant gain /
-harm rates) next to the paper's (PAPER.md section 4) and next to the `xe` control, then writes, from
-the numbers alone, plain sentences on where the study agrees or disagrees with the paper. The
+harm rates) next to the paper's (PAPER.md section 4) and next to the `xe` control. It opens with a
+three-sentence verdict and writes, from the numbers alone, plain sentences on where the study agrees
+or disagrees with the paper (both from `findings.py`, each with its sample size). The
 content is built once as a list of blocks (headings, paragraphs, tables, figures) and rendered twice:
 Markdown referencing the PNGs in `figures/`, and HTML with the same PNGs embedded as base64 data URIs,
 so the HTML file can be mailed on its own.
@@ -15,64 +16,23 @@ import base64
 import html
 import json
 import math
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
 from ._io import write_text
-from .aggregate import SIGNIFICANCE, StudySummary, net_change, summarize
+from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from .errors import AnyteachError
+from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
 from .store import StudyStore
 from .metrics import BUCKETS
 
 FIGURE_DIR = "figures"
-AGREEMENT_POINTS = 15.0
-"""A median success rate within this many points of the paper's counts as agreeing with it."""
-ABOUT_ZERO = 0.1
-"""A mean delta within ±this many points counts as "about zero" when comparing signs."""
-CONTROL_PLATEAU = 0.3
-"""The `xe` control's mean delta within ±this many points: the zoo is at its plateau (issue 6)."""
-
-
-@dataclass(frozen=True)
-class PaperResult:
-    """A headline row of the paper (PAPER.md section 4): median success rate (a range when the paper
-    gives one) and the mean transfer delta per student, on ImageNet."""
-
-    name: str
-    success_low: float
-    success_high: float
-    mean_delta: float
-    note: str = ""
-
-    @property
-    def success_text(self) -> str:
-        if self.success_low == self.success_high:
-            return f"{self.success_low:g}%"
-        return f"{self.success_low:g}–{self.success_high:g}%"
-
-    @property
-    def success_mid(self) -> float:
-        return (self.success_low + self.success_high) / 2
-
-
-PAPER_RESULTS: dict[str, PaperResult] = {
-    "kl": PaperResult("KL-Dist", 32.5, 32.5, -0.30),
-    "xekl": PaperResult("XE-KL-Dist", 42.5, 42.5, -0.02),
-    "cd": PaperResult("CD", 0.0, 0.0, -1.90),
-    "crd": PaperResult("CRD", 0.0, 0.0, -0.82),
-    "xekl+mcl": PaperResult("XE-KL + MCL", 80.0, 85.0, 0.0, "≈0; diverged for 3 students"),
-    "kl+dp": PaperResult("KL + DP", 92.5, 92.5, 0.32),
-    "kl+dp-u": PaperResult("KL + DP unsupervised", 82.5, 82.5, -0.06),
-}
-"""The paper's headline table by engine method name."""
-
-PAPER_ORDER = ["kl+dp", "kl+dp-u", "xekl+mcl", "xekl", "kl", "crd", "cd"]
-"""The paper's methods from the highest median success rate to the lowest."""
-
-CONTROL = "xe"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +72,7 @@ class Report:
             self.blocks.append(Block("figure", path, caption=caption))
 
     def markdown(self, base: Path) -> str:
-        lines = [f"# {self.title}", ""]
+        lines = [f"# {markdown_escape(self.title)}", ""]
         for b in self.blocks:
             if b.kind == "heading":
                 lines += ["#" * b.level + " " + b.content, ""]
@@ -186,6 +146,7 @@ def _inline_html(text: str) -> str:
 
     out = html.escape(str(text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![*\w])\*([^*\s][^*]*?)\*(?![*\w])", r"<em>\1</em>", out)
     out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
     return out
 
@@ -208,14 +169,6 @@ def _pp(value: float | None, digits: int = 2) -> str:
 # Tables
 
 
-def engine_methods(summary: StudySummary) -> dict[str, str]:
-    """Method label -> engine method name, from the runs."""
-    runs = summary.runs
-    if runs.empty:
-        return {}
-    return dict(runs.drop_duplicates("label")[["label", "method"]].itertuples(index=False, name=None))
-
-
 def headline_table(summary: StudySummary) -> pd.DataFrame:
     """Per method: this study's headline numbers, the paper's, and the difference to the `xe` control."""
     engine = engine_methods(summary)
@@ -223,7 +176,7 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
     for _, r in summary.by_method.iterrows():
         paper = PAPER_RESULTS.get(engine.get(r["method"], ""))
         vs_control = "–"
-        c = _paired_control(summary, r["method"])
+        c = paired_control(summary, r["method"])
         if c is not None:
             vs_control = (f"{c['mean_delta_vs_control']:+.2f} vs {c['control']} ({int(c['students_better'])}/"
                           f"{int(c['students'])}, p={c['p_better_than_control']:.2g})")
@@ -266,24 +219,6 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _verdict_word(paired: Any) -> str:
-    """How a method compares with its paired control, by the one-sided sign tests."""
-    if paired["p_better_than_control"] < SIGNIFICANCE:
-        return "does significantly better than"
-    if paired["p_worse_than_control"] < SIGNIFICANCE:
-        return "does significantly worse than"
-    return "is not significantly different from"
-
-
-def _paired_control(summary: StudySummary, method: str) -> pd.Series | None:
-    """A method's comparison with its control of the same data and budget: the `xe` control where
-    the study has one for it, else the `self` control (the control of a method that uses no labels)."""
-    for table in (summary.vs_control, summary.vs_self):
-        if len(table) and method in set(table["method"]):
-            return table[table["method"] == method].iloc[0]
-    return None
-
-
 def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
     """Methods x teacher-strength buckets, each cell `cell(row)` of the bucket's aggregate row."""
     rows = []
@@ -317,187 +252,6 @@ def family_table(summary: StudySummary) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Findings in words
-
-
-def _control_row(summary: StudySummary) -> pd.Series | None:
-    engine = engine_methods(summary)
-    for _, r in summary.by_method.iterrows():
-        if engine.get(r["method"]) == CONTROL:
-            return r
-    return None
-
-
-def _sign_word(delta: float) -> str:
-    if delta > ABOUT_ZERO:
-        return "positive"
-    if delta < -ABOUT_ZERO:
-        return "negative"
-    return "about zero"
-
-
-def _bucket_values(summary: StudySummary, method: str, buckets: Sequence[str]) -> dict[str, float] | None:
-    """Pooled numbers of a method over a group of buckets (None without runs there)."""
-    runs = summary.runs[(summary.runs["label"] == method) & summary.runs["bucket"].isin(list(buckets))]
-    if runs.empty:
-        return None
-    return {"runs": len(runs), "success": 100.0 * float((net_change(runs) > 0).mean()),
-            "delta": float(runs["transfer_delta"].mean()),
-            "harm": 100.0 * float((runs["p_loss"] < SIGNIFICANCE).mean()),
-            "gain": 100.0 * float((runs["p_gain"] < SIGNIFICANCE).mean())}
-
-
-def findings(summary: StudySummary) -> list[str]:
-    """Plain-language sentences, generated from the numbers, on where the study agrees with the paper.
-
-    One sentence per method with a paper counterpart (median success rate and sign of the mean
-    delta), one per method against the `xe` control, then the paper's qualitative claims (PAPER.md
-    section 4) checked where the study has the runs to check them.
-    """
-    out: list[str] = []
-    if summary.by_method.empty:
-        return ["The study has no finished runs yet."]
-    engine = engine_methods(summary)
-    by_name = {engine.get(r["method"]): r for _, r in summary.by_method.iterrows()}
-
-    for _, r in summary.by_method.iterrows():
-        paper = PAPER_RESULTS.get(engine.get(r["method"], ""))
-        if paper is None:
-            continue
-        ours = r["median_success_rate"]
-        low, high = paper.success_low - AGREEMENT_POINTS, paper.success_high + AGREEMENT_POINTS
-        if low <= ours <= high:
-            verdict = f"agrees with the paper's {paper.success_text} (within {AGREEMENT_POINTS:g} points)"
-        else:
-            gap = ours - paper.success_high if ours > high else ours - paper.success_low
-            verdict = (f"disagrees with the paper's {paper.success_text}: "
-                       f"{abs(gap):.1f} points {'higher' if gap > 0 else 'lower'}")
-        ours_sign, paper_sign = _sign_word(r["student_mean_delta"]), _sign_word(paper.mean_delta)
-        sign = "the same sign" if ours_sign == paper_sign else "a different sign"
-        out.append(f"**{r['method']}** ({paper.name}): median success rate {ours:.1f}% over {int(r['students'])} "
-                   f"students {verdict}; its mean Δ per student is {r['student_mean_delta']:+.2f} pp "
-                   f"({ours_sign}) against the paper's {paper.mean_delta:+.2f} pp ({paper_sign}): {sign}.")
-
-    control = _control_row(summary)
-    if control is not None:
-        moved = max(control["significant_gain_rate"], control["significant_harm_rate"])
-        if abs(control["mean_delta"]) <= ABOUT_ZERO and moved <= 10:
-            verdict = "the students sit at their plateau: extra training alone does not move them."
-        elif abs(control["mean_delta"]) <= CONTROL_PLATEAU:
-            verdict = (f"within ±{CONTROL_PLATEAU:g} pp, yet extra training alone still moves some students "
-                       f"(significant gain in {control['significant_gain_rate']:.0f}%, harm in "
-                       f"{control['significant_harm_rate']:.0f}% of them): judge every method against the control, "
-                       "not against zero.")
-        else:
-            verdict = ("extra training alone moves the students (beyond ±0.3 pp), so gains of the other methods are "
-                       "not just knowledge transfer: judge every method against the control, not against zero.")
-        out.append(f"The **{control['method']}** control (the same training budget on the labels, no teacher) "
-                   f"has a median success rate of {control['median_success_rate']:.1f}% and a mean Δ of "
-                   f"{control['mean_delta']:+.2f} pp: {verdict}")
-        vs = summary.vs_control.set_index("method") if len(summary.vs_control) else pd.DataFrame()
-        for _, r in summary.by_method.iterrows():
-            if r["method"] == control["method"] or r["method"] not in vs.index:
-                continue
-            c = vs.loc[r["method"]]
-            word = _verdict_word(c)
-            which = f" (`{c['control']}`: the same data and budget)" if c.get("control") else ""
-            out.append(f"**{r['method']}** {word} the control, paired by student{which}: Δ "
-                       f"{c['mean_delta_vs_control']:+.2f} pp "
-                       f"beyond the control on average, larger than the control's in {c['beats_control_rate']:.0f}% "
-                       f"of {int(c['paired_runs'])} runs; {int(c['students_better'])} of {int(c['students'])} students "
-                       f"better, {int(c['students_worse'])} worse (one-sided sign test over students: p = "
-                       f"{c['p_better_than_control']:.3g} for better, {c['p_worse_than_control']:.3g} for worse).")
-
-    for _, r in summary.by_method.iterrows():
-        if pd.isna(r.get("pooled_efficiency", float("nan"))):
-            continue
-        out.append(f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
-                   f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on "
-                   f"average; median efficiency {round(r['median_efficiency'])}% over the runs with something to "
-                   "take).")
-
-    controlled = set(summary.vs_control["method"]) if len(summary.vs_control) else set()
-    for c in (summary.vs_self.to_dict("records") if len(summary.vs_self) else []):
-        if c["method"] in controlled:
-            continue
-        out.append(f"**{c['method']}** {_verdict_word(c)} the `{c['control']}` control (self-distillation on the same data and "
-                   f"budget, no teacher and no labels), paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
-                   f"beyond it on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
-                   f"{int(c['students_better'])} of {int(c['students'])} students better, {int(c['students_worse'])} "
-                   f"worse (one-sided sign test: p = {c['p_better_than_control']:.3g}).")
-
-    weaker, stronger = ("much weaker", "weaker"), ("stronger", "much stronger")
-    kl = by_name.get("kl")
-    if kl is not None:
-        weak, strong = _bucket_values(summary, kl["method"], weaker), _bucket_values(summary, kl["method"], stronger)
-        if weak and strong:
-            harms, helps = weak["delta"] < 0, strong["delta"] > 0
-            verdict = ("agrees." if harms and helps else
-                       "partly agrees: it harms from weaker teachers but does not help from stronger ones either."
-                       if harms else "disagrees: it does not harm from weaker teachers.")
-            out.append(f"Paper: plain KL helps only with clearly stronger teachers. Here **{kl['method']}** has a "
-                       f"mean Δ of {weak['delta']:+.2f} pp from weaker teachers ({weak['harm']:.0f}% of those runs "
-                       f"significantly harmed) and {strong['delta']:+.2f} pp from stronger ones: {verdict}")
-    dp = by_name.get("kl+dp")
-    if dp is not None:
-        weak, strong = _bucket_values(summary, dp["method"], weaker), _bucket_values(summary, dp["method"], stronger)
-        if weak and strong:
-            agrees = weak["success"] > 50 and strong["success"] > 50
-            out.append(f"Paper: DP gains from weaker *and* stronger teachers. Here **{dp['method']}** succeeds in "
-                       f"{weak['success']:.0f}% of the runs with weaker teachers (mean Δ {weak['delta']:+.2f} pp) "
-                       f"and {strong['success']:.0f}% with stronger ones (mean Δ {strong['delta']:+.2f} pp): "
-                       + ("agrees." if agrees else
-                          "partly agrees (gains from one side only)." if max(weak["success"], strong["success"]) > 50
-                          else "disagrees."))
-        if kl is not None:
-            out.append(f"DP's point is transfer without forgetting: **{dp['method']}** significantly harms "
-                       f"{dp['significant_harm_rate']:.0f}% of its runs, **{kl['method']}** "
-                       f"{kl['significant_harm_rate']:.0f}%: "
-                       + ("agrees (DP is much safer)." if dp["significant_harm_rate"] + 10 <= kl["significant_harm_rate"]
-                          else "disagrees (DP is not clearly safer here)."))
-        dpu = by_name.get("kl+dp-u")
-        if dpu is not None:
-            diff = dpu["median_success_rate"] - dp["median_success_rate"]
-            paper_diff = PAPER_RESULTS["kl+dp-u"].success_mid - PAPER_RESULTS["kl+dp"].success_mid
-            out.append(f"Paper: unsupervised DP comes close to supervised DP (82.5% vs 92.5%, {paper_diff:+.1f} "
-                       f"points). Here **{dpu['method']}** reaches {dpu['median_success_rate']:.1f}% against "
-                       f"{dp['median_success_rate']:.1f}% ({diff:+.1f} points) and a mean Δ of "
-                       f"{dpu['mean_delta']:+.2f} pp against {dp['mean_delta']:+.2f} pp: "
-                       + ("agrees." if abs(diff - paper_diff) <= AGREEMENT_POINTS else "disagrees."))
-    mcl = by_name.get("xekl+mcl")
-    if mcl is not None:
-        safe = mcl["significant_harm_rate"] <= 10
-        small = dp is None or mcl["mean_delta"] <= dp["mean_delta"]
-        out.append(f"Paper: MCL is safe but gains little. Here **{mcl['method']}** significantly harms "
-                   f"{mcl['significant_harm_rate']:.0f}% of its runs, with a mean Δ of {mcl['mean_delta']:+.2f} pp"
-                   + (f" (DP: {dp['mean_delta']:+.2f} pp)" if dp is not None else "") + ": "
-                   + ("agrees." if safe and small else "disagrees." if not safe and not small else "partly agrees."))
-
-    ranked = [by_name[m] for m in PAPER_ORDER if m in by_name]
-    if len(ranked) >= 3:
-        ours = sorted(ranked, key=lambda r: -r["median_success_rate"])
-        concordant = discordant = total = 0
-        for i in range(len(ranked)):
-            for j in range(i + 1, len(ranked)):
-                a, b = ranked[i]["median_success_rate"], ranked[j]["median_success_rate"]
-                concordant += a > b
-                discordant += a < b
-                total += 1
-        out.append("Ranking by median success rate, paper: " + " > ".join(r["method"] for r in ranked)
-                   + "; this study: " + " > ".join(r["method"] for r in ours)
-                   + f" ({concordant} of {total} method pairs in the paper's order, {discordant} reversed, "
-                   f"{total - concordant - discordant} tied).")
-    if dp is not None and not summary.size_correlation.empty:
-        corr = summary.size_correlation.set_index("method")
-        if dp["method"] in corr.index and not pd.isna(corr.loc[dp["method"], "delta_size_spearman"]):
-            rho = float(corr.loc[dp["method"], "delta_size_spearman"])
-            out.append(f"Paper: larger students receive more. Here the rank correlation of student size and mean Δ "
-                       f"under **{dp['method']}** is {rho:+.2f} over {int(corr.loc[dp['method'], 'students'])} students: "
-                       + ("agrees." if rho > 0.2 else "disagrees." if rho < -0.2 else "no clear trend."))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Writing
 
 
@@ -510,13 +264,44 @@ class ReportFiles:
     figures: list[Path]
 
 
+@dataclass
+class StudyRecord:
+    """What the report reads from a study's store besides the aggregates.
+
+    Attributes:
+        name: the study's name (its definition's, else the directory's).
+        spec: the study definition as stored.
+        history: metrics rows over the epochs of every run (for the curves).
+        failures: runs that failed and have not finished since.
+        stale: stored runs of an earlier definition, left out.
+        planned: runs the definition plans (0 when unknown).
+    """
+
+    name: str
+    spec: dict[str, Any]
+    history: Any
+    failures: Any
+    stale: int
+    planned: int
+
+    @classmethod
+    def read(cls, study_dir: Path) -> StudyRecord:
+        with StudyStore(study_dir, create=False) as store:
+            spec_text = store.meta("spec")
+            spec = json.loads(spec_text) if spec_text else {}
+            return cls(spec.get("name", study_dir.name), spec, store.history(), store.failures(), store.stale_runs(),
+                       store.planned())
+
+
 def write_report(study_dir: str | Path, summary: StudySummary | None = None,
+                 out: str | Path | None = None,
                  sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> ReportFiles:
-    """Write `report.md`, `report.html` and `figures/*.png` into the study directory.
+    """Write `report.md`, `report.html` and `figures/*.png` (into the study directory by default).
 
     Args:
-        study_dir: a study directory (holding `study.sqlite`).
+        study_dir: a study directory (holding `study.sqlite`); only read, so it may be read-only.
         summary: the study's aggregates (default: `summarize(study_dir)`).
+        out: where the report and its figures go (default: the study directory, when writable).
         sections: extra sections, each called with the report and the summary after the findings
             (e.g. `crosscheck.crosscheck_section`).
 
@@ -527,32 +312,34 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
         AnyteachError: `study_dir` holds no study store.
         RunFailed: the study has no finished run (nothing to report).
     """
-    from . import study_figures as figs
-
     study_dir = Path(study_dir)
     summary = summary if summary is not None else summarize(study_dir)
     summary.require_runs(study_dir)
-    with StudyStore(study_dir, create=False) as store:
-        history = store.history()
-        spec_text = store.meta("spec")
-        failures = store.failures()
-        stale = store.stale_runs()
-        planned = store.planned()
-    spec = json.loads(spec_text) if spec_text else {}
-    fig_dir = study_dir / FIGURE_DIR
-    engine = engine_methods(summary)
-    paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
+    out_dir = report_dir(study_dir, out)
+    report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR, sections)
+    figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    write_text(md_path, report.markdown(out_dir))
+    write_text(html_path, report.html())
+    return ReportFiles(md_path, html_path, figures)
 
-    report = Report(f"Transfer study: {spec.get('name', study_dir.name)}")
-    runs = summary.runs
+
+def study_description(summary: StudySummary, record: StudyRecord) -> str:
+    """The paragraph under the verdict: what ran (runs, pairs, models, methods, seeds, data, recipe, and
+    each method's own data or recipe where it differs), how long, and what is missing (failed runs, an
+    incomplete study, stale runs)."""
+    runs, spec, failures, planned, stale = summary.runs, record.spec, record.failures, record.planned, record.stale
+    own = method_setups(spec)
     pairs = runs[runs["teacher"] != ""].drop_duplicates(["student", "teacher"]) if len(runs) else runs
     n_models = len((set(runs["student"]) | set(runs["teacher"])) - {""}) if len(runs) else 0
-    report.text(
+    return (
         f"{len(runs)} finished runs: {len(pairs)} ordered (student, teacher) pairs over {n_models} models, "
-        f"methods {', '.join(f'`{m}`' for m in summary.methods) or '–'}, seeds "
-        f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data `{spec.get('data', '?')}` "
-        f"(metrics on its eval split). Shared recipe: `{json.dumps(spec.get('recipe', {}), sort_keys=True)}`. "
-        f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
+        f"methods {', '.join(_code(m) for m in summary.methods) or '–'}, seeds "
+        f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data {_code(spec.get('data', '?'))} "
+        f"(metrics on its eval split). Shared recipe: {_code(json.dumps(spec.get('recipe', {}), sort_keys=True))}. "
+        + ("Methods that ran otherwise: " + "; ".join(f"{_code(label)} on {setup}" for label, setup in own.items())
+           + ". " if own else "")
+        + f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
         f"{time.strftime('%Y-%m-%d %H:%M')}."
         + (f" **{len(failures)} runs failed** ({summary.status_line()}; the store's `failures` table has the "
            "reasons): re-running the study retries crashed runs, `--retry-failed` also diverged ones."
@@ -561,17 +348,37 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
            if planned and len(runs) < planned else "")
         + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else ""))
 
+
+def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
+                 sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> Report:
+    """The report's blocks: the verdict, what ran, the tables with their captions, the findings (and
+    any extra `sections`, each called with the report and the summary) and the figures (drawn into
+    `fig_dir`)."""
+    from . import study_figures as figs
+
+    engine = engine_methods(summary)
+    paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
+    report = Report(f"Transfer study: {record.name}")
+    report.text("**Verdict.** " + " ".join(verdict(summary)))  # what teaches, what is safe, how much gain was taken
+    report.text(study_description(summary, record))
+    own = method_setups(record.spec)
+
     report.heading("Headline: this study next to the paper")
-    report.table(headline_table(summary),
+    headline = headline_table(summary)
+    if own and len(headline):  # a method's own data or recipe, beside its numbers
+        headline.insert(1, "ran on", [own.get(label, "the study's data and recipe") for label in headline["method"]])
+    report.table(headline,
                  "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
                  "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
-                 "(one-sided exact McNemar, p < 0.05, % of runs). Paper: ImageNet, 20 students × 20 teachers "
+                 f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
                  "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
                  "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
                  "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
                  "sign test over students that they do.")
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
+    for section in sections:
+        section(report, summary)
     for section in sections:
         section(report, summary)
 
@@ -593,7 +400,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
     report.heading("By teacher strength")
     report.table(bucket_table(summary), "Pooled success rate / mean Δ (pp) (number of runs) per teacher-strength "
                                         "bucket, acc(T) − acc(S0) in pp.")
-    report.table(harm_table(summary), "Significant gain / significant harm rate per bucket (% of runs, p < 0.05).")
+    report.table(harm_table(summary), f"Significant gain / significant harm rate per bucket (% of runs, p < {SIGNIFICANCE:g}).")
     report.figure(figs.delta_by_bucket(summary, fig_dir / "delta_by_bucket.png"),
                   "Mean transfer delta per teacher-strength bucket and method (± standard error over runs).")
 
@@ -606,7 +413,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
                   "Mean transfer delta of each student vs its parameter count, per method and student family.")
     report.figure(figs.complementarity_vs_gap(summary, fig_dir / "complementarity_vs_gap.png"),
                   "Complementary knowledge (positive flips S0→T, % of eval samples) vs accuracy gap, one point per pair.")
-    report.figure(figs.delta_over_epochs(history, summary.methods, fig_dir / "delta_over_epochs.png"),
+    report.figure(figs.delta_over_epochs(record.history, summary.methods, fig_dir / "delta_over_epochs.png"),
                   "Mean transfer delta over the epochs of transfer.")
 
     fam = family_table(summary)
@@ -616,14 +423,65 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
     if not summary.size_correlation.empty:
         corr = summary.size_correlation
         report.text("Rank correlation (Spearman) of student parameter count and mean Δ: " + "; ".join(
-            f"`{r.method}` {r.delta_size_spearman:+.2f}" for r in corr.itertuples() if not pd.isna(r.delta_size_spearman))
-            + ".")
+            f"{_code(r.method)} " + (UNDEFINED if pd.isna(r.delta_size_spearman)
+                                     else f"{r.delta_size_spearman:+.2f} (n={r.students} students)")
+            for r in corr.itertuples()) + ".")
+    return report
 
-    figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
-    md_path, html_path = study_dir / "report.md", study_dir / "report.html"
-    write_text(md_path, report.markdown(study_dir))
-    write_text(html_path, report.html())
-    return ReportFiles(md_path, html_path, figures)
+
+UNDEFINED = "undefined (too few students)"
+"""What the report writes for a statistic that the study's runs cannot define (a correlation over
+fewer than three students, a spread over one)."""
+
+
+def report_dir(study_dir: Path, out: str | Path | None) -> Path:
+    """Where the report goes: `out`, else the study directory when it is writable.
+
+    Raises:
+        AnyteachError: no `out` and a read-only study directory, or an `out` that is a file.
+    """
+    if out is None:
+        if not os.access(study_dir, os.W_OK):
+            raise AnyteachError(f"the study directory {study_dir} is read-only; give --out DIR for the report "
+                                "(out=... in Python)")
+        return study_dir
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AnyteachError(f"report directory {out} is a file; choose a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def markdown_escape(text: str) -> str:
+    """`text` as literal Markdown text (a study name may hold `*`, `#`, `[`, `|`, `<`, ...)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+\-.!|~])", r"\\\1", str(text))
+
+
+def _code(text: Any) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def method_setups(spec: Mapping[str, Any]) -> dict[str, str]:
+    """Method label -> its own data and options, for the methods whose runs differ from the study's
+    data or shared recipe (a method with `data:` or `options:` of its own)."""
+    out = {}
+    for m in spec.get("methods", []):
+        if not isinstance(m, Mapping):
+            continue
+        parts = []
+        if m.get("data") and m["data"] != spec.get("data"):
+            parts.append(f"data {_code(m['data'])}")
+        recipe = spec.get("recipe") or {}
+        changed = {k: v for k, v in (m.get("options") or {}).items() if recipe.get(k, object()) != v}
+        if changed:
+            parts.append(", ".join(f"{k} {v}" for k, v in sorted(changed.items())))
+        if parts:
+            out[m.get("label") or m.get("name")] = "; ".join(parts)
+    return out
 
 
 def headline_text(summary: StudySummary) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from ._io import json_ready
-from .errors import AnyteachError
+from .errors import AnyteachError, RunFailed
 from .metrics import strength_bucket, teacher_strength
 
 STORE_FILE = "study.sqlite"
@@ -74,7 +75,7 @@ def _schema() -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (
-  ref TEXT PRIMARY KEY, name TEXT, family TEXT, num_params INTEGER, eval_acc REAL);
+  ref TEXT PRIMARY KEY, name TEXT, family TEXT, num_params INTEGER, eval_acc REAL, identity TEXT);
 CREATE TABLE IF NOT EXISTS runs (
   {runs},
   UNIQUE (label, method, student, teacher, seed, options, data));
@@ -110,6 +111,7 @@ class StudyStore:
                 raise AnyteachError(f"{study_dir} is not a study directory (no {STORE_FILE}); "
                                     "run `anyteach study` into it first")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_store(self.path)
         try:
             if create:
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -123,10 +125,15 @@ class StudyStore:
                 self.conn = _connect_read_only(self.path)
                 self._check_schema()
         except sqlite3.DatabaseError as e:
-            raise AnyteachError(f"cannot open the study store {self.path}: {e}") from e
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            raise _store_error(e, self.path, "open") from e
 
     def _migrate(self) -> None:
         """Columns added since schema 1 (a store written by an older anyteach gains them)."""
+        models = {row[1] for row in self.conn.execute("PRAGMA table_info(models)")}
+        if "identity" not in models:
+            self.conn.execute("ALTER TABLE models ADD COLUMN identity TEXT")
         runs = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
         for name in AVAILABLE_METRICS:
             if name not in runs:
@@ -172,13 +179,25 @@ class StudyStore:
                               (key, value))
 
     def add_models(self, models: Iterable[Mapping[str, Any]]) -> None:
-        """Insert or update the study's models (`ref, name, family, num_params, eval_acc`)."""
+        """Insert or update the study's models (`ref, name, family, num_params, eval_acc, identity`); a
+        model whose content identity changed loses its stored eval accuracy."""
         with self._transaction():
             for m in models:
                 self.conn.execute(
-                    "INSERT INTO models VALUES (:ref, :name, :family, :num_params, :eval_acc) ON CONFLICT(ref) DO "
-                    "UPDATE SET name=excluded.name, family=excluded.family, num_params=excluded.num_params, "
-                    "eval_acc=COALESCE(excluded.eval_acc, models.eval_acc)", dict(m))
+                    "INSERT INTO models (ref, name, family, num_params, eval_acc, identity) VALUES (:ref, :name, "
+                    ":family, :num_params, :eval_acc, :identity) ON CONFLICT(ref) DO UPDATE SET name=excluded.name, "
+                    "family=excluded.family, num_params=excluded.num_params, eval_acc=CASE WHEN "
+                    "models.identity IS excluded.identity THEN COALESCE(excluded.eval_acc, models.eval_acc) ELSE "
+                    "excluded.eval_acc END, identity=excluded.identity", {"identity": None, **dict(m)})
+
+    def identities(self) -> dict[str, str]:
+        """The content identities the study last ran with: model ref -> weights digest, and
+        `data:<ref>` -> the dataset's identity."""
+        out = {ref: identity for ref, identity in self.conn.execute("SELECT ref, identity FROM models") if identity}
+        stored = self.meta("data_identities")
+        if stored:
+            out.update({f"data:{ref}": identity for ref, identity in json.loads(stored).items()})
+        return out
 
     def add_run(self, row: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> bool:
         """Write one finished run and its history in one transaction.
@@ -190,6 +209,14 @@ class StudyStore:
         if missing:
             raise ValueError(f"run row lacks {missing}")
         with self._transaction():
+            if self.conn.execute("SELECT 1 FROM runs WHERE run_key=?", (row["run_key"],)).fetchone():
+                return False
+            # the same run over other contents (a model file overwritten, images edited): its old row
+            # describes what no longer exists, and the new one takes its place
+            same = "label=? AND method=? AND student=? AND teacher=? AND seed=? AND options=? AND data=?"
+            values = [row[f] for f in ("label", "method", "student", "teacher", "seed", "options", "data")]
+            self.conn.execute(f"DELETE FROM history WHERE run_key IN (SELECT run_key FROM runs WHERE {same})", values)
+            self.conn.execute(f"DELETE FROM runs WHERE {same}", values)
             cur = self.conn.execute(
                 f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))}) "
                 "ON CONFLICT DO NOTHING", [row[f] for f in RUN_FIELDS])
@@ -226,7 +253,7 @@ class StudyStore:
         return dict(self.conn.execute("SELECT run_key, kind FROM failures"))
 
     def _transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.path)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -290,16 +317,64 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode).
+    A write that fails for want of space (a full disk, a file-size limit) is rolled back, so the store
+    keeps everything committed before it, and becomes one `RunFailed` line naming the store."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn, self.path = conn, path
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise _store_error(e, self.path, "write") from e
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.OperationalError as e:
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:  # SQLite rolled back itself
+                    pass
+            raise _store_error(e, self.path, "write") from e
+        if isinstance(exc, sqlite3.OperationalError):
+            raise _store_error(exc, self.path, "write") from exc
+        return False
+
+
+_SPACE_ERRORS = (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL) if hasattr(sqlite3, "SQLITE_IOERR") else (10, 13)
+
+
+def _store_error(error: sqlite3.Error, path: Path, doing: str) -> AnyteachError:
+    """One line for a SQLite error on the store: no space to write (a full disk, a file-size limit)
+    is a failed run (exit 1), anything else a store that is not one (exit 2)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in _SPACE_ERRORS:
+        return RunFailed(f"cannot {doing} the study store {path}: {error} (the disk is full or a file-size limit was "
+                         "reached; every run stored before is kept, and running the study again resumes)")
+    return AnyteachError(f"cannot {doing} the study store {path}: {error}")
+
+
+def _create_store(path: Path) -> None:
+    """Create a store with its whole schema beside `path`, then rename it into place: a store that
+    exists is never schema-less, whatever fails while it is made."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.executescript(_schema())
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        finally:
+            conn.close()
+        os.replace(tmp, path)
+    except sqlite3.DatabaseError as e:
+        raise _store_error(e, path, "create") from e
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 def _number(value: Any) -> float | int | None:
