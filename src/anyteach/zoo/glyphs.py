@@ -6,7 +6,8 @@ LeViT vision transformer), shrunk through timm's own model arguments (channel wi
 widths, depths) so that the whole zoo trains on two CPU cores in minutes. Plain ViTs (patch 4 or 8)
 and small ConvNeXts were tried and left out: in the few hundred steps a CPU affords they stayed at
 chance (a ViT needs far more steps from scratch); LeViT's convolutional stem learns as fast as a
-ResNet. Diversity comes, as in timm's
+ResNet. The members are not all at their plateau (the README has the numbers): studies on this zoo
+judge every method against its paired no-teacher control. Diversity comes, as in timm's
 ImageNet zoo, from architecture, width, augmentation, optimiser and seed. Every member is trained
 with cosine decay to zero, augmented members end with clean epochs, and each is checked for its
 plateau exactly like the MNIST-1D zoo (`build.plateau_delta`). A built member is an ordinary
