@@ -763,8 +763,8 @@ def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Ou
 
     start = time.perf_counter()
     cores = workers or os.cpu_count() or 1
+    study = demo_study(cores, zoo)  # an unknown zoo fails before anything is printed
     err_console.rule("[bold]the zoo")
-    study = demo_study(cores, zoo)
     rows = build_zoo_with_progress(zoo, 0, cores)
     console.print(zoo_table(rows, f"zoo {zoo}"))
     err_console.rule("[bold]complementary knowledge of every ordered pair, then the transfer study")
