@@ -42,3 +42,14 @@ def test_run_demo_writes_analysis_study_and_report(tiny_zoo, tmp_path):
     assert set(runs["label"]) == {"kl", "kl+dp", "xe"}
     again = run_demo(tmp_path / "demo", study, progress=False)  # resumes: nothing left to run
     assert len(again.summary.runs) == len(runs)
+
+
+def test_glyphs_demo_study_has_the_methods_controls_and_teaching_preset():
+    raw = demo_study(workers=1, zoo="glyphs")
+    raw["models"] = ["zoo:glyphs/resnet10t_w8", "zoo:glyphs/levit_d64"]  # validation only: no zoo needed
+    spec = load_study_spec(raw)
+    names = {m.name for m in spec.methods}
+    assert {"kl", "kl+dp", "xe", "self", "pl+ens+wise"} <= names and spec.data.startswith("glyphs")
+    teaching, control = (next(m for m in spec.methods if m.name == name) for name in ("pl+ens+wise", "self"))
+    assert teaching.data == control.data and teaching.options == control.options and "fresh=" in teaching.data
+    assert spec.pairs.balanced

@@ -30,6 +30,8 @@ app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True, 
                   help="General knowledge transfer between any two pretrained classifiers.")
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the built-in model zoos.")
 app.add_typer(zoo_app, name="zoo")
+data_app = typer.Typer(no_args_is_help=True, help="Generated datasets: export them as image folders.")
+app.add_typer(data_app, name="data")
 
 LOG_WIDTH = 160
 """Columns of the output when it is not a terminal (a log, a pipe, a batch job): wide enough that no
@@ -135,6 +137,18 @@ def zoo_build(name: str = typer.Argument("mnist1d", help="Zoo name."),
     """Train the zoo's missing models (cached and reused) and print its table."""
     rows = build_zoo_with_progress(name, seed, workers)
     console.print(zoo_table(rows, f"zoo {name} (seed {seed})"))
+
+
+@data_app.command("export")
+def data_export(data: str = typer.Argument(..., help="Dataset reference of generated images, e.g. glyphs or "
+                                           "glyphs:train=2000,eval=500,seed=1."),
+                out: Path = typer.Option(..., "--out", "-o", help="New directory: train/, val/ (and calib/) of "
+                                         "class folders of PNG images.")) -> None:
+    """Write a generated image dataset as an ImageNet-style folder, readable as `imagefolder:<out>`."""
+    from .data import export_imagefolder, load_dataset
+
+    root = export_imagefolder(load_dataset(data), out)
+    console.print(f"wrote {root} (read it back as imagefolder:{root})")
 
 
 @zoo_app.command("list")
@@ -738,8 +752,10 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JS
 def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Output directory (complementarity "
                                     "analysis, study, report); re-running resumes the study."),
          workers: Optional[int] = typer.Option(None, help="Worker processes for the zoo build and the study "
-                                               "(default: all cores).")) -> None:
-    """The main job: build the mnist1d zoo, measure its complementary knowledge, run the demo study, report."""
+                                               "(default: all cores)."),
+         zoo: str = typer.Option("mnist1d", "--zoo", help="The built-in zoo: mnist1d, or glyphs (timm models on "
+                                 "generated images; its report checks the MNIST-1D conclusions).")) -> None:
+    """The main job: build the zoo, measure its complementary knowledge, run the demo study, report."""
     import os
 
     from .demo import demo_study, run_demo
@@ -747,11 +763,12 @@ def demo(out: Path = typer.Option(Path("anyteach-demo"), "--out", "-o", help="Ou
 
     start = time.perf_counter()
     cores = workers or os.cpu_count() or 1
+    study = demo_study(cores, zoo)  # an unknown zoo fails before anything is printed
     err_console.rule("[bold]the zoo")
-    rows = build_zoo_with_progress("mnist1d", 0, cores)
-    console.print(zoo_table(rows, "zoo mnist1d"))
+    rows = build_zoo_with_progress(zoo, 0, cores)
+    console.print(zoo_table(rows, f"zoo {zoo}"))
     err_console.rule("[bold]complementary knowledge of every ordered pair, then the transfer study")
-    result = run_demo(out, demo_study(cores), on_analysis=_print_zoo)
+    result = run_demo(out, study, on_analysis=_print_zoo)
     err_console.rule("[bold]headline numbers")
     console.print(headline_text(result.summary), highlight=False, soft_wrap=True)
     console.print(f"\nreport: {result.report_html}\n        {result.report_markdown}\n"

@@ -9,6 +9,11 @@ A reference is one of
   choose numbers (a mixing weight, an interpolation factor) without touching the eval split.
   `fresh=N` makes the `transfer` split N fresh samples (another derived seed) instead of `train`:
   data the models trained on `train` never saw (labelled; methods that use no labels ignore them).
+- `glyphs` or `glyphs:train=10000,eval=3000,seed=0,calib=1000,fresh=0`: 12 classes of 32×32 RGB
+  images of stroked shapes and letters with random warps, strokes, colours, clutter and noise
+  (`glyphs.py`), generated in memory from `seed` (about 3,000 images/s on one core); every split is
+  its own stream of the generator (disjoint); `calib` and `fresh` as for `mnist1d` (calib is on by
+  default). `anyteach data export glyphs --out DIR` writes it as an image folder.
 - `imagefolder:<root>`: ImageNet-style class folders `<root>/train/<class>/*` and `<root>/val/<class>/*`,
   and optionally `<root>/calib/<class>/*` (a `calib` split: held-out labelled images, never `val`).
   Each split's identity is its manifest (`images.folder_manifest`: relative path, class, size and
@@ -53,6 +58,7 @@ from PIL.Image import DecompressionBombError
 
 from ._io import atomic_path, cache_dir, text_digest
 from .errors import AnyteachError
+from .glyphs import GLYPH_CLASSES, GLYPHS_VERSION, IMAGE_SIZE, augment_images, generate_glyphs
 from .registry import Registry
 from .images import folder_manifest, load_rgb8
 from .models import Preprocessing
@@ -159,7 +165,8 @@ class TensorLoader:
     """Batches `(input, label, index)` from in-memory tensors; shuffled per epoch from `seed`
     (`BatchOrder`: `shard` selects a rank's share of every batch).
 
-    With `augment` (keyword arguments of `augment_signals`), every batch is augmented with random
+    With `augment` (keyword arguments of `augmenter`: `augment_signals`, or `glyphs.augment_images`
+    for images), every batch is augmented with random
     numbers drawn from `generator` (whose state a resumable run saves), or, without one, from a
     generator seeded by `seed` and `epoch`.
     """
@@ -174,6 +181,7 @@ class TensorLoader:
     augment: Mapping[str, float] | None = None
     generator: torch.Generator | None = None
     shard: tuple[int, int] = (0, 1)
+    augmenter: Callable[..., torch.Tensor] = augment_signals
 
     def _order(self) -> BatchOrder:
         return BatchOrder(len(self.labels), self.batch_size, self.shuffle, self.seed, self.epoch, self.drop_last,
@@ -189,7 +197,7 @@ class TensorLoader:
         for idx in self._order().batches():
             x = self.inputs[idx]
             if self.augment:
-                x = augment_signals(x, noise, **self.augment)
+                x = self.augmenter(x, noise, **self.augment)
             yield x, self.labels[idx], idx
 
 
@@ -360,6 +368,141 @@ class Mnist1d(Dataset):
         return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
                             seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
                             shard=shard)
+
+
+GLYPHS_AUGMENTATION: dict[str, float] = {"shift": 0.08, "rotate": 0.2, "scale": 0.1, "noise": 0.03}
+"""The images' random augmentation (`glyphs.augment_images`): what `augment=True` applies to glyphs."""
+_GLYPH_STREAMS = {"train": 0, "eval": 1, "calib": 2, "fresh": 3}
+"""Every split of a glyphs dataset is its own stream of the generator, so no two splits share a sample."""
+
+
+class Glyphs(Dataset):
+    """Glyphs: 12 classes of 32×32 RGB images of stroked shapes and letters (`glyphs.py`), generated
+    in memory from a seed, every split from its own stream (splits are disjoint; `calib` and `fresh`
+    as for `mnist1d`). Inputs are 8-bit images `(3, 32, 32)`; each model normalises its own."""
+
+    def __init__(self, train: int = 10_000, eval: int = 3_000, seed: int = 0, calib: int = 1_000, fresh: int = 0,
+                 fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None):
+        classes = len(GLYPH_CLASSES)
+        if train < classes or eval < 1:
+            raise AnyteachError(f"glyphs needs train >= {classes} (one per class) and eval >= 1 "
+                                f"(got train={train}, eval={eval})")
+        if calib < 0 or fresh < 0:
+            raise AnyteachError(f"glyphs calib and fresh must be >= 0 (got calib={calib}, fresh={fresh})")
+        if not 0 < fraction <= 1:
+            raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
+        if fresh and fraction < 1:
+            raise AnyteachError("glyphs fresh (new transfer samples) and fraction (a subset of train) exclude each other")
+        if not 0 <= seed < 2**31:
+            raise AnyteachError(f"glyphs seed must be in [0, 2**31), got {seed}")
+        self.sizes = {"train": train, "eval": eval, "calib": calib, "fresh": fresh}
+        self.seed, self.calib, self.fresh = seed, calib, fresh
+        self.fraction, self.subset_seed = fraction, subset_seed
+        self.name = "glyphs"
+        self.ref = ref or f"glyphs:train={train},eval={eval},seed={seed},calib={calib}"
+        self.num_classes = classes
+        self.class_names = list(GLYPH_CLASSES)
+        self.identity = f"{GLYPHS_VERSION}:seed={seed}"
+        self.kind = "image"
+        self.input_size = (3, IMAGE_SIZE, IMAGE_SIZE)
+        self._x: dict[str, torch.Tensor] = {}
+        self._y: dict[str, torch.Tensor] = {}
+        for split in ("train", "eval", "calib"):
+            if self.sizes[split]:
+                self._x[split], self._y[split] = self._generate(split)
+        if fraction < 1:
+            keep = torch.from_numpy(stratified_subset(self._y["train"].numpy(), fraction, subset_seed))
+            self._x["transfer"], self._y["transfer"] = self._x["train"][keep], self._y["train"][keep]
+        elif fresh:
+            self._x["transfer"], self._y["transfer"] = self._generate("fresh")
+        else:
+            self._x["transfer"], self._y["transfer"] = self._x["train"], self._y["train"]
+
+    def _generate(self, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One split's images and labels, generated once and cached on disk (a study's every run
+        loads the dataset; reading 8-bit images back is much faster than drawing them)."""
+        n = self.sizes[stream]
+        path = cache_dir() / "data" / f"glyphs-{text_digest(f'{GLYPHS_VERSION}:{self.seed}:{stream}:{n}')}.npz"
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
+            except (OSError, ValueError, KeyError):
+                path.unlink()  # a damaged cache entry is regenerated
+        x, y = generate_glyphs(n, self.seed, _GLYPH_STREAMS[stream])
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, x=x.numpy(), y=y.numpy())
+        return x, y
+
+    @property
+    def extra_splits(self) -> tuple[str, ...]:
+        return ("calib",) if self.calib else ()
+
+    def split_identity(self, split: str) -> str:
+        self._check_split(split)
+        if split == "transfer" and self.fresh:
+            return f"{self.identity}/fresh-{self.fresh}"
+        if split == "transfer" and self.fraction < 1:
+            return f"{self.identity}/train-{self.sizes['train']}/transfer-{self.fraction}-{self.subset_seed}"
+        name = "train" if split == "transfer" else split
+        # a stream's labels are a permutation of its n samples: its images depend on n
+        return f"{self.identity}/{name}-{self.sizes[name]}"
+
+    def inputs(self, split: str) -> torch.Tensor:
+        self._check_split(split)
+        return self._x[split]
+
+    def labels(self, split: str) -> torch.Tensor:
+        self._check_split(split)
+        return self._y[split]
+
+    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
+               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
+               shard: tuple[int, int] = (0, 1)) -> TensorLoader:
+        params = dict(GLYPHS_AUGMENTATION) if augment is True else dict(augment) if augment else None
+        return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
+                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
+                            shard=shard, augmenter=augment_images)
+
+
+def export_imagefolder(data: Dataset, out: str | Path, splits: Mapping[str, str] | None = None) -> Path:
+    """Write a dataset held in memory as an ImageNet-style folder `out/<split>/<nn>_<class>/<index>.png`
+    (`train/`, `val/` from `eval`, and `calib/` where the dataset has it), so `imagefolder:<out>` reads
+    it back with the same labels (the numbered class folders sort in the dataset's class order). Written into a temporary folder beside `out` and renamed: never half-written.
+
+    Raises:
+        AnyteachError: `out` exists, or the dataset has no in-memory images.
+    """
+    from PIL import Image
+
+    out = Path(out).expanduser()
+    if out.exists():
+        raise AnyteachError(f"{out} exists; choose a new directory to export to")
+    if not hasattr(data, "inputs") or getattr(data, "kind", "") != "image":
+        raise AnyteachError(f"dataset {data.ref!r} is not a generated image dataset; only those are exported")
+    folders = dict(splits or {"train": "train", "eval": "val", **({"calib": "calib"} if data.has_split("calib") else {})})
+    # class folders are read back in sorted order: a numbered prefix keeps the dataset's label order
+    width = len(str(data.num_classes - 1))
+    names = [f"{i:0{width}d}_{name}" for i, name in enumerate(data.class_names)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        for split, folder in folders.items():
+            images = data.inputs(split).permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, 3) uint8
+            labels = data.labels(split).tolist()
+            for name in names:
+                (tmp / folder / name).mkdir(parents=True, exist_ok=True)
+            for i, (image, label) in enumerate(zip(images, labels)):  # one file per image: I/O, not a hot path
+                Image.fromarray(image).save(tmp / folder / names[label] / f"{i:06d}.png")
+        tmp.rename(out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
 @contextmanager
@@ -578,6 +721,8 @@ def _readable_class_names(folders: list[str]) -> list[str]:
 _MNIST1D_OPTIONS = {"size": int, "eval": int, "seed": int, "fraction": float, "subset_seed": int, "calib": int,
                     "fresh": int}
 _IMAGEFOLDER_OPTIONS = {"fraction": float, "subset_seed": int, "verify": int}
+_GLYPHS_OPTIONS = {"train": int, "eval": int, "seed": int, "calib": int, "fresh": int, "fraction": float,
+                   "subset_seed": int}
 
 
 def load_dataset(ref: str | Dataset) -> Dataset:
@@ -591,8 +736,8 @@ def load_dataset(ref: str | Dataset) -> Dataset:
     ref = str(ref)
     kind, _, rest = ref.partition(":")
     if kind not in DATASET_KINDS:
-        raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..] "
-                            "or imagefolder:<root>[,fraction=..]")
+        raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..], "
+                            "glyphs[:train=..,eval=..,seed=..] or imagefolder:<root>[,fraction=..]")
     return DATASET_KINDS[kind](rest, ref)
 
 
@@ -603,6 +748,11 @@ DATASET_KINDS: Registry[Callable[[str, str], Dataset]] = Registry("dataset kind"
 @DATASET_KINDS.decorator("mnist1d")
 def _mnist1d(rest: str, ref: str) -> Dataset:
     return Mnist1d(**_parse_options(rest, _MNIST1D_OPTIONS, ref), ref=ref)
+
+
+@DATASET_KINDS.decorator("glyphs")
+def _glyphs(rest: str, ref: str) -> Dataset:
+    return Glyphs(**_parse_options(rest, _GLYPHS_OPTIONS, ref), ref=ref)
 
 
 @DATASET_KINDS.decorator("imagefolder")

@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -294,13 +294,16 @@ class StudyRecord:
 
 
 def write_report(study_dir: str | Path, summary: StudySummary | None = None,
-                 out: str | Path | None = None) -> ReportFiles:
+                 out: str | Path | None = None,
+                 sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> ReportFiles:
     """Write `report.md`, `report.html` and `figures/*.png` (into the study directory by default).
 
     Args:
         study_dir: a study directory (holding `study.sqlite`); only read, so it may be read-only.
         summary: the study's aggregates (default: `summarize(study_dir)`).
         out: where the report and its figures go (default: the study directory, when writable).
+        sections: extra sections, each called with the report and the summary after the findings
+            (e.g. `crosscheck.crosscheck_section`).
 
     Returns:
         The paths written.
@@ -313,7 +316,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None,
     summary = summary if summary is not None else summarize(study_dir)
     summary.require_runs(study_dir)
     out_dir = report_dir(study_dir, out)
-    report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR)
+    report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR, sections)
     figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_text(md_path, report.markdown(out_dir))
@@ -346,9 +349,11 @@ def study_description(summary: StudySummary, record: StudyRecord) -> str:
         + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else ""))
 
 
-def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path) -> Report:
-    """The report's blocks: the verdict, what ran, the tables with their captions, the findings and
-    the figures (drawn into `fig_dir`)."""
+def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
+                 sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> Report:
+    """The report's blocks: the verdict, what ran, the tables with their captions, the findings (and
+    any extra `sections`, each called with the report and the summary) and the figures (drawn into
+    `fig_dir`)."""
     from . import study_figures as figs
 
     engine = engine_methods(summary)
@@ -372,6 +377,10 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path) -> R
                  "sign test over students that they do.")
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
+    for section in sections:
+        section(report, summary)
+    for section in sections:
+        section(report, summary)
 
     available = available_table(summary)
     if not available.empty:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import load_dataset
-from ..models import build_classifier, save_model
+from ..models import Classifier, Preprocessing, build_classifier, save_model, timm_classifier
 from ..predictions import model_logits
 from ._train import fit
 from .recipe import ZooMember
@@ -42,13 +42,28 @@ def plateau_delta(model, data, lr: float = PLATEAU_LR, seed: int = 0) -> float:
     return 100.0 * (after - before)
 
 
+def new_member_model(member: ZooMember, data) -> Classifier:
+    """A member's untrained classifier: an anyteach architecture, or a timm one (`timm:<arch>`)
+    created at the dataset's image size, normalising its input with timm's mean and std."""
+    if not member.architecture.startswith("timm:"):
+        return build_classifier(member.architecture, name=member.name, num_classes=data.num_classes,
+                                **member.arch_kwargs)
+    made = timm_classifier(member.architecture.removeprefix("timm:"), num_classes=data.num_classes,
+                           **member.arch_kwargs)
+    p = made.info.preprocessing
+    # the dataset's own size (timm's configs say 224): no resizing, no crop when read from an image folder
+    size = Preprocessing(mean=p.mean, std=p.std, input_size=tuple(data.input_size), crop_pct=1.0,
+                         interpolation="bilinear", crop_mode="center")
+    info = dataclasses.replace(made.info, name=member.name, preprocessing=size, source="")
+    return Classifier(made.net, info)
+
+
 def _train_member(member: ZooMember, data_ref: str, path: str) -> dict[str, Any]:
     """Worker: train one member, measure it, save it atomically. Runs in its own process."""
     torch.set_num_threads(1)
     data = load_dataset(data_ref)
     torch.manual_seed(member.recipe.seed)
-    model = build_classifier(member.architecture, name=member.name, num_classes=data.num_classes,
-                             **member.arch_kwargs)
+    model = new_member_model(member, data)
     start = time.perf_counter()
     fit(model, data, member.recipe)
     seconds = time.perf_counter() - start
@@ -85,4 +100,4 @@ def build_zoo(zoo: Zoo, workers: int | None = None,
     return list_zoo(zoo)
 
 
-__all__ = ["PLATEAU_LR", "build_zoo", "plateau_delta"]
+__all__ = ["PLATEAU_LR", "build_zoo", "new_member_model", "plateau_delta"]

@@ -18,12 +18,14 @@ from .._io import cache_dir, text_digest
 from ..errors import AnyteachError
 from ..models import Classifier, load_saved, register_reference_kind
 from ..registry import Registry
+from . import glyphs as _glyphs
 from . import mnist1d as _mnist1d
 from .recipe import ZooMember
 
 ZOOS: Registry = Registry("zoo")
 """The built-in zoos by name: each a module with the zoo's recipe (`MEMBERS`, its data, ...)."""
 ZOOS.add("mnist1d", _mnist1d)
+ZOOS.add("glyphs", _glyphs)
 """Built-in zoo recipes by name: modules with `MEMBERS` (a list of `ZooMember`) and `DATA`."""
 
 
@@ -77,7 +79,8 @@ def get_zoo(name: str, seed: int = 0, data: str | None = None, members: Sequence
         chosen = [known[m] for m in members]
     if epochs is not None:
         chosen = [dataclasses.replace(m, recipe=dataclasses.replace(m.recipe, epochs=epochs)) for m in chosen]
-    data = data or (recipe.DATA if seed == 0 else f"{recipe.DATA}:seed={seed}")
+    joiner = "," if ":" in recipe.DATA else ":"
+    data = data or (recipe.DATA if seed == 0 else f"{recipe.DATA}{joiner}seed={seed}")
     return Zoo(name, seed, data, chosen)
 
 
