@@ -25,6 +25,7 @@ import pandas as pd
 from ._io import write_text
 from .aggregate import SIGNIFICANCE, StudySummary, net_change, summarize
 from .store import StudyStore
+from .teacher_analysis import teacher_section
 from .metrics import BUCKETS
 
 FIGURE_DIR = "figures"
@@ -613,6 +614,8 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
         report.text("Rank correlation (Spearman) of student parameter count and mean Δ: " + "; ".join(
             f"`{r.method}` {r.delta_size_spearman:+.2f}" for r in corr.itertuples() if not pd.isna(r.delta_size_spearman))
             + ".")
+
+    teacher_section(report, summary, spec, fig_dir)  # what makes a good teacher and student (teacher_analysis)
 
     figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
