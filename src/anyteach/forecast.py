@@ -407,7 +407,7 @@ def rank_teachers(student: str, teachers: str | Sequence[str], data: Any, *, met
     forecast = forecaster.get(method)
     refs = resolve_models(teachers)
     if student not in refs:
-        named = [r for r in refs if r.rsplit("/", 1)[-1] == student]
+        named = [r for r in refs if student in (r.rsplit("/", 1)[-1], Path(r).stem)]
         student = named[0] if len(named) == 1 else student
     candidates = [r for r in refs if r != student]
     if not candidates:

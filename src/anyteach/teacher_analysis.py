@@ -224,7 +224,8 @@ def property_correlations(frame: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per method and property: `rho`, `runs`, and `resolved` (|ρ| beyond chance at
-        p < 0.05 over runs; runs of one student share its control, so this is lenient).
+        p < 0.05 over runs, over students for a student's own property; runs of one student share
+        its control, so this is lenient).
     """
     f = frame.copy()
     if "student_family" in f.columns and "teacher_family" in f.columns:
@@ -237,7 +238,10 @@ def property_correlations(frame: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(part[column], errors="coerce")
             n = int(values.notna().sum())
             rho = spearman(values, part["delta_beyond"])
-            rows.append({"method": label, "property": name, "rho": rho, "runs": n, "resolved": resolvable(rho, n)})
+            # a student's property is one value per student: chance is judged on students, not runs
+            independent = int(part.loc[values.notna(), "student"].nunique()) if column.startswith("student_") else n
+            rows.append({"method": label, "property": name, "rho": rho, "runs": n,
+                         "resolved": resolvable(rho, independent)})
     return pd.DataFrame(rows, columns=["method", "property", "rho", "runs", "resolved"])
 
 
