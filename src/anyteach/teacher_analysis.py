@@ -305,6 +305,8 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
     the cached predictions), else from what the store holds (eval-split complementary knowledge and
     ensemble Δ; no calibration error).
     """
+    if summary.runs.empty or "teacher" not in summary.runs.columns:
+        return
     paired = beyond_control(summary.runs)
     if paired.empty:
         return
