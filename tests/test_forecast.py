@@ -61,6 +61,10 @@ def test_fit_save_load_round_trip(tmp_path):
     assert loaded.get("m") == noisy
     np.testing.assert_allclose(loaded.get("m").predict(table), noisy.predict(table))
 
+    flat = fit_forecast(table, realised, method="m", control="self", use=())  # nothing ranks: the mean
+    np.testing.assert_allclose(flat.predict(table), realised.mean())
+    assert flat.top_signal(table) == ["none"] * 15 and "no signal ranks" in flat.sentence()
+
     with pytest.raises(AnyteachError, match="too few"):
         fit_forecast(table.head(3), realised.head(3), method="m", control="self")
     with pytest.raises(AnyteachError, match="no forecast for method 'x'"):

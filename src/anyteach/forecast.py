@@ -226,11 +226,14 @@ class MethodForecast:
 
     def top_signal(self, signals: Any) -> list[str]:
         """Per row, the signal that moves its forecast most away from the average fitted run."""
+        if not self.signals:
+            return ["none"] * len(signals)
         push = (self.values(signals) - np.asarray(self.means)) * np.asarray(self.coef)
         return [self.signals[int(i)] for i in np.abs(push).argmax(1)]
 
     def sentence(self) -> str:
-        terms = " ".join(f"{c:+.3f}·{SIGNALS.get(s, s)}" for s, c in zip(self.signals, self.coef))
+        terms = " ".join(f"{c:+.3f}·{SIGNALS.get(s, s)}" for s, c in zip(self.signals, self.coef)) or \
+            "(no signal ranks its teachers: the same forecast for every pair)"
         return (f"{self.method}: Δ beyond {self.control} ≈ {self.intercept:+.3f} {terms} pp "
                 f"(± {self.half_width:.2f} pp, {self.runs} runs of {self.students} students)")
 
@@ -304,7 +307,7 @@ def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
         signals: a table with the `use` columns and a `student` column, one row per run.
         realised: the realised Δ beyond the control (pp), one per row.
         method, control: what the rows are.
-        use: the signal columns.
+        use: the signal columns (none: the mean Δ for every pair, for a method whose gains no signal ranks).
         fitted_on: where the rows came from.
 
     Raises:
@@ -320,13 +323,14 @@ def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
     if len(y) < len(use) + 2:
         raise AnyteachError(f"{len(y)} runs of {method!r} with a control: too few to fit a forecast on "
                             f"{len(use)} signals (need {len(use) + 2})")
-    design = np.column_stack([np.ones(len(y)), x])
+    design = np.column_stack([np.ones(len(y)), x]) if len(use) else np.ones((len(y), 1))
     solution, *_ = np.linalg.lstsq(design, y, rcond=None)
     residual = y - design @ solution
     sd = math.sqrt(float(residual @ residual) / max(len(y) - design.shape[1], 1))
     students = int(signals["student"][keep].nunique()) if "student" in signals.columns else 0
+    means = tuple(float(m) for m in x.mean(0)) if len(use) else ()
     return MethodForecast(method, control, tuple(use), tuple(float(c) for c in solution[1:]), float(solution[0]),
-                          1.96 * sd, tuple(float(m) for m in x.mean(0)), int(len(y)), students, fitted_on)
+                          1.96 * sd, means, int(len(y)), students, fitted_on)
 
 
 # ---------------------------------------------------------------------------------------------

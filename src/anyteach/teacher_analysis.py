@@ -151,15 +151,17 @@ def ranking_quality(frame: pd.DataFrame, score: str, realised: str = "delta_beyo
 
     Returns:
         `rho` (Spearman over all runs), `rho_within` (mean over students of the per-student ρ),
-        `regret` (mean over students of best realised Δ − realised Δ of the top-1 `score` teacher, pp),
-        `top1_hits` (students whose top-1 is their best), `students`, `runs`, and `top1_better`
+        `regret` (mean over students of best realised Δ − realised Δ of the top-1 `score` teacher, pp;
+        a tie at the top counts as a random pick among the tied), `top1_hits` (students whose top-1 is
+        their best), `students`, `runs`, and `top1_better`
         / `top1_worse`: students whose top-1 teacher beats / falls behind the control in exact counts.
     """
     regrets, hits, within, better, worse = [], 0, [], 0, 0
     for _, part in frame.groupby("student", sort=False):
-        top = part.loc[part[score].idxmax()]
-        regrets.append(float(part[realised].max() - top[realised]))
-        hits += int(top[realised] == part[realised].max())
+        tied = part[part[score] == part[score].max()]  # a tie at the top is a random pick among the tied
+        top = tied.iloc[0]
+        regrets.append(float(part[realised].max() - tied[realised].mean()))
+        hits += float((tied[realised] == part[realised].max()).mean())
         within.append(spearman(part[score], part[realised]))
         if "net_beyond" in part.columns:
             better += int(top["net_beyond"] > 0)
