@@ -257,19 +257,23 @@ def property_figure(table: pd.DataFrame, path: str | Path) -> Path | None:
     methods = list(dict.fromkeys(table["method"]))
     props = list(dict.fromkeys(table["property"]))
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(props) * max(len(methods), 1) + 1.5))
+    from matplotlib.patches import Patch
+
     height = 0.8 / len(methods)
+    colors = plt.get_cmap("tab10")
     for i, method in enumerate(methods):
         part = table[table["method"] == method].set_index("property").reindex(props)
         y = np.arange(len(props)) + i * height
-        bars = ax.barh(y, part["rho"].fillna(0), height, label=method)
+        bars = ax.barh(y, part["rho"].fillna(0), height, color=colors(i % 10))
         for bar, ok in zip(bars, part["resolved"].fillna(False)):
-            bar.set_alpha(1.0 if ok else 0.4)
+            bar.set_alpha(1.0 if ok else 0.35)
+    handles = [Patch(color=colors(i % 10), label=m) for i, m in enumerate(methods)]
     ax.set_yticks(np.arange(len(props)) + 0.4 - height / 2, props)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlim(-1, 1)
     ax.set_xlabel("Spearman ρ with the Δ beyond the control (faded: within chance, p ≥ 0.05)")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
     return save_figure(fig, path)
 
 

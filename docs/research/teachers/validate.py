@@ -77,11 +77,19 @@ def sign_counts(part: pd.DataFrame) -> dict:
             "runs_worse": runs_worse, "runs": len(part)}
 
 
+SIGNED = ("rho", "loso_rho_seed0", "mean_delta_beyond", "recommended", "random", "rho_within")
+
+
 def _md(frame: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:+.2f}" if isinstance(v, float) else str(v)
+    def cell(column, v):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (float, np.floating)):
+            return str(v)
+        if column in ("p_better", "p_worse"):
+            return f"{v:.3g}"
+        return f"{v:+.2f}" if column in SIGNED else f"{v:.2f}"
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+              for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -97,7 +105,8 @@ def tables_markdown(candidates, chosen, ranking, signs, topk, props) -> str:
     out += ["", "## Rankings against the realised Δ beyond the control", "",
             "ρ: Spearman over all runs with a control; regret (pp), top-1 hits and top-1 better / worse than the "
             "control (exact counts): whole students only.", "", _md(r[[c for c in cols if c in r.columns]]), "",
-            "## Against the control (exact counts)", "", _md(signs), "",
+            "## Against the control (exact counts; whole students; inside_interval: share of runs whose realised Δ "
+            "beyond the control is inside the forecast's 95% interval)", "", _md(signs), "",
             "## Top-k teachers per student against a random draw of k (its expected mean: all teachers)", "",
             _md(topk), "", "## What makes a good teacher and student (ρ with Δ beyond the control)", "",
             _md(props.assign(resolved=props["resolved"].map({True: "yes", False: "no"})))]
@@ -158,8 +167,8 @@ def main() -> int:
                     if len(whole):
                         topk.append({"zoo_seed": s, "method": method, "ranking": name,
                                      **top_k_gain(whole, column, k)})
-            signs.append({"zoo_seed": s, "method": method, **sign_counts(part),
-                          "inside_interval": float(((part["delta_beyond"] - part["forecast"]).abs()
+            signs.append({"zoo_seed": s, "method": method, **sign_counts(whole),
+                          "inside_interval": float(((whole["delta_beyond"] - whole["forecast"]).abs()
                                                     <= chosen[method].half_width).mean())})
         t = property_correlations(frame)
         props.append(t.assign(zoo_seed=s))
