@@ -15,7 +15,7 @@ demo: $(BIN)/.installed
 	$(BIN)/anyteach demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_complementarity.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from anyteach import build_classifier, save_model, timm_classifier, transfer
 from anyteach.store import StudyStore
@@ -57,6 +58,12 @@ CASES = [
     Case("model", "a sidecar without an architecture", ("info", "{dir}/noarch.safetensors"), "lacks architecture"),
     Case("model", "a sidecar whose class count differs from the weights", ("info", "{dir}/liar.safetensors"),
          "says 7 classes but the weights"),
+    Case("model", "a sidecar whose architecture is a number", ("info", "{dir}/arch5.safetensors"),
+         "'architecture' must be a string, got 5"),
+    Case("model", "a sidecar whose class count is a string", ("info", "{dir}/classes_text.safetensors"),
+         "'num_classes' must be an integer, got '10'"),
+    Case("model", "int8 weights for a float model", ("info", "{dir}/int8.safetensors"),
+         "tensors of another kind of number"),
     Case("model", "weights whose class count differs from the data", ("info", "{dir}/five.safetensors", "--data",
                                                                       "{data}"), "has 5 classes but dataset"),
     Case("model", "student and teacher with different class counts",
@@ -64,6 +71,10 @@ CASES = [
           "{dir}/run", *FAST), "has 5 classes but dataset"),
     Case("model", "an image model on signal data", ("info", "{dir}/img10.safetensors", "--data", "{data}"),
          "cannot take the inputs of dataset"),
+    Case("model", "a timm model argument without a value", ("info", "timm:test_vit@{dir}/full.safetensors?img_size"),
+         "is not <name>=<value>"),
+    Case("model", "a timm model argument the architecture does not take",
+         ("info", "timm:test_vit@{dir}/full.safetensors?colour=1"), "cannot create timm:test_vit with"),
     # data references
     Case("data", "a bad number", ("info", "{mlp}", "--data", "mnist1d:size=abc"), "size='abc'"),
     Case("data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"),
@@ -92,8 +103,24 @@ CASES = [
          "top_k=99 is out of range"),
     Case("options", "a batch larger than the data", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "100000"),
          "fewer than one batch"),
+    Case("options", "a seed beyond 64 bits", (*T, "--out", "{dir}/run", *FAST, "--seed", "9223372036854775808"),
+         "seed=9223372036854775808 is out of range"),
+    Case("options", "zero epochs", (*T, "--out", "{dir}/run", *FAST, "--epochs", "0"), "epochs=0 is out of range"),
+    Case("options", "a typo'd epoch count", (*T, "--out", "{dir}/run", *FAST, "--epochs", "100000000000000000000"),
+         "it must be in [1, 10000]"),
+    Case("options", "a warm-up as long as the run", (*T, "--out", "{dir}/run", *FAST, "--warmup-epochs", "5"),
+         "warmup_epochs=5 is not below epochs=1"),
     Case("options", "CUDA asked for, none present", (*T, "--out", "{dir}/run", *FAST, "--device", "cuda"),
          "CUDA is not available"),
+    Case("options", "an image student without --data",
+         ("transfer", "--student", "{dir}/img2.safetensors", "--method", "xe", "--out", "{dir}/run", *FAST),
+         "give the data: --data"),
+    Case("options", "an unknown tracker", (*T, "--out", "{dir}/run", *FAST, "--log", "neptune"),
+         "unknown tracker 'neptune'"),
+    Case("options", "an unknown key in a --config file", ("transfer", "--config", "{dir}/bad_run.yaml"),
+         "unknown key 'epochs'"),
+    Case("options", "push of a file that is not a saved model", ("push", "{dir}/text.safetensors", "me/student"),
+         "is not a model saved by anyteach"),
     # run directories
     Case("run directory", "an existing file", (*T, "--out", "{dir}/a_file", *FAST), "is a file"),
     Case("run directory", "an unwritable directory (under a file)", (*T, "--out", "{dir}/a_file/run", *FAST),
@@ -102,6 +129,16 @@ CASES = [
          (*T, "--out", "{dir}/finished", *FAST), "student: {dir}/finished/student.safetensors", code=0),
     Case("run directory", "a different configuration", (*T, "--out", "{dir}/finished", *FAST, "--lr", "5e-4"),
          "different configuration (first difference: training.lr"),
+    Case("run directory", "an image removed from the transfer split since the run",
+         ("transfer", "--student", "{dir}/img2.safetensors", "--teacher", "{dir}/img2b.safetensors", "--data",
+          "imagefolder:{dir}/removed", "--out", "{dir}/removed_run", "--epochs", "1", "--batch-size", "2", "--optimizer",
+          "adamw", "--lr", "1e-3", "--quiet", "--workers", "0"),
+         "the files of the transfer split changed (images added, removed, edited or relabelled)); choose another "
+         "directory, or pass --overwrite"),
+    Case("run directory", "a finished run whose final.json is damaged", (*T, "--out", "{dir}/final_list", *FAST),
+         "final.json is damaged", code=1),
+    Case("run directory", "a finished run whose metrics.jsonl is cut mid-row", (*T, "--out", "{dir}/cut_metrics", *FAST),
+         "metrics.jsonl is damaged (line 1", code=1),
     Case("run directory", "a directory holding an unrelated config.json", (*T, "--out", "{dir}/foreign", *FAST),
          "is not the configuration of a run"),
     Case("run directory", "a truncated config.json", (*T, "--out", "{dir}/truncated_config", *FAST),
@@ -123,6 +160,18 @@ CASES = [
          "asked for 1000 pairs"),
     Case("study", "a missing plugin", ("study", "{dir}/bad_plugin.yaml", "--out", "{dir}/study"),
          "plugin file not found"),
+    Case("study", "a plugin that calls sys.exit(0)", ("study", "{dir}/exiting_plugin.yaml", "--out", "{dir}/study"),
+         "called sys.exit(0) while being imported"),
+    Case("study", "a plugin that raises", ("study", "{dir}/raising_plugin.yaml", "--out", "{dir}/study"),
+         "ZeroDivisionError"),
+    Case("study", "a key given twice", ("study", "{dir}/duplicate_key.yaml", "--out", "{dir}/study"),
+         "the key 'methods' is given twice at line"),
+    Case("study", "a seed beyond the generators' range", ("study", "{dir}/huge_seed.yaml", "--out", "{dir}/study"),
+         "'seeds' must be <= 4294967295"),
+    Case("study", "zero epochs in the recipe", ("study", "{dir}/zero_epochs.yaml", "--out", "{dir}/study"),
+         "option epochs=0 is out of range"),
+    Case("study", "a file that is not UTF-8 or UTF-16", ("study", "{dir}/latin1.yaml", "--out", "{dir}/study"),
+         "not valid YAML"),
     # summary and report
     Case("summary", "not a study directory", ("summary", "{dir}/emptydir"), "is not a study directory"),
     Case("summary", "a zero-byte study.sqlite", ("summary", "{dir}/zero_store"), "is not an anyteach study store"),
@@ -185,6 +234,15 @@ def world(tmp_path_factory, tiny_zoo):
     (d / "noarch.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "architecture"}))
     save_model(build_classifier("mlp", name="liar", width=8, depth=1), d / "liar.safetensors")
     (d / "liar.json").write_text(json.dumps({**meta, "name": "liar", "num_classes": 7}))
+    mlp_meta = json.loads(Path(tiny_zoo["mlp"]).with_suffix(".json").read_text())
+    for name, change in (("arch5", {"architecture": 5}), ("classes_text", {"num_classes": "10"}), ("int8", {})):
+        (d / f"{name}.json").write_text(json.dumps({**mlp_meta, **change}))
+        weights = load_file(tiny_zoo["mlp"])
+        if name == "int8":
+            weights = {k: (v * 10).to(torch.int8) if v.is_floating_point() else v for k, v in weights.items()}
+        save_file(weights, str(d / f"{name}.safetensors"))
+    save_model(timm_classifier("test_vit", num_classes=2), d / "img2b.safetensors")
+    _image_folder(d / "removed")
     _image_folder(d / "empty_class", empty="b")
     _image_folder(d / "val_missing", val_classes=("a",))
     _image_folder(d / "corrupt", corrupt=True)
@@ -197,12 +255,28 @@ def world(tmp_path_factory, tiny_zoo):
     transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "corrupt_checkpoint",
              **{**options, "epochs": 2}, stop_after_epoch=1)
     (d / "corrupt_checkpoint" / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    for name in ("final_list", "cut_metrics"):
+        shutil.copytree(d / "finished", d / name)
+    (d / "final_list" / "final.json").write_text("[]")
+    (d / "cut_metrics" / "metrics.jsonl").write_text((d / "finished" / "metrics.jsonl").read_text()[:50])
+    transfer(d / "img2.safetensors", d / "img2b.safetensors", f"imagefolder:{d / 'removed'}", "kl", d / "removed_run",
+             **{**options, "batch_size": 2, "workers": 0})
+    (d / "removed" / "train" / "a" / "1.png").unlink()  # the image a run refused as damaged, say
     base = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "methods": ["kl"], "pairs": 2,
             "recipe": {"epochs": 1, "batch_size": 128}}
     for name, change in (("unknown_key", {"colour": "red"}), ("wrong_type", {"pairs": {"random": "abc"}}),
                          ("twice", {"methods": ["kl", "kl"]}), ("too_many", {"pairs": 1000}),
-                         ("bad_plugin", {"imports": ["./no_such_plugin.py"]})):
+                         ("bad_plugin", {"imports": ["./no_such_plugin.py"]}),
+                         ("exiting_plugin", {"imports": ["./exiting_plugin.py"]}),
+                         ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
+                         ("huge_seed", {"seeds": [99999999999999999999999]}),
+                         ("zero_epochs", {"recipe": {"epochs": 0}})):
         (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
+    (d / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    (d / "raising_plugin.py").write_text("1 / 0\n")
+    (d / "duplicate_key.yaml").write_text(yaml.safe_dump(base) + "methods: [xe]\n")
+    (d / "latin1.yaml").write_bytes("name: caf\u00e9\n".encode("latin-1") + yaml.safe_dump(base).encode())
+    (d / "bad_run.yaml").write_text("student: x\nepochs: 3\n")
     (d / "zero_store").mkdir()
     (d / "zero_store" / "study.sqlite").write_bytes(b"")
     StudyStore(d / "empty_study").close()

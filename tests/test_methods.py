@@ -381,3 +381,29 @@ if __name__ == "__main__" and "--write-golden" in sys.argv:
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps({"inputs": inputs, "expected": _compute_golden(inputs)}, indent=1) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The package's surface
+
+
+def test_every_public_name_of_the_parts_is_reexported_and_the_preset_table_registers_in_order():
+    import anyteach.methods as methods
+    from anyteach.methods import losses, presets, regularisers, targets
+
+    for module in (targets, losses, regularisers, presets):
+        public = {n for n, v in vars(module).items() if not n.startswith("_") and getattr(v, "__module__", None)
+                  == module.__name__}
+        assert public <= set(methods.__all__), module.__name__
+    assert [row["name"] for row in presets.PRESET_TABLE] == list(METHODS)[:len(presets.PRESET_TABLE)]
+
+
+@pytest.mark.parametrize("alias, new", [("OPTIONS", "METHOD_OPTIONS"), ("Option", "Option")])
+def test_deprecated_aliases_warn_and_still_work(alias, new):
+    import anyteach.methods as methods
+    from anyteach import options
+
+    with pytest.warns(DeprecationWarning, match=f"anyteach.methods.{alias} is deprecated"):
+        assert getattr(methods, alias) is getattr(options, new)
+    with pytest.raises(AttributeError):
+        methods.NOT_A_NAME  # noqa: B018

@@ -57,3 +57,17 @@ def test_a_new_model_reference_kind_is_one_decorated_function():
         REFERENCE_KINDS.pop("test-fresh")
     with pytest.raises(AnyteachError, match="unknown model reference 'test-fresh:tiny'"):
         load_model("test-fresh:tiny")
+
+
+def test_every_user_facing_kind_is_a_registry_that_refuses_a_taken_name():
+    from anyteach.data import DATASET_KINDS
+    from anyteach.executors import EXECUTORS
+    from anyteach.recipes import RECIPES
+    from anyteach.registry import Registry
+    from anyteach.zoo import ZOOS
+
+    for registry, name in ((DATASET_KINDS, "mnist1d"), (ZOOS, "mnist1d"), (RECIPES, "paper-imagenet"),
+                           (EXECUTORS, "local")):
+        assert isinstance(registry, Registry) and name in registry
+        with pytest.raises(RegistrationError, match="already registered"):
+            registry.add(name, registry[name])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from anyteach.aggregate import summarize
+from anyteach.findings import MIN_STUDENTS, verdict
 from anyteach.report import PAPER_RESULTS, findings, headline_table, write_report
 from anyteach.store import StudyStore, run_row
 from anyteach.study import ModelEntry, RunSpec
@@ -33,12 +34,12 @@ def _final(delta: float, strength: float, significant_harm: bool, significant_ga
             "p_gain": 0.01 if significant_gain else 0.5, "p_loss": 0.01 if significant_harm else 0.5}
 
 
-def make_study(study_dir: Path) -> None:
+def make_study(study_dir: Path, n_models: int = 6) -> None:
     """6 models (3 families, growing size), 30 ordered pairs, 4 methods, deterministic numbers."""
     families = ["cnn", "mlp", "transformer"]
-    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", families[i % 3], 1000 * (i + 1)) for i in range(6)}
+    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", families[i % 3], 1000 * (i + 1)) for i in range(n_models)}
     names = {ref: m.name for ref, m in models.items()}
-    accuracy = {f"m{i}": 80.0 + 2.5 * i for i in range(6)}
+    accuracy = {f"m{i}": 80.0 + 2.5 * i for i in range(n_models)}
     rng = np.random.default_rng(0)
     spec = {"name": "synthetic", "data": "mnist1d", "seeds": [0], "recipe": {"epochs": 1},
             "methods": [{"name": m, "label": m, "options": {}} for m in ("kl", "kl+dp", "kl+dp-u", "xe")]}
@@ -134,8 +135,56 @@ def test_findings_follow_the_numbers(study_dir):
     assert any(s.startswith("Ranking by median success rate") for s in sentences)
 
 
+def test_every_verdict_states_its_sample_size(study_dir):
+    for sentence in findings(summarize(study_dir)):
+        assert re.search(r"n=\d+ students?", sentence), sentence
+
+
+def test_the_report_opens_with_a_three_sentence_verdict(files):
+    html = files.html.read_text()
+    assert html.index("<strong>Verdict.</strong>") < html.index("<table")
+    opening = re.search(r"<strong>Verdict.</strong>(.*?)</p>", html).group(1)
+    assert "What teaches beyond the same training without a teacher: <strong>kl+dp</strong> (6 of 6 students" in opening
+    assert "not safe: <strong>kl</strong> (50% of 30 runs)" in opening  # kl harms every run with a weaker teacher
+    assert "How much of the available gain was taken" in opening
+
+
+def test_below_the_minimum_no_verdict_is_given(tmp_path):
+    make_study(tmp_path, n_models=3)  # 3 students < MIN_STUDENTS
+    assert MIN_STUDENTS > 3
+    summary = summarize(tmp_path)
+    sentences = findings(summary)
+    assert sentences and all(re.search(r"too few students to tell \(n=[23]\)", s) for s in sentences), sentences
+    assert not any(word in s for s in sentences for word in ("agrees", "does significantly", "not significantly", "plateau:", "trend"))
+    opening = verdict(summary)
+    assert len(opening) == 3
+    assert opening[0] == "What teaches: too few students to tell (n=3) against the no-teacher controls."
+    assert opening[1] == "What is safe: too few students to tell (n=3)."
+
+
 def test_report_of_a_missing_study_is_a_user_error(tmp_path):
     from anyteach import AnyteachError
 
     with pytest.raises(AnyteachError, match="not a study directory"):
         write_report(tmp_path / "nothing")
+
+
+def test_a_browser_shows_the_figures_and_tables(files, tmp_path):
+    """The HTML as a person sees it: headless Chromium loads it, every embedded figure decodes, the
+    tables have rows, and the screenshot is the whole page (skipped without Chromium)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "render_report.py"
+    spec = importlib.util.spec_from_file_location("render_report", script)
+    render_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_report)
+    if render_report.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    facts = render_report.page_facts(files.html)
+    assert facts["images"] == len(files.figures) and facts["broken_images"] == 0
+    assert facts["tables"] >= 4  # headline, two by-bucket tables, by student family
+    png = render_report.render(files.html, tmp_path / "report.png")
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.width == 1200 and image.height >= facts["height"] > 3000

@@ -25,7 +25,8 @@ import pandas as pd
 
 from .errors import RunFailed
 from .metrics import BUCKETS, mcnemar_p_values
-from .options import TRAINING_OPTIONS
+from .options import BUDGET_OPTIONS, TRAINING_OPTIONS
+from .run_notes import NOTE_KINDS, note_kind
 from .store import StudyStore
 
 SIGNIFICANCE = 0.05
@@ -172,9 +173,6 @@ CONTROL_COLUMNS: tuple[str, ...] = (
 )
 """The columns of `against_control` (after `label`); `control` names the control label(s) used."""
 
-BUDGET_OPTIONS: tuple[str, ...] = ("epochs", "batch_size", "augment")
-"""The training options that make a run's budget (with its data): a method run is paired only with a
-control run of the same student, seed, data and budget, i.e. the same samples for the same steps."""
 
 
 def _training_options(options: Any) -> dict[str, Any]:
@@ -246,6 +244,20 @@ def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.Dat
     return pd.DataFrame(rows, columns=["label", *CONTROL_COLUMNS])
 
 
+def noted_runs(runs: pd.DataFrame) -> dict[str, int]:
+    """Runs that changed nothing, by kind (`run_notes.NOTE_KINDS`): the WiSE guard kept the original
+    student, or the student did not move; kinds without runs are left out."""
+    from .methods import METHODS
+
+    counts = dict.fromkeys(NOTE_KINDS, 0)
+    for method, final in zip(runs.get("method", ()), runs.get("final_json", ())):
+        trains = METHODS[method].trains if method in METHODS else True
+        kind = note_kind(json.loads(final) if isinstance(final, str) else {}, trains)
+        if kind is not None:
+            counts[kind] += 1
+    return {kind: n for kind, n in counts.items() if n}
+
+
 def order_methods(labels: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
     """Method labels in the study's order (`preferred`), then any others in order of appearance."""
     seen = list(dict.fromkeys(labels))
@@ -295,6 +307,9 @@ class StudySummary:
         counts = self.failed_counts()
         if counts:
             line += f"; {sum(counts.values())} failed ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))})"
+        notes = noted_runs(self.runs)
+        if notes:
+            line += "; changed nothing: " + ", ".join(f"{n} {kind}" for kind, n in notes.items())
         return line
 
     def require_runs(self, study_dir: str | Path) -> None:

@@ -23,15 +23,26 @@ from rich.table import Table
 from . import distributed
 from ._io import disk_use, human_bytes
 from .errors import AnyteachError, os_error_message
-from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .options import METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="General knowledge transfer between any two pretrained classifiers.")
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the built-in model zoos.")
 app.add_typer(zoo_app, name="zoo")
 
-console = Console()
-err_console = Console(stderr=True)
+LOG_WIDTH = 160
+"""Columns of the output when it is not a terminal (a log, a pipe, a batch job): wide enough that no
+table cell is cut to "+0.…" as at rich's default of 80."""
+
+
+def output_console(stderr: bool = False) -> Console:
+    """A rich console: the terminal's width in a terminal, `LOG_WIDTH` and no colours in a log."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=LOG_WIDTH, no_color=True)
+
+
+console = output_console()
+err_console = output_console(stderr=True)
 _state = {"debug": False}
 
 
@@ -319,8 +330,11 @@ def _csv(text: Optional[str]) -> Optional[list[str]]:
 
 def summary_table(frame, title: str, key: str = "method") -> Table:
     """A rich table of aggregate rows (`anyteach.aggregate.METRIC_COLUMNS`)."""
+    from .aggregate import SIGNIFICANCE
+
     table = Table(title=title, caption="succ.: median over students of the per-student success rate (Δ > 0); "
-                  "pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < 0.05); avail.: Δ of "
+                  f"pooled: over all runs; sig+ / sig−: runs with a significant gain / harm (p < {SIGNIFICANCE:g}); "
+                  "avail.: Δ of "
                   "the student–teacher ensemble; taken: ΣΔ / Σ avail. over runs with something to take")
     columns = [(key, key, "{}"), ("runs", "runs", "{:d}"), ("succ. %", "median_success_rate", "{:.1f}"),
                ("pooled %", "pooled_success_rate", "{:.1f}"), ("Δ pp", "mean_delta", "{:+.2f}"),
@@ -338,7 +352,7 @@ def summary_table(frame, title: str, key: str = "method") -> Table:
 
 
 def print_summary(study_dir: Path) -> None:
-    from .aggregate import summarize
+    from .aggregate import CONTROL_METHOD, SELF_CONTROL, summarize
 
     summary = summarize(study_dir)
     summary.require_runs(study_dir)
@@ -348,7 +362,7 @@ def print_summary(study_dir: Path) -> None:
         if part["runs"].sum():
             console.print(summary_table(part, f"{method}: per teacher-strength bucket (acc(T) − acc(S0), pp)",
                                         key="bucket"))
-    for name, paired in (("xe", summary.vs_control), ("self", summary.vs_self)):
+    for name, paired in ((CONTROL_METHOD, summary.vs_control), (SELF_CONTROL, summary.vs_self)):
         if not len(paired):
             continue
         table = Table(title=f"against the {name} control, paired by student, seed and budget",
@@ -366,7 +380,7 @@ def print_summary(study_dir: Path) -> None:
 
 
 @app.command()
-@with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS, exclude=("seed",))
+@with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS, exclude=PER_RUN_OPTIONS)
 def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YAML); flags override its keys."),
           out: Path = typer.Option(..., "--out", "-o", help="Study directory (store, run directories, report)."),
           zoo: Optional[str] = typer.Option(None, help="Use a built-in zoo's models (and its data), e.g. mnist1d."),
@@ -387,6 +401,8 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
                                                       "registers methods; imported by every worker (repeatable)."),
           retry_failed: bool = typer.Option(False, "--retry-failed", help="Also run again the runs that diverged "
                                             "or whose checkpoint was corrupt (restarted from scratch)."),
+          log: Optional[str] = typer.Option(None, "--log", help="Experiment trackers for every run, comma-separated: "
+                                            "tensorboard, wandb, mlflow (each an optional package)."),
           options: Optional[dict] = None) -> None:
     """Run a transfer study (pairs x methods x seeds) into a resumable SQLite store; re-run to resume.
 
@@ -400,8 +416,12 @@ def study(spec: Optional[Path] = typer.Argument(None, help="Study definition (YA
                                   recipe=options, workers=workers, executor=executor, address=address,
                                   resources={"num_gpus": num_gpus} if num_gpus is not None else None, name=name,
                                   imports=imports)
+    from .study_notices import study_notices
+
+    for notice in study_notices(definition):
+        err_console.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
     try:
-        outcome = run_study(definition, out, retry_failed=retry_failed)
+        outcome = run_study(definition, out, retry_failed=retry_failed, log=_csv(log) or ())
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/yellow]: finished runs are in {out}/study.sqlite; run the same "
                           "command again to resume", highlight=False)
@@ -496,7 +516,7 @@ def transfer_summary(result) -> Table:
 @app.command("transfer")
 @with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS)
 def transfer_command(
-    student: str = typer.Option(..., "--student", help="Student model reference."),
+    student: Optional[str] = typer.Option(None, "--student", help="Student model reference."),
     teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="Teacher model reference; repeat it for "
                                                 "several (methods that route between teachers: kl+dp, kl+dp-u)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="Several teachers: parallel (one run routing between "
@@ -504,8 +524,15 @@ def transfer_command(
     curriculum: Optional[str] = typer.Option(None, "--curriculum", help="Order of the sequential stages: given "
                                              "(default), asc or desc teacher accuracy on the eval split."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="With --mode: write PNG figures into this directory."),
-    data: str = typer.Option("mnist1d", "--data", help="Dataset reference."),
-    method: str = typer.Option("kl+dp", "--method", help="Transfer method (see `anyteach methods`)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset reference (required, except for MNIST-1D "
+                                       "models: mnist1d)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Transfer method (see `anyteach methods`; "
+                                         "default kl+dp)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file of the run: student, teacher, data, "
+                                          "name (the method) and options, as a study's method entry; flags override "
+                                          "it."),
+    log: Optional[str] = typer.Option(None, "--log", help="Experiment trackers, comma-separated: tensorboard, "
+                                      "wandb, mlflow (each an optional package)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: under the cache)."),
     option: Optional[list[str]] = typer.Option(None, "--option", "-o",
                                                help="Any other option as key=value, e.g. -o beta=5 (repeatable)."),
@@ -525,6 +552,20 @@ def transfer_command(
 
     import_plugins(imports or [])
     options = {**options, **_option_pairs(option)}
+    if config is not None:
+        from .run_config import read_run_config
+
+        run = read_run_config(config)
+        student = student if student is not None else run.student
+        teacher = teacher or run.teachers or None
+        data = data if data is not None else run.data
+        method = method if method is not None else run.method
+        options = {**run.options, **options}
+    if student is None:
+        raise AnyteachError("give the student: --student <model reference> (or student: in --config)")
+    method = method or "kl+dp"
+    data = data if data is not None else _default_data(student)
+    trackers = _csv(log) or []
     if distributed.launched_by_torchrun():
         from .options import TrainingOptions
 
@@ -540,15 +581,53 @@ def transfer_command(
     if curriculum is not None or plots is not None:
         raise AnyteachError("--curriculum and --plots apply to several teachers: add --mode parallel|sequential|soup")
     result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, restart=restart,
-                      progress=not quiet, **options)
+                      progress=not quiet, log=trackers, **options)
     if not distributed.is_main():
         return
     if as_json:
         print(json.dumps(result.final, indent=2))
         return
     console.print(transfer_summary(result))
+    _print_run_note(result, method)
     where = result.student_path or result.run_dir
     err_console.print(f"{'student' if result.student_path else 'run'}: {where}", highlight=False, soft_wrap=True)
+
+
+def _print_run_note(result, method: str) -> None:
+    """One line when the run changed nothing: WiSE kept the original, or the student did not move."""
+    from .methods import get_method, preset_recipe
+    from .run_notes import run_note
+
+    steps = next((row.get("steps") for row in reversed(result.history) if row.get("steps") is not None), None)
+    note = run_note(result.final, get_method(method).trains, steps, result.config["training"].get("lr"),
+                    preset_recipe(method))
+    if note is not None:
+        err_console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
+
+
+def _default_data(student: str) -> str:
+    """`mnist1d` for a student that takes MNIST-1D signals; any other student needs `--data`.
+
+    Raises:
+        AnyteachError: the student is an image model (or any model not made for MNIST-1D).
+    """
+    from .models import load_model
+
+    if student.startswith("zoo:"):  # a zoo member: the data its zoo was trained on
+        from .zoo import get_zoo
+        from .zoo.zoos import parse_zoo_ref
+
+        name, seed, _ = parse_zoo_ref(student)
+        data = get_zoo(name, seed).data
+        err_console.print(f"data: {data} (zoo {name}'s own; --data sets another)", highlight=False, soft_wrap=True)
+        return data
+    size = load_model(student).info.preprocessing.input_size
+    if size is not None and len(size) > 1:
+        raise AnyteachError(f"give the data: --data <dataset reference> (e.g. --data imagefolder:/path/to/images); "
+                            f"the student {student} takes inputs of shape {tuple(size)}, and the default dataset, "
+                            "mnist1d, is for MNIST-1D models")
+    err_console.print("data: mnist1d (the default for MNIST-1D models; --data sets another)", highlight=False)
+    return "mnist1d"
 
 
 def multi_summary(result) -> Table:
@@ -596,6 +675,19 @@ def _transfer_multi(student, teachers, data, method, mode, curriculum, out, over
     err_console.print(f"student: {result.student_path}\nrun: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
+@app.command("push")
+def push_command(model: Path = typer.Argument(..., help="A model saved by anyteach (e.g. a run's student.safetensors)."),
+                 repo_id: str = typer.Argument(..., help="Hub repository: <user or organisation>/<name>."),
+                 private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+                 token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: your login or "
+                                                     "HF_TOKEN).")) -> None:
+    """Upload a student (or any saved model) to the Hugging Face hub with a timm config.json and a model card."""
+    from .hub import push_to_hub
+
+    url = push_to_hub(model, repo_id, private=private, token=token)
+    err_console.print(f"pushed {model} -> {url}", highlight=False, soft_wrap=True)
+
+
 @app.command("methods")
 def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table.")) -> None:
     """List the transfer methods with their parts and defaults."""
@@ -609,14 +701,16 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JS
     table.add_column("method", no_wrap=True, style="bold")
     table.add_column("what it does")
     table.add_column("defaults", no_wrap=True)
+    table.add_column("recipe (flags override)", no_wrap=True)
     for r in rows:
         parts = f"{r['target'] or '-'} -> {r['loss'] or '(no training)'}"
         if r["regulariser"]:
             parts += f" + {r['regulariser']}"
         if not r["teacher"]:
             parts += " (no teacher)"
-        defaults = "\n".join([f"{k}={v}" for k, v in r["defaults"].items()] + [f"base_lr={r['base_lr']:g}"])
-        table.add_row(r["name"], f"{parts}\n[dim]{r['description']}[/dim]", defaults)
+        defaults = "\n".join(f"{k}={v}" for k, v in r["defaults"].items()) or "-"
+        recipe = "\n".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["recipe"].items())
+        table.add_row(r["name"], f"{parts}\n[dim]{r['description']}[/dim]", defaults, recipe)
     console.print(table)
 
 

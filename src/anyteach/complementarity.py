@@ -475,6 +475,7 @@ def _concentration_by_histogram(block: torch.Tensor, largest: int, top_p: Sequen
     safe_total = total_f.clamp_min(1)
     has_flips = total > 0
     entropy = torch.where(has_flips, torch.log(safe_total) - c_log_c / safe_total, torch.zeros_like(total_f))
+    entropy = entropy.clamp_min(0.0) + 0.0  # one class holds every flip: 0.0, never a rounded -0.0
     # held is non-increasing in v, so -100 * held is sorted and a binary search finds, per pair, how
     # many v >= 1 still reach the target p% (the same `100 * flips >= p * total` test as `top_p_classes`)
     negated = (-100.0 * held[:, 1:bins]).contiguous()
@@ -501,7 +502,7 @@ def _concentration_by_sorting(block: torch.Tensor, top_p: Sequence[float]):
     total = counts.sum(1)
     safe_total = total.clamp_min(1)
     entropy = torch.where(total > 0, torch.log(safe_total) - torch.xlogy(counts, counts).sum(1) / safe_total,
-                          torch.zeros_like(total))
+                          torch.zeros_like(total)).clamp_min(0.0) + 0.0
     cumulative = torch.sort(counts, dim=1, descending=True).values.cumsum(1)
     ks, shares = {}, {}
     for p in top_p:

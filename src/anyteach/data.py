@@ -11,6 +11,12 @@ A reference is one of
   data the models trained on `train` never saw (labelled; methods that use no labels ignore them).
 - `imagefolder:<root>`: ImageNet-style class folders `<root>/train/<class>/*` and `<root>/val/<class>/*`,
   and optionally `<root>/calib/<class>/*` (a `calib` split: held-out labelled images, never `val`).
+  Each split's identity is its manifest (`images.folder_manifest`: relative path, class, size and
+  modification time of every file), so an edited, relabelled or replaced image changes the identity
+  of its split and every prediction cache and run key built on it. `verify=1` hashes the files'
+  contents instead (reads every byte once per load: about as long as reading the folder once; a copy
+  of the folder then keeps its identity). Every image mode is converted to 8-bit RGB by its meaning
+  (`images.to_rgb8`: 16-bit images scaled, transparency over white).
 
 Every reference accepts `fraction=<0..1>` (after a comma): the `transfer` split is then a
 stratified subset of `train` holding that fraction of every class (the paper transfers on a
@@ -39,21 +45,21 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from ._io import atomic_path, cache_dir, text_digest
 from .errors import AnyteachError
+from .registry import Registry
+from .images import folder_manifest, load_rgb8
 from .models import Preprocessing
+from .seeds import CALIB_SEED_OFFSET, FRESH_SEED_OFFSET, augment_seed, epoch_seed, sample_seed
 
 SPLITS = ("train", "transfer", "eval")
 OPTIONAL_SPLITS = ("calib",)
 """Splits only some datasets have (`mnist1d:calib=N`, an image folder's `calib/`)."""
-CALIB_SEED_OFFSET = 1_000_003
-FRESH_SEED_OFFSET = 2_000_003
-"""Fresh MNIST-1D samples come from the generator seeded with `seed + offset` (never a zoo's seed)."""
 MNIST1D_GENERATOR_VERSION = "mnist1d-0.0.2"
 MNIST1D_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST1D_AUGMENTATION: dict[str, float] = {"shift": 3, "scale": 0.2, "noise": 0.05}
@@ -111,7 +117,7 @@ def augment_signals(x: torch.Tensor, generator: torch.Generator, shift: float = 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The run's shuffled order of `n` samples in one epoch: a permutation drawn from (seed, epoch)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
 
 
 class BatchOrder(torch.utils.data.Sampler):
@@ -178,7 +184,7 @@ class TensorLoader:
     def __iter__(self) -> Iterator[Batch]:
         noise = self.generator
         if self.augment and noise is None:
-            noise = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7919)
+            noise = torch.Generator().manual_seed(augment_seed(epoch_seed(self.seed, self.epoch)))
         for idx in self._order().batches():
             x = self.inputs[idx]
             if self.augment:
@@ -370,6 +376,16 @@ def _seeded(seed: int, restore: bool) -> Iterator[None]:
             torch.set_rng_state(saved[1])
 
 
+UNREADABLE, OVERSIZED = -1, -2
+"""The labels a loader worker gives an image it cannot read, or one over PIL's pixel limit."""
+
+
+def _pixel_limit() -> str:
+    from PIL import Image
+
+    return f"{2 * Image.MAX_IMAGE_PIXELS} pixels" if Image.MAX_IMAGE_PIXELS else "no limit set"
+
+
 class _Indexed(torch.utils.data.Dataset):
     """Samples of one split of an image folder: `(8-bit image, label, index in the split)`.
 
@@ -397,11 +413,15 @@ class _Indexed(torch.utils.data.Dataset):
             image = self.base.loader(path)  # decoded once; every model of the step shares the tensor
             if self.random_seed is None:
                 return self.transform(image), label, i
-            seed = (self.random_seed * 1_000_003 + epoch) * 10_000_019 + i
+            seed = sample_seed(self.random_seed, epoch, i)
             with _seeded(seed % 2 ** 63, restore=torch.utils.data.get_worker_info() is None):
                 return self.transform(image), label, i
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
-            return torch.zeros(self.input_size, dtype=torch.uint8), -1, i
+            return torch.zeros(self.input_size, dtype=torch.uint8), UNREADABLE, i
+        except Exception as e:  # noqa: BLE001 - PIL's DecompressionBombError is a bare Exception
+            if type(e).__name__ != "DecompressionBombError":
+                raise
+            return torch.zeros(self.input_size, dtype=torch.uint8), OVERSIZED, i
 
 
 def default_workers() -> int:
@@ -426,15 +446,21 @@ class _EpochLoader:
         for x, y, index in self.loader:
             broken = (y < 0).nonzero()
             if len(broken):
-                raise AnyteachError(f"cannot read image {images.path(int(index[broken[0, 0]]))}: not an image file, "
-                                    "or a damaged one; remove or replace it")
+                first = int(broken[0, 0])
+                path = images.path(int(index[first]))
+                if int(y[first]) == OVERSIZED:
+                    raise AnyteachError(f"image {path} has more pixels than PIL's decompression-bomb limit "
+                                        f"({_pixel_limit()}); shrink or remove it")
+                raise AnyteachError(f"cannot read image {path}: not an image file, or a damaged one; remove or "
+                                    "replace it")
             yield x, y, index
 
 
 class ImageFolder(Dataset):
     """ImageNet-style class folders; images are resized and cropped per the model's preprocessing."""
 
-    def __init__(self, root: str | Path, fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None):
+    def __init__(self, root: str | Path, fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None,
+                 verify: int = 0):
         from torchvision.datasets import ImageFolder as TVImageFolder
 
         root = Path(root).expanduser()
@@ -448,9 +474,10 @@ class ImageFolder(Dataset):
         self.name = root.name
         self.kind = "image"
         try:
-            self._folders = {"train": TVImageFolder(str(root / "train")), "eval": TVImageFolder(str(root / "val"))}
+            self._folders = {"train": TVImageFolder(str(root / "train"), loader=load_rgb8),
+                             "eval": TVImageFolder(str(root / "val"), loader=load_rgb8)}
             if (root / "calib").is_dir():
-                self._folders["calib"] = TVImageFolder(str(root / "calib"))
+                self._folders["calib"] = TVImageFolder(str(root / "calib"), loader=load_rgb8)
         except (FileNotFoundError, RuntimeError) as e:
             raise AnyteachError(f"cannot read image folders under {root}: {str(e).splitlines()[0]}") from e
         for split, folder in (("val", "eval"), ("calib", "calib")):
@@ -458,8 +485,13 @@ class ImageFolder(Dataset):
                 raise AnyteachError(f"{root}/train and {root}/{split} have different class folders")
         self.class_names = _readable_class_names(self._folders["train"].classes)
         self.num_classes = len(self.class_names)
-        n = {s: len(f.samples) for s, f in self._folders.items()}
-        self.identity = f"imagefolder:{root.resolve()}:{self.num_classes}:{n['train']}:{n['eval']}"
+        try:
+            self._manifests = {s: folder_manifest(f.root, f.samples, verify=bool(verify))[:20]
+                               for s, f in self._folders.items()}
+        except OSError as e:
+            raise AnyteachError(f"cannot read {e.filename}: {e.strerror}") from e
+        self._base_identity = f"imagefolder:{root.resolve()}:{self.num_classes}"
+        self.identity = f"{self._base_identity}:" + ":".join(self._manifests[s] for s in sorted(self._manifests))
         self._indices = {s: np.arange(len(f.samples)) for s, f in self._folders.items()}
         train_labels = np.asarray(self._folders["train"].targets)
         self._indices["transfer"] = (stratified_subset(train_labels, fraction, subset_seed) if fraction < 1
@@ -469,6 +501,15 @@ class ImageFolder(Dataset):
     @property
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if "calib" in self._folders else ()
+
+    def split_identity(self, split: str) -> str:
+        """The split's own manifest: a changed train image leaves the eval predictions' key alone."""
+        self._check_split(split)
+        folder = split if split in ("eval", "calib") else "train"
+        base = f"{self._base_identity}:{self._manifests[folder]}"
+        if split == "transfer" and self.fraction < 1:
+            return f"{base}/transfer-{self.fraction}-{self.subset_seed}"
+        return f"{base}/{folder}"
 
     def _folder(self, split: str):
         self._check_split(split)
@@ -536,7 +577,7 @@ def _readable_class_names(folders: list[str]) -> list[str]:
 
 _MNIST1D_OPTIONS = {"size": int, "eval": int, "seed": int, "fraction": float, "subset_seed": int, "calib": int,
                     "fresh": int}
-_IMAGEFOLDER_OPTIONS = {"fraction": float, "subset_seed": int}
+_IMAGEFOLDER_OPTIONS = {"fraction": float, "subset_seed": int, "verify": int}
 
 
 def load_dataset(ref: str | Dataset) -> Dataset:
@@ -549,12 +590,24 @@ def load_dataset(ref: str | Dataset) -> Dataset:
         return ref
     ref = str(ref)
     kind, _, rest = ref.partition(":")
-    if kind == "mnist1d":
-        return Mnist1d(**_parse_options(rest, _MNIST1D_OPTIONS, ref), ref=ref)
-    if kind == "imagefolder":
-        root, *opts = rest.split(",")
-        if not root:
-            raise AnyteachError(f"imagefolder needs a root directory: imagefolder:<root>[,fraction=0.1] (got {ref!r})")
-        return ImageFolder(root, **_parse_options(",".join(opts), _IMAGEFOLDER_OPTIONS, ref), ref=ref)
-    raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..] "
-                        "or imagefolder:<root>[,fraction=..]")
+    if kind not in DATASET_KINDS:
+        raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..] "
+                            "or imagefolder:<root>[,fraction=..]")
+    return DATASET_KINDS[kind](rest, ref)
+
+
+DATASET_KINDS: Registry[Callable[[str, str], Dataset]] = Registry("dataset kind")
+"""Dataset reference kinds (`kind:rest`) by name: a function `(rest, ref) -> Dataset`."""
+
+
+@DATASET_KINDS.decorator("mnist1d")
+def _mnist1d(rest: str, ref: str) -> Dataset:
+    return Mnist1d(**_parse_options(rest, _MNIST1D_OPTIONS, ref), ref=ref)
+
+
+@DATASET_KINDS.decorator("imagefolder")
+def _imagefolder(rest: str, ref: str) -> Dataset:
+    root, *opts = rest.split(",")
+    if not root:
+        raise AnyteachError(f"imagefolder needs a root directory: imagefolder:<root>[,fraction=0.1] (got {ref!r})")
+    return ImageFolder(root, **_parse_options(",".join(opts), _IMAGEFOLDER_OPTIONS, ref), ref=ref)

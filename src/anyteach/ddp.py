@@ -34,6 +34,7 @@ from .methods import MethodPreset
 from .models import Classifier
 from .options import TrainingOptions
 from .runtime import Runtime
+from .seeds import augment_seed, rank_seed
 
 NOT_DISTRIBUTED_LOSSES = {"crd": "it keeps a memory bank of every sample's features that the ranks would update "
                                  "apart"}
@@ -73,9 +74,9 @@ def rank_device(device: torch.device) -> torch.device:
 
 def seed_epoch(seed: int, epoch: int, augment_rng: torch.Generator) -> None:
     """Under DDP: the random state of this rank for `epoch`, drawn from (seed, epoch, rank)."""
-    mixed = (seed * 1_000_003 + epoch) * 65_537 + distributed.rank()
+    mixed = rank_seed(seed, epoch, distributed.rank())
     torch.manual_seed(mixed)
-    augment_rng.manual_seed(mixed + 7919)
+    augment_rng.manual_seed(augment_seed(mixed))
 
 
 class TrainingStudent(nn.Module):

@@ -23,7 +23,7 @@ from ._io import json_ready
 from .errors import AnyteachError, CorruptCheckpoint, RunFailed, TrainingDiverged, os_error_message
 from .metrics import positive_flips
 from .predictions import predict
-from .registry import import_plugins
+from .registry import Registry, import_plugins
 from .transfer import transfer
 
 
@@ -38,6 +38,7 @@ class RunTask:
     threads: int = 0
     imports: tuple[str, ...] = ()
     restart: bool = False  # discard the run directory's state first (a retried corrupt checkpoint)
+    log: tuple[str, ...] = ()  # experiment trackers (`trackers.TRACKERS`)
 
 
 def execute_run(task: RunTask) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     try:
         import_plugins(task.imports)
         result = transfer(run.student, run.teacher, run.data, run.method, task.run_dir, seed=run.seed,
-                          progress=False, restart=task.restart, **run.option_dict)
+                          progress=False, restart=task.restart, log=task.log, **run.option_dict)
         outcome: dict[str, Any] = {
             "task": task,
             "final": json_ready(result.final),
@@ -260,6 +261,20 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
+EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor")
+"""Executor kinds by name: a factory `(workers, address, resources) -> Executor`."""
+
+
+@EXECUTORS.decorator("local")
+def _local(workers: int, address: str | None, resources: Mapping[str, float] | None) -> Executor:
+    return InProcessExecutor() if workers <= 1 else LocalProcessExecutor(workers)
+
+
+@EXECUTORS.decorator("ray")
+def _ray(workers: int, address: str | None, resources: Mapping[str, float] | None) -> Executor:
+    return RayExecutor(address, resources, num_cpus=workers if workers > 1 else None)
+
+
 def make_executor(kind: str, workers: int = 1, address: str | None = None,
                   resources: Mapping[str, float] | None = None) -> Executor:
     """The executor of a study: `local` with 1 worker -> in-process, N -> local processes; `ray`.
@@ -267,12 +282,10 @@ def make_executor(kind: str, workers: int = 1, address: str | None = None,
     Raises:
         AnyteachError: an unknown kind, or Ray missing / unreachable.
     """
-    if kind == "local":
-        return InProcessExecutor() if workers <= 1 else LocalProcessExecutor(workers)
-    if kind == "ray":
-        return RayExecutor(address, resources, num_cpus=workers if workers > 1 else None)
-    raise AnyteachError(f"unknown executor {kind!r}; use local or ray")
+    if kind not in EXECUTORS:
+        raise AnyteachError(f"unknown executor {kind!r}; use {' or '.join(EXECUTORS)}")
+    return EXECUTORS[kind](workers, address, resources)
 
 
-__all__ = ["Executor", "InProcessExecutor", "LocalProcessExecutor", "RayExecutor", "RunTask", "complementary_knowledge",
+__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "LocalProcessExecutor", "RayExecutor", "RunTask", "complementary_knowledge",
            "execute_run", "make_executor"]

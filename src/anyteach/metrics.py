@@ -254,7 +254,7 @@ def flip_entropy(per_class_flips: ArrayLike) -> float:
     if total == 0:
         return 0.0
     probs = counts[counts > 0] / total
-    return float(-(probs * np.log(probs)).sum())
+    return max(0.0, float(-(probs * np.log(probs)).sum()))  # one class: 0.0, not -0.0 from rounding
 
 
 def uniform_entropy(num_classes: int) -> float:

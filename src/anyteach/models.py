@@ -4,6 +4,9 @@ A reference is one of
 - `timm:<name>`: a timm architecture with its pretrained weights (through timm and the Hugging Face
   hub, which honours `HF_HUB_OFFLINE=1` and a populated cache);
 - `timm:<name>@<path>`: a timm architecture with local weights (safetensors or a plain state dict);
+- either with timm model arguments after `?`: `timm:vit_tiny_patch16_224@w.safetensors?img_size=64`
+  (`&` between arguments; values are read as YAML scalars: `64`, `0.1`, `true`, `avg`), passed to
+  `timm.create_model`, so a network trained at another input size or head is rebuilt as it was trained;
 - `zoo:<zoo>/<model>` (or `zoo:<zoo>@<seed>/<model>`): a model of a built-in zoo;
 - the path of a model saved by anyteach (`<file>.safetensors` with its `<file>.json` sidecar, or a
   directory holding `model.safetensors` and `model.json`).
@@ -20,7 +23,7 @@ import dataclasses
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +165,7 @@ def _classification_layer(net: nn.Module) -> nn.Module:
 
 def display_name(ref: str) -> str:
     """A model reference shortened for tables and legends: `zoo:mnist1d/gru` -> `gru`, a file -> its stem."""
-    return str(ref).rsplit("/", 1)[-1].removesuffix(".safetensors")
+    return str(ref).split("?", 1)[0].rsplit("/", 1)[-1].removesuffix(".safetensors")
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -227,6 +230,11 @@ def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in state and state[k].shape != v.shape]
+    cast = [f"{k} {str(state[k].dtype).removeprefix('torch.')} vs {str(v.dtype).removeprefix('torch.')}"
+             for k, v in own.items() if k in state and state[k].dtype.is_floating_point != v.dtype.is_floating_point]
+    if cast and not (missing or unexpected or wrong):
+        raise AnyteachError(f"weights in {where} do not fit the architecture: {len(cast)} tensors of another kind of "
+                            f"number (e.g. {cast[0]}); quantised or integer weights are not loaded into a float model")
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -243,11 +251,52 @@ def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str
 # Saving and loading anyteach models
 
 
+def hub_config(info: ModelInfo, net: nn.Module | None = None) -> dict[str, Any]:
+    """A timm / Hugging Face hub `config.json` for a model: `architecture`, `num_classes`,
+    `num_features`, `model_args` and `pretrained_cfg` (mean, std, input size, crop), the keys timm
+    reads from a hub repository, so that for a timm architecture
+
+        cfg = json.load(open("config.json"))
+        net = timm.create_model(cfg["architecture"], num_classes=cfg["num_classes"],
+                                pretrained_cfg=cfg["pretrained_cfg"], **cfg["model_args"])
+        net.load_state_dict(safetensors.torch.load_file("model.safetensors"))
+
+    rebuilds it without anyteach. A built-in (MNIST-1D) architecture is named as anyteach's
+    (`library_name: anyteach`): only anyteach builds it.
+    """
+    timm_arch = info.architecture.startswith("timm:")
+    p = info.preprocessing
+    pretrained_cfg = {key: (list(value) if isinstance(value, tuple) else value)
+                      for key, value in dataclasses.asdict(p).items() if value is not None}
+    pretrained_cfg.update(num_classes=info.num_classes)
+    if net is not None and timm_arch:
+        own = getattr(net, "pretrained_cfg", None) or {}
+        for key in ("first_conv", "classifier", "fixed_input_size", "pool_size"):
+            if own.get(key) is not None:
+                pretrained_cfg[key] = list(own[key]) if isinstance(own[key], tuple) else own[key]
+    config = {"architecture": info.architecture.removeprefix("timm:"), "num_classes": info.num_classes,
+              "model_args": dict(info.arch_kwargs), "pretrained_cfg": pretrained_cfg,
+              "library_name": "timm" if timm_arch else "anyteach"}
+    if not timm_arch:
+        config["model_args"].pop("num_classes", None)  # at the top level, as timm has it
+    features = getattr(net, "num_features", None)
+    if isinstance(features, int):
+        config["num_features"] = features
+    return config
+
+
+def hub_config_path(weights: Path) -> Path:
+    """Where `save_model` writes the hub config of `weights`: `config.json` beside `model.safetensors`
+    (a model saved as a directory, the hub's layout), else `<stem>.config.json`."""
+    return weights.with_name("config.json" if weights.name == "model.safetensors" else f"{weights.stem}.config.json")
+
+
 def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
-    """Save a classifier as `<path>.safetensors` + `<path>.json` (architecture and metadata).
+    """Save a classifier as `<path>.safetensors` + `<path>.json` (architecture and metadata), with a
+    timm / hub `config.json` beside them (`hub_config`, at `hub_config_path`).
 
     `path` may name the `.safetensors` file or a directory (then `model.safetensors` inside it).
-    Both files are written atomically. Returns the path of the weights file.
+    Every file is written atomically. Returns the path of the weights file.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -257,7 +306,26 @@ def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
         info.extra.update(extra)
     save_tensors(path, model.net.state_dict(), metadata={"format": SIDECAR_FORMAT})
     write_json(path.with_suffix(".json"), {"format": SIDECAR_FORMAT, **info.to_dict()})
+    write_json(hub_config_path(path), hub_config(info, model.net))
     return path
+
+
+_SIDECAR_TYPES: dict[str, tuple[type, str]] = {
+    "name": (str, "a string"), "architecture": (str, "a string"), "num_classes": (int, "an integer"),
+    "family": (str, "a string"), "num_params": (int, "an integer"), "arch_kwargs": (dict, "a mapping"),
+    "preprocessing": (dict, "a mapping"), "extra": (dict, "a mapping")}
+
+
+def _check_sidecar_types(meta: Mapping[str, Any], sidecar: Path) -> None:
+    """Each known sidecar field of its type (`"num_classes": "10"` is refused, not compared as text)."""
+    for key, (kind, words) in _SIDECAR_TYPES.items():
+        value = meta.get(key)
+        if value is None and key not in ("name", "architecture", "num_classes", "family"):
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value.strip()):
+            raise AnyteachError(f"{sidecar}: {key!r} must be {words}, got {value!r}")
+    if meta["num_classes"] < 1:
+        raise AnyteachError(f"{sidecar}: 'num_classes' must be >= 1, got {meta['num_classes']}")
 
 
 def load_saved(path: Path, source: str) -> Classifier:
@@ -276,6 +344,7 @@ def load_saved(path: Path, source: str) -> Classifier:
     missing = [key for key in ("name", "architecture", "num_classes", "family") if key not in meta]
     if missing:
         raise AnyteachError(f"{sidecar} lacks {', '.join(missing)}; it was not written by anyteach's save_model")
+    _check_sidecar_types(meta, sidecar)
     state = read_weights(path)
     arch, kwargs = meta["architecture"], meta.get("arch_kwargs") or {}
     try:
@@ -292,6 +361,11 @@ def load_saved(path: Path, source: str) -> Classifier:
         raise AnyteachError(f"{sidecar} says {meta['num_classes']} classes but the weights in {path.name} have "
                             f"{outputs}")
     info = ModelInfo.from_dict(meta, source=source, identity=file_digest(path))
+    size = info.preprocessing.input_size
+    if arch.startswith("timm:") and size is not None and len(size) == 3:
+        built = _built_input_size(net, size)
+        if built != tuple(size):  # a sidecar written before the built size was recorded
+            info.preprocessing = dataclasses.replace(info.preprocessing, input_size=built)
     return Classifier(net.eval(), info)
 
 
@@ -333,23 +407,74 @@ def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
         raise AnyteachError(f"unknown timm model {name!r} (see `timm.list_models()`)")
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as e:  # a model argument the architecture does not take
+        raise AnyteachError(f"cannot create timm:{name} with {kwargs}: {e}") from e
     except (OSError, RuntimeError, ValueError) as e:
         if pretrained:
+            import os
+
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            hint = ("HF_HUB_OFFLINE is set, so the weights must already be in the Hugging Face cache "
+                    "(download them once online)" if offline else
+                    "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1")
             raise AnyteachError(
                 f"cannot get pretrained weights for timm:{name} ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1, or pass local weights "
-                f"as timm:{name}@<file>"
+                f"{hint}, or pass local weights as timm:{name}@<file>"
             ) from e
         raise AnyteachError(f"cannot create timm:{name}: {e}") from e
 
 
-def _timm_preprocessing(net: nn.Module) -> Preprocessing:
+def _built_input_size(net: nn.Module, cfg_size: tuple[int, ...]) -> tuple[int, ...]:
+    """The input size the built network really takes.
+
+    timm keeps the pretrained config's size (224 for `vit_tiny_patch16_224`) even when the model is
+    built with `img_size=64`; a patch embedding knows the size it was built for, so it wins.
+    """
+    built = getattr(getattr(net, "patch_embed", None), "img_size", None)
+    if isinstance(built, (tuple, list)) and len(built) == 2 and all(isinstance(v, int) for v in built):
+        return (int(cfg_size[0]), int(built[0]), int(built[1]))
+    return tuple(int(v) for v in cfg_size)
+
+
+def _timm_preprocessing(net: nn.Module, model_args: dict[str, Any] | None = None) -> Preprocessing:
     from timm.data import resolve_model_data_config
 
     cfg = resolve_model_data_config(net)
-    return Preprocessing(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), input_size=tuple(cfg["input_size"]),
+    size = _built_input_size(net, tuple(cfg["input_size"]))
+    img_size = (model_args or {}).get("img_size")
+    if isinstance(img_size, int):
+        size = (size[0], img_size, img_size)
+    elif isinstance(img_size, (tuple, list)) and len(img_size) == 2:
+        size = (size[0], int(img_size[0]), int(img_size[1]))
+    return Preprocessing(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), input_size=size,
                          crop_pct=cfg.get("crop_pct"), interpolation=cfg.get("interpolation"),
                          crop_mode=cfg.get("crop_mode"))
+
+
+def parse_model_args(query: str, source: str) -> dict[str, Any]:
+    """`img_size=64&drop_rate=0.1` -> `{"img_size": 64, "drop_rate": 0.1}` (values as YAML scalars).
+
+    Raises:
+        AnyteachError: an argument without `=`, or a value that is not a scalar.
+    """
+    import yaml
+
+    args: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key.isidentifier():
+            raise AnyteachError(f"model argument {part!r} in {source!r} is not <name>=<value> "
+                                "(e.g. timm:vit_tiny_patch16_224?img_size=64)")
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(parsed, dict):
+            raise AnyteachError(f"model argument {key} in {source!r} must be a number, word or list, not {value!r}")
+        args[key] = parsed
+    if "num_classes" in args:
+        raise AnyteachError(f"{source!r}: num_classes is read from the weights; leave it out of the model arguments")
+    return args
 
 
 def _head_classes(net_cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> int | None:
@@ -363,31 +488,35 @@ def _head_classes(net_cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> in
 
 @register_reference_kind("timm")
 def _load_timm(source: str) -> Classifier:
-    """`timm:<name>` (pretrained weights through timm) or `timm:<name>@<weights file>`."""
-    spec = source.removeprefix("timm:")
+    """`timm:<name>` (pretrained weights through timm) or `timm:<name>@<weights file>`, each with
+    optional timm model arguments after `?` (`timm:vit_tiny_patch16_224@w.safetensors?img_size=64`)."""
+    spec, _, query = source.removeprefix("timm:").partition("?")
+    model_args = parse_model_args(query, source)
     name, _, weights = spec.partition("@")
     if not name:
         raise AnyteachError(f"empty timm model name in {source!r}")
     if weights:
         state = read_weights(weights)
-        probe = _create_timm(name, pretrained=False)
+        probe = _create_timm(name, pretrained=False, **model_args)
         num_classes = _head_classes(getattr(probe, "pretrained_cfg", {}), state) or probe.num_classes
         net = probe if num_classes == probe.num_classes else _create_timm(name, pretrained=False,
-                                                                              num_classes=num_classes)
+                                                                              num_classes=num_classes, **model_args)
         load_weights_into(net, state, weights)
         identity = f"timm:{name}@{file_digest(weights)}"
     else:
-        net = _create_timm(name, pretrained=True)
+        net = _create_timm(name, pretrained=True, **model_args)
         identity = text_digest(f"timm:{name}")
+    if model_args:
+        identity = text_digest(f"{identity}?{sorted(model_args.items())}")
     arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name.split(".")[0]
     info = ModelInfo(
         name=name,
         architecture=f"timm:{arch}",
-        arch_kwargs={},
+        arch_kwargs=dict(model_args),
         num_classes=int(net.num_classes),
         family=timm_family(arch, net),
         num_params=count_parameters(net),
-        preprocessing=_timm_preprocessing(net),
+        preprocessing=_timm_preprocessing(net, model_args),
         source=source,
         identity=identity,
     )
@@ -401,7 +530,7 @@ def timm_classifier(name: str, num_classes: int | None = None, pretrained: bool 
     arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name
     info = ModelInfo(name=name, architecture=f"timm:{arch}", arch_kwargs=dict(kwargs),
                      num_classes=int(net.num_classes), family=timm_family(arch, net), num_params=count_parameters(net),
-                     preprocessing=_timm_preprocessing(net), source=f"timm:{name}")
+                     preprocessing=_timm_preprocessing(net, kwargs), source=f"timm:{name}")
     return Classifier(net.eval(), info)
 
 

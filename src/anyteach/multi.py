@@ -40,14 +40,12 @@ from . import distributed
 from ._io import read_json, write_json
 from .data import Dataset
 from .errors import AnyteachError
-from .methods import get_method
+from .methods import MethodPreset
 from .models import Classifier
 from .predictions import Predictions, cached_logits
-from .ddp import check_distributed_run, rank_device
-from .trainer import ORIGINAL_KEYS, EvalReference, evaluate, resolve_device
-from .options import TrainingOptions
-from .transfer import (ExportedStudent, ModelArg, RunDir, RunInputs, TransferResult, as_model_list, default_run_dir,
-                       export_student, load_run_inputs, resolve_run_options, transfer)
+from .trainer import ORIGINAL_KEYS, EvalReference, evaluate
+from .transfer import (ExportedStudent, ModelArg, RunDir, RunPlan, TransferResult, as_model_list, default_run_dir,
+                       export_student, plan_run, transfer)
 
 MULTI_FORMAT = "anyteach-multi/1"
 MODES = ("parallel", "sequential", "soup")
@@ -281,34 +279,30 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         raise AnyteachError(f"unknown curriculum {curriculum!r}; curricula: {', '.join(CURRICULA)}")
     if curriculum != "given" and mode != "sequential":
         raise AnyteachError(f"a curriculum orders the stages of the sequential mode; mode {mode!r} has none")
-    resolved, method_options = resolve_run_options(method, options)
-    preset = get_method(method)
-    teacher_refs = as_model_list(teachers)
-    if not teacher_refs:
-        raise AnyteachError("a multi-teacher transfer needs at least one teacher")
-    if not (preset.trains and preset.needs_teacher):
-        raise AnyteachError(f"mode {mode!r} needs a method that trains the student from a teacher; "
-                            f"{method!r} does not")
-    if mode == "parallel" and len(teacher_refs) > 1 and not preset.multi_teacher:
-        raise AnyteachError(f"the parallel mode needs a method that routes between teachers (kl+dp, kl+dp-u), "
-                            f"not {method!r}")
-    if stop_after_epoch is not None and stop_after_epoch < 1:
-        raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
 
-    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
+    def check(preset: MethodPreset, teacher_refs: Sequence[ModelArg]) -> None:
+        if not teacher_refs:
+            raise AnyteachError("a multi-teacher transfer needs at least one teacher")
+        if not (preset.trains and preset.needs_teacher):
+            raise AnyteachError(f"mode {mode!r} needs a method that trains the student from a teacher; "
+                                f"{method!r} does not")
+        if mode == "parallel" and len(teacher_refs) > 1 and not preset.multi_teacher:
+            raise AnyteachError(f"the parallel mode needs a method that routes between teachers (kl+dp, kl+dp-u), "
+                                f"not {method!r}")
 
-    # 2. models and data (every rank must see them); the teachers' accuracies order the curriculum
-    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data))
+    # 2. the shared planning step; the teachers' accuracies order the curriculum
+    plan = plan_run(student, as_model_list(teachers), data, method, options, check, overwrite=overwrite,
+                    progress=progress, stop_after_epoch=stop_after_epoch)
+    resolved, inputs, device = plan.training, plan.inputs, plan.device
     dataset, teacher_models = inputs.dataset, inputs.teachers
-    device = rank_device(resolve_device(resolved.device))
     accuracies = []
     for teacher in teacher_models:  # as the cache stores them: a resumed run must measure the same
         logits = cached_logits(teacher, dataset, "eval", resolved.eval_batch_size, device)
         accuracies.append(Predictions(logits, dataset.labels("eval")).accuracy)
         teacher.to("cpu")
     order = _curriculum(accuracies, curriculum)
-    config = inputs.config(MULTI_FORMAT, method, method_options, resolved, mode=mode, curriculum=curriculum,
-                           teacher_accs=accuracies, order=[teacher_models[i].name for i in order])
+    config = plan.config(MULTI_FORMAT, mode=mode, curriculum=curriculum, teacher_accs=accuracies,
+                         order=[teacher_models[i].name for i in order])
 
     # 3. the run directory: new, resumed, finished, or in conflict
     if out is not None:
@@ -329,16 +323,15 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
                 (run_dir / name).unlink(missing_ok=True)
 
     with run.claim(config, prepare=clear):
-        return _run_multi(run_dir, config, mode, inputs, accuracies, order, method, resolved, options, device,
-                          overwrite, progress, stop_after_epoch)
+        return _run_multi(plan, run_dir, config, accuracies, order)
 
 
-def _run_multi(run_dir: Path, config: dict[str, Any], mode: str, inputs: RunInputs, accuracies: list[float],
-               order: list[int], method: str, resolved: TrainingOptions, options: dict[str, Any],
-               device: torch.device, overwrite: bool, progress: bool,
-               stop_after_epoch: int | None) -> MultiTransferResult:
+def _run_multi(plan: RunPlan, run_dir: Path, config: dict[str, Any], accuracies: list[float],
+               order: list[int]) -> MultiTransferResult:
     """The stages of a claimed multi-teacher run directory, then the final student and the summary."""
-    dataset, student0, teacher_models = inputs.dataset, inputs.student, inputs.teachers
+    dataset, student0, teacher_models = plan.inputs.dataset, plan.inputs.student, plan.inputs.teachers
+    method, resolved, options, device, mode = plan.method, plan.training, plan.options, plan.device, config["mode"]
+    overwrite, progress, stop_after_epoch = plan.overwrite, plan.progress, plan.stop_after_epoch
 
     # 4. the single runs: one for parallel, one per teacher in stage order otherwise
     def run_stage(k: int, teacher: Classifier | list[Classifier], start: Classifier, out_dir: Path | None,

@@ -44,7 +44,7 @@ class Predictions:
     @property
     def accuracy(self) -> float:
         """Top-1 accuracy in percent."""
-        return 100.0 * self.correct.float().mean().item()
+        return 100.0 * self.correct.double().mean().item()
 
     def probabilities(self) -> torch.Tensor:
         return self.logits.float().softmax(1)

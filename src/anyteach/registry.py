@@ -69,6 +69,8 @@ def import_plugins(plugins: Sequence[str]) -> None:
                 importlib.import_module(plugin)
         except AnyteachError:
             raise
+        except SystemExit as e:  # a plugin must not end the study (with exit 0, having run nothing)
+            raise AnyteachError(f"plugin {plugin!r} called sys.exit({e.code!r}) while being imported") from e
         except Exception as e:  # noqa: BLE001 - whatever a user's module raises, name the module
             raise AnyteachError(f"cannot import plugin {plugin!r}: {type(e).__name__}: {e}") from e
 

@@ -2,8 +2,9 @@
 
 The report puts this study's headline numbers (median success rate per method, with its IQR, the
 pooled success rate, the mean transfer delta, knowledge gain and loss, and the significant gain /
-harm rates) next to the paper's (PAPER.md section 4) and next to the `xe` control, then writes, from
-the numbers alone, plain sentences on where the study agrees or disagrees with the paper. The
+harm rates) next to the paper's (PAPER.md section 4) and next to the `xe` control. It opens with a
+three-sentence verdict and writes, from the numbers alone, plain sentences on where the study agrees
+or disagrees with the paper (both from `findings.py`, each with its sample size). The
 content is built once as a list of blocks (headings, paragraphs, tables, figures) and rendered twice:
 Markdown referencing the PNGs in `figures/`, and HTML with the same PNGs embedded as base64 data URIs,
 so the HTML file can be mailed on its own.
@@ -23,57 +24,13 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ._io import write_text
-from .aggregate import SIGNIFICANCE, StudySummary, net_change, summarize
+from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
 from .store import StudyStore
 from .teacher_analysis import teacher_section
 from .metrics import BUCKETS
 
 FIGURE_DIR = "figures"
-AGREEMENT_POINTS = 15.0
-"""A median success rate within this many points of the paper's counts as agreeing with it."""
-ABOUT_ZERO = 0.1
-"""A mean delta within ±this many points counts as "about zero" when comparing signs."""
-CONTROL_PLATEAU = 0.3
-"""The `xe` control's mean delta within ±this many points: the zoo is at its plateau (issue 6)."""
-
-
-@dataclass(frozen=True)
-class PaperResult:
-    """A headline row of the paper (PAPER.md section 4): median success rate (a range when the paper
-    gives one) and the mean transfer delta per student, on ImageNet."""
-
-    name: str
-    success_low: float
-    success_high: float
-    mean_delta: float
-    note: str = ""
-
-    @property
-    def success_text(self) -> str:
-        if self.success_low == self.success_high:
-            return f"{self.success_low:g}%"
-        return f"{self.success_low:g}–{self.success_high:g}%"
-
-    @property
-    def success_mid(self) -> float:
-        return (self.success_low + self.success_high) / 2
-
-
-PAPER_RESULTS: dict[str, PaperResult] = {
-    "kl": PaperResult("KL-Dist", 32.5, 32.5, -0.30),
-    "xekl": PaperResult("XE-KL-Dist", 42.5, 42.5, -0.02),
-    "cd": PaperResult("CD", 0.0, 0.0, -1.90),
-    "crd": PaperResult("CRD", 0.0, 0.0, -0.82),
-    "xekl+mcl": PaperResult("XE-KL + MCL", 80.0, 85.0, 0.0, "≈0; diverged for 3 students"),
-    "kl+dp": PaperResult("KL + DP", 92.5, 92.5, 0.32),
-    "kl+dp-u": PaperResult("KL + DP unsupervised", 82.5, 82.5, -0.06),
-}
-"""The paper's headline table by engine method name."""
-
-PAPER_ORDER = ["kl+dp", "kl+dp-u", "xekl+mcl", "xekl", "kl", "crd", "cd"]
-"""The paper's methods from the highest median success rate to the lowest."""
-
-CONTROL = "xe"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +144,7 @@ def _inline_html(text: str) -> str:
 
     out = html.escape(str(text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![*\w])\*([^*\s][^*]*?)\*(?![*\w])", r"<em>\1</em>", out)
     out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
     return out
 
@@ -209,14 +167,6 @@ def _pp(value: float | None, digits: int = 2) -> str:
 # Tables
 
 
-def engine_methods(summary: StudySummary) -> dict[str, str]:
-    """Method label -> engine method name, from the runs."""
-    runs = summary.runs
-    if runs.empty:
-        return {}
-    return dict(runs.drop_duplicates("label")[["label", "method"]].itertuples(index=False, name=None))
-
-
 def headline_table(summary: StudySummary) -> pd.DataFrame:
     """Per method: this study's headline numbers, the paper's, and the difference to the `xe` control."""
     engine = engine_methods(summary)
@@ -224,7 +174,7 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
     for _, r in summary.by_method.iterrows():
         paper = PAPER_RESULTS.get(engine.get(r["method"], ""))
         vs_control = "–"
-        c = _paired_control(summary, r["method"])
+        c = paired_control(summary, r["method"])
         if c is not None:
             vs_control = (f"{c['mean_delta_vs_control']:+.2f} vs {c['control']} ({int(c['students_better'])}/"
                           f"{int(c['students'])}, p={c['p_better_than_control']:.2g})")
@@ -267,24 +217,6 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _verdict_word(paired: Any) -> str:
-    """How a method compares with its paired control, by the one-sided sign tests."""
-    if paired["p_better_than_control"] < SIGNIFICANCE:
-        return "does significantly better than"
-    if paired["p_worse_than_control"] < SIGNIFICANCE:
-        return "does significantly worse than"
-    return "is not significantly different from"
-
-
-def _paired_control(summary: StudySummary, method: str) -> pd.Series | None:
-    """A method's comparison with its control of the same data and budget: the `xe` control where
-    the study has one for it, else the `self` control (the control of a method that uses no labels)."""
-    for table in (summary.vs_control, summary.vs_self):
-        if len(table) and method in set(table["method"]):
-            return table[table["method"] == method].iloc[0]
-    return None
-
-
 def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
     """Methods x teacher-strength buckets, each cell `cell(row)` of the bucket's aggregate row."""
     rows = []
@@ -315,187 +247,6 @@ def family_table(summary: StudySummary) -> pd.DataFrame:
         "method": frame["method"], "student family": frame["family"], "runs": frame["runs"].astype(int),
         "students": frame["students"].astype(int), "median success": frame["median_success_rate"].map(_pct),
         "mean Δ (pp)": frame["mean_delta"].map(_pp), "sig. harm": frame["significant_harm_rate"].map(_pct)})
-
-
-# ---------------------------------------------------------------------------------------------
-# Findings in words
-
-
-def _control_row(summary: StudySummary) -> pd.Series | None:
-    engine = engine_methods(summary)
-    for _, r in summary.by_method.iterrows():
-        if engine.get(r["method"]) == CONTROL:
-            return r
-    return None
-
-
-def _sign_word(delta: float) -> str:
-    if delta > ABOUT_ZERO:
-        return "positive"
-    if delta < -ABOUT_ZERO:
-        return "negative"
-    return "about zero"
-
-
-def _bucket_values(summary: StudySummary, method: str, buckets: Sequence[str]) -> dict[str, float] | None:
-    """Pooled numbers of a method over a group of buckets (None without runs there)."""
-    runs = summary.runs[(summary.runs["label"] == method) & summary.runs["bucket"].isin(list(buckets))]
-    if runs.empty:
-        return None
-    return {"runs": len(runs), "success": 100.0 * float((net_change(runs) > 0).mean()),
-            "delta": float(runs["transfer_delta"].mean()),
-            "harm": 100.0 * float((runs["p_loss"] < SIGNIFICANCE).mean()),
-            "gain": 100.0 * float((runs["p_gain"] < SIGNIFICANCE).mean())}
-
-
-def findings(summary: StudySummary) -> list[str]:
-    """Plain-language sentences, generated from the numbers, on where the study agrees with the paper.
-
-    One sentence per method with a paper counterpart (median success rate and sign of the mean
-    delta), one per method against the `xe` control, then the paper's qualitative claims (PAPER.md
-    section 4) checked where the study has the runs to check them.
-    """
-    out: list[str] = []
-    if summary.by_method.empty:
-        return ["The study has no finished runs yet."]
-    engine = engine_methods(summary)
-    by_name = {engine.get(r["method"]): r for _, r in summary.by_method.iterrows()}
-
-    for _, r in summary.by_method.iterrows():
-        paper = PAPER_RESULTS.get(engine.get(r["method"], ""))
-        if paper is None:
-            continue
-        ours = r["median_success_rate"]
-        low, high = paper.success_low - AGREEMENT_POINTS, paper.success_high + AGREEMENT_POINTS
-        if low <= ours <= high:
-            verdict = f"agrees with the paper's {paper.success_text} (within {AGREEMENT_POINTS:g} points)"
-        else:
-            gap = ours - paper.success_high if ours > high else ours - paper.success_low
-            verdict = (f"disagrees with the paper's {paper.success_text}: "
-                       f"{abs(gap):.1f} points {'higher' if gap > 0 else 'lower'}")
-        ours_sign, paper_sign = _sign_word(r["student_mean_delta"]), _sign_word(paper.mean_delta)
-        sign = "the same sign" if ours_sign == paper_sign else "a different sign"
-        out.append(f"**{r['method']}** ({paper.name}): median success rate {ours:.1f}% over {int(r['students'])} "
-                   f"students {verdict}; its mean Δ per student is {r['student_mean_delta']:+.2f} pp "
-                   f"({ours_sign}) against the paper's {paper.mean_delta:+.2f} pp ({paper_sign}): {sign}.")
-
-    control = _control_row(summary)
-    if control is not None:
-        moved = max(control["significant_gain_rate"], control["significant_harm_rate"])
-        if abs(control["mean_delta"]) <= ABOUT_ZERO and moved <= 10:
-            verdict = "the students sit at their plateau: extra training alone does not move them."
-        elif abs(control["mean_delta"]) <= CONTROL_PLATEAU:
-            verdict = (f"within ±{CONTROL_PLATEAU:g} pp, yet extra training alone still moves some students "
-                       f"(significant gain in {control['significant_gain_rate']:.0f}%, harm in "
-                       f"{control['significant_harm_rate']:.0f}% of them): judge every method against the control, "
-                       "not against zero.")
-        else:
-            verdict = ("extra training alone moves the students (beyond ±0.3 pp), so gains of the other methods are "
-                       "not just knowledge transfer: judge every method against the control, not against zero.")
-        out.append(f"The **{control['method']}** control (the same training budget on the labels, no teacher) "
-                   f"has a median success rate of {control['median_success_rate']:.1f}% and a mean Δ of "
-                   f"{control['mean_delta']:+.2f} pp: {verdict}")
-        vs = summary.vs_control.set_index("method") if len(summary.vs_control) else pd.DataFrame()
-        for _, r in summary.by_method.iterrows():
-            if r["method"] == control["method"] or r["method"] not in vs.index:
-                continue
-            c = vs.loc[r["method"]]
-            word = _verdict_word(c)
-            which = f" (`{c['control']}`: the same data and budget)" if c.get("control") else ""
-            out.append(f"**{r['method']}** {word} the control, paired by student{which}: Δ "
-                       f"{c['mean_delta_vs_control']:+.2f} pp "
-                       f"beyond the control on average, larger than the control's in {c['beats_control_rate']:.0f}% "
-                       f"of {int(c['paired_runs'])} runs; {int(c['students_better'])} of {int(c['students'])} students "
-                       f"better, {int(c['students_worse'])} worse (one-sided sign test over students: p = "
-                       f"{c['p_better_than_control']:.3g} for better, {c['p_worse_than_control']:.3g} for worse).")
-
-    for _, r in summary.by_method.iterrows():
-        if pd.isna(r.get("pooled_efficiency", float("nan"))):
-            continue
-        out.append(f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
-                   f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on "
-                   f"average; median efficiency {round(r['median_efficiency'])}% over the runs with something to "
-                   "take).")
-
-    controlled = set(summary.vs_control["method"]) if len(summary.vs_control) else set()
-    for c in (summary.vs_self.to_dict("records") if len(summary.vs_self) else []):
-        if c["method"] in controlled:
-            continue
-        out.append(f"**{c['method']}** {_verdict_word(c)} the `{c['control']}` control (self-distillation on the same data and "
-                   f"budget, no teacher and no labels), paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
-                   f"beyond it on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
-                   f"{int(c['students_better'])} of {int(c['students'])} students better, {int(c['students_worse'])} "
-                   f"worse (one-sided sign test: p = {c['p_better_than_control']:.3g}).")
-
-    weaker, stronger = ("much weaker", "weaker"), ("stronger", "much stronger")
-    kl = by_name.get("kl")
-    if kl is not None:
-        weak, strong = _bucket_values(summary, kl["method"], weaker), _bucket_values(summary, kl["method"], stronger)
-        if weak and strong:
-            harms, helps = weak["delta"] < 0, strong["delta"] > 0
-            verdict = ("agrees." if harms and helps else
-                       "partly agrees: it harms from weaker teachers but does not help from stronger ones either."
-                       if harms else "disagrees: it does not harm from weaker teachers.")
-            out.append(f"Paper: plain KL helps only with clearly stronger teachers. Here **{kl['method']}** has a "
-                       f"mean Δ of {weak['delta']:+.2f} pp from weaker teachers ({weak['harm']:.0f}% of those runs "
-                       f"significantly harmed) and {strong['delta']:+.2f} pp from stronger ones: {verdict}")
-    dp = by_name.get("kl+dp")
-    if dp is not None:
-        weak, strong = _bucket_values(summary, dp["method"], weaker), _bucket_values(summary, dp["method"], stronger)
-        if weak and strong:
-            agrees = weak["success"] > 50 and strong["success"] > 50
-            out.append(f"Paper: DP gains from weaker *and* stronger teachers. Here **{dp['method']}** succeeds in "
-                       f"{weak['success']:.0f}% of the runs with weaker teachers (mean Δ {weak['delta']:+.2f} pp) "
-                       f"and {strong['success']:.0f}% with stronger ones (mean Δ {strong['delta']:+.2f} pp): "
-                       + ("agrees." if agrees else
-                          "partly agrees (gains from one side only)." if max(weak["success"], strong["success"]) > 50
-                          else "disagrees."))
-        if kl is not None:
-            out.append(f"DP's point is transfer without forgetting: **{dp['method']}** significantly harms "
-                       f"{dp['significant_harm_rate']:.0f}% of its runs, **{kl['method']}** "
-                       f"{kl['significant_harm_rate']:.0f}%: "
-                       + ("agrees (DP is much safer)." if dp["significant_harm_rate"] + 10 <= kl["significant_harm_rate"]
-                          else "disagrees (DP is not clearly safer here)."))
-        dpu = by_name.get("kl+dp-u")
-        if dpu is not None:
-            diff = dpu["median_success_rate"] - dp["median_success_rate"]
-            paper_diff = PAPER_RESULTS["kl+dp-u"].success_mid - PAPER_RESULTS["kl+dp"].success_mid
-            out.append(f"Paper: unsupervised DP comes close to supervised DP (82.5% vs 92.5%, {paper_diff:+.1f} "
-                       f"points). Here **{dpu['method']}** reaches {dpu['median_success_rate']:.1f}% against "
-                       f"{dp['median_success_rate']:.1f}% ({diff:+.1f} points) and a mean Δ of "
-                       f"{dpu['mean_delta']:+.2f} pp against {dp['mean_delta']:+.2f} pp: "
-                       + ("agrees." if abs(diff - paper_diff) <= AGREEMENT_POINTS else "disagrees."))
-    mcl = by_name.get("xekl+mcl")
-    if mcl is not None:
-        safe = mcl["significant_harm_rate"] <= 10
-        small = dp is None or mcl["mean_delta"] <= dp["mean_delta"]
-        out.append(f"Paper: MCL is safe but gains little. Here **{mcl['method']}** significantly harms "
-                   f"{mcl['significant_harm_rate']:.0f}% of its runs, with a mean Δ of {mcl['mean_delta']:+.2f} pp"
-                   + (f" (DP: {dp['mean_delta']:+.2f} pp)" if dp is not None else "") + ": "
-                   + ("agrees." if safe and small else "disagrees." if not safe and not small else "partly agrees."))
-
-    ranked = [by_name[m] for m in PAPER_ORDER if m in by_name]
-    if len(ranked) >= 3:
-        ours = sorted(ranked, key=lambda r: -r["median_success_rate"])
-        concordant = discordant = total = 0
-        for i in range(len(ranked)):
-            for j in range(i + 1, len(ranked)):
-                a, b = ranked[i]["median_success_rate"], ranked[j]["median_success_rate"]
-                concordant += a > b
-                discordant += a < b
-                total += 1
-        out.append("Ranking by median success rate, paper: " + " > ".join(r["method"] for r in ranked)
-                   + "; this study: " + " > ".join(r["method"] for r in ours)
-                   + f" ({concordant} of {total} method pairs in the paper's order, {discordant} reversed, "
-                   f"{total - concordant - discordant} tied).")
-    if dp is not None and not summary.size_correlation.empty:
-        corr = summary.size_correlation.set_index("method")
-        if dp["method"] in corr.index and not pd.isna(corr.loc[dp["method"], "delta_size_spearman"]):
-            rho = float(corr.loc[dp["method"], "delta_size_spearman"])
-            out.append(f"Paper: larger students receive more. Here the rank correlation of student size and mean Δ "
-                       f"under **{dp['method']}** is {rho:+.2f} over {int(corr.loc[dp['method'], 'students'])} students: "
-                       + ("agrees." if rho > 0.2 else "disagrees." if rho < -0.2 else "no clear trend."))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,6 +293,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
 
     report = Report(f"Transfer study: {spec.get('name', study_dir.name)}")
+    report.text("**Verdict.** " + " ".join(verdict(summary)))  # what teaches, what is safe, how much of the available gain was taken
     runs = summary.runs
     pairs = runs[runs["teacher"] != ""].drop_duplicates(["student", "teacher"]) if len(runs) else runs
     n_models = len((set(runs["student"]) | set(runs["teacher"])) - {""}) if len(runs) else 0
@@ -563,7 +315,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     report.table(headline_table(summary),
                  "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
                  "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
-                 "(one-sided exact McNemar, p < 0.05, % of runs). Paper: ImageNet, 20 students × 20 teachers "
+                 f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
                  "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
                  "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
                  "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
@@ -589,7 +341,7 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     report.heading("By teacher strength")
     report.table(bucket_table(summary), "Pooled success rate / mean Δ (pp) (number of runs) per teacher-strength "
                                         "bucket, acc(T) − acc(S0) in pp.")
-    report.table(harm_table(summary), "Significant gain / significant harm rate per bucket (% of runs, p < 0.05).")
+    report.table(harm_table(summary), f"Significant gain / significant harm rate per bucket (% of runs, p < {SIGNIFICANCE:g}).")
     report.figure(figs.delta_by_bucket(summary, fig_dir / "delta_by_bucket.png"),
                   "Mean transfer delta per teacher-strength bucket and method (± standard error over runs).")
 
@@ -612,8 +364,8 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
     if not summary.size_correlation.empty:
         corr = summary.size_correlation
         report.text("Rank correlation (Spearman) of student parameter count and mean Δ: " + "; ".join(
-            f"`{r.method}` {r.delta_size_spearman:+.2f}" for r in corr.itertuples() if not pd.isna(r.delta_size_spearman))
-            + ".")
+            f"`{r.method}` {r.delta_size_spearman:+.2f} (n={r.students} students)" for r in corr.itertuples()
+            if not pd.isna(r.delta_size_spearman)) + ".")
 
     teacher_section(report, summary, spec, fig_dir)  # what makes a good teacher and student (teacher_analysis)
 

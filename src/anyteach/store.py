@@ -74,7 +74,7 @@ def _schema() -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (
-  ref TEXT PRIMARY KEY, name TEXT, family TEXT, num_params INTEGER, eval_acc REAL);
+  ref TEXT PRIMARY KEY, name TEXT, family TEXT, num_params INTEGER, eval_acc REAL, identity TEXT);
 CREATE TABLE IF NOT EXISTS runs (
   {runs},
   UNIQUE (label, method, student, teacher, seed, options, data));
@@ -127,6 +127,9 @@ class StudyStore:
 
     def _migrate(self) -> None:
         """Columns added since schema 1 (a store written by an older anyteach gains them)."""
+        models = {row[1] for row in self.conn.execute("PRAGMA table_info(models)")}
+        if "identity" not in models:
+            self.conn.execute("ALTER TABLE models ADD COLUMN identity TEXT")
         runs = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
         for name in AVAILABLE_METRICS:
             if name not in runs:
@@ -172,13 +175,25 @@ class StudyStore:
                               (key, value))
 
     def add_models(self, models: Iterable[Mapping[str, Any]]) -> None:
-        """Insert or update the study's models (`ref, name, family, num_params, eval_acc`)."""
+        """Insert or update the study's models (`ref, name, family, num_params, eval_acc, identity`); a
+        model whose content identity changed loses its stored eval accuracy."""
         with self._transaction():
             for m in models:
                 self.conn.execute(
-                    "INSERT INTO models VALUES (:ref, :name, :family, :num_params, :eval_acc) ON CONFLICT(ref) DO "
-                    "UPDATE SET name=excluded.name, family=excluded.family, num_params=excluded.num_params, "
-                    "eval_acc=COALESCE(excluded.eval_acc, models.eval_acc)", dict(m))
+                    "INSERT INTO models (ref, name, family, num_params, eval_acc, identity) VALUES (:ref, :name, "
+                    ":family, :num_params, :eval_acc, :identity) ON CONFLICT(ref) DO UPDATE SET name=excluded.name, "
+                    "family=excluded.family, num_params=excluded.num_params, eval_acc=CASE WHEN "
+                    "models.identity IS excluded.identity THEN COALESCE(excluded.eval_acc, models.eval_acc) ELSE "
+                    "excluded.eval_acc END, identity=excluded.identity", {"identity": None, **dict(m)})
+
+    def identities(self) -> dict[str, str]:
+        """The content identities the study last ran with: model ref -> weights digest, and
+        `data:<ref>` -> the dataset's identity."""
+        out = {ref: identity for ref, identity in self.conn.execute("SELECT ref, identity FROM models") if identity}
+        stored = self.meta("data_identities")
+        if stored:
+            out.update({f"data:{ref}": identity for ref, identity in json.loads(stored).items()})
+        return out
 
     def add_run(self, row: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> bool:
         """Write one finished run and its history in one transaction.
@@ -190,6 +205,14 @@ class StudyStore:
         if missing:
             raise ValueError(f"run row lacks {missing}")
         with self._transaction():
+            if self.conn.execute("SELECT 1 FROM runs WHERE run_key=?", (row["run_key"],)).fetchone():
+                return False
+            # the same run over other contents (a model file overwritten, images edited): its old row
+            # describes what no longer exists, and the new one takes its place
+            same = "label=? AND method=? AND student=? AND teacher=? AND seed=? AND options=? AND data=?"
+            values = [row[f] for f in ("label", "method", "student", "teacher", "seed", "options", "data")]
+            self.conn.execute(f"DELETE FROM history WHERE run_key IN (SELECT run_key FROM runs WHERE {same})", values)
+            self.conn.execute(f"DELETE FROM runs WHERE {same}", values)
             cur = self.conn.execute(
                 f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))}) "
                 "ON CONFLICT DO NOTHING", [row[f] for f in RUN_FIELDS])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from .metrics import BUCKETS, strength_bucket, teacher_strength
 from .models import load_model
 from .predictions import check_compatible, predict
 from .store import StudyStore, run_row
+from .trackers import check_trackers
+from .transfer import model_identity
 from .study_spec import (MethodSpec, PairSpec, StudySpec, build_study_spec, load_study_spec, run_options,
                          spec_key)
 
@@ -46,6 +49,7 @@ class ModelEntry:
     family: str
     num_params: int
     eval_acc: float | None = None
+    identity: str = ""  # content identity (weights digest): a model file overwritten is another model
 
 
 def describe_models(refs: Sequence[str], data: str, accuracies: bool = False) -> list[ModelEntry]:
@@ -65,7 +69,8 @@ def describe_models(refs: Sequence[str], data: str, accuracies: bool = False) ->
         model = load_model(ref)
         check_compatible(model, dataset)
         acc = predict(model, dataset, "eval").accuracy if accuracies else None
-        entries.append(ModelEntry(ref, model.info.name, model.info.family, int(model.info.num_params), acc))
+        entries.append(ModelEntry(ref, model.info.name, model.info.family, int(model.info.num_params), acc,
+                                  model_identity(model)))
     return entries
 
 
@@ -147,12 +152,15 @@ class RunSpec:
     seed: int
     options: str  # JSON, sorted keys: the study recipe merged with the method's options
     data: str
+    content: str = ""  # what was read: the models' weight digests and the data's identity (manifests)
 
     @property
     def key(self) -> str:
-        """Stable identity: the store's primary key and the run directory's suffix."""
+        """Stable identity: the store's primary key and the run directory's suffix. It includes the
+        content identities of the models and the data, so overwriting a model file or editing an image
+        makes another run (never a stale result under the old key)."""
         return text_digest(json.dumps([self.label, self.method, self.student, self.teacher, self.seed,
-                                       self.options, self.data]), 20)
+                                       self.options, self.data, self.content]), 20)
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -173,6 +181,7 @@ class StudyPlan:
     models: list[ModelEntry]
     pairs: list[tuple[ModelEntry, ModelEntry]]
     runs: list[RunSpec]
+    data_identities: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> dict[str, str]:
@@ -215,6 +224,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     """
     models = describe_models(spec.models, spec.data, accuracies=spec.pairs.balanced)
     pairs = recommended_study_pairs(spec, models) if spec.pairs.recommended else sample_pairs(models, spec.pairs)
+    identity = {m.ref: m.identity for m in models}
+    data_identity = data_identities(spec)
     runs: list[RunSpec] = []
     seen_students: set[str] = set()
     for student, teacher in pairs:
@@ -223,11 +234,37 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 continue
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             for seed in spec.seeds:
+                data = method.data or spec.data
+                content = json.dumps([identity[student.ref], None if method.teacher_free else identity[teacher.ref],
+                                      data_identity[data]])
                 runs.append(RunSpec(method.label, method.name, student.ref,
-                                    None if method.teacher_free else teacher.ref, seed, options,
-                                    method.data or spec.data))
+                                    None if method.teacher_free else teacher.ref, seed, options, data, content))
         seen_students.add(student.ref)
-    return StudyPlan(spec, models, pairs, runs)
+    return StudyPlan(spec, models, pairs, runs, data_identity)
+
+
+def data_identities(spec: StudySpec) -> dict[str, str]:
+    """Each dataset reference of a study (its own and its methods') -> its content identity."""
+    refs = dict.fromkeys([spec.data, *(m.data for m in spec.methods if m.data)])
+    return {ref: load_dataset(ref).identity for ref in refs}
+
+
+def content_changes(store: StudyStore, plan: StudyPlan) -> list[str]:
+    """What changed since the store last planned this study: one line per model file whose weights
+    or dataset whose files differ (their runs then run again under new keys)."""
+    before = store.identities()
+    notes = []
+    for m in plan.models:
+        old = before.get(m.ref)
+        if old and m.identity and old != m.identity:
+            notes.append(f"model {m.ref} changed since the last run of this study (weights {old[:12]} -> "
+                         f"{m.identity[:12]}): its runs run again")
+    for ref, identity in plan.data_identities.items():
+        old = before.get(f"data:{ref}")
+        if old and old != identity:
+            notes.append(f"data {ref} changed since the last run of this study (files added, removed, edited or "
+                         "relabelled): its runs run again")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +282,7 @@ class StudyOutcome:
     failed: list[tuple[str, str]]  # (run key, error)
     seconds: float
     held_back: list[str] = field(default_factory=list)  # failed earlier (diverged, corrupt) and not retried
+    changed: list[str] = field(default_factory=list)  # models or data whose content changed since the last run
 
     @property
     def complete(self) -> bool:
@@ -261,7 +299,7 @@ LOCK_FILE = ".driver.lock"
 def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str | Path, *,
               workers: int | None = None, executor: str | None = None, address: str | None = None,
               progress: bool = True, on_run: Callable[[dict[str, Any]], None] | None = None,
-              retry_failed: bool = False) -> StudyOutcome:
+              retry_failed: bool = False, log: Sequence[str] = ()) -> StudyOutcome:
     """Run a transfer study into `study_dir` (resumable: finished runs are skipped).
 
     Args:
@@ -276,6 +314,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         on_run: called in the driver with each finished run's store row.
         retry_failed: also run again the runs that failed as diverged (same options: same outcome,
             unless the code changed) or with a corrupt checkpoint (restarted from scratch).
+        log: experiment trackers for every run (`trackers.TRACKERS`), one tracker run per transfer run.
 
     Returns:
         A `StudyOutcome`.
@@ -289,6 +328,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
     """
     start = time.perf_counter()
     spec = load_study_spec(spec, workers=workers, executor=executor, address=address)
+    log = check_trackers(log)
     plan = plan_study(spec)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -297,8 +337,13 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                           "or stop it (its finished runs are kept)")
     with lock, StudyStore(study_dir) as store:
         write_text(study_dir / STUDY_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        changes = content_changes(store, plan)
+        if progress:
+            for note in changes:
+                print(note, file=sys.stderr)
         store.set_meta("spec", json.dumps(spec.to_dict()))
         store.add_models([dataclasses.asdict(m) for m in plan.models])
+        store.set_meta("data_identities", json.dumps(plan.data_identities))
         store.set_plan([r.key for r in plan.runs])
         done = store.finished_keys()
         failed_before = store.failure_kinds()
@@ -309,7 +354,8 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         skipped = len(plan.runs) - len(todo) - len(held_back)
         threads = int(spec.resources.get("num_cpus", 1)) if spec.executor == "ray" else int(spec.workers > 1)
         tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads, spec.imports,
-                         restart=failed_before.get(run.key) == "corrupt-checkpoint") for run in todo]
+                         restart=failed_before.get(run.key) == "corrupt-checkpoint", log=tuple(log))
+                 for run in todo]
         failed: list[tuple[str, str]] = []
         finished = 0
         bar = _Progress(len(plan.runs), skipped, progress)
@@ -332,7 +378,7 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                 if on_run is not None:
                     on_run(row)
     return StudyOutcome(study_dir, len(plan.runs), skipped, finished, failed, time.perf_counter() - start,
-                        [r.key for r in held_back])
+                        [r.key for r in held_back], changes)
 
 
 class _Progress:

@@ -21,8 +21,9 @@ import yaml
 
 from .data import load_dataset
 from .errors import AnyteachError
+from .executors import EXECUTORS
 from .methods import METHODS, get_method
-from .options import METHOD_OPTIONS, TRAINING_OPTIONS
+from .options import MAX_SEED, METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 from .recipes import get_recipe, with_fraction
 from .registry import import_plugins
 from .transfer import resolve_run_options
@@ -32,10 +33,9 @@ STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced", "recommended", "method")
 METHOD_KEYS = ("name", "label", "options", "data")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
-EXECUTORS = ("local", "ray")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
-RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "seed", "progress", "overwrite",
-                              "stop_after_epoch", "on_epoch"})
+RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "progress", "overwrite",
+                              "stop_after_epoch", "on_epoch", *PER_RUN_OPTIONS})
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
@@ -155,7 +155,7 @@ def _check_keys(obj: Any, allowed: Sequence[str], path: str) -> dict[str, Any]:
     return dict(obj)
 
 
-def _as_int(value: Any, path: str, minimum: int | None = None) -> int:
+def _as_int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
             value = int(value)
@@ -163,6 +163,8 @@ def _as_int(value: Any, path: str, minimum: int | None = None) -> int:
             raise AnyteachError(f"{spec_key(path)} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise AnyteachError(f"{spec_key(path)} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise AnyteachError(f"{spec_key(path)} must be <= {maximum}, got {value}")
     return value
 
 
@@ -225,14 +227,18 @@ def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> No
 
 
 def run_options(method: MethodSpec, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of one method's runs: the study recipe, then the method's own options over it.
+    """The options of one method's runs: the preset's own recipe (`MethodPreset.recipe`), the study
+    recipe over it, then the method's own options over both.
 
     A recipe's method options (e.g. `temperature`) go only to the methods that use them, so one
-    recipe serves every method; a method's own options must all apply to it.
+    recipe serves every method; a method's own options must all apply to it. The preset's recipe is
+    written out so that the store's options (and the pairing with a control of the same budget)
+    say how the runs really trained.
     """
-    used = set(get_method(method.name).option_names)
+    preset = get_method(method.name)
+    used = set(preset.option_names)
     shared = {k: v for k, v in recipe.items() if k not in METHOD_OPTIONS or k in used}
-    return {**shared, **method.options}
+    return {**preset.recipe, **shared, **method.options}
 
 
 def _parse_method(item: Any, path: str) -> MethodSpec:
@@ -404,7 +410,7 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     seeds_raw = raw.get("seeds", [0])
     seeds_list = [seeds_raw] if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) else \
         _as_list(seeds_raw, "seeds")
-    seeds = tuple(_as_int(s, "seeds", 0) for s in seeds_list)
+    seeds = tuple(_as_int(s, "seeds", 0, MAX_SEED) for s in seeds_list)
     if not seeds or len(set(seeds)) != len(seeds):
         raise AnyteachError(f"{spec_key('seeds')} must be a non-empty list of distinct integers, got {seeds_raw!r}")
 
@@ -488,13 +494,43 @@ def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = N
     return load_study_spec(raw, **overrides)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base loader says so
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where (PyYAML's own text spans several lines)."""
+    problem = getattr(error, "problem", None) or getattr(error, "reason", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(error).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AnyteachError(f"study file not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text())
+    try:  # bytes: PyYAML reads the byte-order mark (UTF-8, UTF-16) and refuses other encodings in one error
+        loaded = yaml.load(path.read_bytes(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except OSError as e:
+        raise AnyteachError(f"cannot read study file {path}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise AnyteachError(f"cannot read study file {path}: not valid YAML ({e})") from e
+        raise AnyteachError(f"cannot read study file {path}: not valid YAML ({_yaml_problem(e)})") from e
     if loaded is None:
         return {}
     if not isinstance(loaded, Mapping):

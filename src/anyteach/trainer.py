@@ -31,16 +31,17 @@ from torch import nn
 from . import distributed
 from ._io import json_ready, torch_save
 from .data import Dataset
-from .ddp import TrainingStudent, check_distributed_run, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
+from .ddp import TrainingStudent, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
 from .errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
 from .methods import (FROZEN, MIXED, SKIPPED, Calibration, MethodContext, MethodNeeds, TransferMethod,
-                      build_method, build_regulariser, ensemble_predictions, get_method)
+                      WeightRegulariser, build_method, build_regulariser, ensemble_predictions, get_method)
 from .metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
 from .models import Classifier
 from .optim import lr_factor, make_optimizer
 from .options import TrainingOptions
 from .predictions import cached_logits, model_logits, split_outputs
 from .runtime import Runtime, default_device
+from .seeds import augment_seed
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 DIVERGENCE_CHECK_STEPS = 25
@@ -178,10 +179,10 @@ class EvalReference:
             return {"ensemble_acc": None, "ensemble_maxconf_acc": None, "ensemble_delta": None}
         probs = torch.cat([self.before_logits.unsqueeze(0), self.teacher_logits.to(self.before_logits.dtype)])
         probs = probs.float().softmax(-1)
-        mean_acc = 100.0 * (probs.mean(0).argmax(1) == self.labels).float().mean().item()
+        mean_acc = 100.0 * (probs.mean(0).argmax(1) == self.labels).double().mean().item()
         maxconf = ensemble_predictions(self.before_logits, self.teacher_logits)[0]
-        maxconf_acc = 100.0 * (maxconf == self.labels).float().mean().item()
-        before_acc = 100.0 * (self.before == self.labels).float().mean().item()
+        maxconf_acc = 100.0 * (maxconf == self.labels).double().mean().item()
+        before_acc = 100.0 * (self.before == self.labels).double().mean().item()
         return {"ensemble_acc": mean_acc, "ensemble_maxconf_acc": maxconf_acc, "ensemble_delta": mean_acc - before_acc}
 
     def row(self, predictions: torch.Tensor, epoch: int | None = None) -> dict[str, Any]:
@@ -191,7 +192,7 @@ class EvalReference:
         if self.teacher_reference is not None:
             row = transfer_metrics(before, predictions, self.teacher_reference, labels, self.top_classes)
             if len(self.teacher_logits) > 1:
-                accs = [100.0 * (p == labels).float().mean().item() for p in self.teacher_logits.argmax(2)]
+                accs = [100.0 * (p == labels).double().mean().item() for p in self.teacher_logits.argmax(2)]
                 row["teacher_acc"], row["teacher_accs"] = max(accs), accs
         else:
             row = transfer_metrics(before, predictions, before, labels)
@@ -331,6 +332,76 @@ class TrainOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
+# The training state
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds, in one place: what `state_dict` writes and `load_state_dict`
+    restores, so a resumed run continues to bitwise the same weights on CPU.
+
+    Attributes:
+        student: the student being trained (its `Classifier`, not the DDP/compile wrapper).
+        method: the preset made concrete (CRD's projections and memory bank are its state).
+        optimizer: the optimiser of the student's and the method's parameters.
+        regulariser: the weight regulariser (the no-op `WeightRegulariser` for a preset without one).
+        augment_rng: the generator of the data augmentation.
+        device: where the run trains (its CUDA RNG states are saved too).
+        history: metrics rows, epoch 0 first.
+        epoch: the last finished epoch.
+        step: optimiser steps taken.
+    """
+
+    student: nn.Module
+    method: TransferMethod
+    optimizer: torch.optim.Optimizer
+    regulariser: WeightRegulariser
+    augment_rng: torch.Generator
+    device: torch.device
+    history: list[dict[str, Any]]
+    epoch: int = 0
+    step: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint (`CHECKPOINT_FORMAT`): plain tensors, numbers and a JSON history."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "step": self.step,
+            "student": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "regulariser": self.regulariser.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "history": json.dumps(self.history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], restore_rng: bool = True) -> None:
+        """Restore what `state_dict` wrote.
+
+        Args:
+            state: a checkpoint of this run.
+            restore_rng: also restore the random states (False under DDP, where every epoch
+                re-seeds each rank: `anyteach.ddp`).
+
+        Raises:
+            KeyError, RuntimeError, ValueError, TypeError: the checkpoint does not fit this run.
+        """
+        self.student.load_state_dict(state["student"])
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.regulariser.load_state_dict(state["regulariser"])
+        if restore_rng:
+            torch.set_rng_state(state["rng"]["torch"])
+            self.augment_rng.set_state(state["rng"]["augment"])
+            if self.device.type == "cuda" and state["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.history = json.loads(state["history"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+
+
+# ---------------------------------------------------------------------------------------------
 # The trainer
 
 
@@ -362,8 +433,7 @@ class Trainer:
         self.method_options = dict(method_options)
         self.options = options
         self.lr = resolve_lr(options, method)
-        self.device = rank_device(resolve_device(options.device))
-        check_distributed_run(self.preset, options, self.device)
+        self.device = rank_device(resolve_device(options.device))  # the run was checked by `transfer.plan_run`
         self.runtime = Runtime.of(self.device, options)
         self.reporter = reporter or SilentReporter()
         self.student = sync_batchnorm(copy.deepcopy(student), options)
@@ -424,55 +494,59 @@ class Trainer:
             return self._ensemble(epoch0, on_epoch)
         context = self._method_context()
 
-        torch.manual_seed(opts.seed)  # what happened before must not change the training randomness
-        method = build_method(self.preset.name, self.method_options, context).to(self.device)
-        optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
-                                   self.lr, opts.weight_decay, opts.momentum)
-        regulariser = build_regulariser(self.preset, self.student, self.method_options, context)
-        augment_rng = torch.Generator().manual_seed(opts.seed + 7919)
-        history, epoch, step = [epoch0], 0, 0
+        state = self._new_state(context, epoch0)
         # every rank reads the checkpoint rank 0 wrote (the run directory is shared); rank 0 decides
         if checkpoint is not None and distributed.on_main(lambda: Path(checkpoint).exists()):
-            history, epoch, step = self._load(checkpoint, method, optimizer, regulariser, augment_rng)
+            self._load(checkpoint, state)
         if on_epoch is not None:  # also after a resume: a kill between checkpoint and metrics lost no row
-            on_epoch(history)
+            on_epoch(state.history)
 
-        self.reporter.start(opts.epochs, self.steps_per_epoch, history)
-        self.step_student = TrainingStudent(self.student, self.runtime)
+        self.reporter.start(opts.epochs, self.steps_per_epoch, state.history)
+        step_student = TrainingStudent(self.student, self.runtime)
         exported = None  # the model measured after the last epoch trained in this call (the last is always measured)
         try:
-            while epoch < opts.epochs:
-                epoch += 1
+            while state.epoch < opts.epochs:
+                state.epoch += 1
+                epoch = state.epoch
                 started = time.perf_counter()
-                step, train = self._train_epoch(epoch, method, optimizer, regulariser, augment_rng, step)
+                train = self._train_epoch(state, step_student)
                 train_seconds = time.perf_counter() - started
                 if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                     started = time.perf_counter()
-                    exported = regulariser.exported(self.student) if regulariser is not None else self.student
+                    exported = state.regulariser.exported(self.student)
                     row = self.reference.row(self.evaluate(exported), epoch)
-                    if regulariser is not None:
-                        row.update(json_ready(regulariser.chosen()))
-                    row.update(json_ready(train), steps=step, seconds_train=round(train_seconds, 3),
+                    row.update(json_ready(state.regulariser.chosen()))
+                    row.update(json_ready(train), steps=state.step, seconds_train=round(train_seconds, 3),
                                seconds_eval=round(time.perf_counter() - started, 3))
-                    history.append(row)
+                    state.history.append(row)
                     self.reporter.epoch(row)
                 if checkpoint is not None:
-                    distributed.on_main(lambda: self._save(checkpoint, history, epoch, step, method, optimizer,
-                                                           regulariser, augment_rng))
-                if on_epoch is not None and history[-1]["epoch"] == epoch:
-                    on_epoch(history)
+                    distributed.on_main(lambda: torch_save(checkpoint, state.state_dict()))
+                if on_epoch is not None and state.history[-1]["epoch"] == epoch:
+                    on_epoch(state.history)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < opts.epochs:
-                    return TrainOutcome(history, None, None, False)
+                    return TrainOutcome(state.history, None, None, False)
         finally:
             self.reporter.close()
-            self.step_student = None
+            del step_student
             if distributed.active():
                 # DDP's reducer sits in a reference cycle: collect it now, while its process group
                 # exists (collected after the group is destroyed, it aborts the process)
                 gc.collect()
         if exported is None:  # resumed after the last epoch: choose again (WiSE is a function of the weights)
-            exported = regulariser.exported(self.student) if regulariser is not None else self.student
-        return TrainOutcome(history, dict(history[-1]), exported, True)
+            exported = state.regulariser.exported(self.student)
+        return TrainOutcome(state.history, dict(state.history[-1]), exported, True)
+
+    def _new_state(self, context: MethodContext, epoch0: dict[str, Any]) -> TrainingState:
+        """A fresh training state: the method, its optimiser, the regulariser and the random states."""
+        opts = self.options
+        torch.manual_seed(opts.seed)  # what happened before must not change the training randomness
+        method = build_method(self.preset.name, self.method_options, context).to(self.device)
+        optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
+                                   self.lr, opts.weight_decay, opts.momentum)
+        regulariser = build_regulariser(self.preset, self.student, self.method_options, context)
+        augment_rng = torch.Generator().manual_seed(augment_seed(opts.seed))
+        return TrainingState(self.student, method, optimizer, regulariser, augment_rng, self.device, [epoch0])
 
     def _method_context(self) -> MethodContext:
         context = MethodContext(self.data.num_classes, transfer_labels=self.data.labels("transfer"),
@@ -507,12 +581,14 @@ class Trainer:
                                 num_workers=self.options.workers,
                                 shard=(distributed.rank(), distributed.world_size()))
 
-    def _train_epoch(self, epoch: int, method: TransferMethod, optimizer: torch.optim.Optimizer, regulariser,
-                     augment_rng: torch.Generator, step: int) -> tuple[int, dict[str, Any]]:
-        """One pass over the transfer split. Returns the step count and the epoch's training numbers:
+    def _train_epoch(self, state: TrainingState, step_student: nn.Module) -> dict[str, Any]:
+        """Epoch `state.epoch`: one pass over the transfer split, advancing `state`. Returns the epoch's
+        training numbers:
         mean loss terms (`train_loss`, `train_loss_kl`, ...) and, for methods with a target rule, the
         percent of transfer samples whose target came from each candidate (`routing`) and from any
         teacher (`routed_to_teacher`)."""
+        epoch, method, optimizer, regulariser = state.epoch, state.method, state.optimizer, state.regulariser
+        augment_rng, step = state.augment_rng, state.step
         self.student.train()
         method.train()
         if distributed.active():
@@ -526,7 +602,7 @@ class Trainer:
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
             frozen, teachers, features = self.outputs(x, index)
             with self._autocast():
-                out = method(self.step_student, x, y, index, frozen, teachers, features)
+                out = method(step_student, x, y, index, frozen, teachers, features)
             loss = sum(out.losses.values())
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step + 1, first_bad)
             optimizer.zero_grad(set_to_none=True)
@@ -536,8 +612,8 @@ class Trainer:
             optimizer.step()
             step += 1
             steps += 1
-            if regulariser is not None:
-                regulariser.after_step(self.student, step)
+            state.step = step
+            regulariser.after_step(self.student, step)
             for name, value in out.losses.items():
                 sums[name] = sums.get(name, 0.0) + value.detach()
             if out.target is not None:
@@ -557,7 +633,7 @@ class Trainer:
             train.update(routing.shares())
         if method.rule_params:
             train["calibration"] = dict(method.rule_params)
-        return step, train
+        return train
 
     def _check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:
         """Stop a run whose loss (or, at the end of an epoch, whose weights) became NaN or infinite.
@@ -588,7 +664,7 @@ class Trainer:
         """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
         predictions, routing = ensemble_predictions(self.reference.before_logits, self.reference.teacher_logits)
         final = self.reference.row(predictions)
-        final["routed_to_teacher"] = 100.0 * (routing > 0).float().mean().item()
+        final["routed_to_teacher"] = 100.0 * (routing > 0).double().mean().item()
         history = [epoch0]
         if on_epoch is not None:
             on_epoch(history)
@@ -596,23 +672,7 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _save(self, path: Path, history, epoch: int, step: int, method: nn.Module, optimizer, regulariser,
-              augment_rng: torch.Generator) -> None:
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "step": step,
-            "student": self.student.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "method": method.state_dict(),
-            "regulariser": regulariser.state_dict() if regulariser is not None else {},
-            "rng": {"torch": torch.get_rng_state(), "augment": augment_rng.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
-            "history": json.dumps(history),
-        }
-        torch_save(path, state)
-
-    def _load(self, path: Path, method: nn.Module, optimizer, regulariser, augment_rng: torch.Generator):
+    def _load(self, path: Path, state: TrainingState) -> None:
         """Restore the full training state from `path`.
 
         Raises:
@@ -623,27 +683,18 @@ class Trainer:
                                      "restart=True) to start this run from scratch")
 
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user-facing problem
             raise corrupt("truncated, damaged or not a checkpoint file") from e
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
             raise corrupt("not an anyteach checkpoint")
         try:
-            self.student.load_state_dict(state["student"])
-            method.load_state_dict(state["method"])
-            optimizer.load_state_dict(state["optimizer"])
-            if regulariser is not None:
-                regulariser.load_state_dict(state["regulariser"])
-            if not distributed.active():  # under DDP every epoch re-seeds each rank (anyteach.ddp)
-                torch.set_rng_state(state["rng"]["torch"])
-                augment_rng.set_state(state["rng"]["augment"])
-                if self.device.type == "cuda" and state["rng"]["cuda"]:
-                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-            return json.loads(state["history"]), int(state["epoch"]), int(state["step"])
+            # under DDP every epoch re-seeds each rank (anyteach.ddp)
+            state.load_state_dict(saved, restore_rng=not distributed.active())
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise corrupt(f"it does not fit this run: {str(e).splitlines()[0]}") from e
 
 
 __all__ = ["CHECKPOINT_FORMAT", "ORIGINAL_KEYS", "EvalReference", "ReferenceOutputs", "Reporter", "RoutingCounts",
-           "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions", "evaluate", "resolve_device", "resolve_lr",
+           "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions", "TrainingState", "evaluate", "resolve_device", "resolve_lr",
            "split_features"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,17 +41,15 @@ from ._io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_
 from .data import Dataset, load_dataset
 from .ddp import check_distributed_run, rank_device
 from .errors import AnyteachError, RunFailed
-from .methods import METHODS, get_method, resolve_method_options
+from .methods import METHODS, MethodPreset, get_method, resolve_method_options
 from .models import Classifier, load_model, save_model
 from .predictions import check_compatible
-from .options import TRAINING_OPTIONS, TrainingOptions, split_options
+from .options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
+from .trackers import RunTrackers, check_trackers, tracker_run_name
 from .trainer import Trainer, resolve_device, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetensors", "student.json", "final.json")
-# settings that do not change what a run computes (beyond rounding): a run may resume with different values
-_NOT_COMPARED = ("device", "eval_batch_size", "keep_checkpoints", "workers", "channels_last", "compile",
-                 "compile_backend")
 RUN_LOCK_WAIT = 10.0
 """Seconds a run waits for its directory's lock (held by a process still exiting) before giving up."""
 
@@ -120,12 +119,35 @@ class TransferResult(ExportedStudent):
             raise AnyteachError(f"{run_dir} is not a transfer run directory (no config.json)")
         config = read_json(run_dir / "config.json", "run configuration")
         metrics = run_dir / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] \
-            if metrics.exists() else []
+        history = _read_history(metrics) if metrics.exists() else []
         final_path = run_dir / "final.json"
         final = read_json(final_path, "final metrics") if final_path.exists() else None
+        if final is not None and not (isinstance(final, dict) and "student_acc" in final):
+            raise RunFailed(f"{final_path} is damaged (not a mapping of final metrics); run again with --restart "
+                            "to train this run again")
         student = run_dir / "student.safetensors"
         return cls(run_dir, config, history, final, student if student.exists() and final else None, final is not None)
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's `metrics.jsonl`.
+
+    Raises:
+        RunFailed: a row that is not a JSON object (the file was damaged after it was written).
+    """
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise RunFailed(f"{path} is damaged (line {number} is not a metrics row); run again with --restart to "
+                            "train this run again")
+        rows.append(row)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,15 +155,15 @@ class TransferResult(ExportedStudent):
 
 
 def resolve_run_options(method: str, options: Mapping[str, Any]) -> tuple[TrainingOptions, dict[str, Any]]:
-    """A run's keyword options validated and resolved: the training options (with the learning rate
-    the run uses) and the method's full option set.
+    """A run's keyword options validated and resolved: the training options (the preset's recipe
+    under the options given, with the learning rate the run uses) and the method's full option set.
 
     Raises:
         AnyteachError: an unknown method or option, an option the method does not use, or a value of the
             wrong type or out of range (the message names the option).
     """
     training_kw, method_kw = split_options(options)
-    training = TrainingOptions(**training_kw)
+    training = TrainingOptions(**{**get_method(method).recipe, **training_kw})  # the preset's recipe, then the run's
     method_options = resolve_method_options(method, method_kw)
     return dataclasses.replace(training, lr=resolve_lr(training, method)), method_options
 
@@ -175,7 +197,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
         for old, new in option.aliases:
             if c["training"][name] is old:
                 c["training"][name] = new
-    for key in _NOT_COMPARED:
+    for key in NOT_COMPARED:  # settings a run may resume with other values of
         c["training"].pop(key, None)
     return c
 
@@ -197,6 +219,17 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
     return f"{path} ({a!r} in the run, {b!r} now)"
 
 
+def _why(difference: str) -> str:
+    """What a configuration difference means, in words, where its path alone does not say."""
+    path = difference.split(" ", 1)[0]
+    if path.startswith("data.") and path.split(".")[1] in ("transfer", "eval", "calib", "train"):
+        split = path.split(".")[1]
+        return f": the files of the {split} split changed (images added, removed, edited or relabelled)"
+    if path.endswith(".identity"):
+        return ": the model file holds other weights"
+    return ""
+
+
 def default_run_dir(config: dict[str, Any]) -> Path:
     """Where a run goes when no `out` is given: the cache, keyed by everything that decides the run."""
     digest = text_digest(json.dumps(_comparable(config), sort_keys=True))
@@ -209,7 +242,9 @@ def default_run_dir(config: dict[str, Any]) -> Path:
 
 
 class ConsoleReporter:
-    """Live progress in the terminal (rich): a step bar per run and one table row per epoch."""
+    """Live progress: a step bar per run and one table row per epoch in a terminal; in a log (stderr
+    piped or redirected, a batch job) no bar but a plain line every `every_steps` steps or
+    `every_seconds` seconds inside an epoch, whichever comes first."""
 
     COLUMNS = (("epoch", "epoch", "{:d}"), ("acc %", "student_acc", "{:.2f}"), ("Δ pp", "transfer_delta", "{:+.2f}"),
                ("gain", "knowledge_gain", "{:.2f}"), ("loss", "knowledge_loss", "{:.2f}"),
@@ -218,12 +253,15 @@ class ConsoleReporter:
                ("train loss", "train_loss", "{:.4f}"), ("s", "seconds_train", "{:.1f}"))
     WIDTHS = (5, 6, 6, 5, 5, 6, 6, 6, 6, 10, 6)
 
-    def __init__(self, title: str, console=None):
+    def __init__(self, title: str, console=None, every_steps: int = 100, every_seconds: float = 30.0):
         from rich.console import Console
 
         self.title = title
         self.console = console or Console(stderr=True)
         self.progress = None
+        self.every_steps, self.every_seconds = every_steps, every_seconds
+        self.done = self.total = self.steps_per_epoch = 0
+        self.last_line = time.monotonic()
 
     def _line(self, row: dict[str, Any]) -> str:
         cells = []
@@ -241,14 +279,27 @@ class ConsoleReporter:
         for row in history:
             self.epoch(row)
         done = history[-1]["epoch"] if history else 0
+        self.done, self.total = done * steps_per_epoch, epochs * steps_per_epoch
+        self.steps_per_epoch, self.started, self.last_line = steps_per_epoch, time.monotonic(), time.monotonic()
+        if not self.console.is_terminal:
+            return
         self.progress = Progress(TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                  console=self.console, transient=True)
         self.progress.start()
         self.task = self.progress.add_task("steps", total=max(0, (epochs - done) * steps_per_epoch))
 
     def step(self) -> None:
+        self.done += 1
         if self.progress is not None:
             self.progress.advance(self.task)
+            return
+        now = time.monotonic()
+        if self.done % self.every_steps and now - self.last_line < self.every_seconds:
+            return
+        self.last_line = now
+        epoch, in_epoch = divmod(self.done - 1, max(self.steps_per_epoch, 1))
+        self.console.print(f"  step {self.done}/{self.total} (epoch {epoch + 1}, step {in_epoch + 1}/"
+                           f"{self.steps_per_epoch}), {now - self.started:.0f} s", highlight=False, soft_wrap=True)
 
     def epoch(self, row: dict[str, Any]) -> None:
         target = self.progress.console if self.progress is not None else self.console
@@ -353,9 +404,10 @@ class RunDir:
         if _comparable(existing) == _comparable(config):
             return None
         if not overwrite:
+            difference = _first_difference(_comparable(existing), _comparable(config))
             raise AnyteachError(f"{self.path} holds {self.what} with a different configuration (first difference: "
-                                f"{_first_difference(_comparable(existing), _comparable(config))}); "
-                                "choose another directory or pass overwrite")
+                                f"{difference}{_why(difference)}); choose another directory, or pass --overwrite "
+                                "(overwrite=True) to replace it")
         return existing
 
     @contextmanager
@@ -394,6 +446,85 @@ def check_method_options(method_options: Mapping[str, Any], dataset: Dataset) ->
                             f"{dataset.num_classes} classes")
 
 
+@dataclass
+class RunPlan:
+    """A run checked before anything is written: its options resolved and validated, its models and
+    data loaded and checked against each other, and the distributed checks passed (once, here).
+
+    Attributes:
+        method: the preset's name; `preset` the preset.
+        training: the resolved training options; `method_options` the method's.
+        options: the options as given (a multi-teacher run passes them on to its stages).
+        inputs: the loaded data and models.
+        device: where this rank trains.
+        overwrite, progress, stop_after_epoch: how the run is to be carried out.
+    """
+
+    method: str
+    preset: MethodPreset
+    training: TrainingOptions
+    method_options: dict[str, Any]
+    options: dict[str, Any]
+    inputs: RunInputs
+    device: torch.device
+    overwrite: bool = False
+    progress: bool = True
+    stop_after_epoch: int | None = None
+
+    def config(self, format: str, **extra: Any) -> dict[str, Any]:
+        """The run's configuration (see `RunInputs.config`)."""
+        return self.inputs.config(format, self.method, self.method_options, self.training, **extra)
+
+
+def check_teachers(preset: MethodPreset, teachers: Sequence[ModelArg]) -> None:
+    """A single transfer's teachers: one if the method needs one, none if it takes none, several
+    only for a method that routes between them.
+
+    Raises:
+        AnyteachError: naming the method and the remedy.
+    """
+    method = preset.name
+    if preset.needs_teacher and not teachers:
+        raise AnyteachError(f"method {method!r} needs a teacher")
+    if teachers and not preset.needs_teacher:
+        raise AnyteachError(f"method {method!r} takes no teacher (it trains on the labels or on the student's "
+                            f"own outputs); drop the teacher")
+    if len(teachers) > 1 and not preset.multi_teacher:
+        raise AnyteachError(f"method {method!r} takes one teacher, got {len(teachers)}; methods that route "
+                            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
+
+
+def plan_run(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, method: str,
+             options: Mapping[str, Any], check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
+             original: ModelArg | None = None, *, overwrite: bool = False, progress: bool = True,
+             stop_after_epoch: int | None = None) -> RunPlan:
+    """The planning step shared by `transfer` and `transfer_multi`: everything that can be refused
+    is refused here, before any model is trained and before the run directory is touched.
+
+    Args:
+        check: the teacher check of the caller (`check_teachers` for a single transfer), run
+            before any model is loaded.
+
+    Raises:
+        AnyteachError: an unknown method or option, a value out of range, teachers the method (or
+            the caller) does not take, a run that cannot train under the current process group,
+            models that do not fit the data.
+    """
+    # everything that needs no model: options, method, teachers, the process group
+    training, method_options = resolve_run_options(method, options)
+    preset = get_method(method)
+    if stop_after_epoch is not None and stop_after_epoch < 1:
+        raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
+    check(preset, teachers)
+    device = rank_device(resolve_device(training.device))
+    check_distributed_run(preset, training, device)
+    # models and data, checked against each other (on every rank: each must see them)
+    inputs = distributed.agree(lambda: load_run_inputs(student, teachers, data, original))
+    check_method_options(method_options, inputs.dataset)
+    return RunPlan(method, preset, training, method_options, dict(options), inputs, device, overwrite, progress,
+                   stop_after_epoch)
+
+
 def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
     """Save a transferred student as a model reference (safetensors + sidecar naming how it was made)."""
     model = model.to("cpu")
@@ -407,7 +538,7 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
              method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None,
              on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, original: ModelArg | None = None,
-             restart: bool = False, **options: Any) -> TransferResult:
+             restart: bool = False, log: Sequence[str] = (), **options: Any) -> TransferResult:
     """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
 
     Args:
@@ -425,6 +556,9 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             row is also measured against, as `vs_original`.
         restart: discard what the run directory holds of this run (checkpoint, metrics, result) and
             train it again from scratch (e.g. after a corrupt checkpoint).
+        log: experiment trackers (`trackers.TRACKERS`: tensorboard, wandb, mlflow): one tracker run
+            per call that trains, named after the pair and the method, with the configuration and
+            every evaluated epoch's metrics.
         **options: training options (`options.TRAINING_OPTIONS`: epochs, lr, batch_size, optimizer,
             weight_decay, momentum, seed, augment, ...) and method options (`options.METHOD_OPTIONS`:
             temperature, top_k, alpha, ...); `anyteach transfer --help` lists them all.
@@ -441,28 +575,13 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             student is exported), the checkpoint is corrupt (`CorruptCheckpoint`: pass `restart`),
             or the disk filled up (earlier files are kept).
     """
-    # 1. everything that needs no model: options, method
-    resolved, method_options = resolve_run_options(method, options)
-    preset = get_method(method)
-    if stop_after_epoch is not None and stop_after_epoch < 1:
-        raise AnyteachError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
-    teacher_refs = as_model_list(teacher)
-    if preset.needs_teacher and not teacher_refs:
-        raise AnyteachError(f"method {method!r} needs a teacher")
-    if teacher_refs and not preset.needs_teacher:
-        raise AnyteachError(f"method {method!r} takes no teacher (it trains on the labels or on the student's "
-                            f"own outputs); drop the teacher")
-    if len(teacher_refs) > 1 and not preset.multi_teacher:
-        raise AnyteachError(f"method {method!r} takes one teacher, got {len(teacher_refs)}; methods that route "
-                            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
-
-    check_distributed_run(preset, resolved, rank_device(resolve_device(resolved.device)))
-
-    # 2. models and data, checked against each other (on every rank: each must see them)
-    inputs = distributed.agree(lambda: load_run_inputs(student, teacher_refs, data, original))
+    # 1-2. options, method, teachers, process group, models and data: checked before anything is written
+    trackers = check_trackers(log)
+    plan = plan_run(student, as_model_list(teacher), data, method, options, original=original,
+                    stop_after_epoch=stop_after_epoch)
+    preset, resolved, method_options, inputs = plan.preset, plan.training, plan.method_options, plan.inputs
     dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
-    check_method_options(method_options, dataset)
-    config = inputs.config(CONFIG_FORMAT, method, method_options, resolved)
+    config = plan.config(CONFIG_FORMAT)
 
     # 3. the run directory: new, resumed, finished, or in conflict (nothing is written yet; under
     #    torchrun rank 0 decides and every rank gets its answer)
@@ -500,7 +619,12 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
             for name in RUN_FILES[1:]:
                 (run_dir / name).unlink(missing_ok=True)
 
-    with run.claim(config, prepare=clear):
+    tracked = None
+    if trackers and distributed.is_main():
+        tracked = RunTrackers(trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method),
+                              config, run_dir)
+        write_metrics = _also_tracked(write_metrics, tracked)
+    with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
         if not outcome.finished:
             return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
@@ -523,6 +647,25 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
-__all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "TransferResult", "as_model_list", "data_entry",
+def _also_tracked(write_metrics: Callable[[list[dict[str, Any]]], None],
+                  tracked: RunTrackers) -> Callable[[list[dict[str, Any]]], None]:
+    def both(history: list[dict[str, Any]]) -> None:
+        write_metrics(history)
+        tracked.log(history)
+
+    return both
+
+
+@contextmanager
+def _closing(tracked: RunTrackers | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if tracked is not None:
+            tracked.close()
+
+
+__all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "RunPlan", "TransferResult", "as_model_list",
+           "check_teachers", "plan_run", "data_entry",
            "default_run_dir", "export_student", "load_run_inputs", "model_entry", "model_identity", "RunDir", "check_method_options",
            "resolve_run_options", "split_options", "transfer"]

@@ -17,10 +17,13 @@ from typing import Any, Sequence
 from .._io import cache_dir, text_digest
 from ..errors import AnyteachError
 from ..models import Classifier, load_saved, register_reference_kind
+from ..registry import Registry
 from . import mnist1d as _mnist1d
 from .recipe import ZooMember
 
-ZOOS = {"mnist1d": _mnist1d}
+ZOOS: Registry = Registry("zoo")
+"""The built-in zoos by name: each a module with the zoo's recipe (`MEMBERS`, its data, ...)."""
+ZOOS.add("mnist1d", _mnist1d)
 """Built-in zoo recipes by name: modules with `MEMBERS` (a list of `ZooMember`) and `DATA`."""
 
 

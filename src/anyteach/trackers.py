@@ -1,0 +1,166 @@
+"""Experiment trackers for transfer runs: TensorBoard, Weights & Biases, MLflow (any combination,
+each an optional package: `pip install 'anyteach[tensorboard]'`, `[wandb]`, `[mlflow]`).
+
+A transfer run with `log=("tensorboard", ...)` opens one tracker run per transfer run, named after
+the pair and the method (`mlp <- gru: kl+dp`), records the run's configuration, and logs every
+evaluated epoch's numeric metrics at step = epoch (epoch 0 is the student before transfer). Where
+each writes follows the tool's own settings: TensorBoard event files go into the run directory's
+`tensorboard/`; W&B honours `WANDB_MODE` (`offline` writes under the run directory's `wandb/`),
+`WANDB_PROJECT` (default `anyteach`) and its login; MLflow honours `MLFLOW_TRACKING_URI` and
+`MLFLOW_EXPERIMENT_NAME` (default `anyteach`). Nothing here is needed to run anyteach: trackers are
+never imported unless named.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import AnyteachError
+
+TRACKERS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+}
+"""Tracker name -> (the module it needs, the anyteach extra that installs it)."""
+
+
+def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
+    """The tracker names, checked: known and installed.
+
+    Raises:
+        AnyteachError: an unknown tracker, or one whose package is not installed (naming the extra).
+    """
+    checked = []
+    for name in names:
+        name = name.strip().lower()
+        if name not in TRACKERS:
+            raise AnyteachError(f"unknown tracker {name!r} for --log; trackers: {', '.join(TRACKERS)}")
+        module, extra = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise AnyteachError(f"--log {name} needs the {module} package: pip install 'anyteach[{extra}]'")
+        if name not in checked:
+            checked.append(name)
+    return tuple(checked)
+
+
+def scalar_metrics(row: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a metrics row, nested keys joined by `/` (`vs_original/transfer_delta`);
+    texts, lists and missing values are left out."""
+    out: dict[str, float] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(scalar_metrics(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A run's configuration as flat `key: text` pairs (what MLflow parameters hold)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_config(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return out
+
+
+class _TensorBoard:
+    def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer.add_text("run", run_name)
+        self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, default=str) + "\n```")
+
+    def log(self, epoch: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _WandB:
+    def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
+        import wandb
+
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "anyteach"), name=run_name, config=dict(config),
+                              dir=str(run_dir), reinit="create_new")
+
+    def log(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.run.log({"epoch": epoch, **metrics}, step=epoch)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class _MLflow:
+    def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient()
+        experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "anyteach")
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        experiment_id = experiment.experiment_id if experiment is not None else \
+            self.client.create_experiment(experiment_name)
+        self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        params = [Param(k, v[:6000]) for k, v in flat_config(config).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def log(self, epoch: int, metrics: dict[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
+_OPENERS = {"tensorboard": _TensorBoard, "wandb": _WandB, "mlflow": _MLflow}
+
+
+class RunTrackers:
+    """The trackers of one transfer run: `log(history)` after each evaluated epoch logs the rows not
+    logged yet; `close()` at the end (also after a failure: what was logged stays)."""
+
+    def __init__(self, names: Sequence[str], run_name: str, config: Mapping[str, Any], run_dir: str | Path):
+        self.opened = [_OPENERS[name](run_name, config, Path(run_dir)) for name in check_trackers(names)]
+        self.logged_epoch = -1
+
+    def log(self, history: Sequence[Mapping[str, Any]]) -> None:
+        for row in history:
+            epoch = int(row.get("epoch", -1))
+            if epoch <= self.logged_epoch:
+                continue
+            metrics = scalar_metrics({k: v for k, v in row.items() if k != "epoch"})
+            for tracker in self.opened:
+                tracker.log(epoch, metrics)
+            self.logged_epoch = epoch
+
+    def close(self) -> None:
+        for tracker in self.opened:
+            tracker.close()
+
+
+def tracker_run_name(student: str, teachers: Sequence[str], method: str) -> str:
+    """`mlp <- gru: kl+dp` (no teacher: `mlp: xe`)."""
+    return f"{student} <- {', '.join(teachers)}: {method}" if teachers else f"{student}: {method}"
+
+
+__all__ = ["RunTrackers", "TRACKERS", "check_trackers", "flat_config", "scalar_metrics", "tracker_run_name"]
