@@ -196,6 +196,15 @@ CASES = [
          code=1),
     Case("summary", "flips --json-out naming a directory",
          ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json-out", "{dir}/emptydir"), "is a directory"),
+    # ranking teachers
+    Case("teachers", "data without a calib split", ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data}"),
+         "has no calib split"),
+    Case("teachers", "a method without a forecast",
+         ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--method", "xe"),
+         "no forecast for method 'xe'"),
+    Case("teachers", "a forecaster file that is not one",
+         ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--forecaster", "{dir}/a_file"),
+         "cannot read forecaster"),
 ]
 
 

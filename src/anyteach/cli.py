@@ -744,6 +744,56 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Print JS
     console.print(table)
 
 
+@app.command()
+def teachers(student: str = typer.Argument(..., help="Student model reference (or its name in --zoo)."),
+             zoo: str = typer.Option(..., "--zoo", help="Candidate teachers: a zoo (mnist1d, zoo:mnist1d@1) or "
+                                     "comma-separated model references."),
+             data: str = typer.Option(..., "--data", help="Dataset with a calib split, e.g. mnist1d:calib=5000 "
+                                      "(every signal is measured there, never on eval)."),
+             method: Optional[str] = typer.Option(None, "--method", help="Method whose gain is forecast "
+                                                  "(default: the teaching preset pl+ens+wise)."),
+             fit: Optional[Path] = typer.Option(None, "--fit", help="Re-fit the forecaster on this finished study "
+                                                "first (written to STUDY_DIR/forecaster.json)."),
+             forecaster: Optional[Path] = typer.Option(None, "--forecaster", help="A forecaster file (default: the "
+                                                       "shipped one)."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+             plots: Optional[Path] = typer.Option(None, "--plots", help="Write a PNG of the ranking here.")) -> None:
+    """Rank every candidate teacher of a student by the forecast gain beyond the no-teacher control."""
+    from rich import box
+
+    from .forecast import DEFAULT_METHOD, Forecaster, ranking_figure, rank_teachers, shipped_forecaster
+    from .models import display_name as short
+
+    chosen = Forecaster.load(forecaster) if forecaster is not None else shipped_forecaster()
+    if fit is not None:
+        from .teacher_analysis import fit_from_study
+
+        chosen = fit_from_study(fit, data, base=chosen)
+        err_console.print(f"re-fitted on {fit}: {chosen.save(fit / 'forecaster.json')}", highlight=False)
+    ranking = rank_teachers(student, zoo, data, method=method or DEFAULT_METHOD, forecaster=chosen,
+                            on_model=None if as_json else lambda ref: err_console.print(f"  predictions: {ref}"))
+    if plots is not None:
+        err_console.print(f"wrote {ranking_figure(ranking, plots / 'teachers.png')}")
+    if as_json:
+        print(json.dumps(ranking.as_dict(), indent=2))
+        return
+    t = ranking.table
+    table = Table(title=f"teachers for {short(ranking.student)}: forecast Δ of {ranking.method} beyond "
+                        f"{ranking.control} (signals on the calib split of {ranking.data})")
+    why = {"available_gain": "avail.", "complementary_knowledge": "compl.", "accuracy_difference": "acc. gap"}
+    table.box, table.padding, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, (0, 0), False, True
+    for col, justify in (("#", "right"), ("teacher", "left"), ("acc %", "right"), ("strength", "left"),
+                         ("compl. %", "right"), ("avail. pp", "right"), ("forecast pp", "right"), ("why", "left")):
+        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))
+    for r in t.itertuples():
+        table.add_row(str(r.rank), short(r.teacher), f"{r.teacher_acc:.2f}", r.bucket,
+                      f"{r.complementary_knowledge:.2f}", f"{r.available_gain:+.2f}",
+                      f"{r.forecast:+.2f} ±{ranking.forecast.half_width:.2f}", why.get(r.top_signal, r.top_signal))
+    console.print(table)
+    console.print(f"student accuracy {t['student_acc'].iloc[0]:.2f}% (calib); forecaster: "
+                  f"{ranking.forecast.sentence()}; {ranking.seconds:.1f} s", highlight=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # demo
 

@@ -30,6 +30,7 @@ from .aggregate import SIGNIFICANCE, StudySummary, summarize
 from .errors import AnyteachError
 from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
 from .store import StudyStore
+from .teacher_analysis import teacher_section
 from .metrics import BUCKETS
 
 FIGURE_DIR = "figures"
@@ -426,6 +427,7 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
             f"{_code(r.method)} " + (UNDEFINED if pd.isna(r.delta_size_spearman)
                                      else f"{r.delta_size_spearman:+.2f} (n={r.students} students)")
             for r in corr.itertuples()) + ".")
+    teacher_section(report, summary, record.spec, fig_dir)  # what makes a good teacher and student (teacher_analysis)
     return report
 
 

@@ -188,6 +188,34 @@ class StudyPlan:
         return {m.ref: m.name for m in self.models}
 
 
+def recommended_study_pairs(spec: StudySpec, models: Sequence[ModelEntry]) -> list[tuple[ModelEntry, ModelEntry]]:
+    """The pairs of `pairs: {recommended: k}`: per student its k best-forecast teachers and a random
+    draw of k (`forecast.recommended_pairs`), forecast for `pairs.method` (default: the study's first
+    method the shipped forecaster knows) on the calib split of that method's data (or the study's).
+
+    Raises:
+        AnyteachError: no method with a forecast, no calib split.
+    """
+    from .forecast import calib_data, recommended_pairs, shipped_forecaster
+
+    forecaster = shipped_forecaster()
+    method = spec.pairs.method or next((m.label for m in spec.methods if m.label in forecaster.methods), None)
+    if method is None:
+        raise AnyteachError(f"{spec_key('pairs.recommended')}: no method of the study has a forecast "
+                            f"({', '.join(sorted(forecaster.methods))}); name one with pairs.method")
+    own = next((m.data for m in spec.methods if m.label == method), None)
+    data = calib_data([own, spec.data])
+    if data is None:
+        raise AnyteachError(f"{spec_key('pairs.recommended')}: the forecast measures on a calib split; give the "
+                            f"study's data one (e.g. {spec.data.partition(':')[0]}:calib=5000)")
+    students = _resolve_names(spec.pairs.students, models, "pairs.students")
+    teachers = _resolve_names(spec.pairs.teachers, models, "pairs.teachers")
+    by_ref = {m.ref: m for m in models}
+    chosen = recommended_pairs([m.ref for m in students], [m.ref for m in teachers], spec.pairs.recommended, data,
+                               method=method, seed=spec.pairs.seed, forecaster=forecaster)
+    return [(by_ref[s], by_ref[t]) for s, t in chosen.ordered()]
+
+
 def plan_study(spec: StudySpec) -> StudyPlan:
     """Resolve models and pairs and list the runs: for each pair, each method, each seed.
 
@@ -196,7 +224,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     """
     dataset = load_dataset(spec.data)  # once: an image folder's manifest reads every file's metadata
     models = describe_models(spec.models, dataset, accuracies=spec.pairs.balanced)
-    pairs = sample_pairs(models, spec.pairs)
+    pairs = recommended_study_pairs(spec, models) if spec.pairs.recommended else sample_pairs(models, spec.pairs)
     identity = {m.ref: m.identity for m in models}
     data_identity = data_identities(spec, {spec.data: dataset})
     runs: list[RunSpec] = []

@@ -30,7 +30,7 @@ from .transfer import resolve_run_options
 
 STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
               "resources", "imports")
-PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced")
+PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced", "recommended", "method")
 METHOD_KEYS = ("name", "label", "options", "data")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
@@ -77,6 +77,10 @@ class PairSpec:
         seed: seed of the draw.
         balanced: draw evenly over the teacher-strength buckets (round-robin over the buckets that
             have candidate pairs), using the models' eval accuracies from cached predictions.
+        recommended: per student only its k best-forecast teachers (`forecast.recommended_pairs`),
+            plus a random draw (`seed`) of k of its teachers to compare them with.
+        method: the method whose gain `recommended` forecasts (default: the study's first method
+            the forecaster knows).
     """
 
     students: tuple[str, ...] | None = None
@@ -84,6 +88,8 @@ class PairSpec:
     random: int | None = None
     seed: int = 0
     balanced: bool = False
+    recommended: int | None = None
+    method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -377,7 +383,12 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
         random=_as_int(pairs_raw["random"], "pairs.random", 1) if pairs_raw.get("random") is not None else None,
         seed=_as_int(pairs_raw.get("seed", 0), "pairs.seed"),
         balanced=_as_bool(pairs_raw.get("balanced", False), "pairs.balanced"),
+        recommended=_as_int(pairs_raw["recommended"], "pairs.recommended", 1)
+        if pairs_raw.get("recommended") is not None else None,
+        method=_as_str(pairs_raw["method"], "pairs.method") if pairs_raw.get("method") is not None else None,
     )
+    if pairs.recommended is not None and pairs.random is not None:
+        raise AnyteachError(f"{spec_key('pairs.recommended')} and pairs.random exclude each other: give one")
     if pairs.balanced and pairs.random is None:
         raise AnyteachError(f"{spec_key('pairs.balanced')} needs pairs.random (how many pairs to draw)")
 

@@ -1,0 +1,219 @@
+"""Issue 17: fit the teacher forecaster on the seed-0 studies, measure it on seeds 1 and 2.
+
+Usage (from the repository root, after the studies in studies/ have run):
+
+    python docs/research/teachers/validate.py --studies /tmp/i17/studies [--ship]
+
+Reads each study `seed{S}` (all-teachers-seed{S}.yaml), pairs every run with its student's control
+(`teacher_analysis.beyond_control`), joins the no-training signals of each pair on the zoo's calib
+split (`forecast.pair_signals`), then:
+
+1. candidates (declared before looking at seeds 1/2): linear least squares of Δ beyond control on
+   (a) available gain, (b) available gain + complementary knowledge, (c) (b) + teacher − student
+   accuracy; per method the candidate with the best leave-one-student-out Spearman ρ on seed 0 is
+   fitted on all of seed 0, or, where no candidate's ρ is positive, the mean alone ("none": the same
+   forecast for every pair, nothing to rank); `--ship` writes it to src/anyteach/forecaster.json;
+2. on seeds 1 and 2 (never fitted on): ρ over all runs and per-student regret of the forecast and of
+   the naive rankings (teacher accuracy, complementary knowledge, available gain), top-k against a
+   random draw, per-student sign counts against the control;
+3. the property correlations ("what makes a good teacher and student") per seed and method.
+
+Writes runs-seed{S}.csv, ranking.csv, topk.csv, candidates.csv, properties.csv, results.json and
+figures into this directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anyteach._io import write_json, write_text
+from anyteach._plotting import pyplot, save_figure
+from anyteach.forecast import Forecaster, fit_forecast
+from anyteach.metrics import mcnemar_p_values
+from anyteach.teacher_analysis import (beyond_control, property_correlations, property_figure, ranking_quality,
+                                       spearman, study_runs, top_k_gain, with_signals)
+
+HERE = Path(__file__).parent
+CANDIDATES = {"none": (), "AG": ("available_gain",), "AG+CK": ("available_gain", "complementary_knowledge"),
+              "AG+CK+acc": ("available_gain", "complementary_knowledge", "accuracy_difference")}
+NAIVE = {"teacher accuracy": "teacher_acc", "complementary knowledge": "complementary_knowledge",
+         "available gain": "available_gain"}
+METHODS = ("pl+ens+wise", "kl+dp")
+
+
+def load(studies: Path, seed: int) -> pd.DataFrame:
+    paired = beyond_control(study_runs(studies / f"seed{seed}"))
+    frame = with_signals(paired, f"mnist1d:seed={seed},calib=5000")
+    # a study cut short at the deadline: ρ uses every run with its control, the per-student numbers
+    # (regret, top-k) only whole students (every other zoo model as teacher)
+    frame["whole"] = frame.groupby(["label", "student"])["teacher"].transform("count") == 10
+    frame["zoo_seed"] = seed
+    return frame
+
+
+def loso_rho(part: pd.DataFrame, use: tuple[str, ...], method: str) -> float:
+    """Leave-one-student-out: fit on the other students, forecast the left-out one; ρ over all runs."""
+    forecasts = pd.Series(np.nan, index=part.index)
+    for student in part["student"].unique():
+        train, test = part[part["student"] != student], part[part["student"] == student]
+        fit = fit_forecast(train, train["delta_beyond"], method=method, control="", use=use)
+        forecasts[test.index] = fit.predict(test)
+    return spearman(forecasts, part["delta_beyond"])
+
+
+def sign_counts(part: pd.DataFrame) -> dict:
+    by_student = part.groupby("student")["net_beyond"].sum()
+    better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
+    p_better, p_worse = mcnemar_p_values(better, worse)
+    runs_better, runs_worse = int((part["net_beyond"] > 0).sum()), int((part["net_beyond"] < 0).sum())
+    return {"mean_delta_beyond": float(part["delta_beyond"].mean()), "students_better": better,
+            "students_worse": worse, "p_better": p_better, "p_worse": p_worse, "runs_better": runs_better,
+            "runs_worse": runs_worse, "runs": len(part)}
+
+
+SIGNED = ("rho", "loso_rho_seed0", "mean_delta_beyond", "recommended", "random", "rho_within")
+
+
+def _md(frame: pd.DataFrame) -> str:
+    def cell(column, v):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (float, np.floating)):
+            return str(v)
+        if column in ("p_better", "p_worse"):
+            return f"{v:.3g}"
+        return f"{v:+.2f}" if column in SIGNED else f"{v:.2f}"
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def tables_markdown(candidates, chosen, ranking, signs, topk, props) -> str:
+    """The tables of docs/research/teachers/README.md (generated)."""
+    out = ["# Tables (generated by validate.py)", "", "## Candidates (seed 0, leave-one-student-out ρ)", "",
+           _md(pd.DataFrame(candidates)), "", "## Chosen forecasters (fitted on all of seed 0)", ""]
+    out += [f"- {f.sentence()}" for f in chosen.values()]
+    r = ranking.copy()
+    r["regret"] = r["regret"].astype(float)
+    cols = ["zoo_seed", "method", "ranking", "rho", "runs", "regret", "top1_hits", "students", "top1_better",
+            "top1_worse"]
+    out += ["", "## Rankings against the realised Δ beyond the control", "",
+            "ρ: Spearman over all runs with a control; regret (pp), top-1 hits and top-1 better / worse than the "
+            "control (exact counts): whole students only.", "", _md(r[[c for c in cols if c in r.columns]]), "",
+            "## Against the control (exact counts; whole students; inside_interval: share of runs whose realised Δ "
+            "beyond the control is inside the forecast's 95% interval)", "", _md(signs), "",
+            "## Top-k teachers per student against a random draw of k (its expected mean: all teachers)", "",
+            _md(topk), "", "## What makes a good teacher and student (ρ with Δ beyond the control)", "",
+            _md(props.assign(resolved=props["resolved"].map({True: "yes", False: "no"})))]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--studies", type=Path, required=True)
+    parser.add_argument("--ship", action="store_true", help="write the seed-0 fit to src/anyteach/forecaster.json")
+    args = parser.parse_args()
+
+    frames = {s: load(args.studies, s) for s in (0, 1, 2) if (args.studies / f"seed{s}" / "study.sqlite").exists()}
+    for s, f in frames.items():
+        write_text(HERE / f"runs-seed{s}.csv", f.drop(columns=["final_json", "run_dir"], errors="ignore")
+                   .to_csv(index=False))
+    seed0 = frames[0]
+
+    candidates, chosen = [], {}
+    for method in METHODS:
+        part = seed0[(seed0["label"] == method) & seed0["whole"]]
+        scores = {name: loso_rho(part, use, method) for name, use in CANDIDATES.items() if use}
+        for name, rho in scores.items():
+            candidates.append({"method": method, "candidate": name, "loso_rho_seed0": rho,
+                               "runs": len(part), "students": part["student"].nunique()})
+        best = max(scores, key=lambda n: scores[n])
+        if not scores[best] > 0:  # declared rule: no candidate ranks held-out students -> the mean, no ranking
+            best = "none"
+        chosen[method] = fit_forecast(part, part["delta_beyond"], method=method,
+                                      control=str(part["control"].iloc[0]), use=CANDIDATES[best],
+                                      fitted_on="all-teachers-seed0 (docs/research/teachers)")
+    forecaster = Forecaster(chosen, "fitted on the seed-0 MNIST-1D zoo studies of issue 17 "
+                                    "(docs/research/teachers/validate.py)")
+    write_text(HERE / "candidates.csv", pd.DataFrame(candidates).to_csv(index=False))
+    if args.ship:
+        forecaster.save(Path("src/anyteach/forecaster.json"))
+    forecaster.save(HERE / "forecaster-seed0.json")
+
+    ranking, topk, signs, props = [], [], [], []
+    held_out = [frames[s] for s in (1, 2) if s in frames]
+    sets = dict(frames)
+    if len(held_out) == 2:
+        sets["1+2"] = pd.concat(held_out, ignore_index=True)
+    for s, frame in sets.items():
+        for method in METHODS:
+            part = frame[frame["label"] == method].copy()
+            if part.empty:
+                continue
+            part["forecast"] = chosen[method].predict(part)
+            scores = {"forecast": "forecast", **NAIVE}
+            whole = part[part["whole"]]
+            for name, column in scores.items():
+                q = ranking_quality(whole, column) if len(whole) else {}
+                q.update(rho=spearman(part[column], part["delta_beyond"]), runs=len(part))
+                ranking.append({"zoo_seed": s, "fitted_on_this": s == 0, "method": method, "ranking": name, **q})
+            for k in (1, 2, 3):
+                for name, column in scores.items():
+                    if len(whole):
+                        topk.append({"zoo_seed": s, "method": method, "ranking": name,
+                                     **top_k_gain(whole, column, k)})
+            signs.append({"zoo_seed": s, "method": method, **sign_counts(whole),
+                          "inside_interval": float(((whole["delta_beyond"] - whole["forecast"]).abs()
+                                                    <= chosen[method].half_width).mean())})
+        t = property_correlations(frame)
+        props.append(t.assign(zoo_seed=s))
+        property_figure(t, HERE / f"properties-seed{s}.png")
+    ranking, topk, signs = pd.DataFrame(ranking), pd.DataFrame(topk), pd.DataFrame(signs)
+    props = pd.concat(props, ignore_index=True)
+    write_text(HERE / "ranking.csv", ranking.to_csv(index=False))
+    write_text(HERE / "topk.csv", topk.to_csv(index=False))
+    write_text(HERE / "signs.csv", signs.to_csv(index=False))
+    write_text(HERE / "properties.csv", props.to_csv(index=False))
+    write_json(HERE / "results.json", {"forecaster": forecaster.as_dict(), "candidates": candidates,
+                                       "ranking": ranking.to_dict("records"), "signs": signs.to_dict("records"),
+                                       "students": {str(s): sorted(f["student_name"].unique()) for s, f in
+                                                    frames.items()}})
+
+    # figure: forecast vs realised on the held-out seeds
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(METHODS), figsize=(10, 4))
+    for ax, method in zip(axes, METHODS):
+        for s, frame in frames.items():
+            part = frame[frame["label"] == method]
+            if part.empty:
+                continue
+            ax.scatter(chosen[method].predict(part), part["delta_beyond"], s=12,
+                       label=f"zoo seed {s}" + (" (fitted)" if s == 0 else ""), alpha=0.7)
+        lims = ax.get_xlim()
+        ax.plot(lims, lims, "k--", lw=0.8)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlabel("forecast Δ beyond control (pp)")
+        ax.set_ylabel("realised Δ beyond control (pp)")
+        ax.set_title(f"{method} (control {chosen[method].control})", fontsize=10)
+        ax.legend(fontsize=8)
+    save_figure(fig, HERE / "forecast-vs-realised.png")
+
+    write_text(HERE / "tables.md", tables_markdown(candidates, chosen, ranking, signs, topk, props))
+    pd.set_option("display.width", 200)
+    print(pd.DataFrame(candidates).to_string(index=False))
+    for f in chosen.values():
+        print(f.sentence())
+    print(ranking[["zoo_seed", "method", "ranking", "rho", "rho_within", "regret", "top1_hits", "students",
+                   "runs"]].to_string(index=False))
+    print(signs.to_string(index=False))
+    print(topk[topk["ranking"] == "forecast"].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

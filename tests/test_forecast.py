@@ -1,0 +1,187 @@
+"""Teachers ranked before training (issue 17): signals from cached calib predictions, the forecaster's
+fit / save / load / re-fit from a finished study, `pairs: {recommended: k}` planning, and the report's
+"what makes a good teacher and student" section, on the `tiny_zoo` fixture (real models, real runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anyteach.errors import AnyteachError
+from anyteach.forecast import (Forecaster, fit_forecast, pair_signals, rank_teachers, recommended_pairs,
+                               shipped_forecaster)
+
+from .conftest import TINY_DATA
+
+CALIB_DATA = TINY_DATA + ",calib=500"
+RECIPE = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}
+
+
+def test_signals_come_from_the_calib_split_and_agree_with_the_pair_metrics(tiny_zoo):
+    from anyteach import load_dataset, positive_flips, predict
+
+    refs = list(tiny_zoo.values())
+    table = pair_signals(refs, refs, CALIB_DATA)
+    assert len(table) == len(refs) * (len(refs) - 1)  # every ordered pair of different models
+    data = load_dataset(CALIB_DATA)
+    calib = {r: predict(r, data, "calib") for r in refs}
+    evals = {r: predict(r, data, "eval") for r in refs}
+    for row in table.itertuples():
+        s, t = calib[row.student], calib[row.teacher]
+        assert row.student_acc == pytest.approx(s.accuracy, abs=1e-4)
+        assert row.complementary_knowledge == pytest.approx(positive_flips(s.predicted, t.predicted, s.labels))
+        # w = 0 (the student alone) is a candidate of the ens choice, so the ensemble never loses on calib
+        assert row.available_gain >= -1e-6 and 0.0 <= row.teacher_weight <= 1.0
+        assert row.bucket in ("much weaker", "weaker", "equal", "stronger", "much stronger")
+        assert 0.0 <= row.student_ece <= 100.0
+    # not the eval split: accuracies there differ for at least one model
+    assert any(abs(calib[r].accuracy - evals[r].accuracy) > 1e-6 for r in refs)
+
+    with pytest.raises(AnyteachError, match="no calib split"):
+        pair_signals(refs[:1], refs, TINY_DATA)
+
+
+def test_fit_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"student": np.repeat(["a", "b", "c"], 5), "available_gain": rng.uniform(0, 10, 15),
+                          "complementary_knowledge": rng.uniform(0, 12, 15)})
+    realised = 0.1 + 0.2 * table["available_gain"] - 0.05 * table["complementary_knowledge"]
+    fit = fit_forecast(table, realised, method="m", control="self")
+    assert fit.coef == pytest.approx((0.2, -0.05)) and fit.intercept == pytest.approx(0.1)
+    assert fit.half_width == pytest.approx(0.0, abs=1e-9) and fit.runs == 15 and fit.students == 3
+    noisy = fit_forecast(table, realised + rng.normal(0, 0.3, 15), method="m", control="self")
+    assert 0.2 < noisy.half_width / 1.96 < 0.6  # the residual spread of the noise
+
+    path = Forecaster({"m": noisy}, "test").save(tmp_path / "f.json")
+    loaded = Forecaster.load(path)
+    assert loaded.get("m") == noisy
+    np.testing.assert_allclose(loaded.get("m").predict(table), noisy.predict(table))
+
+    flat = fit_forecast(table, realised, method="m", control="self", use=())  # nothing ranks: the mean
+    np.testing.assert_allclose(flat.predict(table), realised.mean())
+    assert flat.top_signal(table) == ["none"] * 15 and "no signal ranks" in flat.sentence()
+
+    with pytest.raises(AnyteachError, match="too few"):
+        fit_forecast(table.head(3), realised.head(3), method="m", control="self")
+    with pytest.raises(AnyteachError, match="no forecast for method 'x'"):
+        loaded.get("x")
+    (tmp_path / "bad.json").write_text(json.dumps({"methods": {"m": {"method": "m"}}}))
+    with pytest.raises(AnyteachError, match="not a forecaster file"):
+        Forecaster.load(tmp_path / "bad.json")
+
+
+def test_the_shipped_forecaster_covers_both_methods():
+    shipped = shipped_forecaster()
+    assert {"pl+ens+wise", "kl+dp"} <= set(shipped.methods)
+    assert shipped.get("pl+ens+wise").control == "self" and shipped.get("kl+dp").control == "xe"
+    assert all(f.runs >= 10 for f in shipped.methods.values())
+
+
+def test_rank_teachers_orders_by_forecast(tiny_zoo):
+    student = tiny_zoo["mlp"]
+    forecast = fit_forecast(pd.DataFrame({"student": ["s"] * 4, "available_gain": [0.0, 1.0, 2.0, 3.0]}),
+                            [0.0, 1.0, 2.0, 3.0], method="m", control="xe", use=("available_gain",))
+    ranking = rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="m",
+                            forecaster=Forecaster({"m": forecast}))
+    t = ranking.table
+    assert list(t["rank"]) == [1, 2, 3] and student not in set(t["teacher"])
+    assert t["forecast"].is_monotonic_decreasing
+    np.testing.assert_allclose(t["forecast"], t["available_gain"])  # this forecaster is the available gain
+    assert (t["forecast_high"] - t["forecast_low"]).round(9).nunique() == 1
+    assert set(t["top_signal"]) == {"available_gain"}
+    as_json = json.loads(json.dumps(ranking.as_dict()))
+    assert as_json["split"] == "calib" and len(as_json["teachers"]) == 3
+
+    with pytest.raises(AnyteachError, match="no forecast for method"):
+        rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="nope",
+                      forecaster=Forecaster({"m": forecast}))
+
+
+def test_recommended_pairs_plan(tiny_zoo):
+    from anyteach.study import load_study_spec, plan_study
+
+    refs = list(tiny_zoo.values())
+    spec = load_study_spec({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp", "xe"], "recipe": RECIPE,
+                            "pairs": {"recommended": 1, "seed": 3, "students": [refs[0], refs[1]]}})
+    plan = plan_study(spec)
+    shipped = shipped_forecaster()
+    for student in refs[:2]:
+        ranked = rank_teachers(student, refs, CALIB_DATA, method="kl+dp", forecaster=shipped).table
+        planned = [t.ref for s, t in plan.pairs if s.ref == student]
+        assert planned[0] == ranked["teacher"].iloc[0]  # its best-forecast teacher first
+        assert 1 <= len(planned) <= 2  # ... and a random draw of one more (possibly the same)
+    again = recommended_pairs(refs[:2], refs, 1, CALIB_DATA, method="kl+dp", seed=3)
+    assert [(s.ref, t.ref) for s, t in plan.pairs] == again.ordered()  # deterministic
+    assert sum(r.label == "xe" for r in plan.runs) == 2  # controls once per student
+
+    with pytest.raises(AnyteachError, match="exclude each other"):
+        load_study_spec({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp"],
+                         "pairs": {"recommended": 1, "random": 2}})
+    no_calib = load_study_spec({"models": refs, "data": TINY_DATA, "methods": ["kl+dp"], "recipe": RECIPE,
+                                "pairs": {"recommended": 1}})
+    with pytest.raises(AnyteachError, match="calib split"):
+        plan_study(no_calib)
+
+
+@pytest.fixture(scope="module")
+def calib_study(tiny_zoo, tmp_path_factory):
+    """kl+dp and its xe control, every teacher of two students, on data with a calib split."""
+    from anyteach.study import run_study
+
+    refs = list(tiny_zoo.values())
+    study_dir = tmp_path_factory.mktemp("teachers-study")
+    run_study({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp", "xe"], "recipe": RECIPE,
+               "pairs": {"students": [refs[1], refs[3]]}}, study_dir, progress=False)
+    return study_dir
+
+
+def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
+    from anyteach.cli import main
+    from anyteach.teacher_analysis import beyond_control, fit_from_study, study_runs
+
+    paired = beyond_control(study_runs(calib_study))
+    assert len(paired) == 6 and set(paired["control"]) == {"xe"}
+    runs = study_runs(calib_study)
+    one = paired.iloc[0]
+    control = runs[(runs["method"] == "xe") & (runs["student"] == one["student"])].iloc[0]
+    assert one["net_beyond"] == (one["gain_count"] - one["loss_count"]) - (control["gain_count"]
+                                                                           - control["loss_count"])
+    fitted = fit_from_study(calib_study, CALIB_DATA, base=shipped_forecaster())
+    assert fitted.get("kl+dp").runs == 6 and fitted.get("kl+dp").fitted_on == calib_study.name
+    assert fitted.get("pl+ens+wise") == shipped_forecaster().get("pl+ens+wise")  # kept from the base
+
+    old = sys.argv
+    sys.argv = ["anyteach", "teachers", "mlp", "--zoo", ",".join(tiny_zoo.values()), "--data", CALIB_DATA,
+                "--method", "kl+dp", "--fit", str(calib_study), "--json"]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = old
+    assert exit_info.value.code in (0, None)
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "kl+dp" and len(out["teachers"]) == 3
+    assert Forecaster.load(calib_study / "forecaster.json").get("kl+dp") == fitted.get("kl+dp")
+
+
+def test_report_says_what_makes_a_good_teacher(calib_study):
+    from anyteach.report import write_report
+    from anyteach.teacher_analysis import property_correlations, resolvable, spearman
+
+    files = write_report(calib_study)
+    text = files.markdown.read_text()
+    assert "## What makes a good teacher and student" in text
+    assert "too small to tell" in text  # 6 runs: no correlation is beyond chance
+    assert (calib_study / "figures" / "teacher_properties.png").exists()
+    assert spearman([1, 2, 3, 4], [2, 4, 6, 9]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert not resolvable(0.9, 4) and resolvable(0.9, 12)
+    frame = pd.DataFrame({"label": ["m"] * 12, "student": ["a", "b"] * 6, "delta_beyond": np.arange(12.0),
+                          "available_gain": np.arange(12.0), "teacher_acc": np.zeros(12)})
+    table = property_correlations(frame).set_index("property")
+    assert table.loc["available gain", "rho"] == pytest.approx(1.0) and table.loc["available gain", "resolved"]
+    assert np.isnan(table.loc["teacher accuracy", "rho"])  # a constant says nothing
