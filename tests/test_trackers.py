@@ -40,6 +40,7 @@ def test_wandb_offline_run_is_named_after_the_pair_and_method(tiny_zoo, tmp_path
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB__SERVICE_WAIT", "300")  # W&B's local service starts slowly on a loaded machine
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
     result = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["wandb"], **FAST)
     (log_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
