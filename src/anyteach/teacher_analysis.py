@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .aggregate import BUDGET_OPTIONS, CONTROL_METHOD, SELF_CONTROL, net_change
+from .aggregate import BUDGET_OPTIONS, CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, net_change
 from .forecast import DEFAULT_METHOD, SIGNALS, Forecaster, fit_forecast, pair_signals
 from .options import TRAINING_OPTIONS
 
@@ -38,6 +39,8 @@ PROPERTIES: dict[str, str] = {
 }
 """The model properties of the "what makes a good teacher and student" analysis."""
 
+_Z = statistics.NormalDist().inv_cdf(1 - SIGNIFICANCE / 2)  # 1.96: a two-sided test at SIGNIFICANCE
+
 
 def spearman(x: Any, y: Any) -> float:
     """Spearman rank correlation (average ranks for ties); NaN with fewer than 3 pairs or a constant."""
@@ -51,8 +54,9 @@ def spearman(x: Any, y: Any) -> float:
 
 
 def resolvable(rho: float, n: int) -> bool:
-    """Whether |ρ| over `n` runs is beyond what chance gives at p < 0.05 (|ρ|·√(n−1) > 1.96)."""
-    return bool(n > 3 and math.isfinite(rho) and abs(rho) * math.sqrt(n - 1) > 1.96)
+    """Whether |ρ| over `n` runs is beyond what chance gives at the study's significance level
+    (two-sided: |ρ|·√(n−1) above the normal quantile, 1.96 at `SIGNIFICANCE`)."""
+    return bool(n > 3 and math.isfinite(rho) and abs(rho) * math.sqrt(n - 1) > _Z)
 
 
 def _training(options: Any) -> tuple:
@@ -226,7 +230,7 @@ def property_correlations(frame: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per method and property: `rho`, `runs`, and `resolved` (|ρ| beyond chance at
-        p < 0.05 over runs, over students for a student's own property; runs of one student share
+        `SIGNIFICANCE` over runs, over students for a student's own property; runs of one student share
         its control, so this is lenient).
     """
     f = frame.copy()
@@ -271,7 +275,7 @@ def property_figure(table: pd.DataFrame, path: str | Path) -> Path | None:
     ax.set_yticks(np.arange(len(props)) + 0.4 - height / 2, props)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlim(-1, 1)
-    ax.set_xlabel("Spearman ρ with the Δ beyond the control (faded: within chance, p ≥ 0.05)")
+    ax.set_xlabel(f"Spearman ρ with the Δ beyond the control (faded: within chance, p ≥ {SIGNIFICANCE:g})")
     ax.invert_yaxis()
     ax.legend(handles=handles, loc="lower right", fontsize=8)
     return save_figure(fig, path)
@@ -289,7 +293,7 @@ def property_words(table: pd.DataFrame) -> list[str]:
         else:
             out.append(f"`{method}` ({runs} runs): " + ", ".join(f"{r.property} ρ = {r.rho:+.2f}"
                                                                   for r in strong.itertuples()) +
-                       " (beyond chance at p < 0.05; runs of one student share a control, so read it as a trend).")
+                       f" (beyond chance at p < {SIGNIFICANCE:g}; runs of one student share a control, so read it as a trend).")
     return out
 
 
@@ -332,7 +336,7 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
     report.bullets(property_words(table))
     wide = table.assign(cell=[f"{r:+.2f}" + ("" if ok else " ·") for r, ok in zip(table["rho"], table["resolved"])])
     report.table(wide.pivot(index="property", columns="method", values="cell").reset_index(),
-                 "ρ per property and method; · marks a ρ within chance (p ≥ 0.05).")
+                 f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}).")
     report.figure(property_figure(table, fig_dir / "teacher_properties.png"),
                   "Rank correlation of the Δ beyond the control with each property (faded: within chance).")
     pairs = spec.get("pairs") or {}
