@@ -127,7 +127,7 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
 
 
 def beating_controls(summary: StudySummary) -> list[str]:
-    """Methods whose students gain significantly more than from their control (sign test, p < 0.05)."""
+    """Methods whose students gain significantly more than from their control (sign test, p < `SIGNIFICANCE`)."""
     names = []
     for table in (summary.vs_control, summary.vs_self):
         for r in table.to_dict("records") if len(table) else []:
@@ -152,7 +152,7 @@ def crosscheck_section(positive_flips: np.ndarray | None = None,
         decided = sum(c["holds"] is not None for c in checks)
         report.heading(f"Do the {reference} conclusions hold here?")
         report.text(f"{held} of {decided} checked conclusions of the {reference} demo hold on this study. "
-                    "Methods beating their control here (sign test over students, p < 0.05): "
+                    f"Methods beating their control here (sign test over students, p < {SIGNIFICANCE:g}): "
                     + (", ".join(f"`{m}`" for m in beating_controls(summary)) or "none") + ".")
         report.bullets(check_sentences(checks))
 
