@@ -127,7 +127,7 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
 
 
 def beating_controls(summary: StudySummary) -> list[str]:
-    """Methods whose students gain significantly more than from their control (sign test, p < SIGNIFICANCE)."""
+    """Methods whose students gain significantly more than from their control (sign test, p < `SIGNIFICANCE`)."""
     names = []
     for table in (summary.vs_control, summary.vs_self):
         for r in table.to_dict("records") if len(table) else []:
