@@ -257,13 +257,42 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
             continue
         maxconf = (part["ensemble_maxconf_acc"] - part["student_acc_before"]).mean() \
             if "ensemble_maxconf_acc" in part else float("nan")
+        paired = _paired_control(summary, r["method"])
         rows.append({"method": r["method"], "runs": len(part),
                      "available gain (pp)": _pp(r["mean_ensemble_delta"]),
                      "runs with gain to take": _pct(100.0 * float((part["ensemble_delta"] > 0).mean()), 0),
                      "pooled efficiency": _pct(r["pooled_efficiency"]),
                      "median efficiency": _pct(r["median_efficiency"]),
+                     "per-student median efficiency": _pct(r["student_median_efficiency"]),
+                     **_beyond_control_cells(r, paired),
                      "max-confidence ensemble Δ (pp)": _pp(maxconf)})
     return pd.DataFrame(rows)
+
+
+def _beyond_control_cells(row: pd.Series, paired: pd.Series | None) -> dict[str, str]:
+    """The efficiency cells beyond the paired control and against the reachable gain (issue 16)."""
+    def value(series: Any, key: str) -> float:
+        return float("nan") if series is None else float(series.get(key, float("nan")))
+
+    return {"pooled efficiency beyond control": _pct(value(paired, "pooled_efficiency_vs_control")),
+            "per-student median beyond control": _pct(value(paired, "student_median_efficiency_vs_control")),
+            "reachable gain (pp)": _pp(value(row, "mean_reachable_delta")),
+            "efficiency of reachable": _pct(value(row, "pooled_reachable_efficiency")),
+            "beyond control, of reachable": _pct(value(paired, "pooled_reachable_efficiency_vs_control"))}
+
+
+def _efficiency_details(row: pd.Series, paired: pd.Series | None) -> str:
+    """`; per student ..., beyond its control ..., of the reachable gain ...`: the parts that are known."""
+    parts = []
+    if pd.notna(row.get("student_median_efficiency", float("nan"))):
+        parts.append(f"per student (median) {round(row['student_median_efficiency'])}%")
+    if paired is not None and pd.notna(paired.get("pooled_efficiency_vs_control", float("nan"))):
+        parts.append(f"beyond its `{paired['control']}` control {round(paired['pooled_efficiency_vs_control'])}% "
+                     f"pooled, {round(paired['student_median_efficiency_vs_control'])}% per student (median)")
+    if pd.notna(row.get("pooled_reachable_efficiency", float("nan"))):
+        parts.append(f"of the gain reachable within the students' capacity ceilings "
+                     f"({row['mean_reachable_delta']:+.2f} pp on average) {round(row['pooled_reachable_efficiency'])}%")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _verdict_word(paired: Any) -> str:
@@ -414,14 +443,16 @@ def findings(summary: StudySummary) -> list[str]:
         out.append(f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
                    f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on "
                    f"average; median efficiency {round(r['median_efficiency'])}% over the runs with something to "
-                   "take).")
+                   f"take){_efficiency_details(r, _paired_control(summary, r['method']))}.")
 
     controlled = set(summary.vs_control["method"]) if len(summary.vs_control) else set()
     for c in (summary.vs_self.to_dict("records") if len(summary.vs_self) else []):
         if c["method"] in controlled:
             continue
-        out.append(f"**{c['method']}** {_verdict_word(c)} the `{c['control']}` control (self-distillation on the same data and "
-                   f"budget, no teacher and no labels), paired by student: Δ {c['mean_delta_vs_control']:+.2f} pp "
+        out.append(f"**{c['method']}** {_verdict_word(c)} the `{c['control']}` control (the stronger per run of the "
+                   "no-teacher controls of the same data and budget: `self`, self-distillation, and `self+xe+wise`, "
+                   "which also fine-tunes on the calib labels), paired by student: "
+                   f"Δ {c['mean_delta_vs_control']:+.2f} pp "
                    f"beyond it on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
                    f"{int(c['students_better'])} of {int(c['students'])} students better, {int(c['students_worse'])} "
                    f"worse (one-sided sign test: p = {c['p_better_than_control']:.3g}).")
@@ -580,7 +611,11 @@ def write_report(study_dir: str | Path, summary: StudySummary | None = None) -> 
                     "with a large one means the method left the knowledge where it was.")
         report.table(available, "Per method: mean available gain over its runs (pp), the share of runs with "
                                 "something to take (available gain > 0), pooled efficiency (ΣΔ / Σ available "
-                                "gain over those runs, %), median efficiency (%), and the paper-style "
+                                "gain over those runs, %), median efficiency over runs and the median over "
+                                "students of each student's pooled efficiency (%); the same beyond the paired "
+                                "no-teacher control (Σ(Δ − Δ_control) / Σ available gain); the reachable gain "
+                                "min(ensemble, the student's capacity ceiling) − S0 where ceilings are known "
+                                "(`ceilings.json` of the study) and the efficiency against it; and the paper-style "
                                 "max-confidence ensemble's mean Δ (pp).")
         report.figure(figs.delta_vs_available(summary, fig_dir / "delta_vs_available.png"),
                       "Transfer Δ vs available gain, one point per run; on the dashed line a run took all of it.")
