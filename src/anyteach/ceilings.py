@@ -24,7 +24,7 @@ CEILINGS_FILE = "ceilings.json"
 
 MNIST1D_CEILINGS: dict[str, float] = {}
 """The ceilings of the built-in MNIST-1D zoo (seed 0, `zoo:mnist1d/<model>`) on its eval split: each model
-fine-tuned from its zoo weights with cross-entropy on 200,000 fresh labelled samples, 2 epochs, AdamW lr 1e-3
+fine-tuned from its zoo weights with cross-entropy on 100,000 fresh labelled samples, 3 epochs, AdamW lr 1e-3
 cosine (a lower bound on what the architecture holds; docs/research/teaching-gains.md, "The ceiling")."""
 
 
