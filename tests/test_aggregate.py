@@ -201,3 +201,35 @@ def test_ties_are_ties_not_wins():
     assert aggregate(noisy.drop(columns=["gain_count", "loss_count"]))["pooled_success_rate"].eq(0.0).all()
     assert row_of(against_control(frame.drop(columns=["gain_count", "loss_count"])),
                   label="kl+dp")["students_better"] == 0
+
+
+def test_a_run_is_paired_with_the_stronger_of_several_controls_and_its_efficiency_beyond_it():
+    # per student: two no-teacher controls of the same data and budget; the method is paired per run with
+    # whichever gained more samples (s1: self+xe+wise, s2: self), never with a weaker one
+    rows = []
+    for student, (self_delta, xe_delta, method_delta) in {"s1": (0.0, 0.4, 1.0), "s2": (0.2, -0.2, 0.1)}.items():
+        rows += [("self", student, "", self_delta, math.nan, math.nan),
+                 ("self+xe+wise", student, "", xe_delta, math.nan, math.nan),
+                 ("pl+ens+wise", student, "t", method_delta, 2.0, 98.0)]
+    frame = pd.DataFrame(rows, columns=["label", "student", "teacher", "transfer_delta", "ensemble_delta",
+                                        "ensemble_acc"])
+    frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5, student_acc_before=96.0,
+                         ceiling_acc=frame["student"].map({"s1": 97.0, "s2": 99.0}))
+    table = against_control(frame, ("self", "self+xe+wise")).set_index("label")
+    method = table.loc["pl+ens+wise"]
+    assert method["mean_delta_vs_control"] == pytest.approx((0.6 - 0.1) / 2)
+    assert (method["students_better"], method["students_worse"]) == (1, 1)
+    assert set(method["control"].split(", ")) == {"self+xe+wise", "self"}
+    assert method["pooled_efficiency_vs_control"] == pytest.approx(100 * 0.5 / 4.0)  # Σ(Δ − Δc) / Σ ensemble Δ
+    assert method["student_median_efficiency_vs_control"] == pytest.approx((30.0 - 5.0) / 2)
+    # reachable: s1 min(98, 97) − 96 = 1, s2 min(98, 99) − 96 = 2
+    assert method["pooled_reachable_efficiency_vs_control"] == pytest.approx(100 * 0.5 / 3.0)
+    assert table.loc["self", "control"] == "self+xe+wise"  # a control is never its own control
+    only_self = against_control(frame[frame["label"] != "self+xe+wise"], ("self", "self+xe+wise")).set_index("label")
+    assert only_self.loc["pl+ens+wise", "mean_delta_vs_control"] == pytest.approx((1.0 - 0.1) / 2)
+    assert "self" not in only_self.index  # nothing else to compare it with
+    by_method = aggregate(frame).set_index("label").loc["pl+ens+wise"]
+    assert by_method["pooled_efficiency"] == pytest.approx(100 * 1.1 / 4.0)
+    assert by_method["student_median_efficiency"] == pytest.approx((50.0 + 5.0) / 2)
+    assert by_method["pooled_reachable_efficiency"] == pytest.approx(100 * 1.1 / 3.0)
+    assert by_method["mean_reachable_delta"] == pytest.approx(1.5)

@@ -24,8 +24,10 @@ def test_demo_study_is_a_valid_balanced_study_of_the_required_methods():
     paper = [m for m in spec.methods if m.name in REQUIRED_METHODS]
     assert all(not m.options and m.data is None for m in paper if m.name != "xekl+mcl")
     # the teaching preset and its no-teacher control get the same data and the same budget
-    teaching, control = (next(m for m in spec.methods if m.name == name) for name in ("pl+ens+wise", "self"))
-    assert teaching.data == control.data and teaching.options == control.options and "fresh=" in teaching.data
+    teaching, *controls = (next(m for m in spec.methods if m.name == name)
+                           for name in ("pl+ens+wise", "self", "self+xe+wise"))
+    assert all(teaching.data == c.data and teaching.options == c.options for c in controls)
+    assert "fresh=" in teaching.data and "calib=" in teaching.data
 
 
 def test_run_demo_writes_analysis_study_and_report(tiny_zoo, tmp_path):

@@ -109,3 +109,26 @@ def test_a_calibrated_guarded_transfer_end_to_end(tiny_zoo, tmp_path):
         anyteach.transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], "mnist1d:size=2000,eval=500,seed=0",
                           "pl+ens+wise", tmp_path / "bad", **options)
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_stronger_control_also_fine_tunes_on_the_calib_labels(tiny_zoo, tmp_path):
+    import anyteach
+    from anyteach.aggregate import UNLABELLED_CONTROLS
+
+    data = "mnist1d:size=2000,eval=500,seed=0,calib=400,fresh=600"
+    options = {"epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine",
+               "progress": False}
+    control = METHODS["self+xe+wise"]
+    assert control.needs.labelled == "calib" and not control.needs_teacher and control.name in UNLABELLED_CONTROLS
+    result = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "run", **options)
+    row = result.final
+    assert row["train_loss_labelled"] > 0 and row["train_loss_kl"] >= 0 and 0 <= row["wise_alpha"] <= 1
+    plain = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+wise", tmp_path / "plain", **options).final
+    assert "train_loss_labelled" not in plain  # the labels are what the stronger control adds
+    resumed = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "part",
+                                stop_after_epoch=1, **options)
+    resumed = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "part", **options)
+    assert resumed.final["student_acc"] == row["student_acc"]  # the labelled batches are drawn the same on resume
+    with pytest.raises(AnyteachError, match="calibration split"):
+        anyteach.transfer(tiny_zoo["mlp_narrow"], None, "mnist1d:size=2000,eval=500,seed=0", "self+xe+wise",
+                          tmp_path / "bad", **options)

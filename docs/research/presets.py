@@ -30,3 +30,49 @@ for preset in [
                  defaults={"alpha": 0.5}),
 ]:
     register_method(preset)
+
+# ---- issue 16: the candidates tested against the stronger control (self+xe+wise) ----------------------------------
+
+import torch  # noqa: E402
+
+from anyteach.methods import (Calibration, RuleInputs, Target, _routing_of, choose_mixture_weight,  # noqa: E402
+                              mixture_log_probs, register_target_rule)
+
+SHARPENING = (0.25, 0.5, 0.75, 1.0)
+"""The temperatures `ens-temp` chooses from (τ < 1 sharpens the calibrated ensemble toward its class)."""
+
+
+def choose_weight_and_temperature(calibration: Calibration) -> dict:
+    """w as `ens-hard` (calib accuracy), then the temperature τ whose tempered ensemble
+    softmax(log p_mix / τ) has the lowest NLL on the calib split (ties: the larger τ, the softer)."""
+    chosen = choose_mixture_weight(calibration)
+    logp = mixture_log_probs(calibration.frozen, calibration.teachers[0], chosen["teacher_weight"])
+    labels = calibration.labels.view(-1, 1)
+    scored = [(float(-torch.log_softmax(logp / t, 1).gather(1, labels).mean()), -t) for t in SHARPENING]
+    nll, negative_t = min(scored)
+    return {**chosen, "temperature": -negative_t, "calib_tempered_nll": nll}
+
+
+@register_target_rule("ens-temp", calibrate=choose_weight_and_temperature)
+def tempered_ensemble(inputs: RuleInputs) -> Target:
+    """The calibrated student-teacher ensemble at the temperature chosen on the calib split (soft target)."""
+    w, t = inputs.params["teacher_weight"], inputs.params["temperature"]
+    logits = mixture_log_probs(inputs.frozen, inputs.teachers[0], w) / t
+    return Target(logits, _routing_of(w, logits))
+
+
+for preset in [
+    MethodPreset("pl+ens+xe+wise", "labels and teacher together: pl+ens+wise plus cross-entropy on the calib split's "
+                 "labels at every step", "ens-hard", "kl", "wise", labelled_split="calib"),
+    MethodPreset("kl+ens-t+wise", "KL to the calibrated ensemble at a temperature chosen on the calib split, "
+                 "WiSE guard",
+                 "ens-temp", "kl", "wise"),
+    MethodPreset("kl+ens-t+xe+wise", "kl+ens-t+wise plus cross-entropy on the calib split's labels at every step",
+                 "ens-temp", "kl", "wise", labelled_split="calib"),
+    MethodPreset("self+xetrain+wise", "control with labels: self-distillation on fresh data plus cross-entropy on "
+                 "the train split's labels at every step, WiSE guard, no teacher", "frozen", "kl", "wise",
+                 labelled_split="train"),
+    MethodPreset("pl+ens+xetrain+wise", "with labels: pl+ens+wise on fresh data plus cross-entropy on the train "
+                 "split's labels at every step", "ens-hard", "kl", "wise", labelled_split="train"),
+]:
+    register_method(preset)

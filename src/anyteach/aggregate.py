@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .ceilings import read_ceilings, with_ceilings
 from .errors import RunFailed
 from .metrics import BUCKETS, mcnemar_p_values
 from .options import BUDGET_OPTIONS, TRAINING_OPTIONS
@@ -36,7 +37,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "runs", "students", "median_success_rate", "success_rate_q1", "success_rate_q3", "success_rate_iqr",
     "pooled_success_rate", "mean_delta", "median_delta", "student_mean_delta", "mean_gain", "mean_loss",
     "mean_transfer_rate", "significant_gain_rate", "significant_harm_rate", "mean_teacher_strength",
-    "mean_ensemble_delta", "pooled_efficiency", "median_efficiency",
+    "mean_ensemble_delta", "pooled_efficiency", "median_efficiency", "student_median_efficiency",
+    "mean_reachable_delta", "pooled_reachable_efficiency",
 )
 """The columns of every aggregate table (after the grouping keys)."""
 
@@ -67,7 +69,8 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     out = runs.copy()
     for column, default in (("transfer_rate", np.nan), ("teacher_strength", np.nan), ("bucket", None),
                             ("student_family", "unknown"), ("student_params", np.nan), ("student_name", None),
-                            ("ensemble_delta", np.nan), ("transfer_efficiency", np.nan)):
+                            ("ensemble_delta", np.nan), ("transfer_efficiency", np.nan), ("ceiling_acc", np.nan),
+                            ("ensemble_acc", np.nan), ("student_acc_before", np.nan)):
         if column not in out.columns:
             out[column] = default
     out["student_name"] = out["student_name"].fillna(out["student"])
@@ -76,6 +79,12 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     takeable = out["ensemble_delta"] > 0  # runs whose ensemble gains something: the efficiency's denominator
     out["_taken"] = out["transfer_delta"].where(takeable)
     out["_available"] = out["ensemble_delta"].where(takeable)
+    # the reachable gain: up to the ensemble, but no higher than what the student's architecture reaches at all
+    reachable = (np.minimum(pd.to_numeric(out["ensemble_acc"], errors="coerce"),
+                            pd.to_numeric(out["ceiling_acc"], errors="coerce"))
+                 - pd.to_numeric(out["student_acc_before"], errors="coerce"))
+    out["_reachable"] = reachable.where(reachable > 0)
+    out["_taken_reachable"] = out["transfer_delta"].where(reachable > 0)
     out["_net"] = net_change(out)
     out["success"] = out["_net"] > 0
     out["significant_gain"] = out["p_gain"] < SIGNIFICANCE
@@ -99,6 +108,16 @@ def per_student(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFr
         mean_loss=("knowledge_loss", "mean"))
     table["success_rate"] *= 100.0
     return table.reset_index()
+
+
+def _student_median_efficiency(r: pd.DataFrame, by: Sequence[str], taken: str) -> pd.Series:
+    """Per group of `by`: the median over students of each student's pooled efficiency (100 · Σ `taken` /
+    Σ available gain over its runs with a gain to take), so a few weak students cannot carry the number."""
+    part = r[r["_available"].notna()]
+    if part.empty:
+        return pd.Series(dtype=float)
+    sums = part.groupby([*by, "student"], sort=False)[[taken, "_available"]].sum()
+    return (100.0 * sums[taken] / sums["_available"]).groupby(level=list(range(len(by))), sort=False).median()
 
 
 def aggregate(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFrame:
@@ -128,9 +147,13 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFram
         significant_gain_rate=("significant_gain", "mean"), significant_harm_rate=("significant_harm", "mean"),
         mean_teacher_strength=("teacher_strength", "mean"), mean_ensemble_delta=("ensemble_delta", "mean"),
         median_efficiency=("transfer_efficiency", "median"), _taken=("_taken", "sum"),
-        _available=("_available", "sum"))
+        _available=("_available", "sum"), mean_reachable_delta=("_reachable", "mean"),
+        _taken_reachable=("_taken_reachable", "sum"), _reachable=("_reachable", "sum"))
     # pooled over runs: the share of all the available gain that the runs took together
     out["pooled_efficiency"] = 100.0 * out["_taken"] / out["_available"].where(out["_available"] > 0)
+    out["pooled_reachable_efficiency"] = (100.0 * out["_taken_reachable"]
+                                          / out["_reachable"].where(out["_reachable"] > 0))
+    out["student_median_efficiency"] = _student_median_efficiency(r, by, "transfer_delta")
     for column in ("pooled_success_rate", "significant_gain_rate", "significant_harm_rate"):
         out[column] = out[column].astype(float) * 100.0
     students = per_student(r, by).groupby(by, sort=False)
@@ -167,9 +190,15 @@ CONTROL_METHOD = "xe"
 SELF_CONTROL = "self"
 """The control of a method that uses no labels: self-distillation, the same data and budget."""
 
+UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, "self+xe+wise")
+"""The no-teacher controls of a method that uses no labels but the calib split's: `self`, and `self+xe+wise`,
+which also fine-tunes on every labelled calib sample with the same WiSE guard. A run is paired with the
+stronger of the two (issue 16)."""
+
 CONTROL_COLUMNS: tuple[str, ...] = (
     "paired_runs", "students", "beats_control_rate", "mean_delta_vs_control", "students_better",
     "students_worse", "p_better_than_control", "p_worse_than_control", "control", "unpaired_runs",
+    "pooled_efficiency_vs_control", "student_median_efficiency_vs_control", "pooled_reachable_efficiency_vs_control",
 )
 """The columns of `against_control` (after `label`); `control` names the control label(s) used."""
 
@@ -181,7 +210,7 @@ def _training_options(options: Any) -> dict[str, Any]:
     return {name: given.get(name, option.default) for name, option in TRAINING_OPTIONS.items()}
 
 
-def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.DataFrame:
+def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_METHOD) -> pd.DataFrame:
     """Every method against the no-teacher control, paired by student, seed and budget.
 
     Each run's transfer delta minus the delta of its student's control run (same seed, same data,
@@ -195,15 +224,20 @@ def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.Dat
     Args:
         runs: the runs table (with a `method` column naming the engine method, else `label` is used;
             `options` and `data` columns decide the budget when present).
-        control: the engine method of the control.
+        control: the engine method of the control, or several: each run is then paired with the
+            stronger of them (the larger net change on the eval split; a method is never its own control).
 
     Returns:
         One row per method with a control to pair with: `label` then `CONTROL_COLUMNS`:
         `beats_control_rate` (% of paired runs with a larger delta than their control),
         `mean_delta_vs_control` (pp), `students_better` / `students_worse` (by their mean
         difference), the sign test's `p_better_than_control` / `p_worse_than_control`, the
-        `control` label(s) used and the `unpaired_runs` (no control of the same budget). Empty when
-        the study has no control runs.
+        `control` label(s) used and the `unpaired_runs` (no control of the same budget); the share
+        of the available gain taken beyond the control (`pooled_efficiency_vs_control`: Σ(Δ − Δ_control)
+        / Σ ensemble Δ over the runs whose ensemble gains; `student_median_efficiency_vs_control`: the
+        same per student, median over students; `pooled_reachable_efficiency_vs_control`: against
+        min(ensemble, the student's capacity ceiling) − S0 where ceilings are known). Empty when the
+        study has no control runs.
     """
     r = _prepare(runs)
     r = r.assign(_method=r["method"] if "method" in r.columns else r["label"],
@@ -212,35 +246,55 @@ def against_control(runs: pd.DataFrame, control: str = CONTROL_METHOD) -> pd.Dat
                  _training=[_training_options(o) for o in (r["options"] if "options" in r.columns
                                                            else [None] * len(r))])
     r["_budget"] = [tuple(t[k] for k in BUDGET_OPTIONS) for t in r["_training"]]
+    methods = (control,) if isinstance(control, str) else tuple(control)
     controls: dict[tuple, list[pd.Series]] = {}
-    for _, c in r[r["_method"] == control].iterrows():
+    for _, c in r[r["_method"].isin(methods)].iterrows():
         controls.setdefault((c["student"], c["_seed"], c["_data"], c["_budget"]), []).append(c)
     if not controls:
         return pd.DataFrame(columns=["label", *CONTROL_COLUMNS])
     rows = []
-    for label, group in r[r["_method"] != control].groupby("label", sort=False):
-        diffs, net_diffs, students, used, unpaired = [], [], [], [], 0
+    compared = r if len(methods) > 1 else r[r["_method"] != control]
+    for label, group in compared.groupby("label", sort=False):
+        diffs, net_diffs, students, used, unpaired, available, reachable = [], [], [], [], 0, [], []
         for _, run in group.iterrows():
-            candidates = controls.get((run["student"], run["_seed"], run["_data"], run["_budget"]))
+            candidates = [c for c in controls.get((run["student"], run["_seed"], run["_data"], run["_budget"]), [])
+                          if c["_method"] != run["_method"]]
             if not candidates:
                 unpaired += 1
                 continue
-            best = max(candidates, key=lambda c: sum(c["_training"][k] == v for k, v in run["_training"].items()))
+            agreeing = {}  # per control method, its run whose other training options agree most with this run's
+            for c in candidates:
+                score = sum(c["_training"][k] == v for k, v in run["_training"].items())
+                if c["_method"] not in agreeing or score > agreeing[c["_method"]][0]:
+                    agreeing[c["_method"]] = (score, c)
+            best = max((c for _, c in agreeing.values()), key=lambda c: (c["_net"], c["transfer_delta"]))
+            available.append(run["_available"])
+            reachable.append(run["_reachable"])
             diffs.append(run["transfer_delta"] - best["transfer_delta"])
             net_diffs.append(run["_net"] - best["_net"])  # exact: same student, same eval split
             students.append(run["student"])
             used.append(best["label"])
         if not diffs:
             continue
-        paired = pd.DataFrame({"student": students, "diff": diffs, "net": net_diffs})
+        paired = pd.DataFrame({"student": students, "diff": diffs, "net": net_diffs, "available": available,
+                               "reachable": reachable})
         by_student = paired.groupby("student")["net"].sum()  # a sum of exact counts: its sign is exact
+        takeable = paired[paired["available"] > 0]
+        per_student_taken = takeable.groupby("student")[["diff", "available"]].sum()
+        within = paired[paired["reachable"] > 0]
         better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
         p_better, p_worse = mcnemar_p_values(better, worse)
         rows.append({"label": label, "paired_runs": len(paired), "students": len(by_student),
                      "beats_control_rate": 100.0 * float((paired["net"] > 0).mean()),
                      "mean_delta_vs_control": float(paired["diff"].mean()), "students_better": better,
                      "students_worse": worse, "p_better_than_control": p_better, "p_worse_than_control": p_worse,
-                     "control": ", ".join(dict.fromkeys(used)), "unpaired_runs": unpaired})
+                     "control": ", ".join(dict.fromkeys(used)), "unpaired_runs": unpaired,
+                     "pooled_efficiency_vs_control": _share(takeable["diff"].sum(), takeable["available"].sum()),
+                     "student_median_efficiency_vs_control": float((100.0 * per_student_taken["diff"]
+                                                                    / per_student_taken["available"]).median())
+                     if len(per_student_taken) else float("nan"),
+                     "pooled_reachable_efficiency_vs_control": _share(within["diff"].sum(),
+                                                                      within["reachable"].sum())})
     return pd.DataFrame(rows, columns=["label", *CONTROL_COLUMNS])
 
 
@@ -256,6 +310,9 @@ def noted_runs(runs: pd.DataFrame) -> dict[str, int]:
         if kind is not None:
             counts[kind] += 1
     return {kind: n for kind, n in counts.items() if n}
+def _share(taken: float, available: float) -> float:
+    """100 · taken / available, NaN when nothing is available."""
+    return 100.0 * float(taken) / float(available) if available > 0 else float("nan")
 
 
 def order_methods(labels: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
@@ -277,8 +334,9 @@ class StudySummary:
         size_correlation: per method, Spearman correlation of student size and mean delta.
         vs_control: per method, its deltas against the `xe` control's, paired by student, seed and
             budget (`against_control`; empty without control runs).
-        vs_self: the same against the `self` control (self-distillation: the control of a method
-            that uses no labels), when the study has `self` runs.
+        vs_self: the same against the stronger of the `UNLABELLED_CONTROLS` of the same data and budget
+            (`self`: self-distillation, the control of a method that uses no labels; `self+xe+wise`: the
+            same plus fine-tuning on the calib labels), when the study has such runs.
         methods: the method labels, in the study's order.
     """
 
@@ -399,7 +457,7 @@ def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySumm
     return StudySummary(runs, by_method, by_bucket, by_family, students, ordered(size_correlation(runs))
                         if len(runs) else pd.DataFrame(), order,
                         ordered(against_control(runs)) if len(runs) else pd.DataFrame(),
-                        ordered(against_control(runs, SELF_CONTROL)) if len(runs) else pd.DataFrame())
+                        ordered(against_control(runs, UNLABELLED_CONTROLS)) if len(runs) else pd.DataFrame())
 
 
 def summarize(study_dir: str | Path) -> StudySummary:
@@ -414,7 +472,7 @@ def summarize(study_dir: str | Path) -> StudySummary:
         failures = store.failures()
         planned = store.planned()
     methods = [m["label"] for m in json.loads(spec)["methods"]] if spec else []
-    summary = summarize_runs(runs, methods)
+    summary = summarize_runs(with_ceilings(runs, read_ceilings(study_dir)), methods)
     if "kind" not in failures.columns:  # a store of an older anyteach, read without changing it
         failures = failures.assign(kind="error", label=None)
     summary.failures = failures.reindex(columns=FAILURE_COLUMNS)
@@ -423,5 +481,6 @@ def summarize(study_dir: str | Path) -> StudySummary:
 
 
 __all__ = ["BUDGET_OPTIONS", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
+           "UNLABELLED_CONTROLS",
            "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "net_change", "order_methods", "per_student",
            "size_correlation", "summarize", "summarize_runs"]

@@ -263,8 +263,9 @@ def against_self(ev: Evidence) -> list[str]:
     vs_control = ev.summary.vs_control
     controlled = set(vs_control["method"]) if len(vs_control) else set()
     records = ev.summary.vs_self.to_dict("records") if len(ev.summary.vs_self) else []
-    return [_paired_sentence(c["method"], c, f"the `{c['control'] or SELF_CONTROL}` control (self-distillation on "
-                             "the same data and budget, no teacher and no labels)", "")
+    return [_paired_sentence(c["method"], c, f"the `{c['control'] or SELF_CONTROL}` control (the stronger per run of "
+                             "the no-teacher controls of the same data and budget: `self`, self-distillation, and "
+                             "`self+xe+wise`, which also fine-tunes on the calib labels, where the study ran it)", "")
             for c in records if c["method"] not in controlled]
 
 
@@ -272,9 +273,24 @@ def gain_taken(ev: Evidence) -> list[str]:
     """The share of the available gain (a student–teacher ensemble's Δ) each method took."""
     return [f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
             f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on average; median "
-            f"efficiency {round(r['median_efficiency'])}% over the runs with something to take; "
+            f"efficiency {round(r['median_efficiency'])}% over the runs with something to take"
+            f"{_efficiency_details(r, paired_control(ev.summary, r['method']))}; "
             f"{sample(int(r['students']), int(r['runs']))})."
             for r in ev.rows() if not pd.isna(r.get("pooled_efficiency", float("nan")))]
+
+
+def _efficiency_details(row: pd.Series, paired: pd.Series | None) -> str:
+    """`; per student ..., beyond its control ..., of the reachable gain ...`: the parts that are known."""
+    parts = []
+    if pd.notna(row.get("student_median_efficiency", float("nan"))):
+        parts.append(f"per student (median) {round(row['student_median_efficiency'])}%")
+    if paired is not None and pd.notna(paired.get("pooled_efficiency_vs_control", float("nan"))):
+        parts.append(f"beyond its `{paired['control']}` control {round(paired['pooled_efficiency_vs_control'])}% "
+                     f"pooled, {round(paired['student_median_efficiency_vs_control'])}% per student (median)")
+    if pd.notna(row.get("pooled_reachable_efficiency", float("nan"))):
+        parts.append(f"of the gain reachable within the students' capacity ceilings "
+                     f"({row['mean_reachable_delta']:+.2f} pp on average) {round(row['pooled_reachable_efficiency'])}%")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def kl_needs_stronger_teachers(ev: Evidence) -> list[str]:

@@ -211,13 +211,28 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
             continue
         maxconf = (part["ensemble_maxconf_acc"] - part["student_acc_before"]).mean() \
             if "ensemble_maxconf_acc" in part else float("nan")
+        paired = paired_control(summary, r["method"])
         rows.append({"method": r["method"], "runs": len(part),
                      "available gain (pp)": _pp(r["mean_ensemble_delta"]),
                      "runs with gain to take": _pct(100.0 * float((part["ensemble_delta"] > 0).mean()), 0),
                      "pooled efficiency": _pct(r["pooled_efficiency"]),
                      "median efficiency": _pct(r["median_efficiency"]),
+                     "per-student median efficiency": _pct(r["student_median_efficiency"]),
+                     **_beyond_control_cells(r, paired),
                      "max-confidence ensemble Δ (pp)": _pp(maxconf)})
     return pd.DataFrame(rows)
+
+
+def _beyond_control_cells(row: pd.Series, paired: pd.Series | None) -> dict[str, str]:
+    """The efficiency cells beyond the paired control and against the reachable gain (issue 16)."""
+    def value(series: Any, key: str) -> float:
+        return float("nan") if series is None else float(series.get(key, float("nan")))
+
+    return {"pooled efficiency beyond control": _pct(value(paired, "pooled_efficiency_vs_control")),
+            "per-student median beyond control": _pct(value(paired, "student_median_efficiency_vs_control")),
+            "reachable gain (pp)": _pp(value(row, "mean_reachable_delta")),
+            "efficiency of reachable": _pct(value(row, "pooled_reachable_efficiency")),
+            "beyond control, of reachable": _pct(value(paired, "pooled_reachable_efficiency_vs_control"))}
 
 
 def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
@@ -393,7 +408,11 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
                     "with a large one means the method left the knowledge where it was.")
         report.table(available, "Per method: mean available gain over its runs (pp), the share of runs with "
                                 "something to take (available gain > 0), pooled efficiency (ΣΔ / Σ available "
-                                "gain over those runs, %), median efficiency (%), and the paper-style "
+                                "gain over those runs, %), median efficiency over runs and the median over "
+                                "students of each student's pooled efficiency (%); the same beyond the paired "
+                                "no-teacher control (Σ(Δ − Δ_control) / Σ available gain); the reachable gain "
+                                "min(ensemble, the student's capacity ceiling) − S0 where ceilings are known "
+                                "(`ceilings.json` of the study) and the efficiency against it; and the paper-style "
                                 "max-confidence ensemble's mean Δ (pp).")
         report.figure(figs.delta_vs_available(summary, fig_dir / "delta_vs_available.png"),
                       "Transfer Δ vs available gain, one point per run; on the dashed line a run took all of it.")

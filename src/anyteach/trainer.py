@@ -41,7 +41,7 @@ from .optim import lr_factor, make_optimizer
 from .options import TrainingOptions
 from .predictions import cached_logits, model_logits, split_outputs
 from .runtime import Runtime, default_device
-from .seeds import augment_seed
+from .seeds import RUN_STRIDE, augment_seed
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 DIVERGENCE_CHECK_STEPS = 25
@@ -563,6 +563,8 @@ class Trainer:
                 return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
             context.calib_score = calib_score
+        if self.needs.labelled is not None:
+            context.labelled_batch = self._labelled_batches(self.needs.labelled)
         if self.needs.teacher_features:
             x, _, _ = next(iter(self.data.loader("transfer", batch_size=2, num_workers=0,
                                                  preprocessing=self.student.info.preprocessing)))
@@ -572,6 +574,21 @@ class Trainer:
                 context.student_feature_dim = self.student.features(x)[1].shape[1]
                 context.teacher_feature_dim = self.outputs.teacher_feature_dim(x)
         return context
+
+    def _labelled_batches(self, split: str) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """`index -> (inputs, labels)`: a batch of `split`'s samples (held on the device) of the transfer
+        batch's size, drawn at random as a function of the transfer batch's index (a resumed run draws the same)."""
+        x, y, _ = next(iter(self.data.loader(split, batch_size=self.data.size(split), num_workers=0,
+                                             preprocessing=self.student.info.preprocessing)))
+        x, y = self.runtime.to_device(x), y.to(self.device)
+        seed = self.options.seed
+
+        def draw(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            generator = torch.Generator().manual_seed(seed * RUN_STRIDE + int(index.sum()))
+            pick = torch.randint(len(y), (len(index),), generator=generator).to(y.device)
+            return x[pick], y[pick]
+
+        return draw
 
     def _loader(self, epoch: int, augment_rng: torch.Generator | None = None):
         """The transfer split's batches of `epoch` (this rank's share of each under DDP)."""

@@ -100,6 +100,8 @@ class MethodContext:
     seed: int = 0
     calibration: Calibration | None = None  # for target rules with a calibrate step
     calib_score: Callable[[nn.Module], float] | None = None  # accuracy (%) of a model on the calib split
+    # a batch (inputs, labels) of the preset's labelled split, drawn as a function of the transfer batch's index
+    labelled_batch: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnyteachError
@@ -59,6 +60,10 @@ PRESET_TABLE: list[dict[str, Any]] = [
     dict(name="self+wise", target="frozen", loss="kl", regulariser="wise",
          description="control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher",
          recipe=TEACHING_RECIPE),
+    dict(name="self+xe+wise", target="frozen", loss="kl", regulariser="wise", labelled_split="calib",
+         description="stronger control of pl+ens+wise: self-distillation on the transfer data plus cross-entropy "
+                     "on the calib split's labels at every step, the same WiSE guard, no teacher",
+         recipe=TEACHING_RECIPE),
     # baselines
     dict(name="xe", target=None, loss="ce",
          description="baseline: plain cross-entropy fine-tuning, same budget, no teacher"),
@@ -80,6 +85,7 @@ class MethodNeeds:
         teacher_features: the first teacher's penultimate features (the loss uses them: CD, CRD).
         student_features: the student's penultimate features (the loss uses them: CD, CRD).
         calibration: the dataset's `calib` split (the target rule or the regulariser chooses on it).
+        labelled: the labelled split the method also fine-tunes on (`MethodPreset.labelled_split`), or None.
     """
 
     frozen: bool = False
@@ -87,6 +93,7 @@ class MethodNeeds:
     teacher_features: bool = False
     student_features: bool = False
     calibration: bool = False
+    labelled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,9 @@ class MethodPreset:
     """A named method: a target rule, a loss and an optional regulariser, with the paper's defaults.
 
     `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and
-    T *is* the prediction). `defaults` are method options (`options.METHOD_OPTIONS`) that differ
+    T *is* the prediction). `labelled_split` names a labelled split of the dataset (`calib`, `train`)
+    that the method also fine-tunes on: at every step a batch of it, drawn at random, adds a
+    cross-entropy term on its labels next to the loss on the transfer batch. `defaults` are method options (`options.METHOD_OPTIONS`) that differ
     from their global defaults; `base_lr` is the method's base learning rate, which a run's default
     lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2). `recipe` holds the training options
     (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes
@@ -110,6 +119,7 @@ class MethodPreset:
     base_lr: float = 1e-4
     reference: str = ""
     recipe: dict[str, Any] = field(default_factory=dict)
+    labelled_split: str | None = None
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -132,7 +142,9 @@ class MethodPreset:
                            teacher_features=loss is not None and loss.needs_teacher_features,
                            student_features=loss is not None and loss.needs_features,
                            calibration=(rule is not None and rule.calibrate is not None)
-                           or (regulariser is not None and regulariser.needs_calibration))
+                           or (regulariser is not None and regulariser.needs_calibration)
+                           or self.labelled_split == "calib",
+                           labelled=self.labelled_split)
 
     @property
     def needs_teacher(self) -> bool:
@@ -258,6 +270,10 @@ class TransferMethod(nn.Module):
         self.rule = TARGET_RULES[preset.target] if preset.target is not None else None
         self.loss = LOSSES[preset.loss](self.opts, context) if preset.loss is not None else None
         self.rule_params: dict[str, Any] = {}
+        self.labelled_batch = context.labelled_batch if preset.labelled_split is not None else None
+        if preset.labelled_split is not None and self.labelled_batch is None:
+            raise AnyteachError(f"method {preset.name!r} fine-tunes on the {preset.labelled_split!r} split, which "
+                                "the trainer did not provide")
         if self.rule is not None and self.rule.calibrate is not None:
             if context.calibration is None:
                 raise AnyteachError(f"method {preset.name!r} chooses its target on a calibration split: use a "
@@ -283,12 +299,19 @@ class TransferMethod(nn.Module):
             teacher_logits: `(K, B, C)` outputs of the teachers.
             teacher_features: `(B, D)` penultimate features of the (first) teacher.
         """
+        labelled_logits = None
         if self.needs.student_features:
             logits, features = student.features(inputs)
+        elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
+            extra_inputs, extra_labels = self.labelled_batch(index)
+            both = student(torch.cat([inputs, extra_inputs]))
+            logits, labelled_logits, features = both[:len(inputs)], both[len(inputs):], None
         else:
             logits, features = student(inputs), None
         target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
         losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features))
+        if labelled_logits is not None:
+            losses["loss_labelled"] = F.cross_entropy(labelled_logits.float(), extra_labels)
         return StepOutput(logits, losses, target)
 
 

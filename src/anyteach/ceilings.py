@@ -1,0 +1,75 @@
+"""Capacity ceilings: what each student's architecture can hold at all, to read transfer efficiency against.
+
+A student–teacher ensemble can be more accurate than anything the student's architecture reaches (mlp_narrow
+tops out near 70% on MNIST-1D however it is trained), so "the share of the ensemble's gain taken" mixes what a
+method fails to transfer with what the student cannot hold. A ceiling is the accuracy the architecture reaches
+trained long on abundant labelled data (measured by `docs/research/scripts/ceiling.py`); the reachable gain of a
+run is then min(ensemble, ceiling) − S0. A study directory may hold `ceilings.json` (`{student ref: accuracy
+%}`), which the summary joins to the runs by student reference; the demo writes the built-in zoo's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from ._io import atomic_path
+from .errors import AnyteachError
+
+CEILINGS_FILE = "ceilings.json"
+"""The file of a study directory that holds its students' ceilings."""
+
+MNIST1D_CEILINGS: dict[str, float] = {
+    "zoo:mnist1d/mlp_narrow": 65.16,
+    "zoo:mnist1d/mlp": 87.88,
+    "zoo:mnist1d/cnn_small_sgd": 95.08,
+    "zoo:mnist1d/cnn_bn": 99.14,
+    "zoo:mnist1d/gru": 97.96,
+    "zoo:mnist1d/mlp_wide_aug": 95.94,
+    "zoo:mnist1d/cnn_bn_aug": 99.02,
+    "zoo:mnist1d/cnn_wide_sgd": 97.48,
+    "zoo:mnist1d/gru_chunk4": 97.24,
+    "zoo:mnist1d/transformer": 95.44,
+}
+"""The ceilings of the built-in MNIST-1D zoo (seed 0, `zoo:mnist1d/<model>`) on its eval split: each model
+fine-tuned from its zoo weights with cross-entropy on 100,000 fresh labelled samples, 3 epochs, AdamW lr 1e-3
+cosine (a lower bound on what the architecture holds; docs/research/ceilings/mnist1d-seed0.json, measured by
+docs/research/scripts/ceiling.py; docs/research/teaching-gains.md, "The ceiling"). The zoo has 11 models;
+transformer_aug is no student of the demo's pairs and was not measured."""
+
+
+def read_ceilings(study_dir: str | Path) -> dict[str, float]:
+    """The ceilings in `study_dir/ceilings.json` (empty when there is none).
+
+    Raises:
+        AnyteachError: the file is not a JSON object of numbers.
+    """
+    path = Path(study_dir) / CEILINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        return {str(ref): float(acc) for ref, acc in raw.items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        raise AnyteachError(f"{path}: expected a JSON object {{student ref: accuracy %}} ({e})") from None
+
+
+def write_ceilings(study_dir: str | Path, ceilings: Mapping[str, float]) -> Path:
+    """Write `ceilings` to `study_dir/ceilings.json` (atomically) and return its path."""
+    path = Path(study_dir) / CEILINGS_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({ref: float(acc) for ref, acc in ceilings.items()}, indent=2, sort_keys=True))
+    return path
+
+
+def with_ceilings(runs: pd.DataFrame, ceilings: Mapping[str, float]) -> pd.DataFrame:
+    """`runs` with a `ceiling_acc` column: the ceiling of each run's student (NaN where unknown)."""
+    if not ceilings or "student" not in runs.columns:
+        return runs
+    return runs.assign(ceiling_acc=runs["student"].map(dict(ceilings)).astype(float))
+
+
+__all__ = ["CEILINGS_FILE", "MNIST1D_CEILINGS", "read_ceilings", "with_ceilings", "write_ceilings"]
