@@ -6,6 +6,7 @@ package is absent skips its test; the CLI refuses it with one line."""
 from __future__ import annotations
 
 import json
+import time
 import os
 from pathlib import Path
 
@@ -43,9 +44,16 @@ def test_wandb_offline_run_is_named_after_the_pair_and_method(tiny_zoo, tmp_path
     monkeypatch.setenv("WANDB__SERVICE_WAIT", "300")  # W&B's local service starts slowly on a loaded machine
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
     result = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["wandb"], **FAST)
-    (log_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
-    records = wandb_records(log_file)
-    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    runs: list = []
+    for _ in range(60):  # W&B's service process may still be writing the offline file when finish() returns
+        files = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+        records = [r for f in files for r in wandb_records(f)]
+        runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        if runs:
+            break
+        time.sleep(0.5)
+    assert len(files) == 1, files
+    (run,) = runs
     assert run.display_name == "mlp_narrow <- mlp: kl"
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["method"] == "kl" and config["training"]["epochs"] == 2

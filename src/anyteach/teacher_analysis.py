@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import AnyteachError
 from .aggregate import BUDGET_OPTIONS, CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, net_change
 from .forecast import DEFAULT_METHOD, SIGNALS, Forecaster, fit_forecast, pair_signals
 from .options import TRAINING_OPTIONS
@@ -323,8 +324,11 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
     data = signal_data(spec)
     frame = paired
     if data is not None:
-        frame = with_signals(paired, data)
-    else:
+        try:
+            frame = with_signals(paired, data)
+        except AnyteachError:  # models or data no longer at hand (a copied study): what the store holds
+            data = None
+    if data is None:
         frame = paired.assign(student_acc=paired["student_acc_before"], available_gain=paired["ensemble_delta"],
                               accuracy_difference=paired["teacher_acc"] - paired["student_acc_before"])
     report.heading("What makes a good teacher and student")
