@@ -117,7 +117,10 @@ def test_kill_9_of_one_rank_then_the_same_command_resumes(tiny_zoo, tiny_data, d
                                 env=os.environ.copy())
     try:
         deadline = time.monotonic() + 180
-        while not (out / "checkpoint.pt").exists():  # epoch 1 is done and saved
+        # epoch 1 is done, saved and its metrics row written (the checkpoint comes first: a kill between the
+        # two loses no row, as the resume restores it, but this test reads the row before resuming)
+        while not ((out / "checkpoint.pt").exists() and (out / "metrics.jsonl").exists()
+                   and any(row["epoch"] >= 1 for row in history(out))):
             assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
             time.sleep(0.02)
         victim = _rank_pid(launcher.pid, 1)
