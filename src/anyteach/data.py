@@ -258,7 +258,32 @@ class Dataset:
         return f"{type(self).__name__}({self.ref!r})"
 
 
-class Mnist1d(Dataset):
+
+class _InMemory(Dataset):
+    """A generated dataset held in memory as tensors per split (`_x`, `_y`): its inputs, labels and
+    loaders, with the subclass's default augmentation (`augmentation`, applied by `augmenter`)."""
+
+    augmentation: Mapping[str, float] = {}
+    augmenter: Callable[..., torch.Tensor] = staticmethod(augment_signals)
+
+    def inputs(self, split: str) -> torch.Tensor:
+        self._check_split(split)
+        return self._x[split]
+
+    def labels(self, split: str) -> torch.Tensor:
+        self._check_split(split)
+        return self._y[split]
+
+    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
+               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
+               shard: tuple[int, int] = (0, 1)) -> TensorLoader:
+        params = dict(self.augmentation) if augment is True else dict(augment) if augment else None
+        return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
+                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
+                            shard=shard, augmenter=self.augmenter)
+
+class Mnist1d(_InMemory):
     """MNIST-1D: 10 classes of 40-sample signals, generated offline and cached as `.npz`."""
 
     def __init__(self, size: int = 30_000, eval: int = 5_000, seed: int = 0, fraction: float = 1.0,
@@ -352,22 +377,7 @@ class Mnist1d(Dataset):
                 np.savez(f, x=x, y=y)
         return torch.from_numpy(x), torch.from_numpy(y)
 
-    def inputs(self, split: str) -> torch.Tensor:
-        self._check_split(split)
-        return self._x[split]
-
-    def labels(self, split: str) -> torch.Tensor:
-        self._check_split(split)
-        return self._y[split]
-
-    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
-               shard: tuple[int, int] = (0, 1)) -> TensorLoader:
-        params = dict(MNIST1D_AUGMENTATION) if augment is True else dict(augment) if augment else None
-        return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
-                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
-                            shard=shard)
+    augmentation = MNIST1D_AUGMENTATION  # what `augment=True` means for signals
 
 
 GLYPHS_AUGMENTATION: dict[str, float] = {"shift": 0.08, "rotate": 0.2, "scale": 0.1, "noise": 0.03}
@@ -376,7 +386,7 @@ _GLYPH_STREAMS = {"train": 0, "eval": 1, "calib": 2, "fresh": 3}
 """Every split of a glyphs dataset is its own stream of the generator, so no two splits share a sample."""
 
 
-class Glyphs(Dataset):
+class Glyphs(_InMemory):
     """Glyphs: 12 classes of 32×32 RGB images of stroked shapes and letters (`glyphs.py`), generated
     in memory from a seed, every split from its own stream (splits are disjoint; `calib` and `fresh`
     as for `mnist1d`). Inputs are 8-bit images `(3, 32, 32)`; each model normalises its own."""
@@ -449,22 +459,8 @@ class Glyphs(Dataset):
         # a stream's labels are a permutation of its n samples: its images depend on n
         return f"{self.identity}/{name}-{self.sizes[name]}"
 
-    def inputs(self, split: str) -> torch.Tensor:
-        self._check_split(split)
-        return self._x[split]
-
-    def labels(self, split: str) -> torch.Tensor:
-        self._check_split(split)
-        return self._y[split]
-
-    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
-               shard: tuple[int, int] = (0, 1)) -> TensorLoader:
-        params = dict(GLYPHS_AUGMENTATION) if augment is True else dict(augment) if augment else None
-        return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
-                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
-                            shard=shard, augmenter=augment_images)
+    augmentation = GLYPHS_AUGMENTATION  # what `augment=True` means for images
+    augmenter = staticmethod(augment_images)
 
 
 def export_imagefolder(data: Dataset, out: str | Path, splits: Mapping[str, str] | None = None) -> Path:
