@@ -79,3 +79,17 @@ def test_cli_transfer_imports_a_plugin_first(tiny_zoo, tiny_data, tmp_path):
     without = subprocess.run([c for c in command if c not in ("--import", str(tmp_path / "my_methods.py"))],
                              capture_output=True, text=True, env=os.environ.copy())
     assert without.returncode == 2 and "unknown method 'plugin-kl-t2'" in without.stderr
+
+
+def test_the_research_presets_still_import():
+    """The research log's studies name docs/research/presets.py under `imports:`; a refactor of the package
+    must not break them (it did once: a helper moved between modules)."""
+    from pathlib import Path
+
+    presets = Path(__file__).resolve().parents[1] / "docs" / "research" / "presets.py"
+    code = ("from anyteach.registry import import_plugins; from anyteach.methods import METHODS; "
+            f"import_plugins([{str(presets)!r}]); "
+            "print(sorted(m for m in METHODS if m in ('pl+ens+xetrain+wise', 'kl+ens-t+wise')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['kl+ens-t+wise', 'pl+ens+xetrain+wise']"

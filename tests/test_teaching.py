@@ -66,6 +66,35 @@ def test_ensemble_targets_are_the_mixture_and_its_class():
     assert METHODS["pl+ens+wise"].needs.calibration and not METHODS["kl+dp"].needs.calibration
 
 
+def test_several_teachers_join_the_ensemble_as_their_mean():
+    frozen, teachers = torch.randn(6, 4), torch.randn(3, 6, 4)
+    inputs = RuleInputs(torch.zeros(6, dtype=torch.long), frozen, teachers, frozen, {"teacher_weight": 0.4})
+    target = TARGET_RULES["ens"].fn(inputs)
+    expected = 0.6 * frozen.softmax(1) + 0.4 * teachers.softmax(2).mean(0)
+    assert torch.allclose(target.logits.softmax(1), expected, atol=1e-6)
+    assert torch.equal(TARGET_RULES["ens-hard"].fn(inputs).logits.argmax(1), expected.argmax(1))
+    one = RuleInputs(inputs.labels, frozen, teachers[:1], frozen, inputs.params)  # K = 1 is the plain pair ensemble
+    assert torch.equal(TARGET_RULES["ens"].fn(one).logits, mixture_log_probs(frozen, teachers[0], 0.4))
+    # the weight is chosen against the teachers' mean: two copies of a teacher choose what the one does
+    single = _calibration(0.5, 0.9)
+    double = Calibration(single.labels, single.frozen, single.teachers.expand(2, -1, -1))
+    assert choose_mixture_weight(double)["teacher_weight"] == choose_mixture_weight(single)["teacher_weight"]
+    assert all(METHODS[m].multi_teacher for m in ("pl+ens+wise", "kl+ens+wise") if m in METHODS)
+
+
+def test_a_teaching_transfer_from_several_teachers(tiny_zoo, tmp_path):
+    import anyteach
+
+    data = "mnist1d:size=2000,eval=500,seed=0,calib=400,fresh=600"
+    options = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "progress": False}
+    result = anyteach.transfer(tiny_zoo["mlp_narrow"], [tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"]], data, "pl+ens+wise",
+                               tmp_path / "run", **options)
+    row = result.final
+    assert len(row["teacher_accs"]) == 2 and row["teacher_acc"] == max(row["teacher_accs"])
+    assert 0 <= row["calibration"]["teacher_weight"] <= 1 and 0 <= row["wise_alpha"] <= 1
+    assert row["ensemble_acc"] is not None  # the available gain is the student + both teachers' ensemble
+
+
 def test_the_wise_guard_interpolates_and_chooses_on_the_calib_score():
     torch.manual_seed(0)
     s0 = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))

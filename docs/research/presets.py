@@ -35,8 +35,9 @@ for preset in [
 
 import torch  # noqa: E402
 
-from anyteach.methods import (Calibration, RuleInputs, Target, _routing_of, choose_mixture_weight,  # noqa: E402
+from anyteach.methods import (Calibration, RuleInputs, Target, choose_mixture_weight,  # noqa: E402
                               mixture_log_probs, register_target_rule)
+from anyteach.methods.targets import _routing_of  # noqa: E402
 
 SHARPENING = (0.25, 0.5, 0.75, 1.0)
 """The temperatures `ens-temp` chooses from (τ < 1 sharpens the calibrated ensemble toward its class)."""

@@ -214,10 +214,22 @@ def mixture_log_probs(frozen: torch.Tensor, teacher: torch.Tensor, weight: float
     return mixed.clamp_min(1e-12).log()
 
 
+def teacher_mixture(teachers: torch.Tensor) -> torch.Tensor:
+    """The teacher side of a calibrated ensemble: the one teacher's logits, or for K > 1 teachers the log of
+    their mean probability (an equal-weight teacher ensemble; softmax of it is that mean).
+
+    Args:
+        teachers: `(K, N, C)` teacher logits.
+    """
+    if teachers.shape[0] == 1:
+        return teachers[0]
+    return teachers.float().softmax(-1).mean(0).clamp_min(1e-12).log()
+
+
 def _ensemble_choice(calibration: Calibration, key: Callable[[float, float, float], tuple]) -> dict[str, Any]:
     """The teacher weight w minimising `key(accuracy, nll, w)` over `MIXTURE_WEIGHTS` on the calib split,
     with that ensemble's and the frozen student's calib accuracy (what the student is aimed at)."""
-    labels, teacher = calibration.labels, calibration.teachers[0]
+    labels, teacher = calibration.labels, teacher_mixture(calibration.teachers)
     scored = []
     for w in MIXTURE_WEIGHTS:
         logp = mixture_log_probs(calibration.frozen, teacher, w)
@@ -232,7 +244,7 @@ def _ensemble_choice(calibration: Calibration, key: Callable[[float, float, floa
 
 def choose_mixture_weight(calibration: Calibration) -> dict[str, Any]:
     """The teacher weight w of the ensemble `(1 − w)·p_S0 + w·p_T` with the highest accuracy on the
-    calibration split (ties: the lower NLL, then the smaller w)."""
+    calibration split (ties: the lower NLL, then the smaller w); with K teachers p_T is their mean."""
     return _ensemble_choice(calibration, lambda accuracy, nll, w: (-accuracy, nll, w))
 
 
@@ -246,15 +258,16 @@ def _routing_of(weight: float, like: torch.Tensor) -> torch.Tensor:
     return _full(like, FROZEN if weight == 0 else 1 if weight == 1 else MIXED)
 
 
-@register_target_rule("ens", calibrate=choose_mixture_weight)
+@register_target_rule("ens", multi_teacher=True, calibrate=choose_mixture_weight)
 def calibrated_ensemble(inputs: RuleInputs) -> Target:
-    """The student–teacher ensemble (1−w)·p_S0 + w·p_T on every sample, w chosen on the calib split."""
+    """The student–teacher ensemble (1−w)·p_S0 + w·p_T on every sample, w chosen on the calib split
+    (several teachers: p_T is their mean)."""
     w = inputs.params["teacher_weight"]
-    logits = mixture_log_probs(inputs.frozen, inputs.teachers[0], w)
+    logits = mixture_log_probs(inputs.frozen, teacher_mixture(inputs.teachers), w)
     return Target(logits, _routing_of(w, logits))
 
 
-@register_target_rule("ens-nll", calibrate=choose_mixture_weight_nll)
+@register_target_rule("ens-nll", multi_teacher=True, calibrate=choose_mixture_weight_nll)
 def calibrated_ensemble_nll(inputs: RuleInputs) -> Target:
     """The student–teacher ensemble (1−w)·p_S0 + w·p_T on every sample, w minimising NLL on the calib split."""
     return calibrated_ensemble(inputs)
@@ -267,20 +280,20 @@ def hard_logits(logits: torch.Tensor) -> torch.Tensor:
                                                                                    0.0)
 
 
-@register_target_rule("ens-hard", calibrate=choose_mixture_weight)
+@register_target_rule("ens-hard", multi_teacher=True, calibrate=choose_mixture_weight)
 def calibrated_ensemble_label(inputs: RuleInputs) -> Target:
     """The calibrated student–teacher ensemble's class as a hard pseudo-label (w chosen on the calib split)."""
     w = inputs.params["teacher_weight"]
-    logits = hard_logits(mixture_log_probs(inputs.frozen, inputs.teachers[0], w))
+    logits = hard_logits(mixture_log_probs(inputs.frozen, teacher_mixture(inputs.teachers), w))
     return Target(logits, _routing_of(w, logits))
 
 
-@register_target_rule("ens-fix", calibrate=choose_mixture_weight)
+@register_target_rule("ens-fix", multi_teacher=True, calibrate=choose_mixture_weight)
 def ensemble_corrections(inputs: RuleInputs) -> Target:
     """Where the calibrated ensemble's class differs from S_frozen's, that class as a hard pseudo-label;
     elsewhere S_frozen's own output (self-distillation keeps what the student knows)."""
     w = inputs.params["teacher_weight"]
-    mixed = mixture_log_probs(inputs.frozen, inputs.teachers[0], w)
+    mixed = mixture_log_probs(inputs.frozen, teacher_mixture(inputs.teachers), w)
     flip = mixed.argmax(1) != inputs.frozen.argmax(1)
     logits = torch.where(flip.unsqueeze(1), hard_logits(mixed), inputs.frozen.float())
     return Target(logits, flip.long())
