@@ -85,8 +85,11 @@ def test_rank_teachers_orders_by_forecast(tiny_zoo):
     student = tiny_zoo["mlp"]
     forecast = fit_forecast(pd.DataFrame({"student": ["s"] * 4, "available_gain": [0.0, 1.0, 2.0, 3.0]}),
                             [0.0, 1.0, 2.0, 3.0], method="m", control="xe", use=("available_gain",))
-    ranking = rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="m",
-                            forecaster=Forecaster({"m": forecast}))
+    import anyteach
+
+    ranking = anyteach.rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="m",
+                                     forecaster=Forecaster({"m": forecast}))  # the public API, as the README shows
+    assert anyteach.rank_teachers is rank_teachers
     t = ranking.table
     assert list(t["rank"]) == [1, 2, 3] and student not in set(t["teacher"])
     assert t["forecast"].is_monotonic_decreasing

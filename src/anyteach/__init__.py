@@ -19,6 +19,7 @@ from .options import TrainingOptions
 from .transfer import TransferResult, transfer
 from .multi import MultiTransferResult, transfer_multi
 from .zoo import build_zoo, get_zoo, list_zoo
+from .forecast import TeacherRanking, rank_teachers
 
 __version__ = "0.1.0"
 
@@ -28,5 +29,5 @@ __all__ = [
     "StudySpec", "StudySummary", "load_study_spec", "run_study", "summarize", "write_report",
     "PairAnalysis", "ZooAnalysis", "analyze_pair", "analyze_zoo", "negative_flips", "positive_flips", "transfer_metrics",
     "METHODS", "TrainingOptions", "TransferResult", "register_method", "transfer",
-    "MultiTransferResult", "transfer_multi",
+    "MultiTransferResult", "transfer_multi", "TeacherRanking", "rank_teachers",
 ]

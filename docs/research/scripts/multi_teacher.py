@@ -1,0 +1,81 @@
+"""H11 (issue 16): an ensemble of several teachers as the target. Per student, its k best teachers by the
+shipped forecast (`anyteach.rank_teachers`, calib split only, no training), and `pl+ens+wise` run once with
+all k (the target is the calibrated ensemble of the student and the teachers' mean probability) and once with
+the forecast's top-1 teacher alone; each paired with the stronger of the student's `self` and `self+xe+wise`
+runs of the same data and budget, read from a finished study (`--controls`).
+
+usage: PYTHONPATH=src python docs/research/scripts/multi_teacher.py --controls STUDY_DIR --out DIR
+       [--zoo-seed S] [--k 3] [--students a,b,...]
+Writes DIR/runs.csv (one row per run, the study's run columns) and prints the pooled table of
+`docs/research/scripts/pooled.py`: the pooled efficiency's denominator is each run's own ensemble gain
+(S0 and all its teachers, equal weights), so the k-teacher runs are measured against the larger ensemble.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+import anyteach
+from anyteach.aggregate import UNLABELLED_CONTROLS, against_control, aggregate, summarize
+from anyteach.methods.presets import TEACHING_RECIPE
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--controls", required=True)
+parser.add_argument("--out", required=True)
+parser.add_argument("--zoo-seed", type=int, default=0)
+parser.add_argument("--k", type=int, default=3)
+parser.add_argument("--students", default=None)
+parser.add_argument("--fresh", type=int, default=100000)
+parser.add_argument("--epochs", type=int, default=2)
+args = parser.parse_args()
+
+seed_part = f"seed={args.zoo_seed}," if args.zoo_seed else ""
+zoo = f"zoo:mnist1d@{args.zoo_seed}" if args.zoo_seed else "mnist1d"
+data = f"mnist1d:{seed_part}calib=5000,fresh={args.fresh}"
+controls = summarize(args.controls).runs
+controls = controls[controls["label"].isin(UNLABELLED_CONTROLS) & (controls["data"] == data)]
+template = json.loads(controls["options"].iloc[0])  # the controls' recipe: the candidates run the same
+options = {k: template[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule")}
+assert {k: options[k] for k in TEACHING_RECIPE} == TEACHING_RECIPE, options
+students = args.students.split(",") if args.students else sorted(controls["student"].unique())
+out = Path(args.out)
+rows = []
+for student in students:
+    ranking = anyteach.rank_teachers(student, zoo, data, method="pl+ens+wise")
+    ordered = ranking.table.sort_values("rank")["teacher"].tolist()
+    for label, teachers in ((f"pl+ens+wise top-{args.k}", ordered[:args.k]), ("pl+ens+wise top-1", ordered[:1])):
+        name = student.rsplit("/", 1)[-1]
+        run_dir = out / f"{name}-{label.split()[-1]}"
+        result = anyteach.transfer(student, teachers, data, "pl+ens+wise", run_dir, progress=False, seed=0, **options)
+        final = result.final
+        rows.append({"label": label, "method": "pl+ens+wise", "student": student, "teacher": ",".join(teachers),
+                     "seed": 0, "options": controls["options"].iloc[0], "data": data,
+                     "student_name": name, **{k: final.get(k) for k in (
+                         "student_acc", "student_acc_before", "teacher_acc", "transfer_delta", "knowledge_gain",
+                         "knowledge_loss", "gain_count", "loss_count", "p_gain", "p_loss", "ensemble_acc",
+                         "ensemble_delta", "transfer_efficiency", "wise_alpha")},
+                     "teacher_weight": final["calibration"]["teacher_weight"]})
+        print(f"{label:>20} {name:>14} <- {','.join(t.rsplit('/', 1)[-1] for t in teachers)}: "
+              f"Δ {final['transfer_delta']:+.2f} pp (ensemble {final['ensemble_delta']:+.2f}, "
+              f"w {final['calibration']['teacher_weight']:.2f}, α {final.get('wise_alpha')})", flush=True)
+runs = pd.DataFrame(rows)
+out.mkdir(parents=True, exist_ok=True)
+runs.to_csv(out / "runs.csv", index=False)
+
+allruns = pd.concat([controls, runs], ignore_index=True)
+by = aggregate(allruns).set_index("label")
+vs = against_control(allruns, UNLABELLED_CONTROLS).set_index("label")
+print("| candidate | runs | mean Δ (pp) | mean ensemble Δ (pp) | Δ beyond the stronger control (better/worse, p) | "
+      "beyond control: pooled / per-student median | median success | sig. harm |")
+print("|---|---:|---:|---:|---|---:|---:|---:|")
+for label, r in by.iterrows():
+    c = vs.loc[label] if label in vs.index else None
+    beyond = (f"{c['mean_delta_vs_control']:+.2f} ({c['students_better']}/{c['students_worse']}, "
+              f"p={c['p_better_than_control']:.3g})") if c is not None else "–"
+    share = (f"{c['pooled_efficiency_vs_control']:.1f}% / {c['student_median_efficiency_vs_control']:.1f}%"
+             if c is not None and pd.notna(c["pooled_efficiency_vs_control"]) else "–")
+    print(f"| {label} | {int(r['runs'])} | {r['mean_delta']:+.2f} | {r['mean_ensemble_delta']:+.2f} | {beyond} | "
+          f"{share} | {r['median_success_rate']:.0f}% | {r['significant_harm_rate']:.0f}% |")
