@@ -188,3 +188,28 @@ def test_a_browser_shows_the_figures_and_tables(files, tmp_path):
 
     with Image.open(png) as image:
         assert image.width == 1200 and image.height >= facts["height"] > 3000
+
+
+def test_gain_shares_are_ranked_only_within_the_same_data_and_budget(tmp_path):
+    """Issue 16 item 5: a method on 100,000 fresh samples for 2 epochs and one on the train split for 1 epoch
+    are not ranked against each other by their share of the available gain."""
+    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", "mlp", 1000) for i in range(MIN_STUDENTS)}
+    names = {ref: m.name for ref, m in models.items()}
+    runs = {"kl+dp": ("mnist1d", '{"epochs": 1}', 0.1), "pl+ens+wise": ("mnist1d:fresh=1000", '{"epochs": 2}', 0.5),
+            "kl": ("mnist1d", '{"epochs": 1}', 0.2)}
+    with StudyStore(tmp_path) as store:
+        store.set_meta("spec", json.dumps({"name": "budgets", "data": "mnist1d", "seeds": [0], "recipe": {},
+                                           "methods": [{"name": m, "label": m, "options": {}} for m in runs]}))
+        store.add_models([{**m.__dict__} for m in models.values()])
+        for s in models:
+            t = next(m for m in models if m != s)
+            for method, (data, options, delta) in runs.items():
+                final = {**_final(delta, 1.0, False, False), "ensemble_delta": 2.0, "ensemble_acc": 82.0,
+                         "transfer_efficiency": 50.0 * delta}
+                outcome = {"final": final, "run_dir": "", "seconds": 1.0}
+                assert store.add_run(run_row(RunSpec(method, method, s, t, 0, options, data), outcome, names, models),
+                                     [{"epoch": 0}])
+    taken = verdict(summarize(tmp_path))[2]
+    assert "ranked only among methods of the same data and budget" in taken
+    assert re.search(r"on `mnist1d`, 1 epoch, batch \d+: \*\*kl\*\* 10% .*\*\*kl\+dp\*\* 5%", taken), taken
+    assert re.search(r"on `mnist1d:fresh=1000`, 2 epochs, batch \d+: \*\*pl\+ens\+wise\*\* 25%", taken), taken

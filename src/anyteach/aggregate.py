@@ -210,6 +210,20 @@ def _training_options(options: Any) -> dict[str, Any]:
     return {name: given.get(name, option.default) for name, option in TRAINING_OPTIONS.items()}
 
 
+def data_and_budget(runs: pd.DataFrame) -> dict[str, str]:
+    """Each method label's data and budget (`BUDGET_OPTIONS`) as a short text, e.g. `mnist1d, 2 epochs,
+    batch 256`: methods are ranked against each other only where this text is the same."""
+    out: dict[str, str] = {}
+    for label, group in runs.groupby("label", sort=False):
+        first = group.iloc[0]
+        training = _training_options(first.get("options"))
+        epochs = training['epochs']
+        parts = [f"{epochs} epoch{'' if epochs == 1 else 's'}", f"batch {training['batch_size']}"]
+        parts += ["augmented"] if training["augment"] else []
+        out[str(label)] = f"`{first.get('data', '')}`, " + ", ".join(parts)
+    return out
+
+
 def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_METHOD) -> pd.DataFrame:
     """Every method against the no-teacher control, paired by student, seed and budget.
 
@@ -480,7 +494,7 @@ def summarize(study_dir: str | Path) -> StudySummary:
     return summary
 
 
-__all__ = ["BUDGET_OPTIONS", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
+__all__ = ["BUDGET_OPTIONS", "data_and_budget", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
            "UNLABELLED_CONTROLS",
            "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "net_change", "order_methods", "per_student",
            "size_correlation", "summarize", "summarize_runs"]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from .aggregate import CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, StudySummary, net_change
+from .aggregate import CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, StudySummary, data_and_budget, net_change
 
 MIN_STUDENTS = 5
 """A claim judged on fewer students than this gives no verdict ("too few students to tell (n=3)")."""
@@ -477,9 +477,17 @@ def gain_taken_summary(ev: Evidence) -> str:
     if not rows:
         return "How much of the available gain was taken: not measured (no run has a teacher and an ensemble Δ)."
     rows.sort(key=lambda r: -r["pooled_efficiency"])
-    cells = [f"**{r['method']}** {round(r['pooled_efficiency'])}% (of {r['mean_ensemble_delta']:+.2f} pp; "
-             f"{sample(int(r['students']), int(r['runs']))})" for r in rows]
-    return f"Of the gain a student–teacher ensemble offers, the methods took: {'; '.join(cells)}."
+    budgets = data_and_budget(ev.summary.runs) if "label" in ev.summary.runs.columns else {}
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(budgets.get(r["method"], ""), []).append(
+            f"**{r['method']}** {round(r['pooled_efficiency'])}% (of {r['mean_ensemble_delta']:+.2f} pp; "
+            f"{sample(int(r['students']), int(r['runs']))})")
+    if len(groups) == 1:
+        return f"Of the gain a student–teacher ensemble offers, the methods took: {'; '.join(next(iter(groups.values())))}."
+    return ("Of the gain a student–teacher ensemble offers, the methods took (ranked only among methods of the same "
+            "data and budget; across them the shares are not a method comparison): "
+            + "; ".join(f"on {budget}: {', '.join(cells)}" for budget, cells in groups.items()) + ".")
 
 
 def verdict(summary: StudySummary) -> list[str]:

@@ -5,7 +5,8 @@ the forecast's top-1 teacher alone; each paired with the stronger of the student
 runs of the same data and budget, read from a finished study (`--controls`).
 
 usage: PYTHONPATH=src python docs/research/scripts/multi_teacher.py --controls STUDY_DIR --out DIR
-       [--zoo-seed S] [--k 3] [--students a,b,...]
+       [--zoo-seed S] [--k 3] [--students a,b,...] [--fresh N --epochs E --only-top1 --run-controls]
+(H12: --fresh 500000 --epochs 1 --only-top1 --run-controls trains the controls at that budget too)
 Writes DIR/runs.csv (one row per run, the study's run columns) and prints the pooled table of
 `docs/research/scripts/pooled.py`: the pooled efficiency's denominator is each run's own ensemble gain
 (S0 and all its teachers, equal weights), so the k-teacher runs are measured against the larger ensemble.
@@ -29,38 +30,59 @@ parser.add_argument("--zoo-seed", type=int, default=0)
 parser.add_argument("--k", type=int, default=3)
 parser.add_argument("--students", default=None)
 parser.add_argument("--fresh", type=int, default=100000)
-parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--epochs", type=int, default=None, help="default: the controls' (2)")
+parser.add_argument("--only-top1", action="store_true", help="only the forecast's top-1 teacher (no k-teacher run)")
+parser.add_argument("--run-controls", action="store_true",
+                    help="train the controls here (self, self+xe+wise) with --epochs on --fresh, instead of reading "
+                         "them from --controls (then --controls names only the study whose recipe they share)")
 args = parser.parse_args()
 
 seed_part = f"seed={args.zoo_seed}," if args.zoo_seed else ""
 zoo = f"zoo:mnist1d@{args.zoo_seed}" if args.zoo_seed else "mnist1d"
 data = f"mnist1d:{seed_part}calib=5000,fresh={args.fresh}"
 controls = summarize(args.controls).runs
-controls = controls[controls["label"].isin(UNLABELLED_CONTROLS) & (controls["data"] == data)]
+controls = controls[controls["label"].isin(UNLABELLED_CONTROLS)]
 template = json.loads(controls["options"].iloc[0])  # the controls' recipe: the candidates run the same
 options = {k: template[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule")}
 assert {k: options[k] for k in TEACHING_RECIPE} == TEACHING_RECIPE, options
 students = args.students.split(",") if args.students else sorted(controls["student"].unique())
+if args.epochs is not None:
+    options["epochs"] = args.epochs
+run_options = json.dumps({**template, "epochs": options["epochs"]}, sort_keys=True)
 out = Path(args.out)
 rows = []
+
+
+def run_row(label: str, method: str, student: str, teachers: list[str]) -> dict:
+    name = student.rsplit("/", 1)[-1]
+    run_dir = out / f"{name}-{label.replace(' ', '-')}"
+    result = anyteach.transfer(student, teachers or None, data, method, run_dir, progress=False, seed=0, **options)
+    final = result.final
+    print(f"{label:>20} {name:>14} <- {','.join(t.rsplit('/', 1)[-1] for t in teachers) or '-'}: "
+          f"Δ {final['transfer_delta']:+.2f} pp (ensemble {final.get('ensemble_delta') or 0:+.2f}, "
+          f"w {(final.get('calibration') or {}).get('teacher_weight')}, α {final.get('wise_alpha')})", flush=True)
+    return {"label": label, "method": method, "student": student, "teacher": ",".join(teachers) or None,
+            "seed": 0, "options": run_options, "data": data, "student_name": name,
+            **{k: final.get(k) for k in (
+                "student_acc", "student_acc_before", "teacher_acc", "transfer_delta", "knowledge_gain",
+                "knowledge_loss", "gain_count", "loss_count", "p_gain", "p_loss", "ensemble_acc",
+                "ensemble_delta", "transfer_efficiency", "wise_alpha")},
+            "teacher_weight": (final.get("calibration") or {}).get("teacher_weight")}
+
+
+if args.run_controls:
+    controls = controls.iloc[0:0]
+    for student in students:
+        rows += [run_row(control, control, student, []) for control in UNLABELLED_CONTROLS]
+else:
+    controls = controls[controls["data"] == data]
 for student in students:
     ranking = anyteach.rank_teachers(student, zoo, data, method="pl+ens+wise")
     ordered = ranking.table.sort_values("rank")["teacher"].tolist()
-    for label, teachers in ((f"pl+ens+wise top-{args.k}", ordered[:args.k]), ("pl+ens+wise top-1", ordered[:1])):
-        name = student.rsplit("/", 1)[-1]
-        run_dir = out / f"{name}-{label.split()[-1]}"
-        result = anyteach.transfer(student, teachers, data, "pl+ens+wise", run_dir, progress=False, seed=0, **options)
-        final = result.final
-        rows.append({"label": label, "method": "pl+ens+wise", "student": student, "teacher": ",".join(teachers),
-                     "seed": 0, "options": controls["options"].iloc[0], "data": data,
-                     "student_name": name, **{k: final.get(k) for k in (
-                         "student_acc", "student_acc_before", "teacher_acc", "transfer_delta", "knowledge_gain",
-                         "knowledge_loss", "gain_count", "loss_count", "p_gain", "p_loss", "ensemble_acc",
-                         "ensemble_delta", "transfer_efficiency", "wise_alpha")},
-                     "teacher_weight": final["calibration"]["teacher_weight"]})
-        print(f"{label:>20} {name:>14} <- {','.join(t.rsplit('/', 1)[-1] for t in teachers)}: "
-              f"Δ {final['transfer_delta']:+.2f} pp (ensemble {final['ensemble_delta']:+.2f}, "
-              f"w {final['calibration']['teacher_weight']:.2f}, α {final.get('wise_alpha')})", flush=True)
+    candidates = [("pl+ens+wise top-1", ordered[:1])]
+    if not args.only_top1:
+        candidates.insert(0, (f"pl+ens+wise top-{args.k}", ordered[:args.k]))
+    rows += [run_row(label, "pl+ens+wise", student, teachers) for label, teachers in candidates]
 runs = pd.DataFrame(rows)
 out.mkdir(parents=True, exist_ok=True)
 runs.to_csv(out / "runs.csv", index=False)
