@@ -233,3 +233,25 @@ def test_a_run_is_paired_with_the_stronger_of_several_controls_and_its_efficienc
     assert by_method["student_median_efficiency"] == pytest.approx((50.0 + 5.0) / 2)
     assert by_method["pooled_reachable_efficiency"] == pytest.approx(100 * 1.1 / 3.0)
     assert by_method["mean_reachable_delta"] == pytest.approx(1.5)
+
+
+def test_a_method_that_names_its_controls_is_paired_with_them_only():
+    # pl+ens+xetrain+wise also spends the train labels: its fair control is self+xetrain+wise (the same labels,
+    # no teacher), never the weaker self / self+xe+wise, even where one of those gained more
+    from anyteach.aggregate import against_own_controls
+    from anyteach.methods import METHODS
+
+    assert METHODS["pl+ens+xetrain+wise"].controls == ("self+xetrain+wise",)
+    rows = []
+    for student, (self_delta, train_delta, method_delta) in {"s1": (0.9, 0.3, 0.8), "s2": (0.0, 0.5, 0.4)}.items():
+        rows += [("self", student, "", self_delta), ("self+xetrain+wise", student, "", train_delta),
+                 ("pl+ens+xetrain+wise", student, "t", method_delta), ("pl+ens+wise", student, "t", 0.5)]
+    frame = pd.DataFrame(rows, columns=["label", "student", "teacher", "transfer_delta"])
+    frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5)
+    table = against_own_controls(frame).set_index("label")
+    labelled = table.loc["pl+ens+xetrain+wise"]
+    assert labelled["control"] == "self+xetrain+wise"
+    assert labelled["mean_delta_vs_control"] == pytest.approx(((0.8 - 0.3) + (0.4 - 0.5)) / 2)
+    assert (labelled["students_better"], labelled["students_worse"]) == (1, 1)
+    assert table.loc["pl+ens+wise", "control"] == "self"  # the default pairing is unchanged
+    assert table.loc["pl+ens+wise", "mean_delta_vs_control"] == pytest.approx(((0.5 - 0.9) + (0.5 - 0.0)) / 2)

@@ -89,7 +89,7 @@ def test_the_research_presets_still_import():
     presets = Path(__file__).resolve().parents[1] / "docs" / "research" / "presets.py"
     code = ("from anyteach.registry import import_plugins; from anyteach.methods import METHODS; "
             f"import_plugins([{str(presets)!r}]); "
-            "print(sorted(m for m in METHODS if m in ('pl+ens+xetrain+wise', 'kl+ens-t+wise')))")
+            "print(sorted(m for m in METHODS if m in ('pl+ens+xe+wise', 'kl+ens-t+wise')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['kl+ens-t+wise', 'pl+ens+xetrain+wise']"
+    assert out.stdout.strip() == "['kl+ens-t+wise', 'pl+ens+xe+wise']"

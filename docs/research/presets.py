@@ -70,10 +70,6 @@ for preset in [
                  "ens-temp", "kl", "wise"),
     MethodPreset("kl+ens-t+xe+wise", "kl+ens-t+wise plus cross-entropy on the calib split's labels at every step",
                  "ens-temp", "kl", "wise", labelled_split="calib"),
-    MethodPreset("self+xetrain+wise", "control with labels: self-distillation on fresh data plus cross-entropy on "
-                 "the train split's labels at every step, WiSE guard, no teacher", "frozen", "kl", "wise",
-                 labelled_split="train"),
-    MethodPreset("pl+ens+xetrain+wise", "with labels: pl+ens+wise on fresh data plus cross-entropy on the train "
-                 "split's labels at every step", "ens-hard", "kl", "wise", labelled_split="train"),
+    # pl+ens+xetrain+wise and its control self+xetrain+wise (H10) were adopted: they are product presets now
 ]:
     register_method(preset)

@@ -267,7 +267,7 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
     if not controls:
         return pd.DataFrame(columns=["label", *CONTROL_COLUMNS])
     rows = []
-    compared = r if len(methods) > 1 else r[r["_method"] != control]
+    compared = r if len(methods) > 1 else r[r["_method"] != methods[0]]
     for label, group in compared.groupby("label", sort=False):
         diffs, net_diffs, students, used, unpaired, available, reachable = [], [], [], [], 0, [], []
         for _, run in group.iterrows():
@@ -439,6 +439,25 @@ def _record(row: pd.Series, drop: Sequence[str] = ()) -> dict[str, Any]:
     return out
 
 
+def against_own_controls(runs: pd.DataFrame) -> pd.DataFrame:
+    """`against_control` with `UNLABELLED_CONTROLS`, except for a method whose preset names its own controls
+    (`MethodPreset.controls`, e.g. `pl+ens+xetrain+wise`: `self+xetrain+wise`, which spends the same train
+    labels): its runs are paired with the stronger of those."""
+    from .methods import METHODS  # the registry, with the presets a study's plugins registered
+
+    method_of = runs["method"] if "method" in runs.columns else runs["label"]
+    declared = {m: METHODS[m].controls for m in dict.fromkeys(method_of) if m in METHODS and METHODS[m].controls}
+    tables = [against_control(runs, UNLABELLED_CONTROLS)]
+    if not declared:
+        return tables[0]
+    labels_of = {m: set(runs.loc[method_of == m, "label"]) for m in declared}
+    tables[0] = tables[0][~tables[0]["label"].isin(set().union(*labels_of.values()))]
+    for method, controls in declared.items():
+        table = against_control(runs[method_of.isin({method, *controls})], controls)
+        tables.append(table[table["label"].isin(labels_of[method])])
+    return pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else tables[0]
+
+
 def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySummary:
     """Aggregate a runs table (see `aggregate`) into a `StudySummary`.
 
@@ -471,7 +490,7 @@ def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySumm
     return StudySummary(runs, by_method, by_bucket, by_family, students, ordered(size_correlation(runs))
                         if len(runs) else pd.DataFrame(), order,
                         ordered(against_control(runs)) if len(runs) else pd.DataFrame(),
-                        ordered(against_control(runs, UNLABELLED_CONTROLS)) if len(runs) else pd.DataFrame())
+                        ordered(against_own_controls(runs)) if len(runs) else pd.DataFrame())
 
 
 def summarize(study_dir: str | Path) -> StudySummary:
@@ -494,7 +513,7 @@ def summarize(study_dir: str | Path) -> StudySummary:
     return summary
 
 
-__all__ = ["BUDGET_OPTIONS", "data_and_budget", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
+__all__ = ["BUDGET_OPTIONS", "against_own_controls", "data_and_budget", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
            "UNLABELLED_CONTROLS",
            "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "net_change", "order_methods", "per_student",
            "size_correlation", "summarize", "summarize_runs"]

@@ -38,14 +38,15 @@ parser.add_argument("--run-controls", action="store_true",
 args = parser.parse_args()
 
 seed_part = f"seed={args.zoo_seed}," if args.zoo_seed else ""
-zoo = f"zoo:mnist1d@{args.zoo_seed}" if args.zoo_seed else "mnist1d"
+zoo = f"zoo:mnist1d@{args.zoo_seed}" if args.zoo_seed else "zoo:mnist1d"
 data = f"mnist1d:{seed_part}calib=5000,fresh={args.fresh}"
 controls = summarize(args.controls).runs
 controls = controls[controls["label"].isin(UNLABELLED_CONTROLS)]
 template = json.loads(controls["options"].iloc[0])  # the controls' recipe: the candidates run the same
 options = {k: template[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule")}
 assert {k: options[k] for k in TEACHING_RECIPE} == TEACHING_RECIPE, options
-students = args.students.split(",") if args.students else sorted(controls["student"].unique())
+names = args.students.split(",") if args.students else sorted(controls["student_name"].unique())
+students = [n if ":" in n else f"{zoo}/{n}" for n in names]  # a bare name: that model of this zoo
 if args.epochs is not None:
     options["epochs"] = args.epochs
 run_options = json.dumps({**template, "epochs": options["epochs"]}, sort_keys=True)

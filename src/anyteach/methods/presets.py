@@ -64,6 +64,16 @@ PRESET_TABLE: list[dict[str, Any]] = [
          description="stronger control of pl+ens+wise: self-distillation on the transfer data plus cross-entropy "
                      "on the calib split's labels at every step, the same WiSE guard, no teacher",
          recipe=TEACHING_RECIPE),
+    # teaching with labels: labelled train data plus unlabelled fresh data (docs/research/teaching-gains.md, H10),
+    # and its control, which uses both the same way without a teacher
+    dict(name="pl+ens+xetrain+wise", target="ens-hard", loss="kl", regulariser="wise", labelled_split="train",
+         controls=("self+xetrain+wise",),
+         description="teaching with labels: pl+ens+wise on unlabelled transfer data plus cross-entropy on a batch "
+                     "of the train split's labels at every step, the same WiSE guard", recipe=TEACHING_RECIPE),
+    dict(name="self+xetrain+wise", target="frozen", loss="kl", regulariser="wise", labelled_split="train",
+         description="control of pl+ens+xetrain+wise: self-distillation on the transfer data plus cross-entropy on "
+                     "the train split's labels at every step, the same WiSE guard, no teacher",
+         recipe=TEACHING_RECIPE),
     # baselines
     dict(name="xe", target=None, loss="ce",
          description="baseline: plain cross-entropy fine-tuning, same budget, no teacher"),
@@ -108,6 +118,8 @@ class MethodPreset:
     lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2). `recipe` holds the training options
     (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes
     them unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256).
+    `controls` names the no-teacher presets a study pairs its runs with (the stronger per run) where the
+    default pairing (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one.
     """
 
     name: str
@@ -120,6 +132,7 @@ class MethodPreset:
     reference: str = ""
     recipe: dict[str, Any] = field(default_factory=dict)
     labelled_split: str | None = None
+    controls: tuple[str, ...] = ()
 
     @property
     def option_names(self) -> tuple[str, ...]:
