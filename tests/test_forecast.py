@@ -130,6 +130,34 @@ def test_recommended_pairs_plan(tiny_zoo):
         plan_study(no_calib)
 
 
+def test_a_method_with_teacher_best_runs_once_per_student_with_its_best_forecast_teacher(tiny_zoo):
+    from anyteach.study import load_study_spec, plan_study
+
+    refs = list(tiny_zoo.values())
+    spec = load_study_spec({"models": refs, "data": CALIB_DATA, "recipe": RECIPE,
+                            "pairs": {"random": 3, "seed": 1},
+                            "methods": ["kl", {"name": "pl+ens+wise", "label": "pl+ens+wise.best", "teacher": "best"},
+                                        "self"]})
+    plan = plan_study(spec)
+    students = list(dict.fromkeys(s.ref for s, _ in plan.pairs))
+    best = [r for r in plan.runs if r.label == "pl+ens+wise.best"]
+    assert [r.student for r in best] == students  # one run per student of the study, in study order
+    shipped = shipped_forecaster()
+    for run in best:
+        ranked = rank_teachers(run.student, refs, CALIB_DATA, method="pl+ens+wise", forecaster=shipped).table
+        assert run.teacher == ranked["teacher"].iloc[0] != run.student
+    assert sum(r.label == "kl" for r in plan.runs) == 3 and sum(r.label == "self" for r in plan.runs) == len(students)
+    assert load_study_spec(spec.to_dict()).methods[1].teacher == "best"  # study.yaml keeps it
+    with pytest.raises(AnyteachError, match="not one of best"):
+        load_study_spec({"models": refs, "data": CALIB_DATA, "methods": [{"name": "kl", "teacher": "worst"}]})
+    with pytest.raises(AnyteachError, match="uses no teacher"):
+        load_study_spec({"models": refs, "data": CALIB_DATA, "methods": [{"name": "xe", "teacher": "best"}]})
+    no_calib = load_study_spec({"models": refs, "data": TINY_DATA, "recipe": RECIPE,
+                                "methods": [{"name": "kl", "teacher": "best"}]})
+    with pytest.raises(AnyteachError, match="calib split"):
+        plan_study(no_calib)
+
+
 @pytest.fixture(scope="module")
 def calib_study(tiny_zoo, tmp_path_factory):
     """kl+dp and its xe control, every teacher of two students, on data with a calib split."""

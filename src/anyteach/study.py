@@ -231,7 +231,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     seen_students: set[str] = set()
     for student, teacher in pairs:
         for method in spec.methods:
-            if method.teacher_free and student.ref in seen_students:
+            if (method.teacher_free and student.ref in seen_students) or method.teacher is not None:
                 continue
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             for seed in spec.seeds:
@@ -241,7 +241,39 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 runs.append(RunSpec(method.label, method.name, student.ref,
                                     None if method.teacher_free else teacher.ref, seed, options, data, content))
         seen_students.add(student.ref)
+    for method in (m for m in spec.methods if m.teacher == "best"):
+        students = list(dict.fromkeys(s for s, _ in pairs))
+        for student, teacher in best_teachers(spec, method, students, models):
+            options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
+            data = method.data or spec.data
+            content = json.dumps([identity[student.ref], identity[teacher.ref], data_identity[data]])
+            runs += [RunSpec(method.label, method.name, student.ref, teacher.ref, seed, options, data, content)
+                     for seed in spec.seeds]
     return StudyPlan(spec, models, pairs, runs, data_identity)
+
+
+def best_teachers(spec: StudySpec, method: MethodSpec, students: Sequence[ModelEntry],
+                  models: Sequence[ModelEntry]) -> list[tuple[ModelEntry, ModelEntry]]:
+    """`teacher: best`: per student (in study order), the study model the shipped forecast ranks first as its
+    teacher for `method` (for a method without a forecast, for the teaching preset `pl+ens+wise`), from the
+    signals on the calib split of the method's data (or the study's); no training.
+
+    Raises:
+        AnyteachError: neither data has a calib split.
+    """
+    from .forecast import DEFAULT_METHOD, calib_data, pair_signals, rank_rows, shipped_forecaster
+
+    forecaster = shipped_forecaster()
+    data = calib_data([method.data, spec.data])
+    if data is None:
+        raise AnyteachError(f"{spec_key('methods')}: {method.label!r} has teacher: best, which ranks teachers on a "
+                            f"calib split; give its data one (e.g. {spec.data.partition(':')[0]}:calib=5000)")
+    forecast = forecaster.get(method.name if method.name in forecaster.methods else DEFAULT_METHOD)
+    refs = [m.ref for m in models]
+    table = rank_rows(pair_signals([s.ref for s in students], refs, data), forecast)
+    by_ref = {m.ref: m for m in models}
+    best = table[table["rank"] == 1].set_index("student")["teacher"]
+    return [(s, by_ref[best[s.ref]]) for s in students if s.ref in best.index]
 
 
 def data_identities(spec: StudySpec, loaded: Mapping[str, Dataset] | None = None) -> dict[str, str]:

@@ -31,7 +31,9 @@ from .transfer import resolve_run_options
 STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
               "resources", "imports")
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced", "recommended", "method")
-METHOD_KEYS = ("name", "label", "options", "data")
+METHOD_KEYS = ("name", "label", "options", "data", "teacher")
+TEACHER_CHOICES = ("best",)
+"""`teacher:` of a method entry: `best`, one run per student with its best-forecast teacher (not per pair)."""
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
 RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "progress", "overwrite",
@@ -49,12 +51,15 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
 class MethodSpec:
     """One transfer method of a study: an engine method name, its options, the label it is reported
     under (defaults to the name; give two entries of one method different labels) and, optionally,
-    its own transfer data (a dataset reference with the study's eval split, e.g. fresh samples)."""
+    its own transfer data (a dataset reference with the study's eval split, e.g. fresh samples) and
+    `teacher: best` (one run per student, with the teacher the shipped forecast ranks first among the
+    study's models, instead of one run per pair)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     data: str | None = None
+    teacher: str | None = None  # "best": per student, only its best-forecast teacher (`study.best_teacher_runs`)
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -135,7 +140,8 @@ class StudySpec:
         d["seeds"] = list(self.seeds)
         d["imports"] = list(self.imports)
         d["methods"] = [{"name": m.name, "label": m.label, "options": dict(m.options),
-                         **({"data": m.data} if m.data else {})} for m in self.methods]
+                         **({"data": m.data} if m.data else {}), **({"teacher": m.teacher} if m.teacher else {})}
+                        for m in self.methods]
         d["pairs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["pairs"].items() if v is not None}
         return d
 
@@ -254,7 +260,13 @@ def _parse_method(item: Any, path: str) -> MethodSpec:
     if not _LABEL.match(label):
         raise AnyteachError(f"{spec_key(path + '.label')}: {label!r} may only hold letters, digits and _+.-")
     data = _as_str(raw["data"], f"{path}.data") if raw.get("data") is not None else None
-    method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label, data)
+    teacher = _as_str(raw["teacher"], f"{path}.teacher") if raw.get("teacher") is not None else None
+    if teacher is not None and teacher not in TEACHER_CHOICES:
+        raise AnyteachError(f"{spec_key(path + '.teacher')}: {teacher!r} is not one of {', '.join(TEACHER_CHOICES)} "
+                            "(best: per student, its best-forecast teacher)")
+    if teacher is not None and not get_method(name).needs_teacher:
+        raise AnyteachError(f"{spec_key(path + '.teacher')}: method {name!r} uses no teacher")
+    method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label, data, teacher)
     _check_run_options(name, method.options, f"{path}.options")
     return method
 
