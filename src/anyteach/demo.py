@@ -35,6 +35,9 @@ DEMO_STUDY: dict[str, Any] = {
                 # and budget (each run is compared with the stronger): self-distillation, and the same plus
                 # fine-tuning on every labelled calib sample with the same WiSE guard
                 {"name": "pl+ens+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
+                # the same preset with each student's best-forecast teacher (`anyteach teachers`, no training)
+                {"name": "pl+ens+wise", "label": "pl+ens+wise.best", "teacher": "best", "data": TEACHING_DATA,
+                 "options": TEACHING_OPTIONS},
                 {"name": "self", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
                 {"name": "self+xe+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS}],
     "seeds": [0],

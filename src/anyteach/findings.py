@@ -117,7 +117,9 @@ class Evidence:
     @classmethod
     def of(cls, summary: StudySummary) -> Evidence:
         engine = engine_methods(summary)
-        by_name = {engine.get(r["method"]): r for _, r in summary.by_method.iterrows()}
+        by_name: dict[str, pd.Series] = {}
+        for _, r in summary.by_method.iterrows():  # a method run under two labels: its first, the study's own
+            by_name.setdefault(engine.get(r["method"]), r)
         return cls(summary, engine, by_name, by_name.get(CONTROL_METHOD))
 
     def rows(self):

@@ -48,7 +48,10 @@ METHODS = ("pl+ens+wise", "kl+dp")
 
 
 def load(studies: Path, seed: int) -> pd.DataFrame:
-    paired = beyond_control(study_runs(studies / f"seed{seed}"))
+    # seed{S} and any seed{S}-<part> beside it (session 4 ran the draw's last three students as `seed{S}-rest`)
+    parts = [studies / f"seed{seed}", *sorted(studies.glob(f"seed{seed}-*/"))]
+    paired = beyond_control(pd.concat([study_runs(d) for d in parts if (d / "study.sqlite").exists()],
+                                      ignore_index=True))
     frame = with_signals(paired, f"mnist1d:seed={seed},calib=5000")
     # a study cut short at the deadline: ρ uses every run with its control, the per-student numbers
     # (regret, top-k) only whole students (every other zoo model as teacher)
