@@ -2,8 +2,10 @@
 (same zoo, same data and budget: each run is paired with the stronger of `self` and `self+xe+wise` of its own
 student, data and budget, as the summary does; issue 16).
 
-usage: PYTHONPATH=src python docs/research/scripts/pooled.py STUDY_DIR [STUDY_DIR ...] [--ceilings FILE.json]
+usage: PYTHONPATH=src python docs/research/scripts/pooled.py STUDY_DIR|RUNS.csv [...] [--ceilings FILE.json]
        [--control METHOD[,METHOD]] (default: self,self+xe+wise)
+A RUNS.csv is a runs table written by a research script (multi_teacher.py), with the study's run columns;
+its runs are paired with the controls of the other inputs (same student, data and budget).
 Prints per method: runs, mean Δ, median success, significant harm, pooled / per-student-median efficiency,
 and beyond the stronger control: mean Δ, students better / worse, sign-test p, pooled and per-student median
 efficiency, and the pooled efficiency against the reachable gain (with --ceilings: {ref: {"ceiling": acc}}).
@@ -28,7 +30,7 @@ if "--control" in args:
     i = args.index("--control")
     controls = tuple(args[i + 1].split(","))
     args = args[:i] + args[i + 2:]
-runs = pd.concat([summarize(d).runs for d in args], ignore_index=True)
+runs = pd.concat([pd.read_csv(d) if d.endswith(".csv") else summarize(d).runs for d in args], ignore_index=True)
 runs = with_ceilings(runs, ceilings)
 by = aggregate(runs).set_index("label")
 vs = against_control(runs, controls if len(controls) > 1 else controls[0]).set_index("label")
