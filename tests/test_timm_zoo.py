@@ -78,3 +78,10 @@ def test_the_paper_imagenet_recipe_sets_the_protocol_and_the_ten_percent():
 def test_the_imagenet_example_uses_the_named_recipe():
     spec = load_study_spec(REPO / "examples" / "study_imagenet_timm.yaml")
     assert spec.data.endswith("fraction=0.1") and spec.recipe["batch_size"] == 128 and len(spec.models) == 10
+
+
+def test_the_long_teaching_example_runs_the_best_teacher_per_student():
+    spec = load_study_spec(REPO / "examples" / "study_teaching_long.yaml")
+    best, *controls = spec.methods
+    assert best.name == "pl+ens+wise" and best.teacher == "best" and {c.name for c in controls} == {"self", "self+xe+wise"}
+    assert spec.data.endswith("fresh=500000") and spec.recipe["epochs"] == 1
