@@ -161,3 +161,29 @@ def test_the_stronger_control_also_fine_tunes_on_the_calib_labels(tiny_zoo, tmp_
     with pytest.raises(AnyteachError, match="calibration split"):
         anyteach.transfer(tiny_zoo["mlp_narrow"], None, "mnist1d:size=2000,eval=500,seed=0", "self+xe+wise",
                           tmp_path / "bad", **options)
+
+
+def test_the_mixture_class_search_is_exact_and_the_weight_choice_unchanged():
+    """`mixture_classes` searches the top-k classes of each model first (ImageNet-sized class counts); it must
+    give argmax over all classes, ties included, and `choose_mixture_weight` the choice of the plain loop."""
+    from anyteach.methods import MIXTURE_WEIGHTS, mixture_classes
+
+    g = torch.Generator().manual_seed(0)
+    for n, classes, scale in [(2000, 1000, 2.0), (2000, 1000, 0.01), (1000, 60, 0.5)]:
+        labels = torch.randint(0, classes, (n,), generator=g)
+        p_s = (torch.randn(n, classes, generator=g) * scale).softmax(1)
+        p_t = (torch.randn(n, classes, generator=g) * scale).softmax(1)
+        p_s[:200], p_t[:200] = (p_s[:200] * 20).round() / 20, (p_t[:200] * 20).round() / 20  # many ties
+        p_t[200:300] = p_s[200:300]
+        fast = mixture_classes(p_s, p_t, MIXTURE_WEIGHTS)
+        for w, predicted in zip(MIXTURE_WEIGHTS, fast):
+            assert torch.equal(predicted, ((1 - w) * p_s + w * p_t).argmax(1)), (classes, w)
+        calibration = Calibration(labels, p_s.log(), p_t.log().unsqueeze(0))
+        reference = []  # the plain loop: the log-mixture over all classes at every w
+        for w in MIXTURE_WEIGHTS:
+            logp = mixture_log_probs(calibration.frozen, calibration.teachers[0], w)
+            accuracy = (logp.argmax(1) == labels).float().mean().item()
+            reference.append((-accuracy, -logp.gather(1, labels.view(-1, 1)).mean().item(), w))
+        chosen = choose_mixture_weight(calibration)
+        assert chosen["teacher_weight"] == min(reference)[2]
+        assert chosen["calib_ensemble_acc"] == pytest.approx(-100 * min(reference)[0])

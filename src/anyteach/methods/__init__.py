@@ -30,8 +30,8 @@ from .targets import (FROZEN, MIXED, MIXTURE_WEIGHTS, SKIPPED, TARGET_RULES, Cal
                       calibrated_ensemble_nll, choose_mixture_weight, choose_mixture_weight_nll, data_partitioning,
                       data_partitioning_unsupervised, ensemble_corrections, ensemble_predictions, frozen_label,
                       frozen_on_negative_flips, frozen_target, hard_logits, mixture_log_probs, most_confident,
-                      register_target_rule, teacher_except_where_lost, teacher_mixture, teacher_on_positive_flips,
-                      teacher_target)
+                      mixture_classes, register_target_rule, teacher_except_where_lost, teacher_mixture,
+                      teacher_on_positive_flips, teacher_target)
 
 _DEPRECATED = {"OPTIONS": ("METHOD_OPTIONS", "anyteach.options.METHOD_OPTIONS"),
                "Option": ("Option", "anyteach.options.Option")}
@@ -55,7 +55,7 @@ __all__ = [
     "WeightRegulariser", "build_method", "build_regulariser", "choose_mixture_weight", "choose_mixture_weight_nll",
     "ensemble_predictions", "get_method", "hard_logits", "kl_divergence", "method_table", "mixture_log_probs",
     "most_confident", "nce_loss", "preset_recipe", "TEACHING_RECIPE", "register_loss", "register_method", "register_regulariser", "register_target_rule",
-    "resolve_method_options", "similarity_structure_loss", "teacher_mixture",
+    "resolve_method_options", "similarity_structure_loss", "teacher_mixture", "mixture_classes",
     # the built-in target rules, by function name
     "average_on_neutral", "calibrated_ensemble", "calibrated_ensemble_label", "calibrated_ensemble_nll",
     "data_partitioning", "data_partitioning_unsupervised", "ensemble_corrections", "frozen_label",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -226,15 +226,56 @@ def teacher_mixture(teachers: torch.Tensor) -> torch.Tensor:
     return teachers.float().softmax(-1).mean(0).clamp_min(1e-12).log()
 
 
+CANDIDATES_PER_MODEL = 8
+"""`mixture_classes` looks for the mixture's class among each model's top-8 classes first."""
+
+
+def mixture_classes(p_student: torch.Tensor, p_teacher: torch.Tensor, weights: Sequence[float]) -> list[torch.Tensor]:
+    """argmax over classes of (1 − w)·p_student + w·p_teacher for each w, exactly as over all classes, in
+    O(N·k) per w instead of O(N·C) (ImageNet: 1,000 classes).
+
+    A class in neither model's top-k has p_student ≤ the student's k-th largest and p_teacher ≤ the teacher's,
+    so its mixture is at most (1 − w)·s_k + w·t_k. Per sample the class is taken among the 2k candidates where
+    their best beats that bound (ties: the smallest class index, as `argmax` over all classes); the other
+    samples (rare) are computed over all classes.
+
+    Args:
+        p_student, p_teacher: `(N, C)` probabilities.
+        weights: the teacher weights w.
+
+    Returns:
+        Per w, the `(N,)` predicted classes.
+    """
+    n, classes = p_student.shape
+    k = min(CANDIDATES_PER_MODEL, classes)
+    if 2 * k >= classes:
+        return [((1 - w) * p_student + w * p_teacher).argmax(1) for w in weights]
+    top_s, idx_s = p_student.topk(k, 1)
+    top_t, idx_t = p_teacher.topk(k, 1)
+    candidates = torch.cat([idx_s, idx_t], 1)  # (N, 2k) class indices, duplicates harmless
+    cand_s, cand_t = p_student.gather(1, candidates), p_teacher.gather(1, candidates)
+    out = []
+    for w in weights:
+        mixed = (1 - w) * cand_s + w * cand_t  # the same float operations as over all classes
+        best = mixed.max(1, keepdim=True).values
+        predicted = torch.where(mixed == best, candidates, classes).min(1).values  # ties: the smallest class
+        outside = (best.squeeze(1) <= (1 - w) * top_s[:, -1] + w * top_t[:, -1]).nonzero().squeeze(1)
+        if len(outside):
+            predicted[outside] = ((1 - w) * p_student[outside] + w * p_teacher[outside]).argmax(1)
+        out.append(predicted)
+    return out
+
+
 def _ensemble_choice(calibration: Calibration, key: Callable[[float, float, float], tuple]) -> dict[str, Any]:
     """The teacher weight w minimising `key(accuracy, nll, w)` over `MIXTURE_WEIGHTS` on the calib split,
     with that ensemble's and the frozen student's calib accuracy (what the student is aimed at)."""
     labels, teacher = calibration.labels, teacher_mixture(calibration.teachers)
+    p_student, p_teacher = calibration.frozen.float().softmax(-1), teacher.float().softmax(-1)  # once, not per w
+    index = labels.view(-1, 1)
     scored = []
-    for w in MIXTURE_WEIGHTS:
-        logp = mixture_log_probs(calibration.frozen, teacher, w)
-        accuracy = (logp.argmax(1) == labels).float().mean().item()
-        nll = -logp.gather(1, labels.view(-1, 1)).mean().item()
+    for w, predicted in zip(MIXTURE_WEIGHTS, mixture_classes(p_student, p_teacher, MIXTURE_WEIGHTS)):
+        accuracy = (predicted == labels).float().mean().item()
+        nll = -((1 - w) * p_student.gather(1, index) + w * p_teacher.gather(1, index)).clamp_min(1e-12).log().mean().item()
         scored.append((key(accuracy, nll, w), w, accuracy, nll))
     _, w, accuracy, nll = min(scored)
     frozen_acc = (calibration.frozen.argmax(1) == labels).float().mean().item()
