@@ -180,6 +180,8 @@ CASES = [
          "ZeroDivisionError"),
     Case("study", "a key given twice", ("study", "{dir}/duplicate_key.yaml", "--out", "{dir}/study"),
          "the key 'methods' is given twice at line"),
+    Case("study", "a teacher choice that does not exist", ("study", "{dir}/worst_teacher.yaml", "--out", "{dir}/study"),
+         "'methods[0].teacher': 'worst' is not one of best"),
     Case("study", "a seed beyond the generators' range", ("study", "{dir}/huge_seed.yaml", "--out", "{dir}/study"),
          "'seeds' must be <= 4294967295"),
     Case("study", "zero epochs in the recipe", ("study", "{dir}/zero_epochs.yaml", "--out", "{dir}/study"),
@@ -288,7 +290,8 @@ def world(tmp_path_factory, tiny_zoo):
                          ("exiting_plugin", {"imports": ["./exiting_plugin.py"]}),
                          ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
                          ("huge_seed", {"seeds": [99999999999999999999999]}),
-                         ("zero_epochs", {"recipe": {"epochs": 0}}), ("full_disk", {})):
+                         ("zero_epochs", {"recipe": {"epochs": 0}}), ("full_disk", {}),
+                         ("worst_teacher", {"methods": [{"name": "kl", "teacher": "worst"}]})):
         (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
     (d / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
     (d / "raising_plugin.py").write_text("1 / 0\n")
