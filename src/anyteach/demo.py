@@ -70,7 +70,7 @@ GLYPHS_STUDY: dict[str, Any] = {
 }
 """The demo on the glyphs image zoo (`anyteach demo --zoo glyphs`): the MNIST-1D demo's methods,
 controls and teaching preset, scaled to what two CPU cores train in minutes (16 balanced pairs, so
-that at least 6 of the 8 models are students and a sign test over students can reach p < 0.05; one
+that at least 6 of the 8 models are students and a sign test over students can reach significance; one
 epoch of the 4,000 training images at batch 64); its report checks the MNIST-1D conclusions one by one."""
 
 DEMO_STUDIES = {"mnist1d": DEMO_STUDY, "glyphs": GLYPHS_STUDY}
