@@ -395,8 +395,6 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
     report.bullets(findings(summary))
     for section in sections:
         section(report, summary)
-    for section in sections:
-        section(report, summary)
 
     available = available_table(summary)
     if not available.empty:
