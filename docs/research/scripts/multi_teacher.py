@@ -7,9 +7,9 @@ runs of the same data and budget, read from a finished study (`--controls`).
 usage: PYTHONPATH=src python docs/research/scripts/multi_teacher.py --controls STUDY_DIR --out DIR
        [--zoo-seed S] [--k 3] [--students a,b,...] [--fresh N --epochs E --only-top1 --run-controls]
 (H12: --fresh 500000 --epochs 1 --only-top1 --run-controls trains the controls at that budget too)
-Writes DIR/runs.csv (one row per run, the study's run columns) and prints the pooled table of
-`docs/research/scripts/pooled.py`: the pooled efficiency's denominator is each run's own ensemble gain
-(S0 and all its teachers, equal weights), so the k-teacher runs are measured against the larger ensemble.
+Writes DIR/runs.csv (one row per run, the study's run columns), which `docs/research/scripts/pooled.py` pools
+with the controls: the pooled efficiency's denominator is each run's own ensemble gain (S0 and all its teachers,
+equal weights), so the k-teacher runs are measured against the larger ensemble.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import anyteach
-from anyteach.aggregate import UNLABELLED_CONTROLS, against_control, aggregate, summarize
+from anyteach.aggregate import UNLABELLED_CONTROLS, summarize
 from anyteach.methods.presets import TEACHING_RECIPE
 
 parser = argparse.ArgumentParser()
@@ -88,17 +88,5 @@ runs = pd.DataFrame(rows)
 out.mkdir(parents=True, exist_ok=True)
 runs.to_csv(out / "runs.csv", index=False)
 
-allruns = pd.concat([controls, runs], ignore_index=True)
-by = aggregate(allruns).set_index("label")
-vs = against_control(allruns, UNLABELLED_CONTROLS).set_index("label")
-print("| candidate | runs | mean Δ (pp) | mean ensemble Δ (pp) | Δ beyond the stronger control (better/worse, p) | "
-      "beyond control: pooled / per-student median | median success | sig. harm |")
-print("|---|---:|---:|---:|---|---:|---:|---:|")
-for label, r in by.iterrows():
-    c = vs.loc[label] if label in vs.index else None
-    beyond = (f"{c['mean_delta_vs_control']:+.2f} ({c['students_better']}/{c['students_worse']}, "
-              f"p={c['p_better_than_control']:.3g})") if c is not None else "–"
-    share = (f"{c['pooled_efficiency_vs_control']:.1f}% / {c['student_median_efficiency_vs_control']:.1f}%"
-             if c is not None and pd.notna(c["pooled_efficiency_vs_control"]) else "–")
-    print(f"| {label} | {int(r['runs'])} | {r['mean_delta']:+.2f} | {r['mean_ensemble_delta']:+.2f} | {beyond} | "
-          f"{share} | {r['median_success_rate']:.0f}% | {r['significant_harm_rate']:.0f}% |")
+print(f"pool with: python docs/research/scripts/pooled.py {out / 'runs.csv'}"
+      + ("" if args.run_controls else f" {args.controls}") + " [--ceilings FILE.json]")

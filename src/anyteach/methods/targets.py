@@ -271,11 +271,11 @@ def _ensemble_choice(calibration: Calibration, key: Callable[[float, float, floa
     with that ensemble's and the frozen student's calib accuracy (what the student is aimed at)."""
     labels, teacher = calibration.labels, teacher_mixture(calibration.teachers)
     p_student, p_teacher = calibration.frozen.float().softmax(-1), teacher.float().softmax(-1)  # once, not per w
-    index = labels.view(-1, 1)
+    at_label_s, at_label_t = p_student.gather(1, labels.view(-1, 1)), p_teacher.gather(1, labels.view(-1, 1))
     scored = []
     for w, predicted in zip(MIXTURE_WEIGHTS, mixture_classes(p_student, p_teacher, MIXTURE_WEIGHTS)):
         accuracy = (predicted == labels).float().mean().item()
-        nll = -((1 - w) * p_student.gather(1, index) + w * p_teacher.gather(1, index)).clamp_min(1e-12).log().mean().item()
+        nll = -((1 - w) * at_label_s + w * at_label_t).clamp_min(1e-12).log().mean().item()
         scored.append((key(accuracy, nll, w), w, accuracy, nll))
     _, w, accuracy, nll = min(scored)
     frozen_acc = (calibration.frozen.argmax(1) == labels).float().mean().item()
