@@ -182,6 +182,10 @@ CASES = [
          "the key 'methods' is given twice at line"),
     Case("study", "a teacher choice that does not exist", ("study", "{dir}/worst_teacher.yaml", "--out", "{dir}/study"),
          "'methods[0].teacher': 'worst' is not one of best"),
+    Case("study", "teacher: best for a method without a teacher",
+         ("study", "{dir}/teacherless_best.yaml", "--out", "{dir}/study"), "method 'xe' uses no teacher"),
+    Case("study", "teacher: best on data without a calib split",
+         ("study", "{dir}/best_without_calib.yaml", "--out", "{dir}/study"), "which ranks teachers on a calib split"),
     Case("study", "a seed beyond the generators' range", ("study", "{dir}/huge_seed.yaml", "--out", "{dir}/study"),
          "'seeds' must be <= 4294967295"),
     Case("study", "zero epochs in the recipe", ("study", "{dir}/zero_epochs.yaml", "--out", "{dir}/study"),
@@ -291,7 +295,9 @@ def world(tmp_path_factory, tiny_zoo):
                          ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
                          ("huge_seed", {"seeds": [99999999999999999999999]}),
                          ("zero_epochs", {"recipe": {"epochs": 0}}), ("full_disk", {}),
-                         ("worst_teacher", {"methods": [{"name": "kl", "teacher": "worst"}]})):
+                         ("worst_teacher", {"methods": [{"name": "kl", "teacher": "worst"}]}),
+                         ("teacherless_best", {"methods": [{"name": "xe", "teacher": "best"}]}),
+                         ("best_without_calib", {"methods": [{"name": "kl", "teacher": "best"}]})):
         (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
     (d / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
     (d / "raising_plugin.py").write_text("1 / 0\n")
