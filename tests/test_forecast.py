@@ -5,14 +5,16 @@ fit / save / load / re-fit from a finished study, `pairs: {recommended: k}` plan
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from anyteach.errors import AnyteachError
-from anyteach.forecast import (Forecaster, fit_forecast, pair_signals, rank_teachers, recommended_pairs,
+from anyteach.forecast import (Forecaster, fit_forecast, pair_signals, rank_rows, rank_teachers, recommended_pairs,
                                shipped_forecaster)
 
 from .conftest import TINY_DATA
@@ -38,6 +40,8 @@ def test_signals_come_from_the_calib_split_and_agree_with_the_pair_metrics(tiny_
         assert row.available_gain >= -1e-6 and 0.0 <= row.teacher_weight <= 1.0
         assert row.bucket in ("much weaker", "weaker", "equal", "stronger", "much stronger")
         assert 0.0 <= row.student_ece <= 100.0
+        confidence = s.probabilities().max(1).values.mean().item()
+        assert row.student_overconfidence == pytest.approx(100 * confidence - s.accuracy, abs=1e-3)
     # not the eval split: accuracies there differ for at least one model
     assert any(abs(calib[r].accuracy - evals[r].accuracy) > 1e-6 for r in refs)
 
@@ -50,10 +54,11 @@ def test_fit_save_load_round_trip(tmp_path):
     table = pd.DataFrame({"student": np.repeat(["a", "b", "c"], 5), "available_gain": rng.uniform(0, 10, 15),
                           "complementary_knowledge": rng.uniform(0, 12, 15)})
     realised = 0.1 + 0.2 * table["available_gain"] - 0.05 * table["complementary_knowledge"]
-    fit = fit_forecast(table, realised, method="m", control="self")
+    two = ("available_gain", "complementary_knowledge")
+    fit = fit_forecast(table, realised, method="m", control="self", use=two)
     assert fit.coef == pytest.approx((0.2, -0.05)) and fit.intercept == pytest.approx(0.1)
     assert fit.half_width == pytest.approx(0.0, abs=1e-9) and fit.runs == 15 and fit.students == 3
-    noisy = fit_forecast(table, realised + rng.normal(0, 0.3, 15), method="m", control="self")
+    noisy = fit_forecast(table, realised + rng.normal(0, 0.3, 15), method="m", control="self", use=two)
     assert 0.2 < noisy.half_width / 1.96 < 0.6  # the residual spread of the noise
 
     path = Forecaster({"m": noisy}, "test").save(tmp_path / "f.json")
@@ -66,12 +71,53 @@ def test_fit_save_load_round_trip(tmp_path):
     assert flat.top_signal(table) == ["none"] * 15 and "no signal ranks" in flat.sentence()
 
     with pytest.raises(AnyteachError, match="too few"):
-        fit_forecast(table.head(3), realised.head(3), method="m", control="self")
+        fit_forecast(table.head(3), realised.head(3), method="m", control="self", use=two)
     with pytest.raises(AnyteachError, match="no forecast for method 'x'"):
         loaded.get("x")
     (tmp_path / "bad.json").write_text(json.dumps({"methods": {"m": {"method": "m"}}}))
     with pytest.raises(AnyteachError, match="not a forecaster file"):
         Forecaster.load(tmp_path / "bad.json")
+
+
+def test_derived_signals_are_computed_from_the_signal_columns():
+    from anyteach.forecast import DEFAULT_SIGNALS, overconfidence, signal_values
+
+    table = pd.DataFrame({"student": ["a", "a", "b", "b"], "available_gain": [-0.5, 0.0, math.e - 1, 3.0],
+                          "student_params": [100, 100, 10_000, 10_000]})
+    values = signal_values(table, ("log_available_gain", "student_log_size", "log_available_gain_x_student_log_size"))
+    np.testing.assert_allclose(values[:, 0], [0.0, 0.0, 1.0, math.log(4.0)])  # a negative gain offers nothing
+    np.testing.assert_allclose(values[:, 1], [2.0, 2.0, 4.0, 4.0])
+    np.testing.assert_allclose(values[:, 2], values[:, 0] * values[:, 1])
+    with pytest.raises(AnyteachError, match="unknown signals"):
+        signal_values(table, ("shoe_size",))
+    with pytest.raises(AnyteachError, match="needs the column 'complementary_knowledge'"):
+        signal_values(table, ("complementary_knowledge",))
+
+    # a line in log(1 + gain) whose slope grows with the student's size is recovered exactly ...
+    rng = np.random.default_rng(1)
+    runs = pd.DataFrame({"student": np.repeat(["s1", "s2", "s3"], 6), "available_gain": rng.uniform(0, 30, 18),
+                         "student_params": np.repeat([3_000, 30_000, 300_000], 6)})
+    x = signal_values(runs, DEFAULT_SIGNALS)
+    realised = -0.1 + 0.3 * x[:, 0] + 0.05 * x[:, 1]
+    fit = fit_forecast(runs, realised, method="m", control="self")  # the default form
+    assert fit.signals == DEFAULT_SIGNALS and fit.coef == pytest.approx((0.3, 0.05))
+    # ... and survives the file, so a saved forecaster predicts the same
+    again = Forecaster.from_dict(json.loads(json.dumps(Forecaster({"m": fit}).as_dict()))).get("m")
+    np.testing.assert_allclose(again.predict(runs), realised, atol=1e-9)
+    assert "student size" in fit.sentence()
+    # a student far larger than any it was fitted on (a timm model after an MNIST-1D fit) is flagged
+    assert not again.outside(runs).any()
+    assert set(again.ranges) == {"available_gain", "student_params"}  # the sources, not their logs
+    assert again.ranges["student_params"] == (3_000, 300_000)
+    bigger = runs.head(2).assign(student_params=25_000_000)
+    assert list(again.outside(bigger)) == [True, True]
+    assert list(rank_rows(bigger, again)["extrapolated"]) == [True, True]
+
+    # over-confidence: mean max-probability minus accuracy, in pp
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]]))
+    labels = torch.tensor([0, 1, 1, 0])  # 3 of 4 right, mean confidence 0.75
+    assert overconfidence(logits, labels) == pytest.approx(100 * (0.75 - 0.75), abs=1e-5)
+    assert overconfidence(logits, torch.tensor([1, 1, 0, 1])) == pytest.approx(100 * (0.75 - 0.0), abs=1e-5)
 
 
 def test_the_shipped_forecaster_covers_both_methods():

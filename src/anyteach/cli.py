@@ -780,7 +780,9 @@ def teachers(student: str = typer.Argument(..., help="Student model reference (o
     t = ranking.table
     table = Table(title=f"teachers for {short(ranking.student)}: forecast Δ of {ranking.method} beyond "
                         f"{ranking.control} (signals on the calib split of {ranking.data})")
-    why = {"available_gain": "avail.", "complementary_knowledge": "compl.", "accuracy_difference": "acc. gap"}
+    why = {"available_gain": "avail.", "complementary_knowledge": "compl.", "accuracy_difference": "acc. gap",
+           "log_available_gain": "avail.", "log_available_gain_x_student_log_size": "avail. × size",
+           "student_log_size": "size", "student_overconfidence": "overconf."}
     table.box, table.padding, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, (0, 0), False, True
     for col, justify in (("#", "right"), ("teacher", "left"), ("acc %", "right"), ("strength", "left"),
                          ("compl. %", "right"), ("avail. pp", "right"), ("forecast pp", "right"), ("why", "left")):
@@ -788,8 +790,14 @@ def teachers(student: str = typer.Argument(..., help="Student model reference (o
     for r in t.itertuples():
         table.add_row(str(r.rank), short(r.teacher), f"{r.teacher_acc:.2f}", r.bucket,
                       f"{r.complementary_knowledge:.2f}", f"{r.available_gain:+.2f}",
-                      f"{r.forecast:+.2f} ±{ranking.forecast.half_width:.2f}", why.get(r.top_signal, r.top_signal))
+                      f"{r.forecast:+.2f} ±{ranking.forecast.half_width:.2f}" + ("*" if r.extrapolated else ""),
+                      why.get(r.top_signal, r.top_signal))
     console.print(table)
+    if t["extrapolated"].any():
+        console.print(f"* {int(t['extrapolated'].sum())} of {len(t)} forecasts are extrapolated: a signal (e.g. the "
+                      "student's size) lies outside the runs the forecaster was fitted on, so read their order, not "
+                      "their size in pp; re-fit on a finished study of your own models with --fit STUDY_DIR.",
+                      highlight=False, soft_wrap=True)
     console.print(f"student accuracy {t['student_acc'].iloc[0]:.2f}% (calib); forecaster: "
                   f"{ranking.forecast.sentence()}; {ranking.seconds:.1f} s", highlight=False, soft_wrap=True)
 

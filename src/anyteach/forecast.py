@@ -35,8 +35,56 @@ SIGNALS: dict[str, str] = {
     "available_gain": "available gain",
     "complementary_knowledge": "complementary knowledge",
     "accuracy_difference": "teacher − student accuracy",
+    "student_overconfidence": "student over-confidence",
+    "log_available_gain": "log(1 + available gain)",
+    "student_log_size": "student size (log10 parameters)",
+    "log_available_gain_x_student_log_size": "log(1 + available gain) × student size",
 }
 """The no-training signals a forecaster may use (column name: how tables and messages call it)."""
+
+DERIVED: dict[str, Callable[[Any], np.ndarray]] = {
+    "log_available_gain": lambda t: np.log1p(np.clip(t["available_gain"].to_numpy(dtype=float), 0.0, None)),
+    "student_log_size": lambda t: np.log10(t["student_params"].to_numpy(dtype=float)),
+    "log_available_gain_x_student_log_size":
+        lambda t: DERIVED["log_available_gain"](t) * DERIVED["student_log_size"](t),
+}
+"""Signals computed from the columns of `pair_signals` (so a runs table with those columns works too).
+The available gain enters through its logarithm because its share the student takes shrinks as it grows:
+a small student offered +30 pp by every ensemble takes little of it (docs/research/teachers/)."""
+
+
+SOURCES: dict[str, tuple[str, ...]] = {
+    "log_available_gain": ("available_gain",), "student_log_size": ("student_params",),
+    "log_available_gain_x_student_log_size": ("available_gain", "student_params"),
+}
+"""The `pair_signals` columns each derived signal is computed from."""
+
+
+def signal_sources(names: Sequence[str]) -> tuple[str, ...]:
+    """The `pair_signals` columns that signals `names` are computed from, each once."""
+    return tuple(dict.fromkeys(c for n in names for c in SOURCES.get(n, (n,))))
+
+
+def signal_values(table: Any, names: Sequence[str]) -> np.ndarray:
+    """The `(rows, signals)` array of signal columns `names` of a signals table, derived ones computed.
+
+    Raises:
+        AnyteachError: an unknown signal, or a column it needs is missing.
+    """
+    unknown = [s for s in names if s not in SIGNALS]
+    if unknown:
+        raise AnyteachError(f"unknown signals {unknown}; known: {', '.join(SIGNALS)}")
+    columns = []
+    for name in names:
+        try:
+            columns.append(DERIVED[name](table) if name in DERIVED else table[name].to_numpy(dtype=float))
+        except KeyError as e:
+            raise AnyteachError(f"the signal {name!r} needs the column {e.args[0]!r} of a signals table") from None
+    return np.column_stack(columns) if columns else np.empty((len(table), 0))
+
+
+DEFAULT_SIGNALS = ("log_available_gain", "log_available_gain_x_student_log_size")
+"""The signals of a fit that is told none: the form chosen for the teaching preset (docs/research/teachers/)."""
 
 DEFAULT_METHOD = "pl+ens+wise"
 """The method ranked for by default: the best teaching preset (docs/research/teaching-gains.md)."""
@@ -50,7 +98,7 @@ ECE_BINS = 15
 PAIR_COLUMNS = ("student", "teacher", "student_name", "teacher_name", "student_family", "teacher_family",
                 "student_params", "teacher_params", "student_acc", "teacher_acc", "accuracy_difference", "bucket",
                 "complementary_knowledge", "negative_flips", "available_gain", "teacher_weight", "student_ece",
-                "teacher_ece")
+                "teacher_ece", "student_overconfidence")
 """Columns of `pair_signals`: accuracies, flips and gains in percent / percentage points on the calib split."""
 
 
@@ -68,6 +116,13 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins:
     gap = (torch.bincount(which, weights=confidence, minlength=bins)
            - torch.bincount(which, weights=correct, minlength=bins)).abs()
     return float(100.0 * gap.sum() / count.sum())
+
+
+def overconfidence(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean max-probability minus accuracy (pp): above 0 an over-confident model, below 0 an under-confident one."""
+    probs = logits.float().softmax(1)
+    confidence, predicted = probs.max(1)
+    return float(100.0 * (confidence.mean() - (predicted == labels).float().mean()))
 
 
 def available_gains(student_logits: torch.Tensor, teacher_logits: Sequence[torch.Tensor],
@@ -162,6 +217,7 @@ def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
     zoo = zoo_from_predictions(torch.stack([logits[r].argmax(1) for r in refs]).to(torch.int32), labels,
                                models=refs, num_classes=dataset.num_classes, per_class=False)
     ece = {r: expected_calibration_error(logits[r], labels) for r in refs}
+    confident = {s: overconfidence(logits[s], labels) for s in students}
     rows = []
     for student in students:
         s = refs.index(student)
@@ -178,7 +234,8 @@ def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
                 "teacher_acc": float(zoo.accuracy[t]), "accuracy_difference": strength,
                 "bucket": strength_bucket(strength), "complementary_knowledge": float(zoo.positive_flips[s, t]),
                 "negative_flips": float(zoo.negative_flips[s, t]), **gain,
-                "student_ece": ece[student], "teacher_ece": ece[teacher]})
+                "student_ece": ece[student], "teacher_ece": ece[teacher],
+                "student_overconfidence": confident[student]})
     return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
 
 
@@ -200,6 +257,9 @@ class MethodForecast:
         means: the mean of each signal over the fitted runs (to say which signal drives a forecast).
         runs, students: what it was fitted on.
         fitted_on: where those runs came from (study names).
+        ranges: the smallest and largest value over the fitted runs of each column the signals are computed
+            from (`signal_sources`: the student's size, not its log); a pair outside them gets an
+            extrapolated forecast (`outside`).
     """
 
     method: str
@@ -212,17 +272,25 @@ class MethodForecast:
     runs: int
     students: int
     fitted_on: str = ""
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def values(self, signals: Any) -> np.ndarray:
-        """The `(rows, signals)` array of this forecast's signal columns from a signals table."""
-        missing = [s for s in self.signals if s not in signals.columns]
-        if missing:
-            raise AnyteachError(f"forecast of {self.method!r} needs the signals {missing}")
-        return signals[list(self.signals)].to_numpy(dtype=float)
+        """The `(rows, signals)` array of this forecast's signals from a signals table."""
+        return signal_values(signals, self.signals)
 
     def predict(self, signals: Any) -> np.ndarray:
         """Forecast Δ beyond the control (pp) for each row of a signals table."""
         return self.intercept + self.values(signals) @ np.asarray(self.coef, dtype=float)
+
+    def outside(self, signals: Any) -> np.ndarray:
+        """Per row, whether a signal lies outside the range the forecast was fitted on (an extrapolation)."""
+        out = np.zeros(len(signals), dtype=bool)
+        for column, (low, high) in self.ranges.items():
+            if column not in signals.columns:
+                raise AnyteachError(f"forecast of {self.method!r} needs the column {column!r} of a signals table")
+            x, slack = signals[column].to_numpy(dtype=float), 1e-9 + 1e-6 * (high - low)
+            out |= (x < low - slack) | (x > high + slack)
+        return out
 
     def top_signal(self, signals: Any) -> list[str]:
         """Per row, the signal that moves its forecast most away from the average fitted run."""
@@ -270,7 +338,8 @@ class Forecaster:
                     method=str(f["method"]), control=str(f["control"]), signals=tuple(f["signals"]),
                     coef=tuple(float(c) for c in f["coef"]), intercept=float(f["intercept"]),
                     half_width=float(f["half_width"]), means=tuple(float(m) for m in f["means"]),
-                    runs=int(f["runs"]), students=int(f["students"]), fitted_on=str(f.get("fitted_on", "")))
+                    runs=int(f["runs"]), students=int(f["students"]), fitted_on=str(f.get("fitted_on", "")),
+                    ranges={str(c): (float(lo), float(hi)) for c, (lo, hi) in f.get("ranges", {}).items()})
                 unknown = [s for s in methods[name].signals if s not in SIGNALS]
                 if unknown or len(methods[name].coef) != len(methods[name].signals):
                     raise ValueError(f"bad signals {unknown or methods[name].signals}")
@@ -299,8 +368,7 @@ def shipped_forecaster() -> Forecaster:
 
 
 def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
-                 use: Sequence[str] = ("available_gain", "complementary_knowledge"),
-                 fitted_on: str = "") -> MethodForecast:
+                 use: Sequence[str] = DEFAULT_SIGNALS, fitted_on: str = "") -> MethodForecast:
     """Least-squares fit of the realised Δ beyond control on signal columns.
 
     Args:
@@ -313,10 +381,7 @@ def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
     Raises:
         AnyteachError: fewer runs than signals + 2, unknown signals, missing values.
     """
-    unknown = [s for s in use if s not in SIGNALS]
-    if unknown:
-        raise AnyteachError(f"unknown signals {unknown}; known: {', '.join(SIGNALS)}")
-    x = signals[list(use)].to_numpy(dtype=float)
+    x = signal_values(signals, use)
     y = np.asarray(realised, dtype=float)
     keep = np.isfinite(x).all(1) & np.isfinite(y)
     x, y = x[keep], y[keep]
@@ -329,8 +394,9 @@ def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
     sd = math.sqrt(float(residual @ residual) / max(len(y) - design.shape[1], 1))
     students = int(signals["student"][keep].nunique()) if "student" in signals.columns else 0
     means = tuple(float(m) for m in x.mean(0)) if len(use) else ()
+    ranges = {c: (float(signals[c][keep].min()), float(signals[c][keep].max())) for c in signal_sources(use)}
     return MethodForecast(method, control, tuple(use), tuple(float(c) for c in solution[1:]), float(solution[0]),
-                          1.96 * sd, means, int(len(y)), students, fitted_on)
+                          1.96 * sd, means, int(len(y)), students, fitted_on, ranges)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +412,7 @@ class TeacherRanking:
         method, control: the method ranked for and its no-teacher control.
         data: the dataset reference the signals were measured on (its calib split).
         table: pandas DataFrame, `PAIR_COLUMNS` plus `forecast`, `forecast_low`, `forecast_high`,
-            `top_signal`, `rank` (1 = best).
+            `top_signal`, `extrapolated` (a signal outside the fitted range), `rank` (1 = best).
         forecast: the `MethodForecast` used.
         seconds: wall time of the ranking.
     """
@@ -379,6 +445,7 @@ def rank_rows(signals: Any, forecast: MethodForecast) -> Any:
     table["forecast_low"] = table["forecast"] - forecast.half_width
     table["forecast_high"] = table["forecast"] + forecast.half_width
     table["top_signal"] = forecast.top_signal(table)
+    table["extrapolated"] = forecast.outside(table)
     table["rank"] = table.groupby("student")["forecast"].rank(ascending=False, method="first").astype(int)
     return table.sort_values(["student", "rank"], kind="stable").reset_index(drop=True)
 
@@ -494,6 +561,7 @@ def recommended_pairs(students: Sequence[str], teachers: Sequence[str], k: int, 
     return RecommendedPairs(method, data, recommended, drawn)
 
 
-__all__ = ["DEFAULT_METHOD", "FORECASTER_FILE", "Forecaster", "MethodForecast", "PAIR_COLUMNS", "SIGNALS",
-           "RecommendedPairs", "TeacherRanking", "available_gains", "calib_data", "expected_calibration_error", "fit_forecast", "pair_signals",
-           "rank_rows", "rank_teachers", "ranking_figure", "recommended_pairs", "resolve_models", "shipped_forecaster"]
+__all__ = ["DEFAULT_METHOD", "DEFAULT_SIGNALS", "DERIVED", "FORECASTER_FILE", "Forecaster", "MethodForecast", "PAIR_COLUMNS", "SIGNALS",
+           "RecommendedPairs", "TeacherRanking", "available_gains", "calib_data", "expected_calibration_error", "fit_forecast", "overconfidence", "pair_signals",
+           "rank_rows", "rank_teachers", "ranking_figure", "recommended_pairs", "resolve_models", "shipped_forecaster",
+           "signal_sources", "signal_values"]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .errors import AnyteachError
 from .aggregate import BUDGET_OPTIONS, CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, net_change
-from .forecast import DEFAULT_METHOD, SIGNALS, Forecaster, fit_forecast, pair_signals
+from .forecast import DEFAULT_METHOD, DEFAULT_SIGNALS, SIGNALS, Forecaster, fit_forecast, pair_signals
 from .options import TRAINING_OPTIONS
 
 CONTROLS = (CONTROL_METHOD, SELF_CONTROL)
@@ -115,15 +115,15 @@ def study_runs(study_dir: str | Path) -> pd.DataFrame:
 
 
 def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] | None = None,
-                   use: Sequence[str] = ("available_gain", "complementary_knowledge"),
-                   base: Forecaster | None = None) -> Forecaster:
+                   use: Sequence[str] | None = None, base: Forecaster | None = None) -> Forecaster:
     """A forecaster re-fitted on a finished study: one `MethodForecast` per method with a control.
 
     Args:
         study_dir: the study directory.
         data: a dataset with a calib split where the study's models are measured (the signals).
         methods: the study labels to fit (default: every method paired with a control).
-        use: the signals of the fit.
+        use: the signals of the fit (default: per method the signals of `base`'s forecast of it, else
+            `forecast.DEFAULT_SIGNALS`).
         base: forecasts kept for methods the study does not have (default: none).
 
     Raises:
@@ -142,8 +142,10 @@ def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] |
         part = frame[frame["label"] == label]
         if part.empty:
             raise AnyteachError(f"study {str(study_dir)!r} has no run of {label!r} with a control")
+        signals = use if use is not None else (
+            base.methods[label].signals if base is not None and label in base.methods else DEFAULT_SIGNALS)
         fitted[label] = fit_forecast(part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]),
-                                     use=use, fitted_on=name)
+                                     use=signals, fitted_on=name)
     return Forecaster(fitted, f"fitted on {name}")
 
 

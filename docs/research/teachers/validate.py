@@ -8,15 +8,19 @@ Reads each study `seed{S}` (all-teachers-seed{S}.yaml), pairs every run with its
 (`teacher_analysis.beyond_control`), joins the no-training signals of each pair on the zoo's calib
 split (`forecast.pair_signals`), then:
 
-1. candidates (declared before looking at seeds 1/2): linear least squares of Δ beyond control on
-   (a) available gain, (b) available gain + complementary knowledge, (c) (b) + teacher − student
-   accuracy; per method the candidate with the best leave-one-student-out Spearman ρ on seed 0 is
-   fitted on all of seed 0, or, where no candidate's ρ is positive, the mean alone ("none": the same
-   forecast for every pair, nothing to rank); `--ship` writes it to src/anyteach/forecaster.json;
+1. candidates (`CANDIDATES`, each round declared before looking at seeds 1/2 in that session): linear
+   least squares of Δ beyond control on the available gain (AG), complementary knowledge, the accuracy
+   difference, log(1 + AG) and student-level capacity proxies (size, over-confidence, train - calib gap);
+   per method the candidate with the best leave-one-student-out Spearman ρ on seed 0 (within 0.01 of it,
+   the fewest signals) is fitted on all of seed 0, or, where no candidate's ρ is positive, the mean alone
+   ("none": the same forecast for every pair, nothing to rank); `--ship` writes it to
+   src/anyteach/forecaster.json; every candidate's held-out ρ is recorded after the choice;
 2. on seeds 1 and 2 (never fitted on): ρ over all runs and per-student regret of the forecast and of
    the naive rankings (teacher accuracy, complementary knowledge, available gain), top-k against a
    random draw, per-student sign counts against the control;
-3. the property correlations ("what makes a good teacher and student") per seed and method.
+3. the property correlations ("what makes a good teacher and student") per seed and method;
+4. the noise ceiling: the seed-2 teaching runs repeated with another run seed (`retest-seed2`), the ρ
+   between the two repeats and each ranking's ρ against either and against their mean.
 
 Writes runs-seed{S}.csv, ranking.csv, topk.csv, candidates.csv, properties.csv, results.json and
 figures into this directory.
@@ -34,25 +38,64 @@ import pandas as pd
 
 from anyteach._io import write_json, write_text
 from anyteach._plotting import pyplot, save_figure
-from anyteach.forecast import Forecaster, fit_forecast
+from anyteach.forecast import SIGNALS, Forecaster, fit_forecast, signal_values
 from anyteach.metrics import mcnemar_p_values
 from anyteach.teacher_analysis import (beyond_control, property_correlations, property_figure, ranking_quality,
                                        spearman, study_runs, top_k_gain, with_signals)
 
 HERE = Path(__file__).parent
-CANDIDATES = {"none": (), "AG": ("available_gain",), "AG+CK": ("available_gain", "complementary_knowledge"),
-              "AG+CK+acc": ("available_gain", "complementary_knowledge", "accuracy_difference")}
+CANDIDATES = {
+    "none": (),
+    # sessions 3-4
+    "AG": ("available_gain",), "AG+CK": ("available_gain", "complementary_knowledge"),
+    "AG+CK+acc": ("available_gain", "complementary_knowledge", "accuracy_difference"),
+    # session 5, round 1: a student-level capacity proxy (gap: train - calib accuracy, over-confidence, size)
+    "AG+AG·gap": ("available_gain", "ag_x_gap"), "AG+AG·overconf": ("available_gain", "ag_x_overconf"),
+    "AG+AG·size": ("available_gain", "ag_x_size"), "AG+gap": ("available_gain", "student_gap"),
+    "AG+overconf": ("available_gain", "student_overconfidence"),
+    # session 5, round 2: log(1 + AG) = L in place of AG (mlp_narrow's ~30 pp available gains tip a line in AG)
+    "L": ("log_available_gain",), "L+L·size": ("log_available_gain", "log_available_gain_x_student_log_size"),
+    "L+size": ("log_available_gain", "student_log_size"), "L·size": ("log_available_gain_x_student_log_size",),
+    "AG·size": ("ag_x_size",), "L+L·overconf": ("log_available_gain", "l_x_overconf"),
+}
+"""Every candidate tried, in the order declared (docs/research/teachers/README.md); columns that are not
+product signals (`forecast.SIGNALS`) are research-only and added by `research_columns`."""
+TIE = 0.01
+"""Declared rule: the best leave-one-student-out ρ on seed 0; within TIE of it, the fewest signals."""
 NAIVE = {"teacher accuracy": "teacher_acc", "complementary knowledge": "complementary_knowledge",
          "available gain": "available_gain"}
 METHODS = ("pl+ens+wise", "kl+dp")
 
 
+def research_columns(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Candidate columns that are not product signals: the student's train-split minus calib accuracy (pp,
+    one more forward pass per model) and products of the available gain with a student property."""
+    from anyteach.data import load_dataset
+    from anyteach.models import load_model
+    from anyteach.predictions import predict
+
+    data = load_dataset(f"mnist1d:seed={seed},calib=5000")
+    gap = {}
+    for ref in frame["student"].unique():
+        model = load_model(ref)
+        gap[ref] = predict(model, data, "train").accuracy - predict(model, data, "calib").accuracy
+    f = frame.copy()
+    f["student_gap"] = f["student"].map(gap)
+    size, log_gain = signal_values(f, ("student_log_size",))[:, 0], signal_values(f, ("log_available_gain",))[:, 0]
+    f["ag_x_gap"] = f["available_gain"] * f["student_gap"]
+    f["ag_x_overconf"] = f["available_gain"] * f["student_overconfidence"]
+    f["ag_x_size"] = f["available_gain"] * size
+    f["l_x_overconf"] = log_gain * f["student_overconfidence"]
+    return f
+
+
 def load(studies: Path, seed: int) -> pd.DataFrame:
-    # seed{S} and any seed{S}-<part> beside it (session 4 ran the draw's last three students as `seed{S}-rest`)
+    # seed{S} and any seed{S}-<part> beside it (later sessions ran the draw's remaining students as `seed{S}-rest`)
     parts = [studies / f"seed{seed}", *sorted(studies.glob(f"seed{seed}-*/"))]
-    paired = beyond_control(pd.concat([study_runs(d) for d in parts if (d / "study.sqlite").exists()],
-                                      ignore_index=True))
-    frame = with_signals(paired, f"mnist1d:seed={seed},calib=5000")
+    runs = pd.concat([study_runs(d) for d in parts if (d / "study.sqlite").exists()], ignore_index=True)
+    # a pair run in two parts (session 3 cut seed 0 during gru's first teacher): the later part's run
+    runs = runs.drop_duplicates(["label", "student", "teacher", "seed"], keep="last")
+    frame = research_columns(with_signals(beyond_control(runs), f"mnist1d:seed={seed},calib=5000"), seed)
     # a study cut short at the deadline: ρ uses every run with its control, the per-student numbers
     # (regret, top-k) only whole students (every other zoo model as teacher)
     frame["whole"] = frame.groupby(["label", "student"])["teacher"].transform("count") == 10
@@ -60,14 +103,63 @@ def load(studies: Path, seed: int) -> pd.DataFrame:
     return frame
 
 
-def loso_rho(part: pd.DataFrame, use: tuple[str, ...], method: str) -> float:
+def columns(frame: pd.DataFrame, use: tuple[str, ...]) -> np.ndarray:
+    """The candidate columns of `frame`: product signals computed as the package computes them."""
+    return np.column_stack([signal_values(frame, (c,))[:, 0] if c in SIGNALS else frame[c].to_numpy(dtype=float)
+                            for c in use]) if use else np.empty((len(frame), 0))
+
+
+def least_squares(train: pd.DataFrame, use: tuple[str, ...]):
+    """A line fitted like `forecast.fit_forecast`, on any candidate columns; returns its forecast function."""
+    design = np.column_stack([np.ones(len(train)), columns(train, use)])
+    solution, *_ = np.linalg.lstsq(design, train["delta_beyond"].to_numpy(dtype=float), rcond=None)
+    return lambda test: solution[0] + columns(test, use) @ solution[1:]
+
+
+def loso_rho(part: pd.DataFrame, use: tuple[str, ...]) -> float:
     """Leave-one-student-out: fit on the other students, forecast the left-out one; ρ over all runs."""
     forecasts = pd.Series(np.nan, index=part.index)
     for student in part["student"].unique():
         train, test = part[part["student"] != student], part[part["student"] == student]
-        fit = fit_forecast(train, train["delta_beyond"], method=method, control="", use=use)
-        forecasts[test.index] = fit.predict(test)
+        forecasts[test.index] = least_squares(train, use)(test)
     return spearman(forecasts, part["delta_beyond"])
+
+
+def choose(scores: dict[str, float]) -> str:
+    """The declared rule: best ρ, within TIE of it the fewest signals; none positive: no ranking."""
+    best = max(scores.values())
+    if not best > 0:
+        return "none"
+    near = [n for n, r in scores.items() if r >= best - TIE]
+    return min(near, key=lambda n: (len(CANDIDATES[n]), -scores[n]))
+
+
+def retest(studies: Path, first: pd.DataFrame, forecast) -> dict | None:
+    """The noise ceiling: the seed-2 teaching runs repeated with run seed 1 (studies/retest-seed2.yaml).
+
+    Two repeats of the same pairs agree only up to training noise; no forecast can rank one repeat
+    better than the other repeat's unknown noise-free value does, about sqrt(ρ between the repeats).
+    """
+    store = studies / "retest-seed2"
+    if not (store / "study.sqlite").exists():
+        return None
+    method = "pl+ens+wise"
+    again = beyond_control(study_runs(store))
+    again = again[again["label"] == method][["student", "teacher", "delta_beyond"]]
+    both = first[first["label"] == method].merge(again, on=["student", "teacher"], suffixes=("", "_again"))
+    mean = (both["delta_beyond"] + both["delta_beyond_again"]) / 2
+    rho = spearman(both["delta_beyond"], both["delta_beyond_again"])
+    within = [spearman(g["delta_beyond"], g["delta_beyond_again"]) for _, g in both.groupby("student")]
+    out = {"method": method, "runs": len(both), "rho_between_repeats": rho,
+           "ceiling": float(np.sqrt(max(rho, 0.0))),
+           "rho_between_repeats_within_student": float(np.nanmean(within)),
+           "mean_abs_difference_pp": float((both["delta_beyond"] - both["delta_beyond_again"]).abs().mean())}
+    scores = {"forecast": forecast.predict(both), **{n: both[c] for n, c in NAIVE.items()}}
+    for name, score in scores.items():
+        out[f"rho {name} / repeat 1"] = spearman(score, both["delta_beyond"])
+        out[f"rho {name} / repeat 2"] = spearman(score, both["delta_beyond_again"])
+        out[f"rho {name} / mean of both"] = spearman(score, mean)
+    return out
 
 
 def sign_counts(part: pd.DataFrame) -> dict:
@@ -80,7 +172,7 @@ def sign_counts(part: pd.DataFrame) -> dict:
             "runs_worse": runs_worse, "runs": len(part)}
 
 
-SIGNED = ("rho", "loso_rho_seed0", "mean_delta_beyond", "recommended", "random", "rho_within")
+SIGNED = ("rho", "loso_rho_seed0", "held_out_rho", "mean_delta_beyond", "recommended", "random", "rho_within")
 
 
 def _md(frame: pd.DataFrame) -> str:
@@ -96,9 +188,10 @@ def _md(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def tables_markdown(candidates, chosen, ranking, signs, topk, props) -> str:
+def tables_markdown(candidates, chosen, ranking, signs, topk, props, repeat=None) -> str:
     """The tables of docs/research/teachers/README.md (generated)."""
-    out = ["# Tables (generated by validate.py)", "", "## Candidates (seed 0, leave-one-student-out ρ)", "",
+    out = ["# Tables (generated by validate.py)", "", "## Candidates (seed 0, leave-one-student-out ρ; held_out_rho: "
+           "each fitted on all of seed 0, ρ over seeds 1+2, computed after the choice)", "",
            _md(pd.DataFrame(candidates)), "", "## Chosen forecasters (fitted on all of seed 0)", ""]
     out += [f"- {f.sentence()}" for f in chosen.values()]
     r = ranking.copy()
@@ -113,6 +206,9 @@ def tables_markdown(candidates, chosen, ranking, signs, topk, props) -> str:
             "## Top-k teachers per student against a random draw of k (its expected mean: all teachers)", "",
             _md(topk), "", "## What makes a good teacher and student (ρ with Δ beyond the control)", "",
             _md(props.assign(resolved=props["resolved"].map({True: "yes", False: "no"})))]
+    if repeat:
+        out += ["", "## Noise ceiling: the seed-2 teaching runs repeated with another run seed", "",
+                _md(pd.DataFrame([{"quantity": k, "value": v} for k, v in repeat.items() if k != "method"]))]
     return "\n".join(out) + "\n"
 
 
@@ -131,16 +227,20 @@ def main() -> int:
     candidates, chosen = [], {}
     for method in METHODS:
         part = seed0[(seed0["label"] == method) & seed0["whole"]]
-        scores = {name: loso_rho(part, use, method) for name, use in CANDIDATES.items() if use}
-        for name, rho in scores.items():
-            candidates.append({"method": method, "candidate": name, "loso_rho_seed0": rho,
-                               "runs": len(part), "students": part["student"].nunique()})
-        best = max(scores, key=lambda n: scores[n])
-        if not scores[best] > 0:  # declared rule: no candidate ranks held-out students -> the mean, no ranking
-            best = "none"
+        scores = {name: loso_rho(part, use) for name, use in CANDIDATES.items() if use}
+        best = choose(scores)
+        assert all(s in SIGNALS for s in CANDIDATES[best]), f"{best} uses research-only columns"
         chosen[method] = fit_forecast(part, part["delta_beyond"], method=method,
                                       control=str(part["control"].iloc[0]), use=CANDIDATES[best],
                                       fitted_on="all-teachers-seed0 (docs/research/teachers)")
+        held = pd.concat([frames[s] for s in (1, 2) if s in frames], ignore_index=True)
+        held = held[held["label"] == method]
+        for name, rho in scores.items():
+            # held-out ρ of every candidate, fitted on all of seed 0: computed after the choice, for the record
+            forecast = least_squares(part, CANDIDATES[name])(held) if len(held) else []
+            candidates.append({"method": method, "candidate": name, "loso_rho_seed0": rho,
+                               "held_out_rho": spearman(forecast, held["delta_beyond"]) if len(held) else np.nan,
+                               "chosen": name == best, "runs": len(part), "students": part["student"].nunique()})
     forecaster = Forecaster(chosen, "fitted on the seed-0 MNIST-1D zoo studies of issue 17 "
                                     "(docs/research/teachers/validate.py)")
     write_text(HERE / "candidates.csv", pd.DataFrame(candidates).to_csv(index=False))
@@ -182,7 +282,9 @@ def main() -> int:
     write_text(HERE / "topk.csv", topk.to_csv(index=False))
     write_text(HERE / "signs.csv", signs.to_csv(index=False))
     write_text(HERE / "properties.csv", props.to_csv(index=False))
+    repeat = retest(args.studies, frames[2], chosen["pl+ens+wise"]) if 2 in frames else None
     write_json(HERE / "results.json", {"forecaster": forecaster.as_dict(), "candidates": candidates,
+                                       "retest": repeat,
                                        "ranking": ranking.to_dict("records"), "signs": signs.to_dict("records"),
                                        "students": {str(s): sorted(f["student_name"].unique()) for s, f in
                                                     frames.items()}})
@@ -206,7 +308,7 @@ def main() -> int:
         ax.legend(fontsize=8)
     save_figure(fig, HERE / "forecast-vs-realised.png")
 
-    write_text(HERE / "tables.md", tables_markdown(candidates, chosen, ranking, signs, topk, props))
+    write_text(HERE / "tables.md", tables_markdown(candidates, chosen, ranking, signs, topk, props, repeat))
     pd.set_option("display.width", 200)
     print(pd.DataFrame(candidates).to_string(index=False))
     for f in chosen.values():
@@ -215,6 +317,7 @@ def main() -> int:
                    "runs"]].to_string(index=False))
     print(signs.to_string(index=False))
     print(topk[topk["ranking"] == "forecast"].to_string(index=False))
+    print(json.dumps(repeat, indent=1))
     return 0
 
 
