@@ -104,7 +104,7 @@ def test_derived_signals_are_computed_from_the_signal_columns():
     # ... and survives the file, so a saved forecaster predicts the same
     again = Forecaster.from_dict(json.loads(json.dumps(Forecaster({"m": fit}).as_dict()))).get("m")
     np.testing.assert_allclose(again.predict(runs), realised, atol=1e-9)
-    assert "student size" in fit.sentence()
+    assert "ln(1 + available gain) × log10 student parameters" in fit.sentence()
     # a student far larger than any it was fitted on (a timm model after an MNIST-1D fit) is flagged
     assert not again.outside(runs).any()
     assert set(again.ranges) == {"available_gain", "student_params"}  # the sources, not their logs

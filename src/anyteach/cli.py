@@ -781,7 +781,7 @@ def teachers(student: str = typer.Argument(..., help="Student model reference (o
     table = Table(title=f"teachers for {short(ranking.student)}: forecast Δ of {ranking.method} beyond "
                         f"{ranking.control} (signals on the calib split of {ranking.data})")
     why = {"available_gain": "avail.", "complementary_knowledge": "compl.", "accuracy_difference": "acc. gap",
-           "log_available_gain": "avail.", "log_available_gain_x_student_log_size": "avail. × size",
+           "log_available_gain": "avail.", "log_available_gain_x_student_log_size": "avail.",
            "student_log_size": "size", "student_overconfidence": "overconf."}
     table.box, table.padding, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, (0, 0), False, True
     for col, justify in (("#", "right"), ("teacher", "left"), ("acc %", "right"), ("strength", "left"),

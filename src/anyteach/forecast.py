@@ -36,9 +36,9 @@ SIGNALS: dict[str, str] = {
     "complementary_knowledge": "complementary knowledge",
     "accuracy_difference": "teacher − student accuracy",
     "student_overconfidence": "student over-confidence",
-    "log_available_gain": "log(1 + available gain)",
-    "student_log_size": "student size (log10 parameters)",
-    "log_available_gain_x_student_log_size": "log(1 + available gain) × student size",
+    "log_available_gain": "ln(1 + available gain)",
+    "student_log_size": "log10 student parameters",
+    "log_available_gain_x_student_log_size": "ln(1 + available gain) × log10 student parameters",
 }
 """The no-training signals a forecaster may use (column name: how tables and messages call it)."""
 

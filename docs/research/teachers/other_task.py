@@ -1,0 +1,49 @@
+"""Issue 17, session 5: the shipped forecaster on another task (timm models on glyphs images), untouched.
+
+Usage (from the repository root, after `anyteach demo --zoo glyphs` on seeds 0 and 1):
+
+    python docs/research/teachers/other_task.py STUDY_DIR ... > docs/research/teachers/other-task.csv
+
+Each study is a finished glyphs study (studies/glyphs-all-teachers-seed{0,1}.yaml: every ordered pair; or
+a glyphs demo: two teachers per student); the signals are measured on its data's calib split. Prints, per
+study and ranking (the shipped forecast, the available gain, complementary knowledge, teacher accuracy):
+Spearman ρ over runs against the realised Δ beyond the control, per-student regret and top-1 hits
+(`teacher_analysis.ranking_quality`), and the mean forecast against the mean realised Δ (every glyphs
+student is larger than any the forecaster was fitted on: an extrapolation).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import yaml
+
+from anyteach.forecast import shipped_forecaster
+from anyteach.teacher_analysis import beyond_control, ranking_quality, study_runs, with_signals
+
+
+def main(studies: list[str]) -> int:
+    forecaster, rows = shipped_forecaster(), []
+    for study in studies:
+        spec = yaml.safe_load(open(f"{study}/study.yaml"))
+        paired = with_signals(beyond_control(study_runs(study)), spec["data"])
+        for method, part in paired.groupby("label"):
+            if method not in forecaster.methods:
+                continue
+            forecast = forecaster.get(method)
+            part = part.assign(forecast=forecast.predict(part))
+            for name, column in (("forecast", "forecast"), ("available gain", "available_gain"),
+                                 ("complementary knowledge", "complementary_knowledge"),
+                                 ("teacher accuracy", "teacher_acc")):
+                quality = ranking_quality(part, column)
+                rows.append({"study": spec["name"], "data": spec["data"], "method": method, "ranking": name,
+                             "extrapolated": int(forecast.outside(part).sum()), **quality,
+                             "mean_forecast": float(part["forecast"].mean()),
+                             "mean_realised": float(part["delta_beyond"].mean())})
+    print(pd.DataFrame(rows).round(3).to_csv(index=False), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
