@@ -113,6 +113,13 @@ def test_derived_signals_are_computed_from_the_signal_columns():
     assert list(again.outside(bigger)) == [True, True]
     assert list(rank_rows(bigger, again)["extrapolated"]) == [True, True]
 
+    # equal forecasts: more complementary knowledge first, then the more accurate teacher
+    tied = pd.DataFrame({"student": ["s"] * 3, "teacher": ["t1", "t2", "t3"], "available_gain": [0.24, 0.24, 0.24],
+                         "student_params": [10_000] * 3, "complementary_knowledge": [1.0, 2.0, 2.0],
+                         "teacher_acc": [99.0, 90.0, 95.0]})
+    ranked = rank_rows(tied, again)
+    assert list(ranked["teacher"]) == ["t3", "t2", "t1"] and list(ranked["rank"]) == [1, 2, 3]
+
     # over-confidence: mean max-probability minus accuracy, in pp
     logits = torch.log(torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]]))
     labels = torch.tensor([0, 1, 1, 0])  # 3 of 4 right, mean confidence 0.75

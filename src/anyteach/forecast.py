@@ -439,14 +439,19 @@ class TeacherRanking:
 
 
 def rank_rows(signals: Any, forecast: MethodForecast) -> Any:
-    """A signals table with the forecast, its 95% interval, the top signal and the rank per student."""
+    """A signals table with the forecast, its 95% interval, the top signal and the rank per student (equal
+    forecasts ordered by complementary knowledge, then teacher accuracy)."""
     table = signals.copy()
     table["forecast"] = forecast.predict(table)
     table["forecast_low"] = table["forecast"] - forecast.half_width
     table["forecast_high"] = table["forecast"] + forecast.half_width
     table["top_signal"] = forecast.top_signal(table)
     table["extrapolated"] = forecast.outside(table)
-    table["rank"] = table.groupby("student")["forecast"].rank(ascending=False, method="first").astype(int)
+    # equal forecasts (equal available gains: a strong student's come in steps of one calib sample) go to
+    # the teacher with more complementary knowledge, then the more accurate one, then the given order
+    keys = [k for k in ("forecast", "complementary_knowledge", "teacher_acc") if k in table.columns]
+    order = table.sort_values(keys, ascending=False, kind="stable")
+    table["rank"] = order.groupby("student", sort=False).cumcount().reindex(table.index) + 1
     return table.sort_values(["student", "rank"], kind="stable").reset_index(drop=True)
 
 
