@@ -261,6 +261,14 @@ def test_report_says_what_makes_a_good_teacher(calib_study):
     files = write_report(calib_study)
     text = files.markdown.read_text()
     assert "## What makes a good teacher and student" in text
+    # the shipped forecast checked on this study's runs, and re-fitted on them beside the report
+    assert "### The teacher forecast on this study" in text
+    refitted = Forecaster.load(files.markdown.parent / "forecaster.json")
+    assert refitted.get("kl+dp").runs == 6 and refitted.get("kl+dp").fitted_on == calib_study.name
+    assert refitted.get("kl+dp").signals == shipped_forecaster().get("kl+dp").signals
+    assert refitted.get("pl+ens+wise") == shipped_forecaster().get("pl+ens+wise")  # kept for a method not run
+    row = next(line for line in text.splitlines() if line.startswith("| `kl+dp` |"))
+    assert refitted.get("kl+dp").sentence().split(": ", 1)[1] in row
     assert "too small to tell" in text  # 6 runs: no correlation is beyond chance
     assert (calib_study / "figures" / "teacher_properties.png").exists()
     assert spearman([1, 2, 3, 4], [2, 4, 6, 9]) == pytest.approx(1.0)

@@ -129,19 +129,25 @@ def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] |
     Raises:
         AnyteachError: no finished run with a control, too few runs for a method, no calib split.
     """
-    from .errors import AnyteachError
-
     paired = beyond_control(study_runs(study_dir))
     if paired.empty:
         raise AnyteachError(f"study {str(study_dir)!r} has no teacher run paired with a no-teacher control "
                             f"({' or '.join(CONTROLS)}) of the same data and budget: nothing to fit on")
-    frame = with_signals(paired, data)
+    return refit(with_signals(paired, data), Path(study_dir).name, methods=methods, use=use, base=base)
+
+
+def refit(frame: pd.DataFrame, name: str, *, methods: Sequence[str] | None = None,
+          use: Sequence[str] | None = None, base: Forecaster | None = None) -> Forecaster:
+    """A forecaster fitted on runs paired with their controls and joined with their signals (`fit_from_study`).
+
+    Raises:
+        AnyteachError: a method without runs, or too few runs for its signals.
+    """
     fitted = dict(base.methods) if base is not None else {}
-    name = Path(study_dir).name
     for label in methods or list(dict.fromkeys(frame["label"])):
         part = frame[frame["label"] == label]
         if part.empty:
-            raise AnyteachError(f"study {str(study_dir)!r} has no run of {label!r} with a control")
+            raise AnyteachError(f"study {name!r} has no run of {label!r} with a control")
         signals = use if use is not None else (
             base.methods[label].signals if base is not None and label in base.methods else DEFAULT_SIGNALS)
         fitted[label] = fit_forecast(part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]),
@@ -345,6 +351,8 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
                  f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}).")
     report.figure(property_figure(table, fig_dir / "teacher_properties.png"),
                   "Rank correlation of the Δ beyond the control with each property (faded: within chance).")
+    if data is not None:
+        forecast_section(report, frame, fig_dir.parent.name, fig_dir.parent)
     pairs = spec.get("pairs") or {}
     if isinstance(pairs, Mapping) and pairs.get("recommended") and data is not None:
         from .forecast import recommended_pairs, resolve_models
@@ -361,6 +369,35 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
                                "count beats / falls behind the control's.")
 
 
-__all__ = ["CONTROLS", "PROPERTIES", "beyond_control", "fit_from_study", "property_correlations", "property_figure",
+def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path) -> None:
+    """How the shipped forecast ranked this study's runs, and the forecaster re-fitted on them, written to
+    `out_dir/forecaster.json` (the shipped one's forecasts kept for methods the study lacks)."""
+    from .forecast import FORECASTER_FILE, shipped_forecaster
+
+    shipped, rows, fitted = shipped_forecaster(), [], {}
+    for label, part in frame.groupby("label", sort=False):
+        row = {"method": f"`{label}`", "runs": len(part), "students": int(part["student"].nunique())}
+        if label in shipped.methods:
+            row["shipped forecast ρ"] = f"{spearman(shipped.get(label).predict(part), part['delta_beyond']):+.2f}"
+        try:
+            mine = fitted[label] = refit(part, name, base=shipped).get(label)
+            row["re-fitted ρ (in-sample)"] = f"{spearman(mine.predict(part), part['delta_beyond']):+.2f}"
+            row["re-fitted forecast"] = mine.sentence().split(": ", 1)[1]
+        except AnyteachError as e:  # too few runs for its signals
+            row["re-fitted forecast"] = f"not re-fitted: {e}"
+        rows.append(row)
+    if fitted:
+        Forecaster({**shipped.methods, **fitted}, f"fitted on {name}").save(out_dir / FORECASTER_FILE)
+    report.heading("The teacher forecast on this study", 3)
+    report.text("How well the shipped forecast (`anyteach teachers`) ranked this study's runs by their Δ beyond the "
+                "control (Spearman ρ over runs), and the same form re-fitted on them. "
+                + (f"The re-fitted forecaster is `{FORECASTER_FILE}` beside this report (the shipped forecasts kept for "
+                   f"other methods): `anyteach teachers STUDENT --zoo ... --data ... --forecaster {FORECASTER_FILE}` "
+                   "ranks with it." if fitted else ""))
+    report.table(pd.DataFrame(rows).fillna("–"), "ρ over this study's runs; in-sample: fitted on the same runs, so "
+                                                "an upper bound on how it will rank new ones.")
+
+
+__all__ = ["CONTROLS", "PROPERTIES", "beyond_control", "fit_from_study", "forecast_section", "refit", "property_correlations", "property_figure",
            "property_words", "ranking_quality", "recommended_vs_random", "resolvable", "spearman", "study_runs",
            "teacher_section", "top_k_gain", "with_signals"]
