@@ -9,7 +9,9 @@ a glyphs demo: two teachers per student); the signals are measured on its data's
 study and ranking (the shipped forecast, the available gain, complementary knowledge, teacher accuracy):
 Spearman ρ over runs against the realised Δ beyond the control, per-student regret and top-1 hits
 (`teacher_analysis.ranking_quality`), and the mean forecast against the mean realised Δ (every glyphs
-student is larger than any the forecaster was fitted on: an extrapolation).
+student is larger than any the forecaster was fitted on: an extrapolation). With two or more studies,
+also the forecast re-fitted (same signals) on the first study, on the others: what `--fit` on a user's
+own finished study buys on a new zoo of the same kind.
 """
 
 from __future__ import annotations
@@ -20,26 +22,31 @@ import pandas as pd
 import yaml
 
 from anyteach.forecast import shipped_forecaster
-from anyteach.teacher_analysis import beyond_control, ranking_quality, study_runs, with_signals
+from anyteach.teacher_analysis import beyond_control, ranking_quality, refit, study_runs, with_signals
 
 
 def main(studies: list[str]) -> int:
-    forecaster, rows = shipped_forecaster(), []
+    shipped, rows, first = shipped_forecaster(), [], None
     for study in studies:
         spec = yaml.safe_load(open(f"{study}/study.yaml"))
         paired = with_signals(beyond_control(study_runs(study)), spec["data"])
+        if first is None:
+            first = refit(paired, spec["name"], methods=[m for m in shipped.methods if m in set(paired["label"])],
+                          base=shipped)
         for method, part in paired.groupby("label"):
-            if method not in forecaster.methods:
+            if method not in shipped.methods:
                 continue
-            forecast = forecaster.get(method)
-            part = part.assign(forecast=forecast.predict(part))
-            for name, column in (("forecast", "forecast"), ("available gain", "available_gain"),
+            forecast = shipped.get(method)
+            part = part.assign(forecast=forecast.predict(part), refitted=first.get(method).predict(part))
+            for name, column in (("forecast", "forecast"), ("re-fitted on the first study", "refitted"),
+                                 ("available gain", "available_gain"),
                                  ("complementary knowledge", "complementary_knowledge"),
                                  ("teacher accuracy", "teacher_acc")):
                 quality = ranking_quality(part, column)
                 rows.append({"study": spec["name"], "data": spec["data"], "method": method, "ranking": name,
                              "extrapolated": int(forecast.outside(part).sum()), **quality,
-                             "mean_forecast": float(part["forecast"].mean()),
+                             "mean_forecast": float(part[column if column in ("forecast", "refitted")
+                                                         else "forecast"].mean()),
                              "mean_realised": float(part["delta_beyond"].mean())})
     print(pd.DataFrame(rows).round(3).to_csv(index=False), end="")
     return 0
