@@ -213,3 +213,17 @@ def test_gain_shares_are_ranked_only_within_the_same_data_and_budget(tmp_path):
     assert "ranked only among methods of the same data and budget" in taken
     assert re.search(r"on `mnist1d`, 1 epoch, batch \d+: \*\*kl\*\* 10% .*\*\*kl\+dp\*\* 5%", taken), taken
     assert re.search(r"on `mnist1d:fresh=1000`, 2 epochs, batch \d+: \*\*pl\+ens\+wise\*\* 25%", taken), taken
+
+
+def test_prose_columns_align_left_and_numbers_right():
+    import pandas as pd
+
+    from anyteach.report import Report
+
+    report = Report("t")
+    report.table(pd.DataFrame({"method": ["a", "b"], "runs": [24, 9], "rho": ["+0.85", "–"],
+                               "forecast": ["Δ beyond self ≈ -0.04 +1.0·ln(1 + gain)", "not re-fitted"]}))
+    markdown = report.markdown(Path("."))
+    assert "|---|---:|---:|---|" in markdown
+    html = report.html()
+    assert '<th class="prose">forecast</th>' in html and "<th>runs</th>" in html

@@ -113,7 +113,7 @@ body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width
        padding: 0 1em; color: #222; line-height: 1.45; }}
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child, .prose {{ text-align: left; }}
 caption {{ caption-side: bottom; font-style: italic; font-size: 0.85em; padding-top: 0.3em; }}
 figure {{ margin: 1.2em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ font-style: italic; font-size: 0.9em; }}
@@ -125,17 +125,24 @@ code {{ background: #f5f5f5; padding: 0 0.2em; }}
 """
 
 
+def _prose_columns(frame: pd.DataFrame) -> list[bool]:
+    """Per column, whether it holds prose (a cell of four words or more): left-aligned, unlike numbers."""
+    return [i == 0 or any(_cell(v).count(" ") >= 3 for v in frame.iloc[:, i]) for i in range(frame.shape[1])]
+
+
 def _markdown_table(frame: pd.DataFrame) -> list[str]:
     cols = [str(c) for c in frame.columns]
     rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if prose else "---:"
+                                                            for prose in _prose_columns(frame)) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return lines
 
 
 def _html_table(frame: pd.DataFrame, caption: str) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_inline_html(_cell(v))}</td>" for v in row) + "</tr>"
+    left = [' class="prose"' if prose else "" for prose in _prose_columns(frame)]
+    head = "".join(f"<th{a}>{html.escape(str(c))}</th>" for a, c in zip(left, frame.columns))
+    body = "".join("<tr>" + "".join(f"<td{a}>{_inline_html(_cell(v))}</td>" for a, v in zip(left, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
     cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -122,8 +122,8 @@ def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] |
         study_dir: the study directory.
         data: a dataset with a calib split where the study's models are measured (the signals).
         methods: the study labels to fit (default: every method paired with a control).
-        use: the signals of the fit (default: per method the signals of `base`'s forecast of it, else
-            `forecast.DEFAULT_SIGNALS`).
+        use: the signals of the fit (default: per method the signals of `base`'s forecast of it, or of its
+            underlying method's, else `forecast.DEFAULT_SIGNALS`).
         base: forecasts kept for methods the study does not have (default: none).
 
     Raises:
@@ -148,8 +148,10 @@ def refit(frame: pd.DataFrame, name: str, *, methods: Sequence[str] | None = Non
         part = frame[frame["label"] == label]
         if part.empty:
             raise AnyteachError(f"study {name!r} has no run of {label!r} with a control")
+        known = label if "method" not in part.columns or base is None or label in base.methods else \
+            str(part["method"].iloc[0])  # a label's own forecast, else its method's (`pl+ens+wise.best`)
         signals = use if use is not None else (
-            base.methods[label].signals if base is not None and label in base.methods else DEFAULT_SIGNALS)
+            base.methods[known].signals if base is not None and known in base.methods else DEFAULT_SIGNALS)
         fitted[label] = fit_forecast(part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]),
                                      use=signals, fitted_on=name)
     return Forecaster(fitted, f"fitted on {name}")
@@ -377,8 +379,9 @@ def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path)
     shipped, rows, fitted = shipped_forecaster(), [], {}
     for label, part in frame.groupby("label", sort=False):
         row = {"method": f"`{label}`", "runs": len(part), "students": int(part["student"].nunique())}
-        if label in shipped.methods:
-            row["shipped forecast ρ"] = f"{spearman(shipped.get(label).predict(part), part['delta_beyond']):+.2f}"
+        known = label if label in shipped.methods else str(part["method"].iloc[0]) if "method" in part else label
+        if known in shipped.methods:  # a label's own forecast, else its method's (`pl+ens+wise.best`)
+            row["shipped forecast ρ"] = f"{spearman(shipped.get(known).predict(part), part['delta_beyond']):+.2f}"
         try:
             mine = fitted[label] = refit(part, name, base=shipped).get(label)
             row["re-fitted ρ (in-sample)"] = f"{spearman(mine.predict(part), part['delta_beyond']):+.2f}"
@@ -394,7 +397,8 @@ def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path)
                 + (f"The re-fitted forecaster is `{FORECASTER_FILE}` beside this report (the shipped forecasts kept for "
                    f"other methods): `anyteach teachers STUDENT --zoo ... --data ... --forecaster {FORECASTER_FILE}` "
                    "ranks with it." if fitted else ""))
-    report.table(pd.DataFrame(rows).fillna("–"), "ρ over this study's runs; in-sample: fitted on the same runs, so "
+    columns = ["method", "runs", "students", "shipped forecast ρ", "re-fitted ρ (in-sample)", "re-fitted forecast"]
+    report.table(pd.DataFrame(rows).reindex(columns=columns).fillna("–"), "ρ over this study's runs; in-sample: fitted on the same runs, so "
                                                 "an upper bound on how it will rank new ones.")
 
 
