@@ -31,6 +31,7 @@ only = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else None
 spec = demo_study()
 spec["models"] = models
 spec.pop("data")
+spec["methods"] = ["xe"]  # the demo's methods carry the seed-0 zoo's data; only the zoo's own data is wanted
 spec = load_study_spec(spec)
 base = spec.data
 # calib=5000 only so that the fresh samples (and their cache) are those the teaching studies use
