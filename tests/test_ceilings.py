@@ -23,3 +23,16 @@ def test_a_bad_ceilings_file_is_one_clear_error(tmp_path):
     (tmp_path / "ceilings.json").write_text("[1, 2]")
     with pytest.raises(AnyteachError, match="ceilings.json"):
         read_ceilings(tmp_path)
+
+
+def test_the_shipped_ceilings_are_the_measured_ones():
+    import json
+    from pathlib import Path
+
+    from anyteach.ceilings import MNIST1D_CEILINGS
+
+    measured = {}
+    for seed in (0, 1, 2):
+        path = Path(__file__).parents[1] / "docs" / "research" / "ceilings" / f"mnist1d-seed{seed}-500k.json"
+        measured.update({ref: m["ceiling"] for ref, m in json.loads(path.read_text())["models"].items()})
+    assert MNIST1D_CEILINGS == measured and len(measured) == 33

@@ -34,11 +34,33 @@ MNIST1D_CEILINGS: dict[str, float] = {
     "zoo:mnist1d/gru_chunk4": 97.5,
     "zoo:mnist1d/transformer": 95.84,
     "zoo:mnist1d/transformer_aug": 96.36,
+    "zoo:mnist1d@1/mlp_narrow": 67.3,
+    "zoo:mnist1d@1/mlp": 90.02,
+    "zoo:mnist1d@1/mlp_wide_aug": 97.38,
+    "zoo:mnist1d@1/cnn_small_sgd": 96.06,
+    "zoo:mnist1d@1/cnn_bn": 99.36,
+    "zoo:mnist1d@1/cnn_bn_aug": 99.36,
+    "zoo:mnist1d@1/cnn_wide_sgd": 98.4,
+    "zoo:mnist1d@1/gru": 98.6,
+    "zoo:mnist1d@1/gru_chunk4": 97.96,
+    "zoo:mnist1d@1/transformer": 96.8,
+    "zoo:mnist1d@1/transformer_aug": 96.86,
+    "zoo:mnist1d@2/mlp_narrow": 68.74,
+    "zoo:mnist1d@2/mlp": 89.66,
+    "zoo:mnist1d@2/mlp_wide_aug": 96.86,
+    "zoo:mnist1d@2/cnn_small_sgd": 96.04,
+    "zoo:mnist1d@2/cnn_bn": 99.42,
+    "zoo:mnist1d@2/cnn_bn_aug": 99.44,
+    "zoo:mnist1d@2/cnn_wide_sgd": 98.26,
+    "zoo:mnist1d@2/gru": 98.4,
+    "zoo:mnist1d@2/gru_chunk4": 97.4,
+    "zoo:mnist1d@2/transformer": 96.4,
+    "zoo:mnist1d@2/transformer_aug": 96.92,
 }
-"""The ceilings of the built-in MNIST-1D zoo (seed 0, `zoo:mnist1d/<model>`) on its eval split: each model
-fine-tuned from its zoo weights with cross-entropy on 500,000 fresh labelled samples, 1 epoch (1,953 steps),
-AdamW lr 1e-3 cosine (docs/research/ceilings/mnist1d-seed0-500k.json, measured by
-docs/research/scripts/ceiling.py). A lower bound on what each architecture holds: the first measurement (100,000
+"""The ceilings of the built-in MNIST-1D zoos (seeds 0, 1, 2: `zoo:mnist1d/<model>`, `zoo:mnist1d@1/<model>`, ...)
+on their eval splits: each model fine-tuned from its zoo weights with cross-entropy on 500,000 fresh labelled
+samples, 1 epoch (1,953 steps), AdamW lr 1e-3 cosine (docs/research/ceilings/mnist1d-seed{0,1,2}-500k.json,
+measured by docs/research/scripts/ceiling.py). A lower bound on what each architecture holds: the first measurement (100,000
 samples, 3 epochs: mnist1d-seed0.json) was lower for every model, and pseudo-labels on 500,000 samples took mlp
 past it (docs/research/teaching-gains.md, H12)."""
 
