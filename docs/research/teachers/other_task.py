@@ -11,21 +11,32 @@ Spearman ρ over runs against the realised Δ beyond the control, per-student re
 (`teacher_analysis.ranking_quality`), and the mean forecast against the mean realised Δ (every glyphs
 student is larger than any the forecaster was fitted on: an extrapolation). With two or more studies,
 also the forecast re-fitted (same signals) on the first study, on the others: what `--fit` on a user's
-own finished study buys on a new zoo of the same kind.
+own finished study buys on a new zoo of the same kind. `--retest STUDY AGAIN [STUDY AGAIN ...]` (last): the
+noise ceiling, each STUDY's teaching runs repeated with another run seed in AGAIN (`validate.retest`), written
+to other-task-retest.json beside this script.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 import yaml
+from validate import retest  # this directory's validate.py (the script's own directory is on sys.path)
 
+from anyteach._io import write_json
 from anyteach.forecast import shipped_forecaster
 from anyteach.teacher_analysis import beyond_control, ranking_quality, refit, study_runs, with_signals
 
 
 def main(studies: list[str]) -> int:
+    pairs: list[tuple[str, str]] = []
+    if "--retest" in studies:
+        i = studies.index("--retest")
+        studies, rest = studies[:i], studies[i + 1:]
+        pairs = list(zip(rest[::2], rest[1::2]))
     shipped, rows, first = shipped_forecaster(), [], None
     for study in studies:
         spec = yaml.safe_load(open(f"{study}/study.yaml"))
@@ -49,6 +60,14 @@ def main(studies: list[str]) -> int:
                                                          else "forecast"].mean()),
                              "mean_realised": float(part["delta_beyond"].mean())})
     print(pd.DataFrame(rows).round(3).to_csv(index=False), end="")
+    ceilings = {}
+    for original, again in pairs:
+        spec = yaml.safe_load(open(f"{original}/study.yaml"))
+        runs = with_signals(beyond_control(study_runs(original)), spec["data"])
+        ceilings[spec["name"]] = retest(Path(again), runs, shipped.get("pl+ens+wise"))
+    if ceilings:
+        write_json(Path(__file__).parent / "other-task-retest.json", ceilings)
+        print(json.dumps(ceilings, indent=1), file=sys.stderr)
     return 0
 
 

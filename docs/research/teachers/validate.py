@@ -134,13 +134,13 @@ def choose(scores: dict[str, float]) -> str:
     return min(near, key=lambda n: (len(CANDIDATES[n]), -scores[n]))
 
 
-def retest(studies: Path, first: pd.DataFrame, forecast) -> dict | None:
-    """The noise ceiling: the seed-2 teaching runs repeated with run seed 1 (studies/retest-seed2.yaml).
+def retest(store: Path, first: pd.DataFrame, forecast) -> dict | None:
+    """The noise ceiling: teaching runs repeated with another run seed (studies/retest-seed2.yaml,
+    glyphs-retest-seed1.yaml), `store` the repeat's study, `first` the first runs with their signals.
 
     Two repeats of the same pairs agree only up to training noise; no forecast can rank one repeat
     better than the other repeat's unknown noise-free value does, about sqrt(ρ between the repeats).
     """
-    store = studies / "retest-seed2"
     if not (store / "study.sqlite").exists():
         return None
     method = "pl+ens+wise"
@@ -282,7 +282,7 @@ def main() -> int:
     write_text(HERE / "topk.csv", topk.to_csv(index=False))
     write_text(HERE / "signs.csv", signs.to_csv(index=False))
     write_text(HERE / "properties.csv", props.to_csv(index=False))
-    repeat = retest(args.studies, frames[2], chosen["pl+ens+wise"]) if 2 in frames else None
+    repeat = retest(args.studies / "retest-seed2", frames[2], chosen["pl+ens+wise"]) if 2 in frames else None
     write_json(HERE / "results.json", {"forecaster": forecaster.as_dict(), "candidates": candidates,
                                        "retest": repeat,
                                        "ranking": ranking.to_dict("records"), "signs": signs.to_dict("records"),
