@@ -112,6 +112,8 @@ def test_derived_signals_are_computed_from_the_signal_columns():
     bigger = runs.head(2).assign(student_params=25_000_000)
     assert list(again.outside(bigger)) == [True, True]
     assert list(rank_rows(bigger, again)["extrapolated"]) == [True, True]
+    assert again.extrapolation_note(bigger) == "student params 25,000,000 (fitted on 3,000–300,000)"
+    assert again.extrapolation_note(runs) == ""
 
     # equal forecasts: more complementary knowledge first, then the more accurate teacher
     tied = pd.DataFrame({"student": ["s"] * 3, "teacher": ["t1", "t2", "t3"], "available_gain": [0.24, 0.24, 0.24],

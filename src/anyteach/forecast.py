@@ -282,15 +282,33 @@ class MethodForecast:
         """Forecast Δ beyond the control (pp) for each row of a signals table."""
         return self.intercept + self.values(signals) @ np.asarray(self.coef, dtype=float)
 
-    def outside(self, signals: Any) -> np.ndarray:
-        """Per row, whether a signal lies outside the range the forecast was fitted on (an extrapolation)."""
-        out = np.zeros(len(signals), dtype=bool)
+    def outside_by_column(self, signals: Any) -> dict[str, np.ndarray]:
+        """Per source column with a fitted range, which rows lie outside it."""
+        out = {}
         for column, (low, high) in self.ranges.items():
             if column not in signals.columns:
                 raise AnyteachError(f"forecast of {self.method!r} needs the column {column!r} of a signals table")
             x, slack = signals[column].to_numpy(dtype=float), 1e-9 + 1e-6 * (high - low)
-            out |= (x < low - slack) | (x > high + slack)
+            out[column] = (x < low - slack) | (x > high + slack)
         return out
+
+    def outside(self, signals: Any) -> np.ndarray:
+        """Per row, whether a signal lies outside the range the forecast was fitted on (an extrapolation)."""
+        return np.logical_or.reduce([np.zeros(len(signals), dtype=bool), *self.outside_by_column(signals).values()])
+
+    def extrapolation_note(self, signals: Any) -> str:
+        """Which source columns of `signals` lie outside the fitted ranges, in words ('' if none)."""
+        parts = []
+        for column, rows in self.outside_by_column(signals).items():
+            if rows.any():
+                low, high = self.ranges[column]
+                values = signals[column].to_numpy(dtype=float)[rows]
+                def num(v: float) -> str:
+                    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+                shown = num(values[0]) if np.ptp(values) == 0 else f"{num(values.min())}–{num(values.max())}"
+                parts.append(f"{column.replace('_', ' ')} {shown} (fitted on {num(low)}–{num(high)})")
+        return "; ".join(parts)
 
     def top_signal(self, signals: Any) -> list[str]:
         """Per row, the signal that moves its forecast most away from the average fitted run."""
