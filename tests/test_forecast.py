@@ -134,6 +134,12 @@ def test_the_shipped_forecaster_covers_both_methods():
     assert {"pl+ens+wise", "kl+dp"} <= set(shipped.methods)
     assert shipped.get("pl+ens+wise").control == "self" and shipped.get("kl+dp").control == "xe"
     assert all(f.runs >= 10 for f in shipped.methods.values())
+    # a study label speaks through its own forecast, else its method's (teacher: best runs are labelled .best)
+    from anyteach.teacher_analysis import forecast_key
+
+    assert forecast_key(shipped, "pl+ens+wise.best", pd.DataFrame({"method": ["pl+ens+wise"]})) == "pl+ens+wise"
+    assert forecast_key(shipped, "kl+dp", pd.DataFrame()) == "kl+dp"
+    assert forecast_key(shipped, "mine", pd.DataFrame({"method": ["kl"]})) is None
 
 
 def test_rank_teachers_orders_by_forecast(tiny_zoo):

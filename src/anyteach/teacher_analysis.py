@@ -136,6 +136,15 @@ def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] |
     return refit(with_signals(paired, data), Path(study_dir).name, methods=methods, use=use, base=base)
 
 
+def forecast_key(forecaster: Forecaster, label: str, runs: pd.DataFrame) -> str | None:
+    """The forecast of `forecaster` that speaks for runs of study label `label`: the label's own, else its
+    method's (`pl+ens+wise.best` runs `pl+ens+wise`), else None."""
+    if label in forecaster.methods:
+        return label
+    method = str(runs["method"].iloc[0]) if "method" in runs.columns and len(runs) else None
+    return method if method in forecaster.methods else None
+
+
 def refit(frame: pd.DataFrame, name: str, *, methods: Sequence[str] | None = None,
           use: Sequence[str] | None = None, base: Forecaster | None = None) -> Forecaster:
     """A forecaster fitted on runs paired with their controls and joined with their signals (`fit_from_study`).
@@ -148,10 +157,8 @@ def refit(frame: pd.DataFrame, name: str, *, methods: Sequence[str] | None = Non
         part = frame[frame["label"] == label]
         if part.empty:
             raise AnyteachError(f"study {name!r} has no run of {label!r} with a control")
-        known = label if "method" not in part.columns or base is None or label in base.methods else \
-            str(part["method"].iloc[0])  # a label's own forecast, else its method's (`pl+ens+wise.best`)
-        signals = use if use is not None else (
-            base.methods[known].signals if base is not None and known in base.methods else DEFAULT_SIGNALS)
+        known = forecast_key(base, label, part) if base is not None else None
+        signals = use if use is not None else (base.methods[known].signals if known else DEFAULT_SIGNALS)
         fitted[label] = fit_forecast(part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]),
                                      use=signals, fitted_on=name)
     return Forecaster(fitted, f"fitted on {name}")
@@ -379,8 +386,8 @@ def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path)
     shipped, rows, fitted = shipped_forecaster(), [], {}
     for label, part in frame.groupby("label", sort=False):
         row = {"method": f"`{label}`", "runs": len(part), "students": int(part["student"].nunique())}
-        known = label if label in shipped.methods else str(part["method"].iloc[0]) if "method" in part else label
-        if known in shipped.methods:  # a label's own forecast, else its method's (`pl+ens+wise.best`)
+        known = forecast_key(shipped, label, part)
+        if known is not None:
             row["shipped forecast ρ"] = f"{spearman(shipped.get(known).predict(part), part['delta_beyond']):+.2f}"
         try:
             mine = fitted[label] = refit(part, name, base=shipped).get(label)
@@ -398,10 +405,10 @@ def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path)
                    f"other methods): `anyteach teachers STUDENT --zoo ... --data ... --forecaster {FORECASTER_FILE}` "
                    "ranks with it." if fitted else ""))
     columns = ["method", "runs", "students", "shipped forecast ρ", "re-fitted ρ (in-sample)", "re-fitted forecast"]
-    report.table(pd.DataFrame(rows).reindex(columns=columns).fillna("–"), "ρ over this study's runs; in-sample: fitted on the same runs, so "
-                                                "an upper bound on how it will rank new ones.")
+    report.table(pd.DataFrame(rows).reindex(columns=columns).fillna("–"),
+                 "ρ over this study's runs; in-sample: fitted on the same runs, so expect less on new ones.")
 
 
-__all__ = ["CONTROLS", "PROPERTIES", "beyond_control", "fit_from_study", "forecast_section", "refit", "property_correlations", "property_figure",
-           "property_words", "ranking_quality", "recommended_vs_random", "resolvable", "spearman", "study_runs",
+__all__ = ["CONTROLS", "PROPERTIES", "beyond_control", "fit_from_study", "forecast_key", "forecast_section",
+           "property_correlations", "property_figure", "property_words", "refit", "ranking_quality", "recommended_vs_random", "resolvable", "spearman", "study_runs",
            "teacher_section", "top_k_gain", "with_signals"]
