@@ -42,27 +42,29 @@ SIGNALS: dict[str, str] = {
 }
 """The no-training signals a forecaster may use (column name: how tables and messages call it)."""
 
-DERIVED: dict[str, Callable[[Any], np.ndarray]] = {
-    "log_available_gain": lambda t: np.log1p(np.clip(t["available_gain"].to_numpy(dtype=float), 0.0, None)),
-    "student_log_size": lambda t: np.log10(t["student_params"].to_numpy(dtype=float)),
-    "log_available_gain_x_student_log_size":
-        lambda t: DERIVED["log_available_gain"](t) * DERIVED["student_log_size"](t),
-}
-"""Signals computed from the columns of `pair_signals` (so a runs table with those columns works too).
-The available gain enters through its logarithm because its share the student takes shrinks as it grows:
-a small student offered +30 pp by every ensemble takes little of it (docs/research/teachers/)."""
+def _log_gain(t: Any) -> np.ndarray:
+    return np.log1p(np.clip(t["available_gain"].to_numpy(dtype=float), 0.0, None))
 
 
-SOURCES: dict[str, tuple[str, ...]] = {
-    "log_available_gain": ("available_gain",), "student_log_size": ("student_params",),
-    "log_available_gain_x_student_log_size": ("available_gain", "student_params"),
+def _log_size(t: Any) -> np.ndarray:
+    return np.log10(t["student_params"].to_numpy(dtype=float))
+
+
+DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Any], np.ndarray]]] = {
+    "log_available_gain": (("available_gain",), _log_gain),
+    "student_log_size": (("student_params",), _log_size),
+    "log_available_gain_x_student_log_size": (("available_gain", "student_params"),
+                                              lambda t: _log_gain(t) * _log_size(t)),
 }
-"""The `pair_signals` columns each derived signal is computed from."""
+"""Signals computed from columns of `pair_signals` (so a runs table with those columns works too): per name,
+the columns it is computed from and how. The available gain enters through its logarithm because the share
+of it a student takes shrinks as it grows: a small student offered +30 pp by every ensemble takes little of
+it (docs/research/teachers/)."""
 
 
 def signal_sources(names: Sequence[str]) -> tuple[str, ...]:
     """The `pair_signals` columns that signals `names` are computed from, each once."""
-    return tuple(dict.fromkeys(c for n in names for c in SOURCES.get(n, (n,))))
+    return tuple(dict.fromkeys(c for n in names for c in (DERIVED[n][0] if n in DERIVED else (n,))))
 
 
 def signal_values(table: Any, names: Sequence[str]) -> np.ndarray:
@@ -77,7 +79,7 @@ def signal_values(table: Any, names: Sequence[str]) -> np.ndarray:
     columns = []
     for name in names:
         try:
-            columns.append(DERIVED[name](table) if name in DERIVED else table[name].to_numpy(dtype=float))
+            columns.append(DERIVED[name][1](table) if name in DERIVED else table[name].to_numpy(dtype=float))
         except KeyError as e:
             raise AnyteachError(f"the signal {name!r} needs the column {e.args[0]!r} of a signals table") from None
     return np.column_stack(columns) if columns else np.empty((len(table), 0))
