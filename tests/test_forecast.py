@@ -159,6 +159,17 @@ def test_rank_teachers_orders_by_forecast(tiny_zoo):
     assert set(t["top_signal"]) == {"available_gain"}
     as_json = json.loads(json.dumps(ranking.as_dict()))
     assert as_json["split"] == "calib" and len(as_json["teachers"]) == 3
+    # a perfect-fit line has a zero-width interval: every teacher with a positive gain is beyond it
+    positive = int((t["available_gain"] > 0).sum())
+    assert as_json["verdict"].startswith(f"{positive} of 3 teachers are forecast to beat xe") if positive else \
+        as_json["verdict"].startswith("No teacher")
+    # a flat forecast of nothing: every interval includes 0, and the verdict says so
+    flat = fit_forecast(pd.DataFrame({"student": ["s"] * 4}), [-0.1, 0.1, -0.2, 0.2], method="m", control="xe",
+                        use=())
+    nothing = rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="m",
+                            forecaster=Forecaster({"m": flat}))
+    assert nothing.verdict().startswith("No teacher is forecast to beat xe") and "expect little from m" in \
+        nothing.verdict()
 
     with pytest.raises(AnyteachError, match="no forecast for method"):
         rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="nope",

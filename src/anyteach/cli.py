@@ -797,6 +797,7 @@ def teachers(student: str = typer.Argument(..., help="Student model reference (o
         console.print(f"* {int(t['extrapolated'].sum())} of {len(t)} forecasts are extrapolated: "
                       f"{ranking.forecast.extrapolation_note(t)}. Read their order, not their size in pp; re-fit "
                       "on a finished study of your own models with --fit STUDY_DIR.", highlight=False, soft_wrap=True)
+    console.print(ranking.verdict(), highlight=False, soft_wrap=True)
     console.print(f"student accuracy {t['student_acc'].iloc[0]:.2f}% (calib); forecaster: "
                   f"{ranking.forecast.sentence()}; {ranking.seconds:.1f} s", highlight=False, soft_wrap=True)
 

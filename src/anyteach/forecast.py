@@ -451,7 +451,20 @@ class TeacherRanking:
         rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
                 for r in self.table.astype(object).where(pd.notna(self.table), None).to_dict("records")]
         return {"student": self.student, "method": self.method, "control": self.control, "data": self.data,
-                "split": CALIB_SPLIT, "forecaster": self.forecast.sentence(), "teachers": rows}
+                "split": CALIB_SPLIT, "forecaster": self.forecast.sentence(), "verdict": self.verdict(),
+                "teachers": rows}
+
+    def verdict(self) -> str:
+        """One sentence: which teachers are forecast to beat the control beyond the interval, or that none is."""
+        t = self.table
+        above = t[t["forecast_low"] > 0]
+        if above.empty:
+            return (f"No teacher is forecast to beat {self.control} beyond the 95% interval (forecasts "
+                    f"{t['forecast'].min():+.2f} to {t['forecast'].max():+.2f} pp, ± {self.forecast.half_width:.2f}): "
+                    f"expect little from {self.method} for this student.")
+        best = above.iloc[0]
+        return (f"{len(above)} of {len(t)} teachers are forecast to beat {self.control} beyond the 95% interval; "
+                f"best: {best['teacher_name']} ({best['forecast']:+.2f} ± {self.forecast.half_width:.2f} pp).")
 
     def save_json(self, path: str | Path) -> Path:
         write_json(path, self.as_dict())
