@@ -11,9 +11,9 @@ Spearman ρ over runs against the realised Δ beyond the control, per-student re
 (`teacher_analysis.ranking_quality`), and the mean forecast against the mean realised Δ (every glyphs
 student is larger than any the forecaster was fitted on: an extrapolation). With two or more studies,
 also the forecast re-fitted (same signals) on the first study, on the others: what `--fit` on a user's
-own finished study buys on a new zoo of the same kind. `--retest STUDY AGAIN [STUDY AGAIN ...]` (last): the
-noise ceiling, each STUDY's teaching runs repeated with another run seed in AGAIN (`validate.retest`), written
-to other-task-retest.json beside this script.
+own finished study buys on a new zoo of the same kind. `--retest STUDY AGAIN[,AGAIN...] [STUDY AGAIN ...]`
+(last): the noise ceiling, each STUDY's teaching runs repeated with other run seeds in the AGAIN studies
+(`validate.retest`), written to other-task-retest.json beside this script.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(studies: list[str]) -> int:
     for original, again in pairs:
         spec = yaml.safe_load(open(f"{original}/study.yaml"))
         runs = with_signals(beyond_control(study_runs(original)), spec["data"])
-        ceilings[spec["name"]] = retest(Path(again), runs, shipped.get("pl+ens+wise"))
+        ceilings[spec["name"]] = retest([Path(a) for a in again.split(",")], runs, shipped.get("pl+ens+wise"))
     if ceilings:
         write_json(Path(__file__).parent / "other-task-retest.json", ceilings)
         print(json.dumps(ceilings, indent=1), file=sys.stderr)

@@ -134,31 +134,39 @@ def choose(scores: dict[str, float]) -> str:
     return min(near, key=lambda n: (len(CANDIDATES[n]), -scores[n]))
 
 
-def retest(store: Path, first: pd.DataFrame, forecast) -> dict | None:
-    """The noise ceiling: teaching runs repeated with another run seed (studies/retest-seed2.yaml,
-    glyphs-retest-seed1.yaml), `store` the repeat's study, `first` the first runs with their signals.
+def retest(stores: list[Path], first: pd.DataFrame, forecast) -> dict | None:
+    """The noise ceiling: teaching runs repeated with other run seeds (studies/retest-seed2.yaml,
+    glyphs-retest*-seed{0,1}.yaml); `stores` the repeats' studies, `first` the first runs with their signals.
 
-    Two repeats of the same pairs agree only up to training noise; no forecast can rank one repeat
-    better than the other repeat's unknown noise-free value does, about sqrt(ρ between the repeats).
+    Repeats of the same pairs agree only up to training noise; no forecast can rank one repeat better than
+    the unknown noise-free value does, about sqrt(ρ between two repeats). Each ranking is also scored against
+    the mean of all repeats, a less noisy target.
     """
-    if not (store / "study.sqlite").exists():
+    stores = [s for s in stores if (s / "study.sqlite").exists()]
+    if not stores:
         return None
     method = "pl+ens+wise"
-    again = beyond_control(study_runs(store))
-    again = again[again["label"] == method][["student", "teacher", "delta_beyond"]]
-    both = first[first["label"] == method].merge(again, on=["student", "teacher"], suffixes=("", "_again"))
-    mean = (both["delta_beyond"] + both["delta_beyond_again"]) / 2
-    rho = spearman(both["delta_beyond"], both["delta_beyond_again"])
-    within = [spearman(g["delta_beyond"], g["delta_beyond_again"]) for _, g in both.groupby("student")]
-    out = {"method": method, "runs": len(both), "rho_between_repeats": rho,
+    both = first[first["label"] == method].rename(columns={"delta_beyond": "repeat 1"})
+    for k, store in enumerate(stores, start=2):
+        again = beyond_control(study_runs(store))
+        again = again[again["label"] == method][["student", "teacher", "delta_beyond"]]
+        both = both.merge(again.rename(columns={"delta_beyond": f"repeat {k}"}), on=["student", "teacher"])
+    repeats = [f"repeat {k}" for k in range(1, len(stores) + 2)]
+    mean = both[repeats].mean(axis=1)
+    pairs = [(a, b) for i, a in enumerate(repeats) for b in repeats[i + 1:]]
+    rho = float(np.mean([spearman(both[a], both[b]) for a, b in pairs]))
+    within = [spearman(g[a], g[b]) for a, b in pairs for _, g in both.groupby("student")]
+    out = {"method": method, "runs": len(both), "repeats": len(repeats), "rho_between_repeats": rho,
            "ceiling": float(np.sqrt(max(rho, 0.0))),
            "rho_between_repeats_within_student": float(np.nanmean(within)),
-           "mean_abs_difference_pp": float((both["delta_beyond"] - both["delta_beyond_again"]).abs().mean())}
+           "mean_abs_difference_pp": float(np.mean([(both[a] - both[b]).abs().mean() for a, b in pairs]))}
     scores = {"forecast": forecast.predict(both), **{n: both[c] for n, c in NAIVE.items()}}
     for name, score in scores.items():
-        out[f"rho {name} / repeat 1"] = spearman(score, both["delta_beyond"])
-        out[f"rho {name} / repeat 2"] = spearman(score, both["delta_beyond_again"])
-        out[f"rho {name} / mean of both"] = spearman(score, mean)
+        for r in repeats:
+            out[f"rho {name} / {r}"] = spearman(score, both[r])
+        out[f"rho {name} / mean of all"] = spearman(score, mean)
+        quality = ranking_quality(both.assign(score=np.asarray(score, dtype=float), mean=mean), "score", "mean")
+        out[f"regret {name} / mean of all"] = quality["regret"]
     return out
 
 
@@ -282,7 +290,7 @@ def main() -> int:
     write_text(HERE / "topk.csv", topk.to_csv(index=False))
     write_text(HERE / "signs.csv", signs.to_csv(index=False))
     write_text(HERE / "properties.csv", props.to_csv(index=False))
-    repeat = retest(args.studies / "retest-seed2", frames[2], chosen["pl+ens+wise"]) if 2 in frames else None
+    repeat = retest([args.studies / "retest-seed2"], frames[2], chosen["pl+ens+wise"]) if 2 in frames else None
     write_json(HERE / "results.json", {"forecaster": forecaster.as_dict(), "candidates": candidates,
                                        "retest": repeat,
                                        "ranking": ranking.to_dict("records"), "signs": signs.to_dict("records"),
