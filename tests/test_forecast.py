@@ -142,7 +142,7 @@ def test_the_shipped_forecaster_covers_both_methods():
     assert forecast_key(shipped, "mine", pd.DataFrame({"method": ["kl"]})) is None
 
 
-def test_rank_teachers_orders_by_forecast(tiny_zoo):
+def test_rank_teachers_orders_by_forecast(tiny_zoo, tmp_path):
     student = tiny_zoo["mlp"]
     forecast = fit_forecast(pd.DataFrame({"student": ["s"] * 4, "available_gain": [0.0, 1.0, 2.0, 3.0]}),
                             [0.0, 1.0, 2.0, 3.0], method="m", control="xe", use=("available_gain",))
@@ -159,6 +159,9 @@ def test_rank_teachers_orders_by_forecast(tiny_zoo):
     assert set(t["top_signal"]) == {"available_gain"}
     as_json = json.loads(json.dumps(ranking.as_dict()))
     assert as_json["split"] == "calib" and len(as_json["teachers"]) == 3
+    from anyteach.forecast import ranking_figure
+
+    assert ranking_figure(ranking, tmp_path / "teachers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a perfect-fit line has a zero-width interval: every teacher with a positive gain is beyond it
     positive = int((t["available_gain"] > 0).sum())
     assert as_json["verdict"].startswith(f"{positive} of 3 teachers are forecast to beat xe") if positive else \

@@ -535,12 +535,20 @@ def ranking_figure(ranking: TeacherRanking, path: str | Path) -> Path:
     t = ranking.table
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.2))
     y = np.arange(len(t))
-    ax.barh(y, t["forecast"], xerr=ranking.forecast.half_width, color="tab:blue", alpha=0.8, capsize=2)
+    outside = t["extrapolated"].to_numpy(dtype=bool) if "extrapolated" in t else np.zeros(len(t), dtype=bool)
+    bars = ax.barh(y, t["forecast"], xerr=ranking.forecast.half_width, color="tab:blue", alpha=0.8, capsize=2)
+    for bar, extrapolated in zip(bars, outside):
+        if extrapolated:  # hatched: outside what the forecaster was fitted on, read the order, not the pp
+            bar.set_hatch("//")
+            bar.set_alpha(0.45)
     ax.set_yticks(y, [n for n in t["teacher_name"]])
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(f"forecast Δ of {ranking.method} beyond {ranking.control} (pp, 95% interval)")
-    ax.set_title(f"teachers for {t['student_name'].iloc[0]}", fontsize=10)
+    title = f"teachers for {t['student_name'].iloc[0]}"
+    if outside.any():
+        title += f"\nhatched: extrapolated, {ranking.forecast.extrapolation_note(t)}"
+    ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 
