@@ -211,6 +211,9 @@ CASES = [
     Case("teachers", "a forecaster file that is not one",
          ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--forecaster", "{dir}/a_file"),
          "cannot read forecaster"),
+    Case("teachers", "a forecaster file with the range of a column its signals do not use",
+         ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--forecaster",
+          "{dir}/stray_range.json"), "ranges of columns its signals do not use: ['shoe_size']"),
 ]
 
 
@@ -240,6 +243,11 @@ def world(tmp_path_factory, tiny_zoo):
     d = tmp_path_factory.mktemp("errors")
     (d / "emptydir").mkdir()
     (d / "a_file").write_text("I am a file")
+    from anyteach.forecast import shipped_forecaster
+
+    shipped = shipped_forecaster().as_dict()
+    shipped["methods"]["pl+ens+wise"]["ranges"]["shoe_size"] = (0, 1)
+    (d / "stray_range.json").write_text(json.dumps(shipped))
     (d / "text.safetensors").write_text("just some text")
     torch.manual_seed(0)
     img = timm_classifier("test_vit", num_classes=10)

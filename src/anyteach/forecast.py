@@ -245,6 +245,11 @@ def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
 # The forecaster
 
 
+def _num(value: float) -> str:
+    """A number for a sentence: thousands separated and whole (a parameter count), else 3 digits."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 @dataclass
 class MethodForecast:
     """The forecast of one method's Δ beyond its control: `intercept + Σ coef·signal`, ± `half_width`.
@@ -296,7 +301,10 @@ class MethodForecast:
 
     def outside(self, signals: Any) -> np.ndarray:
         """Per row, whether a signal lies outside the range the forecast was fitted on (an extrapolation)."""
-        return np.logical_or.reduce([np.zeros(len(signals), dtype=bool), *self.outside_by_column(signals).values()])
+        out = np.zeros(len(signals), dtype=bool)
+        for rows in self.outside_by_column(signals).values():
+            out |= rows
+        return out
 
     def extrapolation_note(self, signals: Any) -> str:
         """Which source columns of `signals` lie outside the fitted ranges, in words ('' if none)."""
@@ -305,11 +313,8 @@ class MethodForecast:
             if rows.any():
                 low, high = self.ranges[column]
                 values = signals[column].to_numpy(dtype=float)[rows]
-                def num(v: float) -> str:
-                    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-
-                shown = num(values[0]) if np.ptp(values) == 0 else f"{num(values.min())}–{num(values.max())}"
-                parts.append(f"{column.replace('_', ' ')} {shown} (fitted on {num(low)}–{num(high)})")
+                shown = _num(values.min()) if np.ptp(values) == 0 else f"{_num(values.min())}–{_num(values.max())}"
+                parts.append(f"{column.replace('_', ' ')} {shown} (fitted on {_num(low)}–{_num(high)})")
         return "; ".join(parts)
 
     def top_signal(self, signals: Any) -> list[str]:
@@ -363,6 +368,9 @@ class Forecaster:
                 unknown = [s for s in methods[name].signals if s not in SIGNALS]
                 if unknown or len(methods[name].coef) != len(methods[name].signals):
                     raise ValueError(f"bad signals {unknown or methods[name].signals}")
+                stray = sorted(set(methods[name].ranges) - set(signal_sources(methods[name].signals)))
+                if stray:
+                    raise ValueError(f"ranges of columns its signals do not use: {stray}")
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise AnyteachError(f"not a forecaster file{f' ({source})' if source else ''}: {e}") from e
         return cls(methods, str(raw.get("source", source)))
@@ -607,7 +615,8 @@ def recommended_pairs(students: Sequence[str], teachers: Sequence[str], k: int, 
     return RecommendedPairs(method, data, recommended, drawn)
 
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_SIGNALS", "DERIVED", "FORECASTER_FILE", "Forecaster", "MethodForecast", "PAIR_COLUMNS", "SIGNALS",
-           "RecommendedPairs", "TeacherRanking", "available_gains", "calib_data", "expected_calibration_error", "fit_forecast", "overconfidence", "pair_signals",
-           "rank_rows", "rank_teachers", "ranking_figure", "recommended_pairs", "resolve_models", "shipped_forecaster",
+__all__ = ["DEFAULT_METHOD", "DEFAULT_SIGNALS", "DERIVED", "FORECASTER_FILE", "Forecaster", "MethodForecast",
+           "PAIR_COLUMNS", "SIGNALS", "RecommendedPairs", "TeacherRanking", "available_gains", "calib_data",
+           "expected_calibration_error", "fit_forecast", "overconfidence", "pair_signals", "rank_rows",
+           "rank_teachers", "ranking_figure", "recommended_pairs", "resolve_models", "shipped_forecaster",
            "signal_sources", "signal_values"]
