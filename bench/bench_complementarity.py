@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from anyteach.complementarity import zoo_from_predictions
-from anyteach.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,
+from anyteach.analysis.complementarity import zoo_from_predictions
+from anyteach.analysis.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,
                               top_p_classes)
 
 

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from anyteach import load_dataset, predict, timm_classifier, transfer
-from anyteach.data import default_workers
-from anyteach.runtime import Runtime
+from anyteach.data.references import default_workers
+from anyteach.core.runtime import Runtime
 
 
 def make_folder(root: Path, images: int, classes: int = 10, val_per_class: int = 10, seed: int = 0) -> Path:

@@ -61,7 +61,7 @@ def main() -> None:
     from torchvision.datasets import ImageFolder as TVImageFolder
 
     from anyteach import load_dataset, predict, timm_classifier
-    from anyteach.images import folder_manifest
+    from anyteach.data.images import folder_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "folder"

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from anyteach import load_dataset, load_model, timm_classifier, transfer
-from anyteach.data import Dataset, TensorLoader
-from anyteach.models import Classifier
+from anyteach.data.references import Dataset, TensorLoader
+from anyteach.models.references import Classifier
 
 MNIST1D_METHODS = ["xe", "self", "kl", "xekl", "kl+dp", "kl+dp-u", "kl+flip-avg", "xekl+mcl", "cd", "crd"]
 TIMM_METHODS = ["xe", "kl", "kl+dp", "kl+dp-u", "xekl+mcl", "cd", "crd"]

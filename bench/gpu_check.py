@@ -51,8 +51,8 @@ def main() -> None:
         print("gpu_check: no CUDA device here; skipped (not measured on a GPU)")
         return
     from anyteach import load_dataset, load_model
-    from anyteach.predictions import model_logits
-    from anyteach.runtime import Runtime
+    from anyteach.data.predictions import model_logits
+    from anyteach.core.runtime import Runtime
     from anyteach.zoo import build_zoo, get_zoo
 
     env = dict(os.environ)

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from anyteach import predict, transfer, transfer_metrics, transfer_multi
-from anyteach._io import write_json
+from anyteach.core.io import write_json
 from anyteach.demo import DEMO_STUDY
-from anyteach.study_figures import multi_teacher_figures
+from anyteach.report.figures import multi_teacher_figures
 
 STUDENT = "zoo:mnist1d/mlp_wide_aug"  # 93.56% eval accuracy
 TEACHERS = ["zoo:mnist1d/mlp", "zoo:mnist1d/transformer", "zoo:mnist1d/cnn_bn"]  # weaker, equal, stronger

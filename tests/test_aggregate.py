@@ -12,8 +12,8 @@ import math
 import pandas as pd
 import pytest
 
-from anyteach.aggregate import METRIC_COLUMNS, against_control, aggregate, order_methods, per_student, size_correlation, summarize_runs
-from anyteach.study import BUCKETS
+from anyteach.report.aggregate import METRIC_COLUMNS, against_control, aggregate, order_methods, per_student, size_correlation, summarize_runs
+from anyteach.study.driver import BUCKETS
 
 COLUMNS = ["label", "method", "student", "teacher", "transfer_delta", "knowledge_gain", "knowledge_loss", "p_gain",
            "p_loss", "teacher_strength", "bucket", "student_family", "student_params", "transfer_rate"]
@@ -238,7 +238,7 @@ def test_a_run_is_paired_with_the_stronger_of_several_controls_and_its_efficienc
 def test_a_method_that_names_its_controls_is_paired_with_them_only():
     # pl+ens+xetrain+wise also spends the train labels: its fair control is self+xetrain+wise (the same labels,
     # no teacher), never the weaker self / self+xe+wise, even where one of those gained more
-    from anyteach.aggregate import against_own_controls
+    from anyteach.report.aggregate import against_own_controls
     from anyteach.methods import METHODS
 
     assert METHODS["pl+ens+xetrain+wise"].controls == ("self+xetrain+wise",)

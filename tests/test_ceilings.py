@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from anyteach import AnyteachError
-from anyteach.ceilings import read_ceilings, with_ceilings, write_ceilings
+from anyteach.analysis.ceilings import read_ceilings, with_ceilings, write_ceilings
 
 
 def test_ceilings_round_trip_and_join_the_runs_by_student(tmp_path):
@@ -29,7 +29,7 @@ def test_the_shipped_ceilings_are_the_measured_ones():
     import json
     from pathlib import Path
 
-    from anyteach.ceilings import MNIST1D_CEILINGS
+    from anyteach.analysis.ceilings import MNIST1D_CEILINGS
 
     measured = {}
     for seed in (0, 1, 2):

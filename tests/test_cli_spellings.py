@@ -6,8 +6,8 @@ import json
 
 from typer.testing import CliRunner
 
-from anyteach.cli import app
-from anyteach.cli_spellings import DEPRECATED, modernise
+from anyteach.cli.commands import app
+from anyteach.cli.spellings import DEPRECATED, modernise
 
 from .conftest import TINY_DATA
 

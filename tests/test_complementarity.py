@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import anyteach.complementarity as complementarity
+import anyteach.analysis.complementarity as complementarity
 from anyteach import AnyteachError
-from anyteach.cli import app
-from anyteach.complementarity import (analyze_pair, analyze_zoo, pair_from_predictions, semantic_relatedness,
+from anyteach.cli.commands import app
+from anyteach.analysis.complementarity import (analyze_pair, analyze_zoo, pair_from_predictions, semantic_relatedness,
                                       zoo_from_predictions)
-from anyteach.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,
+from anyteach.analysis.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,
                               top_p_classes)
 
 from .conftest import TINY_DATA
@@ -167,7 +167,7 @@ def test_offline_minilm_embedder():
 
 
 def test_analyze_pair_and_zoo_on_tiny_models(tiny_zoo, tiny_data, monkeypatch):
-    import anyteach.predictions as predictions_module
+    import anyteach.data.predictions as predictions_module
 
     calls = []
     original = predictions_module.predict

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from anyteach.aggregate import summarize
-from anyteach.crosscheck import beating_controls, check_sentences, conclusion_checks, crosscheck_section
-from anyteach.report import write_report
+from anyteach.report.aggregate import summarize
+from anyteach.report.crosscheck import beating_controls, check_sentences, conclusion_checks, crosscheck_section
+from anyteach.report.document import write_report
 
 from .test_report import make_study
 

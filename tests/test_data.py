@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from anyteach import AnyteachError, load_dataset, timm_classifier
-from anyteach.data import stratified_subset
+from anyteach.data.references import stratified_subset
 
 
 def test_mnist1d_is_deterministic_and_seeded(tiny_data):

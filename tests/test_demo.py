@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from anyteach.demo import DEMO_STUDY, demo_study, run_demo
-from anyteach.study import load_study_spec
+from anyteach.study.driver import load_study_spec
 
 from .conftest import TINY_DATA
 

@@ -23,7 +23,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from anyteach import build_classifier, save_model, timm_classifier, transfer
-from anyteach.store import StudyStore
+from anyteach.study.store import StudyStore
 
 from .conftest import TINY_DATA
 
@@ -243,7 +243,7 @@ def world(tmp_path_factory, tiny_zoo):
     d = tmp_path_factory.mktemp("errors")
     (d / "emptydir").mkdir()
     (d / "a_file").write_text("I am a file")
-    from anyteach.forecast import shipped_forecaster
+    from anyteach.analysis.forecast import shipped_forecaster
 
     shipped = shipped_forecaster().as_dict()
     shipped["methods"]["pl+ens+wise"]["ranges"]["shoe_size"] = (0, 1)
@@ -315,7 +315,7 @@ def world(tmp_path_factory, tiny_zoo):
     (d / "zero_store").mkdir()
     (d / "zero_store" / "study.sqlite").write_bytes(b"")
     StudyStore(d / "empty_study").close()
-    from anyteach.study import run_study
+    from anyteach.study.driver import run_study
 
     run_study({**base, "pairs": 1, "recipe": {"epochs": 1, "batch_size": 128, "lr": 1e6, "optimizer": "sgd"}},
               d / "failed_study", progress=False)
@@ -327,7 +327,7 @@ def _files(root: Path) -> set[str]:
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from anyteach.cli import main
+    from anyteach.cli.commands import main
 
     old = sys.argv
     sys.argv = ["anyteach", *args]

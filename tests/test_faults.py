@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from anyteach import AnyteachError, transfer
-from anyteach.errors import CorruptCheckpoint
-from anyteach.study import run_study
+from anyteach.core.errors import CorruptCheckpoint
+from anyteach.study.driver import run_study
 from safetensors.torch import load_file
 
 from .conftest import TINY_DATA
@@ -40,9 +40,9 @@ def _run_killed(script: str, *args: str) -> subprocess.CompletedProcess:
 def _transfer_script(patch: str) -> str:
     return f"""
         import json, os, signal, sys
-        import anyteach, anyteach.trainer, anyteach._io
+        import anyteach, anyteach.training.trainer, anyteach.core.io
         from anyteach import transfer
-        transfer_module = sys.modules["anyteach.transfer"]  # `anyteach.transfer` is the function
+        transfer_module = sys.modules["anyteach.training.transfer"]  # `anyteach.training.transfer` is the function
         def die():
             os.kill(os.getpid(), signal.SIGKILL)
         {textwrap.indent(textwrap.dedent(patch), ' ' * 8).strip()}
@@ -54,7 +54,7 @@ def _transfer_script(patch: str) -> str:
 PATCHES = {
     # the third optimiser step of the second epoch (each epoch has 11 steps of 128 on 1,500 samples)
     "during an epoch": """
-        from anyteach.trainer import SilentReporter
+        from anyteach.training.trainer import SilentReporter
         steps = [0]
         def step(self):
             steps[0] += 1
@@ -65,20 +65,20 @@ PATCHES = {
     # the second checkpoint: its temporary file is half written when the process dies
     "during the checkpoint write": """
         saves = [0]
-        original = anyteach.trainer.torch_save
+        original = anyteach.training.trainer.torch_save
         def torch_save(path, obj):
             saves[0] += 1
             if saves[0] == 2:
-                with anyteach._io.atomic_path(path) as tmp:
+                with anyteach.core.io.atomic_path(path) as tmp:
                     tmp.write_bytes(b"half a checkpoint")
                     die()
             original(path, obj)
-        anyteach.trainer.torch_save = torch_save
+        anyteach.training.trainer.torch_save = torch_save
     """,
     # the student's weights are written, its sidecar and final.json are not
     "during the student export": """
         def save_model(model, path, **extra):
-            anyteach._io.save_tensors(path, model.net.state_dict())
+            anyteach.core.io.save_tensors(path, model.net.state_dict())
             die()
         transfer_module.save_model = save_model
     """,
@@ -170,8 +170,8 @@ def _die_once(task):
 
 
 def test_a_dead_worker_process_does_not_lose_the_study(tmp_path):
-    from anyteach.executors import LocalProcessExecutor, RunTask
-    from anyteach.study import RunSpec
+    from anyteach.study.executors import LocalProcessExecutor, RunTask
+    from anyteach.study.driver import RunSpec
 
     tasks = [RunTask(RunSpec("kl", "kl", "s", "t", seed, "{}", "d"), str(tmp_path / f"r{seed}")) for seed in range(4)]
     with LocalProcessExecutor(2) as pool:
@@ -187,7 +187,7 @@ def test_a_study_records_a_diverged_run_goes_on_and_retries_it_only_when_asked(t
     assert first.finished == 1 and len(first.failed) == 1 and "diverged" in first.failed[0][1]
     again = run_study(spec, tmp_path, progress=False)
     assert again.finished == 0 and again.held_back == [first.failed[0][0]] and not again.failed
-    from anyteach.aggregate import summarize
+    from anyteach.report.aggregate import summarize
 
     summary = summarize(tmp_path)
     assert summary.failed_counts() == {"diverged": 1} and "1 failed (1 diverged)" in summary.status_line()
@@ -231,9 +231,9 @@ def test_a_killed_zoo_build_resumes_without_retraining(tmp_path):
 
 
 def test_a_transfer_refuses_a_second_process_on_the_same_run(uninterrupted, tiny_zoo, tmp_path, monkeypatch):
-    from anyteach._io import exclusive_lock
+    from anyteach.core.io import exclusive_lock
 
-    monkeypatch.setattr(sys.modules["anyteach.transfer"], "RUN_LOCK_WAIT", 0.3)
+    monkeypatch.setattr(sys.modules["anyteach.training.transfer"], "RUN_LOCK_WAIT", 0.3)
     out = tmp_path / "run"
     out.mkdir()
     with exclusive_lock(out / ".lock", "busy"):
@@ -251,13 +251,13 @@ def test_a_full_disk_stops_a_study_and_keeps_its_store(tiny_zoo, tmp_path):
                           preexec_fn=_limit_file_size(50_000))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot write" in proc.stderr.strip().splitlines()[-1]
-    from anyteach.aggregate import summarize
+    from anyteach.report.aggregate import summarize
 
     assert len(summarize(tmp_path).runs) == 1  # the store is readable and holds the finished run
 
 
 def test_a_corrupt_checkpoint_fails_one_run_of_a_study_and_is_restarted_when_asked(tiny_zoo, tmp_path):
-    from anyteach.study import load_study_spec, plan_study
+    from anyteach.study.driver import load_study_spec, plan_study
 
     spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 2},
             "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
@@ -277,7 +277,7 @@ def test_a_corrupt_checkpoint_fails_one_run_of_a_study_and_is_restarted_when_ask
 def test_summary_and_report_never_write_the_store(tiny_zoo, tmp_path):
     from typer.testing import CliRunner
 
-    from anyteach.cli import app
+    from anyteach.cli.commands import app
 
     spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
             "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128}}

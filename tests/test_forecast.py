@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from anyteach.errors import AnyteachError
-from anyteach.forecast import (Forecaster, fit_forecast, pair_signals, rank_rows, rank_teachers, recommended_pairs,
+from anyteach.core.errors import AnyteachError
+from anyteach.analysis.forecast import (Forecaster, fit_forecast, pair_signals, rank_rows, rank_teachers, recommended_pairs,
                                shipped_forecaster)
 
 from .conftest import TINY_DATA
@@ -80,7 +80,7 @@ def test_fit_save_load_round_trip(tmp_path):
 
 
 def test_derived_signals_are_computed_from_the_signal_columns():
-    from anyteach.forecast import DEFAULT_SIGNALS, overconfidence, signal_values
+    from anyteach.analysis.forecast import DEFAULT_SIGNALS, overconfidence, signal_values
 
     table = pd.DataFrame({"student": ["a", "a", "b", "b"], "available_gain": [-0.5, 0.0, math.e - 1, 3.0],
                           "student_params": [100, 100, 10_000, 10_000]})
@@ -135,7 +135,7 @@ def test_the_shipped_forecaster_covers_both_methods():
     assert shipped.get("pl+ens+wise").control == "self" and shipped.get("kl+dp").control == "xe"
     assert all(f.runs >= 10 for f in shipped.methods.values())
     # a study label speaks through its own forecast, else its method's (teacher: best runs are labelled .best)
-    from anyteach.teacher_analysis import forecast_key
+    from anyteach.report.teacher_choice import forecast_key
 
     assert forecast_key(shipped, "pl+ens+wise.best", pd.DataFrame({"method": ["pl+ens+wise"]})) == "pl+ens+wise"
     assert forecast_key(shipped, "kl+dp", pd.DataFrame()) == "kl+dp"
@@ -159,7 +159,7 @@ def test_rank_teachers_orders_by_forecast(tiny_zoo, tmp_path):
     assert set(t["top_signal"]) == {"available_gain"}
     as_json = json.loads(json.dumps(ranking.as_dict()))
     assert as_json["split"] == "calib" and len(as_json["teachers"]) == 3
-    from anyteach.forecast import ranking_figure
+    from anyteach.analysis.forecast import ranking_figure
 
     assert ranking_figure(ranking, tmp_path / "teachers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a perfect-fit line has a zero-width interval: every teacher with a positive gain is beyond it
@@ -180,7 +180,7 @@ def test_rank_teachers_orders_by_forecast(tiny_zoo, tmp_path):
 
 
 def test_recommended_pairs_plan(tiny_zoo):
-    from anyteach.study import load_study_spec, plan_study
+    from anyteach.study.driver import load_study_spec, plan_study
 
     refs = list(tiny_zoo.values())
     spec = load_study_spec({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp", "xe"], "recipe": RECIPE,
@@ -206,7 +206,7 @@ def test_recommended_pairs_plan(tiny_zoo):
 
 
 def test_a_method_with_teacher_best_runs_once_per_student_with_its_best_forecast_teacher(tiny_zoo):
-    from anyteach.study import load_study_spec, plan_study
+    from anyteach.study.driver import load_study_spec, plan_study
 
     refs = list(tiny_zoo.values())
     spec = load_study_spec({"models": refs, "data": CALIB_DATA, "recipe": RECIPE,
@@ -236,7 +236,7 @@ def test_a_method_with_teacher_best_runs_once_per_student_with_its_best_forecast
 @pytest.fixture(scope="module")
 def calib_study(tiny_zoo, tmp_path_factory):
     """kl+dp and its xe control, every teacher of two students, on data with a calib split."""
-    from anyteach.study import run_study
+    from anyteach.study.driver import run_study
 
     refs = list(tiny_zoo.values())
     study_dir = tmp_path_factory.mktemp("teachers-study")
@@ -246,8 +246,8 @@ def calib_study(tiny_zoo, tmp_path_factory):
 
 
 def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
-    from anyteach.cli import main
-    from anyteach.teacher_analysis import beyond_control, fit_from_study, study_runs
+    from anyteach.cli.commands import main
+    from anyteach.report.teacher_choice import beyond_control, fit_from_study, study_runs
 
     paired = beyond_control(study_runs(calib_study))
     assert len(paired) == 6 and set(paired["control"]) == {"xe"}
@@ -277,8 +277,8 @@ def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
 
 
 def test_report_says_what_makes_a_good_teacher(calib_study):
-    from anyteach.report import write_report
-    from anyteach.teacher_analysis import property_correlations, resolvable, spearman
+    from anyteach.report.document import write_report
+    from anyteach.report.teacher_choice import property_correlations, resolvable, spearman
 
     files = write_report(calib_study)
     text = files.markdown.read_text()

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 import yaml
 
-from anyteach.study import run_study
+from anyteach.study.driver import run_study
 
 from .conftest import TINY_DATA
 
@@ -55,8 +55,8 @@ def test_a_store_write_past_the_limit_is_rolled_back_and_named(tmp_path):
     """The store itself hits the limit mid-transaction: `RunFailed` naming it, the earlier rows kept."""
     script = textwrap.dedent(f"""
         import resource, signal, sqlite3
-        from anyteach.errors import RunFailed
-        from anyteach.store import StudyStore
+        from anyteach.core.errors import RunFailed
+        from anyteach.study.store import StudyStore
         store = StudyStore({str(tmp_path)!r})
         store.set_meta("small", "kept")
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

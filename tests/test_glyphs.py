@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from anyteach import load_dataset, load_model
-from anyteach.errors import AnyteachError
-from anyteach.glyphs import GLYPH_CLASSES, augment_images, generate_glyphs
-from anyteach.models import save_model
+from anyteach.core.errors import AnyteachError
+from anyteach.data.glyph_images import GLYPH_CLASSES, augment_images, generate_glyphs
+from anyteach.models.references import save_model
 from anyteach.zoo import get_zoo
 from anyteach.zoo._train import fit
 from anyteach.zoo.build import new_member_model

@@ -13,10 +13,10 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from anyteach.cli import app
+from anyteach.cli.commands import app
 from anyteach.methods import TEACHING_RECIPE, preset_recipe
-from anyteach.run_notes import DID_NOT_MOVE, KEPT_ORIGINAL, note_kind, run_note
-from anyteach.transfer import ConsoleReporter, resolve_run_options
+from anyteach.training.run_notes import DID_NOT_MOVE, KEPT_ORIGINAL, note_kind, run_note
+from anyteach.training.transfer import ConsoleReporter, resolve_run_options
 from tests.conftest import TINY_DATA
 
 
@@ -46,7 +46,7 @@ def test_note_kinds_of_runs_that_changed_nothing():
 
 def test_a_run_that_does_not_move_says_so_and_the_study_counts_it(tiny_zoo, tmp_path):
     from anyteach import run_study
-    from anyteach.aggregate import summarize
+    from anyteach.report.aggregate import summarize
 
     result = CliRunner().invoke(app, ["transfer", "--student", tiny_zoo["mlp"], "--method", "xe", "--data", TINY_DATA,
                                       "--epochs", "1", "--lr", "1e-12", "--quiet", "--out", str(tmp_path / "run")])
@@ -60,8 +60,8 @@ def test_a_run_that_does_not_move_says_so_and_the_study_counts_it(tiny_zoo, tmp_
 
 
 def test_a_study_says_when_zoo_models_meet_another_draw_or_a_recipe_cuts_the_data(tiny_zoo):
-    from anyteach.study_notices import study_notices
-    from anyteach.study_spec import load_study_spec
+    from anyteach.study.notices import study_notices
+    from anyteach.study.spec import load_study_spec
 
     other_draw = load_study_spec({"models": "mnist1d@1", "data": "mnist1d", "methods": ["xe"]})
     (notice,) = study_notices(other_draw)
@@ -97,9 +97,9 @@ def test_tables_in_a_log_are_not_cut_at_80_columns(tiny_zoo, tmp_path):
 def test_accuracies_are_exact_and_entropy_is_never_negative_zero():
     import torch
 
-    from anyteach.complementarity import _concentration
-    from anyteach.metrics import flip_entropy
-    from anyteach.predictions import Predictions
+    from anyteach.analysis.complementarity import _concentration
+    from anyteach.analysis.metrics import flip_entropy
+    from anyteach.data.predictions import Predictions
 
     labels = torch.arange(40) % 4
     predicted = labels.clone()

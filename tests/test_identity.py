@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from anyteach import load_dataset, load_model, predict, save_model, timm_classifier
-from anyteach.study import run_study
+from anyteach.study.driver import run_study
 
 from .conftest import TINY_DATA
 
@@ -41,7 +41,7 @@ def test_overwriting_a_model_file_reruns_exactly_its_runs_and_says_so(tiny_zoo, 
     assert (changed.finished, changed.skipped) == (1, 1)  # the kl run re-runs; the xe control did not read b
     assert len(changed.changed) == 1 and b in changed.changed[0] and "weights" in changed.changed[0]
     assert f"model {b} changed" in capsys.readouterr().err
-    from anyteach.store import load_runs
+    from anyteach.study.store import load_runs
 
     runs = load_runs(tmp_path / "study")
     assert len(runs) == 2 and set(runs.teacher_name.dropna()) - {""} == {"cnn_small_sgd"}
@@ -99,8 +99,8 @@ def test_predictions_after_a_swap_are_those_of_a_fresh_copy_not_the_cache(image_
 
 
 def test_a_study_names_the_data_whose_files_changed(tmp_path):
-    from anyteach.store import StudyStore
-    from anyteach.study import ModelEntry, StudyPlan, content_changes
+    from anyteach.study.store import StudyStore
+    from anyteach.study.driver import ModelEntry, StudyPlan, content_changes
 
     model = ModelEntry("m.safetensors", "m", "mlp", 10, identity="aaaa")
     with StudyStore(tmp_path) as store:

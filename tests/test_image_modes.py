@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from anyteach import AnyteachError, load_dataset
-from anyteach.images import load_rgb8, to_rgb8
+from anyteach.data.images import load_rgb8, to_rgb8
 
 RNG = np.random.default_rng(0)
 GREY8 = RNG.integers(0, 256, (5, 7), dtype=np.uint8)

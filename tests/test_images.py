@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from anyteach import load_dataset, load_model, predict, save_model, timm_classifier, transfer
-from anyteach.runtime import Runtime
+from anyteach.core.runtime import Runtime
 
 CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, SIZE = 4, 24, 8, 32
 FAST = {"epochs": 1, "batch_size": 16, "eval_batch_size": 32, "lr": 1e-3, "optimizer": "adamw", "progress": False,
@@ -131,7 +131,7 @@ def test_augmented_batches_follow_seed_epoch_and_sample_not_workers_or_ranks(ima
 
 def cli(*args: str) -> int:
     """`anyteach ARGS` in this process (a subprocess per command would cost seconds of imports)."""
-    from anyteach.cli import main
+    from anyteach.cli.commands import main
 
     old = sys.argv
     sys.argv = ["anyteach", *args]
@@ -208,8 +208,8 @@ def test_to_device_turns_8_bit_images_into_floats_in_channels_last():
 
 
 def test_an_old_config_with_amp_true_resumes_as_amp_auto(tmp_path):
-    from anyteach.options import TrainingOptions
-    from anyteach.transfer import _comparable
+    from anyteach.core.options import TrainingOptions
+    from anyteach.training.transfer import _comparable
 
     assert TrainingOptions(amp=True).amp == "auto" and TrainingOptions(amp=False).amp == "off"
     config = {"student": {"ref": "s"}, "teachers": [], "data": {"ref": "d"}, "training": {"amp": True}}

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from anyteach._io import atomic_path, write_json
+from anyteach.core.io import atomic_path, write_json
 
 
 def test_atomic_write_has_ordinary_file_mode(tmp_path):
@@ -33,7 +33,7 @@ def test_written_json_is_strict_json_without_nan(tmp_path):
     import numpy as np
     import torch
 
-    from anyteach._io import json_ready, write_json
+    from anyteach.core.io import json_ready, write_json
 
     row = {"loss": math.nan, "acc": np.float32(0.5), "n": torch.tensor(3), "top": {2.0: [np.int64(1)], 0.5: math.inf}}
     assert json_ready(row) == {"loss": None, "acc": 0.5, "n": 3, "top": {"2": [1], "0.5": None}}

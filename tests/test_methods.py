@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from anyteach.errors import AnyteachError
+from anyteach.core.errors import AnyteachError
 from anyteach.methods import (FROZEN, LOSSES, METHODS, MIXED, SKIPPED, TARGET_RULES, LossInputs, MethodContext,
                               MethodPreset, RuleInputs, SlowWeights, Target, TransferLoss, build_method,
                               ensemble_predictions, get_method, kl_divergence, method_table, nce_loss,
@@ -401,7 +401,7 @@ def test_every_public_name_of_the_parts_is_reexported_and_the_preset_table_regis
 @pytest.mark.parametrize("alias, new", [("OPTIONS", "METHOD_OPTIONS"), ("Option", "Option")])
 def test_deprecated_aliases_warn_and_still_work(alias, new):
     import anyteach.methods as methods
-    from anyteach import options
+    from anyteach.core import options
 
     with pytest.warns(DeprecationWarning, match=f"anyteach.methods.{alias} is deprecated"):
         assert getattr(methods, alias) is getattr(options, new)

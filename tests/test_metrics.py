@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anyteach import AnyteachError
-from anyteach.metrics import (accuracy, flip_entropy, mcnemar_p_values, negative_flips, per_class_positive_flips,
+from anyteach.analysis.metrics import (accuracy, flip_entropy, mcnemar_p_values, negative_flips, per_class_positive_flips,
                               positive_flips, top_p_classes, transfer_metrics, uniform_entropy)
 
 # Hand-made example. Correct (y == prediction) per sample:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from anyteach import AnyteachError, build_classifier, load_model, save_model, timm_classifier
-from anyteach.models import read_weights, timm_family
+from anyteach.models.references import read_weights, timm_family
 
 TIMM_TINY = "test_vit"
 

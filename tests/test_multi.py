@@ -10,12 +10,12 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from anyteach import build_classifier, load_model, predict, transfer, transfer_multi
-from anyteach._io import file_digest
-from anyteach.cli import app
-from anyteach.errors import AnyteachError
+from anyteach.core.io import file_digest
+from anyteach.cli.commands import app
+from anyteach.core.errors import AnyteachError
 from anyteach.methods import FROZEN, TARGET_RULES, RuleInputs
-from anyteach.multi import MultiTransferResult, average_weights, metrics_over_epochs, reestimate_batchnorm
-from anyteach.study_figures import multi_teacher_figures
+from anyteach.training.multi_teacher import MultiTransferResult, average_weights, metrics_over_epochs, reestimate_batchnorm
+from anyteach.report.figures import multi_teacher_figures
 
 # batch 150 divides the 1,500 transfer samples: every sample is routed once per epoch
 FAST = {"epochs": 2, "batch_size": 150, "lr": 1e-3, "optimizer": "adamw", "progress": False}

@@ -24,18 +24,18 @@ def _hits(pattern: str, allowed: set[str]) -> list[str]:
 
 def test_the_significance_level_is_written_once():
     # a p-value compared with a literal, or a literal level in a message
-    assert _hits(r"p(_\w+)?\"?\]?\s*<=?\s*0?\.0\d|p < 0\.\d", {"aggregate.py"}) == []
+    assert _hits(r"p(_\w+)?\"?\]?\s*<=?\s*0?\.0\d|p < 0\.\d", {"report/aggregate.py"}) == []
 
 
 def test_the_control_names_are_written_once():
     # "xe" / "self" as a control (compared with, or passed as one); presets and the demo study name the methods
-    assert _hits(r"(?i)(==|!=|in \(|control\w*\s*=)\s*\(?\"(xe|self)\"", {"aggregate.py"}) == []
+    assert _hits(r"(?i)(==|!=|in \(|control\w*\s*=)\s*\(?\"(xe|self)\"", {"report/aggregate.py"}) == []
 
 
 def test_option_facts_are_fields_of_the_declaration():
     # the lists that used to be written by hand are derived from `Option` fields
     assert _hits(r"\(\"epochs\", \"batch_size\", \"augment\"\)|\"eval_batch_size\", \"keep_checkpoints\"", set()) == []
-    from anyteach.options import BUDGET_OPTIONS, NOT_COMPARED, PER_RUN_OPTIONS, TRAINING_OPTIONS
+    from anyteach.core.options import BUDGET_OPTIONS, NOT_COMPARED, PER_RUN_OPTIONS, TRAINING_OPTIONS
 
     assert BUDGET_OPTIONS == tuple(n for n, o in TRAINING_OPTIONS.items() if o.budget) == ("epochs", "batch_size",
                                                                                          "augment")

@@ -1,4 +1,4 @@
-"""Options are declared once (`anyteach.options`) and that declaration drives the API's validation,
+"""Options are declared once (`anyteach.core.options`) and that declaration drives the API's validation,
 the study definition's validation and the CLI's flags."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from anyteach import AnyteachError, TrainingOptions
-from anyteach.cli import app
+from anyteach.cli.commands import app
 from anyteach.methods import METHODS, resolve_method_options
-from anyteach.options import METHOD_OPTIONS, TRAINING_OPTIONS, Option
-from anyteach.study import build_study_spec, load_study_spec
-from anyteach.transfer import resolve_run_options
+from anyteach.core.options import METHOD_OPTIONS, TRAINING_OPTIONS, Option
+from anyteach.study.driver import build_study_spec, load_study_spec
+from anyteach.training.transfer import resolve_run_options
 
 
 def test_training_options_are_the_declared_fields_with_their_defaults():
@@ -67,7 +67,7 @@ def test_every_declared_option_is_a_flag_of_transfer_and_a_recipe_flag_of_study(
 def test_a_declared_option_given_as_a_study_flag_lands_in_the_recipe(tmp_path):
     # the CLI maps flags to `build_study_spec(recipe=...)`; a method option goes only to the methods using it
     spec = build_study_spec(models="mnist1d", methods=["kl", "xe"], recipe={"temperature": 2.0, "epochs": 1})
-    from anyteach.study import run_options
+    from anyteach.study.driver import run_options
 
     assert run_options(spec.methods[0], spec.recipe) == {"temperature": 2.0, "epochs": 1}
     assert run_options(spec.methods[1], spec.recipe) == {"epochs": 1}

@@ -13,7 +13,7 @@ import yaml
 
 from anyteach import AnyteachError
 from anyteach.methods import METHODS
-from anyteach.study import load_study_spec, run_study
+from anyteach.study.driver import load_study_spec, run_study
 
 from .conftest import TINY_DATA
 
@@ -87,7 +87,7 @@ def test_the_research_presets_still_import():
     from pathlib import Path
 
     presets = Path(__file__).resolve().parents[1] / "docs" / "research" / "presets.py"
-    code = ("from anyteach.registry import import_plugins; from anyteach.methods import METHODS; "
+    code = ("from anyteach.core.registry import import_plugins; from anyteach.methods import METHODS; "
             f"import_plugins([{str(presets)!r}]); "
             "print(sorted(m for m in METHODS if m in ('pl+ens+xe+wise', 'kl+ens-t+wise')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

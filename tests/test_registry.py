@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from anyteach import AnyteachError
-from anyteach.architectures import ARCHITECTURES, register_architecture
+from anyteach.models.architectures import ARCHITECTURES, register_architecture
 from anyteach.methods import LOSSES, METHODS, REGULARISERS, TARGET_RULES, MethodPreset, register_method
-from anyteach.registry import Registry, RegistrationError
+from anyteach.core.registry import Registry, RegistrationError
 
 
 def test_a_registry_behaves_like_a_dict_and_refuses_a_taken_name():
@@ -43,7 +43,7 @@ def test_registering_a_built_in_name_again_fails_and_keeps_the_built_in():
 
 def test_a_new_model_reference_kind_is_one_decorated_function():
     from anyteach import build_classifier, load_model
-    from anyteach.models import REFERENCE_KINDS, register_reference_kind
+    from anyteach.models.references import REFERENCE_KINDS, register_reference_kind
 
     @register_reference_kind("test-fresh")
     def fresh(ref: str):
@@ -60,13 +60,13 @@ def test_a_new_model_reference_kind_is_one_decorated_function():
 
 
 def test_every_user_facing_kind_is_a_registry_that_refuses_a_taken_name():
-    from anyteach.data import DATASET_KINDS
-    from anyteach.executors import EXECUTORS
-    from anyteach.recipes import RECIPES
-    from anyteach.registry import Registry
+    from anyteach.data.references import DATASET_KINDS
+    from anyteach.study.executors import EXECUTORS
+    from anyteach.training.protocols import RECIPES
+    from anyteach.core.registry import Registry
     from anyteach.zoo import ZOOS
 
-    from anyteach.trackers import TRACKERS
+    from anyteach.core.trackers import TRACKERS
 
     for registry, name in ((DATASET_KINDS, "mnist1d"), (ZOOS, "mnist1d"), (RECIPES, "paper-imagenet"),
                            (EXECUTORS, "local"), (TRACKERS, "tensorboard")):

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anyteach.aggregate import summarize
-from anyteach.findings import MIN_STUDENTS, verdict
-from anyteach.report import PAPER_RESULTS, findings, headline_table, write_report
-from anyteach.store import StudyStore, run_row
-from anyteach.study import ModelEntry, RunSpec
+from anyteach.report.aggregate import summarize
+from anyteach.report.findings import MIN_STUDENTS, verdict
+from anyteach.report.document import PAPER_RESULTS, findings, headline_table, write_report
+from anyteach.study.store import StudyStore, run_row
+from anyteach.study.driver import ModelEntry, RunSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -218,7 +218,7 @@ def test_gain_shares_are_ranked_only_within_the_same_data_and_budget(tmp_path):
 def test_prose_columns_align_left_and_numbers_right():
     import pandas as pd
 
-    from anyteach.report import Report
+    from anyteach.report.document import Report
 
     report = Report("t")
     report.table(pd.DataFrame({"method": ["a", "b"], "runs": [24, 9], "rho": ["+0.85", "–"],

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from anyteach import AnyteachError
-from anyteach.report import UNDEFINED, write_report
-from anyteach.store import StudyStore, run_row
-from anyteach.study import ModelEntry, RunSpec
+from anyteach.report.document import UNDEFINED, write_report
+from anyteach.study.store import StudyStore, run_row
+from anyteach.study.driver import ModelEntry, RunSpec
 
 
 def _final(delta: float) -> dict:
@@ -66,7 +66,7 @@ def test_out_writes_elsewhere_and_leaves_the_study_untouched(study_dir, tmp_path
 def test_the_cli_report_takes_out(study_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from anyteach.cli import app
+    from anyteach.cli.commands import app
 
     result = CliRunner().invoke(app, ["report", str(study_dir), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output

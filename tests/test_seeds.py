@@ -1,4 +1,4 @@
-"""Seed derivation lives in `anyteach.seeds` only: its constants appear nowhere else in `src/`, and the
+"""Seed derivation lives in `anyteach.core.seeds` only: its constants appear nowhere else in `src/`, and the
 derived seeds are the ones every reproducible result was computed with."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from anyteach import seeds
+from anyteach.core import seeds
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "anyteach"
 CONSTANTS = [seeds.AUGMENT_OFFSET, seeds.EPOCH_STRIDE, seeds.RUN_STRIDE, seeds.RANK_STRIDE, seeds.SAMPLE_STRIDE,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from anyteach import AnyteachError
-from anyteach.study import (BUCKETS, ModelEntry, PairSpec, build_study_spec, load_study_spec, plan_study, run_study,
+from anyteach.study.driver import (BUCKETS, ModelEntry, PairSpec, build_study_spec, load_study_spec, plan_study, run_study,
                             sample_pairs, strength_bucket, teacher_strength)
 
 from .conftest import TINY_DATA
@@ -169,8 +169,8 @@ def tiny_study(tiny_zoo, tmp_path_factory):
 
 
 def test_tiny_study_in_process(tiny_study, tiny_zoo):
-    from anyteach.executors import complementary_knowledge
-    from anyteach.store import StudyStore
+    from anyteach.study.executors import complementary_knowledge
+    from anyteach.study.store import StudyStore
 
     study_dir, outcome = tiny_study
     assert outcome.total == 28 and outcome.finished == 28 and outcome.skipped == 0 and not outcome.failed
@@ -215,8 +215,8 @@ def test_one_driver_per_study(tiny_study, tiny_zoo):
 def test_a_changed_definition_reuses_rows_and_summarizes_only_its_own(tiny_study, tiny_zoo, tmp_path):
     import shutil
 
-    from anyteach.aggregate import summarize
-    from anyteach.store import StudyStore
+    from anyteach.report.aggregate import summarize
+    from anyteach.study.store import StudyStore
 
     study_dir = tmp_path / "copy"
     shutil.copytree(tiny_study[0], study_dir)
@@ -231,7 +231,7 @@ def test_a_changed_definition_reuses_rows_and_summarizes_only_its_own(tiny_study
 
 
 def write_report_text(study_dir: Path) -> str:
-    from anyteach.report import write_report
+    from anyteach.report.document import write_report
 
     return write_report(study_dir).markdown.read_text()
 
@@ -261,7 +261,7 @@ def test_killed_study_resumes_without_duplicates(tiny_study, tiny_zoo, tmp_path)
     reference = {r["run_key"]: r for r in store_rows(tiny_study[0])}
     spec = tiny_spec(tiny_zoo)
     study_dir = tmp_path / "study"
-    script = "import json, sys; from anyteach.study import run_study; " \
+    script = "import json, sys; from anyteach.study.driver import run_study; " \
              "run_study(json.loads(sys.argv[1]), sys.argv[2], workers=2, progress=False)"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(spec), str(study_dir)], env=env)
@@ -306,7 +306,7 @@ def test_killed_study_resumes_without_duplicates(tiny_study, tiny_zoo, tmp_path)
 
 
 def test_cli_study_summary_report(tiny_study, tiny_zoo, tmp_path, capsys):
-    from anyteach.cli import main
+    from anyteach.cli.commands import main
 
     def cli(*args: str) -> int:
         old = sys.argv

@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anyteach.options import METHOD_OPTIONS, TRAINING_OPTIONS
+from anyteach.core.options import METHOD_OPTIONS, TRAINING_OPTIONS
 
 from .conftest import TINY_DATA
 
@@ -45,7 +45,7 @@ def _files(root: Path) -> set[str]:
 
 
 def run_cli(args: list[str]) -> tuple[int, str]:
-    from anyteach.cli import main
+    from anyteach.cli.commands import main
 
     err, out = io.StringIO(), io.StringIO()
     old = sys.argv
@@ -159,7 +159,7 @@ def test_transfer_options_with_any_value_are_one_line(sandbox, tiny_zoo, data):
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
 def test_a_study_file_with_a_byte_order_mark_reads_as_its_utf8_twin(tmp_path, encoding):
-    from anyteach.study_spec import load_study_spec
+    from anyteach.study.spec import load_study_spec
 
     text = yaml.safe_dump({"models": ["a.safetensors", "b.safetensors"], "data": TINY_DATA, "methods": ["kl"],
                            "name": "café", "seeds": [0, 3]}, allow_unicode=True)

@@ -142,7 +142,7 @@ def test_a_calibrated_guarded_transfer_end_to_end(tiny_zoo, tmp_path):
 
 def test_the_stronger_control_also_fine_tunes_on_the_calib_labels(tiny_zoo, tmp_path):
     import anyteach
-    from anyteach.aggregate import UNLABELLED_CONTROLS
+    from anyteach.report.aggregate import UNLABELLED_CONTROLS
 
     data = "mnist1d:size=2000,eval=500,seed=0,calib=400,fresh=600"
     options = {"epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine",

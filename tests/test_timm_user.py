@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from anyteach import load_dataset, load_model, predict, save_model, timm_classifier
-from anyteach.errors import AnyteachError
+from anyteach.core.errors import AnyteachError
 
 CLASSES, SIZE = 3, 32
 
@@ -150,7 +150,7 @@ def test_push_uploads_the_weights_a_timm_config_and_a_model_card(tmp_path):
     import timm
     from safetensors.torch import load_file
 
-    from anyteach.hub import push_to_hub
+    from anyteach.models.hub import push_to_hub
 
     torch.manual_seed(0)
     student = timm_classifier("vit_tiny_patch16_224", num_classes=CLASSES, img_size=SIZE)
@@ -224,7 +224,7 @@ def test_an_image_student_needs_data_named(vit_weights):
 
 def test_a_study_runs_on_the_vit_named_with_model_arguments(vit_weights, image_root, tmp_path):
     from anyteach import run_study
-    from anyteach.aggregate import summarize
+    from anyteach.report.aggregate import summarize
 
     teacher = timm_classifier("resnet10t", num_classes=CLASSES)
     teacher_file = tmp_path / "cnn.safetensors"

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from anyteach import AnyteachError
-from anyteach.cli import app
-from anyteach.study import build_study_spec, load_study_spec
+from anyteach.cli.commands import app
+from anyteach.study.driver import build_study_spec, load_study_spec
 from anyteach.zoo.timm_zoo import list_timm, timm_refs
 
 REPO = Path(__file__).resolve().parents[1]

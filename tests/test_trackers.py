@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from anyteach import transfer
-from anyteach.errors import AnyteachError
-from anyteach.trackers import check_trackers, scalar_metrics
+from anyteach.core.errors import AnyteachError
+from anyteach.core.trackers import check_trackers, scalar_metrics
 from tests.conftest import TINY_DATA
 
 FAST = {"epochs": 2, "batch_size": 256, "lr": 1e-3, "optimizer": "adamw", "progress": False}

@@ -6,7 +6,7 @@ import torch
 
 from anyteach import TrainingOptions, load_model
 from anyteach.methods import FROZEN, MIXED, SKIPPED, resolve_method_options
-from anyteach.trainer import EvalReference, RoutingCounts, Trainer
+from anyteach.training.trainer import EvalReference, RoutingCounts, Trainer
 
 
 def test_routing_counts_are_named_shares():
@@ -35,7 +35,7 @@ def test_a_trainer_is_ready_to_measure_after_construction(tiny_zoo, tiny_data):
 
 
 def test_lr_schedules_are_factors_of_the_step():
-    from anyteach.optim import lr_factor
+    from anyteach.core.optim import lr_factor
 
     constant = lr_factor("constant", 100)
     assert [constant(s) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]

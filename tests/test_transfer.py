@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from anyteach import build_classifier, load_model, predict, save_model
-from anyteach.cli import app
-from anyteach.errors import AnyteachError
+from anyteach.cli.commands import app
+from anyteach.core.errors import AnyteachError
 from anyteach.methods import METHODS
-from anyteach.transfer import TransferResult, transfer
+from anyteach.training.transfer import TransferResult, transfer
 
 FAST = {"epochs": 2, "batch_size": 128, "lr": 1e-3, "optimizer": "adamw", "progress": False}
 ROW_KEYS = {"epoch", "student_acc", "student_acc_before", "teacher_acc", "transfer_delta", "knowledge_gain",

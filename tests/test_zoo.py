@@ -54,7 +54,7 @@ def test_full_recipe_is_diverse():
 def test_predictions_are_cached_per_model_and_data(tiny_zoo, tiny_data, monkeypatch):
     model = load_model(tiny_zoo["cnn_small_sgd"])
     first = predict(model, tiny_data)
-    import anyteach.predictions as P
+    import anyteach.data.predictions as P
 
     monkeypatch.setattr(P, "model_logits", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     again = predict(tiny_zoo["cnn_small_sgd"], TINY_DATA)
@@ -74,7 +74,7 @@ def test_clean_epochs_turn_augmentation_off_at_the_end(tiny_data):
     with only the last epoch clean it differs (the augmentation ran before)."""
     import dataclasses
 
-    from anyteach.models import build_classifier
+    from anyteach.models.references import build_classifier
     from anyteach.zoo._train import TrainRecipe, fit
 
     def trained(recipe: TrainRecipe) -> dict[str, torch.Tensor]:

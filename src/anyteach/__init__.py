@@ -5,23 +5,34 @@ Measure the complementary knowledge of a teacher for a student, transfer it with
 Gains and Where to Find Them", ICLR 2024.
 """
 
-from .aggregate import StudySummary, summarize
-from .complementarity import PairAnalysis, ZooAnalysis, analyze_pair, analyze_zoo
-from .data import Dataset, load_dataset
-from .errors import AnyteachError
-from .metrics import negative_flips, positive_flips, transfer_metrics
-from .models import Classifier, ModelInfo, Preprocessing, build_classifier, load_model, save_model, timm_classifier
-from .predictions import Predictions, predict
-from .report import write_report
-from .study import StudySpec, load_study_spec, run_study
+from .report.aggregate import StudySummary, summarize
+from .analysis.complementarity import PairAnalysis, ZooAnalysis, analyze_pair, analyze_zoo
+from .data.references import Dataset, load_dataset
+from .core import moved
+from .core.errors import AnyteachError
+from .analysis.metrics import negative_flips, positive_flips, transfer_metrics
+from .models.references import Classifier, ModelInfo, Preprocessing, build_classifier, load_model, save_model, timm_classifier
+from .data.predictions import Predictions, predict
+from .report.document import write_report
+from .study.driver import StudySpec, load_study_spec, run_study
 from .methods import METHODS, register_method
-from .options import TrainingOptions
-from .transfer import TransferResult, transfer
-from .multi import MultiTransferResult, transfer_multi
+from .core.options import TrainingOptions
+from .training.transfer import TransferResult, transfer
+from .training.multi_teacher import MultiTransferResult, transfer_multi
 from .zoo import build_zoo, get_zoo, list_zoo
-from .forecast import TeacherRanking, rank_teachers
+from .analysis.forecast import TeacherRanking, rank_teachers
 
 __version__ = "0.1.0"
+
+_MOVED = moved.install(__name__)
+
+
+def __getattr__(name: str):
+    """`anyteach.metrics` and the other old module paths, read as attributes (see `core.moved`)."""
+    if name in _MOVED:
+        return _MOVED[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AnyteachError", "Classifier", "Dataset", "ModelInfo", "Predictions", "Preprocessing", "build_classifier",

@@ -79,7 +79,7 @@ DEMO_STUDIES = {"mnist1d": DEMO_STUDY, "glyphs": GLYPHS_STUDY}
 
 def demo_study(workers: int | None = None, zoo: str = "mnist1d") -> dict[str, Any]:
     """A copy of the demo study of `zoo` (`DEMO_STUDIES`), with `workers` local processes if given."""
-    from .errors import AnyteachError
+    from .core.errors import AnyteachError
 
     if zoo not in DEMO_STUDIES:
         raise AnyteachError(f"no demo for zoo {zoo!r}; demos: {', '.join(DEMO_STUDIES)}")
@@ -116,13 +116,14 @@ def run_demo(out: str | Path, study: Mapping[str, Any] | None = None, *,
     Raises:
         AnyteachError: a bad definition, or runs that failed (re-running retries them).
     """
-    from . import complementarity, figures
-    from .aggregate import summarize
-    from .crosscheck import crosscheck_section
-    from .ceilings import MNIST1D_CEILINGS, write_ceilings
-    from .errors import AnyteachError
-    from .report import write_report
-    from .study import load_study_spec, run_study
+    from .analysis import complementarity
+    from .analysis import complementarity_figures as figures
+    from .report.aggregate import summarize
+    from .report.crosscheck import crosscheck_section
+    from .analysis.ceilings import MNIST1D_CEILINGS, write_ceilings
+    from .core.errors import AnyteachError
+    from .report.document import write_report
+    from .study.driver import load_study_spec, run_study
 
     out = Path(out)
     spec = load_study_spec(dict(study) if study is not None else demo_study())

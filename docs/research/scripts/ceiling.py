@@ -20,7 +20,7 @@ import torch
 
 import anyteach
 from anyteach.demo import demo_study
-from anyteach.study import load_study_spec
+from anyteach.study.driver import load_study_spec
 
 torch.set_num_threads(1)
 out = sys.argv[1]

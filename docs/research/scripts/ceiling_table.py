@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from anyteach.aggregate import UNLABELLED_CONTROLS, summarize
+from anyteach.report.aggregate import UNLABELLED_CONTROLS, summarize
 
 study, method, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 ceilings = {}

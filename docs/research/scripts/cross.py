@@ -5,8 +5,8 @@ usage: PYTHONPATH=src python docs/research/scripts/cross.py METHOD_STUDY LABEL C
 """
 import sys
 
-from anyteach.aggregate import summarize
-from anyteach.metrics import mcnemar_p_values
+from anyteach.report.aggregate import summarize
+from anyteach.analysis.metrics import mcnemar_p_values
 
 study, label, cstudy, clabel = sys.argv[1:5]
 runs = summarize(study).runs

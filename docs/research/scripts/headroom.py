@@ -8,9 +8,9 @@ import sys
 import torch
 
 from anyteach.demo import demo_study
-from anyteach.study import load_study_spec, plan_study
-from anyteach.data import load_dataset
-from anyteach.predictions import predict
+from anyteach.study.driver import load_study_spec, plan_study
+from anyteach.data.references import load_dataset
+from anyteach.data.predictions import predict
 
 models = sys.argv[1] if len(sys.argv) > 1 else "mnist1d"
 spec = demo_study()

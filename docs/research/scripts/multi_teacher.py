@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import anyteach
-from anyteach.aggregate import UNLABELLED_CONTROLS, summarize
+from anyteach.report.aggregate import UNLABELLED_CONTROLS, summarize
 from anyteach.methods.presets import TEACHING_RECIPE
 
 parser = argparse.ArgumentParser()

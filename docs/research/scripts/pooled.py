@@ -15,8 +15,8 @@ import sys
 
 import pandas as pd
 
-from anyteach.aggregate import UNLABELLED_CONTROLS, against_control, aggregate, summarize
-from anyteach.ceilings import with_ceilings
+from anyteach.report.aggregate import UNLABELLED_CONTROLS, against_control, aggregate, summarize
+from anyteach.analysis.ceilings import with_ceilings
 
 args = sys.argv[1:]
 ceilings = {}

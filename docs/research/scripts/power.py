@@ -8,12 +8,12 @@ import sys
 
 import torch
 
-from anyteach.aggregate import against_control
-from anyteach.aggregate import summarize
-from anyteach.data import Mnist1d
-from anyteach.metrics import mcnemar_p_values
-from anyteach.models import load_model
-from anyteach.predictions import model_logits
+from anyteach.report.aggregate import against_control
+from anyteach.report.aggregate import summarize
+from anyteach.data.references import Mnist1d
+from anyteach.analysis.metrics import mcnemar_p_values
+from anyteach.models.references import load_model
+from anyteach.data.predictions import model_logits
 
 torch.set_num_threads(1)
 study, n = sys.argv[1], int(sys.argv[2])

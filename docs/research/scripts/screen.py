@@ -16,7 +16,7 @@ def run(args):
     import anyteach
     from pathlib import Path
 
-    from anyteach.registry import import_plugins
+    from anyteach.core.registry import import_plugins
 
     import_plugins([str(Path(__file__).resolve().parents[1] / "presets.py")])  # the research presets
     label, cfg, student, teacher, data, out = args

@@ -5,7 +5,7 @@ usage: PYTHONPATH=src python docs/research/scripts/table.py STUDY_DIR [--control
 """
 import sys
 
-from anyteach.aggregate import against_control, summarize
+from anyteach.report.aggregate import against_control, summarize
 
 study = sys.argv[1]
 controls = ["xe", "self"]

@@ -26,9 +26,9 @@ import pandas as pd
 import yaml
 from validate import retest  # this directory's validate.py (the script's own directory is on sys.path)
 
-from anyteach._io import write_json
-from anyteach.forecast import shipped_forecaster
-from anyteach.teacher_analysis import beyond_control, ranking_quality, refit, study_runs, with_signals
+from anyteach.core.io import write_json
+from anyteach.analysis.forecast import shipped_forecaster
+from anyteach.report.teacher_choice import beyond_control, ranking_quality, refit, study_runs, with_signals
 
 
 def main(studies: list[str]) -> int:

@@ -14,7 +14,7 @@ split (`forecast.pair_signals`), then:
    per method the candidate with the best leave-one-student-out Spearman ρ on seed 0 (within 0.01 of it,
    the fewest signals) is fitted on all of seed 0, or, where no candidate's ρ is positive, the mean alone
    ("none": the same forecast for every pair, nothing to rank); `--ship` writes it to
-   src/anyteach/forecaster.json; every candidate's held-out ρ is recorded after the choice;
+   src/anyteach/analysis/forecaster.json; every candidate's held-out ρ is recorded after the choice;
 2. on seeds 1 and 2 (never fitted on): ρ over all runs and per-student regret of the forecast and of
    the naive rankings (teacher accuracy, complementary knowledge, available gain), top-k against a
    random draw, per-student sign counts against the control;
@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anyteach._io import write_json, write_text
-from anyteach._plotting import pyplot, save_figure
-from anyteach.forecast import SIGNALS, Forecaster, fit_forecast, signal_values
-from anyteach.metrics import mcnemar_p_values
-from anyteach.teacher_analysis import (beyond_control, property_correlations, property_figure, ranking_quality,
+from anyteach.core.io import write_json, write_text
+from anyteach.core.plotting import pyplot, save_figure
+from anyteach.analysis.forecast import SIGNALS, Forecaster, fit_forecast, signal_values
+from anyteach.analysis.metrics import mcnemar_p_values
+from anyteach.report.teacher_choice import (beyond_control, property_correlations, property_figure, ranking_quality,
                                        spearman, study_runs, top_k_gain, with_signals)
 
 HERE = Path(__file__).parent
@@ -70,9 +70,9 @@ METHODS = ("pl+ens+wise", "kl+dp")
 def research_columns(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Candidate columns that are not product signals: the student's train-split minus calib accuracy (pp,
     one more forward pass per model) and products of the available gain with a student property."""
-    from anyteach.data import load_dataset
-    from anyteach.models import load_model
-    from anyteach.predictions import predict
+    from anyteach.data.references import load_dataset
+    from anyteach.models.references import load_model
+    from anyteach.data.predictions import predict
 
     data = load_dataset(f"mnist1d:seed={seed},calib=5000")
     gap = {}
@@ -223,7 +223,7 @@ def tables_markdown(candidates, chosen, ranking, signs, topk, props, repeat=None
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--studies", type=Path, required=True)
-    parser.add_argument("--ship", action="store_true", help="write the seed-0 fit to src/anyteach/forecaster.json")
+    parser.add_argument("--ship", action="store_true", help="write the seed-0 fit to src/anyteach/analysis/forecaster.json")
     args = parser.parse_args()
 
     frames = {s: load(args.studies, s) for s in (0, 1, 2) if (args.studies / f"seed{s}" / "study.sqlite").exists()}
@@ -253,7 +253,7 @@ def main() -> int:
                                     "(docs/research/teachers/validate.py)")
     write_text(HERE / "candidates.csv", pd.DataFrame(candidates).to_csv(index=False))
     if args.ship:
-        forecaster.save(Path("src/anyteach/forecaster.json"))
+        forecaster.save(Path("src/anyteach/analysis/forecaster.json"))
     forecaster.save(HERE / "forecaster-seed0.json")
 
     ranking, topk, signs, props = [], [], [], []

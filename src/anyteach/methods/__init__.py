@@ -10,6 +10,8 @@ registry reachable by name:
 `xekl+mcl`, `kl+dp`, ...) and makes a preset concrete (`TransferMethod`). A new method is one
 decorated function or class and one `register_method` line (see `examples/custom_method.py`).
 Every public name of the parts is re-exported here: `from anyteach.methods import X` works.
+
+May import: `core`, `models`, `data`, `zoo`.
 """
 
 from __future__ import annotations
@@ -17,21 +19,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .losses import (LOSSES, ContrastiveDistillation, ContrastiveRepresentationDistillation, CrossEntropy,
-                     KLDistillation, LossInputs, MethodContext, TransferLoss, kl_divergence, nce_loss, register_loss,
-                     similarity_structure_loss)
-from .presets import (METHODS, PRESET_TABLE, TEACHING_RECIPE, MethodNeeds, MethodPreset, StepOutput, TransferMethod,
-                      build_method, build_regulariser, get_method, method_table, preset_recipe, register_method,
-                      resolve_method_options)
-from .regularisers import (REGULARISERS, WISE_ALPHAS, SlowWeights, WeightInterpolation, WeightRegulariser,
-                           register_regulariser)
-from .targets import (FROZEN, MIXED, MIXTURE_WEIGHTS, SKIPPED, TARGET_RULES, Calibration, RuleInputs, Target,
-                      TargetRule, average_on_neutral, calibrated_ensemble, calibrated_ensemble_label,
-                      calibrated_ensemble_nll, choose_mixture_weight, choose_mixture_weight_nll, data_partitioning,
-                      data_partitioning_unsupervised, ensemble_corrections, ensemble_predictions, frozen_label,
-                      frozen_on_negative_flips, frozen_target, hard_logits, mixture_log_probs, most_confident,
-                      mixture_classes, register_target_rule, teacher_except_where_lost, teacher_mixture,
-                      teacher_on_positive_flips, teacher_target)
+from .losses import LOSSES, ContrastiveDistillation, ContrastiveRepresentationDistillation, CrossEntropy, KLDistillation, LossInputs, MethodContext, TransferLoss, kl_divergence, nce_loss, register_loss, similarity_structure_loss
+from .presets import METHODS, PRESET_TABLE, TEACHING_RECIPE, MethodNeeds, MethodPreset, StepOutput, TransferMethod, build_method, build_regulariser, get_method, method_table, preset_recipe, register_method, resolve_method_options
+from .regularisers import REGULARISERS, WISE_ALPHAS, SlowWeights, WeightInterpolation, WeightRegulariser, register_regulariser
+from .targets import FROZEN, MIXED, MIXTURE_WEIGHTS, SKIPPED, TARGET_RULES, Calibration, RuleInputs, Target, TargetRule, average_on_neutral, calibrated_ensemble, calibrated_ensemble_label, calibrated_ensemble_nll, choose_mixture_weight, choose_mixture_weight_nll, data_partitioning, data_partitioning_unsupervised, ensemble_corrections, ensemble_predictions, frozen_label, frozen_on_negative_flips, frozen_target, hard_logits, mixture_log_probs, most_confident, mixture_classes, register_target_rule, teacher_except_where_lost, teacher_mixture, teacher_on_positive_flips, teacher_target
 
 _DEPRECATED = {"OPTIONS": ("METHOD_OPTIONS", "anyteach.options.METHOD_OPTIONS"),
                "Option": ("Option", "anyteach.options.Option")}
@@ -42,7 +33,7 @@ def __getattr__(name: str) -> Any:
     if name in _DEPRECATED:
         attribute, new = _DEPRECATED[name]
         warnings.warn(f"anyteach.methods.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
-        from .. import options
+        from ..core import options
         return getattr(options, attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

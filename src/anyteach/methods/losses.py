@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import AnyteachError
-from ..registry import Registry
+from ..core.errors import AnyteachError
+from ..core.registry import Registry
 from .targets import Calibration, Target
 
 # ---------------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import AnyteachError
-from ..options import METHOD_OPTIONS, TRAINING_OPTIONS
-from ..registry import Registry, RegistrationError
+from ..core.errors import AnyteachError
+from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
+from ..core.registry import Registry, RegistrationError
 from .losses import LOSSES, LossInputs, MethodContext
 from .regularisers import REGULARISERS, WeightRegulariser
 from .targets import TARGET_RULES, RuleInputs, Target

@@ -13,8 +13,8 @@ from typing import Any, Callable, ClassVar
 
 from torch import nn
 
-from ..errors import AnyteachError
-from ..registry import Registry
+from ..core.errors import AnyteachError
+from ..core.registry import Registry
 from .losses import MethodContext
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 FROZEN = 0
 """Routing code of the frozen initial student; teacher k (1-based) has code k."""

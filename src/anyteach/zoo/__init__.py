@@ -8,6 +8,8 @@
 process) and saves each as an anyteach model under the cache directory; `zoo:mnist1d/<member>`
 then resolves to it. `--seed N` builds an independent zoo of the same recipe on a dataset generated
 with seed N (`zoo:mnist1d@N/<member>`).
+
+May import: `core`, `models`, `data`.
 """
 
 from .build import PLATEAU_LR, build_zoo, plateau_delta

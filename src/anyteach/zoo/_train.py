@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..optim import lr_factor, make_optimizer
+from ..core.optim import lr_factor, make_optimizer
 from .recipe import TrainRecipe
 
 if TYPE_CHECKING:
-    from ..data import Dataset
-    from ..models import Classifier
+    from ..data.references import Dataset
+    from ..models.references import Classifier
 
 
 def fit(model: Classifier, data: Dataset, recipe: TrainRecipe,

@@ -17,9 +17,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..data import load_dataset
-from ..models import Classifier, Preprocessing, build_classifier, save_model, timm_classifier
-from ..predictions import model_logits
+from ..data.references import load_dataset
+from ..models.references import Classifier, Preprocessing, build_classifier, save_model, timm_classifier
+from ..data.predictions import model_logits
 from ._train import fit
 from .recipe import ZooMember
 from .zoos import Zoo, list_zoo, zoo_row

@@ -19,7 +19,7 @@ anyteach model whose weights are timm's own state dict: `timm.create_model(arch,
 
 from __future__ import annotations
 
-from ..data import GLYPHS_AUGMENTATION as AUG
+from ..data.references import GLYPHS_AUGMENTATION as AUG
 from .recipe import TrainRecipe, ZooMember
 
 DATA = "glyphs:train=4000,eval=2000,calib=1000"

@@ -13,7 +13,7 @@ longest jobs first.
 
 from __future__ import annotations
 
-from ..data import MNIST1D_AUGMENTATION as AUG
+from ..data.references import MNIST1D_AUGMENTATION as AUG
 from .recipe import TrainRecipe, ZooMember
 
 DATA = "mnist1d"  # the dataset reference the zoo is trained on (with the zoo's seed)

@@ -17,9 +17,9 @@ import fnmatch
 import json
 from typing import Any, Callable
 
-from .._io import cache_dir, write_json
-from ..errors import AnyteachError
-from ..models import count_parameters, timm_family
+from ..core.io import cache_dir, write_json
+from ..core.errors import AnyteachError
+from ..models.references import count_parameters, timm_family
 
 NAME = "timm"
 IMAGENET_CLASSES = 1000

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .._io import cache_dir, text_digest
-from ..errors import AnyteachError
-from ..models import Classifier, load_saved, register_reference_kind
-from ..registry import Registry
+from ..core.io import cache_dir, text_digest
+from ..core.errors import AnyteachError
+from ..models.references import Classifier, load_saved, register_reference_kind
+from ..core.registry import Registry
 from . import glyphs as _glyphs
 from . import mnist1d as _mnist1d
 from .recipe import ZooMember
