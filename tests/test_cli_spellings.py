@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.cli.spellings import DEPRECATED, modernise
 
 from .conftest import TINY_DATA

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import anyteach.analysis.complementarity as complementarity
 from anyteach import AnyteachError
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.analysis.complementarity import (analyze_pair, analyze_zoo, pair_from_predictions, semantic_relatedness,
                                       zoo_from_predictions)
 from anyteach.analysis.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,

@@ -327,7 +327,7 @@ def _files(root: Path) -> set[str]:
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from anyteach.cli.commands import main
+    from anyteach.cli import main
 
     old = sys.argv
     sys.argv = ["anyteach", *args]

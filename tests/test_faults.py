@@ -277,7 +277,7 @@ def test_a_corrupt_checkpoint_fails_one_run_of_a_study_and_is_restarted_when_ask
 def test_summary_and_report_never_write_the_store(tiny_zoo, tmp_path):
     from typer.testing import CliRunner
 
-    from anyteach.cli.commands import app
+    from anyteach.cli import app
 
     spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
             "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128}}

@@ -246,7 +246,7 @@ def calib_study(tiny_zoo, tmp_path_factory):
 
 
 def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
-    from anyteach.cli.commands import main
+    from anyteach.cli import main
     from anyteach.report.teacher_choice import beyond_control, fit_from_study, study_runs
 
     paired = beyond_control(study_runs(calib_study))

@@ -13,7 +13,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.methods import TEACHING_RECIPE, preset_recipe
 from anyteach.training.run_notes import DID_NOT_MOVE, KEPT_ORIGINAL, note_kind, run_note
 from anyteach.training.transfer import ConsoleReporter, resolve_run_options

@@ -131,7 +131,7 @@ def test_augmented_batches_follow_seed_epoch_and_sample_not_workers_or_ranks(ima
 
 def cli(*args: str) -> int:
     """`anyteach ARGS` in this process (a subprocess per command would cost seconds of imports)."""
-    from anyteach.cli.commands import main
+    from anyteach.cli import main
 
     old = sys.argv
     sys.argv = ["anyteach", *args]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from anyteach import build_classifier, load_model, predict, transfer, transfer_multi
 from anyteach.core.io import file_digest
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.core.errors import AnyteachError
 from anyteach.methods import FROZEN, TARGET_RULES, RuleInputs
 from anyteach.training.multi_teacher import MultiTransferResult, average_weights, metrics_over_epochs, reestimate_batchnorm

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anyteach import AnyteachError, TrainingOptions
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.methods import METHODS, resolve_method_options
 from anyteach.core.options import METHOD_OPTIONS, TRAINING_OPTIONS, Option
 from anyteach.study.driver import build_study_spec, load_study_spec

@@ -66,7 +66,7 @@ def test_out_writes_elsewhere_and_leaves_the_study_untouched(study_dir, tmp_path
 def test_the_cli_report_takes_out(study_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from anyteach.cli.commands import app
+    from anyteach.cli import app
 
     result = CliRunner().invoke(app, ["report", str(study_dir), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output

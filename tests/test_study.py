@@ -306,7 +306,7 @@ def test_killed_study_resumes_without_duplicates(tiny_study, tiny_zoo, tmp_path)
 
 
 def test_cli_study_summary_report(tiny_study, tiny_zoo, tmp_path, capsys):
-    from anyteach.cli.commands import main
+    from anyteach.cli import main
 
     def cli(*args: str) -> int:
         old = sys.argv

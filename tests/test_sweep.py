@@ -45,7 +45,7 @@ def _files(root: Path) -> set[str]:
 
 
 def run_cli(args: list[str]) -> tuple[int, str]:
-    from anyteach.cli.commands import main
+    from anyteach.cli import main
 
     err, out = io.StringIO(), io.StringIO()
     old = sys.argv

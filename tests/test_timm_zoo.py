@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anyteach import AnyteachError
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.study.driver import build_study_spec, load_study_spec
 from anyteach.zoo.timm_zoo import list_timm, timm_refs
 

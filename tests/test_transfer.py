@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from anyteach import build_classifier, load_model, predict, save_model
-from anyteach.cli.commands import app
+from anyteach.cli import app
 from anyteach.core.errors import AnyteachError
 from anyteach.methods import METHODS
 from anyteach.training.transfer import TransferResult, transfer

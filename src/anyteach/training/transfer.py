@@ -534,6 +534,32 @@ def export_student(model: Classifier, path: Path, name: str, final: dict[str, An
                       transfer={**transfer_info, "transfer_delta": final["transfer_delta"]})
 
 
+def default_data(student: ModelArg) -> tuple[str, str]:
+    """The dataset a student is transferred on when the user names none, and why that one.
+
+    A zoo member gets the data its zoo was trained on; a model that takes MNIST-1D signals gets
+    `mnist1d`; any other model (an image model) has no default.
+
+    Returns:
+        The dataset reference and the reason, in words.
+
+    Raises:
+        AnyteachError: the student is an image model (or any model not made for MNIST-1D).
+    """
+    if isinstance(student, str) and student.startswith("zoo:"):
+        from ..zoo import get_zoo
+        from ..zoo.zoos import parse_zoo_ref
+
+        name, seed, _ = parse_zoo_ref(student)
+        return get_zoo(name, seed).data, f"zoo {name}'s own"
+    size = load_model(student).info.preprocessing.input_size
+    if size is not None and len(size) > 1:
+        raise AnyteachError(f"give the data: --data <dataset reference> (e.g. --data imagefolder:/path/to/images); "
+                            f"the student {student} takes inputs of shape {tuple(size)}, and the default dataset, "
+                            "mnist1d, is for MNIST-1D models")
+    return "mnist1d", "the default for MNIST-1D models"
+
+
 def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = None, data: str | Dataset = "mnist1d",
              method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
              stop_after_epoch: int | None = None,
