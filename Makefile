@@ -15,6 +15,8 @@ demo: $(BIN)/.installed
 	$(BIN)/anyteach demo
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 bench: $(BIN)/.installed

@@ -18,8 +18,13 @@ import numpy as np
 import torch
 
 from anyteach.analysis.complementarity import zoo_from_predictions
-from anyteach.analysis.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,
-                              top_p_classes)
+from anyteach.analysis.metrics import (
+    flip_entropy,
+    negative_flips,
+    per_class_positive_flips,
+    positive_flips,
+    top_p_classes,
+)
 
 
 def synthetic_predictions(models: int, samples: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +69,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     start = time.perf_counter()
     predictions, labels = synthetic_predictions(args.models, args.samples, args.classes)
-    print(f"synthetic predictions: {args.models} models x {args.samples:,} samples x {args.classes:,} classes "
-          f"({predictions.nbytes / 2**20:.0f} MiB int16), made in {time.perf_counter() - start:.1f} s")
+    print(
+        f"synthetic predictions: {args.models} models x {args.samples:,} samples x {args.classes:,} classes "
+        f"({predictions.nbytes / 2**20:.0f} MiB int16), made in {time.perf_counter() - start:.1f} s"
+    )
 
     ordered_pairs = args.models * (args.models - 1)
     best = float("inf")
@@ -73,13 +80,17 @@ def main() -> None:
         start = time.perf_counter()
         zoo = zoo_from_predictions(predictions, labels, num_classes=args.classes)
         best = min(best, time.perf_counter() - start)
-    print(f"all pairs (flips, per-class counts, entropy, top-p): {best:.2f} s for {ordered_pairs:,} ordered pairs "
-          f"= {ordered_pairs / best:,.0f} pairs/s (best of {args.repeats})")
+    print(
+        f"all pairs (flips, per-class counts, entropy, top-p): {best:.2f} s for {ordered_pairs:,} ordered pairs "
+        f"= {ordered_pairs / best:,.0f} pairs/s (best of {args.repeats})"
+    )
     student, teacher, value = zoo.minimum()
     off = zoo.off_diagonal()
-    print(f"  complementary knowledge: min {value:.2f}% ({student} <- {teacher}), "
-          f"median {np.median(zoo.positive_flips[off]):.2f}%; entropy median {np.median(zoo.entropy[off]):.3f} "
-          f"vs uniform {zoo.uniform_entropy:.3f}")
+    print(
+        f"  complementary knowledge: min {value:.2f}% ({student} <- {teacher}), "
+        f"median {np.median(zoo.positive_flips[off]):.2f}%; entropy median {np.median(zoo.entropy[off]):.3f} "
+        f"vs uniform {zoo.uniform_entropy:.3f}"
+    )
     start = time.perf_counter()
     zoo_from_predictions(predictions, labels, num_classes=args.classes, per_class=False)
     flips_only = time.perf_counter() - start
@@ -95,8 +106,10 @@ def main() -> None:
     per_pair_loop(predictions, labels, pairs, args.classes)
     loop = time.perf_counter() - start
     loop_rate = len(pairs) / loop
-    print(f"per-pair loop: {loop:.2f} s for {len(pairs)} pairs = {loop_rate:,.0f} pairs/s "
-          f"(all {ordered_pairs:,} pairs would take ~{ordered_pairs / loop_rate:.0f} s)")
+    print(
+        f"per-pair loop: {loop:.2f} s for {len(pairs)} pairs = {loop_rate:,.0f} pairs/s "
+        f"(all {ordered_pairs:,} pairs would take ~{ordered_pairs / loop_rate:.0f} s)"
+    )
     print(f"speed-up of the all-pairs path: {(ordered_pairs / best) / loop_rate:.1f}x pairs/s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak memory (max RSS): {peak:.2f} GiB")

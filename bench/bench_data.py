@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from anyteach import load_dataset, predict, timm_classifier, transfer
-from anyteach.data.references import default_workers
 from anyteach.core.runtime import Runtime
+from anyteach.data.references import default_workers
 
 
 def make_folder(root: Path, images: int, classes: int = 10, val_per_class: int = 10, seed: int = 0) -> Path:
@@ -118,8 +118,9 @@ def train_step_rate(student, batches: list[torch.Tensor], teacher=None) -> float
         if teacher is not None:
             with torch.no_grad():
                 teacher(x)
-        loss = F.kl_div(F.log_softmax(student(x), 1), F.log_softmax(targets[:len(x)], 1), log_target=True,
-                        reduction="batchmean")
+        loss = F.kl_div(
+            F.log_softmax(student(x), 1), F.log_softmax(targets[: len(x)], 1), log_target=True, reduction="batchmean"
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -156,8 +157,10 @@ def main() -> None:
     student = timm_classifier(args.model, num_classes=data.num_classes)
     teacher = timm_classifier(args.model, num_classes=data.num_classes)
     size = student.info.preprocessing.input_size
-    print(f"model: {args.model} ({student.info.num_params:,} parameters) at {size[1]}x{size[2]}, batch {args.batch}, "
-          f"{torch.get_num_threads()} torch threads, {workers} loader workers, {os.cpu_count()} cores")
+    print(
+        f"model: {args.model} ({student.info.num_params:,} parameters) at {size[1]}x{size[2]}, batch {args.batch}, "
+        f"{torch.get_num_threads()} torch threads, {workers} loader workers, {os.cpu_count()} cores"
+    )
     batches = predecoded(data, student.info.preprocessing, args.chunk, args.batch)
     fraction = len(batches) * args.batch / data.size("transfer")
     chunk = load_dataset(f"imagefolder:{root},fraction={fraction:.4f}")  # a stratified subset of the folder
@@ -174,8 +177,15 @@ def main() -> None:
     b_full = data.size("transfer") / (time.perf_counter() - started)
 
     c_rates, e_rates = [], []
-    options = dict(epochs=1, batch_size=args.batch, eval_batch_size=args.batch, device="cpu", progress=False,
-                   workers=workers, optimizer="sgd")
+    options = dict(
+        epochs=1,
+        batch_size=args.batch,
+        eval_batch_size=args.batch,
+        device="cpu",
+        progress=False,
+        workers=workers,
+        optimizer="sgd",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeats):
             e_rates.append(train_step_rate(student, batches))
@@ -192,22 +202,28 @@ def main() -> None:
 
     print()
     print(f"{'measurement':<62} {'images/s':>9}")
-    for label, value in (("(a) model forward, pre-decoded tensors", a),
-                         ("(b) predict() of a folder subset (decode + resize + crop + forward)", b),
-                         (f"(b) predict() of the whole folder ({data.size('transfer')} images)", b_full),
-                         ("(c) transfer step, cached teacher outputs (kl)", c),
-                         ("(d) transfer step, live teacher (kl)", d),
-                         ("(e) student forward + backward + step, pre-decoded (floor of c)", e),
-                         ("(e') (e) + teacher forward, pre-decoded (floor of d)", e_live),
-                         (f"(f) the loader alone ({workers} workers), no model", f)):
+    for label, value in (
+        ("(a) model forward, pre-decoded tensors", a),
+        ("(b) predict() of a folder subset (decode + resize + crop + forward)", b),
+        (f"(b) predict() of the whole folder ({data.size('transfer')} images)", b_full),
+        ("(c) transfer step, cached teacher outputs (kl)", c),
+        ("(d) transfer step, live teacher (kl)", d),
+        ("(e) student forward + backward + step, pre-decoded (floor of c)", e),
+        ("(e') (e) + teacher forward, pre-decoded (floor of d)", e_live),
+        (f"(f) the loader alone ({workers} workers), no model", f),
+    ):
         print(f"{label:<62} {value:9.1f}")
     print()
-    print(f"b/a  = {ba:.3f}   data-path overhead of prediction: {100 * (1 / ba - 1):.1f}% on top of the model "
-          "(goal <= 20%; median of back-to-back pairs)")
+    print(
+        f"b/a  = {ba:.3f}   data-path overhead of prediction: {100 * (1 / ba - 1):.1f}% on top of the model "
+        "(goal <= 20%; median of back-to-back pairs)"
+    )
     print(f"c/e  = {ce:.3f}   cached-output transfer step vs its floor (median of pairs)")
     print(f"d/e' = {d / e_live:.3f}   live-teacher transfer step vs its floor")
-    print(f"pairs: a {', '.join(f'{v:.1f}' for v in a_rates)}; b {', '.join(f'{v:.1f}' for v in b_rates)}; "
-          f"e {', '.join(f'{v:.1f}' for v in e_rates)}; c {', '.join(f'{v:.1f}' for v in c_rates)}")
+    print(
+        f"pairs: a {', '.join(f'{v:.1f}' for v in a_rates)}; b {', '.join(f'{v:.1f}' for v in b_rates)}; "
+        f"e {', '.join(f'{v:.1f}' for v in e_rates)}; c {', '.join(f'{v:.1f}' for v in c_rates)}"
+    )
     print(f"after: {busy_processes()}")
 
 

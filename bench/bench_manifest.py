@@ -54,8 +54,12 @@ def make_folder(root: Path, files: int, classes: int = 10) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
-    parser.add_argument("--predict-files", type=int, default=5_000,
-                        help="the prediction pass runs over this many val files and is scaled to --files")
+    parser.add_argument(
+        "--predict-files",
+        type=int,
+        default=5_000,
+        help="the prediction pass runs over this many val files and is scaled to --files",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     from torchvision.datasets import ImageFolder as TVImageFolder
@@ -85,7 +89,7 @@ def main() -> None:
                 (small / split / f"class{c:02d}").mkdir(parents=True)
         per = args.predict_files // 10
         for c in range(10):
-            for i, f in enumerate(sorted((root / "val" / f"class{c:02d}").iterdir())[:per]):
+            for f in sorted((root / "val" / f"class{c:02d}").iterdir())[:per]:
                 os.link(f, small / "val" / f"class{c:02d}" / f.name)
             os.link(next((root / "train" / f"class{c:02d}").iterdir()), small / "train" / f"class{c:02d}" / "a.png")
         torch.manual_seed(0)

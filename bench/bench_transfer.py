@@ -50,8 +50,20 @@ class SyntheticImages(Dataset):
     def labels(self, split: str) -> torch.Tensor:
         return self._y[split]
 
-    def loader(self, split, batch_size=256, shuffle=False, seed=0, epoch=0, preprocessing=None, augment=False,
-               drop_last=False, num_workers=0, generator=None, shard=(0, 1)):
+    def loader(
+        self,
+        split,
+        batch_size=256,
+        shuffle=False,
+        seed=0,
+        epoch=0,
+        preprocessing=None,
+        augment=False,
+        drop_last=False,
+        num_workers=0,
+        generator=None,
+        shard=(0, 1),
+    ):
         return TensorLoader(self._x[split], self._y[split], batch_size, shuffle, seed, epoch, drop_last, shard=shard)
 
 
@@ -67,7 +79,7 @@ def floor_seconds_per_step(student: Classifier, data: Dataset, batch_size: int, 
 
     model = copy.deepcopy(student).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    batches = list(data.loader("transfer", batch_size=batch_size, shuffle=True, drop_last=True))[:steps + 2]
+    batches = list(data.loader("transfer", batch_size=batch_size, shuffle=True, drop_last=True))[: steps + 2]
     times = []
     for i, (x, y, _) in enumerate(batches):
         start = time.perf_counter()
@@ -83,14 +95,26 @@ def floor_seconds_per_step(student: Classifier, data: Dataset, batch_size: int, 
 
 def seconds_per_step(student, teacher, data, method: str, batch_size: int, out: Path, **options) -> float:
     """Training seconds per step of the second epoch (the first one warms up), eval excluded."""
-    result = transfer(student, None if method == "xe" else teacher, data, method, out, overwrite=True,
-                      progress=False, epochs=2, batch_size=batch_size, eval_batch_size=256, **options)
+    result = transfer(
+        student,
+        None if method == "xe" else teacher,
+        data,
+        method,
+        out,
+        overwrite=True,
+        progress=False,
+        epochs=2,
+        batch_size=batch_size,
+        eval_batch_size=256,
+        **options,
+    )
     first, second = result.history[-2:]
     return second["seconds_train"] / (second["steps"] - first["steps"])
 
 
-def bench_pair(title: str, student, teacher, data, methods: list[str], batch_size: int, lr: float,
-               extra: dict | None = None) -> None:
+def bench_pair(
+    title: str, student, teacher, data, methods: list[str], batch_size: int, lr: float, extra: dict | None = None
+) -> None:
     extra = extra or {}
     with tempfile.TemporaryDirectory() as tmp:
         steps = len(data.loader("transfer", batch_size=batch_size, drop_last=True))
@@ -105,14 +129,23 @@ def bench_pair(title: str, student, teacher, data, methods: list[str], batch_siz
             cached[method] = seconds_per_step(student, teacher, data, method, batch_size, Path(tmp) / method, **options)
             line = f"{method:<14}{cached[method] * 1e3:16.1f}{cached[method] / floor:9.2f}"
             if method in LIVE:
-                live[method] = seconds_per_step(student, teacher, data, method, batch_size, Path(tmp) / f"{method}-live",
-                                                cache_teacher_outputs=False, **options)
+                live[method] = seconds_per_step(
+                    student,
+                    teacher,
+                    data,
+                    method,
+                    batch_size,
+                    Path(tmp) / f"{method}-live",
+                    cache_teacher_outputs=False,
+                    **options,
+                )
                 line += f"{live[method] * 1e3:14.1f}{live[method] / floor:9.2f}"
             print(line, flush=True)
-        print(f"ratio kl+dp / kl: cached {cached['kl+dp'] / cached['kl']:.3f}, "
-              f"live {live['kl+dp'] / live['kl']:.3f}")
-        print(f"ratio cached kl+dp step / floor: {cached['kl+dp'] / floor:.3f}; "
-              f"live / cached kl+dp: {live['kl+dp'] / cached['kl+dp']:.2f}")
+        print(f"ratio kl+dp / kl: cached {cached['kl+dp'] / cached['kl']:.3f}, live {live['kl+dp'] / live['kl']:.3f}")
+        print(
+            f"ratio cached kl+dp step / floor: {cached['kl+dp'] / floor:.3f}; "
+            f"live / cached kl+dp: {live['kl+dp'] / cached['kl+dp']:.2f}"
+        )
 
 
 def main() -> None:
@@ -125,16 +158,30 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     if args.pair in ("mnist1d", "both"):
         data = load_dataset("mnist1d:fraction=0.2")
-        bench_pair("mnist1d zoo: transformer <- mlp", load_model("zoo:mnist1d/transformer"),
-                   load_model("zoo:mnist1d/mlp"), data, MNIST1D_METHODS, batch_size=256, lr=1e-3)
+        bench_pair(
+            "mnist1d zoo: transformer <- mlp",
+            load_model("zoo:mnist1d/transformer"),
+            load_model("zoo:mnist1d/mlp"),
+            data,
+            MNIST1D_METHODS,
+            batch_size=256,
+            lr=1e-3,
+        )
     if args.pair in ("timm", "both"):
         torch.manual_seed(0)
         student = _at_64(timm_classifier("resnet18", num_classes=10))
         teacher = _at_64(timm_classifier("vit_tiny_patch16_224", num_classes=10, img_size=64))
         data = SyntheticImages(n_train=64 * 8, n_eval=128)
-        bench_pair("timm: resnet18 <- vit_tiny_patch16_224 (random weights, 64x64)", student, teacher, data,
-                   TIMM_METHODS, batch_size=64, lr=1e-3,
-                   extra={"crd": {"crd_negatives": 256}})  # 512 samples cannot supply 4096 distinct negatives
+        bench_pair(
+            "timm: resnet18 <- vit_tiny_patch16_224 (random weights, 64x64)",
+            student,
+            teacher,
+            data,
+            TIMM_METHODS,
+            batch_size=64,
+            lr=1e-3,
+            extra={"crd": {"crd_negatives": 256}},
+        )  # 512 samples cannot supply 4096 distinct negatives
 
 
 if __name__ == "__main__":

@@ -31,8 +31,27 @@ DATA = "glyphs:train=4000,eval=2000,calib=1000"
 
 def _transfer_args(out: Path, fast: bool) -> list[str]:
     amp = ["--amp", "bf16", "--channels-last"] if fast else ["--amp", "off"]
-    return ["transfer", "--student", STUDENT, "--teacher", TEACHER, "--data", DATA, "--method", "kl+dp",
-            "--epochs", "1", "--batch-size", "256", "--device", "cuda", *amp, "--quiet", "--out", str(out)]
+    return [
+        "transfer",
+        "--student",
+        STUDENT,
+        "--teacher",
+        TEACHER,
+        "--data",
+        DATA,
+        "--method",
+        "kl+dp",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--device",
+        "cuda",
+        *amp,
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -51,8 +70,8 @@ def main() -> None:
         print("gpu_check: no CUDA device here; skipped (not measured on a GPU)")
         return
     from anyteach import load_dataset, load_model
-    from anyteach.data.predictions import model_logits
     from anyteach.core.runtime import Runtime
+    from anyteach.data.predictions import model_logits
     from anyteach.zoo import build_zoo, get_zoo
 
     env = dict(os.environ)
@@ -64,14 +83,19 @@ def main() -> None:
     zoo = get_zoo("glyphs")
     start = time.perf_counter()
     build_zoo(zoo, workers=min(cores, len(zoo.members)))
-    print(f"glyphs zoo build: {time.perf_counter() - start:.0f} s ({min(cores, len(zoo.members))} CPU workers"
-          + (", already built" if args.skip_build else "") + ")")
+    print(
+        f"glyphs zoo build: {time.perf_counter() - start:.0f} s ({min(cores, len(zoo.members))} CPU workers"
+        + (", already built" if args.skip_build else "")
+        + ")"
+    )
 
     data = load_dataset(DATA)
     model = load_model(STUDENT)
     rates = {}
-    for name, runtime in (("off", Runtime(torch.device("cuda"), amp="off")),
-                          ("bf16+cl", Runtime(torch.device("cuda"), amp="bf16", channels_last=True))):
+    for name, runtime in (
+        ("off", Runtime(torch.device("cuda"), amp="off")),
+        ("bf16+cl", Runtime(torch.device("cuda"), amp="bf16", channels_last=True)),
+    ):
         model_logits(model, data, "eval", runtime=runtime)  # warm-up (kernels, cuDNN autotuning)
         torch.cuda.synchronize()
         start = time.perf_counter()
@@ -79,8 +103,10 @@ def main() -> None:
             model_logits(model, data, "eval", runtime=runtime)
         torch.cuda.synchronize()
         rates[name] = 5 * data.size("eval") / (time.perf_counter() - start)
-    print(f"prediction: {rates['off']:.0f} images/s (amp off), {rates['bf16+cl']:.0f} images/s (bf16 + channels-last): "
-          f"ratio {rates['bf16+cl'] / rates['off']:.2f}")
+    print(
+        f"prediction: {rates['off']:.0f} images/s (amp off), {rates['bf16+cl']:.0f} images/s (bf16 + channels-last): "
+        f"ratio {rates['bf16+cl'] / rates['off']:.2f}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         anyteach = [sys.executable, "-m", "anyteach"]
@@ -89,15 +115,22 @@ def main() -> None:
             _timed(anyteach + _transfer_args(Path(tmp) / f"warm{fast}", fast), env)  # teacher outputs cached
             seconds[fast] = _timed(anyteach + _transfer_args(Path(tmp) / f"run{fast}", fast), env)
         n = data.size("transfer")
-        print(f"transfer (kl+dp, 1 epoch of {n} images, eval included): {n / seconds[False]:.0f} images/s (amp off), "
-              f"{n / seconds[True]:.0f} images/s (bf16 + channels-last): ratio {seconds[False] / seconds[True]:.2f}")
+        print(
+            f"transfer (kl+dp, 1 epoch of {n} images, eval included): {n / seconds[False]:.0f} images/s (amp off), "
+            f"{n / seconds[True]:.0f} images/s (bf16 + channels-last): ratio {seconds[False] / seconds[True]:.2f}"
+        )
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        one = _timed(torchrun + ["--nproc-per-node", "1", "-m", "anyteach"]
-                     + _transfer_args(Path(tmp) / "ddp1", True), env)
-        print(f"torchrun, 1 GPU: {one:.1f} s ({n / one:.0f} images/s; ratio to the plain run {seconds[True] / one:.2f})")
+        one = _timed(
+            torchrun + ["--nproc-per-node", "1", "-m", "anyteach"] + _transfer_args(Path(tmp) / "ddp1", True), env
+        )
+        print(
+            f"torchrun, 1 GPU: {one:.1f} s ({n / one:.0f} images/s; ratio to the plain run {seconds[True] / one:.2f})"
+        )
         if gpus > 1:
-            many = _timed(torchrun + ["--nproc-per-node", str(gpus), "-m", "anyteach"]
-                          + _transfer_args(Path(tmp) / "ddpN", True), env)
+            many = _timed(
+                torchrun + ["--nproc-per-node", str(gpus), "-m", "anyteach"] + _transfer_args(Path(tmp) / "ddpN", True),
+                env,
+            )
             print(f"torchrun, {gpus} GPUs: {many:.1f} s: speed-up over 1 GPU {one / many:.2f}")
         else:
             print("torchrun, N GPUs: one GPU here; skipped")

@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from anyteach.methods import (FROZEN, TARGET_RULES, MethodPreset, RuleInputs, Target, register_method,
-                              register_target_rule)
+from anyteach.methods import (
+    FROZEN,
+    TARGET_RULES,
+    MethodPreset,
+    RuleInputs,
+    Target,
+    register_method,
+    register_target_rule,
+)
 
 CONFIDENCE = 0.9
 """The teacher's max probability above which its output becomes the target."""
@@ -33,14 +40,23 @@ def confident_teacher(inputs: RuleInputs) -> Target:
 
 if "confident-teacher" not in TARGET_RULES:  # importing the file twice registers once
     register_target_rule("confident-teacher")(confident_teacher)
-    register_method(MethodPreset("kl+confident", "KL to the teacher where it is confident, to S_frozen elsewhere",
-                                 target="confident-teacher", loss="kl"))
+    register_method(
+        MethodPreset(
+            "kl+confident",
+            "KL to the teacher where it is confident, to S_frozen elsewhere",
+            target="confident-teacher",
+            loss="kl",
+        )
+    )
 
 
 if __name__ == "__main__":
     from anyteach import transfer
 
-    result = transfer("zoo:mnist1d/mlp", "zoo:mnist1d/cnn_bn", method="kl+confident", epochs=2,
-                      out="runs/custom_method")
-    print(f"student {result.final['student_acc']:.2f}% (Δ {result.final['transfer_delta']:+.2f} points), "
-          f"saved to {result.student_path}")
+    result = transfer(
+        "zoo:mnist1d/mlp", "zoo:mnist1d/cnn_bn", method="kl+confident", epochs=2, out="runs/custom_method"
+    )
+    print(
+        f"student {result.final['student_acc']:.2f}% (Δ {result.final['transfer_delta']:+.2f} points), "
+        f"saved to {result.student_path}"
+    )

@@ -29,8 +29,16 @@ from anyteach.report.figures import multi_teacher_figures
 STUDENT = "zoo:mnist1d/mlp_wide_aug"  # 93.56% eval accuracy
 TEACHERS = ["zoo:mnist1d/mlp", "zoo:mnist1d/transformer", "zoo:mnist1d/cnn_bn"]  # weaker, equal, stronger
 RECIPE = DEMO_STUDY["recipe"]  # the demo study's recipe, per run and per stage
-KEYS = ("student_acc", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count", "loss_count", "p_gain",
-        "p_loss")
+KEYS = (
+    "student_acc",
+    "transfer_delta",
+    "knowledge_gain",
+    "knowledge_loss",
+    "gain_count",
+    "loss_count",
+    "p_gain",
+    "p_loss",
+)
 
 
 def run_seed(seed: int, out: Path, method: str) -> tuple[dict, str]:
@@ -42,7 +50,8 @@ def run_seed(seed: int, out: Path, method: str) -> tuple[dict, str]:
     results["parallel"] = transfer_multi(STUDENT, TEACHERS, mode="parallel", out=out / "parallel", **common)
     for curriculum in ("asc", "desc"):
         results[f"sequential {curriculum}"] = transfer_multi(
-            STUDENT, TEACHERS, mode="sequential", curriculum=curriculum, out=out / f"sequential-{curriculum}", **common)
+            STUDENT, TEACHERS, mode="sequential", curriculum=curriculum, out=out / f"sequential-{curriculum}", **common
+        )
     results["soup"] = transfer_multi(STUDENT, TEACHERS, mode="soup", out=out / "soup", **common)
     singles = [label for label in results if label.startswith("single")]
     best = max(singles, key=lambda label: results[label].final["transfer_delta"])
@@ -68,21 +77,26 @@ def main() -> None:
             row = {"seed": seed, "run": label, **{k: result.final[k] for k in KEYS}, "run_dir": str(result.run_dir)}
             pred = predict(result.student_path, "mnist1d")
             versus = transfer_metrics(best_pred.predicted, pred.predicted, best_pred.predicted, pred.labels)
-            row["vs_best_single"] = {k: versus[k] for k in ("transfer_delta", "gain_count", "loss_count", "p_gain",
-                                                            "p_loss")}
+            row["vs_best_single"] = {
+                k: versus[k] for k in ("transfer_delta", "gain_count", "loss_count", "p_gain", "p_loss")
+            }
             row["best_single"] = best
             rows.append(row)
             v = row["vs_best_single"]
-            print(f"seed {seed} {label:<32} acc {row['student_acc']:6.2f}  Δ {row['transfer_delta']:+6.2f} pp  "
-                  f"gain {row['knowledge_gain']:5.2f}  loss {row['knowledge_loss']:5.2f}  "
-                  f"flips +{row['gain_count']}/-{row['loss_count']}  p_gain {row['p_gain']:.2g}  "
-                  f"p_loss {row['p_loss']:.2g}  | vs {best}: {v['transfer_delta']:+.2f} pp "
-                  f"(+{v['gain_count']}/-{v['loss_count']}, p {v['p_gain']:.2g}/{v['p_loss']:.2g})")
+            print(
+                f"seed {seed} {label:<32} acc {row['student_acc']:6.2f}  Δ {row['transfer_delta']:+6.2f} pp  "
+                f"gain {row['knowledge_gain']:5.2f}  loss {row['knowledge_loss']:5.2f}  "
+                f"flips +{row['gain_count']}/-{row['loss_count']}  p_gain {row['p_gain']:.2g}  "
+                f"p_loss {row['p_loss']:.2g}  | vs {best}: {v['transfer_delta']:+.2f} pp "
+                f"(+{v['gain_count']}/-{v['loss_count']}, p {v['p_gain']:.2g}/{v['p_loss']:.2g})"
+            )
         for label in ("sequential asc", "sequential desc"):
             for stage in results[label].stage_metrics:
-                print(f"    {label} stage {stage['stage']} {stage['teacher']:<12} "
-                      f"Δ vs start {stage['vs_start']['transfer_delta']:+.2f}  "
-                      f"Δ vs S0 {stage['vs_original']['transfer_delta']:+.2f} pp")
+                print(
+                    f"    {label} stage {stage['stage']} {stage['teacher']:<12} "
+                    f"Δ vs start {stage['vs_start']['transfer_delta']:+.2f}  "
+                    f"Δ vs S0 {stage['vs_original']['transfer_delta']:+.2f} pp"
+                )
         if i == 0:
             shown = {label: result for label, result in results.items() if not label.startswith("control")}
             for path in multi_teacher_figures(shown, args.out):
@@ -93,10 +107,21 @@ def main() -> None:
         deltas = [row["transfer_delta"] for row in rows if row["run"] == label]
         versus = [row["vs_best_single"]["transfer_delta"] for row in rows if row["run"] == label]
         sd = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
-        print(f"{label:<34} Δ {statistics.mean(deltas):+.2f} ± {sd:.2f}   "
-              f"vs best single {statistics.mean(versus):+.2f}   per seed {', '.join(f'{d:+.2f}' for d in deltas)}")
-    write_json(args.out / "table.json", {"student": STUDENT, "teachers": TEACHERS, "recipe": RECIPE,
-                                         "method": args.method, "seeds": args.seeds, "rows": rows})
+        print(
+            f"{label:<34} Δ {statistics.mean(deltas):+.2f} ± {sd:.2f}   "
+            f"vs best single {statistics.mean(versus):+.2f}   per seed {', '.join(f'{d:+.2f}' for d in deltas)}"
+        )
+    write_json(
+        args.out / "table.json",
+        {
+            "student": STUDENT,
+            "teachers": TEACHERS,
+            "recipe": RECIPE,
+            "method": args.method,
+            "seeds": args.seeds,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,33 @@ import math
 import pandas as pd
 import pytest
 
-from anyteach.report.aggregate import METRIC_COLUMNS, against_control, aggregate, order_methods, per_student, size_correlation, summarize_runs
+from anyteach.report.aggregate import (
+    METRIC_COLUMNS,
+    against_control,
+    aggregate,
+    order_methods,
+    per_student,
+    size_correlation,
+    summarize_runs,
+)
 from anyteach.study.driver import BUCKETS
 
-COLUMNS = ["label", "method", "student", "teacher", "transfer_delta", "knowledge_gain", "knowledge_loss", "p_gain",
-           "p_loss", "teacher_strength", "bucket", "student_family", "student_params", "transfer_rate"]
+COLUMNS = [
+    "label",
+    "method",
+    "student",
+    "teacher",
+    "transfer_delta",
+    "knowledge_gain",
+    "knowledge_loss",
+    "p_gain",
+    "p_loss",
+    "teacher_strength",
+    "bucket",
+    "student_family",
+    "student_params",
+    "transfer_rate",
+]
 ROWS = [
     # label, method, student, teacher, Δ, gain, loss, p_gain, p_loss, strength, bucket, family, params, rate
     ("kl", "kl", "s1", "t1", 1.0, 2.0, 1.0, 0.01, 0.90, 2.0, "stronger", "cnn", 1000, 10.0),
@@ -118,8 +140,18 @@ def test_per_student_and_size_correlation(runs):
 def test_json_records_have_the_documented_keys(runs):
     records = json.loads(summarize_runs(runs).to_json())
     assert [r["method"] for r in records] == ["kl", "xe"]
-    required = {"method", "runs", "median_success_rate", "pooled_success_rate", "mean_delta", "mean_gain",
-                "mean_loss", "significant_gain_rate", "significant_harm_rate", "by_bucket"}
+    required = {
+        "method",
+        "runs",
+        "median_success_rate",
+        "pooled_success_rate",
+        "mean_delta",
+        "mean_gain",
+        "mean_loss",
+        "significant_gain_rate",
+        "significant_harm_rate",
+        "by_bucket",
+    }
     for record in records:
         assert required <= set(record)
         assert [b["bucket"] for b in record["by_bucket"]] == list(BUCKETS)
@@ -166,11 +198,13 @@ def test_each_run_is_paired_with_a_control_of_its_own_budget():
     # `long` runs 8 epochs with cosine (pairs with the 8-epoch control), `short` 2 epochs (the 2-epoch one)
     rows, long_recipe = [], json.dumps({"epochs": 8, "lr_schedule": "cosine"})
     for k, student in enumerate(["s1", "s2", "s3"]):
-        rows += [("xe", "xe", student, "", 0.0, json.dumps({"epochs": 2})),
-                 ("xe-8", "xe", student, "", 0.5, long_recipe),
-                 ("long", "kl+dp", student, "t", 0.5 + 0.1 * (k + 1), long_recipe),
-                 ("short", "kl+dp", student, "t", 0.2, json.dumps({"epochs": 2})),
-                 ("odd", "kl+dp", student, "t", 0.9, json.dumps({"epochs": 5}))]  # no control of 5 epochs
+        rows += [
+            ("xe", "xe", student, "", 0.0, json.dumps({"epochs": 2})),
+            ("xe-8", "xe", student, "", 0.5, long_recipe),
+            ("long", "kl+dp", student, "t", 0.5 + 0.1 * (k + 1), long_recipe),
+            ("short", "kl+dp", student, "t", 0.2, json.dumps({"epochs": 2})),
+            ("odd", "kl+dp", student, "t", 0.9, json.dumps({"epochs": 5})),
+        ]  # no control of 5 epochs
     frame = pd.DataFrame(rows, columns=["label", "method", "student", "teacher", "transfer_delta", "options"])
     frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5, seed=0, data="d")
     table = against_control(frame).set_index("label")
@@ -186,8 +220,10 @@ def test_ties_are_ties_not_wins():
     # a method and its control that both gain exactly 3 of 5,000 eval samples: the float deltas differ in
     # the last bits (as stored by the demo), the flip counts do not, so the run is neither better nor a win
     rows = []
-    for student, (method_delta, control_delta) in {"s1": (0.0600000000000005, 0.05999999999999961),
-                                                   "s2": (0.0600000000000005, 0.05999999999999961)}.items():
+    for student, (method_delta, control_delta) in {
+        "s1": (0.0600000000000005, 0.05999999999999961),
+        "s2": (0.0600000000000005, 0.05999999999999961),
+    }.items():
         rows += [("xe", student, "", control_delta, 5, 2), ("kl+dp", student, "t", method_delta, 4, 1)]
     frame = pd.DataFrame(rows, columns=["label", "student", "teacher", "transfer_delta", "gain_count", "loss_count"])
     frame = frame.assign(knowledge_gain=0.1, knowledge_loss=0.04, p_gain=0.5, p_loss=0.5)
@@ -199,8 +235,9 @@ def test_ties_are_ties_not_wins():
     assert aggregate(noisy)["pooled_success_rate"].eq(0.0).all()
     # without counts the delta is compared to 1e-6 pp, which still absorbs float noise
     assert aggregate(noisy.drop(columns=["gain_count", "loss_count"]))["pooled_success_rate"].eq(0.0).all()
-    assert row_of(against_control(frame.drop(columns=["gain_count", "loss_count"])),
-                  label="kl+dp")["students_better"] == 0
+    assert (
+        row_of(against_control(frame.drop(columns=["gain_count", "loss_count"])), label="kl+dp")["students_better"] == 0
+    )
 
 
 def test_a_run_is_paired_with_the_stronger_of_several_controls_and_its_efficiency_beyond_it():
@@ -208,13 +245,22 @@ def test_a_run_is_paired_with_the_stronger_of_several_controls_and_its_efficienc
     # whichever gained more samples (s1: self+xe+wise, s2: self), never with a weaker one
     rows = []
     for student, (self_delta, xe_delta, method_delta) in {"s1": (0.0, 0.4, 1.0), "s2": (0.2, -0.2, 0.1)}.items():
-        rows += [("self", student, "", self_delta, math.nan, math.nan),
-                 ("self+xe+wise", student, "", xe_delta, math.nan, math.nan),
-                 ("pl+ens+wise", student, "t", method_delta, 2.0, 98.0)]
-    frame = pd.DataFrame(rows, columns=["label", "student", "teacher", "transfer_delta", "ensemble_delta",
-                                        "ensemble_acc"])
-    frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5, student_acc_before=96.0,
-                         ceiling_acc=frame["student"].map({"s1": 97.0, "s2": 99.0}))
+        rows += [
+            ("self", student, "", self_delta, math.nan, math.nan),
+            ("self+xe+wise", student, "", xe_delta, math.nan, math.nan),
+            ("pl+ens+wise", student, "t", method_delta, 2.0, 98.0),
+        ]
+    frame = pd.DataFrame(
+        rows, columns=["label", "student", "teacher", "transfer_delta", "ensemble_delta", "ensemble_acc"]
+    )
+    frame = frame.assign(
+        knowledge_gain=1.0,
+        knowledge_loss=0.5,
+        p_gain=0.5,
+        p_loss=0.5,
+        student_acc_before=96.0,
+        ceiling_acc=frame["student"].map({"s1": 97.0, "s2": 99.0}),
+    )
     table = against_control(frame, ("self", "self+xe+wise")).set_index("label")
     method = table.loc["pl+ens+wise"]
     assert method["mean_delta_vs_control"] == pytest.approx((0.6 - 0.1) / 2)
@@ -238,14 +284,18 @@ def test_a_run_is_paired_with_the_stronger_of_several_controls_and_its_efficienc
 def test_a_method_that_names_its_controls_is_paired_with_them_only():
     # pl+ens+xetrain+wise also spends the train labels: its fair control is self+xetrain+wise (the same labels,
     # no teacher), never the weaker self / self+xe+wise, even where one of those gained more
-    from anyteach.report.aggregate import against_own_controls
     from anyteach.methods import METHODS
+    from anyteach.report.aggregate import against_own_controls
 
     assert METHODS["pl+ens+xetrain+wise"].controls == ("self+xetrain+wise",)
     rows = []
     for student, (self_delta, train_delta, method_delta) in {"s1": (0.9, 0.3, 0.8), "s2": (0.0, 0.5, 0.4)}.items():
-        rows += [("self", student, "", self_delta), ("self+xetrain+wise", student, "", train_delta),
-                 ("pl+ens+xetrain+wise", student, "t", method_delta), ("pl+ens+wise", student, "t", 0.5)]
+        rows += [
+            ("self", student, "", self_delta),
+            ("self+xetrain+wise", student, "", train_delta),
+            ("pl+ens+xetrain+wise", student, "t", method_delta),
+            ("pl+ens+wise", student, "t", 0.5),
+        ]
     frame = pd.DataFrame(rows, columns=["label", "student", "teacher", "transfer_delta"])
     frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5)
     table = against_own_controls(frame).set_index("label")

@@ -45,7 +45,7 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = [p for p in package.split(".") if p and p != "anyteach"]
-                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
                 target = ".".join(base + ([node.module] if node.module else []))
             elif (node.module or "").startswith("anyteach"):
                 target = node.module.removeprefix("anyteach").lstrip(".")
@@ -80,8 +80,12 @@ def test_every_folder_says_what_it_holds_and_what_it_may_import():
 
 def test_modules_import_only_their_own_or_lower_layers():
     layers = documented_layers()
-    upward = [f"{m} (layer {layer_of(m, layers)}) imports {d} (layer {layer_of(d, layers)})"
-              for m, deps in import_graph().items() for d in deps if layer_of(d, layers) > layer_of(m, layers)]
+    upward = [
+        f"{m} (layer {layer_of(m, layers)}) imports {d} (layer {layer_of(d, layers)})"
+        for m, deps in import_graph().items()
+        for d in deps
+        if layer_of(d, layers) > layer_of(m, layers)
+    ]
     assert upward == []
 
 
@@ -94,7 +98,7 @@ def test_there_is_no_import_circle():
         state[module] = 1
         for dep in sorted(graph[module]):
             if state.get(dep) == 1:
-                circles.append(" -> ".join(path[path.index(dep):] + [dep]))
+                circles.append(" -> ".join(path[path.index(dep) :] + [dep]))
             elif dep not in state:
                 visit(dep, path + [dep])
         state[module] = 2
@@ -125,4 +129,5 @@ def test_old_module_paths_work_for_one_release_with_a_warning():
         warnings.simplefilter("ignore", DeprecationWarning)
         for old_name, new_name in MOVED_MODULES.items():
             assert dir(importlib.import_module(f"anyteach.{old_name}")) == dir(
-                importlib.import_module(f"anyteach.{new_name}"))
+                importlib.import_module(f"anyteach.{new_name}")
+            )

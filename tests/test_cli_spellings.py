@@ -14,8 +14,13 @@ from .conftest import TINY_DATA
 
 def test_old_spellings_become_the_new_ones_with_a_message():
     said = []
-    assert modernise(["transfer", "--student", "s", "-o", "beta=5"], said.append) == \
-        ["transfer", "--student", "s", "--option", "beta=5"]
+    assert modernise(["transfer", "--student", "s", "-o", "beta=5"], said.append) == [
+        "transfer",
+        "--student",
+        "s",
+        "--option",
+        "beta=5",
+    ]
     assert modernise(["flips", "t", "s", "--json", "out/pair.json"], said.append)[3] == "--json-out"
     assert modernise(["flips", "t", "s", "--json=pair.json"], said.append)[3] == "--json-out=pair.json"
     assert modernise(["--debug", "study", "--pair-seed", "1", "--seed", "3"], said.append)[4] == "--pair-seed"
@@ -25,8 +30,13 @@ def test_old_spellings_become_the_new_ones_with_a_message():
 
 def test_new_spellings_are_left_alone():
     said = []
-    for args in (["transfer", "-o", "runs/a", "--option", "beta=5"], ["flips", "t", "s", "--json", "--data", "d"],
-                 ["flips", "t", "s", "--json"], ["transfer", "--seed", "3"], ["study", "--seeds", "0,1"]):
+    for args in (
+        ["transfer", "-o", "runs/a", "--option", "beta=5"],
+        ["flips", "t", "s", "--json", "--data", "d"],
+        ["flips", "t", "s", "--json"],
+        ["transfer", "--seed", "3"],
+        ["study", "--seeds", "0,1"],
+    ):
         assert modernise(args, said.append) == args
     assert said == []
 

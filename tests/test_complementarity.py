@@ -16,11 +16,21 @@ from typer.testing import CliRunner
 
 import anyteach.analysis.complementarity as complementarity
 from anyteach import AnyteachError
+from anyteach.analysis.complementarity import (
+    analyze_pair,
+    analyze_zoo,
+    pair_from_predictions,
+    semantic_relatedness,
+    zoo_from_predictions,
+)
+from anyteach.analysis.metrics import (
+    flip_entropy,
+    negative_flips,
+    per_class_positive_flips,
+    positive_flips,
+    top_p_classes,
+)
 from anyteach.cli import app
-from anyteach.analysis.complementarity import (analyze_pair, analyze_zoo, pair_from_predictions, semantic_relatedness,
-                                      zoo_from_predictions)
-from anyteach.analysis.metrics import (flip_entropy, negative_flips, per_class_positive_flips, positive_flips,
-                              top_p_classes)
 
 from .conftest import TINY_DATA
 
@@ -109,14 +119,19 @@ def test_zoo_without_per_class():
 
 def test_pair_from_predictions_golden_values():
     # student wrong & teacher right on samples 1 (class 1), 3 (class 0), 5 (class 2)
-    pair = pair_from_predictions([0, 0, 2, 1, 1, 0], [0, 1, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2],
-                                 class_names=["a", "b", "c"])
+    pair = pair_from_predictions(
+        [0, 0, 2, 1, 1, 0], [0, 1, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2], class_names=["a", "b", "c"]
+    )
     assert (pair.positive_flips, pair.student_acc) == (50.0, 50.0)
     assert pair.negative_flips == pytest.approx(100 / 6)
     assert pair.per_class_flips.tolist() == [1, 1, 1]
     assert pair.entropy == pytest.approx(np.log(3)) and pair.uniform_entropy == pytest.approx(np.log(3))
     assert {p: (t.k, round(t.share, 6)) for p, t in pair.top_p.items()} == {
-        2.0: (1, 33.333333), 5.0: (1, 33.333333), 20.0: (1, 33.333333), 50.0: (2, 66.666667)}
+        2.0: (1, 33.333333),
+        5.0: (1, 33.333333),
+        20.0: (1, 33.333333),
+        50.0: (2, 66.666667),
+    }
     d = pair.as_dict()
     assert PAIR_KEYS <= set(d) and d["top_p"]["50"]["k"] == 2
 
@@ -233,9 +248,22 @@ def _nonempty(path) -> bool:
 
 def test_cli_pair(tiny_zoo, tmp_path):
     out = tmp_path / "pair"
-    result = CliRunner().invoke(app, ["flips", tiny_zoo["gru_chunk4"], tiny_zoo["mlp_narrow"], "--data", TINY_DATA,
-                                      "--json-out", str(out / "pair.json"), "--csv", str(out / "pair.csv"),
-                                      "--plots", str(out / "plots")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "flips",
+            tiny_zoo["gru_chunk4"],
+            tiny_zoo["mlp_narrow"],
+            "--data",
+            TINY_DATA,
+            "--json-out",
+            str(out / "pair.json"),
+            "--csv",
+            str(out / "pair.csv"),
+            "--plots",
+            str(out / "plots"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "complementary knowledge" in result.output
     d = json.loads((out / "pair.json").read_text())
@@ -248,15 +276,28 @@ def test_cli_pair(tiny_zoo, tmp_path):
 
 
 def test_cli_zoo(tiny_zoo, tmp_path):
-    args = ["flips", "--data", TINY_DATA, "--json-out", str(tmp_path / "zoo.json"), "--csv", str(tmp_path / "zoo.csv"),
-            "--plots", str(tmp_path / "plots"), "--top-p", "5,50"]
+    args = [
+        "flips",
+        "--data",
+        TINY_DATA,
+        "--json-out",
+        str(tmp_path / "zoo.json"),
+        "--csv",
+        str(tmp_path / "zoo.csv"),
+        "--plots",
+        str(tmp_path / "plots"),
+        "--top-p",
+        "5,50",
+    ]
     for name in ("mlp_narrow", "mlp", "cnn_small_sgd", "gru_chunk4"):
         args += ["--model", tiny_zoo[name]]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "minimum complementary knowledge" in result.output
     d = json.loads((tmp_path / "zoo.json").read_text())
-    assert {"models", "positive_flips", "negative_flips", "accuracy_difference", "entropy", "top_p", "minimum"} <= set(d)
+    assert {"models", "positive_flips", "negative_flips", "accuracy_difference", "entropy", "top_p", "minimum"} <= set(
+        d
+    )
     assert len(d["positive_flips"]) == 4 and set(d["top_p"]) == {"5", "50"}
     rows = list(csv.DictReader((tmp_path / "zoo.csv").open()))
     assert len(rows) == 12 and {"student", "teacher", "positive_flips", "top_50_share"} <= set(rows[0])
@@ -264,13 +305,16 @@ def test_cli_zoo(tiny_zoo, tmp_path):
         assert _nonempty(tmp_path / "plots" / name)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["flips", "--data", TINY_DATA], "TEACHER and STUDENT"),
-    (["flips", "a", "b", "--zoo", "mnist1d", "--data", TINY_DATA], "not both"),
-    (["flips", "--zoo", "nosuchzoo", "--data", TINY_DATA], "unknown zoo"),
-    (["flips", "--zoo", "mnist1d", "--data", TINY_DATA], "not built"),
-    (["flips", "x", "y", "--data", TINY_DATA, "--top-p", "abc"], "--top-p"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["flips", "--data", TINY_DATA], "TEACHER and STUDENT"),
+        (["flips", "a", "b", "--zoo", "mnist1d", "--data", TINY_DATA], "not both"),
+        (["flips", "--zoo", "nosuchzoo", "--data", TINY_DATA], "unknown zoo"),
+        (["flips", "--zoo", "mnist1d", "--data", TINY_DATA], "not built"),
+        (["flips", "x", "y", "--data", TINY_DATA, "--top-p", "abc"], "--top-p"),
+    ],
+)
 def test_cli_bad_input(args, message):
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, AnyteachError) and message in str(result.exception)
@@ -278,7 +322,23 @@ def test_cli_bad_input(args, message):
 
 def test_cli_user_error_exits_2_with_one_line(tiny_zoo):
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "anyteach", "flips", tiny_zoo["mlp"], tiny_zoo["mlp_narrow"],
-                           "--data", TINY_DATA, "--top-p", "0"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anyteach",
+            "flips",
+            tiny_zoo["mlp"],
+            tiny_zoo["mlp_narrow"],
+            "--data",
+            TINY_DATA,
+            "--top-p",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "top-p share must be in (0, 100]" in proc.stderr and "Traceback" not in proc.stderr

@@ -35,7 +35,10 @@ def test_loader_yields_input_label_index(tiny_data):
         assert torch.equal(tiny_data.labels("eval")[idx], y)
         seen.append(idx)
     assert sorted(torch.cat(seen).tolist()) == list(range(500))
-    first = lambda epoch: next(iter(tiny_data.loader("train", shuffle=True, seed=3, epoch=epoch)))[2]
+
+    def first(epoch):
+        return next(iter(tiny_data.loader("train", shuffle=True, seed=3, epoch=epoch)))[2]
+
     assert torch.equal(first(0), first(0)) and not torch.equal(first(0), first(1))
 
 
@@ -51,14 +54,17 @@ def test_stratified_fraction():
     assert data.size("train") == 1500
 
 
-@pytest.mark.parametrize("ref, message", [
-    ("mnist1d:size=abc", "is not an integer"),
-    ("mnist1d:colour=red", "unknown option"),
-    ("mnist1d:size=100,eval=200", "0 < eval < size"),
-    ("mnist1d:fraction=0", "fraction"),
-    ("cifar", "unknown dataset reference"),
-    ("imagefolder:/no/such/dir", "no train/ directory"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("mnist1d:size=abc", "is not an integer"),
+        ("mnist1d:colour=red", "unknown option"),
+        ("mnist1d:size=100,eval=200", "0 < eval < size"),
+        ("mnist1d:fraction=0", "fraction"),
+        ("cifar", "unknown dataset reference"),
+        ("imagefolder:/no/such/dir", "no train/ directory"),
+    ],
+)
 def test_bad_dataset_references(ref, message):
     with pytest.raises(AnyteachError, match=message):
         load_dataset(ref)
@@ -77,7 +83,9 @@ def test_imagefolder_with_each_models_preprocessing(tmp_path):
         for c in ("n01440764", "n01443537"):
             (tmp_path / split / c).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
+                Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+                    tmp_path / split / c / f"{i}.png"
+                )
     data = load_dataset(f"imagefolder:{tmp_path},fraction=0.5")
     assert data.num_classes == 2 and data.class_names == ["tench", "goldfish"]
     assert data.size("train") == 20 and data.size("transfer") == 10 and data.size("eval") == 8

@@ -35,8 +35,24 @@ def torchrun(*args: str, nproc: int = 2) -> list[str]:
 
 def cli_transfer(tiny_zoo, tiny_data, out: Path, *extra: str) -> list[str]:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in RECIPE.items()]
-    return torchrun("-m", "anyteach", "transfer", "--student", tiny_zoo["mlp_narrow"], "--teacher", tiny_zoo["mlp"],
-                    "--data", tiny_data.ref, "--method", "kl+dp", *flags, "--out", str(out), "--quiet", *extra)
+    return torchrun(
+        "-m",
+        "anyteach",
+        "transfer",
+        "--student",
+        tiny_zoo["mlp_narrow"],
+        "--teacher",
+        tiny_zoo["mlp"],
+        "--data",
+        tiny_data.ref,
+        "--method",
+        "kl+dp",
+        *flags,
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    )
 
 
 def run(cmd: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
@@ -68,8 +84,15 @@ def assert_close_weights(a: Path, b: Path, atol: float = 1e-4) -> None:
 
 @pytest.fixture(scope="module")
 def single(tiny_zoo, tiny_data, tmp_path_factory):
-    return transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl+dp",
-                    tmp_path_factory.mktemp("single") / "run", progress=False, **RECIPE)
+    return transfer(
+        tiny_zoo["mlp_narrow"],
+        tiny_zoo["mlp"],
+        tiny_data,
+        "kl+dp",
+        tmp_path_factory.mktemp("single") / "run",
+        progress=False,
+        **RECIPE,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +136,18 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
 def test_kill_9_of_one_rank_then_the_same_command_resumes(tiny_zoo, tiny_data, ddp_run, tmp_path):
     out = tmp_path / "run"
     cmd = cli_transfer(tiny_zoo, tiny_data, out)
-    launcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env=os.environ.copy())
+    launcher = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
     try:
         deadline = time.monotonic() + 180
         # epoch 1 is done, saved and its metrics row written (the checkpoint comes first: a kill between the
         # two loses no row, as the resume restores it, but this test reads the row before resuming)
-        while not ((out / "checkpoint.pt").exists() and (out / "metrics.jsonl").exists()
-                   and any(row["epoch"] >= 1 for row in history(out))):
+        while not (
+            (out / "checkpoint.pt").exists()
+            and (out / "metrics.jsonl").exists()
+            and any(row["epoch"] >= 1 for row in history(out))
+        ):
             assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
             time.sleep(0.02)
         victim = _rank_pid(launcher.pid, 1)
@@ -139,7 +166,7 @@ def test_kill_9_of_one_rank_then_the_same_command_resumes(tiny_zoo, tiny_data, d
     proc = run(cmd)  # the same command again
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = history(out)
-    assert resumed[:len(first_rows)] == first_rows  # the epochs before the kill were not trained again
+    assert resumed[: len(first_rows)] == first_rows  # the epochs before the kill were not trained again
     assert_same_metrics(resumed, history(ddp_run))
     # same ranks, same checkpoint: bitwise the weights of the uninterrupted 2-rank run
     a, b = load_file(str(out / "student.safetensors")), load_file(str(ddp_run / "student.safetensors"))
@@ -182,8 +209,9 @@ def test_python_api_under_a_process_group_multi_teacher_and_bad_input(tiny_zoo, 
     script = tmp_path / "api.py"
     script.write_text(textwrap.dedent(API_SCRIPT))
     data = tiny_data.ref
-    proc = run(torchrun(str(script), tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"], data,
-                        str(tmp_path)))
+    proc = run(
+        torchrun(str(script), tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"], data, str(tmp_path))
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # every rank returns the same result
@@ -195,8 +223,15 @@ def test_python_api_under_a_process_group_multi_teacher_and_bad_input(tiny_zoo, 
     assert not any((tmp_path / f"bad-{name}").exists() for name in errors)  # nothing half-written
     # sequential: the stages of a single process, to rounding
     recipe = {"epochs": 2, "batch_size": 150, "lr": 1e-3, "optimizer": "adamw", "progress": False}
-    one = transfer_multi(tiny_zoo["mlp_narrow"], [tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"]], tiny_data, "kl+dp",
-                         "sequential", tmp_path / "seq-one", **recipe)
+    one = transfer_multi(
+        tiny_zoo["mlp_narrow"],
+        [tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"]],
+        tiny_data,
+        "kl+dp",
+        "sequential",
+        tmp_path / "seq-one",
+        **recipe,
+    )
     assert_same_metrics([ranks[0]["seq"]], [one.final])
     assert (tmp_path / "seq" / "summary.json").exists() and (tmp_path / "seq" / "stage2" / "final.json").exists()
     assert Path(ranks[0]["soup_path"]).exists() and ranks[0]["soup"]["student_acc"] > 0

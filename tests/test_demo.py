@@ -24,15 +24,22 @@ def test_demo_study_is_a_valid_balanced_study_of_the_required_methods():
     paper = [m for m in spec.methods if m.name in REQUIRED_METHODS]
     assert all(not m.options and m.data is None for m in paper if m.name != "xekl+mcl")
     # the teaching preset and its no-teacher control get the same data and the same budget
-    teaching, *controls = (next(m for m in spec.methods if m.name == name)
-                           for name in ("pl+ens+wise", "self", "self+xe+wise"))
+    teaching, *controls = (
+        next(m for m in spec.methods if m.name == name) for name in ("pl+ens+wise", "self", "self+xe+wise")
+    )
     assert all(teaching.data == c.data and teaching.options == c.options for c in controls)
     assert "fresh=" in teaching.data and "calib=" in teaching.data
 
 
 def test_run_demo_writes_analysis_study_and_report(tiny_zoo, tmp_path):
-    study = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "pairs": {"random": 3, "seed": 0},
-             "methods": ["kl", "kl+dp", "xe"], "recipe": {"epochs": 1, "batch_size": 256}, "workers": 1}
+    study = {
+        "models": list(tiny_zoo.values()),
+        "data": TINY_DATA,
+        "pairs": {"random": 3, "seed": 0},
+        "methods": ["kl", "kl+dp", "xe"],
+        "recipe": {"epochs": 1, "batch_size": 256},
+        "workers": 1,
+    }
     result = run_demo(tmp_path / "demo", study, progress=False)
     assert result.complementarity.num_models == len(tiny_zoo)
     assert (tmp_path / "demo" / "complementarity" / "pairs.csv").stat().st_size > 0

@@ -53,167 +53,447 @@ CASES = [
     Case("model", "unknown timm name", ("info", "timm:no_such_net_xyz"), "unknown timm model 'no_such_net_xyz'"),
     Case("model", "missing file", ("info", "{dir}/missing.safetensors"), "model file not found"),
     Case("model", "a directory", ("info", "{dir}/emptydir"), "model file not found"),
-    Case("model", "a text file named .safetensors", ("info", "timm:test_vit@{dir}/text.safetensors"),
-         "corrupted or not a safetensors file"),
-    Case("model", "a truncated safetensors file", ("info", "timm:test_vit@{dir}/truncated.safetensors"),
-         "corrupted or not a safetensors file"),
-    Case("model", "a file with pickled objects", ("info", "timm:test_vit@{dir}/pickle.pt"),
-         "contains pickled Python objects"),
+    Case(
+        "model",
+        "a text file named .safetensors",
+        ("info", "timm:test_vit@{dir}/text.safetensors"),
+        "corrupted or not a safetensors file",
+    ),
+    Case(
+        "model",
+        "a truncated safetensors file",
+        ("info", "timm:test_vit@{dir}/truncated.safetensors"),
+        "corrupted or not a safetensors file",
+    ),
+    Case(
+        "model",
+        "a file with pickled objects",
+        ("info", "timm:test_vit@{dir}/pickle.pt"),
+        "contains pickled Python objects",
+    ),
     Case("model", "a sidecar without an architecture", ("info", "{dir}/noarch.safetensors"), "lacks architecture"),
-    Case("model", "a sidecar whose class count differs from the weights", ("info", "{dir}/liar.safetensors"),
-         "says 7 classes but the weights"),
-    Case("model", "a sidecar whose architecture is a number", ("info", "{dir}/arch5.safetensors"),
-         "'architecture' must be a string, got 5"),
-    Case("model", "a sidecar whose class count is a string", ("info", "{dir}/classes_text.safetensors"),
-         "'num_classes' must be an integer, got '10'"),
-    Case("model", "int8 weights for a float model", ("info", "{dir}/int8.safetensors"),
-         "tensors of another kind of number"),
-    Case("model", "weights whose class count differs from the data", ("info", "{dir}/five.safetensors", "--data",
-                                                                      "{data}"), "has 5 classes but dataset"),
-    Case("model", "student and teacher with different class counts",
-         ("transfer", "--student", "{mlp}", "--teacher", "{dir}/five.safetensors", "--data", "{data}", "--out",
-          "{dir}/run", *FAST), "has 5 classes but dataset"),
-    Case("model", "an image model on signal data", ("info", "{dir}/img10.safetensors", "--data", "{data}"),
-         "cannot take the inputs of dataset"),
-    Case("model", "a timm model argument without a value", ("info", "timm:test_vit@{dir}/full.safetensors?img_size"),
-         "is not <name>=<value>"),
-    Case("model", "a timm model argument the architecture does not take",
-         ("info", "timm:test_vit@{dir}/full.safetensors?colour=1"), "cannot create timm:test_vit with"),
+    Case(
+        "model",
+        "a sidecar whose class count differs from the weights",
+        ("info", "{dir}/liar.safetensors"),
+        "says 7 classes but the weights",
+    ),
+    Case(
+        "model",
+        "a sidecar whose architecture is a number",
+        ("info", "{dir}/arch5.safetensors"),
+        "'architecture' must be a string, got 5",
+    ),
+    Case(
+        "model",
+        "a sidecar whose class count is a string",
+        ("info", "{dir}/classes_text.safetensors"),
+        "'num_classes' must be an integer, got '10'",
+    ),
+    Case(
+        "model",
+        "int8 weights for a float model",
+        ("info", "{dir}/int8.safetensors"),
+        "tensors of another kind of number",
+    ),
+    Case(
+        "model",
+        "weights whose class count differs from the data",
+        ("info", "{dir}/five.safetensors", "--data", "{data}"),
+        "has 5 classes but dataset",
+    ),
+    Case(
+        "model",
+        "student and teacher with different class counts",
+        (
+            "transfer",
+            "--student",
+            "{mlp}",
+            "--teacher",
+            "{dir}/five.safetensors",
+            "--data",
+            "{data}",
+            "--out",
+            "{dir}/run",
+            *FAST,
+        ),
+        "has 5 classes but dataset",
+    ),
+    Case(
+        "model",
+        "an image model on signal data",
+        ("info", "{dir}/img10.safetensors", "--data", "{data}"),
+        "cannot take the inputs of dataset",
+    ),
+    Case(
+        "model",
+        "a timm model argument without a value",
+        ("info", "timm:test_vit@{dir}/full.safetensors?img_size"),
+        "is not <name>=<value>",
+    ),
+    Case(
+        "model",
+        "a timm model argument the architecture does not take",
+        ("info", "timm:test_vit@{dir}/full.safetensors?colour=1"),
+        "cannot create timm:test_vit with",
+    ),
     # data references
     Case("data", "a bad number", ("info", "{mlp}", "--data", "mnist1d:size=abc"), "size='abc'"),
-    Case("data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"),
+    Case(
+        "data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"
+    ),
     Case("data", "a negative seed", ("info", "{mlp}", "--data", "mnist1d:seed=-1"), "mnist1d seed must be in"),
-    Case("data", "a missing folder", ("info", "{mlp}", "--data", "imagefolder:{dir}/nowhere"),
-         "has no train/ directory"),
-    Case("data", "an empty class folder", ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/empty_class"),
-         "cannot read image folders"),
-    Case("data", "a val class missing from train",
-         ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/val_missing"), "different class folders"),
-    Case("data", "a corrupt image", ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/corrupt"),
-         "cannot read image"),
-    Case("data", "an image over PIL's decompression-bomb limit",
-         ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/bomb"),
-         "bomb/val/a/huge.png has more pixels than PIL's decompression-bomb limit"),
+    Case(
+        "data", "a missing folder", ("info", "{mlp}", "--data", "imagefolder:{dir}/nowhere"), "has no train/ directory"
+    ),
+    Case(
+        "data",
+        "an empty class folder",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/empty_class"),
+        "cannot read image folders",
+    ),
+    Case(
+        "data",
+        "a val class missing from train",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/val_missing"),
+        "different class folders",
+    ),
+    Case(
+        "data",
+        "a corrupt image",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/corrupt"),
+        "cannot read image",
+    ),
+    Case(
+        "data",
+        "an image over PIL's decompression-bomb limit",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/bomb"),
+        "bomb/val/a/huge.png has more pixels than PIL's decompression-bomb limit",
+    ),
     # options
     Case("options", "zero", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "0"), "batch_size=0 is out of range"),
     Case("options", "negative", (*T, "--out", "{dir}/run", *FAST, "--lr", "-1"), "lr=-1.0 is out of range"),
     Case("options", "NaN", (*T, "--out", "{dir}/run", *FAST, "--temperature", "nan"), "must be a finite number"),
     Case("options", "inf", (*T, "--out", "{dir}/run", *FAST, "--weight-decay", "inf"), "must be a finite number"),
     Case("options", "unknown method", (*T, "--out", "{dir}/run", *FAST, "--method", "nope"), "unknown method 'nope'"),
-    Case("options", "unknown option", (*T, "--out", "{dir}/run", *FAST, "--option", "colour=red"),
-         "unknown option 'colour'"),
-    Case("options", "a method given a teacher it cannot use", (*T, "--out", "{dir}/run", *FAST, "--method", "xe"),
-         "takes no teacher"),
-    Case("options", "--mode with one teacher", (*T, "--out", "{dir}/run", *FAST, "--mode", "soup"),
-         "give at least two --teacher"),
-    Case("options", "top-k beyond the class count", (*T, "--out", "{dir}/run", *FAST, "--top-k", "99"),
-         "top_k=99 is out of range"),
-    Case("options", "a batch larger than the data", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "100000"),
-         "fewer than one batch"),
-    Case("options", "a seed beyond 64 bits", (*T, "--out", "{dir}/run", *FAST, "--seed", "9223372036854775808"),
-         "seed=9223372036854775808 is out of range"),
+    Case(
+        "options",
+        "unknown option",
+        (*T, "--out", "{dir}/run", *FAST, "--option", "colour=red"),
+        "unknown option 'colour'",
+    ),
+    Case(
+        "options",
+        "a method given a teacher it cannot use",
+        (*T, "--out", "{dir}/run", *FAST, "--method", "xe"),
+        "takes no teacher",
+    ),
+    Case(
+        "options",
+        "--mode with one teacher",
+        (*T, "--out", "{dir}/run", *FAST, "--mode", "soup"),
+        "give at least two --teacher",
+    ),
+    Case(
+        "options",
+        "top-k beyond the class count",
+        (*T, "--out", "{dir}/run", *FAST, "--top-k", "99"),
+        "top_k=99 is out of range",
+    ),
+    Case(
+        "options",
+        "a batch larger than the data",
+        (*T, "--out", "{dir}/run", *FAST, "--batch-size", "100000"),
+        "fewer than one batch",
+    ),
+    Case(
+        "options",
+        "a seed beyond 64 bits",
+        (*T, "--out", "{dir}/run", *FAST, "--seed", "9223372036854775808"),
+        "seed=9223372036854775808 is out of range",
+    ),
     Case("options", "zero epochs", (*T, "--out", "{dir}/run", *FAST, "--epochs", "0"), "epochs=0 is out of range"),
-    Case("options", "a typo'd epoch count", (*T, "--out", "{dir}/run", *FAST, "--epochs", "100000000000000000000"),
-         "it must be in [1, 10000]"),
-    Case("options", "a warm-up as long as the run", (*T, "--out", "{dir}/run", *FAST, "--warmup-epochs", "5"),
-         "warmup_epochs=5 is not below epochs=1"),
-    Case("options", "a flag's value of the wrong type", (*T, "--out", "{dir}/run", *FAST, "--epochs", "abc"),
-         "Invalid value for '--epochs'"),
-    Case("options", "an unknown flag", (*T, "--out", "{dir}/run", *FAST, "--colour", "red"),
-         "No such option: --colour"),
-    Case("options", "CUDA asked for, none present", (*T, "--out", "{dir}/run", *FAST, "--device", "cuda"),
-         "CUDA is not available"),
-    Case("options", "an image student without --data",
-         ("transfer", "--student", "{dir}/img2.safetensors", "--method", "xe", "--out", "{dir}/run", *FAST),
-         "give the data: --data"),
-    Case("options", "an unknown tracker", (*T, "--out", "{dir}/run", *FAST, "--log", "neptune"),
-         "unknown tracker 'neptune'"),
-    Case("options", "an unknown key in a --config file", ("transfer", "--config", "{dir}/bad_run.yaml"),
-         "unknown key 'epochs'"),
-    Case("options", "push of a file that is not a saved model", ("push", "{dir}/text.safetensors", "me/student"),
-         "is not a model saved by anyteach"),
+    Case(
+        "options",
+        "a typo'd epoch count",
+        (*T, "--out", "{dir}/run", *FAST, "--epochs", "100000000000000000000"),
+        "it must be in [1, 10000]",
+    ),
+    Case(
+        "options",
+        "a warm-up as long as the run",
+        (*T, "--out", "{dir}/run", *FAST, "--warmup-epochs", "5"),
+        "warmup_epochs=5 is not below epochs=1",
+    ),
+    Case(
+        "options",
+        "a flag's value of the wrong type",
+        (*T, "--out", "{dir}/run", *FAST, "--epochs", "abc"),
+        "Invalid value for '--epochs'",
+    ),
+    Case(
+        "options", "an unknown flag", (*T, "--out", "{dir}/run", *FAST, "--colour", "red"), "No such option: --colour"
+    ),
+    Case(
+        "options",
+        "CUDA asked for, none present",
+        (*T, "--out", "{dir}/run", *FAST, "--device", "cuda"),
+        "CUDA is not available",
+    ),
+    Case(
+        "options",
+        "an image student without --data",
+        ("transfer", "--student", "{dir}/img2.safetensors", "--method", "xe", "--out", "{dir}/run", *FAST),
+        "give the data: --data",
+    ),
+    Case(
+        "options",
+        "an unknown tracker",
+        (*T, "--out", "{dir}/run", *FAST, "--log", "neptune"),
+        "unknown tracker 'neptune'",
+    ),
+    Case(
+        "options",
+        "an unknown key in a --config file",
+        ("transfer", "--config", "{dir}/bad_run.yaml"),
+        "unknown key 'epochs'",
+    ),
+    Case(
+        "options",
+        "push of a file that is not a saved model",
+        ("push", "{dir}/text.safetensors", "me/student"),
+        "is not a model saved by anyteach",
+    ),
     # run directories
     Case("run directory", "an existing file", (*T, "--out", "{dir}/a_file", *FAST), "is a file"),
-    Case("run directory", "an unwritable directory (under a file)", (*T, "--out", "{dir}/a_file/run", *FAST),
-         "not a directory"),
-    Case("run directory", "a finished run, re-run (not an error: nothing is trained)",
-         (*T, "--out", "{dir}/finished", *FAST), "student: {dir}/finished/student.safetensors", code=0),
-    Case("run directory", "a different configuration", (*T, "--out", "{dir}/finished", *FAST, "--lr", "5e-4"),
-         "different configuration (first difference: training.lr"),
-    Case("run directory", "an image removed from the transfer split since the run",
-         ("transfer", "--student", "{dir}/img2.safetensors", "--teacher", "{dir}/img2b.safetensors", "--data",
-          "imagefolder:{dir}/removed", "--out", "{dir}/removed_run", "--epochs", "1", "--batch-size", "2", "--optimizer",
-          "adamw", "--lr", "1e-3", "--quiet", "--workers", "0"),
-         "the files of the transfer split changed (images added, removed, edited or relabelled)); choose another "
-         "directory, or pass --overwrite"),
-    Case("run directory", "a finished run whose final.json is damaged", (*T, "--out", "{dir}/final_list", *FAST),
-         "final.json is damaged", code=1),
-    Case("run directory", "a finished run whose metrics.jsonl is cut mid-row", (*T, "--out", "{dir}/cut_metrics", *FAST),
-         "metrics.jsonl is damaged (line 1", code=1),
-    Case("run directory", "a directory holding an unrelated config.json", (*T, "--out", "{dir}/foreign", *FAST),
-         "is not the configuration of a run"),
-    Case("run directory", "a truncated config.json", (*T, "--out", "{dir}/truncated_config", *FAST),
-         "cannot read run configuration"),
-    Case("run directory", "a corrupt checkpoint", (*T, "--out", "{dir}/corrupt_checkpoint", *FAST, "--epochs", "2"),
-         "--restart",
-         code=1),
-    Case("run directory", "a run that diverges", (*T, "--out", "{dir}/diverges", *FAST, "--lr", "1e6"),
-         "training diverged at step", code=1,
-         leaves=("diverges", "diverges/config.json", "diverges/metrics.jsonl", "diverges/.lock")),
+    Case(
+        "run directory",
+        "an unwritable directory (under a file)",
+        (*T, "--out", "{dir}/a_file/run", *FAST),
+        "not a directory",
+    ),
+    Case(
+        "run directory",
+        "a finished run, re-run (not an error: nothing is trained)",
+        (*T, "--out", "{dir}/finished", *FAST),
+        "student: {dir}/finished/student.safetensors",
+        code=0,
+    ),
+    Case(
+        "run directory",
+        "a different configuration",
+        (*T, "--out", "{dir}/finished", *FAST, "--lr", "5e-4"),
+        "different configuration (first difference: training.lr",
+    ),
+    Case(
+        "run directory",
+        "an image removed from the transfer split since the run",
+        (
+            "transfer",
+            "--student",
+            "{dir}/img2.safetensors",
+            "--teacher",
+            "{dir}/img2b.safetensors",
+            "--data",
+            "imagefolder:{dir}/removed",
+            "--out",
+            "{dir}/removed_run",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "1e-3",
+            "--quiet",
+            "--workers",
+            "0",
+        ),
+        "the files of the transfer split changed (images added, removed, edited or relabelled)); choose another "
+        "directory, or pass --overwrite",
+    ),
+    Case(
+        "run directory",
+        "a finished run whose final.json is damaged",
+        (*T, "--out", "{dir}/final_list", *FAST),
+        "final.json is damaged",
+        code=1,
+    ),
+    Case(
+        "run directory",
+        "a finished run whose metrics.jsonl is cut mid-row",
+        (*T, "--out", "{dir}/cut_metrics", *FAST),
+        "metrics.jsonl is damaged (line 1",
+        code=1,
+    ),
+    Case(
+        "run directory",
+        "a directory holding an unrelated config.json",
+        (*T, "--out", "{dir}/foreign", *FAST),
+        "is not the configuration of a run",
+    ),
+    Case(
+        "run directory",
+        "a truncated config.json",
+        (*T, "--out", "{dir}/truncated_config", *FAST),
+        "cannot read run configuration",
+    ),
+    Case(
+        "run directory",
+        "a corrupt checkpoint",
+        (*T, "--out", "{dir}/corrupt_checkpoint", *FAST, "--epochs", "2"),
+        "--restart",
+        code=1,
+    ),
+    Case(
+        "run directory",
+        "a run that diverges",
+        (*T, "--out", "{dir}/diverges", *FAST, "--lr", "1e6"),
+        "training diverged at step",
+        code=1,
+        leaves=("diverges", "diverges/config.json", "diverges/metrics.jsonl", "diverges/.lock"),
+    ),
     # study definitions
-    Case("study", "an unknown study key", ("study", "{dir}/unknown_key.yaml", "--out", "{dir}/study"),
-         "unknown study spec key 'colour'"),
-    Case("study", "a wrong type", ("study", "{dir}/wrong_type.yaml", "--out", "{dir}/study"),
-         "'pairs.random' must be an integer"),
-    Case("study", "a method twice", ("study", "{dir}/twice.yaml", "--out", "{dir}/study"),
-         "label 'kl' is used twice"),
-    Case("study", "more pairs than exist", ("study", "{dir}/too_many.yaml", "--out", "{dir}/study"),
-         "asked for 1000 pairs"),
-    Case("study", "a full disk (ulimit -f 4)", ("study", "{dir}/full_disk.yaml", "--out", "{dir}/full_study"),
-         "cannot create the study store {dir}/full_study/study.sqlite", code=1,
-         leaves=("full_study", "full_study/.driver.lock"), file_limit=4_000),
-    Case("study", "a missing plugin", ("study", "{dir}/bad_plugin.yaml", "--out", "{dir}/study"),
-         "plugin file not found"),
-    Case("study", "a plugin that calls sys.exit(0)", ("study", "{dir}/exiting_plugin.yaml", "--out", "{dir}/study"),
-         "called sys.exit(0) while being imported"),
-    Case("study", "a plugin that raises", ("study", "{dir}/raising_plugin.yaml", "--out", "{dir}/study"),
-         "ZeroDivisionError"),
-    Case("study", "a key given twice", ("study", "{dir}/duplicate_key.yaml", "--out", "{dir}/study"),
-         "the key 'methods' is given twice at line"),
-    Case("study", "a teacher choice that does not exist", ("study", "{dir}/worst_teacher.yaml", "--out", "{dir}/study"),
-         "'methods[0].teacher': 'worst' is not one of best"),
-    Case("study", "teacher: best for a method without a teacher",
-         ("study", "{dir}/teacherless_best.yaml", "--out", "{dir}/study"), "method 'xe' uses no teacher"),
-    Case("study", "teacher: best on data without a calib split",
-         ("study", "{dir}/best_without_calib.yaml", "--out", "{dir}/study"), "which ranks teachers on a calib split"),
-    Case("study", "a seed beyond the generators' range", ("study", "{dir}/huge_seed.yaml", "--out", "{dir}/study"),
-         "'seeds' must be <= 4294967295"),
-    Case("study", "zero epochs in the recipe", ("study", "{dir}/zero_epochs.yaml", "--out", "{dir}/study"),
-         "option epochs=0 is out of range"),
-    Case("study", "a file that is not UTF-8 or UTF-16", ("study", "{dir}/latin1.yaml", "--out", "{dir}/study"),
-         "not valid YAML"),
+    Case(
+        "study",
+        "an unknown study key",
+        ("study", "{dir}/unknown_key.yaml", "--out", "{dir}/study"),
+        "unknown study spec key 'colour'",
+    ),
+    Case(
+        "study",
+        "a wrong type",
+        ("study", "{dir}/wrong_type.yaml", "--out", "{dir}/study"),
+        "'pairs.random' must be an integer",
+    ),
+    Case("study", "a method twice", ("study", "{dir}/twice.yaml", "--out", "{dir}/study"), "label 'kl' is used twice"),
+    Case(
+        "study",
+        "more pairs than exist",
+        ("study", "{dir}/too_many.yaml", "--out", "{dir}/study"),
+        "asked for 1000 pairs",
+    ),
+    Case(
+        "study",
+        "a full disk (ulimit -f 4)",
+        ("study", "{dir}/full_disk.yaml", "--out", "{dir}/full_study"),
+        "cannot create the study store {dir}/full_study/study.sqlite",
+        code=1,
+        leaves=("full_study", "full_study/.driver.lock"),
+        file_limit=4_000,
+    ),
+    Case(
+        "study", "a missing plugin", ("study", "{dir}/bad_plugin.yaml", "--out", "{dir}/study"), "plugin file not found"
+    ),
+    Case(
+        "study",
+        "a plugin that calls sys.exit(0)",
+        ("study", "{dir}/exiting_plugin.yaml", "--out", "{dir}/study"),
+        "called sys.exit(0) while being imported",
+    ),
+    Case(
+        "study",
+        "a plugin that raises",
+        ("study", "{dir}/raising_plugin.yaml", "--out", "{dir}/study"),
+        "ZeroDivisionError",
+    ),
+    Case(
+        "study",
+        "a key given twice",
+        ("study", "{dir}/duplicate_key.yaml", "--out", "{dir}/study"),
+        "the key 'methods' is given twice at line",
+    ),
+    Case(
+        "study",
+        "a teacher choice that does not exist",
+        ("study", "{dir}/worst_teacher.yaml", "--out", "{dir}/study"),
+        "'methods[0].teacher': 'worst' is not one of best",
+    ),
+    Case(
+        "study",
+        "teacher: best for a method without a teacher",
+        ("study", "{dir}/teacherless_best.yaml", "--out", "{dir}/study"),
+        "method 'xe' uses no teacher",
+    ),
+    Case(
+        "study",
+        "teacher: best on data without a calib split",
+        ("study", "{dir}/best_without_calib.yaml", "--out", "{dir}/study"),
+        "which ranks teachers on a calib split",
+    ),
+    Case(
+        "study",
+        "a seed beyond the generators' range",
+        ("study", "{dir}/huge_seed.yaml", "--out", "{dir}/study"),
+        "'seeds' must be <= 4294967295",
+    ),
+    Case(
+        "study",
+        "zero epochs in the recipe",
+        ("study", "{dir}/zero_epochs.yaml", "--out", "{dir}/study"),
+        "option epochs=0 is out of range",
+    ),
+    Case(
+        "study",
+        "a file that is not UTF-8 or UTF-16",
+        ("study", "{dir}/latin1.yaml", "--out", "{dir}/study"),
+        "not valid YAML",
+    ),
     # summary and report
     Case("summary", "not a study directory", ("summary", "{dir}/emptydir"), "is not a study directory"),
     Case("summary", "a zero-byte study.sqlite", ("summary", "{dir}/zero_store"), "is not an anyteach study store"),
     Case("summary", "a study with no runs yet", ("summary", "{dir}/empty_study"), "no finished runs", code=1),
-    Case("summary", "a study whose runs all failed", ("summary", "{dir}/failed_study"), "1 failed (1 diverged)",
-         code=1),
-    Case("summary", "report of a study whose runs all failed", ("report", "{dir}/failed_study"), "no finished runs",
-         code=1),
-    Case("summary", "flips --json-out naming a directory",
-         ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json-out", "{dir}/emptydir"), "is a directory"),
+    Case(
+        "summary", "a study whose runs all failed", ("summary", "{dir}/failed_study"), "1 failed (1 diverged)", code=1
+    ),
+    Case(
+        "summary",
+        "report of a study whose runs all failed",
+        ("report", "{dir}/failed_study"),
+        "no finished runs",
+        code=1,
+    ),
+    Case(
+        "summary",
+        "flips --json-out naming a directory",
+        ("flips", "{mlp}", "{gru}", "--data", "{data}", "--json-out", "{dir}/emptydir"),
+        "is a directory",
+    ),
     # ranking teachers
-    Case("teachers", "data without a calib split", ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data}"),
-         "has no calib split"),
-    Case("teachers", "a method without a forecast",
-         ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--method", "xe"),
-         "no forecast for method 'xe'"),
-    Case("teachers", "a forecaster file that is not one",
-         ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--forecaster", "{dir}/a_file"),
-         "cannot read forecaster"),
-    Case("teachers", "a forecaster file with the range of a column its signals do not use",
-         ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--forecaster",
-          "{dir}/stray_range.json"), "ranges of columns its signals do not use: ['shoe_size']"),
+    Case(
+        "teachers",
+        "data without a calib split",
+        ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data}"),
+        "has no calib split",
+    ),
+    Case(
+        "teachers",
+        "a method without a forecast",
+        ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--method", "xe"),
+        "no forecast for method 'xe'",
+    ),
+    Case(
+        "teachers",
+        "a forecaster file that is not one",
+        ("teachers", "{mlp}", "--zoo", "{mlp},{gru}", "--data", "{data},calib=200", "--forecaster", "{dir}/a_file"),
+        "cannot read forecaster",
+    ),
+    Case(
+        "teachers",
+        "a forecaster file with the range of a column its signals do not use",
+        (
+            "teachers",
+            "{mlp}",
+            "--zoo",
+            "{mlp},{gru}",
+            "--data",
+            "{data},calib=200",
+            "--forecaster",
+            "{dir}/stray_range.json",
+        ),
+        "ranges of columns its signals do not use: ['shoe_size']",
+    ),
 ]
 
 
@@ -284,28 +564,51 @@ def world(tmp_path_factory, tiny_zoo):
     (d / "foreign" / "config.json").write_text(json.dumps({"student": "something else"}))
     (d / "truncated_config").mkdir()
     (d / "truncated_config" / "config.json").write_text('{"format": "anyteach-transfer/1", "stud')
-    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", d / "corrupt_checkpoint",
-             **{**options, "epochs": 2}, stop_after_epoch=1)
+    transfer(
+        tiny_zoo["mlp"],
+        tiny_zoo["gru_chunk4"],
+        TINY_DATA,
+        "kl+dp",
+        d / "corrupt_checkpoint",
+        **{**options, "epochs": 2},
+        stop_after_epoch=1,
+    )
     (d / "corrupt_checkpoint" / "checkpoint.pt").write_bytes(b"\x00" * 64)
     for name in ("final_list", "cut_metrics"):
         shutil.copytree(d / "finished", d / name)
     (d / "final_list" / "final.json").write_text("[]")
     (d / "cut_metrics" / "metrics.jsonl").write_text((d / "finished" / "metrics.jsonl").read_text()[:50])
-    transfer(d / "img2.safetensors", d / "img2b.safetensors", f"imagefolder:{d / 'removed'}", "kl", d / "removed_run",
-             **{**options, "batch_size": 2, "workers": 0})
+    transfer(
+        d / "img2.safetensors",
+        d / "img2b.safetensors",
+        f"imagefolder:{d / 'removed'}",
+        "kl",
+        d / "removed_run",
+        **{**options, "batch_size": 2, "workers": 0},
+    )
     (d / "removed" / "train" / "a" / "1.png").unlink()  # the image a run refused as damaged, say
-    base = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "methods": ["kl"], "pairs": 2,
-            "recipe": {"epochs": 1, "batch_size": 128}}
-    for name, change in (("unknown_key", {"colour": "red"}), ("wrong_type", {"pairs": {"random": "abc"}}),
-                         ("twice", {"methods": ["kl", "kl"]}), ("too_many", {"pairs": 1000}),
-                         ("bad_plugin", {"imports": ["./no_such_plugin.py"]}),
-                         ("exiting_plugin", {"imports": ["./exiting_plugin.py"]}),
-                         ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
-                         ("huge_seed", {"seeds": [99999999999999999999999]}),
-                         ("zero_epochs", {"recipe": {"epochs": 0}}), ("full_disk", {}),
-                         ("worst_teacher", {"methods": [{"name": "kl", "teacher": "worst"}]}),
-                         ("teacherless_best", {"methods": [{"name": "xe", "teacher": "best"}]}),
-                         ("best_without_calib", {"methods": [{"name": "kl", "teacher": "best"}]})):
+    base = {
+        "models": list(tiny_zoo.values()),
+        "data": TINY_DATA,
+        "methods": ["kl"],
+        "pairs": 2,
+        "recipe": {"epochs": 1, "batch_size": 128},
+    }
+    for name, change in (
+        ("unknown_key", {"colour": "red"}),
+        ("wrong_type", {"pairs": {"random": "abc"}}),
+        ("twice", {"methods": ["kl", "kl"]}),
+        ("too_many", {"pairs": 1000}),
+        ("bad_plugin", {"imports": ["./no_such_plugin.py"]}),
+        ("exiting_plugin", {"imports": ["./exiting_plugin.py"]}),
+        ("raising_plugin", {"imports": ["./raising_plugin.py"]}),
+        ("huge_seed", {"seeds": [99999999999999999999999]}),
+        ("zero_epochs", {"recipe": {"epochs": 0}}),
+        ("full_disk", {}),
+        ("worst_teacher", {"methods": [{"name": "kl", "teacher": "worst"}]}),
+        ("teacherless_best", {"methods": [{"name": "xe", "teacher": "best"}]}),
+        ("best_without_calib", {"methods": [{"name": "kl", "teacher": "best"}]}),
+    ):
         (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
     (d / "exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
     (d / "raising_plugin.py").write_text("1 / 0\n")
@@ -317,8 +620,11 @@ def world(tmp_path_factory, tiny_zoo):
     StudyStore(d / "empty_study").close()
     from anyteach.study.driver import run_study
 
-    run_study({**base, "pairs": 1, "recipe": {"epochs": 1, "batch_size": 128, "lr": 1e6, "optimizer": "sgd"}},
-              d / "failed_study", progress=False)
+    run_study(
+        {**base, "pairs": 1, "recipe": {"epochs": 1, "batch_size": 128, "lr": 1e6, "optimizer": "sgd"}},
+        d / "failed_study",
+        progress=False,
+    )
     return d
 
 
@@ -352,8 +658,11 @@ def _normal(text: str, world: Path) -> str:
     # an image folder's identity digests its files' sizes and times: name each distinct one by its order
     # of appearance, so that the catalogue does not change each time it is regenerated
     seen: dict[str, str] = {}
-    text = re.sub(r"(imagefolder:\S+?:\d+:)([0-9a-f]{20})",
-                  lambda m: m.group(1) + seen.setdefault(m.group(2), f"<files digest {len(seen) + 1}>"), text)
+    text = re.sub(
+        r"(imagefolder:\S+?:\d+:)([0-9a-f]{20})",
+        lambda m: m.group(1) + seen.setdefault(m.group(2), f"<files digest {len(seen) + 1}>"),
+        text,
+    )
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -362,12 +671,19 @@ RESULTS: dict[str, tuple[str, int]] = {}
 
 def run_limited(args: list[str], limit: int) -> tuple[int, str, str]:
     """The CLI in a subprocess whose files may not grow beyond `limit` bytes (a write past it fails)."""
+
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run([sys.executable, "-m", "anyteach", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300, preexec_fn=apply)
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyteach", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+        preexec_fn=apply,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -400,14 +716,18 @@ def _command(case: Case) -> str:
 
 
 def catalogue() -> str:
-    lines = ["# What anyteach says when the input is wrong", "",
-             "Generated by `tests/test_errors.py`, which runs every case through the CLI: each ends in one line "
-             "naming the problem, no traceback (`anyteach --debug ...` shows it), and nothing half-written. Exit "
-             "status 2: the input is wrong; 1: the input was valid but the run failed (it diverged, its checkpoint "
-             "is corrupt, the disk is full) or there is nothing to summarise. `$DIR` is the directory of the "
-             "case's files, `$MLP` and `$GRU` two small trained models, `$DATA` is `" + TINY_DATA + "`, `…` the "
-             "options `" + " ".join(FAST) + "`. Regenerate with "
-             "`ANYTEACH_WRITE_ERRORS_DOC=1 pytest tests/test_errors.py`.", ""]
+    lines = [
+        "# What anyteach says when the input is wrong",
+        "",
+        "Generated by `tests/test_errors.py`, which runs every case through the CLI: each ends in one line "
+        "naming the problem, no traceback (`anyteach --debug ...` shows it), and nothing half-written. Exit "
+        "status 2: the input is wrong; 1: the input was valid but the run failed (it diverged, its checkpoint "
+        "is corrupt, the disk is full) or there is nothing to summarise. `$DIR` is the directory of the "
+        "case's files, `$MLP` and `$GRU` two small trained models, `$DATA` is `" + TINY_DATA + "`, `…` the "
+        "options `" + " ".join(FAST) + "`. Regenerate with "
+        "`ANYTEACH_WRITE_ERRORS_DOC=1 pytest tests/test_errors.py`.",
+        "",
+    ]
     for group in dict.fromkeys(c.group for c in CASES):
         lines += [f"## {group}", "", "| input | command | message | exit |", "|---|---|---|---:|"]
         for case in (c for c in CASES if c.group == group):

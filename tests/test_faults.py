@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from anyteach import AnyteachError, transfer
 from anyteach.core.errors import CorruptCheckpoint
 from anyteach.study.driver import run_study
-from safetensors.torch import load_file
 
 from .conftest import TINY_DATA
 
@@ -31,8 +31,14 @@ OPTIONS = {"epochs": 3, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}
 
 def _run_killed(script: str, *args: str) -> subprocess.CompletedProcess:
     """Run `script` (Python) in a fresh process that is expected to kill itself with SIGKILL."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True,
-                          env=os.environ.copy(), cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     return proc
 
@@ -45,7 +51,7 @@ def _transfer_script(patch: str) -> str:
         transfer_module = sys.modules["anyteach.training.transfer"]  # `anyteach.training.transfer` is the function
         def die():
             os.kill(os.getpid(), signal.SIGKILL)
-        {textwrap.indent(textwrap.dedent(patch), ' ' * 8).strip()}
+        {textwrap.indent(textwrap.dedent(patch), " " * 8).strip()}
         student, teacher, data, out = sys.argv[1:5]
         transfer(student, teacher, data, "kl+dp", out, progress=False, **json.loads(sys.argv[5]))
     """
@@ -107,8 +113,14 @@ def uninterrupted(tiny_zoo, tmp_path_factory):
 @pytest.mark.parametrize("point", list(PATCHES))
 def test_a_transfer_killed_resumes_to_the_same_result(point, uninterrupted, tiny_zoo, tmp_path):
     out = tmp_path / "run"
-    _run_killed(_transfer_script(PATCHES[point]), tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, str(out),
-                json.dumps(OPTIONS))
+    _run_killed(
+        _transfer_script(PATCHES[point]),
+        tiny_zoo["mlp"],
+        tiny_zoo["gru_chunk4"],
+        TINY_DATA,
+        str(out),
+        json.dumps(OPTIONS),
+    )
     assert not (out / "final.json").exists()
     resumed = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
     assert resumed.finished
@@ -121,13 +133,15 @@ def test_a_transfer_killed_resumes_to_the_same_result(point, uninterrupted, tiny
 
 def test_a_corrupt_checkpoint_is_reported_and_restart_starts_over(uninterrupted, tiny_zoo, tmp_path):
     out = tmp_path / "run"
-    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, stop_after_epoch=1,
-             **OPTIONS)
+    transfer(
+        tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, stop_after_epoch=1, **OPTIONS
+    )
     (out / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(CorruptCheckpoint, match="--restart"):
         transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
-    again = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, restart=True,
-                     **OPTIONS)
+    again = transfer(
+        tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, restart=True, **OPTIONS
+    )
     assert _untimed(again.final) == _final(uninterrupted)
 
 
@@ -141,21 +155,60 @@ def _limit_file_size(limit: int):
 
 def test_a_full_disk_fails_with_one_line_and_keeps_the_checkpoint(uninterrupted, tiny_zoo, tmp_path):
     out = tmp_path / "run"
-    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, stop_after_epoch=1,
-             **{**OPTIONS, "keep_checkpoints": True})
+    transfer(
+        tiny_zoo["mlp"],
+        tiny_zoo["gru_chunk4"],
+        TINY_DATA,
+        "kl+dp",
+        out,
+        progress=False,
+        stop_after_epoch=1,
+        **{**OPTIONS, "keep_checkpoints": True},
+    )
     checkpoint = (out / "checkpoint.pt").read_bytes()
     assert len(checkpoint) > 100_000
-    args = [sys.executable, "-m", "anyteach", "transfer", "--student", tiny_zoo["mlp"], "--teacher",
-            tiny_zoo["gru_chunk4"], "--data", TINY_DATA, "--method", "kl+dp", "--out", str(out), "--quiet",
-            "--epochs", "3", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3", "--keep-checkpoints"]
-    proc = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
-                          preexec_fn=_limit_file_size(50_000))
+    args = [
+        sys.executable,
+        "-m",
+        "anyteach",
+        "transfer",
+        "--student",
+        tiny_zoo["mlp"],
+        "--teacher",
+        tiny_zoo["gru_chunk4"],
+        "--data",
+        TINY_DATA,
+        "--method",
+        "kl+dp",
+        "--out",
+        str(out),
+        "--quiet",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-3",
+        "--keep-checkpoints",
+    ]
+    proc = subprocess.run(
+        args, capture_output=True, text=True, env=os.environ.copy(), timeout=300, preexec_fn=_limit_file_size(50_000)
+    )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write" in lines[0] and "checkpoint.pt" in lines[0], proc.stderr
     assert (out / "checkpoint.pt").read_bytes() == checkpoint and not list(out.glob(".*.tmp"))
-    resumed = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False,
-                       **{**OPTIONS, "keep_checkpoints": True})
+    resumed = transfer(
+        tiny_zoo["mlp"],
+        tiny_zoo["gru_chunk4"],
+        TINY_DATA,
+        "kl+dp",
+        out,
+        progress=False,
+        **{**OPTIONS, "keep_checkpoints": True},
+    )
     assert _untimed(resumed.final) == _final(uninterrupted)
 
 
@@ -170,8 +223,8 @@ def _die_once(task):
 
 
 def test_a_dead_worker_process_does_not_lose_the_study(tmp_path):
-    from anyteach.study.executors import LocalProcessExecutor, RunTask
     from anyteach.study.driver import RunSpec
+    from anyteach.study.executors import LocalProcessExecutor, RunTask
 
     tasks = [RunTask(RunSpec("kl", "kl", "s", "t", seed, "{}", "d"), str(tmp_path / f"r{seed}")) for seed in range(4)]
     with LocalProcessExecutor(2) as pool:
@@ -180,9 +233,13 @@ def test_a_dead_worker_process_does_not_lose_the_study(tmp_path):
 
 
 def test_a_study_records_a_diverged_run_goes_on_and_retries_it_only_when_asked(tiny_zoo, tmp_path):
-    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
-            "methods": [{"name": "kl", "options": {"lr": 1e6, "optimizer": "sgd"}}, "kl+dp"],
-            "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    spec = {
+        "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+        "data": TINY_DATA,
+        "pairs": {"random": 1},
+        "methods": [{"name": "kl", "options": {"lr": 1e6, "optimizer": "sgd"}}, "kl+dp"],
+        "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3},
+    }
     first = run_study(spec, tmp_path, progress=False)
     assert first.finished == 1 and len(first.failed) == 1 and "diverged" in first.failed[0][1]
     again = run_study(spec, tmp_path, progress=False)
@@ -242,13 +299,19 @@ def test_a_transfer_refuses_a_second_process_on_the_same_run(uninterrupted, tiny
 
 
 def test_a_full_disk_stops_a_study_and_keeps_its_store(tiny_zoo, tmp_path):
-    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
-            "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    spec = {
+        "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+        "data": TINY_DATA,
+        "pairs": {"random": 1},
+        "methods": ["kl+dp"],
+        "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3},
+    }
     assert run_study(spec, tmp_path, progress=False).finished == 1
     (tmp_path / "more.yaml").write_text(json.dumps({**spec, "methods": ["kl+dp", "kl"]}))
     args = [sys.executable, "-m", "anyteach", "study", str(tmp_path / "more.yaml"), "--out", str(tmp_path)]
-    proc = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
-                          preexec_fn=_limit_file_size(50_000))
+    proc = subprocess.run(
+        args, capture_output=True, text=True, env=os.environ.copy(), timeout=300, preexec_fn=_limit_file_size(50_000)
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot write" in proc.stderr.strip().splitlines()[-1]
     from anyteach.report.aggregate import summarize
@@ -259,12 +322,26 @@ def test_a_full_disk_stops_a_study_and_keeps_its_store(tiny_zoo, tmp_path):
 def test_a_corrupt_checkpoint_fails_one_run_of_a_study_and_is_restarted_when_asked(tiny_zoo, tmp_path):
     from anyteach.study.driver import load_study_spec, plan_study
 
-    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 2},
-            "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    spec = {
+        "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+        "data": TINY_DATA,
+        "pairs": {"random": 2},
+        "methods": ["kl+dp"],
+        "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3},
+    }
     plan = plan_study(load_study_spec(spec))
     broken = tmp_path / "runs" / plan.runs[0].directory_name(plan.names)
-    transfer(plan.runs[0].student, plan.runs[0].teacher, TINY_DATA, "kl+dp", broken, progress=False,
-             stop_after_epoch=1, seed=0, **{**spec["recipe"], "epochs": 2})
+    transfer(
+        plan.runs[0].student,
+        plan.runs[0].teacher,
+        TINY_DATA,
+        "kl+dp",
+        broken,
+        progress=False,
+        stop_after_epoch=1,
+        seed=0,
+        **{**spec["recipe"], "epochs": 2},
+    )
     (broken / "config.json").write_text((broken / "config.json").read_text().replace('"epochs": 2', '"epochs": 1'))
     (broken / "checkpoint.pt").write_bytes(b"garbage")
     first = run_study(spec, tmp_path, progress=False)
@@ -279,8 +356,13 @@ def test_summary_and_report_never_write_the_store(tiny_zoo, tmp_path):
 
     from anyteach.cli import app
 
-    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "pairs": {"random": 1},
-            "methods": ["kl+dp"], "recipe": {"epochs": 1, "batch_size": 128}}
+    spec = {
+        "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+        "data": TINY_DATA,
+        "pairs": {"random": 1},
+        "methods": ["kl+dp"],
+        "recipe": {"epochs": 1, "batch_size": 128},
+    }
     run_study(spec, tmp_path, progress=False)
     store = (tmp_path / "study.sqlite").read_bytes()
     files = {p.name for p in tmp_path.iterdir()}

@@ -13,9 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
+from anyteach.analysis.forecast import (
+    Forecaster,
+    fit_forecast,
+    pair_signals,
+    rank_rows,
+    rank_teachers,
+    recommended_pairs,
+    shipped_forecaster,
+)
 from anyteach.core.errors import AnyteachError
-from anyteach.analysis.forecast import (Forecaster, fit_forecast, pair_signals, rank_rows, rank_teachers, recommended_pairs,
-                               shipped_forecaster)
 
 from .conftest import TINY_DATA
 
@@ -51,8 +58,13 @@ def test_signals_come_from_the_calib_split_and_agree_with_the_pair_metrics(tiny_
 
 def test_fit_save_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"student": np.repeat(["a", "b", "c"], 5), "available_gain": rng.uniform(0, 10, 15),
-                          "complementary_knowledge": rng.uniform(0, 12, 15)})
+    table = pd.DataFrame(
+        {
+            "student": np.repeat(["a", "b", "c"], 5),
+            "available_gain": rng.uniform(0, 10, 15),
+            "complementary_knowledge": rng.uniform(0, 12, 15),
+        }
+    )
     realised = 0.1 + 0.2 * table["available_gain"] - 0.05 * table["complementary_knowledge"]
     two = ("available_gain", "complementary_knowledge")
     fit = fit_forecast(table, realised, method="m", control="self", use=two)
@@ -82,8 +94,13 @@ def test_fit_save_load_round_trip(tmp_path):
 def test_derived_signals_are_computed_from_the_signal_columns():
     from anyteach.analysis.forecast import DEFAULT_SIGNALS, overconfidence, signal_values
 
-    table = pd.DataFrame({"student": ["a", "a", "b", "b"], "available_gain": [-0.5, 0.0, math.e - 1, 3.0],
-                          "student_params": [100, 100, 10_000, 10_000]})
+    table = pd.DataFrame(
+        {
+            "student": ["a", "a", "b", "b"],
+            "available_gain": [-0.5, 0.0, math.e - 1, 3.0],
+            "student_params": [100, 100, 10_000, 10_000],
+        }
+    )
     values = signal_values(table, ("log_available_gain", "student_log_size", "log_available_gain_x_student_log_size"))
     np.testing.assert_allclose(values[:, 0], [0.0, 0.0, 1.0, math.log(4.0)])  # a negative gain offers nothing
     np.testing.assert_allclose(values[:, 1], [2.0, 2.0, 4.0, 4.0])
@@ -95,8 +112,13 @@ def test_derived_signals_are_computed_from_the_signal_columns():
 
     # a line in log(1 + gain) whose slope grows with the student's size is recovered exactly ...
     rng = np.random.default_rng(1)
-    runs = pd.DataFrame({"student": np.repeat(["s1", "s2", "s3"], 6), "available_gain": rng.uniform(0, 30, 18),
-                         "student_params": np.repeat([3_000, 30_000, 300_000], 6)})
+    runs = pd.DataFrame(
+        {
+            "student": np.repeat(["s1", "s2", "s3"], 6),
+            "available_gain": rng.uniform(0, 30, 18),
+            "student_params": np.repeat([3_000, 30_000, 300_000], 6),
+        }
+    )
     x = signal_values(runs, DEFAULT_SIGNALS)
     realised = -0.1 + 0.3 * x[:, 0] + 0.05 * x[:, 1]
     fit = fit_forecast(runs, realised, method="m", control="self")  # the default form
@@ -116,9 +138,16 @@ def test_derived_signals_are_computed_from_the_signal_columns():
     assert again.extrapolation_note(runs) == ""
 
     # equal forecasts: more complementary knowledge first, then the more accurate teacher
-    tied = pd.DataFrame({"student": ["s"] * 3, "teacher": ["t1", "t2", "t3"], "available_gain": [0.24, 0.24, 0.24],
-                         "student_params": [10_000] * 3, "complementary_knowledge": [1.0, 2.0, 2.0],
-                         "teacher_acc": [99.0, 90.0, 95.0]})
+    tied = pd.DataFrame(
+        {
+            "student": ["s"] * 3,
+            "teacher": ["t1", "t2", "t3"],
+            "available_gain": [0.24, 0.24, 0.24],
+            "student_params": [10_000] * 3,
+            "complementary_knowledge": [1.0, 2.0, 2.0],
+            "teacher_acc": [99.0, 90.0, 95.0],
+        }
+    )
     ranked = rank_rows(tied, again)
     assert list(ranked["teacher"]) == ["t3", "t2", "t1"] and list(ranked["rank"]) == [1, 2, 3]
 
@@ -144,12 +173,18 @@ def test_the_shipped_forecaster_covers_both_methods():
 
 def test_rank_teachers_orders_by_forecast(tiny_zoo, tmp_path):
     student = tiny_zoo["mlp"]
-    forecast = fit_forecast(pd.DataFrame({"student": ["s"] * 4, "available_gain": [0.0, 1.0, 2.0, 3.0]}),
-                            [0.0, 1.0, 2.0, 3.0], method="m", control="xe", use=("available_gain",))
+    forecast = fit_forecast(
+        pd.DataFrame({"student": ["s"] * 4, "available_gain": [0.0, 1.0, 2.0, 3.0]}),
+        [0.0, 1.0, 2.0, 3.0],
+        method="m",
+        control="xe",
+        use=("available_gain",),
+    )
     import anyteach
 
-    ranking = anyteach.rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="m",
-                                     forecaster=Forecaster({"m": forecast}))  # the public API, as the README shows
+    ranking = anyteach.rank_teachers(
+        student, list(tiny_zoo.values()), CALIB_DATA, method="m", forecaster=Forecaster({"m": forecast})
+    )  # the public API, as the README shows
     assert anyteach.rank_teachers is rank_teachers
     t = ranking.table
     assert list(t["rank"]) == [1, 2, 3] and student not in set(t["teacher"])
@@ -164,27 +199,40 @@ def test_rank_teachers_orders_by_forecast(tiny_zoo, tmp_path):
     assert ranking_figure(ranking, tmp_path / "teachers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a perfect-fit line has a zero-width interval: every teacher with a positive gain is beyond it
     positive = int((t["available_gain"] > 0).sum())
-    assert as_json["verdict"].startswith(f"{positive} of 3 teachers are forecast to beat xe") if positive else \
-        as_json["verdict"].startswith("No teacher")
+    assert (
+        as_json["verdict"].startswith(f"{positive} of 3 teachers are forecast to beat xe")
+        if positive
+        else as_json["verdict"].startswith("No teacher")
+    )
     # a flat forecast of nothing: every interval includes 0, and the verdict says so
-    flat = fit_forecast(pd.DataFrame({"student": ["s"] * 4}), [-0.1, 0.1, -0.2, 0.2], method="m", control="xe",
-                        use=())
-    nothing = rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="m",
-                            forecaster=Forecaster({"m": flat}))
-    assert nothing.verdict().startswith("No teacher is forecast to beat xe") and "expect little from m" in \
-        nothing.verdict()
+    flat = fit_forecast(pd.DataFrame({"student": ["s"] * 4}), [-0.1, 0.1, -0.2, 0.2], method="m", control="xe", use=())
+    nothing = rank_teachers(
+        student, list(tiny_zoo.values()), CALIB_DATA, method="m", forecaster=Forecaster({"m": flat})
+    )
+    assert (
+        nothing.verdict().startswith("No teacher is forecast to beat xe")
+        and "expect little from m" in nothing.verdict()
+    )
 
     with pytest.raises(AnyteachError, match="no forecast for method"):
-        rank_teachers(student, list(tiny_zoo.values()), CALIB_DATA, method="nope",
-                      forecaster=Forecaster({"m": forecast}))
+        rank_teachers(
+            student, list(tiny_zoo.values()), CALIB_DATA, method="nope", forecaster=Forecaster({"m": forecast})
+        )
 
 
 def test_recommended_pairs_plan(tiny_zoo):
     from anyteach.study.driver import load_study_spec, plan_study
 
     refs = list(tiny_zoo.values())
-    spec = load_study_spec({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp", "xe"], "recipe": RECIPE,
-                            "pairs": {"recommended": 1, "seed": 3, "students": [refs[0], refs[1]]}})
+    spec = load_study_spec(
+        {
+            "models": refs,
+            "data": CALIB_DATA,
+            "methods": ["kl+dp", "xe"],
+            "recipe": RECIPE,
+            "pairs": {"recommended": 1, "seed": 3, "students": [refs[0], refs[1]]},
+        }
+    )
     plan = plan_study(spec)
     shipped = shipped_forecaster()
     for student in refs[:2]:
@@ -197,10 +245,12 @@ def test_recommended_pairs_plan(tiny_zoo):
     assert sum(r.label == "xe" for r in plan.runs) == 2  # controls once per student
 
     with pytest.raises(AnyteachError, match="exclude each other"):
-        load_study_spec({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp"],
-                         "pairs": {"recommended": 1, "random": 2}})
-    no_calib = load_study_spec({"models": refs, "data": TINY_DATA, "methods": ["kl+dp"], "recipe": RECIPE,
-                                "pairs": {"recommended": 1}})
+        load_study_spec(
+            {"models": refs, "data": CALIB_DATA, "methods": ["kl+dp"], "pairs": {"recommended": 1, "random": 2}}
+        )
+    no_calib = load_study_spec(
+        {"models": refs, "data": TINY_DATA, "methods": ["kl+dp"], "recipe": RECIPE, "pairs": {"recommended": 1}}
+    )
     with pytest.raises(AnyteachError, match="calib split"):
         plan_study(no_calib)
 
@@ -209,10 +259,15 @@ def test_a_method_with_teacher_best_runs_once_per_student_with_its_best_forecast
     from anyteach.study.driver import load_study_spec, plan_study
 
     refs = list(tiny_zoo.values())
-    spec = load_study_spec({"models": refs, "data": CALIB_DATA, "recipe": RECIPE,
-                            "pairs": {"random": 3, "seed": 1},
-                            "methods": ["kl", {"name": "pl+ens+wise", "label": "pl+ens+wise.best", "teacher": "best"},
-                                        "self"]})
+    spec = load_study_spec(
+        {
+            "models": refs,
+            "data": CALIB_DATA,
+            "recipe": RECIPE,
+            "pairs": {"random": 3, "seed": 1},
+            "methods": ["kl", {"name": "pl+ens+wise", "label": "pl+ens+wise.best", "teacher": "best"}, "self"],
+        }
+    )
     plan = plan_study(spec)
     students = list(dict.fromkeys(s.ref for s, _ in plan.pairs))
     best = [r for r in plan.runs if r.label == "pl+ens+wise.best"]
@@ -227,8 +282,9 @@ def test_a_method_with_teacher_best_runs_once_per_student_with_its_best_forecast
         load_study_spec({"models": refs, "data": CALIB_DATA, "methods": [{"name": "kl", "teacher": "worst"}]})
     with pytest.raises(AnyteachError, match="uses no teacher"):
         load_study_spec({"models": refs, "data": CALIB_DATA, "methods": [{"name": "xe", "teacher": "best"}]})
-    no_calib = load_study_spec({"models": refs, "data": TINY_DATA, "recipe": RECIPE,
-                                "methods": [{"name": "kl", "teacher": "best"}]})
+    no_calib = load_study_spec(
+        {"models": refs, "data": TINY_DATA, "recipe": RECIPE, "methods": [{"name": "kl", "teacher": "best"}]}
+    )
     with pytest.raises(AnyteachError, match="calib split"):
         plan_study(no_calib)
 
@@ -240,8 +296,17 @@ def calib_study(tiny_zoo, tmp_path_factory):
 
     refs = list(tiny_zoo.values())
     study_dir = tmp_path_factory.mktemp("teachers-study")
-    run_study({"models": refs, "data": CALIB_DATA, "methods": ["kl+dp", "xe"], "recipe": RECIPE,
-               "pairs": {"students": [refs[1], refs[3]]}}, study_dir, progress=False)
+    run_study(
+        {
+            "models": refs,
+            "data": CALIB_DATA,
+            "methods": ["kl+dp", "xe"],
+            "recipe": RECIPE,
+            "pairs": {"students": [refs[1], refs[3]]},
+        },
+        study_dir,
+        progress=False,
+    )
     return study_dir
 
 
@@ -254,15 +319,28 @@ def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
     runs = study_runs(calib_study)
     one = paired.iloc[0]
     control = runs[(runs["method"] == "xe") & (runs["student"] == one["student"])].iloc[0]
-    assert one["net_beyond"] == (one["gain_count"] - one["loss_count"]) - (control["gain_count"]
-                                                                           - control["loss_count"])
+    assert one["net_beyond"] == (one["gain_count"] - one["loss_count"]) - (
+        control["gain_count"] - control["loss_count"]
+    )
     fitted = fit_from_study(calib_study, CALIB_DATA, base=shipped_forecaster())
     assert fitted.get("kl+dp").runs == 6 and fitted.get("kl+dp").fitted_on == calib_study.name
     assert fitted.get("pl+ens+wise") == shipped_forecaster().get("pl+ens+wise")  # kept from the base
 
     old = sys.argv
-    sys.argv = ["anyteach", "teachers", "mlp", "--zoo", ",".join(tiny_zoo.values()), "--data", CALIB_DATA,
-                "--method", "kl+dp", "--fit", str(calib_study), "--json"]
+    sys.argv = [
+        "anyteach",
+        "teachers",
+        "mlp",
+        "--zoo",
+        ",".join(tiny_zoo.values()),
+        "--data",
+        CALIB_DATA,
+        "--method",
+        "kl+dp",
+        "--fit",
+        str(calib_study),
+        "--json",
+    ]
     code = 0
     try:
         main()  # returns on success; a failure would exit non-zero
@@ -296,8 +374,15 @@ def test_report_says_what_makes_a_good_teacher(calib_study):
     assert spearman([1, 2, 3, 4], [2, 4, 6, 9]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert not resolvable(0.9, 4) and resolvable(0.9, 12)
-    frame = pd.DataFrame({"label": ["m"] * 12, "student": ["a", "b"] * 6, "delta_beyond": np.arange(12.0),
-                          "available_gain": np.arange(12.0), "teacher_acc": np.zeros(12)})
+    frame = pd.DataFrame(
+        {
+            "label": ["m"] * 12,
+            "student": ["a", "b"] * 6,
+            "delta_beyond": np.arange(12.0),
+            "available_gain": np.arange(12.0),
+            "teacher_acc": np.zeros(12),
+        }
+    )
     table = property_correlations(frame).set_index("property")
     assert table.loc["available gain", "rho"] == pytest.approx(1.0) and table.loc["available gain", "resolved"]
     assert np.isnan(table.loc["teacher accuracy", "rho"])  # a constant says nothing

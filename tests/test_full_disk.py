@@ -30,14 +30,23 @@ def _limit_file_size(limit: int):
 
 @pytest.mark.parametrize("limit, where", [(4_000, "study.sqlite"), (60_000, "checkpoint.pt")])
 def test_a_study_on_a_full_disk_fails_in_one_line_and_resumes(limit, where, tiny_zoo, tmp_path):
-    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "methods": ["kl", "xe"],
-            "pairs": {"students": [tiny_zoo["mlp"]], "teachers": [tiny_zoo["gru_chunk4"]]},
-            "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    spec = {
+        "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+        "data": TINY_DATA,
+        "methods": ["kl", "xe"],
+        "pairs": {"students": [tiny_zoo["mlp"]], "teachers": [tiny_zoo["gru_chunk4"]]},
+        "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3},
+    }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "anyteach", "study", str(tmp_path / "study.yaml"), "--out", str(out)],
-                          capture_output=True, text=True, env=os.environ.copy(), timeout=300,
-                          preexec_fn=_limit_file_size(limit))
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyteach", "study", str(tmp_path / "study.yaml"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+        preexec_fn=_limit_file_size(limit),
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and where in errors[0] and str(out) in errors[0], proc.stderr
@@ -66,8 +75,9 @@ def test_a_store_write_past_the_limit_is_rolled_back_and_named(tmp_path):
         except RunFailed as e:
             print("RunFailed:", e)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=os.environ.copy()
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("RunFailed: cannot write the study store") and "study.sqlite" in proc.stdout
     conn = sqlite3.connect(f"file:{tmp_path / 'study.sqlite'}?mode=ro", uri=True)

@@ -94,8 +94,20 @@ def test_bad_glyphs_references_are_refused():
 
 def test_export_reads_back_through_imagefolder(small, tmp_path):
     out = tmp_path / "glyphs"
-    subprocess.run([sys.executable, "-m", "anyteach", "data", "export", "glyphs:train=48,eval=24,calib=12,seed=5",
-                    "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anyteach",
+            "data",
+            "export",
+            "glyphs:train=48,eval=24,calib=12,seed=5",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert sorted(p.name for p in out.iterdir()) == ["calib", "train", "val"]
     folder = load_dataset(f"imagefolder:{out}")
     memory = load_dataset("glyphs:train=48,eval=24,calib=12,seed=5")
@@ -103,15 +115,20 @@ def test_export_reads_back_through_imagefolder(small, tmp_path):
     assert folder.has_split("calib")
     member = new_member_model(get_zoo("glyphs").member("resnet10t_w8"), memory)
     for split in ("train", "eval", "calib"):
-        x, y, _ = next(iter(folder.loader(split, batch_size=100, num_workers=0,
-                                          preprocessing=member.info.preprocessing)))
+        x, y, _ = next(
+            iter(folder.loader(split, batch_size=100, num_workers=0, preprocessing=member.info.preprocessing))
+        )
         # files are written in split order, class by class: the same multiset of (image, label)
         got = sorted((bytes(r), int(lbl)) for r, lbl in zip(x.flatten(1).numpy(), y))
-        want = sorted((bytes(r), int(lbl)) for r, lbl in zip(memory.inputs(split).flatten(1).numpy(),
-                                                             memory.labels(split)))
+        want = sorted(
+            (bytes(r), int(lbl)) for r, lbl in zip(memory.inputs(split).flatten(1).numpy(), memory.labels(split))
+        )
         assert got == want  # PNG is lossless and a 32-px model's transform neither resizes nor crops
-    result = subprocess.run([sys.executable, "-m", "anyteach", "data", "export", "glyphs", "--out", str(out)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "anyteach", "data", "export", "glyphs", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "exists" in result.stderr
 
 

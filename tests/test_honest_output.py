@@ -10,7 +10,6 @@ import io
 import json
 import math
 
-import pytest
 from typer.testing import CliRunner
 
 from anyteach.cli import app
@@ -48,13 +47,34 @@ def test_a_run_that_does_not_move_says_so_and_the_study_counts_it(tiny_zoo, tmp_
     from anyteach import run_study
     from anyteach.report.aggregate import summarize
 
-    result = CliRunner().invoke(app, ["transfer", "--student", tiny_zoo["mlp"], "--method", "xe", "--data", TINY_DATA,
-                                      "--epochs", "1", "--lr", "1e-12", "--quiet", "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--student",
+            tiny_zoo["mlp"],
+            "--method",
+            "xe",
+            "--data",
+            TINY_DATA,
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-12",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "note: the student did not move" in result.stderr and "steps at lr 1e-12" in result.stderr
 
-    study = {"models": [tiny_zoo["mlp"], tiny_zoo["mlp_narrow"]], "data": TINY_DATA, "methods": ["xe"],
-             "recipe": {"epochs": 1, "lr": 1e-12}}
+    study = {
+        "models": [tiny_zoo["mlp"], tiny_zoo["mlp_narrow"]],
+        "data": TINY_DATA,
+        "methods": ["xe"],
+        "recipe": {"epochs": 1, "lr": 1e-12},
+    }
     run_study(study, tmp_path / "study", progress=False)
     assert "changed nothing: 2 did not move the student" in summarize(tmp_path / "study").status_line()
 
@@ -67,8 +87,14 @@ def test_a_study_says_when_zoo_models_meet_another_draw_or_a_recipe_cuts_the_dat
     (notice,) = study_notices(other_draw)
     assert "mnist1d@1" in notice and "never saw" in notice and "data: mnist1d:" in notice
     assert study_notices(load_study_spec({"models": "mnist1d@1", "methods": ["xe"]})) == []
-    cut = load_study_spec({"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "methods": ["xe"],
-                           "recipe": "paper-imagenet"})
+    cut = load_study_spec(
+        {
+            "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+            "data": TINY_DATA,
+            "methods": ["xe"],
+            "recipe": "paper-imagenet",
+        }
+    )
     assert any("fraction 0.1" in n for n in study_notices(cut))
 
 
@@ -82,14 +108,33 @@ def test_progress_lines_inside_an_epoch_when_the_output_is_a_log():
         reporter.step()
     reporter.close()
     lines = [line for line in log.getvalue().splitlines() if "step " in line]
-    assert [line.split(",")[0].strip() for line in lines] == ["step 2/6 (epoch 1", "step 4/6 (epoch 2",
-                                                              "step 6/6 (epoch 2"]
+    assert [line.split(",")[0].strip() for line in lines] == [
+        "step 2/6 (epoch 1",
+        "step 4/6 (epoch 2",
+        "step 6/6 (epoch 2",
+    ]
 
 
 def test_tables_in_a_log_are_not_cut_at_80_columns(tiny_zoo, tmp_path):
-    result = CliRunner().invoke(app, ["transfer", "--student", tiny_zoo["mlp_narrow"], "--teacher", tiny_zoo["mlp"],
-                                      "--method", "kl", "--data", TINY_DATA, "--epochs", "1", "--quiet",
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--student",
+            tiny_zoo["mlp_narrow"],
+            "--teacher",
+            tiny_zoo["mlp"],
+            "--method",
+            "kl",
+            "--data",
+            TINY_DATA,
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "…" not in result.stdout and "knowledge gain / loss %" in result.stdout
 

@@ -28,8 +28,13 @@ def test_overwriting_a_model_file_reruns_exactly_its_runs_and_says_so(tiny_zoo, 
         for suffix in (".safetensors", ".json"):
             shutil.copy(Path(tiny_zoo[name]).with_suffix(suffix), models / f"{name}{suffix}")
     a, b = str(models / "mlp.safetensors"), str(models / "gru_chunk4.safetensors")
-    spec = {"models": [a, b], "data": TINY_DATA, "methods": ["kl", "xe"], "recipe": RECIPE,
-            "pairs": {"students": [a], "teachers": [b]}}
+    spec = {
+        "models": [a, b],
+        "data": TINY_DATA,
+        "methods": ["kl", "xe"],
+        "recipe": RECIPE,
+        "pairs": {"students": [a], "teachers": [b]},
+    }
     first = run_study(spec, tmp_path / "study", progress=False)
     assert (first.finished, first.skipped) == (2, 0)
     again = run_study(spec, tmp_path / "study", progress=False)
@@ -99,8 +104,8 @@ def test_predictions_after_a_swap_are_those_of_a_fresh_copy_not_the_cache(image_
 
 
 def test_a_study_names_the_data_whose_files_changed(tmp_path):
-    from anyteach.study.store import StudyStore
     from anyteach.study.driver import ModelEntry, StudyPlan, content_changes
+    from anyteach.study.store import StudyStore
 
     model = ModelEntry("m.safetensors", "m", "mlp", 10, identity="aaaa")
     with StudyStore(tmp_path) as store:

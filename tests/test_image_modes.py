@@ -51,12 +51,17 @@ CASES = {
     "I;16": lambda: (Image.fromarray(WORDS), grey(np.round(WORDS / 257.0))),
     "I": lambda: (Image.fromarray(WORDS.astype(np.int32)), grey(np.round(WORDS / 257.0))),
     "F in [0, 1]": lambda: (Image.fromarray((GREY8 / 255.0).astype(np.float32)), grey(GREY8)),
-    "F in [0, 255]": lambda: (Image.fromarray(GREY8.astype(np.float32) * 0.999 + 0.2), grey(np.round(GREY8 * 0.999 + 0.2))),
+    "F in [0, 255]": lambda: (
+        Image.fromarray(GREY8.astype(np.float32) * 0.999 + 0.2),
+        grey(np.round(GREY8 * 0.999 + 0.2)),
+    ),
     "P with transparency": palette_with_transparency,
     "RGBA": lambda: (Image.fromarray(np.dstack([RGB8, ALPHA]), mode="RGBA"), over_white(RGB8, ALPHA)),
     "LA": lambda: (Image.fromarray(np.dstack([GREY8, ALPHA]), mode="LA"), over_white(grey(GREY8), ALPHA)),
-    "CMYK": lambda: (Image.frombytes("CMYK", (7, 5), np.dstack([RGB8, ALPHA]).tobytes()),
-                     cmyk_reference(np.dstack([RGB8, ALPHA]))),
+    "CMYK": lambda: (
+        Image.frombytes("CMYK", (7, 5), np.dstack([RGB8, ALPHA]).tobytes()),
+        cmyk_reference(np.dstack([RGB8, ALPHA])),
+    ),
     "RGB": lambda: (Image.fromarray(RGB8, mode="RGB"), RGB8),
 }
 

@@ -24,15 +24,26 @@ from anyteach import load_dataset, load_model, predict, save_model, timm_classif
 from anyteach.core.runtime import Runtime
 
 CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, SIZE = 4, 24, 8, 32
-FAST = {"epochs": 1, "batch_size": 16, "eval_batch_size": 32, "lr": 1e-3, "optimizer": "adamw", "progress": False,
-        "workers": 0}
+FAST = {
+    "epochs": 1,
+    "batch_size": 16,
+    "eval_batch_size": 32,
+    "lr": 1e-3,
+    "optimizer": "adamw",
+    "progress": False,
+    "workers": 0,
+}
 
 
 def run_cli(*args: str, torchrun: bool = False) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"] if torchrun \
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        if torchrun
         else [sys.executable]
-    return subprocess.run([*launcher, "-m", "anyteach", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=600)
+    )
+    return subprocess.run(
+        [*launcher, "-m", "anyteach", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +61,7 @@ def image_root(tmp_path_factory) -> Path:
             for i in range(n):
                 pixels = colours[c] + rng.normal(0, 50, (40, 48, 3))
                 y, x = divmod(c, 2)
-                pixels[5 + 20 * y:15 + 20 * y, 5 + 24 * x:15 + 24 * x] = 255
+                pixels[5 + 20 * y : 15 + 20 * y, 5 + 24 * x : 15 + 24 * x] = 255
                 Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / split / f"class{c}" / f"{i}.png")
     return root
 
@@ -72,8 +83,15 @@ def image_models(images, tmp_path_factory) -> dict[str, str]:
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         model.train()
         for epoch in range(3):
-            for x, y, _ in images.loader("train", batch_size=16, shuffle=True, seed=seed, epoch=epoch,
-                                         preprocessing=model.info.preprocessing, num_workers=0):
+            for x, y, _ in images.loader(
+                "train",
+                batch_size=16,
+                shuffle=True,
+                seed=seed,
+                epoch=epoch,
+                preprocessing=model.info.preprocessing,
+                num_workers=0,
+            ):
                 loss = F.cross_entropy(model(x), y)
                 opt.zero_grad()
                 loss.backward()
@@ -86,15 +104,23 @@ def image_models(images, tmp_path_factory) -> dict[str, str]:
 # the data path
 
 
-def test_a_live_teacher_epoch_decodes_each_image_once_and_loaders_keep_their_workers(image_root, image_models,
-                                                                                      tmp_path):
+def test_a_live_teacher_epoch_decodes_each_image_once_and_loaders_keep_their_workers(
+    image_root, image_models, tmp_path
+):
     data = load_dataset(f"imagefolder:{image_root}")  # its own dataset object: decodes counted here only
     folder = data._folders["train"]
     decodes = []
     decode = folder.loader
     folder.loader = lambda path: decodes.append(path) or decode(path)
-    transfer(image_models["test_vit"], image_models["test_byobnet"], data, "kl+dp", tmp_path / "live",
-             cache_teacher_outputs=False, **{**FAST, "epochs": 2})
+    transfer(
+        image_models["test_vit"],
+        image_models["test_byobnet"],
+        data,
+        "kl+dp",
+        tmp_path / "live",
+        cache_teacher_outputs=False,
+        **{**FAST, "epochs": 2},
+    )
     # the student, the frozen student and the teacher share each decoded batch
     assert len(decodes) == 2 * data.size("transfer") and len(set(decodes)) == data.size("transfer")
     preprocessing = load_model(image_models["test_vit"]).info.preprocessing
@@ -109,8 +135,18 @@ def test_augmented_batches_follow_seed_epoch_and_sample_not_workers_or_ranks(ima
     preprocessing = load_model(image_models["test_vit"]).info.preprocessing
 
     def batch(epoch: int, workers: int, shard=(0, 1)):
-        loader = images.loader("transfer", batch_size=16, shuffle=True, seed=3, epoch=epoch, augment=True,
-                               preprocessing=preprocessing, num_workers=workers, shard=shard, drop_last=True)
+        loader = images.loader(
+            "transfer",
+            batch_size=16,
+            shuffle=True,
+            seed=3,
+            epoch=epoch,
+            augment=True,
+            preprocessing=preprocessing,
+            num_workers=workers,
+            shard=shard,
+            drop_last=True,
+        )
         return next(iter(loader))
 
     x0, y0, i0 = batch(1, 0)
@@ -120,8 +156,13 @@ def test_augmented_batches_follow_seed_epoch_and_sample_not_workers_or_ranks(ima
     assert torch.equal(torch.cat([r[0] for r in ranks]), x0) and torch.equal(torch.cat([r[2] for r in ranks]), i0)
     x_next, _, i_next = batch(2, 0)
     assert not torch.equal(i_next, i0)  # another epoch: another order
-    plain = next(iter(images.loader("transfer", batch_size=16, shuffle=True, seed=3, epoch=1,
-                                    preprocessing=preprocessing, num_workers=0)))[0]
+    plain = next(
+        iter(
+            images.loader(
+                "transfer", batch_size=16, shuffle=True, seed=3, epoch=1, preprocessing=preprocessing, num_workers=0
+            )
+        )
+    )[0]
     assert not torch.equal(plain, x0)  # augmented
 
 
@@ -153,23 +194,56 @@ def test_flips_transfer_ddp_study_and_report_on_real_images(image_root, image_mo
 
     recipe = ["--epochs=2", "--batch-size=16", "--lr=1e-3", "--optimizer=adamw", "--workers=0", "--quiet", "--json"]
     capsys.readouterr()
-    assert cli("transfer", "--student", vit, "--teacher", cnn, "--data", data, "--method", "kl+dp",
-               "--out", str(tmp_path / "single"), *recipe) == 0
+    assert (
+        cli(
+            "transfer",
+            "--student",
+            vit,
+            "--teacher",
+            cnn,
+            "--data",
+            data,
+            "--method",
+            "kl+dp",
+            "--out",
+            str(tmp_path / "single"),
+            *recipe,
+        )
+        == 0
+    )
     one = json.loads(capsys.readouterr().out)
-    ddp = run_cli("transfer", "--student", vit, "--teacher", cnn, "--data", data, "--method", "kl+dp",
-                  "--out", str(tmp_path / "ddp"), *recipe, torchrun=True)
+    ddp = run_cli(
+        "transfer",
+        "--student",
+        vit,
+        "--teacher",
+        cnn,
+        "--data",
+        data,
+        "--method",
+        "kl+dp",
+        "--out",
+        str(tmp_path / "ddp"),
+        *recipe,
+        torchrun=True,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     two = json.loads(ddp.stdout)
     # the same global batches: the same accuracies and flips; losses and weights to rounding (test_ddp.py)
-    assert {k: v for k, v in one.items() if not k.startswith(("seconds", "train_loss"))} == \
-        {k: v for k, v in two.items() if not k.startswith(("seconds", "train_loss"))}
+    assert {k: v for k, v in one.items() if not k.startswith(("seconds", "train_loss"))} == {
+        k: v for k, v in two.items() if not k.startswith(("seconds", "train_loss"))
+    }
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     wa = load_file(str(tmp_path / "single" / "student.safetensors"))
     wb = load_file(str(tmp_path / "ddp" / "student.safetensors"))
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-4
 
-    spec = {"models": [cnn, vit], "data": data, "methods": ["kl+dp", "xe"],
-            "recipe": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "workers": 0}}
+    spec = {
+        "models": [cnn, vit],
+        "data": data,
+        "methods": ["kl+dp", "xe"],
+        "recipe": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "workers": 0},
+    }
     (tmp_path / "study.yaml").write_text(json.dumps(spec))  # JSON is YAML
     assert cli("study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "study")) == 0
     assert cli("report", str(tmp_path / "study")) == 0
@@ -184,8 +258,19 @@ def test_flips_transfer_ddp_study_and_report_on_real_images(image_root, image_mo
 def test_bf16_autocast_channels_last_and_compile_run_on_the_cpu(images, image_models, tmp_path):
     cnn, vit = image_models["test_byobnet"], image_models["test_vit"]
     plain = transfer(cnn, vit, images, "kl+dp", tmp_path / "plain", **FAST)
-    fast = transfer(cnn, vit, images, "kl+dp", tmp_path / "fast", amp="bf16", channels_last=True, compile=True,
-                    compile_backend="aot_eager", cache_teacher_outputs=False, **FAST)
+    fast = transfer(
+        cnn,
+        vit,
+        images,
+        "kl+dp",
+        tmp_path / "fast",
+        amp="bf16",
+        channels_last=True,
+        compile=True,
+        compile_backend="aot_eager",
+        cache_teacher_outputs=False,
+        **FAST,
+    )
     assert fast.finished and fast.config["training"]["amp"] == "bf16"
     # bfloat16 changes the numbers a little (so it did run), not the outcome
     assert fast.final["train_loss"] != plain.final["train_loss"]
@@ -197,7 +282,9 @@ def test_bf16_autocast_channels_last_and_compile_run_on_the_cpu(images, image_mo
     assert runtime.autocast_enabled and not Runtime(torch.device("cpu")).autocast_enabled
     logits = predict(model, images, cache=False, runtime=runtime).logits
     assert not torch.equal(logits, reference) and torch.allclose(logits, reference, atol=0.1, rtol=0.05)
-    assert next(model.parameters()).device.type == "cpu" and not any(k.startswith("_orig_mod") for k in model.state_dict())
+    assert next(model.parameters()).device.type == "cpu" and not any(
+        k.startswith("_orig_mod") for k in model.state_dict()
+    )
 
 
 def test_to_device_turns_8_bit_images_into_floats_in_channels_last():

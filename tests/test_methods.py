@@ -15,11 +15,32 @@ import torch
 from torch import nn
 
 from anyteach.core.errors import AnyteachError
-from anyteach.methods import (FROZEN, LOSSES, METHODS, MIXED, SKIPPED, TARGET_RULES, LossInputs, MethodContext,
-                              MethodPreset, RuleInputs, SlowWeights, Target, TransferLoss, build_method,
-                              ensemble_predictions, get_method, kl_divergence, method_table, nce_loss,
-                              register_loss, register_method, register_target_rule, resolve_method_options,
-                              similarity_structure_loss)
+from anyteach.methods import (
+    FROZEN,
+    LOSSES,
+    METHODS,
+    MIXED,
+    SKIPPED,
+    TARGET_RULES,
+    LossInputs,
+    MethodContext,
+    MethodPreset,
+    RuleInputs,
+    SlowWeights,
+    Target,
+    TransferLoss,
+    build_method,
+    ensemble_predictions,
+    get_method,
+    kl_divergence,
+    method_table,
+    nce_loss,
+    register_loss,
+    register_method,
+    register_target_rule,
+    resolve_method_options,
+    similarity_structure_loss,
+)
 
 GOLDEN = Path(__file__).parent / "fixtures" / "loss_golden.json"
 
@@ -35,9 +56,16 @@ def _golden_inputs() -> dict[str, list]:
     def r(*shape, scale=2.0):
         return (torch.randn(*shape, generator=g) * scale).round(decimals=3).tolist()
 
-    return {"student": r(4, 5), "target": r(4, 5), "teacher": r(4, 5), "labels": [0, 3, 1, 4],
-            "weight": [1.0, 0.0, 1.0, 1.0], "student_features": r(4, 3, scale=1.0), "teacher_features": r(4, 6, scale=1.0),
-            "scores": (torch.rand(3, 5, generator=g) * 1e-3).round(decimals=6).tolist()}
+    return {
+        "student": r(4, 5),
+        "target": r(4, 5),
+        "teacher": r(4, 5),
+        "labels": [0, 3, 1, 4],
+        "weight": [1.0, 0.0, 1.0, 1.0],
+        "student_features": r(4, 3, scale=1.0),
+        "teacher_features": r(4, 6, scale=1.0),
+        "scores": (torch.rand(3, 5, generator=g) * 1e-3).round(decimals=6).tolist(),
+    }
 
 
 def _crd_module(inputs: dict[str, list]) -> TransferLoss:
@@ -63,13 +91,25 @@ def _compute_golden(inputs: dict[str, list]) -> dict[str, float]:
     terms = xekl(LossInputs(t["student"], None, t["labels"].long(), torch.arange(4), target, None, None))
     out["xekl_kl"], out["xekl_ce"] = terms["loss_kl"].item(), terms["loss_ce"].item()
     cd = LOSSES["cd"](resolve_method_options("cd"), MethodContext(5))
-    terms = cd(LossInputs(t["student"], t["student_features"], t["labels"].long(), torch.arange(4), None, None,
-                          t["teacher_features"]))
+    terms = cd(
+        LossInputs(
+            t["student"], t["student_features"], t["labels"].long(), torch.arange(4), None, None, t["teacher_features"]
+        )
+    )
     out["cd_ce"], out["cd_cd"] = terms["loss_ce"].item(), terms["loss_cd"].item()
     crd = _crd_module(inputs)
     labels = torch.tensor([0, 1, 2, 0])
-    terms = crd(LossInputs(t["student"][:, :3], t["student_features"], labels, torch.tensor([0, 1, 2, 3]), None, None,
-                           t["teacher_features"]))
+    terms = crd(
+        LossInputs(
+            t["student"][:, :3],
+            t["student_features"],
+            labels,
+            torch.tensor([0, 1, 2, 3]),
+            None,
+            None,
+            t["teacher_features"],
+        )
+    )
     out["crd_ce"], out["crd_crd"] = terms["loss_ce"].item(), terms["loss_crd"].item()
     return out
 
@@ -79,8 +119,23 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-@pytest.mark.parametrize("name", ["kl_t1", "kl_t2", "kl_top2_teacher", "kl_weighted", "cd", "nce", "xekl_kl",
-                                  "xekl_ce", "cd_ce", "cd_cd", "crd_ce", "crd_crd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kl_t1",
+        "kl_t2",
+        "kl_top2_teacher",
+        "kl_weighted",
+        "cd",
+        "nce",
+        "xekl_kl",
+        "xekl_ce",
+        "cd_ce",
+        "cd_cd",
+        "crd_ce",
+        "crd_crd",
+    ],
+)
 def test_loss_golden_values(golden, name):
     computed = _compute_golden(golden["inputs"])
     assert computed[name] == pytest.approx(golden["expected"][name], rel=1e-5, abs=1e-7)
@@ -91,7 +146,7 @@ def test_kl_golden_matches_the_definition(golden):
     s, t = torch.tensor(golden["inputs"]["student"]), torch.tensor(golden["inputs"]["target"])
     tau = 2.0
     p_t = (t / tau).softmax(1)
-    manual = (p_t * ((t / tau).log_softmax(1) - (s / tau).log_softmax(1))).sum(1).mean() * tau ** 2
+    manual = (p_t * ((t / tau).log_softmax(1) - (s / tau).log_softmax(1))).sum(1).mean() * tau**2
     assert golden["expected"]["kl_t2"] == pytest.approx(manual.item(), rel=1e-5)
 
 
@@ -247,8 +302,21 @@ def test_ensemble_takes_the_more_confident_model_ties_to_the_student():
 
 
 def test_every_preset_of_the_paper_is_registered_with_its_defaults():
-    expected = {"kl", "xekl", "cd", "crd", "xekl+mcl", "kl+dp", "kl+dp-u", "kl+flip-st", "kl+flip-t", "kl+flip-avg",
-                "self", "xe", "ensemble"}
+    expected = {
+        "kl",
+        "xekl",
+        "cd",
+        "crd",
+        "xekl+mcl",
+        "kl+dp",
+        "kl+dp-u",
+        "kl+flip-st",
+        "kl+flip-t",
+        "kl+flip-avg",
+        "self",
+        "xe",
+        "ensemble",
+    }
     assert expected <= set(METHODS)
     assert resolve_method_options("kl") == {"temperature": 1.0, "top_k": None, "alpha": 1.0}
     assert resolve_method_options("xekl")["alpha"] == 0.5
@@ -257,26 +325,35 @@ def test_every_preset_of_the_paper_is_registered_with_its_defaults():
     assert get_method("xekl+mcl").base_lr == 1e-2
     assert (resolve_method_options("cd")["gamma"], resolve_method_options("cd")["beta"]) == (0.1, 10.0)
     crd = resolve_method_options("crd")
-    assert (crd["gamma"], crd["beta"], crd["crd_feature_dim"], crd["crd_negatives"], crd["crd_temperature"],
-            crd["crd_momentum"]) == (1.0, 0.8, 128, 4096, 0.07, 0.5)
+    assert (
+        crd["gamma"],
+        crd["beta"],
+        crd["crd_feature_dim"],
+        crd["crd_negatives"],
+        crd["crd_temperature"],
+        crd["crd_momentum"],
+    ) == (1.0, 0.8, 128, 4096, 0.07, 0.5)
     assert not get_method("xe").needs_teacher and not get_method("self").needs_teacher
     assert get_method("kl+dp").multi_teacher and not get_method("kl").multi_teacher
     assert not get_method("ensemble").trains
     assert [r["name"] for r in method_table()] == list(METHODS)
 
 
-@pytest.mark.parametrize("method, options, fragment", [
-    ("nope", {}, "unknown method 'nope'"),
-    ("kl", {"temperature": 0}, "temperature"),
-    ("kl", {"temperature": -1.0}, "temperature"),
-    ("kl", {"alpha": 1.5}, "alpha"),
-    ("kl", {"top_k": 0}, "top_k"),
-    ("kl", {"top_k": 2.5}, "top_k"),
-    ("kl", {"temprature": 2.0}, "unknown method option 'temprature'"),
-    ("kl", {"mcl_period": 3}, "does not apply to method 'kl'"),
-    ("xekl+mcl", {"mcl_interpolation": 1.2}, "mcl_interpolation"),
-    ("crd", {"crd_negatives": True}, "crd_negatives"),
-])
+@pytest.mark.parametrize(
+    "method, options, fragment",
+    [
+        ("nope", {}, "unknown method 'nope'"),
+        ("kl", {"temperature": 0}, "temperature"),
+        ("kl", {"temperature": -1.0}, "temperature"),
+        ("kl", {"alpha": 1.5}, "alpha"),
+        ("kl", {"top_k": 0}, "top_k"),
+        ("kl", {"top_k": 2.5}, "top_k"),
+        ("kl", {"temprature": 2.0}, "unknown method option 'temprature'"),
+        ("kl", {"mcl_period": 3}, "does not apply to method 'kl'"),
+        ("xekl+mcl", {"mcl_interpolation": 1.2}, "mcl_interpolation"),
+        ("crd", {"crd_negatives": True}, "crd_negatives"),
+    ],
+)
 def test_bad_method_options_name_the_problem(method, options, fragment):
     with pytest.raises(AnyteachError, match=fragment.replace("(", r"\(").replace("+", r"\+")):
         resolve_method_options(method, options)
@@ -392,10 +469,13 @@ def test_every_public_name_of_the_parts_is_reexported_and_the_preset_table_regis
     from anyteach.methods import losses, presets, regularisers, targets
 
     for module in (targets, losses, regularisers, presets):
-        public = {n for n, v in vars(module).items() if not n.startswith("_") and getattr(v, "__module__", None)
-                  == module.__name__}
+        public = {
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        }
         assert public <= set(methods.__all__), module.__name__
-    assert [row["name"] for row in presets.PRESET_TABLE] == list(METHODS)[:len(presets.PRESET_TABLE)]
+    assert [row["name"] for row in presets.PRESET_TABLE] == list(METHODS)[: len(presets.PRESET_TABLE)]
 
 
 @pytest.mark.parametrize("alias, new", [("OPTIONS", "METHOD_OPTIONS"), ("Option", "Option")])

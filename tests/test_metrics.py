@@ -12,8 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anyteach import AnyteachError
-from anyteach.analysis.metrics import (accuracy, flip_entropy, mcnemar_p_values, negative_flips, per_class_positive_flips,
-                              positive_flips, top_p_classes, transfer_metrics, uniform_entropy)
+from anyteach.analysis.metrics import (
+    accuracy,
+    flip_entropy,
+    mcnemar_p_values,
+    negative_flips,
+    per_class_positive_flips,
+    positive_flips,
+    top_p_classes,
+    transfer_metrics,
+    uniform_entropy,
+)
 
 # Hand-made example. Correct (y == prediction) per sample:
 #   a: T F T F T F   (50%)
@@ -80,7 +89,7 @@ def _exact_tail(k: int, n: int) -> float:
     for i in range(n, k, -1):
         term = term * i // (n - i + 1)  # C(n, i - 1)
         total += term
-    return float(Fraction(total, 2 ** n))
+    return float(Fraction(total, 2**n))
 
 
 @pytest.mark.parametrize("gains,losses", [(10_050, 9_950), (10_001, 10_000), (10_400, 9_900), (12, 30_000)])
@@ -105,7 +114,7 @@ def test_mcnemar_tails_are_complementary(gains, losses):
     """P(X >= g) + P(X >= l) = 1 + P(X = g) when g + l = n (X symmetric about n/2)."""
     n = gains + losses
     p_gain, p_loss = mcnemar_p_values(gains, losses)
-    point = math.comb(n, gains) / 2 ** n if n else 1.0
+    point = math.comb(n, gains) / 2**n if n else 1.0
     assert 0.0 <= p_gain <= 1.0 and 0.0 <= p_loss <= 1.0
     assert p_gain + p_loss == pytest.approx(1.0 + point, rel=1e-12)
 
@@ -175,7 +184,8 @@ def test_flip_symmetries(case):
     assert positive_flips(a, a, labels) == 0.0 and negative_flips(a, a, labels) == 0.0
     assert positive_flips(a, b, labels) == negative_flips(b, a, labels)
     assert positive_flips(a, b, labels) - negative_flips(a, b, labels) == pytest.approx(
-        accuracy(b, labels) - accuracy(a, labels), abs=1e-9)
+        accuracy(b, labels) - accuracy(a, labels), abs=1e-9
+    )
     per_class = per_class_positive_flips(a, b, labels, k)
     assert per_class.sum() == round(positive_flips(a, b, labels) * len(labels) / 100)
     assert 0.0 <= flip_entropy(per_class) <= uniform_entropy(k) + 1e-12
@@ -190,23 +200,26 @@ def test_top_p_is_the_smallest_set(counts, p):
         assert top.k == 0
         return
     ranked = sorted(counts, reverse=True)
-    assert sum(ranked[:top.k]) * 100 >= p * total  # reaches p%
-    assert sum(ranked[:top.k - 1]) * 100 < p * total  # one class fewer does not
-    assert top.share == pytest.approx(100 * sum(ranked[:top.k]) / total)
-    assert sorted(np.asarray(counts)[top.classes].tolist(), reverse=True) == ranked[:top.k]
+    assert sum(ranked[: top.k]) * 100 >= p * total  # reaches p%
+    assert sum(ranked[: top.k - 1]) * 100 < p * total  # one class fewer does not
+    assert top.share == pytest.approx(100 * sum(ranked[: top.k]) / total)
+    assert sorted(np.asarray(counts)[top.classes].tolist(), reverse=True) == ranked[: top.k]
 
 
 # ---------------------------------------------------------------------------------------------
 # Bad input
 
 
-@pytest.mark.parametrize("call", [
-    lambda: positive_flips([0, 1, 2], [0, 1], [0, 1, 2]),
-    lambda: negative_flips([0, 1], [0, 1], [0]),
-    lambda: accuracy([0, 1], [0, 1, 1]),
-    lambda: per_class_positive_flips([0, 1], [0, 1, 1], [0, 1]),
-    lambda: transfer_metrics([0, 1], [0, 1], [0, 1, 0], [0, 1]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: positive_flips([0, 1, 2], [0, 1], [0, 1, 2]),
+        lambda: negative_flips([0, 1], [0, 1], [0]),
+        lambda: accuracy([0, 1], [0, 1, 1]),
+        lambda: per_class_positive_flips([0, 1], [0, 1, 1], [0, 1]),
+        lambda: transfer_metrics([0, 1], [0, 1], [0, 1, 0], [0, 1]),
+    ],
+)
 def test_mismatched_lengths_raise(call):
     with pytest.raises(AnyteachError, match="same samples"):
         call()

@@ -10,12 +10,17 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from anyteach import build_classifier, load_model, predict, transfer, transfer_multi
-from anyteach.core.io import file_digest
 from anyteach.cli import app
 from anyteach.core.errors import AnyteachError
+from anyteach.core.io import file_digest
 from anyteach.methods import FROZEN, TARGET_RULES, RuleInputs
-from anyteach.training.multi_teacher import MultiTransferResult, average_weights, metrics_over_epochs, reestimate_batchnorm
 from anyteach.report.figures import multi_teacher_figures
+from anyteach.training.multi_teacher import (
+    MultiTransferResult,
+    average_weights,
+    metrics_over_epochs,
+    reestimate_batchnorm,
+)
 
 # batch 150 divides the 1,500 transfer samples: every sample is routed once per epoch
 FAST = {"epochs": 2, "batch_size": 150, "lr": 1e-3, "optimizer": "adamw", "progress": False}
@@ -39,10 +44,10 @@ def test_routing_picks_the_most_confident_candidate_ties_to_the_frozen_student()
     labels = torch.tensor([0, 1, 2, 3, 0])
     frozen = torch.zeros(5, 4)
     teachers = torch.zeros(2, 5, 4)
-    frozen[0, 0] = big            # sample 0: only the frozen student is sure of its label
-    teachers[0, 1, 1] = big       # sample 1: teacher 1
-    teachers[1, 2, 2] = big       # sample 2: teacher 2
-    teachers[:, 3, 3] = big       # sample 3: the teachers tie: the first one
+    frozen[0, 0] = big  # sample 0: only the frozen student is sure of its label
+    teachers[0, 1, 1] = big  # sample 1: teacher 1
+    teachers[1, 2, 2] = big  # sample 2: teacher 2
+    teachers[:, 3, 3] = big  # sample 3: the teachers tie: the first one
     frozen[4, 0] = teachers[1, 4, 0] = big  # sample 4: frozen ties with teacher 2: the frozen student
     for rule in ("dp", "dp-u"):
         target = TARGET_RULES[rule].fn(RuleInputs(labels, frozen, teachers, frozen))
@@ -59,8 +64,9 @@ def test_parallel_reports_per_epoch_the_share_routed_to_each_candidate(tiny_zoo,
     labels = tiny_data.labels("transfer")
     scores = torch.stack(outputs).softmax(-1).gather(2, labels.view(1, -1, 1).expand(3, -1, 1)).squeeze(2)
     choice = scores.argmax(0)
-    expected = {name: 100.0 * (choice == k).float().mean().item()
-                for k, name in enumerate(["frozen", "teacher1", "teacher2"])}
+    expected = {
+        name: 100.0 * (choice == k).float().mean().item() for k, name in enumerate(["frozen", "teacher1", "teacher2"])
+    }
     history = result.stages[0].history
     assert [row["epoch"] for row in history] == [0, 1, 2]
     lines = (result.run_dir / "parallel" / "metrics.jsonl").read_text().splitlines()
@@ -76,8 +82,9 @@ def test_parallel_reports_per_epoch_the_share_routed_to_each_candidate(tiny_zoo,
 
 def test_sequential_with_one_teacher_equals_the_single_teacher_run(tiny_zoo, tiny_data, tmp_path):
     single = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], tiny_data, "kl+dp", tmp_path / "single", **FAST)
-    multi = transfer_multi(tiny_zoo["mlp"], [tiny_zoo["gru_chunk4"]], tiny_data, "kl+dp", "sequential",
-                           tmp_path / "seq", **FAST)
+    multi = transfer_multi(
+        tiny_zoo["mlp"], [tiny_zoo["gru_chunk4"]], tiny_data, "kl+dp", "sequential", tmp_path / "seq", **FAST
+    )
     assert _same_weights(single.student_path, multi.student_path)
     assert multi.final["transfer_delta"] == single.final["transfer_delta"]
     stage = multi.stage_metrics[0]
@@ -137,8 +144,9 @@ def test_sequential_chains_stages_in_curriculum_order_and_resumes_inside_a_stage
 def test_soup_of_one_student_is_that_student_and_reuses_the_finished_run(tiny_zoo, tiny_data, tmp_path):
     single = transfer(tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"], tiny_data, "kl+dp", **FAST)  # the run cache
     finished_at = (single.run_dir / "final.json").stat().st_mtime_ns
-    soup = transfer_multi(tiny_zoo["mlp"], [tiny_zoo["cnn_small_sgd"]], tiny_data, "kl+dp", "soup",
-                          tmp_path / "soup", **FAST)
+    soup = transfer_multi(
+        tiny_zoo["mlp"], [tiny_zoo["cnn_small_sgd"]], tiny_data, "kl+dp", "soup", tmp_path / "soup", **FAST
+    )
     assert soup.stages[0].run_dir == single.run_dir
     assert (single.run_dir / "final.json").stat().st_mtime_ns == finished_at  # reused, not trained again
     assert soup.student_path == tmp_path / "soup" / "soup.safetensors"
@@ -183,27 +191,55 @@ def test_soup_reestimates_batchnorm_statistics_on_the_transfer_split(tiny_data):
 # validation and CLI
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"mode": "tree"}, "unknown mode 'tree'"),
-    ({"mode": "soup", "curriculum": "asc"}, "curriculum orders the stages of the sequential mode"),
-    ({"mode": "sequential", "curriculum": "random"}, "unknown curriculum"),
-    ({"mode": "parallel", "method": "kl"}, "routes between teachers"),
-    ({"mode": "soup", "method": "xe"}, "trains the student from a teacher"),
-    ({"mode": "sequential", "epochs": -1}, "epochs=-1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"mode": "tree"}, "unknown mode 'tree'"),
+        ({"mode": "soup", "curriculum": "asc"}, "curriculum orders the stages of the sequential mode"),
+        ({"mode": "sequential", "curriculum": "random"}, "unknown curriculum"),
+        ({"mode": "parallel", "method": "kl"}, "routes between teachers"),
+        ({"mode": "soup", "method": "xe"}, "trains the student from a teacher"),
+        ({"mode": "sequential", "epochs": -1}, "epochs=-1"),
+    ],
+)
 def test_bad_multi_teacher_configurations_fail_before_any_work(kwargs, fragment, tiny_zoo, tiny_data, tmp_path):
     kwargs = {"method": "kl+dp", **kwargs}
     with pytest.raises(AnyteachError, match=fragment):
-        transfer_multi(tiny_zoo["mlp"], [tiny_zoo["mlp_narrow"], tiny_zoo["gru_chunk4"]], tiny_data,
-                       out=tmp_path / "run", progress=False, **kwargs)
+        transfer_multi(
+            tiny_zoo["mlp"],
+            [tiny_zoo["mlp_narrow"], tiny_zoo["gru_chunk4"]],
+            tiny_data,
+            out=tmp_path / "run",
+            progress=False,
+            **kwargs,
+        )
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_multi_teacher_transfer_end_to_end(tiny_zoo, tiny_data, tmp_path):
     teachers = [tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"]]
-    args = ["transfer", "--student", tiny_zoo["mlp_narrow"], "--data", tiny_data.ref, "--mode", "soup",
-            "--out", str(tmp_path / "soup"), "--epochs", "1", "--batch-size", "150", "--optimizer", "adamw",
-            "--lr", "1e-3", "--plots", str(tmp_path / "fig"), "--quiet"]
+    args = [
+        "transfer",
+        "--student",
+        tiny_zoo["mlp_narrow"],
+        "--data",
+        tiny_data.ref,
+        "--mode",
+        "soup",
+        "--out",
+        str(tmp_path / "soup"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "150",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-3",
+        "--plots",
+        str(tmp_path / "fig"),
+        "--quiet",
+    ]
     for teacher in teachers:
         args += ["--teacher", teacher]
     result = CliRunner().invoke(app, args)
@@ -214,6 +250,7 @@ def test_cli_multi_teacher_transfer_end_to_end(tiny_zoo, tiny_data, tmp_path):
     weights = load_file(str(soup.student_path))
     assert all(torch.allclose(weights[k], expected[f"net.{k}"]) for k in weights)
     assert (tmp_path / "fig" / "multi_teacher_comparison.png").exists()
-    bad = CliRunner().invoke(app, ["transfer", "--student", tiny_zoo["mlp"], "--teacher", tiny_zoo["mlp"],
-                                   "--curriculum", "asc"])
+    bad = CliRunner().invoke(
+        app, ["transfer", "--student", tiny_zoo["mlp"], "--teacher", tiny_zoo["mlp"], "--curriculum", "asc"]
+    )
     assert isinstance(bad.exception, AnyteachError) and "--mode" in str(bad.exception)

@@ -37,6 +37,9 @@ def test_option_facts_are_fields_of_the_declaration():
     assert _hits(r"\(\"epochs\", \"batch_size\", \"augment\"\)|\"eval_batch_size\", \"keep_checkpoints\"", set()) == []
     from anyteach.core.options import BUDGET_OPTIONS, NOT_COMPARED, PER_RUN_OPTIONS, TRAINING_OPTIONS
 
-    assert BUDGET_OPTIONS == tuple(n for n, o in TRAINING_OPTIONS.items() if o.budget) == ("epochs", "batch_size",
-                                                                                         "augment")
+    assert (
+        BUDGET_OPTIONS
+        == tuple(n for n, o in TRAINING_OPTIONS.items() if o.budget)
+        == ("epochs", "batch_size", "augment")
+    )
     assert PER_RUN_OPTIONS == ("seed",) and "device" in NOT_COMPARED and "lr" not in NOT_COMPARED

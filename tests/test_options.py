@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from anyteach import AnyteachError, TrainingOptions
 from anyteach.cli import app
-from anyteach.methods import METHODS, resolve_method_options
 from anyteach.core.options import METHOD_OPTIONS, TRAINING_OPTIONS, Option
+from anyteach.methods import METHODS, resolve_method_options
 from anyteach.study.driver import build_study_spec, load_study_spec
 from anyteach.training.transfer import resolve_run_options
 

@@ -17,20 +17,25 @@ from anyteach.study.driver import load_study_spec, run_study
 
 from .conftest import TINY_DATA
 
-PLUGIN = '''
+PLUGIN = """
 from anyteach.methods import MethodPreset, register_method
 
 register_method(MethodPreset("plugin-kl-t2", "KL at temperature 2 (a user's preset)", "teacher", "kl",
                              defaults={"temperature": 2.0}))
-'''
+"""
 
 
 @pytest.fixture
 def plugin_study(tiny_zoo, tmp_path):
     (tmp_path / "my_methods.py").write_text(PLUGIN)
-    definition = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "pairs": {"random": 2, "seed": 0},
-                  "methods": ["plugin-kl-t2"], "imports": ["my_methods.py"],
-                  "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}}
+    definition = {
+        "models": list(tiny_zoo.values()),
+        "data": TINY_DATA,
+        "pairs": {"random": 2, "seed": 0},
+        "methods": ["plugin-kl-t2"],
+        "imports": ["my_methods.py"],
+        "recipe": {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3},
+    }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(definition))
     yield tmp_path / "study.yaml"
     METHODS.pop("plugin-kl-t2", None)
@@ -69,15 +74,39 @@ def test_a_missing_plugin_is_a_clear_error(tmp_path):
 
 def test_cli_transfer_imports_a_plugin_first(tiny_zoo, tiny_data, tmp_path):
     (tmp_path / "my_methods.py").write_text(PLUGIN)
-    command = [sys.executable, "-m", "anyteach", "transfer", "--import", str(tmp_path / "my_methods.py"),
-               "--method", "plugin-kl-t2", "--student", tiny_zoo["mlp"], "--teacher", tiny_zoo["gru_chunk4"],
-               "--data", tiny_data.ref, "--epochs", "1", "--batch-size", "128", "--out", str(tmp_path / "run"),
-               "--quiet", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "anyteach",
+        "transfer",
+        "--import",
+        str(tmp_path / "my_methods.py"),
+        "--method",
+        "plugin-kl-t2",
+        "--student",
+        tiny_zoo["mlp"],
+        "--teacher",
+        tiny_zoo["gru_chunk4"],
+        "--data",
+        tiny_data.ref,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+        "--json",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr
     assert '"transfer_delta"' in proc.stdout
-    without = subprocess.run([c for c in command if c not in ("--import", str(tmp_path / "my_methods.py"))],
-                             capture_output=True, text=True, env=os.environ.copy())
+    without = subprocess.run(
+        [c for c in command if c not in ("--import", str(tmp_path / "my_methods.py"))],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert without.returncode == 2 and "unknown method 'plugin-kl-t2'" in without.stderr
 
 
@@ -87,9 +116,11 @@ def test_the_research_presets_still_import():
     from pathlib import Path
 
     presets = Path(__file__).resolve().parents[1] / "docs" / "research" / "presets.py"
-    code = ("from anyteach.core.registry import import_plugins; from anyteach.methods import METHODS; "
-            f"import_plugins([{str(presets)!r}]); "
-            "print(sorted(m for m in METHODS if m in ('pl+ens+xe+wise', 'kl+ens-t+wise')))")
+    code = (
+        "from anyteach.core.registry import import_plugins; from anyteach.methods import METHODS; "
+        f"import_plugins([{str(presets)!r}]); "
+        "print(sorted(m for m in METHODS if m in ('pl+ens+xe+wise', 'kl+ens-t+wise')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['kl+ens-t+wise', 'pl+ens+xe+wise']"

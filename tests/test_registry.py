@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from anyteach import AnyteachError
-from anyteach.models.architectures import ARCHITECTURES, register_architecture
+from anyteach.core.registry import RegistrationError, Registry
 from anyteach.methods import LOSSES, METHODS, REGULARISERS, TARGET_RULES, MethodPreset, register_method
-from anyteach.core.registry import Registry, RegistrationError
+from anyteach.models.architectures import ARCHITECTURES, register_architecture
 
 
 def test_a_registry_behaves_like_a_dict_and_refuses_a_taken_name():
@@ -36,6 +36,7 @@ def test_registering_a_built_in_name_again_fails_and_keeps_the_built_in():
         register_method(MethodPreset("kl", "an impostor", "teacher", "kl"))
     assert METHODS["kl"] is kl
     with pytest.raises(RegistrationError, match="architecture named 'mlp'"):
+
         @register_architecture("mlp", "mlp")
         class Impostor:  # noqa: F841 - never registered
             pass
@@ -60,16 +61,20 @@ def test_a_new_model_reference_kind_is_one_decorated_function():
 
 
 def test_every_user_facing_kind_is_a_registry_that_refuses_a_taken_name():
+    from anyteach.core.registry import Registry
+    from anyteach.core.trackers import TRACKERS
     from anyteach.data.references import DATASET_KINDS
     from anyteach.study.executors import EXECUTORS
     from anyteach.training.protocols import RECIPES
-    from anyteach.core.registry import Registry
     from anyteach.zoo import ZOOS
 
-    from anyteach.core.trackers import TRACKERS
-
-    for registry, name in ((DATASET_KINDS, "mnist1d"), (ZOOS, "mnist1d"), (RECIPES, "paper-imagenet"),
-                           (EXECUTORS, "local"), (TRACKERS, "tensorboard")):
+    for registry, name in (
+        (DATASET_KINDS, "mnist1d"),
+        (ZOOS, "mnist1d"),
+        (RECIPES, "paper-imagenet"),
+        (EXECUTORS, "local"),
+        (TRACKERS, "tensorboard"),
+    ):
         assert isinstance(registry, Registry) and name in registry
         with pytest.raises(RegistrationError, match="already registered"):
             registry.add(name, registry[name])

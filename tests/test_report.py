@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from anyteach.report.aggregate import summarize
-from anyteach.report.findings import MIN_STUDENTS, verdict
 from anyteach.report.document import PAPER_RESULTS, findings, headline_table, write_report
-from anyteach.study.store import StudyStore, run_row
+from anyteach.report.findings import MIN_STUDENTS, verdict
 from anyteach.study.driver import ModelEntry, RunSpec
+from anyteach.study.store import StudyStore, run_row
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -28,10 +28,19 @@ def _final(delta: float, strength: float, significant_harm: bool, significant_ga
     student_acc_before = 80.0  # counts below are of an eval split of 100,000 samples (1 sample = 0.001 pp)
     gain = max(delta, 0.0) + 1.0
     loss = gain - delta
-    return {"student_acc": student_acc_before + delta, "student_acc_before": student_acc_before,
-            "teacher_acc": student_acc_before + strength, "transfer_delta": delta, "knowledge_gain": gain,
-            "knowledge_loss": loss, "transfer_rate": 10.0, "gain_count": round(gain * 1000), "loss_count": round(loss * 1000),
-            "p_gain": 0.01 if significant_gain else 0.5, "p_loss": 0.01 if significant_harm else 0.5}
+    return {
+        "student_acc": student_acc_before + delta,
+        "student_acc_before": student_acc_before,
+        "teacher_acc": student_acc_before + strength,
+        "transfer_delta": delta,
+        "knowledge_gain": gain,
+        "knowledge_loss": loss,
+        "transfer_rate": 10.0,
+        "gain_count": round(gain * 1000),
+        "loss_count": round(loss * 1000),
+        "p_gain": 0.01 if significant_gain else 0.5,
+        "p_loss": 0.01 if significant_harm else 0.5,
+    }
 
 
 def make_study(study_dir: Path, n_models: int = 6) -> None:
@@ -41,8 +50,13 @@ def make_study(study_dir: Path, n_models: int = 6) -> None:
     names = {ref: m.name for ref, m in models.items()}
     accuracy = {f"m{i}": 80.0 + 2.5 * i for i in range(n_models)}
     rng = np.random.default_rng(0)
-    spec = {"name": "synthetic", "data": "mnist1d", "seeds": [0], "recipe": {"epochs": 1},
-            "methods": [{"name": m, "label": m, "options": {}} for m in ("kl", "kl+dp", "kl+dp-u", "xe")]}
+    spec = {
+        "name": "synthetic",
+        "data": "mnist1d",
+        "seeds": [0],
+        "recipe": {"epochs": 1},
+        "methods": [{"name": m, "label": m, "options": {}} for m in ("kl", "kl+dp", "kl+dp-u", "xe")],
+    }
     with StudyStore(study_dir) as store:
         store.set_meta("spec", json.dumps(spec))
         store.add_models([{**m.__dict__} for m in models.values()])
@@ -58,13 +72,20 @@ def make_study(study_dir: Path, n_models: int = 6) -> None:
                 }
                 for method, (delta, harm, gain) in per_method.items():
                     run = RunSpec(method, method, s, t, 0, "{}", "mnist1d")
-                    outcome = {"final": _final(delta, strength, harm, gain), "run_dir": "", "seconds": 1.0,
-                               "complementary_knowledge": 3.0 + 0.1 * abs(strength)}
+                    outcome = {
+                        "final": _final(delta, strength, harm, gain),
+                        "run_dir": "",
+                        "seconds": 1.0,
+                        "complementary_knowledge": 3.0 + 0.1 * abs(strength),
+                    }
                     history = [{"epoch": 0, "transfer_delta": 0.0}, {"epoch": 1, "transfer_delta": delta}]
                     assert store.add_run(run_row(run, outcome, names, models), history)
             run = RunSpec("xe", "xe", s, None, 0, "{}", "mnist1d")
-            outcome = {"final": _final(0.05 if s in ("m0", "m2") else -0.05, 0.0, False, False), "run_dir": "",
-                       "seconds": 1.0}
+            outcome = {
+                "final": _final(0.05 if s in ("m0", "m2") else -0.05, 0.0, False, False),
+                "run_dir": "",
+                "seconds": 1.0,
+            }
             assert store.add_run(run_row(run, outcome, names, models), [{"epoch": 0}, {"epoch": 1}])
 
 
@@ -83,8 +104,14 @@ def files(study_dir):
 def test_report_files_exist_and_figures_are_pngs(files):
     assert files.markdown.exists() and files.html.exists()
     names = {p.name for p in files.figures}
-    assert {"success_rate.png", "delta_by_bucket.png", "gain_vs_loss.png", "delta_vs_size.png",
-            "complementarity_vs_gap.png", "delta_over_epochs.png"} <= names
+    assert {
+        "success_rate.png",
+        "delta_by_bucket.png",
+        "gain_vs_loss.png",
+        "delta_vs_size.png",
+        "complementarity_vs_gap.png",
+        "delta_over_epochs.png",
+    } <= names
     for path in files.figures:
         data = path.read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, path
@@ -155,7 +182,11 @@ def test_below_the_minimum_no_verdict_is_given(tmp_path):
     summary = summarize(tmp_path)
     sentences = findings(summary)
     assert sentences and all(re.search(r"too few students to tell \(n=[23]\)", s) for s in sentences), sentences
-    assert not any(word in s for s in sentences for word in ("agrees", "does significantly", "not significantly", "plateau:", "trend"))
+    assert not any(
+        word in s
+        for s in sentences
+        for word in ("agrees", "does significantly", "not significantly", "plateau:", "trend")
+    )
     opening = verdict(summary)
     assert len(opening) == 3
     assert opening[0] == "What teaches: too few students to tell (n=3) against the no-teacher controls."
@@ -195,20 +226,38 @@ def test_gain_shares_are_ranked_only_within_the_same_data_and_budget(tmp_path):
     are not ranked against each other by their share of the available gain."""
     models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", "mlp", 1000) for i in range(MIN_STUDENTS)}
     names = {ref: m.name for ref, m in models.items()}
-    runs = {"kl+dp": ("mnist1d", '{"epochs": 1}', 0.1), "pl+ens+wise": ("mnist1d:fresh=1000", '{"epochs": 2}', 0.5),
-            "kl": ("mnist1d", '{"epochs": 1}', 0.2)}
+    runs = {
+        "kl+dp": ("mnist1d", '{"epochs": 1}', 0.1),
+        "pl+ens+wise": ("mnist1d:fresh=1000", '{"epochs": 2}', 0.5),
+        "kl": ("mnist1d", '{"epochs": 1}', 0.2),
+    }
     with StudyStore(tmp_path) as store:
-        store.set_meta("spec", json.dumps({"name": "budgets", "data": "mnist1d", "seeds": [0], "recipe": {},
-                                           "methods": [{"name": m, "label": m, "options": {}} for m in runs]}))
+        store.set_meta(
+            "spec",
+            json.dumps(
+                {
+                    "name": "budgets",
+                    "data": "mnist1d",
+                    "seeds": [0],
+                    "recipe": {},
+                    "methods": [{"name": m, "label": m, "options": {}} for m in runs],
+                }
+            ),
+        )
         store.add_models([{**m.__dict__} for m in models.values()])
         for s in models:
             t = next(m for m in models if m != s)
             for method, (data, options, delta) in runs.items():
-                final = {**_final(delta, 1.0, False, False), "ensemble_delta": 2.0, "ensemble_acc": 82.0,
-                         "transfer_efficiency": 50.0 * delta}
+                final = {
+                    **_final(delta, 1.0, False, False),
+                    "ensemble_delta": 2.0,
+                    "ensemble_acc": 82.0,
+                    "transfer_efficiency": 50.0 * delta,
+                }
                 outcome = {"final": final, "run_dir": "", "seconds": 1.0}
-                assert store.add_run(run_row(RunSpec(method, method, s, t, 0, options, data), outcome, names, models),
-                                     [{"epoch": 0}])
+                assert store.add_run(
+                    run_row(RunSpec(method, method, s, t, 0, options, data), outcome, names, models), [{"epoch": 0}]
+                )
     taken = verdict(summarize(tmp_path))[2]
     assert "ranked only among methods of the same data and budget" in taken
     assert re.search(r"on `mnist1d`, 1 epoch, batch \d+: \*\*kl\*\* 10% .*\*\*kl\+dp\*\* 5%", taken), taken
@@ -221,8 +270,16 @@ def test_prose_columns_align_left_and_numbers_right():
     from anyteach.report.document import Report
 
     report = Report("t")
-    report.table(pd.DataFrame({"method": ["a", "b"], "runs": [24, 9], "rho": ["+0.85", "–"],
-                               "forecast": ["Δ beyond self ≈ -0.04 +1.0·ln(1 + gain)", "not re-fitted"]}))
+    report.table(
+        pd.DataFrame(
+            {
+                "method": ["a", "b"],
+                "runs": [24, 9],
+                "rho": ["+0.85", "–"],
+                "forecast": ["Δ beyond self ≈ -0.04 +1.0·ln(1 + gain)", "not re-fitted"],
+            }
+        )
+    )
     markdown = report.markdown(Path("."))
     assert "|---|---:|---:|---|" in markdown
     html = report.html()

@@ -12,15 +12,25 @@ import pytest
 
 from anyteach import AnyteachError
 from anyteach.report.document import UNDEFINED, write_report
-from anyteach.study.store import StudyStore, run_row
 from anyteach.study.driver import ModelEntry, RunSpec
+from anyteach.study.store import StudyStore, run_row
 
 
 def _final(delta: float) -> dict:
     gain = max(delta, 0.0) + 1.0
-    return {"student_acc": 80.0 + delta, "student_acc_before": 80.0, "teacher_acc": 85.0, "transfer_delta": delta,
-            "knowledge_gain": gain, "knowledge_loss": gain - delta, "transfer_rate": 10.0,
-            "gain_count": round(gain * 10), "loss_count": round((gain - delta) * 10), "p_gain": 0.5, "p_loss": 0.5}
+    return {
+        "student_acc": 80.0 + delta,
+        "student_acc_before": 80.0,
+        "teacher_acc": 85.0,
+        "transfer_delta": delta,
+        "knowledge_gain": gain,
+        "knowledge_loss": gain - delta,
+        "transfer_rate": 10.0,
+        "gain_count": round(gain * 10),
+        "loss_count": round((gain - delta) * 10),
+        "p_gain": 0.5,
+        "p_loss": 0.5,
+    }
 
 
 def make_study(study_dir: Path, name: str) -> None:
@@ -28,22 +38,37 @@ def make_study(study_dir: Path, name: str) -> None:
     data and lr, and the `xe` control."""
     models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", "mlp", 1000 * (i + 1)) for i in range(2)}
     names = {ref: m.name for ref, m in models.items()}
-    spec = {"name": name, "data": "mnist1d", "seeds": [0], "recipe": {"epochs": 1, "lr": 3e-4},
-            "methods": [{"name": "kl", "label": "kl", "options": {}},
-                        {"name": "kl", "label": "kl-fresh", "options": {"lr": 1e-3, "lr_schedule": "cosine"},
-                         "data": "mnist1d:calib=5000,fresh=100000"},
-                        {"name": "xe", "label": "xe", "options": {}}]}
+    spec = {
+        "name": name,
+        "data": "mnist1d",
+        "seeds": [0],
+        "recipe": {"epochs": 1, "lr": 3e-4},
+        "methods": [
+            {"name": "kl", "label": "kl", "options": {}},
+            {
+                "name": "kl",
+                "label": "kl-fresh",
+                "options": {"lr": 1e-3, "lr_schedule": "cosine"},
+                "data": "mnist1d:calib=5000,fresh=100000",
+            },
+            {"name": "xe", "label": "xe", "options": {}},
+        ],
+    }
     with StudyStore(study_dir) as store:
         store.set_meta("spec", json.dumps(spec))
         store.add_models([{**m.__dict__} for m in models.values()])
         for s, t in (("m0", "m1"), ("m1", "m0")):
             for label, data, delta in (("kl", "mnist1d", 0.3), ("kl-fresh", "mnist1d:calib=5000,fresh=100000", 0.5)):
                 run = RunSpec(label, "kl", s, t, 0, "{}", data)
-                assert store.add_run(run_row(run, {"final": _final(delta), "run_dir": "", "seconds": 1.0}, names,
-                                             models), [{"epoch": 0}, {"epoch": 1}])
+                assert store.add_run(
+                    run_row(run, {"final": _final(delta), "run_dir": "", "seconds": 1.0}, names, models),
+                    [{"epoch": 0}, {"epoch": 1}],
+                )
             run = RunSpec("xe", "xe", s, None, 0, "{}", "mnist1d")
-            assert store.add_run(run_row(run, {"final": _final(0.1), "run_dir": "", "seconds": 1.0}, names, models),
-                                 [{"epoch": 0}, {"epoch": 1}])
+            assert store.add_run(
+                run_row(run, {"final": _final(0.1), "run_dir": "", "seconds": 1.0}, names, models),
+                [{"epoch": 0}, {"epoch": 1}],
+            )
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,15 @@ from pathlib import Path
 from anyteach.core import seeds
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "anyteach"
-CONSTANTS = [seeds.AUGMENT_OFFSET, seeds.EPOCH_STRIDE, seeds.RUN_STRIDE, seeds.RANK_STRIDE, seeds.SAMPLE_STRIDE,
-             seeds.CALIB_SEED_OFFSET, seeds.FRESH_SEED_OFFSET]
+CONSTANTS = [
+    seeds.AUGMENT_OFFSET,
+    seeds.EPOCH_STRIDE,
+    seeds.RUN_STRIDE,
+    seeds.RANK_STRIDE,
+    seeds.SAMPLE_STRIDE,
+    seeds.CALIB_SEED_OFFSET,
+    seeds.FRESH_SEED_OFFSET,
+]
 
 
 def test_no_seed_constant_is_written_outside_the_seeds_module():

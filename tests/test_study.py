@@ -18,8 +18,18 @@ from pathlib import Path
 import pytest
 
 from anyteach import AnyteachError
-from anyteach.study.driver import (BUCKETS, ModelEntry, PairSpec, build_study_spec, load_study_spec, plan_study, run_study,
-                            sample_pairs, strength_bucket, teacher_strength)
+from anyteach.study.driver import (
+    BUCKETS,
+    ModelEntry,
+    PairSpec,
+    build_study_spec,
+    load_study_spec,
+    plan_study,
+    run_study,
+    sample_pairs,
+    strength_bucket,
+    teacher_strength,
+)
 
 from .conftest import TINY_DATA
 
@@ -28,8 +38,7 @@ RECIPE = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}
 
 
 def tiny_spec(tiny_zoo, **extra) -> dict:
-    spec = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "methods": ["kl", "kl+dp", "xe"],
-            "recipe": RECIPE}
+    spec = {"models": list(tiny_zoo.values()), "data": TINY_DATA, "methods": ["kl", "kl+dp", "xe"], "recipe": RECIPE}
     spec.update(extra)
     return spec
 
@@ -58,28 +67,31 @@ def test_bucket_edges_follow_the_paper():
     assert teacher_strength(84.2, 83.2) == 1.0
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"models": "mnist1d", "methods": ["kl"], "pair": 3}, "'pair'"),
-    ({"models": "mnist1d", "methods": ["kl"], "pairs": {"randm": 3}}, "'pairs.randm'"),
-    ({"models": "mnist1d", "methods": ["kl"], "pairs": {"random": 0}}, "'pairs.random' must be >= 1"),
-    ({"models": "mnist1d", "methods": ["kl"], "pairs": {"balanced": True}}, "'pairs.balanced' needs"),
-    ({"models": "mnist1d", "methods": ["kl"], "seeds": [0, 0]}, "'seeds'"),
-    ({"models": "mnist1d", "methods": ["kl"], "workers": 0}, "'workers' must be >= 1"),
-    ({"models": "mnist1d", "methods": ["kl"], "executor": "slurm"}, "'executor'"),
-    ({"models": "mnist1d", "methods": ["kl"], "address": "auto"}, "'address'"),
-    ({"models": "mnist1d", "methods": ["kl"], "resources": {"gpus": 1}}, "'resources.gpus'"),
-    ({"models": "mnist1d", "methods": ["kll"]}, "unknown method 'kll'"),
-    ({"models": "mnist1d", "methods": [{"name": "kl", "options": {"alpha": 2.0}}]}, "'methods[0].options'"),
-    ({"models": "mnist1d", "methods": [{"name": "kl", "option": {}}]}, "'methods[0].option'"),
-    ({"models": "mnist1d", "methods": ["kl", "kl"]}, "label 'kl' is used twice"),
-    ({"models": "mnist1d", "methods": ["kl"], "recipe": {"epoch": 3}}, "'recipe.epoch': unknown option"),
-    ({"models": "mnist1d", "methods": ["kl"], "recipe": {"epochs": -1}}, "'recipe'"),
-    ({"models": "mnist1d", "methods": ["kl"], "recipe": {"seed": 3}}, "'recipe.seed'"),
-    ({"models": ["a.safetensors", "b.safetensors"], "methods": ["kl"]}, "'data' is missing"),
-    ({"models": "zoo:nozoo", "methods": ["kl"]}, "unknown zoo"),
-    ({"methods": ["kl"]}, "'models' is missing"),
-    ({"models": "mnist1d"}, "'methods' is missing"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"models": "mnist1d", "methods": ["kl"], "pair": 3}, "'pair'"),
+        ({"models": "mnist1d", "methods": ["kl"], "pairs": {"randm": 3}}, "'pairs.randm'"),
+        ({"models": "mnist1d", "methods": ["kl"], "pairs": {"random": 0}}, "'pairs.random' must be >= 1"),
+        ({"models": "mnist1d", "methods": ["kl"], "pairs": {"balanced": True}}, "'pairs.balanced' needs"),
+        ({"models": "mnist1d", "methods": ["kl"], "seeds": [0, 0]}, "'seeds'"),
+        ({"models": "mnist1d", "methods": ["kl"], "workers": 0}, "'workers' must be >= 1"),
+        ({"models": "mnist1d", "methods": ["kl"], "executor": "slurm"}, "'executor'"),
+        ({"models": "mnist1d", "methods": ["kl"], "address": "auto"}, "'address'"),
+        ({"models": "mnist1d", "methods": ["kl"], "resources": {"gpus": 1}}, "'resources.gpus'"),
+        ({"models": "mnist1d", "methods": ["kll"]}, "unknown method 'kll'"),
+        ({"models": "mnist1d", "methods": [{"name": "kl", "options": {"alpha": 2.0}}]}, "'methods[0].options'"),
+        ({"models": "mnist1d", "methods": [{"name": "kl", "option": {}}]}, "'methods[0].option'"),
+        ({"models": "mnist1d", "methods": ["kl", "kl"]}, "label 'kl' is used twice"),
+        ({"models": "mnist1d", "methods": ["kl"], "recipe": {"epoch": 3}}, "'recipe.epoch': unknown option"),
+        ({"models": "mnist1d", "methods": ["kl"], "recipe": {"epochs": -1}}, "'recipe'"),
+        ({"models": "mnist1d", "methods": ["kl"], "recipe": {"seed": 3}}, "'recipe.seed'"),
+        ({"models": ["a.safetensors", "b.safetensors"], "methods": ["kl"]}, "'data' is missing"),
+        ({"models": "zoo:nozoo", "methods": ["kl"]}, "unknown zoo"),
+        ({"methods": ["kl"]}, "'models' is missing"),
+        ({"models": "mnist1d"}, "'methods' is missing"),
+    ],
+)
 def test_bad_definitions_name_the_key(raw, message):
     with pytest.raises(AnyteachError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_study_spec(raw)
@@ -89,7 +101,8 @@ def test_definition_from_yaml_and_flags(tmp_path):
     (tmp_path / "zoo.yaml").write_text(
         "models: mnist1d\npairs: {random: 24, seed: 0, balanced: true}\n"
         "methods: [kl, xekl, {name: xekl+mcl, options: {lr: 1.0e-2}}, kl+dp, kl+dp-u, xe]\n"
-        "recipe: {epochs: 3, lr: 3.0e-4}\n")
+        "recipe: {epochs: 3, lr: 3.0e-4}\n"
+    )
     spec = load_study_spec(tmp_path / "zoo.yaml")
     assert len(spec.models) == 11 and spec.models[0].startswith("zoo:mnist1d/")
     assert spec.data == "mnist1d" and spec.pairs == PairSpec(random=24, seed=0, balanced=True)
@@ -99,8 +112,9 @@ def test_definition_from_yaml_and_flags(tmp_path):
 
     path = tmp_path / "s.yaml"
     path.write_text("models: mnist1d\nmethods: [kl]\nrecipe: {lr: 1e-3}\npairs: 5\n")
-    spec = build_study_spec(path, pairs=7, pair_seed=3, methods=["kl", "kl+dp"], recipe={"epochs": 2},
-                            workers=2, resources={"num_gpus": 1})
+    spec = build_study_spec(
+        path, pairs=7, pair_seed=3, methods=["kl", "kl+dp"], recipe={"epochs": 2}, workers=2, resources={"num_gpus": 1}
+    )
     assert spec.recipe == {"lr": 1e-3, "epochs": 2}
     assert spec.pairs == PairSpec(random=7, seed=3)
     assert [m.name for m in spec.methods] == ["kl", "kl+dp"] and spec.workers == 2
@@ -142,9 +156,14 @@ def test_pair_sampling_all_random_and_balanced():
 
 
 def test_plan_runs_controls_once_per_student_and_merges_options(tiny_zoo):
-    spec = load_study_spec(tiny_spec(tiny_zoo, methods=["kl", {"name": "kl+dp", "options": {"temperature": 2.0}},
-                                                         "xe"],
-                                     recipe={**RECIPE, "temperature": 1.5}, seeds=[0, 1]))
+    spec = load_study_spec(
+        tiny_spec(
+            tiny_zoo,
+            methods=["kl", {"name": "kl+dp", "options": {"temperature": 2.0}}, "xe"],
+            recipe={**RECIPE, "temperature": 1.5},
+            seeds=[0, 1],
+        )
+    )
     plan = plan_study(spec)
     assert len(plan.pairs) == 12
     by_method = {m: [r for r in plan.runs if r.label == m] for m in ("kl", "kl+dp", "xe")}
@@ -191,7 +210,8 @@ def test_tiny_study_in_process(tiny_study, tiny_zoo):
             assert row["teacher_family"] in ("mlp", "cnn", "rnn") and row["student_params"] > 0
     row = next(r for r in rows if r["method"] == "kl+dp")
     assert row["complementary_knowledge"] == pytest.approx(
-        complementary_knowledge(row["student"], row["teacher"], TINY_DATA))
+        complementary_knowledge(row["student"], row["teacher"], TINY_DATA)
+    )
     with StudyStore(study_dir, create=False) as store:
         history = store.history()
     assert len(history) == 2 * 28 and set(history["epoch"]) == {0, 1}  # epoch 0 = before transfer
@@ -261,8 +281,10 @@ def test_killed_study_resumes_without_duplicates(tiny_study, tiny_zoo, tmp_path)
     reference = {r["run_key"]: r for r in store_rows(tiny_study[0])}
     spec = tiny_spec(tiny_zoo)
     study_dir = tmp_path / "study"
-    script = "import json, sys; from anyteach.study.driver import run_study; " \
-             "run_study(json.loads(sys.argv[1]), sys.argv[2], workers=2, progress=False)"
+    script = (
+        "import json, sys; from anyteach.study.driver import run_study; "
+        "run_study(json.loads(sys.argv[1]), sys.argv[2], workers=2, progress=False)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(spec), str(study_dir)], env=env)
     try:
@@ -288,8 +310,15 @@ def test_killed_study_resumes_without_duplicates(tiny_study, tiny_zoo, tmp_path)
     after = store_rows(study_dir)
     assert len(after) == 28 == len({r["run_key"] for r in after})
     assert len({(r["label"], r["student"], r["teacher"], r["seed"]) for r in after}) == 28
-    metrics = ("student_acc", "student_acc_before", "teacher_acc", "knowledge_gain", "knowledge_loss", "gain_count",
-               "loss_count")
+    metrics = (
+        "student_acc",
+        "student_acc_before",
+        "teacher_acc",
+        "knowledge_gain",
+        "knowledge_loss",
+        "gain_count",
+        "loss_count",
+    )
     for row in after:
         if row["run_key"] in before:
             assert row == before[row["run_key"]], "a stored run is never re-run or rewritten"
@@ -299,8 +328,12 @@ def test_killed_study_resumes_without_duplicates(tiny_study, tiny_zoo, tmp_path)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 28 * 2  # epochs 0 and 1
-        assert conn.execute("SELECT COUNT(*) FROM history h LEFT JOIN runs r USING (run_key) "
-                            "WHERE r.run_key IS NULL").fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT COUNT(*) FROM history h LEFT JOIN runs r USING (run_key) WHERE r.run_key IS NULL"
+            ).fetchone()[0]
+            == 0
+        )
     finally:
         conn.close()
 
@@ -327,8 +360,17 @@ def test_cli_study_summary_report(tiny_study, tiny_zoo, tmp_path, capsys):
     assert cli("summary", str(study_dir), "--json") == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["method"] for r in records] == ["kl", "kl+dp", "xe"]
-    assert {"runs", "median_success_rate", "pooled_success_rate", "mean_delta", "mean_gain", "mean_loss",
-            "significant_gain_rate", "significant_harm_rate", "by_bucket"} <= set(records[0])
+    assert {
+        "runs",
+        "median_success_rate",
+        "pooled_success_rate",
+        "mean_delta",
+        "mean_gain",
+        "mean_loss",
+        "significant_gain_rate",
+        "significant_harm_rate",
+        "by_bucket",
+    } <= set(records[0])
     assert sum(r["runs"] for r in records) == 28
     assert cli("report", str(study_dir)) == 0
     assert "| kl+dp |" in capsys.readouterr().out
@@ -341,8 +383,13 @@ def test_cli_study_summary_report(tiny_study, tiny_zoo, tmp_path, capsys):
 
 def test_a_method_may_bring_its_own_transfer_data_but_not_its_own_evaluation(tiny_zoo):
     half = TINY_DATA + ",fraction=0.5"
-    spec = load_study_spec(tiny_spec(tiny_zoo, methods=["kl", {"name": "xe", "label": "xe-half", "data": half},
-                                                         {"name": "kl+dp", "data": half}], pairs=2))
+    spec = load_study_spec(
+        tiny_spec(
+            tiny_zoo,
+            methods=["kl", {"name": "xe", "label": "xe-half", "data": half}, {"name": "kl+dp", "data": half}],
+            pairs=2,
+        )
+    )
     plan = plan_study(spec)
     assert {r.label: r.data for r in plan.runs} == {"kl": TINY_DATA, "xe-half": half, "kl+dp": half}
     assert load_study_spec(spec.to_dict()) == spec

@@ -1,9 +1,9 @@
 """A property-based sweep of bad input (hypothesis): study definitions with one key set to an arbitrary
-value, arbitrary YAML text, and `transfer` options set to arbitrary values of their flag's type. For
-every generated input (values of a flag's type or not) the CLI must end in one line (`error: ...`, exit 2 or 1) or succeed, never
-print a traceback, and leave no file behind. A generated study never trains: it asks for more pairs
-than its two models have (or, where the pairs are what is generated, names models that do not
-exist); the transfer sweep asks for a batch larger than the data, so no
+value, arbitrary YAML text, and `transfer` options set to arbitrary values of their flag's type. For every
+generated input (values of a flag's type or not) the CLI must end in one line (`error: ...`, exit 2 or 1) or
+succeed, never print a traceback, and leave no file behind. A generated study never trains: it asks for more
+pairs than its two models have (or, where the pairs are what is generated, names models that do not exist);
+the transfer sweep asks for a batch larger than the data, so no
 generated transfer trains either (every check on options comes first)."""
 
 from __future__ import annotations
@@ -25,19 +25,51 @@ from anyteach.core.options import METHOD_OPTIONS, TRAINING_OPTIONS
 
 from .conftest import TINY_DATA
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["", " ", "-1", "1e999", "nan", "0", "kl", "xe", "ray",
-                                                           "mnist1d", "imagefolder:", "mnist1d:seed=-1", "∞"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        ["", " ", "-1", "1e999", "nan", "0", "kl", "xe", "ray", "mnist1d", "imagefolder:", "mnist1d:seed=-1", "∞"]
+    ),
+)
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=6), scalars, max_size=3))
 
-SPEC_KEYS = ["name", "data", "pairs", "pairs.random", "pairs.seed", "pairs.balanced", "pairs.students",
-             "pairs.teachers", "methods", "methods.0", "methods.0.name", "methods.0.label", "methods.0.options",
-             "methods.0.data", "seeds", "recipe", "workers", "executor", "address", "resources",
-             "resources.num_gpus", "colour", *(f"recipe.{name}" for name in TRAINING_OPTIONS),
-             *(f"methods.0.options.{name}" for name in METHOD_OPTIONS)]
+SPEC_KEYS = [
+    "name",
+    "data",
+    "pairs",
+    "pairs.random",
+    "pairs.seed",
+    "pairs.balanced",
+    "pairs.students",
+    "pairs.teachers",
+    "methods",
+    "methods.0",
+    "methods.0.name",
+    "methods.0.label",
+    "methods.0.options",
+    "methods.0.data",
+    "seeds",
+    "recipe",
+    "workers",
+    "executor",
+    "address",
+    "resources",
+    "resources.num_gpus",
+    "colour",
+    *(f"recipe.{name}" for name in TRAINING_OPTIONS),
+    *(f"methods.0.options.{name}" for name in METHOD_OPTIONS),
+]
 
 
 def _files(root: Path) -> set[str]:
@@ -97,11 +129,20 @@ def sandbox():
 @given(key=st.sampled_from(SPEC_KEYS), value=values)
 def test_a_study_definition_with_any_value_is_one_line(sandbox, tiny_zoo, key, value):
     if key.startswith("pairs"):  # models that do not exist: whatever the pairs, nothing trains
-        spec = {"models": [str(sandbox / "absent_a.safetensors"), str(sandbox / "absent_b.safetensors")],
-                "data": TINY_DATA, "methods": ["kl"], "recipe": {"epochs": 1}}
+        spec = {
+            "models": [str(sandbox / "absent_a.safetensors"), str(sandbox / "absent_b.safetensors")],
+            "data": TINY_DATA,
+            "methods": ["kl"],
+            "recipe": {"epochs": 1},
+        }
     else:  # real models, loaded and checked against the data, then more pairs asked for than exist
-        spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "methods": ["kl"],
-                "recipe": {"epochs": 1}, "pairs": {"random": 1000}}
+        spec = {
+            "models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+            "data": TINY_DATA,
+            "methods": ["kl"],
+            "recipe": {"epochs": 1},
+            "pairs": {"random": 1000},
+        }
     try:
         text = yaml.safe_dump(_set(spec, key, value), allow_unicode=True)
     except (yaml.YAMLError, TypeError, ValueError, IndexError, KeyError):
@@ -113,8 +154,11 @@ def test_a_study_definition_with_any_value_is_one_line(sandbox, tiny_zoo, key, v
 
 
 @SETTINGS
-@given(text=st.one_of(st.text(max_size=80), st.binary(max_size=80).map(lambda b: b.decode("latin-1"))),
-       bom=st.sampled_from(["", "\ufeff"]), encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]))
+@given(
+    text=st.one_of(st.text(max_size=80), st.binary(max_size=80).map(lambda b: b.decode("latin-1"))),
+    bom=st.sampled_from(["", "\ufeff"]),
+    encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]),
+)
 def test_any_study_file_text_is_one_line(sandbox, text, bom, encoding):
     try:
         data = (bom + text).encode(encoding)
@@ -132,7 +176,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 def _flag_value(option) -> st.SearchStrategy[str]:
     """Values of this option's type, in or out of its range, and text that is not of its type."""
     if option.type is int:
-        return st.one_of(st.integers(-2**70, 2**70).map(str), TEXT)
+        return st.one_of(st.integers(-(2**70), 2**70).map(str), TEXT)
     if option.type is float:
         return st.one_of(st.floats(allow_nan=True).map(lambda v: repr(v) if math.isfinite(v) else str(v)), TEXT)
     if option.type is bool:
@@ -140,8 +184,11 @@ def _flag_value(option) -> st.SearchStrategy[str]:
     return TEXT
 
 
-OPTIONS = {name: o for name, o in {**TRAINING_OPTIONS, **METHOD_OPTIONS}.items()
-           if name not in ("batch_size", "device", "keep_checkpoints")}
+OPTIONS = {
+    name: o
+    for name, o in {**TRAINING_OPTIONS, **METHOD_OPTIONS}.items()
+    if name not in ("batch_size", "device", "keep_checkpoints")
+}
 
 
 @SETTINGS
@@ -152,8 +199,23 @@ def test_transfer_options_with_any_value_are_one_line(sandbox, tiny_zoo, data):
     value = data.draw(_flag_value(option))
     flag = [option.flag] if option.type is bool and not value else [f"{option.flag}={value}"]
     before = _files(sandbox)
-    code, output = run_cli(["transfer", "--student", tiny_zoo["mlp"], "--teacher", tiny_zoo["gru_chunk4"], "--data",
-                            TINY_DATA, "--out", str(sandbox / "run"), "--quiet", "--batch-size", "100000", *flag])
+    code, output = run_cli(
+        [
+            "transfer",
+            "--student",
+            tiny_zoo["mlp"],
+            "--teacher",
+            tiny_zoo["gru_chunk4"],
+            "--data",
+            TINY_DATA,
+            "--out",
+            str(sandbox / "run"),
+            "--quiet",
+            "--batch-size",
+            "100000",
+            *flag,
+        ]
+    )
     assert_one_line_and_nothing_left(code, output, sandbox, before)
 
 
@@ -161,8 +223,16 @@ def test_transfer_options_with_any_value_are_one_line(sandbox, tiny_zoo, data):
 def test_a_study_file_with_a_byte_order_mark_reads_as_its_utf8_twin(tmp_path, encoding):
     from anyteach.study.spec import load_study_spec
 
-    text = yaml.safe_dump({"models": ["a.safetensors", "b.safetensors"], "data": TINY_DATA, "methods": ["kl"],
-                           "name": "café", "seeds": [0, 3]}, allow_unicode=True)
+    text = yaml.safe_dump(
+        {
+            "models": ["a.safetensors", "b.safetensors"],
+            "data": TINY_DATA,
+            "methods": ["kl"],
+            "name": "café",
+            "seeds": [0, 3],
+        },
+        allow_unicode=True,
+    )
     (tmp_path / "plain.yaml").write_text(text, encoding="utf-8")
     (tmp_path / "bom.yaml").write_text(text, encoding=encoding)
     assert (tmp_path / "bom.yaml").read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff", b"\xef\xbb")

@@ -9,9 +9,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyteach import AnyteachError, load_dataset
-from anyteach.methods import (METHODS, TARGET_RULES, Calibration, MethodContext, RuleInputs, WeightInterpolation,
-                              choose_mixture_weight, choose_mixture_weight_nll, hard_logits, kl_divergence,
-                              mixture_log_probs)
+from anyteach.methods import (
+    METHODS,
+    TARGET_RULES,
+    Calibration,
+    MethodContext,
+    RuleInputs,
+    WeightInterpolation,
+    choose_mixture_weight,
+    choose_mixture_weight_nll,
+    hard_logits,
+    kl_divergence,
+    mixture_log_probs,
+)
 
 
 def test_calib_and_fresh_splits_are_new_samples():
@@ -87,8 +97,14 @@ def test_a_teaching_transfer_from_several_teachers(tiny_zoo, tmp_path):
 
     data = "mnist1d:size=2000,eval=500,seed=0,calib=400,fresh=600"
     options = {"epochs": 1, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "progress": False}
-    result = anyteach.transfer(tiny_zoo["mlp_narrow"], [tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"]], data, "pl+ens+wise",
-                               tmp_path / "run", **options)
+    result = anyteach.transfer(
+        tiny_zoo["mlp_narrow"],
+        [tiny_zoo["mlp"], tiny_zoo["cnn_small_sgd"]],
+        data,
+        "pl+ens+wise",
+        tmp_path / "run",
+        **options,
+    )
     row = result.final
     assert len(row["teacher_accs"]) == 2 and row["teacher_acc"] == max(row["teacher_accs"])
     assert 0 <= row["calibration"]["teacher_weight"] <= 1 and 0 <= row["wise_alpha"] <= 1
@@ -122,21 +138,36 @@ def test_a_calibrated_guarded_transfer_end_to_end(tiny_zoo, tmp_path):
     import anyteach
 
     data = "mnist1d:size=2000,eval=500,seed=0,calib=400,fresh=600"
-    options = {"epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine",
-               "progress": False}
-    result = anyteach.transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], data, "pl+ens+wise", tmp_path / "run",
-                               **options)
+    options = {
+        "epochs": 2,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "lr_schedule": "cosine",
+        "progress": False,
+    }
+    result = anyteach.transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], data, "pl+ens+wise", tmp_path / "run", **options
+    )
     row = result.final
     assert 0 <= row["wise_alpha"] <= 1 and 0 <= row["calibration"]["teacher_weight"] <= 1
     assert result.config["data"]["calib"].endswith("calib-400-1000003")
-    resumed = anyteach.transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], data, "pl+ens+wise", tmp_path / "part",
-                                stop_after_epoch=1, **options)
-    resumed = anyteach.transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], data, "pl+ens+wise", tmp_path / "part",
-                                **options)
+    resumed = anyteach.transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], data, "pl+ens+wise", tmp_path / "part", stop_after_epoch=1, **options
+    )
+    resumed = anyteach.transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], data, "pl+ens+wise", tmp_path / "part", **options
+    )
     assert resumed.final["student_acc"] == row["student_acc"] and resumed.final["wise_alpha"] == row["wise_alpha"]
     with pytest.raises(AnyteachError, match="calibration split"):  # refused before the directory is touched
-        anyteach.transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], "mnist1d:size=2000,eval=500,seed=0",
-                          "pl+ens+wise", tmp_path / "bad", **options)
+        anyteach.transfer(
+            tiny_zoo["mlp_narrow"],
+            tiny_zoo["mlp"],
+            "mnist1d:size=2000,eval=500,seed=0",
+            "pl+ens+wise",
+            tmp_path / "bad",
+            **options,
+        )
     assert not (tmp_path / "bad").exists()
 
 
@@ -145,8 +176,14 @@ def test_the_stronger_control_also_fine_tunes_on_the_calib_labels(tiny_zoo, tmp_
     from anyteach.report.aggregate import UNLABELLED_CONTROLS
 
     data = "mnist1d:size=2000,eval=500,seed=0,calib=400,fresh=600"
-    options = {"epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine",
-               "progress": False}
+    options = {
+        "epochs": 2,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "lr_schedule": "cosine",
+        "progress": False,
+    }
     control = METHODS["self+xe+wise"]
     assert control.needs.labelled == "calib" and not control.needs_teacher and control.name in UNLABELLED_CONTROLS
     result = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "run", **options)
@@ -154,13 +191,20 @@ def test_the_stronger_control_also_fine_tunes_on_the_calib_labels(tiny_zoo, tmp_
     assert row["train_loss_labelled"] > 0 and row["train_loss_kl"] >= 0 and 0 <= row["wise_alpha"] <= 1
     plain = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+wise", tmp_path / "plain", **options).final
     assert "train_loss_labelled" not in plain  # the labels are what the stronger control adds
-    resumed = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "part",
-                                stop_after_epoch=1, **options)
+    resumed = anyteach.transfer(
+        tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "part", stop_after_epoch=1, **options
+    )
     resumed = anyteach.transfer(tiny_zoo["mlp_narrow"], None, data, "self+xe+wise", tmp_path / "part", **options)
     assert resumed.final["student_acc"] == row["student_acc"]  # the labelled batches are drawn the same on resume
     with pytest.raises(AnyteachError, match="calibration split"):
-        anyteach.transfer(tiny_zoo["mlp_narrow"], None, "mnist1d:size=2000,eval=500,seed=0", "self+xe+wise",
-                          tmp_path / "bad", **options)
+        anyteach.transfer(
+            tiny_zoo["mlp_narrow"],
+            None,
+            "mnist1d:size=2000,eval=500,seed=0",
+            "self+xe+wise",
+            tmp_path / "bad",
+            **options,
+        )
 
 
 def test_the_mixture_class_search_is_exact_and_the_weight_choice_unchanged():

@@ -15,15 +15,20 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from anyteach import load_dataset, load_model, predict, save_model, timm_classifier
+from anyteach import load_model, predict, save_model, timm_classifier
 from anyteach.core.errors import AnyteachError
 
 CLASSES, SIZE = 3, 32
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anyteach", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "anyteach", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +118,12 @@ def test_plain_timm_rebuilds_a_saved_model_from_its_config_json(name, kwargs, tm
     assert config["model_args"] == kwargs
     assert config["pretrained_cfg"]["input_size"] == list(model.info.preprocessing.input_size)
 
-    net = timm.create_model(config["architecture"], num_classes=config["num_classes"],
-                            pretrained_cfg=config["pretrained_cfg"], **config["model_args"])
+    net = timm.create_model(
+        config["architecture"],
+        num_classes=config["num_classes"],
+        pretrained_cfg=config["pretrained_cfg"],
+        **config["model_args"],
+    )
     net.load_state_dict(load_file(str(weights)))
     net.eval()
     x = torch.rand(2, *config["pretrained_cfg"]["input_size"])
@@ -154,15 +163,29 @@ def test_push_uploads_the_weights_a_timm_config_and_a_model_card(tmp_path):
 
     torch.manual_seed(0)
     student = timm_classifier("vit_tiny_patch16_224", num_classes=CLASSES, img_size=SIZE)
-    weights = save_model(student, tmp_path / "student.safetensors", eval_acc=91.25,
-                         transfer={"method": "kl+dp", "student": "s0", "teachers": ["t"], "data": "imagefolder:x",
-                                   "transfer_delta": 1.5})
+    weights = save_model(
+        student,
+        tmp_path / "student.safetensors",
+        eval_acc=91.25,
+        transfer={
+            "method": "kl+dp",
+            "student": "s0",
+            "teachers": ["t"],
+            "data": "imagefolder:x",
+            "transfer_delta": 1.5,
+        },
+    )
     hub = LocalHub(tmp_path / "hub")
     url = push_to_hub(weights, "someone/vit-student", private=True, api=hub)
     assert url == "http://127.0.0.1/someone/vit-student" and hub.created == [("someone/vit-student", True)]
     repo = tmp_path / "hub" / "someone" / "vit-student"
-    assert sorted(p.name for p in repo.iterdir()) == [".commit", "README.md", "anyteach.json", "config.json",
-                                                       "model.safetensors"]
+    assert sorted(p.name for p in repo.iterdir()) == [
+        ".commit",
+        "README.md",
+        "anyteach.json",
+        "config.json",
+        "model.safetensors",
+    ]
     card = (repo / "README.md").read_text()
     assert "library_name: timm" in card and "`kl+dp`" in card and "+1.50 pp" in card and "91.25%" in card
     config = json.loads((repo / "config.json").read_text())
@@ -185,13 +208,17 @@ def test_transfer_from_a_config_file_on_a_vit_with_model_arguments(vit_weights, 
     teacher_file = tmp_path / "teacher.safetensors"
     save_file(teacher.net.state_dict(), str(teacher_file))
     run_file = tmp_path / "run.yaml"
-    run_file.write_text(yaml.safe_dump({
-        "student": f"timm:vit_tiny_patch16_224@{vit_weights}?img_size={SIZE}",
-        "teacher": f"timm:resnet10t@{teacher_file}",
-        "data": f"imagefolder:{image_root}",
-        "name": "kl",
-        "options": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "workers": 0},
-    }))
+    run_file.write_text(
+        yaml.safe_dump(
+            {
+                "student": f"timm:vit_tiny_patch16_224@{vit_weights}?img_size={SIZE}",
+                "teacher": f"timm:resnet10t@{teacher_file}",
+                "data": f"imagefolder:{image_root}",
+                "name": "kl",
+                "options": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw", "workers": 0},
+            }
+        )
+    )
     out = tmp_path / "run"
     done = run_cli("transfer", "--config", str(run_file), "--epochs", "1", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
@@ -216,8 +243,9 @@ def load_json_final(run_dir: Path) -> dict:
 
 
 def test_an_image_student_needs_data_named(vit_weights):
-    done = run_cli("transfer", "--student", f"timm:vit_tiny_patch16_224@{vit_weights}?img_size={SIZE}",
-                   "--method", "xe")
+    done = run_cli(
+        "transfer", "--student", f"timm:vit_tiny_patch16_224@{vit_weights}?img_size={SIZE}", "--method", "xe"
+    )
     assert done.returncode == 2
     assert "give the data: --data" in done.stderr and "(3, 32, 32)" in done.stderr
 
@@ -230,9 +258,13 @@ def test_a_study_runs_on_the_vit_named_with_model_arguments(vit_weights, image_r
     teacher_file = tmp_path / "cnn.safetensors"
     save_file(teacher.net.state_dict(), str(teacher_file))
     vit = f"timm:vit_tiny_patch16_224@{vit_weights}?img_size={SIZE}"
-    study = {"models": [vit, f"timm:resnet10t@{teacher_file}"], "data": f"imagefolder:{image_root}",
-             "pairs": {"students": [vit]}, "methods": ["kl"],
-             "recipe": {"epochs": 1, "batch_size": 16, "optimizer": "adamw", "lr": 1e-3, "workers": 0}}
+    study = {
+        "models": [vit, f"timm:resnet10t@{teacher_file}"],
+        "data": f"imagefolder:{image_root}",
+        "pairs": {"students": [vit]},
+        "methods": ["kl"],
+        "recipe": {"epochs": 1, "batch_size": 16, "optimizer": "adamw", "lr": 1e-3, "workers": 0},
+    }
     outcome = run_study(study, tmp_path / "study", progress=False)
     assert outcome.complete and not outcome.failed
     runs = summarize(tmp_path / "study").runs

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import os
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,9 @@ def test_tensorboard_event_files_hold_every_epoch_and_the_config(tiny_zoo, tmp_p
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["tensorboard"],
-                      **FAST)
+    result = transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["tensorboard"], **FAST
+    )
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"tensors": 0})
     events.Reload()
     assert "student_acc" in events.Tags()["scalars"]
@@ -57,8 +57,11 @@ def test_wandb_offline_run_is_named_after_the_pair_and_method(tiny_zoo, tmp_path
     assert run.display_name == "mlp_narrow <- mlp: kl"
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["method"] == "kl" and config["training"]["epochs"] == 2
-    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
+    history = [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     assert [row["_step"] for row in history] == [0, 1, 2]
     assert [row["student_acc"] for row in history] == pytest.approx([row["student_acc"] for row in result.history])
     assert history[-1]["student_acc"] == pytest.approx(result.final["student_acc"])
@@ -76,10 +79,10 @@ def wandb_records(path: Path) -> list:
         if left_in_block < 7:  # block padding
             position += left_in_block
             continue
-        length, kind = int.from_bytes(raw[position + 4:position + 6], "little"), raw[position + 6]
+        length, kind = int.from_bytes(raw[position + 4 : position + 6], "little"), raw[position + 6]
         if kind == 0 and length == 0:
             break
-        pending += raw[position + 7:position + 7 + length]
+        pending += raw[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last chunk of one
             record = wandb_internal_pb2.Record()
@@ -119,6 +122,13 @@ def test_an_unknown_or_missing_tracker_is_one_clear_error(monkeypatch):
 
 
 def test_scalar_metrics_keep_finite_numbers_and_flatten_nested_rows():
-    row = {"student_acc": 90.5, "gain_count": 3, "teacher_acc": None, "routing": [1, 2], "ok": True,
-           "vs_original": {"transfer_delta": -0.5}, "bad": float("nan")}
+    row = {
+        "student_acc": 90.5,
+        "gain_count": 3,
+        "teacher_acc": None,
+        "routing": [1, 2],
+        "ok": True,
+        "vs_original": {"transfer_delta": -0.5},
+        "bad": float("nan"),
+    }
     assert scalar_metrics(row) == {"student_acc": 90.5, "gain_count": 3.0, "vs_original/transfer_delta": -0.5}

@@ -23,8 +23,9 @@ def test_routing_counts_are_named_shares():
 
 def test_a_trainer_is_ready_to_measure_after_construction(tiny_zoo, tiny_data):
     student, teacher = load_model(tiny_zoo["mlp"]), load_model(tiny_zoo["gru_chunk4"])
-    trainer = Trainer(student, [teacher], tiny_data, "kl+dp", resolve_method_options("kl+dp"),
-                      TrainingOptions(epochs=1, device="cpu"))
+    trainer = Trainer(
+        student, [teacher], tiny_data, "kl+dp", resolve_method_options("kl+dp"), TrainingOptions(epochs=1, device="cpu")
+    )
     assert isinstance(trainer.reference, EvalReference) and trainer.outputs is not None
     row = trainer.measure(student)  # the untouched student measured against itself: nothing changed
     assert row["transfer_delta"] == 0 and row["knowledge_gain"] == 0 and "epoch" not in row
@@ -50,8 +51,19 @@ def test_a_cosine_run_ends_at_a_small_lr_and_moves_less_than_a_constant_one(tiny
     from anyteach import transfer
 
     def moved(schedule: str) -> float:
-        run = transfer(tiny_zoo["mlp"], None, tiny_data, "xe", tmp_path / schedule, epochs=2, batch_size=128,
-                       lr=3e-3, optimizer="adamw", lr_schedule=schedule, progress=False)
+        run = transfer(
+            tiny_zoo["mlp"],
+            None,
+            tiny_data,
+            "xe",
+            tmp_path / schedule,
+            epochs=2,
+            batch_size=128,
+            lr=3e-3,
+            optimizer="adamw",
+            lr_schedule=schedule,
+            progress=False,
+        )
         before, after = load_model(tiny_zoo["mlp"]).state_dict(), run.load_student().net.state_dict()
         return sum(float((after[k] - before[f"net.{k}"]).abs().sum()) for k in after)
 

@@ -19,8 +19,20 @@ from anyteach.methods import METHODS
 from anyteach.training.transfer import TransferResult, transfer
 
 FAST = {"epochs": 2, "batch_size": 128, "lr": 1e-3, "optimizer": "adamw", "progress": False}
-ROW_KEYS = {"epoch", "student_acc", "student_acc_before", "teacher_acc", "transfer_delta", "knowledge_gain",
-            "knowledge_loss", "transfer_rate", "gain_count", "loss_count", "p_gain", "p_loss"}
+ROW_KEYS = {
+    "epoch",
+    "student_acc",
+    "student_acc_before",
+    "teacher_acc",
+    "transfer_delta",
+    "knowledge_gain",
+    "knowledge_loss",
+    "transfer_rate",
+    "gain_count",
+    "loss_count",
+    "p_gain",
+    "p_loss",
+}
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
@@ -86,13 +98,21 @@ def test_finished_run_is_returned_without_training_and_a_different_config_is_ref
     out = tmp_path / "run"
     first = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl", out, **FAST)
     calls = []
-    again = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl", out, on_epoch=calls.append,
-                     **{**FAST, "device": "cpu", "eval_batch_size": 256})  # settings that do not change results
+    again = transfer(
+        tiny_zoo["mlp_narrow"],
+        tiny_zoo["mlp"],
+        tiny_data,
+        "kl",
+        out,
+        on_epoch=calls.append,
+        **{**FAST, "device": "cpu", "eval_batch_size": 256},
+    )  # settings that do not change results
     assert calls == [] and again.final == first.final
     with pytest.raises(AnyteachError, match="different configuration.*training.lr"):
         transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl", out, **{**FAST, "lr": 5e-4})
-    replaced = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl", out, overwrite=True,
-                        **{**FAST, "lr": 5e-4})
+    replaced = transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl", out, overwrite=True, **{**FAST, "lr": 5e-4}
+    )
     assert replaced.config["training"]["lr"] == 5e-4
 
 
@@ -106,8 +126,9 @@ def test_a_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(case, tiny_zoo
     }[case]
     options = {**FAST, "epochs": 3, **extra}
     full = transfer(student, tiny_zoo["gru_chunk4"], tiny_data, method, tmp_path / "full", **options)
-    part = transfer(student, tiny_zoo["gru_chunk4"], tiny_data, method, tmp_path / "part", stop_after_epoch=1,
-                    **options)
+    part = transfer(
+        student, tiny_zoo["gru_chunk4"], tiny_data, method, tmp_path / "part", stop_after_epoch=1, **options
+    )
     assert not part.finished and part.final is None
     assert (tmp_path / "part" / "checkpoint.pt").exists() and not (tmp_path / "part" / "final.json").exists()
     assert [row["epoch"] for row in TransferResult.load(tmp_path / "part").history] == [0, 1]
@@ -120,24 +141,41 @@ def test_a_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(case, tiny_zoo
 
 def test_a_run_killed_by_an_exception_resumes_to_the_same_weights(tiny_zoo, tiny_data, tmp_path):
     options = {**FAST, "epochs": 3}
-    full = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["cnn_small_sgd"], tiny_data, "kl+dp-u", tmp_path / "full",
-                    **options)
+    full = transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["cnn_small_sgd"], tiny_data, "kl+dp-u", tmp_path / "full", **options
+    )
 
     def crash(history):
         if history[-1]["epoch"] == 2:
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError, match="power cut"):
-        transfer(tiny_zoo["mlp_narrow"], tiny_zoo["cnn_small_sgd"], tiny_data, "kl+dp-u", tmp_path / "part",
-                 on_epoch=crash, **options)
-    resumed = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["cnn_small_sgd"], tiny_data, "kl+dp-u", tmp_path / "part",
-                       **options)
+        transfer(
+            tiny_zoo["mlp_narrow"],
+            tiny_zoo["cnn_small_sgd"],
+            tiny_data,
+            "kl+dp-u",
+            tmp_path / "part",
+            on_epoch=crash,
+            **options,
+        )
+    resumed = transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["cnn_small_sgd"], tiny_data, "kl+dp-u", tmp_path / "part", **options
+    )
     assert _same_weights(full.student_path, resumed.student_path)
 
 
 def test_mcl_with_interpolation_one_exports_the_initial_student(tiny_zoo, tiny_data, tmp_path):
-    result = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], tiny_data, "xekl+mcl", tmp_path / "run",
-                      mcl_interpolation=1.0, mcl_period=1, **FAST)
+    result = transfer(
+        tiny_zoo["mlp"],
+        tiny_zoo["gru_chunk4"],
+        tiny_data,
+        "xekl+mcl",
+        tmp_path / "run",
+        mcl_interpolation=1.0,
+        mcl_period=1,
+        **FAST,
+    )
     assert _same_weights(result.student_path, tiny_zoo["mlp"])
     assert result.final["transfer_delta"] == 0.0
     assert result.final["routing"]["skipped"] > 0  # the teacher's negative flips got no KL
@@ -172,8 +210,14 @@ def test_ensemble_needs_no_training(tiny_zoo, tiny_data, tmp_path):
 
 
 def test_several_teachers_route_per_candidate(tiny_zoo, tiny_data, tmp_path):
-    result = transfer(tiny_zoo["mlp_narrow"], [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], tiny_data, "kl+dp",
-                      tmp_path / "run", **{**FAST, "epochs": 1})
+    result = transfer(
+        tiny_zoo["mlp_narrow"],
+        [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]],
+        tiny_data,
+        "kl+dp",
+        tmp_path / "run",
+        **{**FAST, "epochs": 1},
+    )
     routing = result.final["routing"]
     assert set(routing) == {"frozen", "teacher1", "teacher2", "mixed", "skipped"}
     assert routing["teacher1"] > 0 and routing["teacher2"] > 0
@@ -188,8 +232,14 @@ def test_xe_needs_no_teacher_and_reports_no_teacher_metrics(tiny_zoo, tiny_data,
 
 
 def test_eval_every_measures_the_chosen_epochs_and_the_last(tiny_zoo, tiny_data, tmp_path):
-    result = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], tiny_data, "kl", tmp_path / "run",
-                      **{**FAST, "epochs": 3, "eval_every": 2})
+    result = transfer(
+        tiny_zoo["mlp_narrow"],
+        tiny_zoo["mlp"],
+        tiny_data,
+        "kl",
+        tmp_path / "run",
+        **{**FAST, "epochs": 3, "eval_every": 2},
+    )
     assert [row["epoch"] for row in result.history] == [0, 2, 3]
 
 
@@ -199,20 +249,23 @@ def five_class_model(tmp_path_factory):
     return str(save_model(model, tmp_path_factory.mktemp("five") / "five.safetensors"))
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"method": "nope"}, "unknown method 'nope'"),
-    ({"lr": -0.1}, "lr=-0.1"),
-    ({"temperature": 0}, "temperature"),
-    ({"temperature": -2.0}, "temperature"),
-    ({"epoch": 3}, "unknown option 'epoch'"),
-    ({"optimizer": "adam"}, "optimizer"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"mcl_period": 2}, "does not apply to method 'kl'"),
-    ({"teacher": None}, "needs a teacher"),
-    ({"teacher": "two"}, "takes one teacher"),
-    ({"teacher": "five"}, "has 5 classes but dataset"),
-    ({"student": "five", "method": "xe", "teacher": None}, "has 5 classes but dataset"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"method": "nope"}, "unknown method 'nope'"),
+        ({"lr": -0.1}, "lr=-0.1"),
+        ({"temperature": 0}, "temperature"),
+        ({"temperature": -2.0}, "temperature"),
+        ({"epoch": 3}, "unknown option 'epoch'"),
+        ({"optimizer": "adam"}, "optimizer"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"mcl_period": 2}, "does not apply to method 'kl'"),
+        ({"teacher": None}, "needs a teacher"),
+        ({"teacher": "two"}, "takes one teacher"),
+        ({"teacher": "five"}, "has 5 classes but dataset"),
+        ({"student": "five", "method": "xe", "teacher": None}, "has 5 classes but dataset"),
+    ],
+)
 def test_bad_options_fail_before_any_work(kwargs, fragment, tiny_zoo, tiny_data, five_class_model, tmp_path):
     args = {"student": tiny_zoo["mlp"], "teacher": tiny_zoo["gru_chunk4"], "method": "kl", **kwargs}
     models = {"two": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "five": five_class_model}
@@ -238,9 +291,30 @@ def test_the_student_argument_is_not_modified(tiny_zoo, tiny_data, tmp_path):
 def test_cli_transfer_end_to_end(tiny_zoo, tiny_data, tmp_path):
     out = tmp_path / "cli-run"
     runner = CliRunner()
-    args = ["transfer", "--student", tiny_zoo["mlp_narrow"], "--teacher", tiny_zoo["mlp"], "--data", tiny_data.ref,
-            "--method", "kl+dp", "--epochs", "1", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3",
-            "--option", "temperature=2", "-o", str(out), "--quiet"]
+    args = [
+        "transfer",
+        "--student",
+        tiny_zoo["mlp_narrow"],
+        "--teacher",
+        tiny_zoo["mlp"],
+        "--data",
+        tiny_data.ref,
+        "--method",
+        "kl+dp",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-3",
+        "--option",
+        "temperature=2",
+        "-o",
+        str(out),
+        "--quiet",
+    ]
     result = runner.invoke(app, args + ["--json"])
     assert result.exit_code == 0, result.output
     final = json.loads(result.output)
@@ -261,9 +335,29 @@ def test_cli_methods_lists_every_preset():
 
 
 def test_cli_user_error_is_one_line_with_status_2(tiny_zoo, tiny_data, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "anyteach", "transfer", "--student", tiny_zoo["mlp"], "--teacher",
-                           tiny_zoo["mlp"], "--data", tiny_data.ref, "--method", "kl", "--temperature", "0",
-                           "--out", str(tmp_path / "x")], capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anyteach",
+            "transfer",
+            "--student",
+            tiny_zoo["mlp"],
+            "--teacher",
+            tiny_zoo["mlp"],
+            "--data",
+            tiny_data.ref,
+            "--method",
+            "kl",
+            "--temperature",
+            "0",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "temperature" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

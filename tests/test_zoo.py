@@ -63,8 +63,12 @@ def test_predictions_are_cached_per_model_and_data(tiny_zoo, tiny_data, monkeypa
 
 
 def test_cli_zoo_list_json(tiny_zoo):
-    out = subprocess.run([sys.executable, "-m", "anyteach", "zoo", "list", "mnist1d", "--json"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "anyteach", "zoo", "list", "mnist1d", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert isinstance(json.loads(out.stdout), list)
 

@@ -9,25 +9,51 @@ file under `studies/` names this file under `imports:`, and `scripts/screen.py` 
 from anyteach.methods import MethodPreset, register_method
 
 for preset in [
-    MethodPreset("kl+ens", "KL to the calibrated student-teacher ensemble (teacher weight chosen on the calib split)",
-                 "ens", "kl"),
-    MethodPreset("kl+ens-nll", "KL to the calibrated student-teacher ensemble (teacher weight minimising NLL on the "
-                 "calib split)", "ens-nll", "kl"),
-    MethodPreset("pl+ens", "pseudo-labels: cross-entropy on the calibrated student-teacher ensemble's class",
-                 "ens-hard", "kl"),
-    MethodPreset("pl+self", "self-training control: cross-entropy on S_frozen's own predicted class", "frozen-hard",
-                 "kl"),
-    MethodPreset("kl+ens+wise", "kl+ens, exported as the WiSE interpolation chosen on the calib split", "ens", "kl",
-                 "wise"),
-    MethodPreset("kl+ens-nll+wise", "kl+ens-nll, exported as the WiSE interpolation chosen on the calib split",
-                 "ens-nll", "kl", "wise"),
-    MethodPreset("kl+ens-fix", "pseudo-label where the calibrated ensemble changes S_frozen's class, S_frozen elsewhere",
-                 "ens-fix", "kl"),
-    MethodPreset("kl+ens-fix+wise", "kl+ens-fix, exported as the WiSE interpolation chosen on the calib split",
-                 "ens-fix", "kl", "wise"),
+    MethodPreset(
+        "kl+ens",
+        "KL to the calibrated student-teacher ensemble (teacher weight chosen on the calib split)",
+        "ens",
+        "kl",
+    ),
+    MethodPreset(
+        "kl+ens-nll",
+        "KL to the calibrated student-teacher ensemble (teacher weight minimising NLL on the calib split)",
+        "ens-nll",
+        "kl",
+    ),
+    MethodPreset(
+        "pl+ens", "pseudo-labels: cross-entropy on the calibrated student-teacher ensemble's class", "ens-hard", "kl"
+    ),
+    MethodPreset(
+        "pl+self", "self-training control: cross-entropy on S_frozen's own predicted class", "frozen-hard", "kl"
+    ),
+    MethodPreset(
+        "kl+ens+wise", "kl+ens, exported as the WiSE interpolation chosen on the calib split", "ens", "kl", "wise"
+    ),
+    MethodPreset(
+        "kl+ens-nll+wise",
+        "kl+ens-nll, exported as the WiSE interpolation chosen on the calib split",
+        "ens-nll",
+        "kl",
+        "wise",
+    ),
+    MethodPreset(
+        "kl+ens-fix",
+        "pseudo-label where the calibrated ensemble changes S_frozen's class, S_frozen elsewhere",
+        "ens-fix",
+        "kl",
+    ),
+    MethodPreset(
+        "kl+ens-fix+wise",
+        "kl+ens-fix, exported as the WiSE interpolation chosen on the calib split",
+        "ens-fix",
+        "kl",
+        "wise",
+    ),
     MethodPreset("xe+wise", "control: cross-entropy fine-tuning with the same WiSE guard", None, "ce", "wise"),
-    MethodPreset("xekl+ens", "α·KL to the calibrated student-teacher ensemble + (1−α)·CE", "ens", "kl",
-                 defaults={"alpha": 0.5}),
+    MethodPreset(
+        "xekl+ens", "α·KL to the calibrated student-teacher ensemble + (1−α)·CE", "ens", "kl", defaults={"alpha": 0.5}
+    ),
 ]:
     register_method(preset)
 
@@ -35,8 +61,14 @@ for preset in [
 
 import torch  # noqa: E402
 
-from anyteach.methods import (Calibration, RuleInputs, Target, choose_mixture_weight,  # noqa: E402
-                              mixture_log_probs, register_target_rule)
+from anyteach.methods import (  # noqa: E402
+    Calibration,
+    RuleInputs,
+    Target,
+    choose_mixture_weight,
+    mixture_log_probs,
+    register_target_rule,
+)
 from anyteach.methods.targets import _routing_of  # noqa: E402
 
 SHARPENING = (0.25, 0.5, 0.75, 1.0)
@@ -63,13 +95,29 @@ def tempered_ensemble(inputs: RuleInputs) -> Target:
 
 
 for preset in [
-    MethodPreset("pl+ens+xe+wise", "labels and teacher together: pl+ens+wise plus cross-entropy on the calib split's "
-                 "labels at every step", "ens-hard", "kl", "wise", labelled_split="calib"),
-    MethodPreset("kl+ens-t+wise", "KL to the calibrated ensemble at a temperature chosen on the calib split, "
-                 "WiSE guard",
-                 "ens-temp", "kl", "wise"),
-    MethodPreset("kl+ens-t+xe+wise", "kl+ens-t+wise plus cross-entropy on the calib split's labels at every step",
-                 "ens-temp", "kl", "wise", labelled_split="calib"),
+    MethodPreset(
+        "pl+ens+xe+wise",
+        "labels and teacher together: pl+ens+wise plus cross-entropy on the calib split's labels at every step",
+        "ens-hard",
+        "kl",
+        "wise",
+        labelled_split="calib",
+    ),
+    MethodPreset(
+        "kl+ens-t+wise",
+        "KL to the calibrated ensemble at a temperature chosen on the calib split, WiSE guard",
+        "ens-temp",
+        "kl",
+        "wise",
+    ),
+    MethodPreset(
+        "kl+ens-t+xe+wise",
+        "kl+ens-t+wise plus cross-entropy on the calib split's labels at every step",
+        "ens-temp",
+        "kl",
+        "wise",
+        labelled_split="calib",
+    ),
     # pl+ens+xetrain+wise and its control self+xetrain+wise (H10) were adopted: they are product presets now
 ]:
     register_method(preset)

@@ -47,9 +47,17 @@ def render(html: Path, png: Path, width: int = 1200, height: int | None = None, 
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:  # a private profile: no state shared with other runs
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                   f"--user-data-dir={profile}", f"--window-size={width},{height}", f"--screenshot={png}",
-                   html.as_uri()]
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            html.as_uri(),
+        ]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not png.exists():
         raise RuntimeError(f"chromium failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -70,23 +78,37 @@ def page_facts(html: Path, width: int = 1200, timeout: float = 120.0) -> dict[st
         raise FileNotFoundError(f"no Chromium on the PATH (tried {', '.join(BROWSERS)}); apt-get install chromium")
     html = Path(html).resolve()
     probe = html.with_name(f".{html.stem}-probe.html")
-    script = ("<script>window.addEventListener('load',()=>{const i=[...document.images];"
-              "document.title='FACTS'+JSON.stringify({height:document.documentElement.scrollHeight,"
-              "images:i.filter(x=>x.complete&&x.naturalWidth>0).length,"
-              "broken_images:i.filter(x=>!(x.complete&&x.naturalWidth>0)).length,"
-              "tables:[...document.querySelectorAll('table')].filter(t=>t.rows.length>1).length});});</script>")
+    script = (
+        "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+        "document.title='FACTS'+JSON.stringify({height:document.documentElement.scrollHeight,"
+        "images:i.filter(x=>x.complete&&x.naturalWidth>0).length,"
+        "broken_images:i.filter(x=>!(x.complete&&x.naturalWidth>0)).length,"
+        "tables:[...document.querySelectorAll('table')].filter(t=>t.rows.length>1).length});});</script>"
+    )
     probe.write_text(html.read_text().replace("</body>", script + "</body>", 1))
     try:
         with tempfile.TemporaryDirectory() as profile:
-            proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-                                   f"--window-size={width},1000", "--dump-dom", probe.as_uri()],
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [
+                    browser,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    f"--user-data-dir={profile}",
+                    f"--window-size={width},1000",
+                    "--dump-dom",
+                    probe.as_uri(),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
     finally:
         probe.unlink(missing_ok=True)
     start = proc.stdout.find("<title>FACTS")
     if start < 0:
         raise RuntimeError(f"chromium did not load {html} (exit {proc.returncode})")
-    return json.loads(proc.stdout[start + len("<title>FACTS"):proc.stdout.index("</title>", start)])
+    return json.loads(proc.stdout[start + len("<title>FACTS") : proc.stdout.index("</title>", start)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     facts = page_facts(args.html, args.width)
-    print(f"{png}: {facts['images']} figures shown ({facts['broken_images']} broken), {facts['tables']} tables, "
-          f"{facts['height']} px tall")
+    print(
+        f"{png}: {facts['images']} figures shown ({facts['broken_images']} broken), {facts['tables']} tables, "
+        f"{facts['height']} px tall"
+    )
     return 0
 
 

@@ -30,16 +30,28 @@ DEMO_STUDY: dict[str, Any] = {
     "models": "mnist1d",
     "data": "mnist1d",
     "pairs": {"random": 24, "seed": 0, "balanced": True},
-    "methods": ["kl", "xekl", {"name": "xekl+mcl", "options": {"lr": 1.0e-2}}, "kl+dp", "kl+dp-u", "xe",
-                # teaching without labels on data the zoo never saw, and its two no-teacher controls on the same data
-                # and budget (each run is compared with the stronger): self-distillation, and the same plus
-                # fine-tuning on every labelled calib sample with the same WiSE guard
-                {"name": "pl+ens+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
-                # the same preset with each student's best-forecast teacher (`anyteach teachers`, no training)
-                {"name": "pl+ens+wise", "label": "pl+ens+wise.best", "teacher": "best", "data": TEACHING_DATA,
-                 "options": TEACHING_OPTIONS},
-                {"name": "self", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
-                {"name": "self+xe+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS}],
+    "methods": [
+        "kl",
+        "xekl",
+        {"name": "xekl+mcl", "options": {"lr": 1.0e-2}},
+        "kl+dp",
+        "kl+dp-u",
+        "xe",
+        # teaching without labels on data the zoo never saw, and its two no-teacher controls on the same data
+        # and budget (each run is compared with the stronger): self-distillation, and the same plus
+        # fine-tuning on every labelled calib sample with the same WiSE guard
+        {"name": "pl+ens+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
+        # the same preset with each student's best-forecast teacher (`anyteach teachers`, no training)
+        {
+            "name": "pl+ens+wise",
+            "label": "pl+ens+wise.best",
+            "teacher": "best",
+            "data": TEACHING_DATA,
+            "options": TEACHING_OPTIONS,
+        },
+        {"name": "self", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
+        {"name": "self+xe+wise", "data": TEACHING_DATA, "options": TEACHING_OPTIONS},
+    ],
     "seeds": [0],
     "recipe": {"epochs": 2, "batch_size": 256, "optimizer": "adamw", "lr": 3.0e-4, "weight_decay": 1.0e-4},
     "workers": 2,
@@ -60,9 +72,15 @@ GLYPHS_STUDY: dict[str, Any] = {
     "models": "glyphs",
     "data": GLYPHS_DATA,
     "pairs": {"random": 16, "seed": 0, "balanced": True},
-    "methods": ["kl", "xekl", "kl+dp", "kl+dp-u", "xe",
-                {"name": "pl+ens+wise", "data": GLYPHS_TEACHING_DATA, "options": TEACHING_OPTIONS},
-                {"name": "self", "data": GLYPHS_TEACHING_DATA, "options": TEACHING_OPTIONS}],
+    "methods": [
+        "kl",
+        "xekl",
+        "kl+dp",
+        "kl+dp-u",
+        "xe",
+        {"name": "pl+ens+wise", "data": GLYPHS_TEACHING_DATA, "options": TEACHING_OPTIONS},
+        {"name": "self", "data": GLYPHS_TEACHING_DATA, "options": TEACHING_OPTIONS},
+    ],
     "seeds": [0],
     "recipe": {"epochs": 1, "batch_size": 64, "optimizer": "adamw", "lr": 3.0e-4, "weight_decay": 1.0e-4},
     "workers": 2,
@@ -100,8 +118,13 @@ class DemoResult:
     figures: list[Path]
 
 
-def run_demo(out: str | Path, study: Mapping[str, Any] | None = None, *,
-             on_analysis: Callable[[Any], None] | None = None, progress: bool = True) -> DemoResult:
+def run_demo(
+    out: str | Path,
+    study: Mapping[str, Any] | None = None,
+    *,
+    on_analysis: Callable[[Any], None] | None = None,
+    progress: bool = True,
+) -> DemoResult:
     """Complementarity analysis of the study's models, the study, and its report, under `out`.
 
     The models must exist (`anyteach demo` builds the zoo first). Re-running resumes the study.
@@ -118,10 +141,10 @@ def run_demo(out: str | Path, study: Mapping[str, Any] | None = None, *,
     """
     from .analysis import complementarity
     from .analysis import complementarity_figures as figures
-    from .report.aggregate import summarize
-    from .report.crosscheck import crosscheck_section
     from .analysis.ceilings import MNIST1D_CEILINGS, write_ceilings
     from .core.errors import AnyteachError
+    from .report.aggregate import summarize
+    from .report.crosscheck import crosscheck_section
     from .report.document import write_report
     from .study.driver import load_study_spec, run_study
 
@@ -138,8 +161,10 @@ def run_demo(out: str | Path, study: Mapping[str, Any] | None = None, *,
     study_dir = out / "study"
     outcome = run_study(spec, study_dir, progress=progress)
     if outcome.failed:
-        raise AnyteachError(f"{len(outcome.failed)} runs failed (table `failures` of {study_dir / 'study.sqlite'}); "
-                            "run the demo again to retry them")
+        raise AnyteachError(
+            f"{len(outcome.failed)} runs failed (table `failures` of {study_dir / 'study.sqlite'}); "
+            "run the demo again to retry them"
+        )
     if set(spec.models) & set(MNIST1D_CEILINGS):  # the built-in zoo: its students' capacity ceilings
         write_ceilings(study_dir, {ref: MNIST1D_CEILINGS[ref] for ref in spec.models if ref in MNIST1D_CEILINGS})
     summary = summarize(study_dir)

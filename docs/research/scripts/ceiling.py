@@ -10,6 +10,7 @@ usage: PYTHONPATH=src python docs/research/scripts/ceiling.py OUT.json [zoo-mode
 (the last argument: only these model names, e.g. to run two halves side by side into two files)
 OUT.json: {"recipe": ..., "models": {ref: {"before": S0 acc, "ceiling": acc after, "seconds": wall}}}
 """
+
 import json
 import os
 import sys
@@ -36,8 +37,14 @@ spec = load_study_spec(spec)
 base = spec.data
 # calib=5000 only so that the fresh samples (and their cache) are those the teaching studies use
 data = base + (":" if ":" not in base else ",") + f"calib=5000,fresh={fresh}"
-recipe = {"epochs": epochs, "batch_size": 256, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
-          "lr_schedule": "cosine"}
+recipe = {
+    "epochs": epochs,
+    "batch_size": 256,
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "lr_schedule": "cosine",
+}
 result = {"recipe": {"data": data, "method": "xe", **recipe}, "models": {}}
 if os.path.exists(out):
     result = json.load(open(out))  # resume: models already measured are kept
@@ -48,10 +55,16 @@ for ref in spec.models:
     with tempfile.TemporaryDirectory() as tmp:
         run = anyteach.transfer(ref, None, data, method="xe", out=tmp, progress=False, **recipe)
     final = run.final
-    result["models"][ref] = {"before": final["student_acc_before"], "ceiling": final["student_acc"],
-                             "seconds": round(time.time() - started, 1)}
-    print(f"{ref:32s} S0 {final['student_acc_before']:6.2f} -> {final['student_acc']:6.2f} "
-          f"({time.time() - started:.0f} s)", flush=True)
+    result["models"][ref] = {
+        "before": final["student_acc_before"],
+        "ceiling": final["student_acc"],
+        "seconds": round(time.time() - started, 1),
+    }
+    print(
+        f"{ref:32s} S0 {final['student_acc_before']:6.2f} -> {final['student_acc']:6.2f} "
+        f"({time.time() - started:.0f} s)",
+        flush=True,
+    )
     with open(out + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(out + ".tmp", out)

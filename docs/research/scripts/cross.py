@@ -3,10 +3,11 @@ mean Δ beyond the control, students better / worse, one-sided sign test.
 
 usage: PYTHONPATH=src python docs/research/scripts/cross.py METHOD_STUDY LABEL CONTROL_STUDY CONTROL_LABEL
 """
+
 import sys
 
-from anyteach.report.aggregate import summarize
 from anyteach.analysis.metrics import mcnemar_p_values
+from anyteach.report.aggregate import summarize
 
 study, label, cstudy, clabel = sys.argv[1:5]
 runs = summarize(study).runs
@@ -17,6 +18,8 @@ diff = runs.assign(diff=runs["transfer_delta"] - runs["student"].map(control)).d
 by_student = diff.groupby("student_name")["diff"].mean()
 better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
 p, _ = mcnemar_p_values(better, worse)
-print(f"{label} ({study}) vs {clabel} ({cstudy}): mean Δ beyond control {diff['diff'].mean():+.3f} pp over "
-      f"{len(diff)} runs; students better/worse {better}/{worse}, p = {p:.3g}")
+print(
+    f"{label} ({study}) vs {clabel} ({cstudy}): mean Δ beyond control {diff['diff'].mean():+.3f} pp over "
+    f"{len(diff)} runs; students better/worse {better}/{worse}, p = {p:.3g}"
+)
 print(by_student.round(2).to_string())

@@ -11,6 +11,7 @@ Writes DIR/runs.csv (one row per run, the study's run columns), which `docs/rese
 with the controls: the pooled efficiency's denominator is each run's own ensemble gain (S0 and all its teachers,
 equal weights), so the k-teacher runs are measured against the larger ensemble.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 import anyteach
-from anyteach.report.aggregate import UNLABELLED_CONTROLS, summarize
 from anyteach.methods.presets import TEACHING_RECIPE
+from anyteach.report.aggregate import UNLABELLED_CONTROLS, summarize
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--controls", required=True)
@@ -32,9 +33,12 @@ parser.add_argument("--students", default=None)
 parser.add_argument("--fresh", type=int, default=100000)
 parser.add_argument("--epochs", type=int, default=None, help="default: the controls' (2)")
 parser.add_argument("--only-top1", action="store_true", help="only the forecast's top-1 teacher (no k-teacher run)")
-parser.add_argument("--run-controls", action="store_true",
-                    help="train the controls here (self, self+xe+wise) with --epochs on --fresh, instead of reading "
-                         "them from --controls (then --controls names only the study whose recipe they share)")
+parser.add_argument(
+    "--run-controls",
+    action="store_true",
+    help="train the controls here (self, self+xe+wise) with --epochs on --fresh, instead of reading "
+    "them from --controls (then --controls names only the study whose recipe they share)",
+)
 args = parser.parse_args()
 
 seed_part = f"seed={args.zoo_seed}," if args.zoo_seed else ""
@@ -59,16 +63,42 @@ def run_row(label: str, method: str, student: str, teachers: list[str]) -> dict:
     run_dir = out / f"{name}-{label.replace(' ', '-')}"
     result = anyteach.transfer(student, teachers or None, data, method, run_dir, progress=False, seed=0, **options)
     final = result.final
-    print(f"{label:>20} {name:>14} <- {','.join(t.rsplit('/', 1)[-1] for t in teachers) or '-'}: "
-          f"Δ {final['transfer_delta']:+.2f} pp (ensemble {final.get('ensemble_delta') or 0:+.2f}, "
-          f"w {(final.get('calibration') or {}).get('teacher_weight')}, α {final.get('wise_alpha')})", flush=True)
-    return {"label": label, "method": method, "student": student, "teacher": ",".join(teachers) or None,
-            "seed": 0, "options": run_options, "data": data, "student_name": name,
-            **{k: final.get(k) for k in (
-                "student_acc", "student_acc_before", "teacher_acc", "transfer_delta", "knowledge_gain",
-                "knowledge_loss", "gain_count", "loss_count", "p_gain", "p_loss", "ensemble_acc",
-                "ensemble_delta", "transfer_efficiency", "wise_alpha")},
-            "teacher_weight": (final.get("calibration") or {}).get("teacher_weight")}
+    print(
+        f"{label:>20} {name:>14} <- {','.join(t.rsplit('/', 1)[-1] for t in teachers) or '-'}: "
+        f"Δ {final['transfer_delta']:+.2f} pp (ensemble {final.get('ensemble_delta') or 0:+.2f}, "
+        f"w {(final.get('calibration') or {}).get('teacher_weight')}, α {final.get('wise_alpha')})",
+        flush=True,
+    )
+    return {
+        "label": label,
+        "method": method,
+        "student": student,
+        "teacher": ",".join(teachers) or None,
+        "seed": 0,
+        "options": run_options,
+        "data": data,
+        "student_name": name,
+        **{
+            k: final.get(k)
+            for k in (
+                "student_acc",
+                "student_acc_before",
+                "teacher_acc",
+                "transfer_delta",
+                "knowledge_gain",
+                "knowledge_loss",
+                "gain_count",
+                "loss_count",
+                "p_gain",
+                "p_loss",
+                "ensemble_acc",
+                "ensemble_delta",
+                "transfer_efficiency",
+                "wise_alpha",
+            )
+        },
+        "teacher_weight": (final.get("calibration") or {}).get("teacher_weight"),
+    }
 
 
 if args.run_controls:
@@ -82,11 +112,14 @@ for student in students:
     ordered = ranking.table.sort_values("rank")["teacher"].tolist()
     candidates = [("pl+ens+wise top-1", ordered[:1])]
     if not args.only_top1:
-        candidates.insert(0, (f"pl+ens+wise top-{args.k}", ordered[:args.k]))
+        candidates.insert(0, (f"pl+ens+wise top-{args.k}", ordered[: args.k]))
     rows += [run_row(label, "pl+ens+wise", student, teachers) for label, teachers in candidates]
 runs = pd.DataFrame(rows)
 out.mkdir(parents=True, exist_ok=True)
 runs.to_csv(out / "runs.csv", index=False)
 
-print(f"pool with: python docs/research/scripts/pooled.py {out / 'runs.csv'}"
-      + ("" if args.run_controls else f" {args.controls}") + " [--ceilings FILE.json]")
+print(
+    f"pool with: python docs/research/scripts/pooled.py {out / 'runs.csv'}"
+    + ("" if args.run_controls else f" {args.controls}")
+    + " [--ceilings FILE.json]"
+)

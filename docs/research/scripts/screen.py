@@ -3,6 +3,7 @@
 usage: python docs/research/scripts/screen.py screen.json
 screen.json: {"pairs": [[student, teacher], ...], "data": "...", "configs": {label: {method:..., options...}}}
 """
+
 import hashlib
 import json
 import sys
@@ -12,10 +13,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 def run(args):
     import torch
+
     torch.set_num_threads(1)
-    import anyteach
     from pathlib import Path
 
+    import anyteach
     from anyteach.core.registry import import_plugins
 
     import_plugins([str(Path(__file__).resolve().parents[1] / "presets.py")])  # the research presets
@@ -25,8 +27,15 @@ def run(args):
     data = cfg.pop("data", data)
     t = time.time()
     teacher_free = not anyteach.METHODS[method].needs_teacher
-    r = anyteach.transfer(f"zoo:mnist1d/{student}", None if teacher_free else f"zoo:mnist1d/{teacher}",
-                          data, method=method, out=out, progress=False, **cfg)
+    r = anyteach.transfer(
+        f"zoo:mnist1d/{student}",
+        None if teacher_free else f"zoo:mnist1d/{teacher}",
+        data,
+        method=method,
+        out=out,
+        progress=False,
+        **cfg,
+    )
     f = r.final
     return label, student, teacher, f["transfer_delta"], f["knowledge_gain"], f["knowledge_loss"], time.time() - t
 
@@ -46,9 +55,13 @@ rows = []
 with ProcessPoolExecutor(2) as pool:
     for row in pool.map(run, jobs):
         rows.append(row)
-        print(f"{row[0]:14s} {row[1]:14s}<-{row[2]:16s} Δ {row[3]:+.2f} (+{row[4]:.2f} -{row[5]:.2f}) {row[6]:.0f}s", flush=True)
+        print(
+            f"{row[0]:14s} {row[1]:14s}<-{row[2]:16s} Δ {row[3]:+.2f} (+{row[4]:.2f} -{row[5]:.2f}) {row[6]:.0f}s",
+            flush=True,
+        )
 print(f"total {time.time() - start:.0f}s")
 import collections
+
 by = collections.defaultdict(list)
 for r in rows:
     by[r[0]].append(r[3])

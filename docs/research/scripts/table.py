@@ -3,6 +3,7 @@ with each no-teacher control in the study (xe: same data with labels; self: same
 
 usage: PYTHONPATH=src python docs/research/scripts/table.py STUDY_DIR [--controls xe,self] [--buckets]
 """
+
 import sys
 
 from anyteach.report.aggregate import against_control, summarize
@@ -20,9 +21,11 @@ head += "".join(f" Δ vs {c} (better/worse, p) |" for c in present)
 print(head)
 print("|" + "---|" * (6 + len(present)))
 for _, r in s.by_method.iterrows():
-    line = (f"| {r['method']} | {r['runs']} | {r['median_success_rate']:.1f}% [{r['success_rate_q1']:.0f}–{r['success_rate_q3']:.0f}]"
-            f" | {r['mean_delta']:+.2f} | {r['mean_gain']:.2f} / {r['mean_loss']:.2f} | "
-            f"{r['significant_gain_rate']:.0f}% / {r['significant_harm_rate']:.0f}% |")
+    line = (
+        f"| {r['method']} | {r['runs']} | {r['median_success_rate']:.1f}% [{r['success_rate_q1']:.0f}–{r['success_rate_q3']:.0f}]"
+        f" | {r['mean_delta']:+.2f} | {r['mean_gain']:.2f} / {r['mean_loss']:.2f} | "
+        f"{r['significant_gain_rate']:.0f}% / {r['significant_harm_rate']:.0f}% |"
+    )
     for c in present:
         t = vs[c]
         if r["method"] in t.index and r["method"] != c:
@@ -39,9 +42,12 @@ if "--buckets" in sys.argv:
         b = s.by_bucket[s.by_bucket["method"] == m]
         if b["runs"].sum() == 0:
             continue
-        print(f"| {m} | " + " | ".join(f"{x['mean_delta']:+.2f} ({x['runs']})" if x["runs"] else "–" for _, x in b.iterrows()) + " |")
+        print(
+            f"| {m} | "
+            + " | ".join(f"{x['mean_delta']:+.2f} ({x['runs']})" if x["runs"] else "–" for _, x in b.iterrows())
+            + " |"
+        )
 if "--students" in sys.argv:
-    import pandas as pd
     r = runs.copy()
     ctl = sys.argv[sys.argv.index("--students") + 1]
     base = r[r["method"] == ctl].set_index("student")["transfer_delta"]

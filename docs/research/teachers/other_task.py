@@ -26,8 +26,8 @@ import pandas as pd
 import yaml
 from validate import retest  # this directory's validate.py (the script's own directory is on sys.path)
 
-from anyteach.core.io import write_json
 from anyteach.analysis.forecast import shipped_forecaster
+from anyteach.core.io import write_json
 from anyteach.report.teacher_choice import beyond_control, ranking_quality, refit, study_runs, with_signals
 
 
@@ -35,30 +35,43 @@ def main(studies: list[str]) -> int:
     pairs: list[tuple[str, str]] = []
     if "--retest" in studies:
         i = studies.index("--retest")
-        studies, rest = studies[:i], studies[i + 1:]
+        studies, rest = studies[:i], studies[i + 1 :]
         pairs = list(zip(rest[::2], rest[1::2]))
     shipped, rows, first = shipped_forecaster(), [], None
     for study in studies:
         spec = yaml.safe_load(open(f"{study}/study.yaml"))
         paired = with_signals(beyond_control(study_runs(study)), spec["data"])
         if first is None:
-            first = refit(paired, spec["name"], methods=[m for m in shipped.methods if m in set(paired["label"])],
-                          base=shipped)
+            first = refit(
+                paired, spec["name"], methods=[m for m in shipped.methods if m in set(paired["label"])], base=shipped
+            )
         for method, part in paired.groupby("label"):
             if method not in shipped.methods:
                 continue
             forecast = shipped.get(method)
             part = part.assign(forecast=forecast.predict(part), refitted=first.get(method).predict(part))
-            for name, column in (("forecast", "forecast"), ("re-fitted on the first study", "refitted"),
-                                 ("available gain", "available_gain"),
-                                 ("complementary knowledge", "complementary_knowledge"),
-                                 ("teacher accuracy", "teacher_acc")):
+            for name, column in (
+                ("forecast", "forecast"),
+                ("re-fitted on the first study", "refitted"),
+                ("available gain", "available_gain"),
+                ("complementary knowledge", "complementary_knowledge"),
+                ("teacher accuracy", "teacher_acc"),
+            ):
                 quality = ranking_quality(part, column)
-                rows.append({"study": spec["name"], "data": spec["data"], "method": method, "ranking": name,
-                             "extrapolated": int(forecast.outside(part).sum()), **quality,
-                             "mean_forecast": float(part[column if column in ("forecast", "refitted")
-                                                         else "forecast"].mean()),
-                             "mean_realised": float(part["delta_beyond"].mean())})
+                rows.append(
+                    {
+                        "study": spec["name"],
+                        "data": spec["data"],
+                        "method": method,
+                        "ranking": name,
+                        "extrapolated": int(forecast.outside(part).sum()),
+                        **quality,
+                        "mean_forecast": float(
+                            part[column if column in ("forecast", "refitted") else "forecast"].mean()
+                        ),
+                        "mean_realised": float(part["delta_beyond"].mean()),
+                    }
+                )
     print(pd.DataFrame(rows).round(3).to_csv(index=False), end="")
     ceilings = {}
     for original, again in pairs:

@@ -36,43 +36,60 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anyteach.core.io import write_json, write_text
-from anyteach.core.plotting import pyplot, save_figure
 from anyteach.analysis.forecast import SIGNALS, Forecaster, fit_forecast, signal_values
 from anyteach.analysis.metrics import mcnemar_p_values
-from anyteach.report.teacher_choice import (beyond_control, property_correlations, property_figure, ranking_quality,
-                                       spearman, study_runs, top_k_gain, with_signals)
+from anyteach.core.io import write_json, write_text
+from anyteach.core.plotting import pyplot, save_figure
+from anyteach.report.teacher_choice import (
+    beyond_control,
+    property_correlations,
+    property_figure,
+    ranking_quality,
+    spearman,
+    study_runs,
+    top_k_gain,
+    with_signals,
+)
 
 HERE = Path(__file__).parent
 CANDIDATES = {
     "none": (),
     # sessions 3-4
-    "AG": ("available_gain",), "AG+CK": ("available_gain", "complementary_knowledge"),
+    "AG": ("available_gain",),
+    "AG+CK": ("available_gain", "complementary_knowledge"),
     "AG+CK+acc": ("available_gain", "complementary_knowledge", "accuracy_difference"),
     # session 5, round 1: a student-level capacity proxy (gap: train - calib accuracy, over-confidence, size)
-    "AG+AG·gap": ("available_gain", "ag_x_gap"), "AG+AG·overconf": ("available_gain", "ag_x_overconf"),
-    "AG+AG·size": ("available_gain", "ag_x_size"), "AG+gap": ("available_gain", "student_gap"),
+    "AG+AG·gap": ("available_gain", "ag_x_gap"),
+    "AG+AG·overconf": ("available_gain", "ag_x_overconf"),
+    "AG+AG·size": ("available_gain", "ag_x_size"),
+    "AG+gap": ("available_gain", "student_gap"),
     "AG+overconf": ("available_gain", "student_overconfidence"),
     # session 5, round 2: log(1 + AG) = L in place of AG (mlp_narrow's ~30 pp available gains tip a line in AG)
-    "L": ("log_available_gain",), "L+L·size": ("log_available_gain", "log_available_gain_x_student_log_size"),
-    "L+size": ("log_available_gain", "student_log_size"), "L·size": ("log_available_gain_x_student_log_size",),
-    "AG·size": ("ag_x_size",), "L+L·overconf": ("log_available_gain", "l_x_overconf"),
+    "L": ("log_available_gain",),
+    "L+L·size": ("log_available_gain", "log_available_gain_x_student_log_size"),
+    "L+size": ("log_available_gain", "student_log_size"),
+    "L·size": ("log_available_gain_x_student_log_size",),
+    "AG·size": ("ag_x_size",),
+    "L+L·overconf": ("log_available_gain", "l_x_overconf"),
 }
 """Every candidate tried, in the order declared (docs/research/teachers/README.md); columns that are not
 product signals (`forecast.SIGNALS`) are research-only and added by `research_columns`."""
 TIE = 0.01
 """Declared rule: the best leave-one-student-out ρ on seed 0; within TIE of it, the fewest signals."""
-NAIVE = {"teacher accuracy": "teacher_acc", "complementary knowledge": "complementary_knowledge",
-         "available gain": "available_gain"}
+NAIVE = {
+    "teacher accuracy": "teacher_acc",
+    "complementary knowledge": "complementary_knowledge",
+    "available gain": "available_gain",
+}
 METHODS = ("pl+ens+wise", "kl+dp")
 
 
 def research_columns(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Candidate columns that are not product signals: the student's train-split minus calib accuracy (pp,
     one more forward pass per model) and products of the available gain with a student property."""
+    from anyteach.data.predictions import predict
     from anyteach.data.references import load_dataset
     from anyteach.models.references import load_model
-    from anyteach.data.predictions import predict
 
     data = load_dataset(f"mnist1d:seed={seed},calib=5000")
     gap = {}
@@ -105,8 +122,13 @@ def load(studies: Path, seed: int) -> pd.DataFrame:
 
 def columns(frame: pd.DataFrame, use: tuple[str, ...]) -> np.ndarray:
     """The candidate columns of `frame`: product signals computed as the package computes them."""
-    return np.column_stack([signal_values(frame, (c,))[:, 0] if c in SIGNALS else frame[c].to_numpy(dtype=float)
-                            for c in use]) if use else np.empty((len(frame), 0))
+    return (
+        np.column_stack(
+            [signal_values(frame, (c,))[:, 0] if c in SIGNALS else frame[c].to_numpy(dtype=float) for c in use]
+        )
+        if use
+        else np.empty((len(frame), 0))
+    )
 
 
 def least_squares(train: pd.DataFrame, use: tuple[str, ...]):
@@ -153,13 +175,18 @@ def retest(stores: list[Path], first: pd.DataFrame, forecast) -> dict | None:
         both = both.merge(again.rename(columns={"delta_beyond": f"repeat {k}"}), on=["student", "teacher"])
     repeats = [f"repeat {k}" for k in range(1, len(stores) + 2)]
     mean = both[repeats].mean(axis=1)
-    pairs = [(a, b) for i, a in enumerate(repeats) for b in repeats[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(repeats) for b in repeats[i + 1 :]]
     rho = float(np.mean([spearman(both[a], both[b]) for a, b in pairs]))
     within = [spearman(g[a], g[b]) for a, b in pairs for _, g in both.groupby("student")]
-    out = {"method": method, "runs": len(both), "repeats": len(repeats), "rho_between_repeats": rho,
-           "ceiling": float(np.sqrt(max(rho, 0.0))),
-           "rho_between_repeats_within_student": float(np.nanmean(within)),
-           "mean_abs_difference_pp": float(np.mean([(both[a] - both[b]).abs().mean() for a, b in pairs]))}
+    out = {
+        "method": method,
+        "runs": len(both),
+        "repeats": len(repeats),
+        "rho_between_repeats": rho,
+        "ceiling": float(np.sqrt(max(rho, 0.0))),
+        "rho_between_repeats_within_student": float(np.nanmean(within)),
+        "mean_abs_difference_pp": float(np.mean([(both[a] - both[b]).abs().mean() for a, b in pairs])),
+    }
     scores = {"forecast": forecast.predict(both), **{n: both[c] for n, c in NAIVE.items()}}
     for name, score in scores.items():
         for r in repeats:
@@ -175,9 +202,16 @@ def sign_counts(part: pd.DataFrame) -> dict:
     better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
     p_better, p_worse = mcnemar_p_values(better, worse)
     runs_better, runs_worse = int((part["net_beyond"] > 0).sum()), int((part["net_beyond"] < 0).sum())
-    return {"mean_delta_beyond": float(part["delta_beyond"].mean()), "students_better": better,
-            "students_worse": worse, "p_better": p_better, "p_worse": p_worse, "runs_better": runs_better,
-            "runs_worse": runs_worse, "runs": len(part)}
+    return {
+        "mean_delta_beyond": float(part["delta_beyond"].mean()),
+        "students_better": better,
+        "students_worse": worse,
+        "p_better": p_better,
+        "p_worse": p_worse,
+        "runs_better": runs_better,
+        "runs_worse": runs_worse,
+        "runs": len(part),
+    }
 
 
 SIGNED = ("rho", "loso_rho_seed0", "held_out_rho", "mean_delta_beyond", "recommended", "random", "rho_within")
@@ -190,46 +224,88 @@ def _md(frame: pd.DataFrame) -> str:
         if column in ("p_better", "p_worse"):
             return f"{v:.3g}"
         return f"{v:+.2f}" if column in SIGNED else f"{v:.2f}"
+
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
-              for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
 def tables_markdown(candidates, chosen, ranking, signs, topk, props, repeat=None) -> str:
     """The tables of docs/research/teachers/README.md (generated)."""
-    out = ["# Tables (generated by validate.py)", "", "## Candidates (seed 0, leave-one-student-out ρ; held_out_rho: "
-           "each fitted on all of seed 0, ρ over seeds 1+2, computed after the choice)", "",
-           _md(pd.DataFrame(candidates)), "", "## Chosen forecasters (fitted on all of seed 0)", ""]
+    out = [
+        "# Tables (generated by validate.py)",
+        "",
+        "## Candidates (seed 0, leave-one-student-out ρ; held_out_rho: "
+        "each fitted on all of seed 0, ρ over seeds 1+2, computed after the choice)",
+        "",
+        _md(pd.DataFrame(candidates)),
+        "",
+        "## Chosen forecasters (fitted on all of seed 0)",
+        "",
+    ]
     out += [f"- {f.sentence()}" for f in chosen.values()]
     r = ranking.copy()
     r["regret"] = r["regret"].astype(float)
-    cols = ["zoo_seed", "method", "ranking", "rho", "runs", "regret", "top1_hits", "students", "top1_better",
-            "top1_worse"]
-    out += ["", "## Rankings against the realised Δ beyond the control", "",
-            "ρ: Spearman over all runs with a control; regret (pp), top-1 hits and top-1 better / worse than the "
-            "control (exact counts): whole students only.", "", _md(r[[c for c in cols if c in r.columns]]), "",
-            "## Against the control (exact counts; whole students; inside_interval: share of runs whose realised Δ "
-            "beyond the control is inside the forecast's 95% interval)", "", _md(signs), "",
-            "## Top-k teachers per student against a random draw of k (its expected mean: all teachers)", "",
-            _md(topk), "", "## What makes a good teacher and student (ρ with Δ beyond the control)", "",
-            _md(props.assign(resolved=props["resolved"].map({True: "yes", False: "no"})))]
+    cols = [
+        "zoo_seed",
+        "method",
+        "ranking",
+        "rho",
+        "runs",
+        "regret",
+        "top1_hits",
+        "students",
+        "top1_better",
+        "top1_worse",
+    ]
+    out += [
+        "",
+        "## Rankings against the realised Δ beyond the control",
+        "",
+        "ρ: Spearman over all runs with a control; regret (pp), top-1 hits and top-1 better / worse than the "
+        "control (exact counts): whole students only.",
+        "",
+        _md(r[[c for c in cols if c in r.columns]]),
+        "",
+        "## Against the control (exact counts; whole students; inside_interval: share of runs whose realised Δ "
+        "beyond the control is inside the forecast's 95% interval)",
+        "",
+        _md(signs),
+        "",
+        "## Top-k teachers per student against a random draw of k (its expected mean: all teachers)",
+        "",
+        _md(topk),
+        "",
+        "## What makes a good teacher and student (ρ with Δ beyond the control)",
+        "",
+        _md(props.assign(resolved=props["resolved"].map({True: "yes", False: "no"}))),
+    ]
     if repeat:
-        out += ["", "## Noise ceiling: the seed-2 teaching runs repeated with another run seed", "",
-                _md(pd.DataFrame([{"quantity": k, "value": v} for k, v in repeat.items() if k != "method"]))]
+        out += [
+            "",
+            "## Noise ceiling: the seed-2 teaching runs repeated with another run seed",
+            "",
+            _md(pd.DataFrame([{"quantity": k, "value": v} for k, v in repeat.items() if k != "method"])),
+        ]
     return "\n".join(out) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--studies", type=Path, required=True)
-    parser.add_argument("--ship", action="store_true", help="write the seed-0 fit to src/anyteach/analysis/forecaster.json")
+    parser.add_argument(
+        "--ship", action="store_true", help="write the seed-0 fit to src/anyteach/analysis/forecaster.json"
+    )
     args = parser.parse_args()
 
     frames = {s: load(args.studies, s) for s in (0, 1, 2) if (args.studies / f"seed{s}" / "study.sqlite").exists()}
     for s, f in frames.items():
-        write_text(HERE / f"runs-seed{s}.csv", f.drop(columns=["final_json", "run_dir"], errors="ignore")
-                   .to_csv(index=False))
+        write_text(
+            HERE / f"runs-seed{s}.csv", f.drop(columns=["final_json", "run_dir"], errors="ignore").to_csv(index=False)
+        )
     seed0 = frames[0]
 
     candidates, chosen = [], {}
@@ -238,19 +314,33 @@ def main() -> int:
         scores = {name: loso_rho(part, use) for name, use in CANDIDATES.items() if use}
         best = choose(scores)
         assert all(s in SIGNALS for s in CANDIDATES[best]), f"{best} uses research-only columns"
-        chosen[method] = fit_forecast(part, part["delta_beyond"], method=method,
-                                      control=str(part["control"].iloc[0]), use=CANDIDATES[best],
-                                      fitted_on="all-teachers-seed0 (docs/research/teachers)")
+        chosen[method] = fit_forecast(
+            part,
+            part["delta_beyond"],
+            method=method,
+            control=str(part["control"].iloc[0]),
+            use=CANDIDATES[best],
+            fitted_on="all-teachers-seed0 (docs/research/teachers)",
+        )
         held = pd.concat([frames[s] for s in (1, 2) if s in frames], ignore_index=True)
         held = held[held["label"] == method]
         for name, rho in scores.items():
             # held-out ρ of every candidate, fitted on all of seed 0: computed after the choice, for the record
             forecast = least_squares(part, CANDIDATES[name])(held) if len(held) else []
-            candidates.append({"method": method, "candidate": name, "loso_rho_seed0": rho,
-                               "held_out_rho": spearman(forecast, held["delta_beyond"]) if len(held) else np.nan,
-                               "chosen": name == best, "runs": len(part), "students": part["student"].nunique()})
-    forecaster = Forecaster(chosen, "fitted on the seed-0 MNIST-1D zoo studies of issue 17 "
-                                    "(docs/research/teachers/validate.py)")
+            candidates.append(
+                {
+                    "method": method,
+                    "candidate": name,
+                    "loso_rho_seed0": rho,
+                    "held_out_rho": spearman(forecast, held["delta_beyond"]) if len(held) else np.nan,
+                    "chosen": name == best,
+                    "runs": len(part),
+                    "students": part["student"].nunique(),
+                }
+            )
+    forecaster = Forecaster(
+        chosen, "fitted on the seed-0 MNIST-1D zoo studies of issue 17 (docs/research/teachers/validate.py)"
+    )
     write_text(HERE / "candidates.csv", pd.DataFrame(candidates).to_csv(index=False))
     if args.ship:
         forecaster.save(Path("src/anyteach/analysis/forecaster.json"))
@@ -276,11 +366,17 @@ def main() -> int:
             for k in (1, 2, 3):
                 for name, column in scores.items():
                     if len(whole):
-                        topk.append({"zoo_seed": s, "method": method, "ranking": name,
-                                     **top_k_gain(whole, column, k)})
-            signs.append({"zoo_seed": s, "method": method, **sign_counts(whole),
-                          "inside_interval": float(((whole["delta_beyond"] - whole["forecast"]).abs()
-                                                    <= chosen[method].half_width).mean())})
+                        topk.append({"zoo_seed": s, "method": method, "ranking": name, **top_k_gain(whole, column, k)})
+            signs.append(
+                {
+                    "zoo_seed": s,
+                    "method": method,
+                    **sign_counts(whole),
+                    "inside_interval": float(
+                        ((whole["delta_beyond"] - whole["forecast"]).abs() <= chosen[method].half_width).mean()
+                    ),
+                }
+            )
         t = property_correlations(frame)
         props.append(t.assign(zoo_seed=s))
         property_figure(t, HERE / f"properties-seed{s}.png")
@@ -291,11 +387,17 @@ def main() -> int:
     write_text(HERE / "signs.csv", signs.to_csv(index=False))
     write_text(HERE / "properties.csv", props.to_csv(index=False))
     repeat = retest([args.studies / "retest-seed2"], frames[2], chosen["pl+ens+wise"]) if 2 in frames else None
-    write_json(HERE / "results.json", {"forecaster": forecaster.as_dict(), "candidates": candidates,
-                                       "retest": repeat,
-                                       "ranking": ranking.to_dict("records"), "signs": signs.to_dict("records"),
-                                       "students": {str(s): sorted(f["student_name"].unique()) for s, f in
-                                                    frames.items()}})
+    write_json(
+        HERE / "results.json",
+        {
+            "forecaster": forecaster.as_dict(),
+            "candidates": candidates,
+            "retest": repeat,
+            "ranking": ranking.to_dict("records"),
+            "signs": signs.to_dict("records"),
+            "students": {str(s): sorted(f["student_name"].unique()) for s, f in frames.items()},
+        },
+    )
 
     # figure: forecast vs realised on the held-out seeds
     plt = pyplot()
@@ -305,8 +407,13 @@ def main() -> int:
             part = frame[frame["label"] == method]
             if part.empty:
                 continue
-            ax.scatter(chosen[method].predict(part), part["delta_beyond"], s=12,
-                       label=f"zoo seed {s}" + (" (fitted)" if s == 0 else ""), alpha=0.7)
+            ax.scatter(
+                chosen[method].predict(part),
+                part["delta_beyond"],
+                s=12,
+                label=f"zoo seed {s}" + (" (fitted)" if s == 0 else ""),
+                alpha=0.7,
+            )
         lims = ax.get_xlim()
         ax.plot(lims, lims, "k--", lw=0.8)
         ax.axhline(0, color="grey", lw=0.5)
@@ -321,8 +428,11 @@ def main() -> int:
     print(pd.DataFrame(candidates).to_string(index=False))
     for f in chosen.values():
         print(f.sentence())
-    print(ranking[["zoo_seed", "method", "ranking", "rho", "rho_within", "regret", "top1_hits", "students",
-                   "runs"]].to_string(index=False))
+    print(
+        ranking[
+            ["zoo_seed", "method", "ranking", "rho", "rho_within", "regret", "top1_hits", "students", "runs"]
+        ].to_string(index=False)
+    )
     print(signs.to_string(index=False))
     print(topk[topk["ranking"] == "forecast"].to_string(index=False))
     print(json.dumps(repeat, indent=1))

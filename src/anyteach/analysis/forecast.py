@@ -27,8 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..core.io import write_json
 from ..core.errors import AnyteachError
+from ..core.io import write_json
 from .metrics import strength_bucket, teacher_strength
 
 SIGNALS: dict[str, str] = {
@@ -42,6 +42,7 @@ SIGNALS: dict[str, str] = {
 }
 """The no-training signals a forecaster may use (column name: how tables and messages call it)."""
 
+
 def _log_gain(t: Any) -> np.ndarray:
     return np.log1p(np.clip(t["available_gain"].to_numpy(dtype=float), 0.0, None))
 
@@ -53,8 +54,10 @@ def _log_size(t: Any) -> np.ndarray:
 DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Any], np.ndarray]]] = {
     "log_available_gain": (("available_gain",), _log_gain),
     "student_log_size": (("student_params",), _log_size),
-    "log_available_gain_x_student_log_size": (("available_gain", "student_params"),
-                                              lambda t: _log_gain(t) * _log_size(t)),
+    "log_available_gain_x_student_log_size": (
+        ("available_gain", "student_params"),
+        lambda t: _log_gain(t) * _log_size(t),
+    ),
 }
 """Signals computed from columns of `pair_signals` (so a runs table with those columns works too): per name,
 the columns it is computed from and how. The available gain enters through its logarithm because the share
@@ -97,10 +100,27 @@ FORECASTER_FILE = "forecaster.json"
 CALIB_SPLIT = "calib"
 ECE_BINS = 15
 
-PAIR_COLUMNS = ("student", "teacher", "student_name", "teacher_name", "student_family", "teacher_family",
-                "student_params", "teacher_params", "student_acc", "teacher_acc", "accuracy_difference", "bucket",
-                "complementary_knowledge", "negative_flips", "available_gain", "teacher_weight", "student_ece",
-                "teacher_ece", "student_overconfidence")
+PAIR_COLUMNS = (
+    "student",
+    "teacher",
+    "student_name",
+    "teacher_name",
+    "student_family",
+    "teacher_family",
+    "student_params",
+    "teacher_params",
+    "student_acc",
+    "teacher_acc",
+    "accuracy_difference",
+    "bucket",
+    "complementary_knowledge",
+    "negative_flips",
+    "available_gain",
+    "teacher_weight",
+    "student_ece",
+    "teacher_ece",
+    "student_overconfidence",
+)
 """Columns of `pair_signals`: accuracies, flips and gains in percent / percentage points on the calib split."""
 
 
@@ -115,8 +135,10 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins:
     correct = (predicted == labels).float()
     which = (confidence * bins).long().clamp_(0, bins - 1)
     count = torch.bincount(which, minlength=bins).float()
-    gap = (torch.bincount(which, weights=confidence, minlength=bins)
-           - torch.bincount(which, weights=correct, minlength=bins)).abs()
+    gap = (
+        torch.bincount(which, weights=confidence, minlength=bins)
+        - torch.bincount(which, weights=correct, minlength=bins)
+    ).abs()
     return float(100.0 * gap.sum() / count.sum())
 
 
@@ -127,8 +149,9 @@ def overconfidence(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(100.0 * (confidence.mean() - (predicted == labels).float().mean()))
 
 
-def available_gains(student_logits: torch.Tensor, teacher_logits: Sequence[torch.Tensor],
-                    labels: torch.Tensor) -> list[dict[str, float]]:
+def available_gains(
+    student_logits: torch.Tensor, teacher_logits: Sequence[torch.Tensor], labels: torch.Tensor
+) -> list[dict[str, float]]:
     """The calibrated student–teacher ensemble of each teacher, chosen as the `ens` target rule chooses it.
 
     Args:
@@ -145,8 +168,12 @@ def available_gains(student_logits: torch.Tensor, teacher_logits: Sequence[torch
     out = []
     for logits in teacher_logits:
         chosen = choose_mixture_weight(Calibration(labels, student_logits, logits.unsqueeze(0)))
-        out.append({"available_gain": chosen["calib_ensemble_acc"] - chosen["calib_student_acc"],
-                    "teacher_weight": chosen["teacher_weight"]})
+        out.append(
+            {
+                "available_gain": chosen["calib_ensemble_acc"] - chosen["calib_student_acc"],
+                "teacher_weight": chosen["teacher_weight"],
+            }
+        )
     return out
 
 
@@ -175,8 +202,9 @@ def resolve_models(models: str | Sequence[str]) -> list[str]:
     return refs
 
 
-def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
-                 on_model: Callable[[str], None] | None = None) -> Any:
+def pair_signals(
+    students: Sequence[str], teachers: Sequence[str], data: Any, *, on_model: Callable[[str], None] | None = None
+) -> Any:
     """The no-training signals of every ordered (student, teacher) pair of different models.
 
     Each model runs once over the calib split (`predictions.predict`, cached on disk); complementary
@@ -195,16 +223,18 @@ def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
     """
     import pandas as pd
 
-    from .complementarity import zoo_from_predictions
+    from ..data.predictions import check_compatible, predict
     from ..data.references import load_dataset
     from ..models.references import load_model
-    from ..data.predictions import check_compatible, predict
+    from .complementarity import zoo_from_predictions
 
     dataset = load_dataset(data)
     if not dataset.has_split(CALIB_SPLIT):
-        raise AnyteachError(f"dataset {dataset.ref!r} has no calib split: the forecast measures on held-out "
-                            "labelled samples, never the eval split (mnist1d:calib=5000, or a calib/ folder of an "
-                            "image folder)")
+        raise AnyteachError(
+            f"dataset {dataset.ref!r} has no calib split: the forecast measures on held-out "
+            "labelled samples, never the eval split (mnist1d:calib=5000, or a calib/ folder of an "
+            "image folder)"
+        )
     refs = list(dict.fromkeys([*students, *teachers]))
     logits, info = {}, {}
     labels = None
@@ -216,8 +246,13 @@ def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
         info[ref] = model.info
         if on_model is not None:
             on_model(ref)
-    zoo = zoo_from_predictions(torch.stack([logits[r].argmax(1) for r in refs]).to(torch.int32), labels,
-                               models=refs, num_classes=dataset.num_classes, per_class=False)
+    zoo = zoo_from_predictions(
+        torch.stack([logits[r].argmax(1) for r in refs]).to(torch.int32),
+        labels,
+        models=refs,
+        num_classes=dataset.num_classes,
+        per_class=False,
+    )
     ece = {r: expected_calibration_error(logits[r], labels) for r in refs}
     confident = {s: overconfidence(logits[s], labels) for s in students}
     rows = []
@@ -228,16 +263,28 @@ def pair_signals(students: Sequence[str], teachers: Sequence[str], data: Any, *,
         for teacher, gain in zip(others, gains):
             t = refs.index(teacher)
             strength = teacher_strength(zoo.accuracy[t], zoo.accuracy[s])
-            rows.append({
-                "student": student, "teacher": teacher, "student_name": info[student].name,
-                "teacher_name": info[teacher].name, "student_family": info[student].family,
-                "teacher_family": info[teacher].family, "student_params": int(info[student].num_params),
-                "teacher_params": int(info[teacher].num_params), "student_acc": float(zoo.accuracy[s]),
-                "teacher_acc": float(zoo.accuracy[t]), "accuracy_difference": strength,
-                "bucket": strength_bucket(strength), "complementary_knowledge": float(zoo.positive_flips[s, t]),
-                "negative_flips": float(zoo.negative_flips[s, t]), **gain,
-                "student_ece": ece[student], "teacher_ece": ece[teacher],
-                "student_overconfidence": confident[student]})
+            rows.append(
+                {
+                    "student": student,
+                    "teacher": teacher,
+                    "student_name": info[student].name,
+                    "teacher_name": info[teacher].name,
+                    "student_family": info[student].family,
+                    "teacher_family": info[teacher].family,
+                    "student_params": int(info[student].num_params),
+                    "teacher_params": int(info[teacher].num_params),
+                    "student_acc": float(zoo.accuracy[s]),
+                    "teacher_acc": float(zoo.accuracy[t]),
+                    "accuracy_difference": strength,
+                    "bucket": strength_bucket(strength),
+                    "complementary_knowledge": float(zoo.positive_flips[s, t]),
+                    "negative_flips": float(zoo.negative_flips[s, t]),
+                    **gain,
+                    "student_ece": ece[student],
+                    "teacher_ece": ece[teacher],
+                    "student_overconfidence": confident[student],
+                }
+            )
     return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
 
 
@@ -325,10 +372,14 @@ class MethodForecast:
         return [self.signals[int(i)] for i in np.abs(push).argmax(1)]
 
     def sentence(self) -> str:
-        terms = " ".join(f"{c:+.3f}·{SIGNALS.get(s, s)}" for s, c in zip(self.signals, self.coef)) or \
-            "(no signal ranks its teachers: the same forecast for every pair)"
-        return (f"{self.method}: Δ beyond {self.control} ≈ {self.intercept:+.3f} {terms} pp "
-                f"(± {self.half_width:.2f} pp, {self.runs} runs of {self.students} students)")
+        terms = (
+            " ".join(f"{c:+.3f}·{SIGNALS.get(s, s)}" for s, c in zip(self.signals, self.coef))
+            or "(no signal ranks its teachers: the same forecast for every pair)"
+        )
+        return (
+            f"{self.method}: Δ beyond {self.control} ≈ {self.intercept:+.3f} {terms} pp "
+            f"(± {self.half_width:.2f} pp, {self.runs} runs of {self.students} students)"
+        )
 
 
 @dataclass
@@ -341,13 +392,18 @@ class Forecaster:
     def get(self, method: str) -> MethodForecast:
         if method not in self.methods:
             known = ", ".join(sorted(self.methods)) or "none"
-            raise AnyteachError(f"no forecast for method {method!r}; this forecaster knows: {known} "
-                                "(fit one on a finished study of that method: --fit STUDY_DIR)")
+            raise AnyteachError(
+                f"no forecast for method {method!r}; this forecaster knows: {known} "
+                "(fit one on a finished study of that method: --fit STUDY_DIR)"
+            )
         return self.methods[method]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": "linear least squares of Δ beyond control on no-training signals, per method",
-                "source": self.source, "methods": {m: asdict(f) for m, f in self.methods.items()}}
+        return {
+            "kind": "linear least squares of Δ beyond control on no-training signals, per method",
+            "source": self.source,
+            "methods": {m: asdict(f) for m, f in self.methods.items()},
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write the forecaster as JSON, atomically."""
@@ -355,16 +411,23 @@ class Forecaster:
         return Path(path)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "") -> "Forecaster":
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "") -> Forecaster:
         try:
             methods = {}
             for name, f in raw["methods"].items():
                 methods[name] = MethodForecast(
-                    method=str(f["method"]), control=str(f["control"]), signals=tuple(f["signals"]),
-                    coef=tuple(float(c) for c in f["coef"]), intercept=float(f["intercept"]),
-                    half_width=float(f["half_width"]), means=tuple(float(m) for m in f["means"]),
-                    runs=int(f["runs"]), students=int(f["students"]), fitted_on=str(f.get("fitted_on", "")),
-                    ranges={str(c): (float(lo), float(hi)) for c, (lo, hi) in f.get("ranges", {}).items()})
+                    method=str(f["method"]),
+                    control=str(f["control"]),
+                    signals=tuple(f["signals"]),
+                    coef=tuple(float(c) for c in f["coef"]),
+                    intercept=float(f["intercept"]),
+                    half_width=float(f["half_width"]),
+                    means=tuple(float(m) for m in f["means"]),
+                    runs=int(f["runs"]),
+                    students=int(f["students"]),
+                    fitted_on=str(f.get("fitted_on", "")),
+                    ranges={str(c): (float(lo), float(hi)) for c, (lo, hi) in f.get("ranges", {}).items()},
+                )
                 unknown = [s for s in methods[name].signals if s not in SIGNALS]
                 if unknown or len(methods[name].coef) != len(methods[name].signals):
                     raise ValueError(f"bad signals {unknown or methods[name].signals}")
@@ -376,7 +439,7 @@ class Forecaster:
         return cls(methods, str(raw.get("source", source)))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Forecaster":
+    def load(cls, path: str | Path) -> Forecaster:
         """Read a forecaster written by `save`.
 
         Raises:
@@ -395,8 +458,9 @@ def shipped_forecaster() -> Forecaster:
     return Forecaster.from_dict(json.loads(text), f"anyteach/{FORECASTER_FILE}")
 
 
-def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
-                 use: Sequence[str] = DEFAULT_SIGNALS, fitted_on: str = "") -> MethodForecast:
+def fit_forecast(
+    signals: Any, realised: Any, *, method: str, control: str, use: Sequence[str] = DEFAULT_SIGNALS, fitted_on: str = ""
+) -> MethodForecast:
     """Least-squares fit of the realised Δ beyond control on signal columns.
 
     Args:
@@ -414,8 +478,10 @@ def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
     keep = np.isfinite(x).all(1) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(y) < len(use) + 2:
-        raise AnyteachError(f"{len(y)} runs of {method!r} with a control: too few to fit a forecast on "
-                            f"{len(use)} signals (need {len(use) + 2})")
+        raise AnyteachError(
+            f"{len(y)} runs of {method!r} with a control: too few to fit a forecast on "
+            f"{len(use)} signals (need {len(use) + 2})"
+        )
     design = np.column_stack([np.ones(len(y)), x]) if len(use) else np.ones((len(y), 1))
     solution, *_ = np.linalg.lstsq(design, y, rcond=None)
     residual = y - design @ solution
@@ -423,8 +489,19 @@ def fit_forecast(signals: Any, realised: Any, *, method: str, control: str,
     students = int(signals["student"][keep].nunique()) if "student" in signals.columns else 0
     means = tuple(float(m) for m in x.mean(0)) if len(use) else ()
     ranges = {c: (float(signals[c][keep].min()), float(signals[c][keep].max())) for c in signal_sources(use)}
-    return MethodForecast(method, control, tuple(use), tuple(float(c) for c in solution[1:]), float(solution[0]),
-                          1.96 * sd, means, int(len(y)), students, fitted_on, ranges)
+    return MethodForecast(
+        method,
+        control,
+        tuple(use),
+        tuple(float(c) for c in solution[1:]),
+        float(solution[0]),
+        1.96 * sd,
+        means,
+        int(len(y)),
+        students,
+        fitted_on,
+        ranges,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,23 +533,36 @@ class TeacherRanking:
     def as_dict(self) -> dict[str, Any]:
         import pandas as pd
 
-        rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-                for r in self.table.astype(object).where(pd.notna(self.table), None).to_dict("records")]
-        return {"student": self.student, "method": self.method, "control": self.control, "data": self.data,
-                "split": CALIB_SPLIT, "forecaster": self.forecast.sentence(), "verdict": self.verdict(),
-                "teachers": rows}
+        rows = [
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+            for r in self.table.astype(object).where(pd.notna(self.table), None).to_dict("records")
+        ]
+        return {
+            "student": self.student,
+            "method": self.method,
+            "control": self.control,
+            "data": self.data,
+            "split": CALIB_SPLIT,
+            "forecaster": self.forecast.sentence(),
+            "verdict": self.verdict(),
+            "teachers": rows,
+        }
 
     def verdict(self) -> str:
         """One sentence: which teachers are forecast to beat the control beyond the interval, or that none is."""
         t = self.table
         above = t[t["forecast_low"] > 0]
         if above.empty:
-            return (f"No teacher is forecast to beat {self.control} beyond the 95% interval (forecasts "
-                    f"{t['forecast'].min():+.2f} to {t['forecast'].max():+.2f} pp, ± {self.forecast.half_width:.2f}): "
-                    f"expect little from {self.method} for this student.")
+            return (
+                f"No teacher is forecast to beat {self.control} beyond the 95% interval (forecasts "
+                f"{t['forecast'].min():+.2f} to {t['forecast'].max():+.2f} pp, ± {self.forecast.half_width:.2f}): "
+                f"expect little from {self.method} for this student."
+            )
         best = above.iloc[0]
-        return (f"{len(above)} of {len(t)} teachers are forecast to beat {self.control} beyond the 95% interval; "
-                f"best: {best['teacher_name']} ({best['forecast']:+.2f} ± {self.forecast.half_width:.2f} pp).")
+        return (
+            f"{len(above)} of {len(t)} teachers are forecast to beat {self.control} beyond the 95% interval; "
+            f"best: {best['teacher_name']} ({best['forecast']:+.2f} ± {self.forecast.half_width:.2f} pp)."
+        )
 
     def save_json(self, path: str | Path) -> Path:
         write_json(path, self.as_dict())
@@ -496,9 +586,15 @@ def rank_rows(signals: Any, forecast: MethodForecast) -> Any:
     return table.sort_values(["student", "rank"], kind="stable").reset_index(drop=True)
 
 
-def rank_teachers(student: str, teachers: str | Sequence[str], data: Any, *, method: str = DEFAULT_METHOD,
-                  forecaster: Forecaster | str | Path | None = None,
-                  on_model: Callable[[str], None] | None = None) -> TeacherRanking:
+def rank_teachers(
+    student: str,
+    teachers: str | Sequence[str],
+    data: Any,
+    *,
+    method: str = DEFAULT_METHOD,
+    forecaster: Forecaster | str | Path | None = None,
+    on_model: Callable[[str], None] | None = None,
+) -> TeacherRanking:
     """Every candidate teacher of `student` ranked by the forecast Δ of `method` beyond its control.
 
     Args:
@@ -592,8 +688,16 @@ def calib_data(refs: Sequence[str | None]) -> str | None:
     return None
 
 
-def recommended_pairs(students: Sequence[str], teachers: Sequence[str], k: int, data: str, *, method: str,
-                      seed: int = 0, forecaster: Forecaster | None = None) -> RecommendedPairs:
+def recommended_pairs(
+    students: Sequence[str],
+    teachers: Sequence[str],
+    k: int,
+    data: str,
+    *,
+    method: str,
+    seed: int = 0,
+    forecaster: Forecaster | None = None,
+) -> RecommendedPairs:
     """Per student its `k` best-forecast teachers for `method`, and a seeded random draw of `k` teachers.
 
     Raises:
@@ -615,8 +719,29 @@ def recommended_pairs(students: Sequence[str], teachers: Sequence[str], k: int, 
     return RecommendedPairs(method, data, recommended, drawn)
 
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_SIGNALS", "DERIVED", "FORECASTER_FILE", "Forecaster", "MethodForecast",
-           "PAIR_COLUMNS", "SIGNALS", "RecommendedPairs", "TeacherRanking", "available_gains", "calib_data",
-           "expected_calibration_error", "fit_forecast", "overconfidence", "pair_signals", "rank_rows",
-           "rank_teachers", "ranking_figure", "recommended_pairs", "resolve_models", "shipped_forecaster",
-           "signal_sources", "signal_values"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "DEFAULT_SIGNALS",
+    "DERIVED",
+    "FORECASTER_FILE",
+    "Forecaster",
+    "MethodForecast",
+    "PAIR_COLUMNS",
+    "SIGNALS",
+    "RecommendedPairs",
+    "TeacherRanking",
+    "available_gains",
+    "calib_data",
+    "expected_calibration_error",
+    "fit_forecast",
+    "overconfidence",
+    "pair_signals",
+    "rank_rows",
+    "rank_teachers",
+    "ranking_figure",
+    "recommended_pairs",
+    "resolve_models",
+    "shipped_forecaster",
+    "signal_sources",
+    "signal_values",
+]

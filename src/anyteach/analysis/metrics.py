@@ -61,8 +61,9 @@ def as_label_array(values: ArrayLike, name: str = "predictions") -> np.ndarray:
         array = array.argmax(1)
     if array.ndim != 1:
         raise AnyteachError(f"{name} must be a 1-D array of class indices (or 2-D logits), got shape {array.shape}")
-    if array.dtype.kind == "b" or (array.dtype.kind not in "iu" and array.size
-                                   and not np.array_equal(array, np.round(array))):
+    if array.dtype.kind == "b" or (
+        array.dtype.kind not in "iu" and array.size and not np.array_equal(array, np.round(array))
+    ):
         raise AnyteachError(f"{name} must hold integer class indices, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
 
@@ -143,8 +144,9 @@ def _infer_num_classes(labels: np.ndarray, num_classes: int | None, *others: np.
     return num_classes
 
 
-def per_class_positive_flips(pred_a: ArrayLike, pred_b: ArrayLike, labels: ArrayLike,
-                             num_classes: int | None = None) -> np.ndarray:
+def per_class_positive_flips(
+    pred_a: ArrayLike, pred_b: ArrayLike, labels: ArrayLike, num_classes: int | None = None
+) -> np.ndarray:
     """Positive-flip counts a->b per true class: the per-class distribution of PAPER.md.
 
     Args:
@@ -195,8 +197,9 @@ class TopClasses:
 
 
 def _check_counts(per_class_flips: ArrayLike) -> np.ndarray:
-    counts = np.asarray(per_class_flips.detach().cpu() if isinstance(per_class_flips, torch.Tensor)
-                        else per_class_flips)
+    counts = np.asarray(
+        per_class_flips.detach().cpu() if isinstance(per_class_flips, torch.Tensor) else per_class_flips
+    )
     if counts.ndim != 1 or counts.size == 0:
         raise AnyteachError(f"per-class flips must be a non-empty 1-D array of counts, got shape {counts.shape}")
     if (counts < 0).any():
@@ -279,7 +282,7 @@ def _exact_binomial_upper_tail(k: int, n: int) -> float:
     for i in range(k, n + 1):
         total += term
         term = term * (n - i) // (i + 1)
-    return float(Fraction(total, 2 ** n))
+    return float(Fraction(total, 2**n))
 
 
 def _log_binomial_upper_tail(k: int, n: int) -> float:
@@ -329,8 +332,13 @@ def mcnemar_p_values(gain_count: int, loss_count: int) -> tuple[float, float]:
 # Transfer metrics
 
 
-def transfer_metrics(pred_before: ArrayLike, pred_after: ArrayLike, pred_teacher: ArrayLike, labels: ArrayLike,
-                     teacher_top_classes: Mapping[float, Sequence[int] | np.ndarray] | None = None) -> dict[str, Any]:
+def transfer_metrics(
+    pred_before: ArrayLike,
+    pred_after: ArrayLike,
+    pred_teacher: ArrayLike,
+    labels: ArrayLike,
+    teacher_top_classes: Mapping[float, Sequence[int] | np.ndarray] | None = None,
+) -> dict[str, Any]:
     """The metrics of one knowledge transfer from teacher T into student S0, giving student S.
 
     Args:
@@ -384,13 +392,13 @@ def transfer_metrics(pred_before: ArrayLike, pred_after: ArrayLike, pred_teacher
         gained_classes = y[gains]
         improvement = {}
         for p, classes in teacher_top_classes.items():
-            chosen = np.asarray(classes.detach().cpu() if isinstance(classes, torch.Tensor) else classes,
-                                dtype=np.int64).reshape(-1)
+            chosen = np.asarray(
+                classes.detach().cpu() if isinstance(classes, torch.Tensor) else classes, dtype=np.int64
+            ).reshape(-1)
             inside = int(np.count_nonzero(np.isin(gained_classes, chosen)))
             improvement[p] = _percent(inside, gain_count) if gain_count else 0.0
         result["top_p_improvement"] = improvement
     return result
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +426,22 @@ def strength_bucket(strength: float) -> str:
 
 
 __all__ = [
-    "BUCKETS", "BUCKET_EDGES", "DEFAULT_TOP_P", "TopClasses", "accuracy", "as_label_array", "check_top_p", "flip_entropy",
-    "mcnemar_p_values", "negative_flips", "per_class_positive_flips", "positive_flip_mask", "positive_flips",
-    "strength_bucket", "teacher_strength", "top_p_classes", "transfer_metrics", "uniform_entropy",
+    "BUCKETS",
+    "BUCKET_EDGES",
+    "DEFAULT_TOP_P",
+    "TopClasses",
+    "accuracy",
+    "as_label_array",
+    "check_top_p",
+    "flip_entropy",
+    "mcnemar_p_values",
+    "negative_flips",
+    "per_class_positive_flips",
+    "positive_flip_mask",
+    "positive_flips",
+    "strength_bucket",
+    "teacher_strength",
+    "top_p_classes",
+    "transfer_metrics",
+    "uniform_entropy",
 ]

@@ -21,8 +21,13 @@ from ..core import process_group as distributed
 from ..core.errors import AnyteachError, os_error_message
 from .spellings import CommandGroup
 
-app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="General knowledge transfer between any two pretrained classifiers.")
+app = typer.Typer(
+    cls=CommandGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="General knowledge transfer between any two pretrained classifiers.",
+)
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the built-in model zoos.")
 app.add_typer(zoo_app, name="zoo")
 data_app = typer.Typer(no_args_is_help=True, help="Generated datasets: export them as image folders.")
@@ -56,16 +61,27 @@ def with_option_flags(*tables: dict, exclude: tuple[str, ...] = ()):
         default = "" if option.default is None else f" (default {option.default})"
         help_text = option.help[0].upper() + option.help[1:] + default + "."
         decls = [f"{flag}/--no-{flag[2:]}"] if option.type is bool else [flag]
-        return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[option.type],
-                                 default=typer.Option(None, *decls, help=help_text, show_default=False))
+        return inspect.Parameter(
+            option.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[option.type],
+            default=typer.Option(None, *decls, help=help_text, show_default=False),
+        )
 
     def wrap(fn):
         hints = typing.get_type_hints(fn)
-        base = [p.replace(annotation=hints.get(p.name, p.annotation))
-                for p in inspect.signature(fn).parameters.values() if p.name != "options"]
+        base = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(fn).parameters.values()
+            if p.name != "options"
+        ]
         taken = {p.name for p in base}
-        flags = [flag_parameter(o) for table in tables for o in table.values()
-                 if o.name not in exclude and o.name not in taken]
+        flags = [
+            flag_parameter(o)
+            for table in tables
+            for o in table.values()
+            if o.name not in exclude and o.name not in taken
+        ]
 
         @functools.wraps(fn)
         def command(**kwargs):
@@ -84,17 +100,14 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of 
     _state["debug"] = debug
 
 
-
 def _print_json(obj) -> None:
     from ..core.io import json_ready
 
     print(json.dumps(json_ready(obj), indent=2, allow_nan=False))
 
 
-
 def _csv(text: Optional[str]) -> Optional[list[str]]:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
-
 
 
 def _click_errors() -> tuple[type, type]:
@@ -108,7 +121,9 @@ def _click_errors() -> tuple[type, type]:
 def main() -> None:
     click_error, no_args = _click_errors()
     try:
-        code = app(standalone_mode=False, prog_name="anyteach")  # click's own errors (a flag's value, an unknown flag) come here
+        code = app(
+            standalone_mode=False, prog_name="anyteach"
+        )  # click's own errors (a flag's value, an unknown flag) come here
         if isinstance(code, int) and code:
             sys.exit(code)
     except no_args as e:  # `anyteach` or a group alone: its help, as click shows it

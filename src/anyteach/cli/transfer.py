@@ -32,22 +32,26 @@ def _option_pairs(items: Optional[list[str]]) -> dict:
 def transfer_summary(result) -> Table:
     """The final metrics of a transfer run as a two-column table."""
     f = result.final
-    table = Table(title=f"{result.config['method']}: {result.config['student']['name']} <- "
-                        f"{', '.join(t['name'] for t in result.config['teachers']) or 'no teacher'}")
+    table = Table(
+        title=f"{result.config['method']}: {result.config['student']['name']} <- "
+        f"{', '.join(t['name'] for t in result.config['teachers']) or 'no teacher'}"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
 
     def num(value, fmt):
         return "-" if value is None else format(value, fmt)
 
-    rows = [("student acc before → after %", f"{f['student_acc_before']:.2f} → {f['student_acc']:.2f}"),
-            ("teacher acc %", num(f.get("teacher_acc"), ".2f")),
-            ("transfer delta pp", f"{f['transfer_delta']:+.2f}"),
-            ("knowledge gain / loss %", f"{f['knowledge_gain']:.2f} / {f['knowledge_loss']:.2f}"),
-            ("gain / loss flips", f"{f['gain_count']} / {f['loss_count']}"),
-            ("p (gain) / p (loss)", f"{f['p_gain']:.2g} / {f['p_loss']:.2g}"),
-            ("transfer rate %", num(f.get("transfer_rate"), ".2f")),
-            ("routed to teacher %", num(f.get("routed_to_teacher"), ".2f"))]
+    rows = [
+        ("student acc before → after %", f"{f['student_acc_before']:.2f} → {f['student_acc']:.2f}"),
+        ("teacher acc %", num(f.get("teacher_acc"), ".2f")),
+        ("transfer delta pp", f"{f['transfer_delta']:+.2f}"),
+        ("knowledge gain / loss %", f"{f['knowledge_gain']:.2f} / {f['knowledge_loss']:.2f}"),
+        ("gain / loss flips", f"{f['gain_count']} / {f['loss_count']}"),
+        ("p (gain) / p (loss)", f"{f['p_gain']:.2g} / {f['p_loss']:.2g}"),
+        ("transfer rate %", num(f.get("transfer_rate"), ".2f")),
+        ("routed to teacher %", num(f.get("routed_to_teacher"), ".2f")),
+    ]
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -57,33 +61,56 @@ def transfer_summary(result) -> Table:
 @with_option_flags(TRAINING_OPTIONS, METHOD_OPTIONS)
 def transfer_command(
     student: Optional[str] = typer.Option(None, "--student", help="Student model reference."),
-    teacher: Optional[list[str]] = typer.Option(None, "--teacher", help="Teacher model reference; repeat it for "
-                                                "several (methods that route between teachers: kl+dp, kl+dp-u)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="Several teachers: parallel (one run routing between "
-                                       "them), sequential (one stage per teacher) or soup (averaged students)."),
-    curriculum: Optional[str] = typer.Option(None, "--curriculum", help="Order of the sequential stages: given "
-                                             "(default), asc or desc teacher accuracy on the eval split."),
+    teacher: Optional[list[str]] = typer.Option(
+        None,
+        "--teacher",
+        help="Teacher model reference; repeat it for several (methods that route between teachers: kl+dp, kl+dp-u).",
+    ),
+    mode: Optional[str] = typer.Option(
+        None,
+        "--mode",
+        help="Several teachers: parallel (one run routing between "
+        "them), sequential (one stage per teacher) or soup (averaged students).",
+    ),
+    curriculum: Optional[str] = typer.Option(
+        None,
+        "--curriculum",
+        help="Order of the sequential stages: given (default), asc or desc teacher accuracy on the eval split.",
+    ),
     plots: Optional[Path] = typer.Option(None, "--plots", help="With --mode: write PNG figures into this directory."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset reference (required, except for MNIST-1D "
-                                       "models: mnist1d)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Transfer method (see `anyteach methods`; "
-                                         "default kl+dp)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file of the run: student, teacher, data, "
-                                          "name (the method) and options, as a study's method entry; flags override "
-                                          "it."),
-    log: Optional[str] = typer.Option(None, "--log", help="Experiment trackers, comma-separated: tensorboard, "
-                                      "wandb, mlflow (each an optional package)."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Dataset reference (required, except for MNIST-1D models: mnist1d)."
+    ),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="Transfer method (see `anyteach methods`; default kl+dp)."
+    ),
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="A YAML file of the run: student, teacher, data, "
+        "name (the method) and options, as a study's method entry; flags override "
+        "it.",
+    ),
+    log: Optional[str] = typer.Option(
+        None,
+        "--log",
+        help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (each an optional package).",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: under the cache)."),
-    option: Optional[list[str]] = typer.Option(None, "--option",
-                                               help="Any other option as key=value, e.g. --option beta=5 "
-                                                    "(repeatable)."),
+    option: Optional[list[str]] = typer.Option(
+        None, "--option", help="Any other option as key=value, e.g. --option beta=5 (repeatable)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
-    restart: bool = typer.Option(False, "--restart", help="Discard what --out holds of this run (e.g. a corrupt "
-                                 "checkpoint) and train it again from scratch."),
+    restart: bool = typer.Option(
+        False,
+        "--restart",
+        help="Discard what --out holds of this run (e.g. a corrupt checkpoint) and train it again from scratch.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
-    imports: Optional[list[str]] = typer.Option(None, "--import", help="A module or Python file that registers "
-                                                "methods, imported first (repeatable)."),
+    imports: Optional[list[str]] = typer.Option(
+        None, "--import", help="A module or Python file that registers methods, imported first (repeatable)."
+    ),
     options: Optional[dict] = None,
 ) -> None:
     """Transfer knowledge from a teacher (or several, with --mode) into a student; resumable (re-run the
@@ -118,15 +145,39 @@ def transfer_command(
         distributed.init_from_env(device)
     if mode is not None:
         if len(teacher or []) < 2:
-            raise AnyteachError(f"--mode {mode} combines several teachers: give at least two --teacher (with one "
-                                "teacher, drop --mode)")
-        _transfer_multi(student, teacher or [], data, method, mode, curriculum, out, overwrite, restart, quiet, as_json,
-                        plots, options)
+            raise AnyteachError(
+                f"--mode {mode} combines several teachers: give at least two --teacher (with one teacher, drop --mode)"
+            )
+        _transfer_multi(
+            student,
+            teacher or [],
+            data,
+            method,
+            mode,
+            curriculum,
+            out,
+            overwrite,
+            restart,
+            quiet,
+            as_json,
+            plots,
+            options,
+        )
         return
     if curriculum is not None or plots is not None:
         raise AnyteachError("--curriculum and --plots apply to several teachers: add --mode parallel|sequential|soup")
-    result = transfer(student, teacher or None, data, method, out, overwrite=overwrite, restart=restart,
-                      progress=not quiet, log=trackers, **options)
+    result = transfer(
+        student,
+        teacher or None,
+        data,
+        method,
+        out,
+        overwrite=overwrite,
+        restart=restart,
+        progress=not quiet,
+        log=trackers,
+        **options,
+    )
     if not distributed.is_main():
         return
     if as_json:
@@ -144,42 +195,76 @@ def _print_run_note(result, method: str) -> None:
     from ..training.run_notes import run_note
 
     steps = next((row.get("steps") for row in reversed(result.history) if row.get("steps") is not None), None)
-    note = run_note(result.final, get_method(method).trains, steps, result.config["training"].get("lr"),
-                    preset_recipe(method))
+    note = run_note(
+        result.final, get_method(method).trains, steps, result.config["training"].get("lr"), preset_recipe(method)
+    )
     if note is not None:
         err_console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def multi_summary(result) -> Table:
     """Per stage (or soup ingredient) and for the final student: accuracy, Δ, gain / loss, p-values."""
-    table = Table(title=f"{result.config['method']} {result.label}: {result.config['student']['name']} <- "
-                        f"{', '.join(result.config['order'])}",
-                  caption="vs S0: against the original student; vs start: against the stage's start student")
-    for col in ("stage", "teacher", "teacher acc %", "acc %", "Δ vs S0 pp", "gain / loss % vs S0",
-                "Δ vs start pp", "p gain / p loss vs S0"):
+    table = Table(
+        title=f"{result.config['method']} {result.label}: {result.config['student']['name']} <- "
+        f"{', '.join(result.config['order'])}",
+        caption="vs S0: against the original student; vs start: against the stage's start student",
+    )
+    for col in (
+        "stage",
+        "teacher",
+        "teacher acc %",
+        "acc %",
+        "Δ vs S0 pp",
+        "gain / loss % vs S0",
+        "Δ vs start pp",
+        "p gain / p loss vs S0",
+    ):
         table.add_column(col, justify="left" if col in ("stage", "teacher") else "right")
 
     def cells(m):
-        return (f"{m['transfer_delta']:+.2f}", f"{m['knowledge_gain']:.2f} / {m['knowledge_loss']:.2f}",
-                f"{m['p_gain']:.2g} / {m['p_loss']:.2g}")
+        return (
+            f"{m['transfer_delta']:+.2f}",
+            f"{m['knowledge_gain']:.2f} / {m['knowledge_loss']:.2f}",
+            f"{m['p_gain']:.2g} / {m['p_loss']:.2g}",
+        )
 
     for row in result.stage_metrics:
         delta, flips, p = cells(row["vs_original"])
-        table.add_row(str(row["stage"]), row["teacher"], f"{row['teacher_acc']:.2f}", f"{row['student_acc']:.2f}",
-                      delta, flips, f"{row['vs_start']['transfer_delta']:+.2f}", p)
+        table.add_row(
+            str(row["stage"]),
+            row["teacher"],
+            f"{row['teacher_acc']:.2f}",
+            f"{row['student_acc']:.2f}",
+            delta,
+            flips,
+            f"{row['vs_start']['transfer_delta']:+.2f}",
+            p,
+        )
     f = result.final
     delta, flips, p = cells(f)
     table.add_row("final", result.mode, "", f"{f['student_acc']:.2f}", delta, flips, "", p, style="bold")
     return table
 
 
-def _transfer_multi(student, teachers, data, method, mode, curriculum, out, overwrite, restart, quiet, as_json, plots,
-                    options) -> None:
+def _transfer_multi(
+    student, teachers, data, method, mode, curriculum, out, overwrite, restart, quiet, as_json, plots, options
+) -> None:
     from ..report.figures import multi_teacher_figures
     from ..training.multi_teacher import transfer_multi
 
-    result = transfer_multi(student, teachers, data, method, mode, out, curriculum=curriculum or "given",
-                            overwrite=overwrite, restart=restart, progress=not quiet, **options)
+    result = transfer_multi(
+        student,
+        teachers,
+        data,
+        method,
+        mode,
+        out,
+        curriculum=curriculum or "given",
+        overwrite=overwrite,
+        restart=restart,
+        progress=not quiet,
+        **options,
+    )
     if not distributed.is_main():
         return
     if as_json:
@@ -196,11 +281,12 @@ def _transfer_multi(student, teachers, data, method, mode, curriculum, out, over
 
 
 @app.command("push")
-def push_command(model: Path = typer.Argument(..., help="A model saved by anyteach (e.g. a run's student.safetensors)."),
-                 repo_id: str = typer.Argument(..., help="Hub repository: <user or organisation>/<name>."),
-                 private: bool = typer.Option(False, "--private", help="Create the repository as private."),
-                 token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: your login or "
-                                                     "HF_TOKEN).")) -> None:
+def push_command(
+    model: Path = typer.Argument(..., help="A model saved by anyteach (e.g. a run's student.safetensors)."),
+    repo_id: str = typer.Argument(..., help="Hub repository: <user or organisation>/<name>."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+    token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: your login or HF_TOKEN)."),
+) -> None:
     """Upload a student (or any saved model) to the Hugging Face hub with a timm config.json and a model card."""
     from ..models.hub import push_to_hub
 

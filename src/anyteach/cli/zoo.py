@@ -16,12 +16,24 @@ from .app import console, data_app, err_console, zoo_app
 
 def zoo_table(rows: list[dict], title: str) -> Table:
     table = Table(title=title)
-    for col, justify in (("model", "left"), ("family", "left"), ("params", "right"), ("eval acc %", "right"),
-                         ("plateau Δ pp", "right"), ("train s", "right")):
+    for col, justify in (
+        ("model", "left"),
+        ("family", "left"),
+        ("params", "right"),
+        ("eval acc %", "right"),
+        ("plateau Δ pp", "right"),
+        ("train s", "right"),
+    ):
         table.add_column(col, justify=justify)
     for r in sorted(rows, key=lambda r: -(r["eval_acc"] or 0)):
-        table.add_row(r["name"], r["family"], f"{r['params']:,}", f"{r['eval_acc']:.2f}",
-                      f"{r['plateau_delta']:+.2f}", f"{r['train_seconds']:.0f}")
+        table.add_row(
+            r["name"],
+            r["family"],
+            f"{r['params']:,}",
+            f"{r['eval_acc']:.2f}",
+            f"{r['plateau_delta']:+.2f}",
+            f"{r['train_seconds']:.0f}",
+        )
     return table
 
 
@@ -41,13 +53,20 @@ def build_zoo_with_progress(name: str, seed: int = 0, workers: Optional[int] = N
     todo = len(zoo.missing())
     start = time.perf_counter()
     if todo:
-        with Progress(TextColumn("[bold]building zoo {task.fields[zoo]}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err_console) as progress:
+        with Progress(
+            TextColumn("[bold]building zoo {task.fields[zoo]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as progress:
             task = progress.add_task("zoo", total=todo, zoo=name)
 
             def done(row: dict) -> None:
-                progress.console.print(f"  {row['name']:<18} {row['family']:<12} eval {row['eval_acc']:6.2f}%  "
-                                       f"({row['train_seconds']:.0f} s)")
+                progress.console.print(
+                    f"  {row['name']:<18} {row['family']:<12} eval {row['eval_acc']:6.2f}%  "
+                    f"({row['train_seconds']:.0f} s)"
+                )
                 progress.advance(task)
 
             rows = build_zoo(zoo, workers=workers, on_done=done)
@@ -58,19 +77,25 @@ def build_zoo_with_progress(name: str, seed: int = 0, workers: Optional[int] = N
 
 
 @zoo_app.command("build")
-def zoo_build(name: str = typer.Argument("mnist1d", help="Zoo name."),
-              seed: int = typer.Option(0, help="Data-generation seed: an independent zoo of the same recipe."),
-              workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores).")) -> None:
+def zoo_build(
+    name: str = typer.Argument("mnist1d", help="Zoo name."),
+    seed: int = typer.Option(0, help="Data-generation seed: an independent zoo of the same recipe."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+) -> None:
     """Train the zoo's missing models (cached and reused) and print its table."""
     rows = build_zoo_with_progress(name, seed, workers)
     console.print(zoo_table(rows, f"zoo {name} (seed {seed})"))
 
 
 @data_app.command("export")
-def data_export(data: str = typer.Argument(..., help="Dataset reference of generated images, e.g. glyphs or "
-                                           "glyphs:train=2000,eval=500,seed=1."),
-                out: Path = typer.Option(..., "--out", "-o", help="New directory: train/, val/ (and calib/) of "
-                                         "class folders of PNG images.")) -> None:
+def data_export(
+    data: str = typer.Argument(
+        ..., help="Dataset reference of generated images, e.g. glyphs or glyphs:train=2000,eval=500,seed=1."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="New directory: train/, val/ (and calib/) of class folders of PNG images."
+    ),
+) -> None:
     """Write a generated image dataset as an ImageNet-style folder, readable as `imagefolder:<out>`."""
     from ..data.references import export_imagefolder, load_dataset
 
@@ -79,12 +104,15 @@ def data_export(data: str = typer.Argument(..., help="Dataset reference of gener
 
 
 @zoo_app.command("list")
-def zoo_list(name: str = typer.Argument("mnist1d", help="Zoo name: mnist1d (built-in) or timm (timm's registry)."),
-             seed: int = typer.Option(0),
-             filter: Optional[str] = typer.Option(None, "--filter", help="timm: a glob over the names, e.g. 'resnet*'."),
-             pretrained: bool = typer.Option(False, "--pretrained", help="timm: list the pretrained tags "
-                                             "(resnet50.a1_in1k) instead of the architectures."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table.")) -> None:
+def zoo_list(
+    name: str = typer.Argument("mnist1d", help="Zoo name: mnist1d (built-in) or timm (timm's registry)."),
+    seed: int = typer.Option(0),
+    filter: Optional[str] = typer.Option(None, "--filter", help="timm: a glob over the names, e.g. 'resnet*'."),
+    pretrained: bool = typer.Option(
+        False, "--pretrained", help="timm: list the pretrained tags (resnet50.a1_in1k) instead of the architectures."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table."),
+) -> None:
     """Print name, family, parameters and eval accuracy of the zoo's built models (timm: family,
     parameters, input size, classes and top-1 where timm's bundled metadata has it; no network)."""
     from ..zoo import get_zoo, list_zoo
@@ -110,20 +138,37 @@ def _timm_list(pattern: Optional[str], pretrained: bool, as_json: bool) -> None:
     from ..zoo.timm_zoo import list_timm
 
     with Status("listing timm's models", console=err_console) as status:
-        rows = list_timm(pattern, pretrained, on_count=lambda n: status.update(
-            f"counting parameters on the meta device (cached): {n}"))
+        rows = list_timm(
+            pattern,
+            pretrained,
+            on_count=lambda n: status.update(f"counting parameters on the meta device (cached): {n}"),
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     kind = "pretrained tags" if pretrained else "architectures"
-    table = Table(title=f"timm {kind}{f' matching {pattern!r}' if pattern else ''}: {len(rows)}",
-                  caption="reference: timm:<name> (architectures: timm:<name>@<weights file>); top-1: where timm's "
-                          "bundled metadata has it")
-    for col, justify in (("model", "left"), ("family", "left"), ("params", "right"), ("input", "right"),
-                         ("classes", "right"), ("top-1 %", "right")):
+    table = Table(
+        title=f"timm {kind}{f' matching {pattern!r}' if pattern else ''}: {len(rows)}",
+        caption="reference: timm:<name> (architectures: timm:<name>@<weights file>); top-1: where timm's "
+        "bundled metadata has it",
+    )
+    for col, justify in (
+        ("model", "left"),
+        ("family", "left"),
+        ("params", "right"),
+        ("input", "right"),
+        ("classes", "right"),
+        ("top-1 %", "right"),
+    ):
         table.add_column(col, justify=justify, no_wrap=col == "model")
     for r in rows:
         size = "x".join(str(v) for v in r["input_size"][1:]) if r["input_size"] else "-"
-        table.add_row(r["name"], r["family"], f"{r['params']:,}" if r["params"] is not None else "-", size,
-                      str(r["num_classes"] or "-"), f"{r['top1']:.2f}" if r["top1"] is not None else "-")
+        table.add_row(
+            r["name"],
+            r["family"],
+            f"{r['params']:,}" if r["params"] is not None else "-",
+            size,
+            str(r["num_classes"] or "-"),
+            f"{r['top1']:.2f}" if r["top1"] is not None else "-",
+        )
     console.print(table)

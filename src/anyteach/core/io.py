@@ -156,8 +156,10 @@ def write_text(path: str | Path, text: str) -> None:
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically (contiguous copies; shared storage is split)."""
-    flat = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
-            for k, v in tensors.items()}
+    flat = {
+        k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
+        for k, v in tensors.items()
+    }
     data = save(flat, metadata=metadata)  # serialised first: a full disk is then an OSError naming the file
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

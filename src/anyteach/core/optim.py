@@ -20,8 +20,14 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 """Learning-rate schedules: constant (the paper's), or linear warm-up then cosine decay to zero."""
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float,
-                   momentum: float = 0.9, nesterov: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter],
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
     """SGD with momentum and weight decay, or AdamW.
 
     Raises:

@@ -94,13 +94,34 @@ class Option:
         return value
 
 
-def option(default: Any, help: str, check: Callable[[Any], bool] = _anything, allowed: str = "",
-           optional: bool = False, aliases: tuple[tuple[Any, Any], ...] = (), *, compared: bool = True,
-           budget: bool = False, per_run: bool = False) -> Any:
+def option(
+    default: Any,
+    help: str,
+    check: Callable[[Any], bool] = _anything,
+    allowed: str = "",
+    optional: bool = False,
+    aliases: tuple[tuple[Any, Any], ...] = (),
+    *,
+    compared: bool = True,
+    budget: bool = False,
+    per_run: bool = False,
+) -> Any:
     """A `TrainingOptions` field declared as an `Option` (its name and type come from the field)."""
-    return dataclasses.field(default=default, metadata={"option": dict(
-        help=help, check=check, allowed=allowed, optional=optional, aliases=aliases, compared=compared,
-        budget=budget, per_run=per_run)})
+    return dataclasses.field(
+        default=default,
+        metadata={
+            "option": dict(
+                help=help,
+                check=check,
+                allowed=allowed,
+                optional=optional,
+                aliases=aliases,
+                compared=compared,
+                budget=budget,
+                per_run=per_run,
+            )
+        },
+    )
 
 
 def _valid_device(value: str) -> bool:
@@ -135,58 +156,135 @@ class TrainingOptions:
     `AnyteachError` naming the first bad one. `TRAINING_OPTIONS` lists them with their help.
     """
 
-    epochs: int = option(20, "passes over the transfer split (paper: 20)", lambda v: 1 <= v <= MAX_EPOCHS,
-                         f"in [1, {MAX_EPOCHS}]", budget=True)
-    batch_size: int = option(256, "samples per optimiser step", lambda v: 1 <= v <= MAX_BATCH, "in [1, 2**24]",
-                             budget=True)
-    lr: float | None = option(None, "learning rate; default: the method's base lr (1e-4; MCL 1e-2) x batch_size / 256",
-                              lambda v: v > 0, "> 0 (or None for the method's default)", optional=True)
-    lr_schedule: str = option("constant", "learning-rate schedule: constant (the paper's) or cosine (decay to zero by "
-                                          "the last step)", _one_of(LR_SCHEDULES), f"one of {', '.join(LR_SCHEDULES)}")
-    warmup_epochs: float = option(0.0, "epochs of linear learning-rate warm-up at the start (fewer than epochs)",
-                                  lambda v: 0 <= v <= MAX_EPOCHS, f"in [0, {MAX_EPOCHS}]")
-    optimizer: str = option("sgd", "the optimiser: sgd (momentum, weight decay: the paper's) or adamw", _one_of(OPTIMIZERS),
-                            f"one of {', '.join(OPTIMIZERS)}")
+    epochs: int = option(
+        20,
+        "passes over the transfer split (paper: 20)",
+        lambda v: 1 <= v <= MAX_EPOCHS,
+        f"in [1, {MAX_EPOCHS}]",
+        budget=True,
+    )
+    batch_size: int = option(
+        256, "samples per optimiser step", lambda v: 1 <= v <= MAX_BATCH, "in [1, 2**24]", budget=True
+    )
+    lr: float | None = option(
+        None,
+        "learning rate; default: the method's base lr (1e-4; MCL 1e-2) x batch_size / 256",
+        lambda v: v > 0,
+        "> 0 (or None for the method's default)",
+        optional=True,
+    )
+    lr_schedule: str = option(
+        "constant",
+        "learning-rate schedule: constant (the paper's) or cosine (decay to zero by the last step)",
+        _one_of(LR_SCHEDULES),
+        f"one of {', '.join(LR_SCHEDULES)}",
+    )
+    warmup_epochs: float = option(
+        0.0,
+        "epochs of linear learning-rate warm-up at the start (fewer than epochs)",
+        lambda v: 0 <= v <= MAX_EPOCHS,
+        f"in [0, {MAX_EPOCHS}]",
+    )
+    optimizer: str = option(
+        "sgd",
+        "the optimiser: sgd (momentum, weight decay: the paper's) or adamw",
+        _one_of(OPTIMIZERS),
+        f"one of {', '.join(OPTIMIZERS)}",
+    )
     weight_decay: float = option(1e-4, "optimiser weight decay (paper: 1e-4)", lambda v: v >= 0, ">= 0")
     momentum: float = option(0.9, "SGD momentum (paper: 0.9)", lambda v: 0 <= v < 1, "in [0, 1)")
-    seed: int = option(0, "seeds shuffling, dropout, augmentation and method randomness",
-                       lambda v: 0 <= v <= MAX_SEED, "in [0, 2**32 - 1]", per_run=True)
-    augment: bool = option(False, "random augmentation of the transfer inputs (teacher outputs are then computed "
-                                  "live)", allowed="true or false", budget=True)
-    cache_teacher_outputs: bool = option(True, "compute teacher and frozen-student outputs over the transfer split "
-                                               "once (when not augmenting)", allowed="true or false")
-    eval_every: int = option(1, "evaluate every N epochs (the last epoch always is)", lambda v: 1 <= v <= MAX_EPOCHS,
-                             f"in [1, {MAX_EPOCHS}]")
-    eval_batch_size: int = option(1024, "batch size of evaluation and output caching", lambda v: 1 <= v <= MAX_BATCH,
-                                  "in [1, 2**24]", compared=False)
-    device: str = option("auto", "where to train: auto (CUDA when available), cpu, cuda or cuda:<n>", _valid_device,
-                         "auto, cpu, cuda or cuda:<n>", compared=False)
-    amp: str = option("auto", "mixed precision: auto (bfloat16 autocast on CUDA, none elsewhere), bf16 (bfloat16 "
-                              "autocast on any device, CPU included) or off", _one_of(AMP_MODES),
-                      f"one of {', '.join(AMP_MODES)}", aliases=((True, "auto"), (False, "off")))
-    channels_last: bool = option(False, "channels-last memory format for image models and batches (faster "
-                                        "convolutions on GPUs)", allowed="true or false", compared=False)
-    compile: bool = option(False, "compile the student's training step and every model's inference (torch.compile)",
-                           allowed="true or false", compared=False)
-    compile_backend: str = option("inductor", "the torch.compile backend (inductor; aot_eager or eager to debug)",
-                                  lambda v: bool(v.strip()), "a backend name",
-                                  compared=False)
-    workers: int | None = option(None, "data-loader worker processes of image folders (default: min(8, cores); 0: "
-                                       "load in the training process)", lambda v: 0 <= v <= 256, "in [0, 256] (or None)",
-                                 optional=True, compared=False)
-    sync_batchnorm: bool = option(False, "under torchrun (DDP): BatchNorm statistics over the global batch "
-                                         "(SyncBatchNorm, CUDA only) instead of each rank's share of it",
-                                  allowed="true or false")
-    keep_checkpoints: bool = option(False, "keep the optimiser checkpoint of a finished run (dropped by default: the "
-                                           "final student, metrics and configuration are kept)",
-                                    allowed="true or false", compared=False)
+    seed: int = option(
+        0,
+        "seeds shuffling, dropout, augmentation and method randomness",
+        lambda v: 0 <= v <= MAX_SEED,
+        "in [0, 2**32 - 1]",
+        per_run=True,
+    )
+    augment: bool = option(
+        False,
+        "random augmentation of the transfer inputs (teacher outputs are then computed live)",
+        allowed="true or false",
+        budget=True,
+    )
+    cache_teacher_outputs: bool = option(
+        True,
+        "compute teacher and frozen-student outputs over the transfer split once (when not augmenting)",
+        allowed="true or false",
+    )
+    eval_every: int = option(
+        1, "evaluate every N epochs (the last epoch always is)", lambda v: 1 <= v <= MAX_EPOCHS, f"in [1, {MAX_EPOCHS}]"
+    )
+    eval_batch_size: int = option(
+        1024,
+        "batch size of evaluation and output caching",
+        lambda v: 1 <= v <= MAX_BATCH,
+        "in [1, 2**24]",
+        compared=False,
+    )
+    device: str = option(
+        "auto",
+        "where to train: auto (CUDA when available), cpu, cuda or cuda:<n>",
+        _valid_device,
+        "auto, cpu, cuda or cuda:<n>",
+        compared=False,
+    )
+    amp: str = option(
+        "auto",
+        "mixed precision: auto (bfloat16 autocast on CUDA, none elsewhere), bf16 (bfloat16 "
+        "autocast on any device, CPU included) or off",
+        _one_of(AMP_MODES),
+        f"one of {', '.join(AMP_MODES)}",
+        aliases=((True, "auto"), (False, "off")),
+    )
+    channels_last: bool = option(
+        False,
+        "channels-last memory format for image models and batches (faster convolutions on GPUs)",
+        allowed="true or false",
+        compared=False,
+    )
+    compile: bool = option(
+        False,
+        "compile the student's training step and every model's inference (torch.compile)",
+        allowed="true or false",
+        compared=False,
+    )
+    compile_backend: str = option(
+        "inductor",
+        "the torch.compile backend (inductor; aot_eager or eager to debug)",
+        lambda v: bool(v.strip()),
+        "a backend name",
+        compared=False,
+    )
+    workers: int | None = option(
+        None,
+        "data-loader worker processes of image folders (default: min(8, cores); 0: load in the training process)",
+        lambda v: 0 <= v <= 256,
+        "in [0, 256] (or None)",
+        optional=True,
+        compared=False,
+    )
+    sync_batchnorm: bool = option(
+        False,
+        "under torchrun (DDP): BatchNorm statistics over the global batch "
+        "(SyncBatchNorm, CUDA only) instead of each rank's share of it",
+        allowed="true or false",
+    )
+    keep_checkpoints: bool = option(
+        False,
+        "keep the optimiser checkpoint of a finished run (dropped by default: the "
+        "final student, metrics and configuration are kept)",
+        allowed="true or false",
+        compared=False,
+    )
 
     def __post_init__(self) -> None:
         for name, spec in TRAINING_OPTIONS.items():
             object.__setattr__(self, name, spec.validate(getattr(self, name)))
         if self.warmup_epochs and self.warmup_epochs >= self.epochs:
-            raise AnyteachError(f"option warmup_epochs={self.warmup_epochs:g} is not below epochs={self.epochs}: the "
-                                "learning rate would never reach its value; warm up for fewer epochs than the run")
+            raise AnyteachError(
+                f"option warmup_epochs={self.warmup_epochs:g} is not below epochs={self.epochs}: the "
+                "learning rate would never reach its value; warm up for fewer epochs than the run"
+            )
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -213,25 +311,67 @@ control run of the same student, seed, data and budget, i.e. the same samples fo
 PER_RUN_OPTIONS: tuple[str, ...] = tuple(name for name, o in TRAINING_OPTIONS.items() if o.per_run)
 """Training options a study sets for every run (`Option.per_run`): not a recipe's or a flag's to set."""
 
-METHOD_OPTIONS: dict[str, Option] = {o.name: o for o in [
-    Option("temperature", float, 1.0, "softmax temperature τ of the KL terms (the loss is multiplied by τ²)",
-           lambda v: v > 0, "> 0"),
-    Option("top_k", int, None, "restrict the KL to the teacher's top-k classes per sample (None: all classes)",
-           lambda v: 1 <= v <= 10**9, ">= 1 or None", optional=True),
-    Option("alpha", float, 1.0, "weight of the KL term; 1 - alpha weighs cross-entropy on the labels",
-           lambda v: 0 <= v <= 1, "in [0, 1]"),
-    Option("gamma", float, 1.0, "weight of the cross-entropy term of CD / CRD", lambda v: v >= 0, ">= 0"),
-    Option("beta", float, 1.0, "weight of the contrastive term of CD / CRD", lambda v: v >= 0, ">= 0"),
-    Option("crd_feature_dim", int, 128, "dimension of CRD's projections", lambda v: 1 <= v <= 65536, "in [1, 65536]"),
-    Option("crd_negatives", int, 4096, "negatives per sample drawn from CRD's memory bank", lambda v: 1 <= v <= 2**20,
-           "in [1, 2**20]"),
-    Option("crd_temperature", float, 0.07, "temperature of CRD's NCE scores", lambda v: v > 0, "> 0"),
-    Option("crd_momentum", float, 0.5, "momentum of CRD's memory-bank update", lambda v: 0 <= v < 1, "in [0, 1)"),
-    Option("mcl_interpolation", float, 0.9999, "MCL interpolation factor t: slow <- t*slow + (1-t)*fast; only "
-           "meaningful relative to the step count", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    Option("mcl_period", int, 2, "MCL interpolates the slow weights every N optimiser steps",
-           lambda v: 1 <= v <= 10**9, "in [1, 10**9]"),
-]}
+METHOD_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option(
+            "temperature",
+            float,
+            1.0,
+            "softmax temperature τ of the KL terms (the loss is multiplied by τ²)",
+            lambda v: v > 0,
+            "> 0",
+        ),
+        Option(
+            "top_k",
+            int,
+            None,
+            "restrict the KL to the teacher's top-k classes per sample (None: all classes)",
+            lambda v: 1 <= v <= 10**9,
+            ">= 1 or None",
+            optional=True,
+        ),
+        Option(
+            "alpha",
+            float,
+            1.0,
+            "weight of the KL term; 1 - alpha weighs cross-entropy on the labels",
+            lambda v: 0 <= v <= 1,
+            "in [0, 1]",
+        ),
+        Option("gamma", float, 1.0, "weight of the cross-entropy term of CD / CRD", lambda v: v >= 0, ">= 0"),
+        Option("beta", float, 1.0, "weight of the contrastive term of CD / CRD", lambda v: v >= 0, ">= 0"),
+        Option(
+            "crd_feature_dim", int, 128, "dimension of CRD's projections", lambda v: 1 <= v <= 65536, "in [1, 65536]"
+        ),
+        Option(
+            "crd_negatives",
+            int,
+            4096,
+            "negatives per sample drawn from CRD's memory bank",
+            lambda v: 1 <= v <= 2**20,
+            "in [1, 2**20]",
+        ),
+        Option("crd_temperature", float, 0.07, "temperature of CRD's NCE scores", lambda v: v > 0, "> 0"),
+        Option("crd_momentum", float, 0.5, "momentum of CRD's memory-bank update", lambda v: 0 <= v < 1, "in [0, 1)"),
+        Option(
+            "mcl_interpolation",
+            float,
+            0.9999,
+            "MCL interpolation factor t: slow <- t*slow + (1-t)*fast; only meaningful relative to the step count",
+            lambda v: 0 <= v <= 1,
+            "in [0, 1]",
+        ),
+        Option(
+            "mcl_period",
+            int,
+            2,
+            "MCL interpolates the slow weights every N optimiser steps",
+            lambda v: 1 <= v <= 10**9,
+            "in [1, 10**9]",
+        ),
+    ]
+}
 """The options of the transfer methods by name; each preset uses those of its loss and regulariser."""
 
 
@@ -253,5 +393,18 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return training, method
 
 
-__all__ = ["AMP_MODES", "BUDGET_OPTIONS", "MAX_BATCH", "MAX_EPOCHS", "MAX_SEED", "METHOD_OPTIONS", "NOT_COMPARED",
-           "PER_RUN_OPTIONS", "TRAINING_OPTIONS", "Option", "TrainingOptions", "option", "split_options"]
+__all__ = [
+    "AMP_MODES",
+    "BUDGET_OPTIONS",
+    "MAX_BATCH",
+    "MAX_EPOCHS",
+    "MAX_SEED",
+    "METHOD_OPTIONS",
+    "NOT_COMPARED",
+    "PER_RUN_OPTIONS",
+    "TRAINING_OPTIONS",
+    "Option",
+    "TrainingOptions",
+    "option",
+    "split_options",
+]

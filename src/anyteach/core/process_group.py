@@ -131,9 +131,9 @@ def gather_rows(index: torch.Tensor, values: torch.Tensor, total: int) -> torch.
     longest = int(max(c.item() for c in counts))
     # all_gather needs equal shapes: pad every shard to the longest one
     padded_index = torch.full((longest,), -1, dtype=torch.long, device=device)
-    padded_index[:len(index)] = index.to(device)
+    padded_index[: len(index)] = index.to(device)
     padded = values.new_zeros((longest, *values.shape[1:]), device=device)
-    padded[:len(values)] = values.to(device)
+    padded[: len(values)] = values.to(device)
     indices = [torch.empty_like(padded_index) for _ in range(world_size())]
     rows = [torch.empty_like(padded) for _ in range(world_size())]
     dist.all_gather(indices, padded_index)
@@ -187,5 +187,18 @@ def agree(fn: Callable[[], T]) -> T:
     return result
 
 
-__all__ = ["active", "agree", "all_reduce_sum", "barrier", "broadcast_object", "gather_rows", "init_from_env",
-           "is_main", "launched_by_torchrun", "local_rank", "on_main", "rank", "world_size"]
+__all__ = [
+    "active",
+    "agree",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "gather_rows",
+    "init_from_env",
+    "is_main",
+    "launched_by_torchrun",
+    "local_rank",
+    "on_main",
+    "rank",
+    "world_size",
+]

@@ -47,13 +47,14 @@ class Runtime:
     workers: int | None = None
 
     @classmethod
-    def of(cls, device: torch.device | str | None = None, options: TrainingOptions | None = None) -> "Runtime":
+    def of(cls, device: torch.device | str | None = None, options: TrainingOptions | None = None) -> Runtime:
         """A runtime on `device` (default: CUDA when available) with the run's `options` (default: defaults)."""
         device = torch.device(device) if device is not None else default_device()
         if options is None:
             return cls(device)
-        return cls(device, options.amp, options.channels_last, options.compile, options.compile_backend,
-                   options.workers)
+        return cls(
+            device, options.amp, options.channels_last, options.compile, options.compile_backend, options.workers
+        )
 
     @property
     def autocast_enabled(self) -> bool:

@@ -46,5 +46,16 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * RUN_STRIDE + epoch) * SAMPLE_STRIDE + index
 
 
-__all__ = ["AUGMENT_OFFSET", "CALIB_SEED_OFFSET", "EPOCH_STRIDE", "FRESH_SEED_OFFSET", "RANK_STRIDE", "RUN_STRIDE",
-           "SAMPLE_STRIDE", "augment_seed", "epoch_seed", "rank_seed", "sample_seed"]
+__all__ = [
+    "AUGMENT_OFFSET",
+    "CALIB_SEED_OFFSET",
+    "EPOCH_STRIDE",
+    "FRESH_SEED_OFFSET",
+    "RANK_STRIDE",
+    "RUN_STRIDE",
+    "SAMPLE_STRIDE",
+    "augment_seed",
+    "epoch_seed",
+    "rank_seed",
+    "sample_seed",
+]

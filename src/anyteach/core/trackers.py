@@ -17,12 +17,13 @@ import importlib.util
 import json
 import math
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import AnyteachError
 from .registry import Registry
+
 
 @dataclass(frozen=True)
 class TrackerKind:
@@ -104,8 +105,13 @@ class _WandB:
     def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
         import wandb
 
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "anyteach"), name=run_name, config=dict(config),
-                              dir=str(run_dir), reinit="create_new")
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "anyteach"),
+            name=run_name,
+            config=dict(config),
+            dir=str(run_dir),
+            reinit="create_new",
+        )
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
         self.run.log({"epoch": epoch, **metrics}, step=epoch)
@@ -122,12 +128,13 @@ class _MLflow:
         self.client = MlflowClient()
         experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "anyteach")
         experiment = self.client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment is not None else \
-            self.client.create_experiment(experiment_name)
+        experiment_id = (
+            experiment.experiment_id if experiment is not None else self.client.create_experiment(experiment_name)
+        )
         self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
         params = [Param(k, v[:6000]) for k, v in flat_config(config).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
         import time

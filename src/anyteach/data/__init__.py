@@ -8,9 +8,35 @@ May import: `core`, `models`.
 """
 
 from .predictions import Predictions, check_compatible, predict
-from .references import (BatchOrder, Dataset, Glyphs, ImageFolder, Mnist1d, TensorLoader, augment_signals,
-                         default_workers, epoch_order, export_imagefolder, load_dataset, stratified_subset)
+from .references import (
+    BatchOrder,
+    Dataset,
+    Glyphs,
+    ImageFolder,
+    Mnist1d,
+    TensorLoader,
+    augment_signals,
+    default_workers,
+    epoch_order,
+    export_imagefolder,
+    load_dataset,
+    stratified_subset,
+)
 
-__all__ = ["BatchOrder", "Dataset", "Glyphs", "ImageFolder", "Mnist1d", "Predictions", "TensorLoader",
-           "augment_signals", "check_compatible", "default_workers", "epoch_order", "export_imagefolder",
-           "load_dataset", "predict", "stratified_subset"]
+__all__ = [
+    "BatchOrder",
+    "Dataset",
+    "Glyphs",
+    "ImageFolder",
+    "Mnist1d",
+    "Predictions",
+    "TensorLoader",
+    "augment_signals",
+    "check_compatible",
+    "default_workers",
+    "epoch_order",
+    "export_imagefolder",
+    "load_dataset",
+    "predict",
+    "stratified_subset",
+]

@@ -22,8 +22,10 @@ import torch
 GLYPHS_VERSION = "glyphs-2"
 """Bumped whenever the drawing changes, so cached predictions of older images are never reused."""
 
-_CIRCLE = [(0.8 * math.cos(a), 0.8 * math.sin(a), 0.8 * math.cos(b), 0.8 * math.sin(b))
-           for a, b in ((2 * math.pi * k / 8, 2 * math.pi * (k + 1) / 8) for k in range(8))]
+_CIRCLE = [
+    (0.8 * math.cos(a), 0.8 * math.sin(a), 0.8 * math.cos(b), 0.8 * math.sin(b))
+    for a, b in ((2 * math.pi * k / 8, 2 * math.pi * (k + 1) / 8) for k in range(8))
+]
 
 GLYPH_SEGMENTS: dict[str, list[tuple[float, float, float, float]]] = {
     "ell": [(-0.5, -0.8, -0.5, 0.8), (-0.5, 0.8, 0.6, 0.8)],
@@ -105,15 +107,22 @@ def _draw_chunk(labels: torch.Tensor, rng: torch.Generator, size: int) -> torch.
         angle, shear, aspect = uniform(-0.3, 0.3), uniform(-0.2, 0.2), uniform(0.85, 1.18).sqrt()
         cos, sin = torch.cos(angle), torch.sin(angle)
         # output pixel p -> template point A (p - shift): A is the inverse of the drawing map
-        a = torch.stack([torch.stack([cos * aspect, sin * aspect + shear], -1),
-                         torch.stack([-sin / aspect, cos / aspect], -1)], 1) / scale[:, None, None]
+        a = (
+            torch.stack(
+                [torch.stack([cos * aspect, sin * aspect + shear], -1), torch.stack([-sin / aspect, cos / aspect], -1)],
+                1,
+            )
+            / scale[:, None, None]
+        )
         theta = torch.cat([a, -(a @ shift[..., None])], 2)
         grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
-        flow = F.interpolate(jitter * torch.randn(b, 2, 4, 4, generator=rng), size=(size, size), mode="bicubic",
-                             align_corners=False)
+        flow = F.interpolate(
+            jitter * torch.randn(b, 2, 4, 4, generator=rng), size=(size, size), mode="bicubic", align_corners=False
+        )
         grid = grid + flow.permute(0, 2, 3, 1)
-        return F.grid_sample(templates[rows], grid, mode="bilinear", padding_mode="zeros",
-                             align_corners=False).view(b, -1)
+        return F.grid_sample(templates[rows], grid, mode="bilinear", padding_mode="zeros", align_corners=False).view(
+            b, -1
+        )
 
     stroke = torch.randint(widths, (b,), generator=rng)
     glyph = warp(labels * widths + stroke, uniform(0.6, 0.9), uniform(-0.2, 0.2, 2), 0.04)
@@ -151,13 +160,14 @@ def generate_glyphs(n: int, seed: int, stream: int = 0, size: int = IMAGE_SIZE) 
     labels = _balanced_labels(n, len(GLYPH_CLASSES), rng)
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
     for start in range(0, n, CHUNK):  # chunks bound memory; each chunk is vectorised
-        part = labels[start:start + CHUNK]
-        images[start:start + len(part)] = (_draw_chunk(part, rng, size) * 255).round().to(torch.uint8)
+        part = labels[start : start + CHUNK]
+        images[start : start + len(part)] = (_draw_chunk(part, rng, size) * 255).round().to(torch.uint8)
     return images, labels
 
 
-def augment_images(x: torch.Tensor, generator: torch.Generator, shift: float = 0, rotate: float = 0,
-                   scale: float = 0, noise: float = 0) -> torch.Tensor:
+def augment_images(
+    x: torch.Tensor, generator: torch.Generator, shift: float = 0, rotate: float = 0, scale: float = 0, noise: float = 0
+) -> torch.Tensor:
     """Random per-sample affine warp (translation up to `shift` of the image side, rotation up to
     `rotate` radians, zoom by a factor in [1 - scale, 1 + scale]) and Gaussian noise of std `noise`,
     on a batch `(B, 3, H, W)` at once. Returns floats in [0, 1] (8-bit input is converted)."""
@@ -166,6 +176,7 @@ def augment_images(x: torch.Tensor, generator: torch.Generator, shift: float = 0
     x = x.float().div(255) if x.dtype == torch.uint8 else x
     b = len(x)
     if shift or rotate or scale:
+
         def uniform(r: float, *shape: int) -> torch.Tensor:
             return r * (2 * torch.rand((b, *shape), generator=generator) - 1)
 

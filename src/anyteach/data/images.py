@@ -8,8 +8,10 @@ images, and it drops transparency, exposing whatever colour the transparent pixe
 | mode | conversion |
 |---|---|
 | `1`, `L`, `RGB`, `CMYK`, `YCbCr`, ... | PIL's own conversion to RGB (CMYK: R = (255 − C)(255 − K) / 255) |
-| `I;16`, `I;16B`, `I;16L`, `I` | 16-bit values (0 .. 65535) scaled to 8 bits (round(v / 257)); `I` is read as 16-bit (what a 16-bit PNG opens as) and clipped |
-| `F` | values in [0, 1] when the image's maximum is at most 1 (the convention of float image files), else in [0, 255]; scaled and clipped |
+| `I;16`, `I;16B`, `I;16L`, `I` | 16-bit values (0 .. 65535) scaled to 8 bits (round(v / 257)); `I` is read |
+|  | as 16-bit (what a 16-bit PNG opens as) and clipped |
+| `F` | values in [0, 1] when the image's maximum is at most 1 (the convention of float image files), |
+|  | else in [0, 255]; scaled and clipped |
 | `RGBA`, `LA`, `PA`, `P` with transparency, `RGBa`, `La` | composited over white, as an image viewer shows it |
 
 An image folder's identity is its manifest (`folder_manifest`): a digest over every sample's

@@ -17,11 +17,11 @@ from typing import Callable
 import torch
 
 from ..core import process_group as distributed
-from ..core.io import cache_dir, save_tensors, text_digest
-from .references import Dataset, load_dataset
 from ..core.errors import AnyteachError
-from ..models.references import Classifier, load_model
+from ..core.io import cache_dir, save_tensors, text_digest
 from ..core.runtime import Runtime
+from ..models.references import Classifier, load_model
+from .references import Dataset, load_dataset
 
 
 @dataclass
@@ -53,13 +53,20 @@ class Predictions:
 def check_compatible(model: Classifier, data: Dataset) -> None:
     """A model and a dataset must agree on the number of classes."""
     if model.num_classes != data.num_classes:
-        raise AnyteachError(f"model {model.name!r} has {model.num_classes} classes but dataset {data.ref!r} "
-                            f"has {data.num_classes}")
+        raise AnyteachError(
+            f"model {model.name!r} has {model.num_classes} classes but dataset {data.ref!r} has {data.num_classes}"
+        )
 
 
 @torch.no_grad()
-def split_outputs(model: Classifier, data: Dataset, split: str, batch_size: int, runtime: Runtime,
-                  output: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def split_outputs(
+    model: Classifier,
+    data: Dataset,
+    split: str,
+    batch_size: int,
+    runtime: Runtime,
+    output: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """`output(run, x)` over a whole split, in index order (eval mode, no gradients, float32 on the CPU).
 
     `run` is the model as the runtime runs it (compiled when asked); the model is placed on the
@@ -74,8 +81,13 @@ def split_outputs(model: Classifier, data: Dataset, split: str, batch_size: int,
     world = distributed.world_size()
     outs, indices = [], []
     try:
-        for x, _, index in data.loader(split, batch_size=batch_size * world, preprocessing=model.info.preprocessing,
-                                       num_workers=runtime.workers, shard=(distributed.rank(), world)):
+        for x, _, index in data.loader(
+            split,
+            batch_size=batch_size * world,
+            preprocessing=model.info.preprocessing,
+            num_workers=runtime.workers,
+            shard=(distributed.rank(), world),
+        ):
             with runtime.autocast():
                 outs.append(output(run, runtime.to_device(x)).float().cpu())
             indices.append(index)
@@ -91,8 +103,14 @@ def split_outputs(model: Classifier, data: Dataset, split: str, batch_size: int,
     return distributed.gather_rows(torch.cat(indices), torch.cat(outs), data.size(split))
 
 
-def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int = 1024,
-                 device: torch.device | str | None = None, runtime: Runtime | None = None) -> torch.Tensor:
+def model_logits(
+    model: Classifier,
+    data: Dataset,
+    split: str,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    runtime: Runtime | None = None,
+) -> torch.Tensor:
     """Logits of `model` over a whole split, in index order (eval mode, no gradients).
 
     Args:
@@ -105,13 +123,16 @@ def model_logits(model: Classifier, data: Dataset, split: str, batch_size: int =
     runtime = runtime or Runtime.of(device)
     logits = split_outputs(model, data, split, batch_size, runtime, lambda run, x: forward_checked(model, x, data, run))
     if not bool(torch.isfinite(logits).all()):
-        raise AnyteachError(f"model {model.name!r} gives NaN or infinite outputs on dataset {data.ref!r}: its weights "
-                            "are broken (e.g. saved from a diverged training)")
+        raise AnyteachError(
+            f"model {model.name!r} gives NaN or infinite outputs on dataset {data.ref!r}: its weights "
+            "are broken (e.g. saved from a diverged training)"
+        )
     return logits
 
 
-def forward_checked(model: Classifier, x: torch.Tensor, data: Dataset,
-                    run: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def forward_checked(
+    model: Classifier, x: torch.Tensor, data: Dataset, run: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
     """`model(x)` (or `run(x)`, the model as the runtime runs it), with a clear error when the dataset's
     inputs do not fit the model (an image model on signals, a wrong input size): the forward fails, or
     gives anything but one row of class scores per input.
@@ -127,17 +148,27 @@ def forward_checked(model: Classifier, x: torch.Tensor, data: Dataset,
         raise
     except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as e:  # timm asserts shapes
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AnyteachError(f"model {model.name!r} cannot take the inputs of dataset {data.ref!r} (a batch of shape "
-                            f"{tuple(x.shape)}{expects}): {reason}") from e
+        raise AnyteachError(
+            f"model {model.name!r} cannot take the inputs of dataset {data.ref!r} (a batch of shape "
+            f"{tuple(x.shape)}{expects}): {reason}"
+        ) from e
     if tuple(out.shape) != (len(x), model.num_classes):
-        raise AnyteachError(f"model {model.name!r} gave outputs of shape {tuple(out.shape)} for {len(x)} inputs of "
-                            f"shape {tuple(x.shape[1:])} from dataset {data.ref!r}: the data does not fit the model"
-                            f"{expects}")
+        raise AnyteachError(
+            f"model {model.name!r} gave outputs of shape {tuple(out.shape)} for {len(x)} inputs of "
+            f"shape {tuple(x.shape[1:])} from dataset {data.ref!r}: the data does not fit the model"
+            f"{expects}"
+        )
     return out
 
 
-def cached_logits(model: Classifier, data: Dataset, split: str, batch_size: int = 1024,
-                  device: torch.device | str | None = None, runtime: Runtime | None = None) -> torch.Tensor:
+def cached_logits(
+    model: Classifier,
+    data: Dataset,
+    split: str,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    runtime: Runtime | None = None,
+) -> torch.Tensor:
     """Logits of `model` over a split, through the predictions cache, exactly as the cache stores them
     (so a resumed run sees bit-identical targets and metrics as the first one)."""
     return predict(model, data, split, batch_size=batch_size, device=device, runtime=runtime).logits
@@ -162,9 +193,15 @@ def _read_cache(path: Path | None, rows: int) -> torch.Tensor | None:
     return logits if len(logits) == rows else None
 
 
-def predict(model: str | Classifier, data: str | Dataset, split: str = "eval", cache: bool = True,
-            batch_size: int = 1024, device: torch.device | str | None = None,
-            runtime: Runtime | None = None) -> Predictions:
+def predict(
+    model: str | Classifier,
+    data: str | Dataset,
+    split: str = "eval",
+    cache: bool = True,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    runtime: Runtime | None = None,
+) -> Predictions:
     """Predictions of `model` on a split of `data`, from the on-disk cache when possible.
 
     Args:
@@ -187,6 +224,7 @@ def predict(model: str | Classifier, data: str | Dataset, split: str = "eval", c
         logits = model_logits(model, data, split, batch_size=batch_size, device=device, runtime=runtime)
         if path is not None:
             logits = logits.half().float() if logits.shape[1] > 100 else logits
-            distributed.on_main(lambda: save_tensors(path, {"logits": logits.half() if logits.shape[1] > 100
-                                                            else logits}))
+            distributed.on_main(
+                lambda: save_tensors(path, {"logits": logits.half() if logits.shape[1] > 100 else logits})
+            )
     return Predictions(logits, labels, model.name, split)

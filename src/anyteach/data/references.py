@@ -56,13 +56,13 @@ import numpy as np
 import torch
 from PIL.Image import DecompressionBombError
 
-from ..core.io import atomic_path, cache_dir, text_digest
 from ..core.errors import AnyteachError
-from .glyph_images import GLYPH_CLASSES, GLYPHS_VERSION, IMAGE_SIZE, augment_images, generate_glyphs
+from ..core.io import atomic_path, cache_dir, text_digest
 from ..core.registry import Registry
-from .images import folder_manifest, load_rgb8
-from ..models.references import Preprocessing
 from ..core.seeds import CALIB_SEED_OFFSET, FRESH_SEED_OFFSET, augment_seed, epoch_seed, sample_seed
+from ..models.references import Preprocessing
+from .glyph_images import GLYPH_CLASSES, GLYPHS_VERSION, IMAGE_SIZE, augment_images, generate_glyphs
+from .images import folder_manifest, load_rgb8
 
 SPLITS = ("train", "transfer", "eval")
 OPTIONAL_SPLITS = ("calib",)
@@ -106,8 +106,9 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.
     return np.sort(grouped[keep])
 
 
-def augment_signals(x: torch.Tensor, generator: torch.Generator, shift: float = 0, scale: float = 0,
-                    noise: float = 0) -> torch.Tensor:
+def augment_signals(
+    x: torch.Tensor, generator: torch.Generator, shift: float = 0, scale: float = 0, noise: float = 0
+) -> torch.Tensor:
     """Random per-sample circular shift (up to `shift` steps), amplitude scaling by a factor in
     [1 - scale, 1 + scale] and Gaussian noise of std `noise`, on a `(batch, length)` batch at once."""
     b, n = x.shape
@@ -137,8 +138,17 @@ class BatchOrder(torch.utils.data.Sampler):
     `(index, epoch)`, for datasets whose per-sample randomness follows the epoch.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-                 drop_last: bool = False, shard: tuple[int, int] = (0, 1), tag_epoch: bool = False):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
+        tag_epoch: bool = False,
+    ):
         self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, epoch
         self.drop_last, self.shard, self.tag_epoch = drop_last, shard, tag_epoch
 
@@ -151,7 +161,7 @@ class BatchOrder(torch.utils.data.Sampler):
         order = epoch_order(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
         rank, world = self.shard
         for i in range(len(self)):
-            share = torch.tensor_split(order[i * self.batch_size:(i + 1) * self.batch_size], world)[rank]
+            share = torch.tensor_split(order[i * self.batch_size : (i + 1) * self.batch_size], world)[rank]
             if len(share):
                 yield share
 
@@ -184,8 +194,9 @@ class TensorLoader:
     augmenter: Callable[..., torch.Tensor] = augment_signals
 
     def _order(self) -> BatchOrder:
-        return BatchOrder(len(self.labels), self.batch_size, self.shuffle, self.seed, self.epoch, self.drop_last,
-                          self.shard)
+        return BatchOrder(
+            len(self.labels), self.batch_size, self.shuffle, self.seed, self.epoch, self.drop_last, self.shard
+        )
 
     def __len__(self) -> int:
         return len(self._order())
@@ -218,10 +229,20 @@ class Dataset:
     def size(self, split: str) -> int:
         return len(self.labels(split))
 
-    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
-               shard: tuple[int, int] = (0, 1)):
+    def loader(
+        self,
+        split: str,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        preprocessing: Preprocessing | None = None,
+        augment: bool | Mapping[str, float] = False,
+        drop_last: bool = False,
+        num_workers: int | None = None,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ):
         """Iterable of `(input, label, index)` batches. Inputs are un-normalised (images: 8-bit): each
         model normalises its own (see `Classifier`); `preprocessing` only sets image size and crop.
 
@@ -243,10 +264,15 @@ class Dataset:
 
     def _check_split(self, split: str) -> None:
         if not self.has_split(split):
-            hint = (" (a calibration split: mnist1d:calib=5000, or a calib/ folder of an image folder)"
-                    if split == "calib" else "")
-            raise AnyteachError(f"unknown split {split!r} of dataset {self.ref!r}; its splits are "
-                                f"{', '.join(SPLITS + self.extra_splits)}{hint}")
+            hint = (
+                " (a calibration split: mnist1d:calib=5000, or a calib/ folder of an image folder)"
+                if split == "calib"
+                else ""
+            )
+            raise AnyteachError(
+                f"unknown split {split!r} of dataset {self.ref!r}; its splits are "
+                f"{', '.join(SPLITS + self.extra_splits)}{hint}"
+            )
 
     def split_identity(self, split: str) -> str:
         self._check_split(split)
@@ -256,7 +282,6 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.ref!r})"
-
 
 
 class _InMemory(Dataset):
@@ -274,25 +299,56 @@ class _InMemory(Dataset):
         self._check_split(split)
         return self._y[split]
 
-    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
-               shard: tuple[int, int] = (0, 1)) -> TensorLoader:
+    def loader(
+        self,
+        split: str,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        preprocessing: Preprocessing | None = None,
+        augment: bool | Mapping[str, float] = False,
+        drop_last: bool = False,
+        num_workers: int | None = None,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ) -> TensorLoader:
         params = dict(self.augmentation) if augment is True else dict(augment) if augment else None
-        return TensorLoader(self.inputs(split), self.labels(split), batch_size=batch_size, shuffle=shuffle,
-                            seed=seed, epoch=epoch, drop_last=drop_last, augment=params, generator=generator,
-                            shard=shard, augmenter=self.augmenter)
+        return TensorLoader(
+            self.inputs(split),
+            self.labels(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            drop_last=drop_last,
+            augment=params,
+            generator=generator,
+            shard=shard,
+            augmenter=self.augmenter,
+        )
+
 
 class Mnist1d(_InMemory):
     """MNIST-1D: 10 classes of 40-sample signals, generated offline and cached as `.npz`."""
 
-    def __init__(self, size: int = 30_000, eval: int = 5_000, seed: int = 0, fraction: float = 1.0,
-                 subset_seed: int = 0, calib: int = 0, fresh: int = 0, ref: str | None = None):
+    def __init__(
+        self,
+        size: int = 30_000,
+        eval: int = 5_000,
+        seed: int = 0,
+        fraction: float = 1.0,
+        subset_seed: int = 0,
+        calib: int = 0,
+        fresh: int = 0,
+        ref: str | None = None,
+    ):
         if size < 20 or not 0 < eval < size:
             raise AnyteachError(f"mnist1d needs size >= 20 and 0 < eval < size (got size={size}, eval={eval})")
         if size % 10:
-            raise AnyteachError(f"mnist1d size must be a multiple of 10 (the generator makes size / 10 per class), "
-                                f"got {size}")
+            raise AnyteachError(
+                f"mnist1d size must be a multiple of 10 (the generator makes size / 10 per class), got {size}"
+            )
         if not 0 < fraction <= 1:
             raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
         for name, value in (("seed", seed), ("subset_seed", subset_seed)):
@@ -301,8 +357,9 @@ class Mnist1d(_InMemory):
         if calib < 0 or fresh < 0:
             raise AnyteachError(f"mnist1d calib and fresh must be >= 0 (got calib={calib}, fresh={fresh})")
         if fresh and fraction < 1:
-            raise AnyteachError("mnist1d fresh (new transfer samples) and fraction (a subset of train) exclude "
-                                "each other")
+            raise AnyteachError(
+                "mnist1d fresh (new transfer samples) and fraction (a subset of train) exclude each other"
+            )
         self.calib, self.fresh = calib, fresh
         self.size_total, self.eval_size, self.seed = size, eval, seed
         self.fraction, self.subset_seed = fraction, subset_seed
@@ -391,18 +448,30 @@ class Glyphs(_InMemory):
     in memory from a seed, every split from its own stream (splits are disjoint; `calib` and `fresh`
     as for `mnist1d`). Inputs are 8-bit images `(3, 32, 32)`; each model normalises its own."""
 
-    def __init__(self, train: int = 10_000, eval: int = 3_000, seed: int = 0, calib: int = 1_000, fresh: int = 0,
-                 fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None):
+    def __init__(
+        self,
+        train: int = 10_000,
+        eval: int = 3_000,
+        seed: int = 0,
+        calib: int = 1_000,
+        fresh: int = 0,
+        fraction: float = 1.0,
+        subset_seed: int = 0,
+        ref: str | None = None,
+    ):
         classes = len(GLYPH_CLASSES)
         if train < classes or eval < 1:
-            raise AnyteachError(f"glyphs needs train >= {classes} (one per class) and eval >= 1 "
-                                f"(got train={train}, eval={eval})")
+            raise AnyteachError(
+                f"glyphs needs train >= {classes} (one per class) and eval >= 1 (got train={train}, eval={eval})"
+            )
         if calib < 0 or fresh < 0:
             raise AnyteachError(f"glyphs calib and fresh must be >= 0 (got calib={calib}, fresh={fresh})")
         if not 0 < fraction <= 1:
             raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
         if fresh and fraction < 1:
-            raise AnyteachError("glyphs fresh (new transfer samples) and fraction (a subset of train) exclude each other")
+            raise AnyteachError(
+                "glyphs fresh (new transfer samples) and fraction (a subset of train) exclude each other"
+            )
         if not 0 <= seed < 2**31:
             raise AnyteachError(f"glyphs seed must be in [0, 2**31), got {seed}")
         self.sizes = {"train": train, "eval": eval, "calib": calib, "fresh": fresh}
@@ -466,7 +535,8 @@ class Glyphs(_InMemory):
 def export_imagefolder(data: Dataset, out: str | Path, splits: Mapping[str, str] | None = None) -> Path:
     """Write a dataset held in memory as an ImageNet-style folder `out/<split>/<nn>_<class>/<index>.png`
     (`train/`, `val/` from `eval`, and `calib/` where the dataset has it), so `imagefolder:<out>` reads
-    it back with the same labels (the numbered class folders sort in the dataset's class order). Written into a temporary folder beside `out` and renamed: never half-written.
+    it back with the same labels (the numbered class folders sort in the dataset's class order). Written
+    into a temporary folder beside `out` and renamed: never half-written.
 
     Raises:
         AnyteachError: `out` exists, or the dataset has no in-memory images.
@@ -478,7 +548,9 @@ def export_imagefolder(data: Dataset, out: str | Path, splits: Mapping[str, str]
         raise AnyteachError(f"{out} exists; choose a new directory to export to")
     if not hasattr(data, "inputs") or getattr(data, "kind", "") != "image":
         raise AnyteachError(f"dataset {data.ref!r} is not a generated image dataset; only those are exported")
-    folders = dict(splits or {"train": "train", "eval": "val", **({"calib": "calib"} if data.has_split("calib") else {})})
+    folders = dict(
+        splits or {"train": "train", "eval": "val", **({"calib": "calib"} if data.has_split("calib") else {})}
+    )
     # class folders are read back in sorted order: a numbered prefix keeps the dataset's label order
     width = len(str(data.num_classes - 1))
     names = [f"{i:0{width}d}_{name}" for i, name in enumerate(data.class_names)]
@@ -536,8 +608,9 @@ class _Indexed(torch.utils.data.Dataset):
     exception raised in a loader worker would reach the user inside its traceback).
     """
 
-    def __init__(self, base, indices: np.ndarray, transform, input_size: tuple[int, ...],
-                 random_seed: int | None = None):
+    def __init__(
+        self, base, indices: np.ndarray, transform, input_size: tuple[int, ...], random_seed: int | None = None
+    ):
         self.base, self.indices, self.transform, self.random_seed = base, indices, transform, random_seed
         self.input_size = tuple(input_size)
 
@@ -555,7 +628,7 @@ class _Indexed(torch.utils.data.Dataset):
             if self.random_seed is None:
                 return self.transform(image), label, i
             seed = sample_seed(self.random_seed, epoch, i)
-            with _seeded(seed % 2 ** 63, restore=torch.utils.data.get_worker_info() is None):
+            with _seeded(seed % 2**63, restore=torch.utils.data.get_worker_info() is None):
                 return self.transform(image), label, i
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
             return torch.zeros(self.input_size, dtype=torch.uint8), UNREADABLE, i
@@ -588,18 +661,22 @@ class _EpochLoader:
                 first = int(broken[0, 0])
                 path = images.path(int(index[first]))
                 if int(y[first]) == OVERSIZED:
-                    raise AnyteachError(f"image {path} has more pixels than PIL's decompression-bomb limit "
-                                        f"({_pixel_limit()}); shrink or remove it")
-                raise AnyteachError(f"cannot read image {path}: not an image file, or a damaged one; remove or "
-                                    "replace it")
+                    raise AnyteachError(
+                        f"image {path} has more pixels than PIL's decompression-bomb limit "
+                        f"({_pixel_limit()}); shrink or remove it"
+                    )
+                raise AnyteachError(
+                    f"cannot read image {path}: not an image file, or a damaged one; remove or replace it"
+                )
             yield x, y, index
 
 
 class ImageFolder(Dataset):
     """ImageNet-style class folders; images are resized and cropped per the model's preprocessing."""
 
-    def __init__(self, root: str | Path, fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None,
-                 verify: int = 0):
+    def __init__(
+        self, root: str | Path, fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None, verify: int = 0
+    ):
         from torchvision.datasets import ImageFolder as TVImageFolder
 
         root = Path(root).expanduser()
@@ -613,8 +690,10 @@ class ImageFolder(Dataset):
         self.name = root.name
         self.kind = "image"
         try:
-            self._folders = {"train": TVImageFolder(str(root / "train"), loader=load_rgb8),
-                             "eval": TVImageFolder(str(root / "val"), loader=load_rgb8)}
+            self._folders = {
+                "train": TVImageFolder(str(root / "train"), loader=load_rgb8),
+                "eval": TVImageFolder(str(root / "val"), loader=load_rgb8),
+            }
             if (root / "calib").is_dir():
                 self._folders["calib"] = TVImageFolder(str(root / "calib"), loader=load_rgb8)
         except (FileNotFoundError, RuntimeError) as e:
@@ -625,16 +704,18 @@ class ImageFolder(Dataset):
         self.class_names = _readable_class_names(self._folders["train"].classes)
         self.num_classes = len(self.class_names)
         try:
-            self._manifests = {s: folder_manifest(f.root, f.samples, verify=bool(verify))[:20]
-                               for s, f in self._folders.items()}
+            self._manifests = {
+                s: folder_manifest(f.root, f.samples, verify=bool(verify))[:20] for s, f in self._folders.items()
+            }
         except OSError as e:
             raise AnyteachError(f"cannot read {e.filename}: {e.strerror}") from e
         self._base_identity = f"imagefolder:{root.resolve()}:{self.num_classes}"
         self.identity = f"{self._base_identity}:" + ":".join(self._manifests[s] for s in sorted(self._manifests))
         self._indices = {s: np.arange(len(f.samples)) for s, f in self._folders.items()}
         train_labels = np.asarray(self._folders["train"].targets)
-        self._indices["transfer"] = (stratified_subset(train_labels, fraction, subset_seed) if fraction < 1
-                                     else self._indices["train"])
+        self._indices["transfer"] = (
+            stratified_subset(train_labels, fraction, subset_seed) if fraction < 1 else self._indices["train"]
+        )
         self._loaders: OrderedDict[tuple, tuple[torch.utils.data.DataLoader, BatchOrder]] = OrderedDict()
 
     @property
@@ -667,37 +748,73 @@ class ImageFolder(Dataset):
         state["_loaders"] = OrderedDict()  # worker processes stay where they were started
         return state
 
-    def loader(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-               preprocessing: Preprocessing | None = None, augment: bool | Mapping[str, float] = False,
-               drop_last: bool = False, num_workers: int | None = None, generator: torch.Generator | None = None,
-               shard: tuple[int, int] = (0, 1)) -> _EpochLoader:
+    def loader(
+        self,
+        split: str,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        preprocessing: Preprocessing | None = None,
+        augment: bool | Mapping[str, float] = False,
+        drop_last: bool = False,
+        num_workers: int | None = None,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ) -> _EpochLoader:
         workers = default_workers() if num_workers is None else num_workers
         p = preprocessing or Preprocessing(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
         key = (split, batch_size, shuffle, seed, p, bool(augment), drop_last, workers, shard)
         if key not in self._loaders:
-            self._loaders[key] = self._new_loader(split, batch_size, shuffle, seed, p, bool(augment), drop_last,
-                                                  workers, shard)
+            self._loaders[key] = self._new_loader(
+                split, batch_size, shuffle, seed, p, bool(augment), drop_last, workers, shard
+            )
             while len(self._loaders) > self.KEPT_LOADERS:
                 self._loaders.popitem(last=False)  # its workers shut down with it
         self._loaders.move_to_end(key)
         loader, order = self._loaders[key]
         return _EpochLoader(loader, order, epoch)
 
-    def _new_loader(self, split: str, batch_size: int, shuffle: bool, seed: int, p: Preprocessing, augment: bool,
-                    drop_last: bool, workers: int, shard: tuple[int, int]):
+    def _new_loader(
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        p: Preprocessing,
+        augment: bool,
+        drop_last: bool,
+        workers: int,
+        shard: tuple[int, int],
+    ):
         from timm.data import create_transform
 
         # 8-bit tensors out of the workers (timm's "prefetcher" transforms): the float conversion and
         # the model's own normalisation happen on the device
         transform = create_transform(
-            input_size=p.input_size or (3, 224, 224), is_training=augment, interpolation=p.interpolation or "bilinear",
-            crop_pct=p.crop_pct, crop_mode=p.crop_mode or "center", use_prefetcher=True)
-        dataset = _Indexed(self._folder(split), self._indices[split], transform, p.input_size or (3, 224, 224),
-                           seed if augment else None)
+            input_size=p.input_size or (3, 224, 224),
+            is_training=augment,
+            interpolation=p.interpolation or "bilinear",
+            crop_pct=p.crop_pct,
+            crop_mode=p.crop_mode or "center",
+            use_prefetcher=True,
+        )
+        dataset = _Indexed(
+            self._folder(split),
+            self._indices[split],
+            transform,
+            p.input_size or (3, 224, 224),
+            seed if augment else None,
+        )
         order = BatchOrder(len(dataset), batch_size, shuffle, seed, 0, drop_last, shard, tag_epoch=True)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, num_workers=workers,
-                                             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-                                             prefetch_factor=4 if workers > 0 else None)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=order,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=4 if workers > 0 else None,
+        )
         return loader, order
 
 
@@ -714,11 +831,25 @@ def _readable_class_names(folders: list[str]) -> list[str]:
     return list(folders)
 
 
-_MNIST1D_OPTIONS = {"size": int, "eval": int, "seed": int, "fraction": float, "subset_seed": int, "calib": int,
-                    "fresh": int}
+_MNIST1D_OPTIONS = {
+    "size": int,
+    "eval": int,
+    "seed": int,
+    "fraction": float,
+    "subset_seed": int,
+    "calib": int,
+    "fresh": int,
+}
 _IMAGEFOLDER_OPTIONS = {"fraction": float, "subset_seed": int, "verify": int}
-_GLYPHS_OPTIONS = {"train": int, "eval": int, "seed": int, "calib": int, "fresh": int, "fraction": float,
-                   "subset_seed": int}
+_GLYPHS_OPTIONS = {
+    "train": int,
+    "eval": int,
+    "seed": int,
+    "calib": int,
+    "fresh": int,
+    "fraction": float,
+    "subset_seed": int,
+}
 
 
 def load_dataset(ref: str | Dataset) -> Dataset:
@@ -732,8 +863,10 @@ def load_dataset(ref: str | Dataset) -> Dataset:
     ref = str(ref)
     kind, _, rest = ref.partition(":")
     if kind not in DATASET_KINDS:
-        raise AnyteachError(f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..], "
-                            "glyphs[:train=..,eval=..,seed=..] or imagefolder:<root>[,fraction=..]")
+        raise AnyteachError(
+            f"unknown dataset reference {ref!r}: expected mnist1d[:size=..,eval=..,seed=..], "
+            "glyphs[:train=..,eval=..,seed=..] or imagefolder:<root>[,fraction=..]"
+        )
     return DATASET_KINDS[kind](rest, ref)
 
 

@@ -19,13 +19,82 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .losses import LOSSES, ContrastiveDistillation, ContrastiveRepresentationDistillation, CrossEntropy, KLDistillation, LossInputs, MethodContext, TransferLoss, kl_divergence, nce_loss, register_loss, similarity_structure_loss
-from .presets import METHODS, PRESET_TABLE, TEACHING_RECIPE, MethodNeeds, MethodPreset, StepOutput, TransferMethod, build_method, build_regulariser, get_method, method_table, preset_recipe, register_method, resolve_method_options
-from .regularisers import REGULARISERS, WISE_ALPHAS, SlowWeights, WeightInterpolation, WeightRegulariser, register_regulariser
-from .targets import FROZEN, MIXED, MIXTURE_WEIGHTS, SKIPPED, TARGET_RULES, Calibration, RuleInputs, Target, TargetRule, average_on_neutral, calibrated_ensemble, calibrated_ensemble_label, calibrated_ensemble_nll, choose_mixture_weight, choose_mixture_weight_nll, data_partitioning, data_partitioning_unsupervised, ensemble_corrections, ensemble_predictions, frozen_label, frozen_on_negative_flips, frozen_target, hard_logits, mixture_log_probs, most_confident, mixture_classes, register_target_rule, teacher_except_where_lost, teacher_mixture, teacher_on_positive_flips, teacher_target
+from .losses import (
+    LOSSES,
+    ContrastiveDistillation,
+    ContrastiveRepresentationDistillation,
+    CrossEntropy,
+    KLDistillation,
+    LossInputs,
+    MethodContext,
+    TransferLoss,
+    kl_divergence,
+    nce_loss,
+    register_loss,
+    similarity_structure_loss,
+)
+from .presets import (
+    METHODS,
+    PRESET_TABLE,
+    TEACHING_RECIPE,
+    MethodNeeds,
+    MethodPreset,
+    StepOutput,
+    TransferMethod,
+    build_method,
+    build_regulariser,
+    get_method,
+    method_table,
+    preset_recipe,
+    register_method,
+    resolve_method_options,
+)
+from .regularisers import (
+    REGULARISERS,
+    WISE_ALPHAS,
+    SlowWeights,
+    WeightInterpolation,
+    WeightRegulariser,
+    register_regulariser,
+)
+from .targets import (
+    FROZEN,
+    MIXED,
+    MIXTURE_WEIGHTS,
+    SKIPPED,
+    TARGET_RULES,
+    Calibration,
+    RuleInputs,
+    Target,
+    TargetRule,
+    average_on_neutral,
+    calibrated_ensemble,
+    calibrated_ensemble_label,
+    calibrated_ensemble_nll,
+    choose_mixture_weight,
+    choose_mixture_weight_nll,
+    data_partitioning,
+    data_partitioning_unsupervised,
+    ensemble_corrections,
+    ensemble_predictions,
+    frozen_label,
+    frozen_on_negative_flips,
+    frozen_target,
+    hard_logits,
+    mixture_classes,
+    mixture_log_probs,
+    most_confident,
+    register_target_rule,
+    teacher_except_where_lost,
+    teacher_mixture,
+    teacher_on_positive_flips,
+    teacher_target,
+)
 
-_DEPRECATED = {"OPTIONS": ("METHOD_OPTIONS", "anyteach.options.METHOD_OPTIONS"),
-               "Option": ("Option", "anyteach.options.Option")}
+_DEPRECATED = {
+    "OPTIONS": ("METHOD_OPTIONS", "anyteach.options.METHOD_OPTIONS"),
+    "Option": ("Option", "anyteach.options.Option"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,22 +103,74 @@ def __getattr__(name: str) -> Any:
         attribute, new = _DEPRECATED[name]
         warnings.warn(f"anyteach.methods.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
         from ..core import options
+
         return getattr(options, attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "FROZEN", "LOSSES", "METHODS", "MIXED", "MIXTURE_WEIGHTS", "PRESET_TABLE", "REGULARISERS", "SKIPPED",
-    "TARGET_RULES", "WISE_ALPHAS", "Calibration", "ContrastiveDistillation", "ContrastiveRepresentationDistillation",
-    "CrossEntropy", "KLDistillation", "LossInputs", "MethodContext", "MethodNeeds", "MethodPreset", "RuleInputs",
-    "SlowWeights", "StepOutput", "Target", "TargetRule", "TransferLoss", "TransferMethod", "WeightInterpolation",
-    "WeightRegulariser", "build_method", "build_regulariser", "choose_mixture_weight", "choose_mixture_weight_nll",
-    "ensemble_predictions", "get_method", "hard_logits", "kl_divergence", "method_table", "mixture_log_probs",
-    "most_confident", "nce_loss", "preset_recipe", "TEACHING_RECIPE", "register_loss", "register_method", "register_regulariser", "register_target_rule",
-    "resolve_method_options", "similarity_structure_loss", "teacher_mixture", "mixture_classes",
+    "FROZEN",
+    "LOSSES",
+    "METHODS",
+    "MIXED",
+    "MIXTURE_WEIGHTS",
+    "PRESET_TABLE",
+    "REGULARISERS",
+    "SKIPPED",
+    "TARGET_RULES",
+    "WISE_ALPHAS",
+    "Calibration",
+    "ContrastiveDistillation",
+    "ContrastiveRepresentationDistillation",
+    "CrossEntropy",
+    "KLDistillation",
+    "LossInputs",
+    "MethodContext",
+    "MethodNeeds",
+    "MethodPreset",
+    "RuleInputs",
+    "SlowWeights",
+    "StepOutput",
+    "Target",
+    "TargetRule",
+    "TransferLoss",
+    "TransferMethod",
+    "WeightInterpolation",
+    "WeightRegulariser",
+    "build_method",
+    "build_regulariser",
+    "choose_mixture_weight",
+    "choose_mixture_weight_nll",
+    "ensemble_predictions",
+    "get_method",
+    "hard_logits",
+    "kl_divergence",
+    "method_table",
+    "mixture_log_probs",
+    "most_confident",
+    "nce_loss",
+    "preset_recipe",
+    "TEACHING_RECIPE",
+    "register_loss",
+    "register_method",
+    "register_regulariser",
+    "register_target_rule",
+    "resolve_method_options",
+    "similarity_structure_loss",
+    "teacher_mixture",
+    "mixture_classes",
     # the built-in target rules, by function name
-    "average_on_neutral", "calibrated_ensemble", "calibrated_ensemble_label", "calibrated_ensemble_nll",
-    "data_partitioning", "data_partitioning_unsupervised", "ensemble_corrections", "frozen_label",
-    "frozen_on_negative_flips", "frozen_target", "teacher_except_where_lost", "teacher_on_positive_flips",
+    "average_on_neutral",
+    "calibrated_ensemble",
+    "calibrated_ensemble_label",
+    "calibrated_ensemble_nll",
+    "data_partitioning",
+    "data_partitioning_unsupervised",
+    "ensemble_corrections",
+    "frozen_label",
+    "frozen_on_negative_flips",
+    "frozen_target",
+    "teacher_except_where_lost",
+    "teacher_on_positive_flips",
     "teacher_target",
 ]

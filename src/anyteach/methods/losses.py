@@ -25,9 +25,14 @@ from .targets import Calibration, Target
 # Loss functions (pure, batch in, scalar out)
 
 
-def kl_divergence(student_logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0,
-                  top_k: int | None = None, reference: torch.Tensor | None = None,
-                  weight: torch.Tensor | None = None) -> torch.Tensor:
+def kl_divergence(
+    student_logits: torch.Tensor,
+    target_logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    reference: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """`KL(softmax(z_target/τ) ‖ softmax(z_student/τ)) · τ²`, averaged over the batch.
 
     Args:
@@ -48,7 +53,7 @@ def kl_divergence(student_logits: torch.Tensor, target_logits: torch.Tensor, tem
         student_logits, target_logits = student_logits.gather(1, classes), target_logits.gather(1, classes)
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
     log_target = F.log_softmax(target_logits.float() / temperature, dim=1)
-    per_sample = F.kl_div(log_student, log_target, log_target=True, reduction="none").sum(1) * temperature ** 2
+    per_sample = F.kl_div(log_student, log_target, log_target=True, reduction="none").sum(1) * temperature**2
     if weight is None:
         return per_sample.mean()
     weight = weight.float()
@@ -151,12 +156,14 @@ class KLDistillation(TransferLoss):
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
         alpha, target = self.opts["alpha"], batch.target
         # top-k classes come from the teacher when there is exactly one, else from the target itself
-        reference = batch.teacher_logits[0] if batch.teacher_logits is not None and len(batch.teacher_logits) == 1 \
-            else None
+        reference = (
+            batch.teacher_logits[0] if batch.teacher_logits is not None and len(batch.teacher_logits) == 1 else None
+        )
         losses = {}
         if alpha > 0:
-            losses["loss_kl"] = alpha * kl_divergence(batch.logits, target.logits, self.opts["temperature"],
-                                                      self.opts["top_k"], reference, target.weight)
+            losses["loss_kl"] = alpha * kl_divergence(
+                batch.logits, target.logits, self.opts["temperature"], self.opts["top_k"], reference, target.weight
+            )
         if alpha < 1:
             losses["loss_ce"] = (1 - alpha) * F.cross_entropy(batch.logits.float(), batch.labels)
         return losses
@@ -179,8 +186,10 @@ class ContrastiveDistillation(TransferLoss):
     needs_teacher_features = True
 
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
-        return {"loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
-                "loss_cd": self.opts["beta"] * similarity_structure_loss(batch.features, batch.teacher_features)}
+        return {
+            "loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
+            "loss_cd": self.opts["beta"] * similarity_structure_loss(batch.features, batch.teacher_features),
+        }
 
 
 @register_loss("crd")
@@ -199,7 +208,11 @@ class ContrastiveRepresentationDistillation(TransferLoss):
 
     def __init__(self, options: dict[str, Any], context: MethodContext):
         super().__init__(options, context)
-        if context.transfer_labels is None or context.student_feature_dim is None or context.teacher_feature_dim is None:
+        if (
+            context.transfer_labels is None
+            or context.student_feature_dim is None
+            or context.teacher_feature_dim is None
+        ):
             raise AnyteachError("CRD needs the transfer labels and the feature sizes of student and teacher")
         dim = options["crd_feature_dim"]
         self.embed_student = nn.Linear(context.student_feature_dim, dim)
@@ -270,9 +283,12 @@ class ContrastiveRepresentationDistillation(TransferLoss):
         idx = torch.cat([batch.index.unsqueeze(1), self.negatives(batch.index)], dim=1)
         n = len(self.labels)
         # student anchors against the teacher bank and teacher anchors against the student bank
-        loss = (nce_loss(self._scores(self.memory_teacher, student, idx, 0), n)
-                + nce_loss(self._scores(self.memory_student, teacher, idx, 1), n))
+        loss = nce_loss(self._scores(self.memory_teacher, student, idx, 0), n) + nce_loss(
+            self._scores(self.memory_student, teacher, idx, 1), n
+        )
         self._update_memory(self.memory_student, student, batch.index)
         self._update_memory(self.memory_teacher, teacher, batch.index)
-        return {"loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
-                "loss_crd": self.opts["beta"] * loss}
+        return {
+            "loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
+            "loss_crd": self.opts["beta"] * loss,
+        }

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..core.errors import AnyteachError
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
-from ..core.registry import Registry, RegistrationError
+from ..core.registry import RegistrationError, Registry
 from .losses import LOSSES, LossInputs, MethodContext
 from .regularisers import REGULARISERS, WeightRegulariser
 from .targets import TARGET_RULES, RuleInputs, Target
@@ -31,54 +31,133 @@ the guard keeps the original."""
 PRESET_TABLE: list[dict[str, Any]] = [
     # the paper's methods (PAPER.md section 3) and its proposal, kl+dp
     dict(name="kl", target="teacher", loss="kl", description="KL-Dist: KL to the teacher on every sample"),
-    dict(name="xekl", target="teacher", loss="kl", defaults={"alpha": 0.5},
-         description="XE-KL-Dist: α·KL to the teacher + (1−α)·CE"),
-    dict(name="cd", target=None, loss="cd", defaults={"gamma": 0.1, "beta": 10.0},
-         description="CD: γ·CE + β·in-batch feature-similarity KL to the teacher"),
-    dict(name="crd", target=None, loss="crd", defaults={"gamma": 1.0, "beta": 0.8},
-         description="CRD: γ·CE + β·contrastive representation distillation"),
-    dict(name="xekl+mcl", target="teacher-skip-lost", loss="kl", regulariser="mcl", defaults={"alpha": 0.68},
-         base_lr=1e-2,
-         description="XE-KL-Dist + MCL: KL skipped where T wrong and S right; slow weights exported"),
-    dict(name="kl+dp", target="dp", loss="kl",
-         description="KL-Dist + DP (the proposal): per sample the more confident in y of T and S_frozen"),
-    dict(name="kl+dp-u", target="dp-u", loss="kl",
-         description="KL-Dist + DP, unsupervised: per sample the higher max probability"),
+    dict(
+        name="xekl",
+        target="teacher",
+        loss="kl",
+        defaults={"alpha": 0.5},
+        description="XE-KL-Dist: α·KL to the teacher + (1−α)·CE",
+    ),
+    dict(
+        name="cd",
+        target=None,
+        loss="cd",
+        defaults={"gamma": 0.1, "beta": 10.0},
+        description="CD: γ·CE + β·in-batch feature-similarity KL to the teacher",
+    ),
+    dict(
+        name="crd",
+        target=None,
+        loss="crd",
+        defaults={"gamma": 1.0, "beta": 0.8},
+        description="CRD: γ·CE + β·contrastive representation distillation",
+    ),
+    dict(
+        name="xekl+mcl",
+        target="teacher-skip-lost",
+        loss="kl",
+        regulariser="mcl",
+        defaults={"alpha": 0.68},
+        base_lr=1e-2,
+        description="XE-KL-Dist + MCL: KL skipped where T wrong and S right; slow weights exported",
+    ),
+    dict(
+        name="kl+dp",
+        target="dp",
+        loss="kl",
+        description="KL-Dist + DP (the proposal): per sample the more confident in y of T and S_frozen",
+    ),
+    dict(
+        name="kl+dp-u",
+        target="dp-u",
+        loss="kl",
+        description="KL-Dist + DP, unsupervised: per sample the higher max probability",
+    ),
     # the paper's flip ablations
-    dict(name="kl+flip-st", target="flip-st", loss="kl",
-         description="ablation: T on positive flips only, S_frozen elsewhere"),
-    dict(name="kl+flip-t", target="flip-t", loss="kl",
-         description="ablation: S_frozen on negative flips only, T elsewhere"),
-    dict(name="kl+flip-avg", target="flip-avg", loss="kl",
-         description="ablation: T on positive flips, S_frozen on negative, mean on neutral"),
+    dict(
+        name="kl+flip-st",
+        target="flip-st",
+        loss="kl",
+        description="ablation: T on positive flips only, S_frozen elsewhere",
+    ),
+    dict(
+        name="kl+flip-t",
+        target="flip-t",
+        loss="kl",
+        description="ablation: S_frozen on negative flips only, T elsewhere",
+    ),
+    dict(
+        name="kl+flip-avg",
+        target="flip-avg",
+        loss="kl",
+        description="ablation: T on positive flips, S_frozen on negative, mean on neutral",
+    ),
     dict(name="self", target="frozen", loss="kl", description="self-distillation: KL to S_frozen on every sample"),
     # teaching without labels (docs/research/teaching-gains.md) and its control
-    dict(name="pl+ens+wise", target="ens-hard", loss="kl", regulariser="wise",
-         description="teaching without labels: cross-entropy on the class of the student–teacher ensemble "
-                     "(teacher weight chosen on the calib split), exported as the WiSE interpolation of S0 and "
-                     "the student chosen on the calib split", recipe=TEACHING_RECIPE),
-    dict(name="self+wise", target="frozen", loss="kl", regulariser="wise",
-         description="control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher",
-         recipe=TEACHING_RECIPE),
-    dict(name="self+xe+wise", target="frozen", loss="kl", regulariser="wise", labelled_split="calib",
-         description="stronger control of pl+ens+wise: self-distillation on the transfer data plus cross-entropy "
-                     "on the calib split's labels at every step, the same WiSE guard, no teacher",
-         recipe=TEACHING_RECIPE),
+    dict(
+        name="pl+ens+wise",
+        target="ens-hard",
+        loss="kl",
+        regulariser="wise",
+        description="teaching without labels: cross-entropy on the class of the student–teacher ensemble "
+        "(teacher weight chosen on the calib split), exported as the WiSE interpolation of S0 and "
+        "the student chosen on the calib split",
+        recipe=TEACHING_RECIPE,
+    ),
+    dict(
+        name="self+wise",
+        target="frozen",
+        loss="kl",
+        regulariser="wise",
+        description="control of pl+ens+wise: self-distillation with the same WiSE guard, no teacher",
+        recipe=TEACHING_RECIPE,
+    ),
+    dict(
+        name="self+xe+wise",
+        target="frozen",
+        loss="kl",
+        regulariser="wise",
+        labelled_split="calib",
+        description="stronger control of pl+ens+wise: self-distillation on the transfer data plus cross-entropy "
+        "on the calib split's labels at every step, the same WiSE guard, no teacher",
+        recipe=TEACHING_RECIPE,
+    ),
     # teaching with labels: labelled train data plus unlabelled fresh data (docs/research/teaching-gains.md, H10),
     # and its control, which uses both the same way without a teacher
-    dict(name="pl+ens+xetrain+wise", target="ens-hard", loss="kl", regulariser="wise", labelled_split="train",
-         controls=("self+xetrain+wise",),
-         description="teaching with labels: pl+ens+wise on unlabelled transfer data plus cross-entropy on a batch "
-                     "of the train split's labels at every step, the same WiSE guard", recipe=TEACHING_RECIPE),
-    dict(name="self+xetrain+wise", target="frozen", loss="kl", regulariser="wise", labelled_split="train",
-         description="control of pl+ens+xetrain+wise: self-distillation on the transfer data plus cross-entropy on "
-                     "the train split's labels at every step, the same WiSE guard, no teacher",
-         recipe=TEACHING_RECIPE),
+    dict(
+        name="pl+ens+xetrain+wise",
+        target="ens-hard",
+        loss="kl",
+        regulariser="wise",
+        labelled_split="train",
+        controls=("self+xetrain+wise",),
+        description="teaching with labels: pl+ens+wise on unlabelled transfer data plus cross-entropy on a batch "
+        "of the train split's labels at every step, the same WiSE guard",
+        recipe=TEACHING_RECIPE,
+    ),
+    dict(
+        name="self+xetrain+wise",
+        target="frozen",
+        loss="kl",
+        regulariser="wise",
+        labelled_split="train",
+        description="control of pl+ens+xetrain+wise: self-distillation on the transfer data plus cross-entropy on "
+        "the train split's labels at every step, the same WiSE guard, no teacher",
+        recipe=TEACHING_RECIPE,
+    ),
     # baselines
-    dict(name="xe", target=None, loss="ce",
-         description="baseline: plain cross-entropy fine-tuning, same budget, no teacher"),
-    dict(name="ensemble", target="dp-u", loss=None,
-         description="baseline, no training: per sample the more confident of S0 and T"),
+    dict(
+        name="xe",
+        target=None,
+        loss="ce",
+        description="baseline: plain cross-entropy fine-tuning, same budget, no teacher",
+    ),
+    dict(
+        name="ensemble",
+        target="dp-u",
+        loss=None,
+        description="baseline, no training: per sample the more confident of S0 and T",
+    ),
 ]
 """The built-in presets, registered at import in this order: name, target rule, loss, regulariser,
 method-option defaults that differ from the global ones, base lr, description, and the training recipe
@@ -110,16 +189,16 @@ class MethodNeeds:
 class MethodPreset:
     """A named method: a target rule, a loss and an optional regulariser, with the paper's defaults.
 
-    `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and
-    T *is* the prediction). `labelled_split` names a labelled split of the dataset (`calib`, `train`)
-    that the method also fine-tunes on: at every step a batch of it, drawn at random, adds a
-    cross-entropy term on its labels next to the loss on the transfer batch. `defaults` are method options (`options.METHOD_OPTIONS`) that differ
-    from their global defaults; `base_lr` is the method's base learning rate, which a run's default
-    lr scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2). `recipe` holds the training options
-    (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes
-    them unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256).
-    `controls` names the no-teacher presets a study pairs its runs with (the stronger per run) where the
-    default pairing (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one.
+    `loss=None` means no training (the `ensemble` baseline: the target rule's choice between S0 and T *is* the
+    prediction). `labelled_split` names a labelled split of the dataset (`calib`, `train`) that the method
+    also fine-tunes on: at every step a batch of it, drawn at random, adds a cross-entropy term on its labels
+    next to the loss on the transfer batch. `defaults` are method options (`options.METHOD_OPTIONS`) that
+    differ from their global defaults; `base_lr` is the method's base learning rate, which a run's default lr
+    scales by batch_size / 256 (the paper's 1e-4; MCL's 1e-2). `recipe` holds the training options
+    (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes them
+    unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256). `controls`
+    names the no-teacher presets a study pairs its runs with (the stronger per run) where the default pairing
+    (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one.
     """
 
     name: str
@@ -150,14 +229,16 @@ class MethodPreset:
         rule = TARGET_RULES[self.target] if self.target is not None else None
         loss = LOSSES[self.loss] if self.loss is not None else None
         regulariser = REGULARISERS[self.regulariser] if self.regulariser is not None else None
-        return MethodNeeds(frozen=rule is not None and rule.uses_frozen,
-                           teacher_logits=rule is not None and rule.uses_teacher,
-                           teacher_features=loss is not None and loss.needs_teacher_features,
-                           student_features=loss is not None and loss.needs_features,
-                           calibration=(rule is not None and rule.calibrate is not None)
-                           or (regulariser is not None and regulariser.needs_calibration)
-                           or self.labelled_split == "calib",
-                           labelled=self.labelled_split)
+        return MethodNeeds(
+            frozen=rule is not None and rule.uses_frozen,
+            teacher_logits=rule is not None and rule.uses_teacher,
+            teacher_features=loss is not None and loss.needs_teacher_features,
+            student_features=loss is not None and loss.needs_features,
+            calibration=(rule is not None and rule.calibrate is not None)
+            or (regulariser is not None and regulariser.needs_calibration)
+            or self.labelled_split == "calib",
+            labelled=self.labelled_split,
+        )
 
     @property
     def needs_teacher(self) -> bool:
@@ -167,8 +248,7 @@ class MethodPreset:
     @property
     def multi_teacher(self) -> bool:
         """The method takes K > 1 teachers at once (its target rule chooses between them)."""
-        return self.target is not None and TARGET_RULES[self.target].multi_teacher \
-            and not self.needs.teacher_features
+        return self.target is not None and TARGET_RULES[self.target].multi_teacher and not self.needs.teacher_features
 
     @property
     def trains(self) -> bool:
@@ -186,14 +266,19 @@ def register_method(preset: MethodPreset) -> MethodPreset:
         RegistrationError: the name is taken, a part is not registered, or a default is not one of the
             preset's method options or out of range.
     """
-    for kind, name, registry in (("target rule", preset.target, TARGET_RULES), ("loss", preset.loss, LOSSES),
-                                 ("regulariser", preset.regulariser, REGULARISERS)):
+    for kind, name, registry in (
+        ("target rule", preset.target, TARGET_RULES),
+        ("loss", preset.loss, LOSSES),
+        ("regulariser", preset.regulariser, REGULARISERS),
+    ):
         if name is not None and name not in registry:
             raise RegistrationError(f"preset {preset.name!r}: unknown {kind} {name!r}")
     for name, value in preset.defaults.items():
         if name not in preset.option_names:
-            raise RegistrationError(f"preset {preset.name!r}: default {name!r} is not one of its method options "
-                                    f"({', '.join(preset.option_names) or 'none'})")
+            raise RegistrationError(
+                f"preset {preset.name!r}: default {name!r} is not one of its method options "
+                f"({', '.join(preset.option_names) or 'none'})"
+            )
         METHOD_OPTIONS[name].validate(value, f"of method {preset.name!r}")
     for name, value in preset.recipe.items():
         if name not in TRAINING_OPTIONS:
@@ -225,8 +310,10 @@ def resolve_method_options(method: str, given: Mapping[str, Any] | None = None) 
     preset = get_method(method)
     names = preset.option_names
     owner = f"of method {method!r}"
-    resolved = {name: METHOD_OPTIONS[name].validate(preset.defaults.get(name, METHOD_OPTIONS[name].default), owner)
-                for name in names}
+    resolved = {
+        name: METHOD_OPTIONS[name].validate(preset.defaults.get(name, METHOD_OPTIONS[name].default), owner)
+        for name in names
+    }
     for name, value in (given or {}).items():
         if name not in METHOD_OPTIONS:
             raise AnyteachError(f"unknown method option {name!r}; method options: {', '.join(METHOD_OPTIONS)}")
@@ -247,10 +334,20 @@ def preset_recipe(method: str) -> dict[str, Any]:
 
 def method_table() -> list[dict[str, Any]]:
     """One row per preset: name, parts, method option defaults, base lr, training recipe, description."""
-    return [{"name": preset.name, "target": preset.target, "loss": preset.loss, "regulariser": preset.regulariser,
-             "teacher": preset.needs_teacher, "defaults": resolve_method_options(preset.name),
-             "base_lr": preset.base_lr, "recipe": preset_recipe(preset.name), "description": preset.description}
-            for preset in METHODS.values()]
+    return [
+        {
+            "name": preset.name,
+            "target": preset.target,
+            "loss": preset.loss,
+            "regulariser": preset.regulariser,
+            "teacher": preset.needs_teacher,
+            "defaults": resolve_method_options(preset.name),
+            "base_lr": preset.base_lr,
+            "recipe": preset_recipe(preset.name),
+            "description": preset.description,
+        }
+        for preset in METHODS.values()
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,24 +382,36 @@ class TransferMethod(nn.Module):
         self.rule_params: dict[str, Any] = {}
         self.labelled_batch = context.labelled_batch if preset.labelled_split is not None else None
         if preset.labelled_split is not None and self.labelled_batch is None:
-            raise AnyteachError(f"method {preset.name!r} fine-tunes on the {preset.labelled_split!r} split, which "
-                                "the trainer did not provide")
+            raise AnyteachError(
+                f"method {preset.name!r} fine-tunes on the {preset.labelled_split!r} split, which "
+                "the trainer did not provide"
+            )
         if self.rule is not None and self.rule.calibrate is not None:
             if context.calibration is None:
-                raise AnyteachError(f"method {preset.name!r} chooses its target on a calibration split: use a "
-                                    "dataset with one (e.g. mnist1d:calib=5000)")
+                raise AnyteachError(
+                    f"method {preset.name!r} chooses its target on a calibration split: use a "
+                    "dataset with one (e.g. mnist1d:calib=5000)"
+                )
             self.rule_params = self.rule.calibrate(context.calibration)
 
-    def target(self, labels: torch.Tensor, frozen: torch.Tensor | None, teachers: torch.Tensor | None,
-               student: torch.Tensor) -> Target | None:
+    def target(
+        self, labels: torch.Tensor, frozen: torch.Tensor | None, teachers: torch.Tensor | None, student: torch.Tensor
+    ) -> Target | None:
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
         return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))
 
-    def forward(self, student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
-                frozen_logits: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
-                teacher_features: torch.Tensor | None = None) -> StepOutput:
+    def forward(
+        self,
+        student: nn.Module,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        index: torch.Tensor,
+        frozen_logits: torch.Tensor | None = None,
+        teacher_logits: torch.Tensor | None = None,
+        teacher_features: torch.Tensor | None = None,
+    ) -> StepOutput:
         """Run the student on a batch and return its loss terms.
 
         Args:
@@ -318,7 +427,7 @@ class TransferMethod(nn.Module):
         elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
             extra_inputs, extra_labels = self.labelled_batch(index)
             both = student(torch.cat([inputs, extra_inputs]))
-            logits, labelled_logits, features = both[:len(inputs)], both[len(inputs):], None
+            logits, labelled_logits, features = both[: len(inputs)], both[len(inputs) :], None
         else:
             logits, features = student(inputs), None
         target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
@@ -333,8 +442,9 @@ def build_method(name: str, options: dict[str, Any], context: MethodContext) -> 
     return TransferMethod(get_method(name), options, context)
 
 
-def build_regulariser(preset: MethodPreset, student: nn.Module, options: dict[str, Any],
-                      context: MethodContext | None = None) -> WeightRegulariser:
+def build_regulariser(
+    preset: MethodPreset, student: nn.Module, options: dict[str, Any], context: MethodContext | None = None
+) -> WeightRegulariser:
     """The preset's weight regulariser watching `student`; for a preset without one, the no-op base
     `WeightRegulariser` (exports the student itself, chooses nothing, holds no state)."""
     if preset.regulariser is None:

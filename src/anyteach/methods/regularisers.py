@@ -93,8 +93,9 @@ class WeightInterpolation(WeightRegulariser):
     def __init__(self, student: nn.Module, options: dict[str, Any], context: MethodContext | None = None):
         super().__init__()
         if context is None or context.calib_score is None:
-            raise AnyteachError("the wise guard chooses on a calibration split: use a dataset with one "
-                                "(e.g. mnist1d:calib=5000)")
+            raise AnyteachError(
+                "the wise guard chooses on a calibration split: use a dataset with one (e.g. mnist1d:calib=5000)"
+            )
         self.score = context.calib_score
         self.initial = {k: v.detach().clone() for k, v in student.state_dict().items()}
         self.last: dict[str, Any] = {}
@@ -102,8 +103,12 @@ class WeightInterpolation(WeightRegulariser):
     def interpolate(self, student: nn.Module, alpha: float) -> nn.Module:
         """A copy of `student` with weights (1−α)·θ_S0 + α·θ."""
         model = copy.deepcopy(student)
-        state = {key: (1 - alpha) * self.initial[key].to(value.device) + alpha * value
-                 if value.is_floating_point() else value for key, value in student.state_dict().items()}
+        state = {
+            key: (1 - alpha) * self.initial[key].to(value.device) + alpha * value
+            if value.is_floating_point()
+            else value
+            for key, value in student.state_dict().items()
+        }
         model.load_state_dict(state)
         return model
 

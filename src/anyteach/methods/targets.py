@@ -91,9 +91,14 @@ class TargetRule:
 TARGET_RULES: Registry[TargetRule] = Registry("target rule")
 
 
-def register_target_rule(name: str, *, uses_teacher: bool = True, uses_frozen: bool = True,
-                         multi_teacher: bool = False,
-                         calibrate: Callable[[Calibration], dict[str, Any]] | None = None) -> Callable:
+def register_target_rule(
+    name: str,
+    *,
+    uses_teacher: bool = True,
+    uses_frozen: bool = True,
+    multi_teacher: bool = False,
+    calibrate: Callable[[Calibration], dict[str, Any]] | None = None,
+) -> Callable:
     """Decorator: make a target rule `fn(RuleInputs) -> Target` reachable by `name`.
 
     The first docstring line of `fn` is its description in `anyteach methods`. A rule with
@@ -173,16 +178,19 @@ def _flip_masks(inputs: RuleInputs) -> tuple[torch.Tensor, torch.Tensor]:
 def teacher_on_positive_flips(inputs: RuleInputs) -> Target:
     """The teacher on its positive flips only, the frozen student everywhere else (ablation)."""
     positive, _ = _flip_masks(inputs)
-    return Target(torch.where(positive.unsqueeze(1), inputs.teachers[0].to(inputs.frozen.dtype), inputs.frozen),
-                  positive.long())
+    return Target(
+        torch.where(positive.unsqueeze(1), inputs.teachers[0].to(inputs.frozen.dtype), inputs.frozen), positive.long()
+    )
 
 
 @register_target_rule("flip-t")
 def frozen_on_negative_flips(inputs: RuleInputs) -> Target:
     """The frozen student on the teacher's negative flips only, the teacher everywhere else (ablation)."""
     _, negative = _flip_masks(inputs)
-    return Target(torch.where(negative.unsqueeze(1), inputs.frozen, inputs.teachers[0].to(inputs.frozen.dtype)),
-                  (~negative).long())
+    return Target(
+        torch.where(negative.unsqueeze(1), inputs.frozen, inputs.teachers[0].to(inputs.frozen.dtype)),
+        (~negative).long(),
+    )
 
 
 @register_target_rule("flip-avg")
@@ -190,8 +198,9 @@ def average_on_neutral(inputs: RuleInputs) -> Target:
     """Teacher on positive flips, frozen student on negative flips, their mean logits elsewhere (ablation)."""
     positive, negative = _flip_masks(inputs)
     teacher = inputs.teachers[0].to(inputs.frozen.dtype)
-    logits = torch.where(positive.unsqueeze(1), teacher,
-                         torch.where(negative.unsqueeze(1), inputs.frozen, (teacher + inputs.frozen) / 2))
+    logits = torch.where(
+        positive.unsqueeze(1), teacher, torch.where(negative.unsqueeze(1), inputs.frozen, (teacher + inputs.frozen) / 2)
+    )
     routing = torch.where(positive, 1, torch.where(negative, FROZEN, MIXED))
     return Target(logits, routing)
 
@@ -279,8 +288,12 @@ def _ensemble_choice(calibration: Calibration, key: Callable[[float, float, floa
         scored.append((key(accuracy, nll, w), w, accuracy, nll))
     _, w, accuracy, nll = min(scored)
     frozen_acc = (calibration.frozen.argmax(1) == labels).float().mean().item()
-    return {"teacher_weight": w, "calib_ensemble_acc": 100.0 * accuracy, "calib_ensemble_nll": nll,
-            "calib_student_acc": 100.0 * frozen_acc}
+    return {
+        "teacher_weight": w,
+        "calib_ensemble_acc": 100.0 * accuracy,
+        "calib_ensemble_nll": nll,
+        "calib_student_acc": 100.0 * frozen_acc,
+    }
 
 
 def choose_mixture_weight(calibration: Calibration) -> dict[str, Any]:
@@ -317,8 +330,9 @@ def calibrated_ensemble_nll(inputs: RuleInputs) -> Target:
 def hard_logits(logits: torch.Tensor) -> torch.Tensor:
     """Target logits whose softmax is (numerically) the one-hot of `logits`' argmax: KL to them is
     cross-entropy on that pseudo-label."""
-    return torch.full_like(logits, math.log(1e-12), dtype=torch.float32).scatter_(1, logits.argmax(1, keepdim=True),
-                                                                                   0.0)
+    return torch.full_like(logits, math.log(1e-12), dtype=torch.float32).scatter_(
+        1, logits.argmax(1, keepdim=True), 0.0
+    )
 
 
 @register_target_rule("ens-hard", multi_teacher=True, calibrate=choose_mixture_weight)
@@ -346,7 +360,9 @@ def frozen_label(inputs: RuleInputs) -> Target:
     return Target(hard_logits(inputs.frozen), _full(inputs.frozen, FROZEN))
 
 
-def ensemble_predictions(frozen_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ensemble_predictions(
+    frozen_logits: torch.Tensor, teacher_logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The `ensemble` baseline: per sample the prediction of the more confident (max probability) of S0
     and the teachers; ties go to S0.
 

@@ -8,10 +8,42 @@ pushed to the Hugging Face hub as.
 May import: `core`.
 """
 
-from .references import (Classifier, ModelInfo, Preprocessing, build_classifier, count_parameters, display_name,
-                         hub_config, hub_config_path, load_model, load_saved, load_weights_into, parse_model_args,
-                         read_weights, register_reference_kind, save_model, timm_classifier, timm_family)
+from .references import (
+    Classifier,
+    ModelInfo,
+    Preprocessing,
+    build_classifier,
+    count_parameters,
+    display_name,
+    hub_config,
+    hub_config_path,
+    load_model,
+    load_saved,
+    load_weights_into,
+    parse_model_args,
+    read_weights,
+    register_reference_kind,
+    save_model,
+    timm_classifier,
+    timm_family,
+)
 
-__all__ = ["Classifier", "ModelInfo", "Preprocessing", "build_classifier", "count_parameters", "display_name",
-           "hub_config", "hub_config_path", "load_model", "load_saved", "load_weights_into", "parse_model_args",
-           "read_weights", "register_reference_kind", "save_model", "timm_classifier", "timm_family"]
+__all__ = [
+    "Classifier",
+    "ModelInfo",
+    "Preprocessing",
+    "build_classifier",
+    "count_parameters",
+    "display_name",
+    "hub_config",
+    "hub_config_path",
+    "load_model",
+    "load_saved",
+    "load_weights_into",
+    "parse_model_args",
+    "read_weights",
+    "register_reference_kind",
+    "save_model",
+    "timm_classifier",
+    "timm_family",
+]

@@ -55,15 +55,23 @@ class MLP(nn.Module):
 class CNN1d(nn.Module):
     """Strided 1D convolutions, optional BatchNorm, global average pooling, linear head."""
 
-    def __init__(self, num_classes: int = 10, channels: int = 32, depth: int = 3, kernel: int = 5,
-                 batchnorm: bool = False, dropout: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 32,
+        depth: int = 3,
+        kernel: int = 5,
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 1
         for i in range(depth):
             c_out = channels * (2 if i >= depth // 2 + 1 else 1)
-            layers.append(nn.Conv1d(c_in, c_out, kernel, stride=2 if i < 2 else 1, padding=kernel // 2,
-                                    bias=not batchnorm))
+            layers.append(
+                nn.Conv1d(c_in, c_out, kernel, stride=2 if i < 2 else 1, padding=kernel // 2, bias=not batchnorm)
+            )
             if batchnorm:
                 layers.append(nn.BatchNorm1d(c_out))
             layers.append(nn.ReLU())
@@ -81,8 +89,9 @@ class CNN1d(nn.Module):
 class GRUNet(nn.Module):
     """A GRU over the signal in chunks of `chunk` samples; the last hidden state feeds the head."""
 
-    def __init__(self, num_classes: int = 10, hidden: int = 64, layers: int = 1, chunk: int = 2,
-                 bidirectional: bool = False):
+    def __init__(
+        self, num_classes: int = 10, hidden: int = 64, layers: int = 1, chunk: int = 2, bidirectional: bool = False
+    ):
         super().__init__()
         self.chunk = chunk
         self.gru = nn.GRU(chunk, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional)
@@ -100,15 +109,25 @@ class GRUNet(nn.Module):
 class Transformer1d(nn.Module):
     """Patches of the signal as tokens, learned positions, pre-norm encoder, mean pooling."""
 
-    def __init__(self, length: int = 40, num_classes: int = 10, patch: int = 4, dim: int = 64, depth: int = 2,
-                 heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.0):
+    def __init__(
+        self,
+        length: int = 40,
+        num_classes: int = 10,
+        patch: int = 4,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.patch = patch
         self.embed = nn.Linear(patch, dim)
         self.pos = nn.Parameter(torch.zeros(1, length // patch, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout=dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, int(dim * mlp_ratio), dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..core.io import read_json, write_json, write_text
 from ..core.errors import AnyteachError
+from ..core.io import read_json, write_json, write_text
 from .references import SIDECAR_FORMAT, hub_config, load_model
 
 
@@ -38,16 +38,31 @@ def model_card(sidecar: dict[str, Any], repo_id: str) -> str:
     timm_arch = sidecar["architecture"].startswith("timm:")
     extra = sidecar.get("extra") or {}
     made = extra.get("transfer") or {}
-    lines = ["---", f"library_name: {'timm' if timm_arch else 'anyteach'}", "tags:", "- image-classification"
-             if timm_arch else "- classification", "- anyteach", "- knowledge-transfer", "---", "",
-             f"# {sidecar['name']}", ""]
+    lines = [
+        "---",
+        f"library_name: {'timm' if timm_arch else 'anyteach'}",
+        "tags:",
+        "- image-classification" if timm_arch else "- classification",
+        "- anyteach",
+        "- knowledge-transfer",
+        "---",
+        "",
+        f"# {sidecar['name']}",
+        "",
+    ]
     if made:
         teachers = ", ".join(made.get("teachers") or []) or "none"
-        lines += [f"A `{config_arch}` student trained by knowledge transfer with "
-                  f"[anyteach](https://pypi.org/project/anyteach/) (method `{made.get('method')}`).", "",
-                  "| | |", "|---|---|",
-                  f"| method | `{made.get('method')}` |", f"| student before transfer | `{made.get('student')}` |",
-                  f"| teachers | `{teachers}` |", f"| data | `{made.get('data')}` |"]
+        lines += [
+            f"A `{config_arch}` student trained by knowledge transfer with "
+            f"[anyteach](https://pypi.org/project/anyteach/) (method `{made.get('method')}`).",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| method | `{made.get('method')}` |",
+            f"| student before transfer | `{made.get('student')}` |",
+            f"| teachers | `{teachers}` |",
+            f"| data | `{made.get('data')}` |",
+        ]
         if made.get("transfer_delta") is not None:
             lines.append(f"| Δ accuracy vs the original student | {made['transfer_delta']:+.2f} pp |")
     else:
@@ -56,10 +71,20 @@ def model_card(sidecar: dict[str, Any], repo_id: str) -> str:
         lines.append(f"| eval accuracy | {extra['eval_acc']:.2f}% |")
     lines += [f"| classes | {sidecar['num_classes']} |", f"| parameters | {sidecar.get('num_params', 0):,} |", ""]
     if timm_arch:
-        lines += ["## Use", "", "```python", "import timm", "",
-                  f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True)', "```", ""]
-    lines += ["With anyteach: download the repository and load `model.safetensors` (its sidecar is "
-              "`anyteach.json`).", ""]
+        lines += [
+            "## Use",
+            "",
+            "```python",
+            "import timm",
+            "",
+            f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True)',
+            "```",
+            "",
+        ]
+    lines += [
+        "With anyteach: download the repository and load `model.safetensors` (its sidecar is `anyteach.json`).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -78,8 +103,15 @@ def stage_for_hub(model: str | Path, folder: Path, repo_id: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def push_to_hub(model: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
-                api: Any = None, commit_message: str | None = None) -> str:
+def push_to_hub(
+    model: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    api: Any = None,
+    commit_message: str | None = None,
+) -> str:
     """Upload a saved model with its `config.json` and model card to the Hugging Face hub.
 
     Args:
@@ -109,8 +141,12 @@ def push_to_hub(model: str | Path, repo_id: str, *, private: bool = False, token
         name = json.loads((Path(tmp) / "anyteach.json").read_text())["name"]
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model",
-                              commit_message=commit_message or f"anyteach: {name} ({', '.join(files)})")
+            api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                repo_type="model",
+                commit_message=commit_message or f"anyteach: {name} ({', '.join(files)})",
+            )
         except (OSError, ValueError) as e:  # HfHubHTTPError is an OSError; offline mode raises OSError too
             raise AnyteachError(f"cannot push to the hub repository {repo_id}: {str(e).splitlines()[0]}") from e
     return str(url)

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.io import file_digest, read_json, save_tensors, text_digest, write_json
-from .architectures import ARCHITECTURES, build_architecture
 from ..core.errors import AnyteachError
+from ..core.io import file_digest, read_json, save_tensors, text_digest, write_json
 from ..core.registry import Registry
+from .architectures import ARCHITECTURES, build_architecture
 
 SIDECAR_FORMAT = "anyteach-model/1"
 
@@ -53,7 +53,7 @@ class Preprocessing:
     crop_mode: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         kw = {f.name: d.get(f.name) for f in dataclasses.fields(cls)}
         for key in ("mean", "std", "input_size"):
             if kw[key] is not None:
@@ -83,7 +83,7 @@ class ModelInfo:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "", identity: str = "") -> "ModelInfo":
+    def from_dict(cls, d: dict[str, Any], source: str = "", identity: str = "") -> ModelInfo:
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         kw["preprocessing"] = Preprocessing.from_dict(d.get("preprocessing") or {})
@@ -228,13 +228,21 @@ def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    cast = [f"{k} {str(state[k].dtype).removeprefix('torch.')} vs {str(v.dtype).removeprefix('torch.')}"
-             for k, v in own.items() if k in state and state[k].dtype.is_floating_point != v.dtype.is_floating_point]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    cast = [
+        f"{k} {str(state[k].dtype).removeprefix('torch.')} vs {str(v.dtype).removeprefix('torch.')}"
+        for k, v in own.items()
+        if k in state and state[k].dtype.is_floating_point != v.dtype.is_floating_point
+    ]
     if cast and not (missing or unexpected or wrong):
-        raise AnyteachError(f"weights in {where} do not fit the architecture: {len(cast)} tensors of another kind of "
-                            f"number (e.g. {cast[0]}); quantised or integer weights are not loaded into a float model")
+        raise AnyteachError(
+            f"weights in {where} do not fit the architecture: {len(cast)} tensors of another kind of "
+            f"number (e.g. {cast[0]}); quantised or integer weights are not loaded into a float model"
+        )
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -266,17 +274,24 @@ def hub_config(info: ModelInfo, net: nn.Module | None = None) -> dict[str, Any]:
     """
     timm_arch = info.architecture.startswith("timm:")
     p = info.preprocessing
-    pretrained_cfg = {key: (list(value) if isinstance(value, tuple) else value)
-                      for key, value in dataclasses.asdict(p).items() if value is not None}
+    pretrained_cfg = {
+        key: (list(value) if isinstance(value, tuple) else value)
+        for key, value in dataclasses.asdict(p).items()
+        if value is not None
+    }
     pretrained_cfg.update(num_classes=info.num_classes)
     if net is not None and timm_arch:
         own = getattr(net, "pretrained_cfg", None) or {}
         for key in ("first_conv", "classifier", "fixed_input_size", "pool_size"):
             if own.get(key) is not None:
                 pretrained_cfg[key] = list(own[key]) if isinstance(own[key], tuple) else own[key]
-    config = {"architecture": info.architecture.removeprefix("timm:"), "num_classes": info.num_classes,
-              "model_args": dict(info.arch_kwargs), "pretrained_cfg": pretrained_cfg,
-              "library_name": "timm" if timm_arch else "anyteach"}
+    config = {
+        "architecture": info.architecture.removeprefix("timm:"),
+        "num_classes": info.num_classes,
+        "model_args": dict(info.arch_kwargs),
+        "pretrained_cfg": pretrained_cfg,
+        "library_name": "timm" if timm_arch else "anyteach",
+    }
     if not timm_arch:
         config["model_args"].pop("num_classes", None)  # at the top level, as timm has it
     features = getattr(net, "num_features", None)
@@ -311,9 +326,15 @@ def save_model(model: Classifier, path: str | Path, **extra: Any) -> Path:
 
 
 _SIDECAR_TYPES: dict[str, tuple[type, str]] = {
-    "name": (str, "a string"), "architecture": (str, "a string"), "num_classes": (int, "an integer"),
-    "family": (str, "a string"), "num_params": (int, "an integer"), "arch_kwargs": (dict, "a mapping"),
-    "preprocessing": (dict, "a mapping"), "extra": (dict, "a mapping")}
+    "name": (str, "a string"),
+    "architecture": (str, "a string"),
+    "num_classes": (int, "an integer"),
+    "family": (str, "a string"),
+    "num_params": (int, "an integer"),
+    "arch_kwargs": (dict, "a mapping"),
+    "preprocessing": (dict, "a mapping"),
+    "extra": (dict, "a mapping"),
+}
 
 
 def _check_sidecar_types(meta: Mapping[str, Any], sidecar: Path) -> None:
@@ -358,8 +379,9 @@ def load_saved(path: Path, source: str) -> Classifier:
     head = _classification_layer(net)
     outputs = getattr(head, "out_features", meta["num_classes"])
     if outputs != meta["num_classes"]:
-        raise AnyteachError(f"{sidecar} says {meta['num_classes']} classes but the weights in {path.name} have "
-                            f"{outputs}")
+        raise AnyteachError(
+            f"{sidecar} says {meta['num_classes']} classes but the weights in {path.name} have {outputs}"
+        )
     info = ModelInfo.from_dict(meta, source=source, identity=file_digest(path))
     size = info.preprocessing.input_size
     if arch.startswith("timm:") and size is not None and len(size) == 3:
@@ -372,14 +394,59 @@ def load_saved(path: Path, source: str) -> Classifier:
 # ---------------------------------------------------------------------------------------------
 # timm
 
-_TRANSFORMER_PREFIXES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "pit", "tnt", "twins", "levit",
-                         "crossvit", "convit", "coat", "maxvit", "mvit", "efficientformer", "fastvit", "flexivit",
-                         "volo", "hiera", "tiny_vit", "nextvit", "poolformer", "davit", "gcvit", "focalnet")
+_TRANSFORMER_PREFIXES = (
+    "vit",
+    "deit",
+    "swin",
+    "beit",
+    "eva",
+    "cait",
+    "xcit",
+    "pit",
+    "tnt",
+    "twins",
+    "levit",
+    "crossvit",
+    "convit",
+    "coat",
+    "maxvit",
+    "mvit",
+    "efficientformer",
+    "fastvit",
+    "flexivit",
+    "volo",
+    "hiera",
+    "tiny_vit",
+    "nextvit",
+    "poolformer",
+    "davit",
+    "gcvit",
+    "focalnet",
+)
 _MLP_PREFIXES = ("mixer", "resmlp", "gmlp", "gmixer", "sequencer")
 
 
-_TRANSFORMER_CLASSES = ("transformer", "vit", "swin", "beit", "eva", "cait", "xcit", "levit", "twins", "volo",
-                        "hiera", "davit", "gcvit", "focalnet", "coat", "pit", "tnt", "crossvit", "convit")
+_TRANSFORMER_CLASSES = (
+    "transformer",
+    "vit",
+    "swin",
+    "beit",
+    "eva",
+    "cait",
+    "xcit",
+    "levit",
+    "twins",
+    "volo",
+    "hiera",
+    "davit",
+    "gcvit",
+    "focalnet",
+    "coat",
+    "pit",
+    "tnt",
+    "crossvit",
+    "convit",
+)
 _MLP_CLASSES = ("mlpmixer", "resmlp", "gmlp", "sequencer")
 
 
@@ -414,9 +481,12 @@ def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
             import os
 
             offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            hint = ("HF_HUB_OFFLINE is set, so the weights must already be in the Hugging Face cache "
-                    "(download them once online)" if offline else
-                    "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1")
+            hint = (
+                "HF_HUB_OFFLINE is set, so the weights must already be in the Hugging Face cache "
+                "(download them once online)"
+                if offline
+                else "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1"
+            )
             raise AnyteachError(
                 f"cannot get pretrained weights for timm:{name} ({type(e).__name__}: {str(e).splitlines()[0]}); "
                 f"{hint}, or pass local weights as timm:{name}@<file>"
@@ -446,9 +516,14 @@ def _timm_preprocessing(net: nn.Module, model_args: dict[str, Any] | None = None
         size = (size[0], img_size, img_size)
     elif isinstance(img_size, (tuple, list)) and len(img_size) == 2:
         size = (size[0], int(img_size[0]), int(img_size[1]))
-    return Preprocessing(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), input_size=size,
-                         crop_pct=cfg.get("crop_pct"), interpolation=cfg.get("interpolation"),
-                         crop_mode=cfg.get("crop_mode"))
+    return Preprocessing(
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        input_size=size,
+        crop_pct=cfg.get("crop_pct"),
+        interpolation=cfg.get("interpolation"),
+        crop_mode=cfg.get("crop_mode"),
+    )
 
 
 def parse_model_args(query: str, source: str) -> dict[str, Any]:
@@ -463,8 +538,10 @@ def parse_model_args(query: str, source: str) -> dict[str, Any]:
     for part in filter(None, query.split("&")):
         key, eq, value = part.partition("=")
         if not eq or not key.isidentifier():
-            raise AnyteachError(f"model argument {part!r} in {source!r} is not <name>=<value> "
-                                "(e.g. timm:vit_tiny_patch16_224?img_size=64)")
+            raise AnyteachError(
+                f"model argument {part!r} in {source!r} is not <name>=<value> "
+                "(e.g. timm:vit_tiny_patch16_224?img_size=64)"
+            )
         try:
             parsed = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
@@ -499,8 +576,11 @@ def _load_timm(source: str) -> Classifier:
         state = read_weights(weights)
         probe = _create_timm(name, pretrained=False, **model_args)
         num_classes = _head_classes(getattr(probe, "pretrained_cfg", {}), state) or probe.num_classes
-        net = probe if num_classes == probe.num_classes else _create_timm(name, pretrained=False,
-                                                                              num_classes=num_classes, **model_args)
+        net = (
+            probe
+            if num_classes == probe.num_classes
+            else _create_timm(name, pretrained=False, num_classes=num_classes, **model_args)
+        )
         load_weights_into(net, state, weights)
         identity = f"timm:{name}@{file_digest(weights)}"
     else:
@@ -528,18 +608,30 @@ def timm_classifier(name: str, num_classes: int | None = None, pretrained: bool 
     extra = {"num_classes": num_classes} if num_classes is not None else {}
     net = _create_timm(name, pretrained=pretrained, **extra, **kwargs)
     arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name
-    info = ModelInfo(name=name, architecture=f"timm:{arch}", arch_kwargs=dict(kwargs),
-                     num_classes=int(net.num_classes), family=timm_family(arch, net), num_params=count_parameters(net),
-                     preprocessing=_timm_preprocessing(net, kwargs), source=f"timm:{name}")
+    info = ModelInfo(
+        name=name,
+        architecture=f"timm:{arch}",
+        arch_kwargs=dict(kwargs),
+        num_classes=int(net.num_classes),
+        family=timm_family(arch, net),
+        num_params=count_parameters(net),
+        preprocessing=_timm_preprocessing(net, kwargs),
+        source=f"timm:{name}",
+    )
     return Classifier(net.eval(), info)
 
 
 def build_classifier(architecture: str, name: str | None = None, **kwargs) -> Classifier:
     """Build a fresh (untrained) classifier from the anyteach architecture registry."""
     net = build_architecture(architecture, **kwargs)
-    info = ModelInfo(name=name or architecture, architecture=architecture, arch_kwargs=dict(kwargs),
-                     num_classes=int(kwargs.get("num_classes", 10)), family=ARCHITECTURES[architecture][1],
-                     num_params=count_parameters(net))
+    info = ModelInfo(
+        name=name or architecture,
+        architecture=architecture,
+        arch_kwargs=dict(kwargs),
+        num_classes=int(kwargs.get("num_classes", 10)),
+        family=ARCHITECTURES[architecture][1],
+        num_params=count_parameters(net),
+    )
     return Classifier(net, info)
 
 

@@ -10,5 +10,12 @@ May import: every folder but `cli`.
 
 from .document import PAPER_RESULTS, PaperResult, ReportFiles, bucket_table, headline_table, headline_text, write_report
 
-__all__ = ["PAPER_RESULTS", "PaperResult", "ReportFiles", "bucket_table", "headline_table",
-           "headline_text", "write_report"]
+__all__ = [
+    "PAPER_RESULTS",
+    "PaperResult",
+    "ReportFiles",
+    "bucket_table",
+    "headline_table",
+    "headline_text",
+    "write_report",
+]

@@ -24,21 +24,38 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.ceilings import read_ceilings, with_ceilings
-from ..core.errors import RunFailed
 from ..analysis.metrics import BUCKETS, mcnemar_p_values
+from ..core.errors import RunFailed
 from ..core.options import BUDGET_OPTIONS, TRAINING_OPTIONS
-from ..training.run_notes import NOTE_KINDS, note_kind
 from ..study.store import StudyStore
+from ..training.run_notes import NOTE_KINDS, note_kind
 
 SIGNIFICANCE = 0.05
 """p-value threshold of a significant gain / harm."""
 
 METRIC_COLUMNS: tuple[str, ...] = (
-    "runs", "students", "median_success_rate", "success_rate_q1", "success_rate_q3", "success_rate_iqr",
-    "pooled_success_rate", "mean_delta", "median_delta", "student_mean_delta", "mean_gain", "mean_loss",
-    "mean_transfer_rate", "significant_gain_rate", "significant_harm_rate", "mean_teacher_strength",
-    "mean_ensemble_delta", "pooled_efficiency", "median_efficiency", "student_median_efficiency",
-    "mean_reachable_delta", "pooled_reachable_efficiency",
+    "runs",
+    "students",
+    "median_success_rate",
+    "success_rate_q1",
+    "success_rate_q3",
+    "success_rate_iqr",
+    "pooled_success_rate",
+    "mean_delta",
+    "median_delta",
+    "student_mean_delta",
+    "mean_gain",
+    "mean_loss",
+    "mean_transfer_rate",
+    "significant_gain_rate",
+    "significant_harm_rate",
+    "mean_teacher_strength",
+    "mean_ensemble_delta",
+    "pooled_efficiency",
+    "median_efficiency",
+    "student_median_efficiency",
+    "mean_reachable_delta",
+    "pooled_reachable_efficiency",
 )
 """The columns of every aggregate table (after the grouping keys)."""
 
@@ -56,8 +73,7 @@ def net_change(runs: pd.DataFrame) -> pd.Series:
     """
     delta = pd.to_numeric(runs["transfer_delta"], errors="coerce").round(6)
     if {"gain_count", "loss_count"} <= set(runs.columns):
-        counts = (pd.to_numeric(runs["gain_count"], errors="coerce")
-                  - pd.to_numeric(runs["loss_count"], errors="coerce"))
+        counts = pd.to_numeric(runs["gain_count"], errors="coerce") - pd.to_numeric(runs["loss_count"], errors="coerce")
         return counts.where(counts.notna(), delta)
     return delta
 
@@ -67,10 +83,19 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"runs table lacks columns {missing}")
     out = runs.copy()
-    for column, default in (("transfer_rate", np.nan), ("teacher_strength", np.nan), ("bucket", None),
-                            ("student_family", "unknown"), ("student_params", np.nan), ("student_name", None),
-                            ("ensemble_delta", np.nan), ("transfer_efficiency", np.nan), ("ceiling_acc", np.nan),
-                            ("ensemble_acc", np.nan), ("student_acc_before", np.nan)):
+    for column, default in (
+        ("transfer_rate", np.nan),
+        ("teacher_strength", np.nan),
+        ("bucket", None),
+        ("student_family", "unknown"),
+        ("student_params", np.nan),
+        ("student_name", None),
+        ("ensemble_delta", np.nan),
+        ("transfer_efficiency", np.nan),
+        ("ceiling_acc", np.nan),
+        ("ensemble_acc", np.nan),
+        ("student_acc_before", np.nan),
+    ):
         if column not in out.columns:
             out[column] = default
     out["student_name"] = out["student_name"].fillna(out["student"])
@@ -80,9 +105,9 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     out["_taken"] = out["transfer_delta"].where(takeable)
     out["_available"] = out["ensemble_delta"].where(takeable)
     # the reachable gain: up to the ensemble, but no higher than what the student's architecture reaches at all
-    reachable = (np.minimum(pd.to_numeric(out["ensemble_acc"], errors="coerce"),
-                            pd.to_numeric(out["ceiling_acc"], errors="coerce"))
-                 - pd.to_numeric(out["student_acc_before"], errors="coerce"))
+    reachable = np.minimum(
+        pd.to_numeric(out["ensemble_acc"], errors="coerce"), pd.to_numeric(out["ceiling_acc"], errors="coerce")
+    ) - pd.to_numeric(out["student_acc_before"], errors="coerce")
     out["_reachable"] = reachable.where(reachable > 0)
     out["_taken_reachable"] = out["transfer_delta"].where(reachable > 0)
     out["_net"] = net_change(out)
@@ -103,9 +128,13 @@ def per_student(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFr
     keys = [*by, "student"]
     described = {c: (c, "first") for c in ("student_name", "student_family", "student_params") if c not in keys}
     table = r.groupby(keys, sort=False, dropna=True).agg(
-        **described, runs=("transfer_delta", "size"), success_rate=("success", "mean"),
-        mean_delta=("transfer_delta", "mean"), mean_gain=("knowledge_gain", "mean"),
-        mean_loss=("knowledge_loss", "mean"))
+        **described,
+        runs=("transfer_delta", "size"),
+        success_rate=("success", "mean"),
+        mean_delta=("transfer_delta", "mean"),
+        mean_gain=("knowledge_gain", "mean"),
+        mean_loss=("knowledge_loss", "mean"),
+    )
     table["success_rate"] *= 100.0
     return table.reset_index()
 
@@ -140,19 +169,30 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str] = ("label",)) -> pd.DataFram
         return pd.DataFrame(columns=[*by, *METRIC_COLUMNS])
     grouped = r.groupby(by, sort=False, dropna=True)
     out = grouped.agg(
-        runs=("transfer_delta", "size"), students=("student", "nunique"),
-        pooled_success_rate=("success", "mean"), mean_delta=("transfer_delta", "mean"),
-        median_delta=("transfer_delta", "median"), mean_gain=("knowledge_gain", "mean"),
-        mean_loss=("knowledge_loss", "mean"), mean_transfer_rate=("transfer_rate", "mean"),
-        significant_gain_rate=("significant_gain", "mean"), significant_harm_rate=("significant_harm", "mean"),
-        mean_teacher_strength=("teacher_strength", "mean"), mean_ensemble_delta=("ensemble_delta", "mean"),
-        median_efficiency=("transfer_efficiency", "median"), _taken=("_taken", "sum"),
-        _available=("_available", "sum"), mean_reachable_delta=("_reachable", "mean"),
-        _taken_reachable=("_taken_reachable", "sum"), _reachable=("_reachable", "sum"))
+        runs=("transfer_delta", "size"),
+        students=("student", "nunique"),
+        pooled_success_rate=("success", "mean"),
+        mean_delta=("transfer_delta", "mean"),
+        median_delta=("transfer_delta", "median"),
+        mean_gain=("knowledge_gain", "mean"),
+        mean_loss=("knowledge_loss", "mean"),
+        mean_transfer_rate=("transfer_rate", "mean"),
+        significant_gain_rate=("significant_gain", "mean"),
+        significant_harm_rate=("significant_harm", "mean"),
+        mean_teacher_strength=("teacher_strength", "mean"),
+        mean_ensemble_delta=("ensemble_delta", "mean"),
+        median_efficiency=("transfer_efficiency", "median"),
+        _taken=("_taken", "sum"),
+        _available=("_available", "sum"),
+        mean_reachable_delta=("_reachable", "mean"),
+        _taken_reachable=("_taken_reachable", "sum"),
+        _reachable=("_reachable", "sum"),
+    )
     # pooled over runs: the share of all the available gain that the runs took together
     out["pooled_efficiency"] = 100.0 * out["_taken"] / out["_available"].where(out["_available"] > 0)
-    out["pooled_reachable_efficiency"] = (100.0 * out["_taken_reachable"]
-                                          / out["_reachable"].where(out["_reachable"] > 0))
+    out["pooled_reachable_efficiency"] = (
+        100.0 * out["_taken_reachable"] / out["_reachable"].where(out["_reachable"] > 0)
+    )
     out["student_median_efficiency"] = _student_median_efficiency(r, by, "transfer_delta")
     for column in ("pooled_success_rate", "significant_gain_rate", "significant_harm_rate"):
         out[column] = out[column].astype(float) * 100.0
@@ -196,12 +236,21 @@ which also fine-tunes on every labelled calib sample with the same WiSE guard. A
 stronger of the two (issue 16)."""
 
 CONTROL_COLUMNS: tuple[str, ...] = (
-    "paired_runs", "students", "beats_control_rate", "mean_delta_vs_control", "students_better",
-    "students_worse", "p_better_than_control", "p_worse_than_control", "control", "unpaired_runs",
-    "pooled_efficiency_vs_control", "student_median_efficiency_vs_control", "pooled_reachable_efficiency_vs_control",
+    "paired_runs",
+    "students",
+    "beats_control_rate",
+    "mean_delta_vs_control",
+    "students_better",
+    "students_worse",
+    "p_better_than_control",
+    "p_worse_than_control",
+    "control",
+    "unpaired_runs",
+    "pooled_efficiency_vs_control",
+    "student_median_efficiency_vs_control",
+    "pooled_reachable_efficiency_vs_control",
 )
 """The columns of `against_control` (after `label`); `control` names the control label(s) used."""
-
 
 
 def _training_options(options: Any) -> dict[str, Any]:
@@ -217,7 +266,7 @@ def data_and_budget(runs: pd.DataFrame) -> dict[str, str]:
     for label, group in runs.groupby("label", sort=False):
         first = group.iloc[0]
         training = _training_options(first.get("options"))
-        epochs = training['epochs']
+        epochs = training["epochs"]
         parts = [f"{epochs} epoch{'' if epochs == 1 else 's'}", f"batch {training['batch_size']}"]
         parts += ["augmented"] if training["augment"] else []
         out[str(label)] = f"`{first.get('data', '')}`, " + ", ".join(parts)
@@ -254,11 +303,12 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
         study has no control runs.
     """
     r = _prepare(runs)
-    r = r.assign(_method=r["method"] if "method" in r.columns else r["label"],
-                 _seed=r["seed"] if "seed" in r.columns else 0,
-                 _data=r["data"] if "data" in r.columns else "",
-                 _training=[_training_options(o) for o in (r["options"] if "options" in r.columns
-                                                           else [None] * len(r))])
+    r = r.assign(
+        _method=r["method"] if "method" in r.columns else r["label"],
+        _seed=r["seed"] if "seed" in r.columns else 0,
+        _data=r["data"] if "data" in r.columns else "",
+        _training=[_training_options(o) for o in (r["options"] if "options" in r.columns else [None] * len(r))],
+    )
     r["_budget"] = [tuple(t[k] for k in BUDGET_OPTIONS) for t in r["_training"]]
     methods = (control,) if isinstance(control, str) else tuple(control)
     controls: dict[tuple, list[pd.Series]] = {}
@@ -271,8 +321,11 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
     for label, group in compared.groupby("label", sort=False):
         diffs, net_diffs, students, used, unpaired, available, reachable = [], [], [], [], 0, [], []
         for _, run in group.iterrows():
-            candidates = [c for c in controls.get((run["student"], run["_seed"], run["_data"], run["_budget"]), [])
-                          if c["_method"] != run["_method"]]
+            candidates = [
+                c
+                for c in controls.get((run["student"], run["_seed"], run["_data"], run["_budget"]), [])
+                if c["_method"] != run["_method"]
+            ]
             if not candidates:
                 unpaired += 1
                 continue
@@ -290,25 +343,37 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
             used.append(best["label"])
         if not diffs:
             continue
-        paired = pd.DataFrame({"student": students, "diff": diffs, "net": net_diffs, "available": available,
-                               "reachable": reachable})
+        paired = pd.DataFrame(
+            {"student": students, "diff": diffs, "net": net_diffs, "available": available, "reachable": reachable}
+        )
         by_student = paired.groupby("student")["net"].sum()  # a sum of exact counts: its sign is exact
         takeable = paired[paired["available"] > 0]
         per_student_taken = takeable.groupby("student")[["diff", "available"]].sum()
         within = paired[paired["reachable"] > 0]
         better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
         p_better, p_worse = mcnemar_p_values(better, worse)
-        rows.append({"label": label, "paired_runs": len(paired), "students": len(by_student),
-                     "beats_control_rate": 100.0 * float((paired["net"] > 0).mean()),
-                     "mean_delta_vs_control": float(paired["diff"].mean()), "students_better": better,
-                     "students_worse": worse, "p_better_than_control": p_better, "p_worse_than_control": p_worse,
-                     "control": ", ".join(dict.fromkeys(used)), "unpaired_runs": unpaired,
-                     "pooled_efficiency_vs_control": _share(takeable["diff"].sum(), takeable["available"].sum()),
-                     "student_median_efficiency_vs_control": float((100.0 * per_student_taken["diff"]
-                                                                    / per_student_taken["available"]).median())
-                     if len(per_student_taken) else float("nan"),
-                     "pooled_reachable_efficiency_vs_control": _share(within["diff"].sum(),
-                                                                      within["reachable"].sum())})
+        rows.append(
+            {
+                "label": label,
+                "paired_runs": len(paired),
+                "students": len(by_student),
+                "beats_control_rate": 100.0 * float((paired["net"] > 0).mean()),
+                "mean_delta_vs_control": float(paired["diff"].mean()),
+                "students_better": better,
+                "students_worse": worse,
+                "p_better_than_control": p_better,
+                "p_worse_than_control": p_worse,
+                "control": ", ".join(dict.fromkeys(used)),
+                "unpaired_runs": unpaired,
+                "pooled_efficiency_vs_control": _share(takeable["diff"].sum(), takeable["available"].sum()),
+                "student_median_efficiency_vs_control": float(
+                    (100.0 * per_student_taken["diff"] / per_student_taken["available"]).median()
+                )
+                if len(per_student_taken)
+                else float("nan"),
+                "pooled_reachable_efficiency_vs_control": _share(within["diff"].sum(), within["reachable"].sum()),
+            }
+        )
     return pd.DataFrame(rows, columns=["label", *CONTROL_COLUMNS])
 
 
@@ -324,6 +389,8 @@ def noted_runs(runs: pd.DataFrame) -> dict[str, int]:
         if kind is not None:
             counts[kind] += 1
     return {kind: n for kind, n in counts.items() if n}
+
+
 def _share(taken: float, available: float) -> float:
     """100 · taken / available, NaN when nothing is available."""
     return 100.0 * float(taken) / float(available) if available > 0 else float("nan")
@@ -404,10 +471,12 @@ class StudySummary:
         for _, row in self.by_method.iterrows():
             method = row["method"]
             record = _record(row)
-            record["by_bucket"] = [_record(r, drop=("method",)) for _, r in
-                                   self.by_bucket[self.by_bucket["method"] == method].iterrows()]
-            record["by_family"] = [_record(r, drop=("method",)) for _, r in
-                                   self.by_family[self.by_family["method"] == method].iterrows()]
+            record["by_bucket"] = [
+                _record(r, drop=("method",)) for _, r in self.by_bucket[self.by_bucket["method"] == method].iterrows()
+            ]
+            record["by_family"] = [
+                _record(r, drop=("method",)) for _, r in self.by_family[self.by_family["method"] == method].iterrows()
+            ]
             control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else []
             record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
             own = self.vs_self[self.vs_self["method"] == method] if len(self.vs_self) else []
@@ -473,8 +542,9 @@ def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySumm
             return table
         key = table["method"].map({m: i for i, m in enumerate(order)})
         sort_cols = ["_order", *extra]
-        return table.assign(_order=key).sort_values(sort_cols, kind="stable").drop(columns="_order") \
-            .reset_index(drop=True)
+        return (
+            table.assign(_order=key).sort_values(sort_cols, kind="stable").drop(columns="_order").reset_index(drop=True)
+        )
 
     by_method = ordered(aggregate(runs, ["label"]))
     bucketed = aggregate(runs, ["label", "bucket"])
@@ -484,13 +554,21 @@ def summarize_runs(runs: pd.DataFrame, methods: Sequence[str] = ()) -> StudySumm
     bucketed["students"] = bucketed["students"].fillna(0).astype(int)
     bucketed = bucketed.assign(_bucket=bucketed["bucket"].map({b: i for i, b in enumerate(BUCKETS)}))
     by_bucket = ordered(bucketed, ["_bucket"]).drop(columns="_bucket")
-    by_family = ordered(aggregate(runs, ["label", "student_family"]).rename(columns={"student_family": "family"}),
-                        ["family"])
+    by_family = ordered(
+        aggregate(runs, ["label", "student_family"]).rename(columns={"student_family": "family"}), ["family"]
+    )
     students = ordered(per_student(runs) if len(runs) else pd.DataFrame(columns=["label"]), ["student_params"])
-    return StudySummary(runs, by_method, by_bucket, by_family, students, ordered(size_correlation(runs))
-                        if len(runs) else pd.DataFrame(), order,
-                        ordered(against_control(runs)) if len(runs) else pd.DataFrame(),
-                        ordered(against_own_controls(runs)) if len(runs) else pd.DataFrame())
+    return StudySummary(
+        runs,
+        by_method,
+        by_bucket,
+        by_family,
+        students,
+        ordered(size_correlation(runs)) if len(runs) else pd.DataFrame(),
+        order,
+        ordered(against_control(runs)) if len(runs) else pd.DataFrame(),
+        ordered(against_own_controls(runs)) if len(runs) else pd.DataFrame(),
+    )
 
 
 def summarize(study_dir: str | Path) -> StudySummary:
@@ -513,7 +591,24 @@ def summarize(study_dir: str | Path) -> StudySummary:
     return summary
 
 
-__all__ = ["BUDGET_OPTIONS", "against_own_controls", "data_and_budget", "CONTROL_COLUMNS", "CONTROL_METHOD", "FAILURE_COLUMNS", "METRIC_COLUMNS", "SELF_CONTROL",
-           "UNLABELLED_CONTROLS",
-           "SIGNIFICANCE", "StudySummary", "against_control", "aggregate", "net_change", "order_methods", "per_student",
-           "size_correlation", "summarize", "summarize_runs"]
+__all__ = [
+    "BUDGET_OPTIONS",
+    "against_own_controls",
+    "data_and_budget",
+    "CONTROL_COLUMNS",
+    "CONTROL_METHOD",
+    "FAILURE_COLUMNS",
+    "METRIC_COLUMNS",
+    "SELF_CONTROL",
+    "UNLABELLED_CONTROLS",
+    "SIGNIFICANCE",
+    "StudySummary",
+    "against_control",
+    "aggregate",
+    "net_change",
+    "order_methods",
+    "per_student",
+    "size_correlation",
+    "summarize",
+    "summarize_runs",
+]

@@ -32,20 +32,42 @@ class Conclusion:
 
 
 MNIST1D_CONCLUSIONS: list[Conclusion] = [
-    Conclusion("complementary", "every pair of models has complementary knowledge (paper: at least ~2% of "
-               "samples)", "every ordered pair of the 11-model zoo"),
-    Conclusion("plateau", "the students sit at their plateau: the `xe` control (the same budget on the labels, "
-               "no teacher) moves them by less than 0.3 pp", "xe mean Δ +0.04 pp"),
-    Conclusion("kl_forgets", "plain KL makes students forget from weaker teachers", "kl mean Δ −5.3 pp from much "
-               "weaker teachers; 50% of all kl runs significantly harmed"),
-    Conclusion("dp_safe", "KL+DP is safe: it significantly harms (almost) no run, far fewer than KL",
-               "kl+dp 0% of runs significantly harmed, kl 50%"),
-    Conclusion("dp_small", "KL+DP's gains on a zoo at its plateau are small and not significantly beyond the `xe` "
-               "control", "kl+dp +0.05 pp, +0.03 pp beyond xe (7/10 students, p = 0.17)"),
-    Conclusion("teaching_beats_control", "the teaching preset `pl+ens+wise` beats its `self` control (the same "
-               "unlabelled data and budget, no teacher)", "+0.53 pp beyond self, 10/10 students, p = 0.001"),
-    Conclusion("efficiency", "`pl+ens+wise` takes a larger share of the available gain (a student–teacher "
-               "ensemble's Δ) than `kl+dp`", "13% against 1%"),
+    Conclusion(
+        "complementary",
+        "every pair of models has complementary knowledge (paper: at least ~2% of samples)",
+        "every ordered pair of the 11-model zoo",
+    ),
+    Conclusion(
+        "plateau",
+        "the students sit at their plateau: the `xe` control (the same budget on the labels, "
+        "no teacher) moves them by less than 0.3 pp",
+        "xe mean Δ +0.04 pp",
+    ),
+    Conclusion(
+        "kl_forgets",
+        "plain KL makes students forget from weaker teachers",
+        "kl mean Δ −5.3 pp from much weaker teachers; 50% of all kl runs significantly harmed",
+    ),
+    Conclusion(
+        "dp_safe",
+        "KL+DP is safe: it significantly harms (almost) no run, far fewer than KL",
+        "kl+dp 0% of runs significantly harmed, kl 50%",
+    ),
+    Conclusion(
+        "dp_small",
+        "KL+DP's gains on a zoo at its plateau are small and not significantly beyond the `xe` control",
+        "kl+dp +0.05 pp, +0.03 pp beyond xe (7/10 students, p = 0.17)",
+    ),
+    Conclusion(
+        "teaching_beats_control",
+        "the teaching preset `pl+ens+wise` beats its `self` control (the same unlabelled data and budget, no teacher)",
+        "+0.53 pp beyond self, 10/10 students, p = 0.001",
+    ),
+    Conclusion(
+        "efficiency",
+        "`pl+ens+wise` takes a larger share of the available gain (a student–teacher ensemble's Δ) than `kl+dp`",
+        "13% against 1%",
+    ),
 ]
 
 
@@ -87,8 +109,10 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
         here, holds = "not measured in this study", None
         if c.key == "complementary" and positive_flips is not None and len(positive_flips) > 1:
             off = positive_flips[~np.eye(len(positive_flips), dtype=bool)]
-            here = (f"positive flips over {len(off)} ordered pairs: min {off.min():.1f}%, median "
-                    f"{np.median(off):.1f}%, max {off.max():.1f}% of eval samples")
+            here = (
+                f"positive flips over {len(off)} ordered pairs: min {off.min():.1f}%, median "
+                f"{np.median(off):.1f}%, max {off.max():.1f}% of eval samples"
+            )
             holds = bool(off.min() > 0)
         elif c.key == "plateau" and len(_runs(summary, "xe")):
             delta = float(_runs(summary, "xe")["transfer_delta"].mean())
@@ -98,9 +122,11 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
             weak = kl[kl["bucket"].isin(WEAKER)]
             if len(weak):
                 delta = float(weak["transfer_delta"].mean())
-                here = (f"kl mean Δ {delta:+.2f} pp from weaker teachers ({len(weak)} runs, "
-                        f"{_harm_rate(weak):.0f}% of them significantly harmed); {_harm_rate(kl):.0f}% of all kl "
-                        "runs significantly harmed")
+                here = (
+                    f"kl mean Δ {delta:+.2f} pp from weaker teachers ({len(weak)} runs, "
+                    f"{_harm_rate(weak):.0f}% of them significantly harmed); {_harm_rate(kl):.0f}% of all kl "
+                    "runs significantly harmed"
+                )
                 holds = delta < 0 and _harm_rate(weak) >= 25
         elif c.key == "dp_safe" and len(_runs(summary, "kl+dp")) and len(_runs(summary, "kl")):
             dp, kl = _harm_rate(_runs(summary, "kl+dp")), _harm_rate(_runs(summary, "kl"))
@@ -108,13 +134,17 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
         elif c.key == "dp_small" and _paired(summary, "kl+dp") is not None:
             p = _paired(summary, "kl+dp")
             delta = float(_runs(summary, "kl+dp")["transfer_delta"].mean())
-            here = (f"kl+dp {delta:+.2f} pp, {p['mean_delta_vs_control']:+.2f} pp beyond {p['control']} "
-                    f"({int(p['students_better'])}/{int(p['students'])} students, p = {p['p_better_than_control']:.3g})")
+            here = (
+                f"kl+dp {delta:+.2f} pp, {p['mean_delta_vs_control']:+.2f} pp beyond {p['control']} "
+                f"({int(p['students_better'])}/{int(p['students'])} students, p = {p['p_better_than_control']:.3g})"
+            )
             holds = bool(p["p_better_than_control"] >= SIGNIFICANCE)
         elif c.key == "teaching_beats_control" and _paired(summary, "pl+ens+wise") is not None:
             p = _paired(summary, "pl+ens+wise")
-            here = (f"{p['mean_delta_vs_control']:+.2f} pp beyond {p['control']}, {int(p['students_better'])}/"
-                    f"{int(p['students'])} students, p = {p['p_better_than_control']:.3g}")
+            here = (
+                f"{p['mean_delta_vs_control']:+.2f} pp beyond {p['control']}, {int(p['students_better'])}/"
+                f"{int(p['students'])} students, p = {p['p_better_than_control']:.3g}"
+            )
             holds = bool(p["p_better_than_control"] < SIGNIFICANCE and p["mean_delta_vs_control"] > 0)
         elif c.key == "efficiency":
             rows = {m: _method_row(summary, m) for m in ("pl+ens+wise", "kl+dp")}
@@ -142,8 +172,9 @@ def check_sentences(checks: list[dict[str, Any]]) -> list[str]:
     return [f"MNIST-1D: {c['claim']} ({c['mnist1d']}). Here: {c['here']}: {word[c['holds']]}." for c in checks]
 
 
-def crosscheck_section(positive_flips: np.ndarray | None = None,
-                       reference: str = "MNIST-1D") -> Callable[[Any, StudySummary], None]:
+def crosscheck_section(
+    positive_flips: np.ndarray | None = None, reference: str = "MNIST-1D"
+) -> Callable[[Any, StudySummary], None]:
     """A report section (for `write_report(..., sections=[...])`): the conclusions, one by one."""
 
     def section(report, summary: StudySummary) -> None:
@@ -151,13 +182,22 @@ def crosscheck_section(positive_flips: np.ndarray | None = None,
         held = sum(c["holds"] is True for c in checks)
         decided = sum(c["holds"] is not None for c in checks)
         report.heading(f"Do the {reference} conclusions hold here?")
-        report.text(f"{held} of {decided} checked conclusions of the {reference} demo hold on this study. "
-                    f"Methods beating their control here (sign test over students, p < {SIGNIFICANCE:g}): "
-                    + (", ".join(f"`{m}`" for m in beating_controls(summary)) or "none") + ".")
+        report.text(
+            f"{held} of {decided} checked conclusions of the {reference} demo hold on this study. "
+            f"Methods beating their control here (sign test over students, p < {SIGNIFICANCE:g}): "
+            + (", ".join(f"`{m}`" for m in beating_controls(summary)) or "none")
+            + "."
+        )
         report.bullets(check_sentences(checks))
 
     return section
 
 
-__all__ = ["MNIST1D_CONCLUSIONS", "Conclusion", "beating_controls", "check_sentences", "conclusion_checks",
-           "crosscheck_section"]
+__all__ = [
+    "MNIST1D_CONCLUSIONS",
+    "Conclusion",
+    "beating_controls",
+    "check_sentences",
+    "conclusion_checks",
+    "crosscheck_section",
+]

@@ -25,13 +25,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from ..core.io import write_text
-from .aggregate import SIGNIFICANCE, StudySummary, summarize
-from ..core.errors import AnyteachError
-from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
-from ..study.store import StudyStore
-from .teacher_choice import teacher_section
 from ..analysis.metrics import BUCKETS
+from ..core.errors import AnyteachError
+from ..core.io import write_text
+from ..study.store import StudyStore
+from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
+from .teacher_choice import teacher_section
 
 FIGURE_DIR = "figures"
 
@@ -103,8 +103,10 @@ class Report:
                 parts.append(_html_table(b.content, b.caption))
             elif b.kind == "figure":
                 data = base64.b64encode(Path(b.content).read_bytes()).decode()
-                parts.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                             f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
+                parts.append(
+                    f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>"
+                )
         body = "\n".join(parts)
         return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>
@@ -133,8 +135,10 @@ def _prose_columns(frame: pd.DataFrame) -> list[bool]:
 def _markdown_table(frame: pd.DataFrame) -> list[str]:
     cols = [str(c) for c in frame.columns]
     rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if prose else "---:"
-                                                            for prose in _prose_columns(frame)) + "|"]
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" if prose else "---:" for prose in _prose_columns(frame)) + "|",
+    ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return lines
 
@@ -142,8 +146,10 @@ def _markdown_table(frame: pd.DataFrame) -> list[str]:
 def _html_table(frame: pd.DataFrame, caption: str) -> str:
     left = [' class="prose"' if prose else "" for prose in _prose_columns(frame)]
     head = "".join(f"<th{a}>{html.escape(str(c))}</th>" for a, c in zip(left, frame.columns))
-    body = "".join("<tr>" + "".join(f"<td{a}>{_inline_html(_cell(v))}</td>" for a, v in zip(left, row)) + "</tr>"
-                   for row in frame.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td{a}>{_inline_html(_cell(v))}</td>" for a, v in zip(left, row)) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
     cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -186,23 +192,28 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
         vs_control = "–"
         c = paired_control(summary, r["method"])
         if c is not None:
-            vs_control = (f"{c['mean_delta_vs_control']:+.2f} vs {c['control']} ({int(c['students_better'])}/"
-                          f"{int(c['students'])}, p={c['p_better_than_control']:.2g})")
-        rows.append({
-            "method": r["method"],
-            "runs": int(r["runs"]),
-            "students": int(r["students"]),
-            "median success [IQR]": f"{_pct(r['median_success_rate'])} [{_pct(r['success_rate_q1'], 0)}–"
-                                    f"{_pct(r['success_rate_q3'], 0)}]",
-            "pooled success": _pct(r["pooled_success_rate"]),
-            "mean Δ (pp)": _pp(r["mean_delta"]),
-            "gain / loss (%)": f"{r['mean_gain']:.2f} / {r['mean_loss']:.2f}",
-            "sig. gain / harm": f"{_pct(r['significant_gain_rate'], 0)} / {_pct(r['significant_harm_rate'], 0)}",
-            "paper success": paper.success_text if paper else "–",
-            "paper mean Δ (pp)": (f"{paper.mean_delta:+.2f}" + (" (≈0)" if paper.note.startswith("≈0") else ""))
-            if paper else "–",
-            "Δ vs control, paired (students better, p)": vs_control,
-        })
+            vs_control = (
+                f"{c['mean_delta_vs_control']:+.2f} vs {c['control']} ({int(c['students_better'])}/"
+                f"{int(c['students'])}, p={c['p_better_than_control']:.2g})"
+            )
+        rows.append(
+            {
+                "method": r["method"],
+                "runs": int(r["runs"]),
+                "students": int(r["students"]),
+                "median success [IQR]": f"{_pct(r['median_success_rate'])} [{_pct(r['success_rate_q1'], 0)}–"
+                f"{_pct(r['success_rate_q3'], 0)}]",
+                "pooled success": _pct(r["pooled_success_rate"]),
+                "mean Δ (pp)": _pp(r["mean_delta"]),
+                "gain / loss (%)": f"{r['mean_gain']:.2f} / {r['mean_loss']:.2f}",
+                "sig. gain / harm": f"{_pct(r['significant_gain_rate'], 0)} / {_pct(r['significant_harm_rate'], 0)}",
+                "paper success": paper.success_text if paper else "–",
+                "paper mean Δ (pp)": (f"{paper.mean_delta:+.2f}" + (" (≈0)" if paper.note.startswith("≈0") else ""))
+                if paper
+                else "–",
+                "Δ vs control, paired (students better, p)": vs_control,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -216,30 +227,41 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
         part = runs[(runs["label"] == r["method"]) & runs["ensemble_delta"].notna()]
         if part.empty:
             continue
-        maxconf = (part["ensemble_maxconf_acc"] - part["student_acc_before"]).mean() \
-            if "ensemble_maxconf_acc" in part else float("nan")
+        maxconf = (
+            (part["ensemble_maxconf_acc"] - part["student_acc_before"]).mean()
+            if "ensemble_maxconf_acc" in part
+            else float("nan")
+        )
         paired = paired_control(summary, r["method"])
-        rows.append({"method": r["method"], "runs": len(part),
-                     "available gain (pp)": _pp(r["mean_ensemble_delta"]),
-                     "runs with gain to take": _pct(100.0 * float((part["ensemble_delta"] > 0).mean()), 0),
-                     "pooled efficiency": _pct(r["pooled_efficiency"]),
-                     "median efficiency": _pct(r["median_efficiency"]),
-                     "per-student median efficiency": _pct(r["student_median_efficiency"]),
-                     **_beyond_control_cells(r, paired),
-                     "max-confidence ensemble Δ (pp)": _pp(maxconf)})
+        rows.append(
+            {
+                "method": r["method"],
+                "runs": len(part),
+                "available gain (pp)": _pp(r["mean_ensemble_delta"]),
+                "runs with gain to take": _pct(100.0 * float((part["ensemble_delta"] > 0).mean()), 0),
+                "pooled efficiency": _pct(r["pooled_efficiency"]),
+                "median efficiency": _pct(r["median_efficiency"]),
+                "per-student median efficiency": _pct(r["student_median_efficiency"]),
+                **_beyond_control_cells(r, paired),
+                "max-confidence ensemble Δ (pp)": _pp(maxconf),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _beyond_control_cells(row: pd.Series, paired: pd.Series | None) -> dict[str, str]:
     """The efficiency cells beyond the paired control and against the reachable gain (issue 16)."""
+
     def value(series: Any, key: str) -> float:
         return float("nan") if series is None else float(series.get(key, float("nan")))
 
-    return {"pooled efficiency beyond control": _pct(value(paired, "pooled_efficiency_vs_control")),
-            "per-student median beyond control": _pct(value(paired, "student_median_efficiency_vs_control")),
-            "reachable gain (pp)": _pp(value(row, "mean_reachable_delta")),
-            "efficiency of reachable": _pct(value(row, "pooled_reachable_efficiency")),
-            "beyond control, of reachable": _pct(value(paired, "pooled_reachable_efficiency_vs_control"))}
+    return {
+        "pooled efficiency beyond control": _pct(value(paired, "pooled_efficiency_vs_control")),
+        "per-student median beyond control": _pct(value(paired, "student_median_efficiency_vs_control")),
+        "reachable gain (pp)": _pp(value(row, "mean_reachable_delta")),
+        "efficiency of reachable": _pct(value(row, "pooled_reachable_efficiency")),
+        "beyond control, of reachable": _pct(value(paired, "pooled_reachable_efficiency_vs_control")),
+    }
 
 
 def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
@@ -255,8 +277,9 @@ def _bucket_cells(summary: StudySummary, cell) -> pd.DataFrame:
 
 def bucket_table(summary: StudySummary) -> pd.DataFrame:
     """Methods x teacher-strength buckets: `pooled success / mean Δ (runs)` in each cell."""
-    return _bucket_cells(summary, lambda r: f"{r['pooled_success_rate']:.0f}% / {r['mean_delta']:+.2f} "
-                                            f"(n={int(r['runs'])})")
+    return _bucket_cells(
+        summary, lambda r: f"{r['pooled_success_rate']:.0f}% / {r['mean_delta']:+.2f} (n={int(r['runs'])})"
+    )
 
 
 def harm_table(summary: StudySummary) -> pd.DataFrame:
@@ -268,10 +291,17 @@ def family_table(summary: StudySummary) -> pd.DataFrame:
     frame = summary.by_family
     if frame.empty:
         return frame
-    return pd.DataFrame({
-        "method": frame["method"], "student family": frame["family"], "runs": frame["runs"].astype(int),
-        "students": frame["students"].astype(int), "median success": frame["median_success_rate"].map(_pct),
-        "mean Δ (pp)": frame["mean_delta"].map(_pp), "sig. harm": frame["significant_harm_rate"].map(_pct)})
+    return pd.DataFrame(
+        {
+            "method": frame["method"],
+            "student family": frame["family"],
+            "runs": frame["runs"].astype(int),
+            "students": frame["students"].astype(int),
+            "median success": frame["median_success_rate"].map(_pct),
+            "mean Δ (pp)": frame["mean_delta"].map(_pp),
+            "sig. harm": frame["significant_harm_rate"].map(_pct),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,13 +342,22 @@ class StudyRecord:
         with StudyStore(study_dir, create=False) as store:
             spec_text = store.meta("spec")
             spec = json.loads(spec_text) if spec_text else {}
-            return cls(spec.get("name", study_dir.name), spec, store.history(), store.failures(), store.stale_runs(),
-                       store.planned())
+            return cls(
+                spec.get("name", study_dir.name),
+                spec,
+                store.history(),
+                store.failures(),
+                store.stale_runs(),
+                store.planned(),
+            )
 
 
-def write_report(study_dir: str | Path, summary: StudySummary | None = None,
-                 out: str | Path | None = None,
-                 sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> ReportFiles:
+def write_report(
+    study_dir: str | Path,
+    summary: StudySummary | None = None,
+    out: str | Path | None = None,
+    sections: Sequence[Callable[[Report, StudySummary], None]] = (),
+) -> ReportFiles:
     """Write `report.md`, `report.html` and `figures/*.png` (into the study directory by default).
 
     Args:
@@ -360,20 +399,36 @@ def study_description(summary: StudySummary, record: StudyRecord) -> str:
         f"methods {', '.join(_code(m) for m in summary.methods) or '–'}, seeds "
         f"{', '.join(str(s) for s in spec.get('seeds', [])) or '–'}, data {_code(spec.get('data', '?'))} "
         f"(metrics on its eval split). Shared recipe: {_code(json.dumps(spec.get('recipe', {}), sort_keys=True))}. "
-        + ("Methods that ran otherwise: " + "; ".join(f"{_code(label)} on {setup}" for label, setup in own.items())
-           + ". " if own else "")
+        + (
+            "Methods that ran otherwise: "
+            + "; ".join(f"{_code(label)} on {setup}" for label, setup in own.items())
+            + ". "
+            if own
+            else ""
+        )
         + f"Total run time {runs['seconds'].sum() / 60 if len(runs) else 0:.1f} min; written "
         f"{time.strftime('%Y-%m-%d %H:%M')}."
-        + (f" **{len(failures)} runs failed** ({summary.status_line()}; the store's `failures` table has the "
-           "reasons): re-running the study retries crashed runs, `--retry-failed` also diverged ones."
-           if len(failures) else "")
-        + (f" **The study is incomplete: {len(runs)} of {planned} planned runs have finished**; re-run it to resume."
-           if planned and len(runs) < planned else "")
-        + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else ""))
+        + (
+            f" **{len(failures)} runs failed** ({summary.status_line()}; the store's `failures` table has the "
+            "reasons): re-running the study retries crashed runs, `--retry-failed` also diverged ones."
+            if len(failures)
+            else ""
+        )
+        + (
+            f" **The study is incomplete: {len(runs)} of {planned} planned runs have finished**; re-run it to resume."
+            if planned and len(runs) < planned
+            else ""
+        )
+        + (f" {stale} stored runs of an earlier definition of this study are left out." if stale else "")
+    )
 
 
-def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
-                 sections: Sequence[Callable[[Report, StudySummary], None]] = ()) -> Report:
+def build_report(
+    summary: StudySummary,
+    record: StudyRecord,
+    fig_dir: Path,
+    sections: Sequence[Callable[[Report, StudySummary], None]] = (),
+) -> Report:
     """The report's blocks: the verdict, what ran, the tables with their captions, the findings (and
     any extra `sections`, each called with the report and the summary) and the figures (drawn into
     `fig_dir`)."""
@@ -390,14 +445,16 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
     headline = headline_table(summary)
     if own and len(headline):  # a method's own data or recipe, beside its numbers
         headline.insert(1, "ran on", [own.get(label, "the study's data and recipe") for label in headline["method"]])
-    report.table(headline,
-                 "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
-                 "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
-                 f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
-                 "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
-                 "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
-                 "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
-                 "sign test over students that they do.")
+    report.table(
+        headline,
+        "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
+        "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
+        f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
+        "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
+        "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
+        "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
+        "sign test over students that they do.",
+    )
     report.heading("What agrees with the paper, and what does not", 3)
     report.bullets(findings(summary))
     for section in sections:
@@ -406,40 +463,63 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
     available = available_table(summary)
     if not available.empty:
         report.heading("How much was there to take")
-        report.text("The *available gain* of a run is the Δ of a student–teacher ensemble (the two models' "
-                    "probabilities averaged, no training) over the student: what the teacher knows that the "
-                    "student could use. The *transfer efficiency* is the run's Δ as a share of it, where it is "
-                    "positive. A small Δ with a small available gain means there was little to learn; a small Δ "
-                    "with a large one means the method left the knowledge where it was.")
-        report.table(available, "Per method: mean available gain over its runs (pp), the share of runs with "
-                                "something to take (available gain > 0), pooled efficiency (ΣΔ / Σ available "
-                                "gain over those runs, %), median efficiency over runs and the median over "
-                                "students of each student's pooled efficiency (%); the same beyond the paired "
-                                "no-teacher control (Σ(Δ − Δ_control) / Σ available gain); the reachable gain "
-                                "min(ensemble, the student's capacity ceiling) − S0 where ceilings are known "
-                                "(`ceilings.json` of the study) and the efficiency against it; and the paper-style "
-                                "max-confidence ensemble's mean Δ (pp).")
-        report.figure(figs.delta_vs_available(summary, fig_dir / "delta_vs_available.png"),
-                      "Transfer Δ vs available gain, one point per run; on the dashed line a run took all of it.")
+        report.text(
+            "The *available gain* of a run is the Δ of a student–teacher ensemble (the two models' "
+            "probabilities averaged, no training) over the student: what the teacher knows that the "
+            "student could use. The *transfer efficiency* is the run's Δ as a share of it, where it is "
+            "positive. A small Δ with a small available gain means there was little to learn; a small Δ "
+            "with a large one means the method left the knowledge where it was."
+        )
+        report.table(
+            available,
+            "Per method: mean available gain over its runs (pp), the share of runs with "
+            "something to take (available gain > 0), pooled efficiency (ΣΔ / Σ available "
+            "gain over those runs, %), median efficiency over runs and the median over "
+            "students of each student's pooled efficiency (%); the same beyond the paired "
+            "no-teacher control (Σ(Δ − Δ_control) / Σ available gain); the reachable gain "
+            "min(ensemble, the student's capacity ceiling) − S0 where ceilings are known "
+            "(`ceilings.json` of the study) and the efficiency against it; and the paper-style "
+            "max-confidence ensemble's mean Δ (pp).",
+        )
+        report.figure(
+            figs.delta_vs_available(summary, fig_dir / "delta_vs_available.png"),
+            "Transfer Δ vs available gain, one point per run; on the dashed line a run took all of it.",
+        )
 
     report.heading("By teacher strength")
-    report.table(bucket_table(summary), "Pooled success rate / mean Δ (pp) (number of runs) per teacher-strength "
-                                        "bucket, acc(T) − acc(S0) in pp.")
-    report.table(harm_table(summary), f"Significant gain / significant harm rate per bucket (% of runs, p < {SIGNIFICANCE:g}).")
-    report.figure(figs.delta_by_bucket(summary, fig_dir / "delta_by_bucket.png"),
-                  "Mean transfer delta per teacher-strength bucket and method (± standard error over runs).")
+    report.table(
+        bucket_table(summary),
+        "Pooled success rate / mean Δ (pp) (number of runs) per teacher-strength bucket, acc(T) − acc(S0) in pp.",
+    )
+    report.table(
+        harm_table(summary), f"Significant gain / significant harm rate per bucket (% of runs, p < {SIGNIFICANCE:g})."
+    )
+    report.figure(
+        figs.delta_by_bucket(summary, fig_dir / "delta_by_bucket.png"),
+        "Mean transfer delta per teacher-strength bucket and method (± standard error over runs).",
+    )
 
     report.heading("Figures")
-    report.figure(figs.success_rate_boxplot(summary, fig_dir / "success_rate.png", paper_success),
-                  "Success rate per student, per method (paper Fig. 4a); diamonds: the paper's median on ImageNet.")
-    report.figure(figs.gain_vs_loss(summary, fig_dir / "gain_vs_loss.png"),
-                  "Knowledge gain vs knowledge loss per run; above the diagonal the student improved.")
-    report.figure(figs.delta_vs_size(summary, fig_dir / "delta_vs_size.png"),
-                  "Mean transfer delta of each student vs its parameter count, per method and student family.")
-    report.figure(figs.complementarity_vs_gap(summary, fig_dir / "complementarity_vs_gap.png"),
-                  "Complementary knowledge (positive flips S0→T, % of eval samples) vs accuracy gap, one point per pair.")
-    report.figure(figs.delta_over_epochs(record.history, summary.methods, fig_dir / "delta_over_epochs.png"),
-                  "Mean transfer delta over the epochs of transfer.")
+    report.figure(
+        figs.success_rate_boxplot(summary, fig_dir / "success_rate.png", paper_success),
+        "Success rate per student, per method (paper Fig. 4a); diamonds: the paper's median on ImageNet.",
+    )
+    report.figure(
+        figs.gain_vs_loss(summary, fig_dir / "gain_vs_loss.png"),
+        "Knowledge gain vs knowledge loss per run; above the diagonal the student improved.",
+    )
+    report.figure(
+        figs.delta_vs_size(summary, fig_dir / "delta_vs_size.png"),
+        "Mean transfer delta of each student vs its parameter count, per method and student family.",
+    )
+    report.figure(
+        figs.complementarity_vs_gap(summary, fig_dir / "complementarity_vs_gap.png"),
+        "Complementary knowledge (positive flips S0→T, % of eval samples) vs accuracy gap, one point per pair.",
+    )
+    report.figure(
+        figs.delta_over_epochs(record.history, summary.methods, fig_dir / "delta_over_epochs.png"),
+        "Mean transfer delta over the epochs of transfer.",
+    )
 
     fam = family_table(summary)
     if not fam.empty:
@@ -447,10 +527,19 @@ def build_report(summary: StudySummary, record: StudyRecord, fig_dir: Path,
         report.table(fam)
     if not summary.size_correlation.empty:
         corr = summary.size_correlation
-        report.text("Rank correlation (Spearman) of student parameter count and mean Δ: " + "; ".join(
-            f"{_code(r.method)} " + (UNDEFINED if pd.isna(r.delta_size_spearman)
-                                     else f"{r.delta_size_spearman:+.2f} (n={r.students} students)")
-            for r in corr.itertuples()) + ".")
+        report.text(
+            "Rank correlation (Spearman) of student parameter count and mean Δ: "
+            + "; ".join(
+                f"{_code(r.method)} "
+                + (
+                    UNDEFINED
+                    if pd.isna(r.delta_size_spearman)
+                    else f"{r.delta_size_spearman:+.2f} (n={r.students} students)"
+                )
+                for r in corr.itertuples()
+            )
+            + "."
+        )
     teacher_section(report, summary, record.spec, fig_dir)  # what makes a good teacher and student (teacher_analysis)
     return report
 
@@ -468,8 +557,9 @@ def report_dir(study_dir: Path, out: str | Path | None) -> Path:
     """
     if out is None:
         if not os.access(study_dir, os.W_OK):
-            raise AnyteachError(f"the study directory {study_dir} is read-only; give --out DIR for the report "
-                                "(out=... in Python)")
+            raise AnyteachError(
+                f"the study directory {study_dir} is read-only; give --out DIR for the report (out=... in Python)"
+            )
         return study_dir
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
@@ -515,5 +605,12 @@ def headline_text(summary: StudySummary) -> str:
     return "\n".join(_markdown_table(headline_table(summary)))
 
 
-__all__ = ["PAPER_RESULTS", "PaperResult", "ReportFiles", "bucket_table", "headline_table",
-           "headline_text", "write_report"]
+__all__ = [
+    "PAPER_RESULTS",
+    "PaperResult",
+    "ReportFiles",
+    "bucket_table",
+    "headline_table",
+    "headline_text",
+    "write_report",
+]

@@ -20,9 +20,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..analysis.metrics import BUCKETS
 from ..core.plotting import pyplot, save_figure
 from .aggregate import CONTROL_METHOD, StudySummary
-from ..analysis.metrics import BUCKETS
 
 FAMILY_MARKERS = {"cnn": "s", "transformer": "^", "mlp": "o", "rnn": "D"}
 
@@ -34,8 +34,7 @@ def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return {m: cmap(i % 10) for i, m in enumerate(methods)}
 
 
-def success_rate_boxplot(summary: StudySummary, path: Path,
-                         paper: Mapping[str, float] | None = None) -> Path | None:
+def success_rate_boxplot(summary: StudySummary, path: Path, paper: Mapping[str, float] | None = None) -> Path | None:
     """Per method, a box plot over students of the per-student success rate (paper Fig. 4a).
 
     Args:
@@ -51,8 +50,14 @@ def success_rate_boxplot(summary: StudySummary, path: Path,
     colors = method_colors(methods)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 4.2))
     data = [students.loc[students["method"] == m, "success_rate"].to_numpy() for m in methods]
-    box = ax.boxplot(data, positions=range(len(methods)), widths=0.55, patch_artist=True, showfliers=False,
-                     medianprops={"color": "black", "linewidth": 1.6})
+    box = ax.boxplot(
+        data,
+        positions=range(len(methods)),
+        widths=0.55,
+        patch_artist=True,
+        showfliers=False,
+        medianprops={"color": "black", "linewidth": 1.6},
+    )
     for patch, m in zip(box["boxes"], methods):
         patch.set_facecolor((*colors[m][:3], 0.35))
         patch.set_edgecolor(colors[m])
@@ -63,8 +68,17 @@ def success_rate_boxplot(summary: StudySummary, path: Path,
     if paper:
         xs = [i for i, m in enumerate(methods) if m in paper]
         if xs:
-            ax.scatter(xs, [paper[methods[i]] for i in xs], marker="D", s=46, facecolor="white", edgecolor="crimson",
-                       linewidth=1.5, zorder=4, label="paper (ImageNet, median)")
+            ax.scatter(
+                xs,
+                [paper[methods[i]] for i in xs],
+                marker="D",
+                s=46,
+                facecolor="white",
+                edgecolor="crimson",
+                linewidth=1.5,
+                zorder=4,
+                label="paper (ImageNet, median)",
+            )
     ax.scatter([], [], s=14, color="grey", edgecolor="black", linewidth=0.3, label="one student")
     ax.set_xticks(range(len(methods)), methods, rotation=20 if len(methods) > 5 else 0)
     ax.set_xlabel("transfer method")
@@ -96,8 +110,17 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
                 xs.append(i - 0.4 + width * (j + 0.5))
                 means.append(row["mean"])
                 errs.append(0.0 if np.isnan(row["sem"]) else row["sem"])
-        ax.bar(xs, means, width=width, yerr=errs, color=colors[m], edgecolor="black", linewidth=0.4,
-               error_kw={"elinewidth": 0.8, "capsize": 2}, label=m)
+        ax.bar(
+            xs,
+            means,
+            width=width,
+            yerr=errs,
+            color=colors[m],
+            edgecolor="black",
+            linewidth=0.4,
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+            label=m,
+        )
     control = summary.runs[summary.runs["method"] == CONTROL_METHOD] if "method" in summary.runs else runs.iloc[:0]
     if len(control):  # the control has no teacher: show its Δ for the students of each bucket's pairs
         by_student = control.groupby("student")["transfer_delta"].mean()
@@ -109,8 +132,7 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
                 ax.hlines(level[b], i - 0.42, i + 0.42, colors="black", linestyles="--", linewidth=1.2, label=label)
                 label = None  # one legend entry
     counts = runs.groupby("bucket")[["student", "teacher"]].apply(lambda g: len(g.drop_duplicates()))
-    ax.set_xticks(range(len(BUCKETS)),
-                  [f"{b}\n({int(counts.get(b, 0))} pairs)" for b in BUCKETS])
+    ax.set_xticks(range(len(BUCKETS)), [f"{b}\n({int(counts.get(b, 0))} pairs)" for b in BUCKETS])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("teacher strength: acc(T) − acc(S0), buckets (−∞,−3], (−3,−1], (−1,1], (1,3], (3,∞) pp")
     ax.set_ylabel("mean transfer delta Δ (pp)\n± standard error over runs")
@@ -140,14 +162,28 @@ def gain_vs_loss(summary: StudySummary, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     for m in summary.methods:
         sel = runs[runs["label"] == m]
-        ax.scatter(sel["knowledge_loss"], sel["knowledge_gain"], s=18, color=colors[m], alpha=0.8,
-                   edgecolor="black", linewidth=0.3, label=m)
+        ax.scatter(
+            sel["knowledge_loss"],
+            sel["knowledge_gain"],
+            s=18,
+            color=colors[m],
+            alpha=0.8,
+            edgecolor="black",
+            linewidth=0.3,
+            label=m,
+        )
     values = np.concatenate([runs["knowledge_gain"].to_numpy(float), runs["knowledge_loss"].to_numpy(float)])
     top = float(max(np.nanmax(values), 0.1)) * 1.08
     # a few runs that forget a lot would squeeze everything else into a corner: symlog then
     outliers = top > 4 * max(float(np.nanquantile(values, 0.9)), 0.25)
-    ax.plot(np.linspace(0, top, 200), np.linspace(0, top, 200), color="grey", linestyle="--", linewidth=0.8,
-            label="Δ = 0 (gain = loss)")
+    ax.plot(
+        np.linspace(0, top, 200),
+        np.linspace(0, top, 200),
+        color="grey",
+        linestyle="--",
+        linewidth=0.8,
+        label="Δ = 0 (gain = loss)",
+    )
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     title = "Knowledge gain vs loss per run (above the line: Δ > 0)"
@@ -184,8 +220,16 @@ def delta_vs_available(summary: StudySummary, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.2, 5.0))
     for m in methods:
         sel = runs[runs["label"] == m]
-        ax.scatter(sel["ensemble_delta"], sel["transfer_delta"], s=18, color=colors[m], alpha=0.8,
-                   edgecolor="black", linewidth=0.3, label=m)
+        ax.scatter(
+            sel["ensemble_delta"],
+            sel["transfer_delta"],
+            s=18,
+            color=colors[m],
+            alpha=0.8,
+            edgecolor="black",
+            linewidth=0.3,
+            label=m,
+        )
     x = runs["ensemble_delta"].to_numpy(float)
     y = runs["transfer_delta"].to_numpy(float)
     low, high = float(min(np.nanmin(x), np.nanmin(y), 0.0)), float(max(np.nanmax(x), np.nanmax(y), 0.1))
@@ -215,22 +259,31 @@ def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
     rows = int(np.ceil(len(methods) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), sharex=True, sharey=True, squeeze=False)
     families = sorted(students["student_family"].dropna().unique())
-    fam_colors = {f: c for f, c in zip(families, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
-                                                   "tab:brown"))}
+    fam_colors = {
+        f: c for f, c in zip(families, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"))
+    }
     for ax, m in zip(axes.flat, methods):
         sel = students[students["method"] == m]
         for f in families:
             part = sel[sel["student_family"] == f]
-            ax.scatter(part["student_params"], part["mean_delta"], s=30, marker=FAMILY_MARKERS.get(f, "o"),
-                       color=fam_colors[f], edgecolor="black", linewidth=0.4, label=f)
+            ax.scatter(
+                part["student_params"],
+                part["mean_delta"],
+                s=30,
+                marker=FAMILY_MARKERS.get(f, "o"),
+                color=fam_colors[f],
+                edgecolor="black",
+                linewidth=0.4,
+                label=f,
+            )
         ax.axhline(0, color="black", linewidth=0.7)
         ax.set_xscale("log")
         ax.set_title(m)
         ax.grid(alpha=0.3)
-    spare = list(axes.flat[len(methods):])
+    spare = list(axes.flat[len(methods) :])
     for ax in spare:
         ax.set_visible(False)
-    for i, ax in enumerate(axes.flat[:len(methods)]):
+    for i, ax in enumerate(axes.flat[: len(methods)]):
         if i + cols >= len(methods):  # nothing drawn below it: it carries the x axis
             ax.tick_params(labelbottom=True)
             ax.set_xlabel("student parameters (log scale)")
@@ -242,8 +295,16 @@ def delta_vs_size(summary: StudySummary, path: Path) -> Path | None:
         spare[0].axis("off")
         spare[0].legend(handles, labels, title="student family", loc="center", framealpha=0.9)
     else:
-        fig.legend(handles, labels, title="student family", loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=len(labels), fontsize=8, framealpha=0.9)
+        fig.legend(
+            handles,
+            labels,
+            title="student family",
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=len(labels),
+            fontsize=8,
+            framealpha=0.9,
+        )
     fig.suptitle("Transfer delta vs student size, per method", y=1.01)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -260,9 +321,16 @@ def complementarity_vs_gap(summary: StudySummary, path: Path) -> Path | None:
     families = sorted(pairs["teacher_family"].dropna().unique())
     for i, f in enumerate(families):
         part = pairs[pairs["teacher_family"] == f]
-        ax.scatter(part["teacher_strength"], part["complementary_knowledge"], s=26,
-                   marker=FAMILY_MARKERS.get(f, "o"), color=pyplot().get_cmap("Dark2")(i), edgecolor="black",
-                   linewidth=0.4, label=f"teacher: {f}")
+        ax.scatter(
+            part["teacher_strength"],
+            part["complementary_knowledge"],
+            s=26,
+            marker=FAMILY_MARKERS.get(f, "o"),
+            color=pyplot().get_cmap("Dark2")(i),
+            edgecolor="black",
+            linewidth=0.4,
+            label=f"teacher: {f}",
+        )
     for edge in (-3, -1, 1, 3):
         ax.axvline(edge, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel("accuracy gap acc(T) − acc(S0) (pp); dotted: bucket edges")
@@ -308,16 +376,22 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     run (curriculum) with its stage boundaries dotted. None when `results` holds no sequential run."""
     from ..training.multi_teacher import MultiTransferResult, metrics_over_epochs
 
-    runs = {label: r for label, r in results.items()
-            if isinstance(r, MultiTransferResult) and r.mode == "sequential" and r.stages}
+    runs = {
+        label: r
+        for label, r in results.items()
+        if isinstance(r, MultiTransferResult) and r.mode == "sequential" and r.stages
+    }
     if not runs:
         return None
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     colors = method_colors(list(runs))
-    panels = (("transfer_delta", "transfer delta Δ (pp)"), ("knowledge_gain", "knowledge gain (% of eval samples)"),
-              ("knowledge_loss", "knowledge loss (% of eval samples)"))
+    panels = (
+        ("transfer_delta", "transfer delta Δ (pp)"),
+        ("knowledge_gain", "knowledge gain (% of eval samples)"),
+        ("knowledge_loss", "knowledge loss (% of eval samples)"),
+    )
     fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.2))
     ends: set[int] = set()
     for label, result in runs.items():
@@ -325,8 +399,7 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
         ends.update(int(e) for e in rows.groupby("stage")["epoch"].max().to_numpy()[:-1])
         order = " → ".join(row["teacher"] for row in result.stage_metrics) or " → ".join(result.config["order"])
         for ax, (key, _) in zip(axes, panels):
-            ax.plot(rows["epoch"], rows[key], marker="o", markersize=3, color=colors[label],
-                    label=f"{label}: {order}")
+            ax.plot(rows["epoch"], rows[key], marker="o", markersize=3, color=colors[label], label=f"{label}: {order}")
     for ax, (_, ylabel) in zip(axes, panels):
         for end in sorted(ends):
             ax.axvline(end, color="grey", linestyle=":", linewidth=1.0)
@@ -339,10 +412,21 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     axes[1].set_title("knowledge gain (positive flips S0→S)")
     axes[2].set_title("knowledge loss (negative flips S0→S)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="sequential run: teacher order", loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 2), fontsize=8, framealpha=0.9)
-    fig.suptitle("Sequential multi-teacher transfer over its stages, against the original student S0 "
-                 "(epoch 0: S0; stages end to end, dotted: stage ends)", y=1.02)
+    fig.legend(
+        handles,
+        labels,
+        title="sequential run: teacher order",
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(labels), 2),
+        fontsize=8,
+        framealpha=0.9,
+    )
+    fig.suptitle(
+        "Sequential multi-teacher transfer over its stages, against the original student S0 "
+        "(epoch 0: S0; stages end to end, dotted: stage ends)",
+        y=1.02,
+    )
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -360,15 +444,19 @@ def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path 
     singles = [label for label, r in finished.items() if isinstance(r, TransferResult)]
     best = max(singles, key=lambda label: finished[label].final["transfer_delta"]) if singles else None
     labels = list(finished)
-    bars = (("transfer_delta", "Δ (pp)", "tab:blue"), ("knowledge_gain", "knowledge gain (%)", "tab:green"),
-            ("knowledge_loss", "knowledge loss (%)", "tab:red"))
+    bars = (
+        ("transfer_delta", "Δ (pp)", "tab:blue"),
+        ("knowledge_gain", "knowledge gain (%)", "tab:green"),
+        ("knowledge_loss", "knowledge loss (%)", "tab:red"),
+    )
     fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(labels) + 1.5), 4.8))
     width = 0.26
     xs = np.arange(len(labels))
     for j, (key, name, color) in enumerate(bars):
         values = [finished[label].final[key] for label in labels]
-        drawn = ax.bar(xs + (j - 1) * width, values, width=width, color=color, edgecolor="black", linewidth=0.4,
-                       label=name)
+        drawn = ax.bar(
+            xs + (j - 1) * width, values, width=width, color=color, edgecolor="black", linewidth=0.4, label=name
+        )
         if key == "transfer_delta":
             ax.bar_label(drawn, labels=[f"{v:+.2f}" for v in values], fontsize=7, padding=2)
     ticks = []
@@ -391,11 +479,22 @@ def multi_teacher_figures(results: Mapping[str, object], directory: str | Path) 
     `multi_teacher_comparison.png` (final Δ / gain / loss per run) into `directory`; returns those
     written (a figure without data is skipped)."""
     directory = Path(directory)
-    written = [multi_teacher_over_epochs(results, directory / "multi_teacher_epochs.png"),
-               multi_teacher_comparison(results, directory / "multi_teacher_comparison.png")]
+    written = [
+        multi_teacher_over_epochs(results, directory / "multi_teacher_epochs.png"),
+        multi_teacher_comparison(results, directory / "multi_teacher_comparison.png"),
+    ]
     return [path for path in written if path is not None]
 
 
-__all__ = ["complementarity_vs_gap", "delta_by_bucket", "delta_over_epochs", "delta_vs_size", "gain_vs_loss",
-           "method_colors", "multi_teacher_comparison", "multi_teacher_figures", "multi_teacher_over_epochs",
-           "success_rate_boxplot"]
+__all__ = [
+    "complementarity_vs_gap",
+    "delta_by_bucket",
+    "delta_over_epochs",
+    "delta_vs_size",
+    "gain_vs_loss",
+    "method_colors",
+    "multi_teacher_comparison",
+    "multi_teacher_figures",
+    "multi_teacher_over_epochs",
+    "success_rate_boxplot",
+]

@@ -140,11 +140,14 @@ class Evidence:
         runs = runs[(runs["label"] == method) & runs["bucket"].isin(list(buckets))]
         if runs.empty:
             return None
-        return {"runs": len(runs), "students": runs["student"].nunique(),
-                "success": 100.0 * float((net_change(runs) > 0).mean()),
-                "delta": float(runs["transfer_delta"].mean()),
-                "harm": 100.0 * float((runs["p_loss"] < SIGNIFICANCE).mean()),
-                "gain": 100.0 * float((runs["p_gain"] < SIGNIFICANCE).mean())}
+        return {
+            "runs": len(runs),
+            "students": runs["student"].nunique(),
+            "success": 100.0 * float((net_change(runs) > 0).mean()),
+            "delta": float(runs["transfer_delta"].mean()),
+            "harm": 100.0 * float((runs["p_loss"] < SIGNIFICANCE).mean()),
+            "gain": 100.0 * float((runs["p_gain"] < SIGNIFICANCE).mean()),
+        }
 
 
 def sample(students: int, runs: int | None = None) -> str:
@@ -198,14 +201,18 @@ def paper_success_rates(ev: Evidence) -> list[str]:
             verdict = f"agrees with the paper's {paper.success_text} (within {AGREEMENT_POINTS:g} points)"
         else:
             gap = ours - paper.success_high if ours > high else ours - paper.success_low
-            verdict = (f"disagrees with the paper's {paper.success_text}: "
-                       f"{abs(gap):.1f} points {'higher' if gap > 0 else 'lower'}")
+            verdict = (
+                f"disagrees with the paper's {paper.success_text}: "
+                f"{abs(gap):.1f} points {'higher' if gap > 0 else 'lower'}"
+            )
         ours_sign, paper_sign = _sign_word(r["student_mean_delta"]), _sign_word(paper.mean_delta)
         sign = too_few(students) or ("the same sign" if ours_sign == paper_sign else "a different sign")
-        out.append(f"**{r['method']}** ({paper.name}): median success rate {ours:.1f}% "
-                   f"({sample(students, int(r['runs']))}) {verdict}; its mean Δ per student is "
-                   f"{r['student_mean_delta']:+.2f} pp ({ours_sign}) against the paper's {paper.mean_delta:+.2f} pp "
-                   f"({paper_sign}): {sign}.")
+        out.append(
+            f"**{r['method']}** ({paper.name}): median success rate {ours:.1f}% "
+            f"({sample(students, int(r['runs']))}) {verdict}; its mean Δ per student is "
+            f"{r['student_mean_delta']:+.2f} pp ({ours_sign}) against the paper's {paper.mean_delta:+.2f} pp "
+            f"({paper_sign}): {sign}."
+        )
     return out
 
 
@@ -220,29 +227,39 @@ def control_plateau(ev: Evidence) -> list[str]:
     elif abs(c["mean_delta"]) <= ABOUT_ZERO and moved <= CONTROL_MOVED_RATE:
         verdict = "the students sit at their plateau: extra training alone does not move them."
     elif abs(c["mean_delta"]) <= CONTROL_PLATEAU:
-        verdict = (f"within ±{CONTROL_PLATEAU:g} pp, yet extra training alone still moves some students "
-                   f"(significant gain in {c['significant_gain_rate']:.0f}%, harm in "
-                   f"{c['significant_harm_rate']:.0f}% of them): judge every method against the control, "
-                   "not against zero.")
+        verdict = (
+            f"within ±{CONTROL_PLATEAU:g} pp, yet extra training alone still moves some students "
+            f"(significant gain in {c['significant_gain_rate']:.0f}%, harm in "
+            f"{c['significant_harm_rate']:.0f}% of them): judge every method against the control, "
+            "not against zero."
+        )
     else:
-        verdict = (f"extra training alone moves the students (beyond ±{CONTROL_PLATEAU:g} pp), so gains of the other "
-                   "methods are not just knowledge transfer: judge every method against the control, not against zero.")
-    return [f"The **{c['method']}** control (the same training budget on the labels, no teacher) has a median "
-            f"success rate of {c['median_success_rate']:.1f}% and a mean Δ of {c['mean_delta']:+.2f} pp "
-            f"({sample(int(c['students']), int(c['runs']))}): {verdict}"]
+        verdict = (
+            f"extra training alone moves the students (beyond ±{CONTROL_PLATEAU:g} pp), so gains of the other "
+            "methods are not just knowledge transfer: judge every method against the control, not against zero."
+        )
+    return [
+        f"The **{c['method']}** control (the same training budget on the labels, no teacher) has a median "
+        f"success rate of {c['median_success_rate']:.1f}% and a mean Δ of {c['mean_delta']:+.2f} pp "
+        f"({sample(int(c['students']), int(c['runs']))}): {verdict}"
+    ]
 
 
 def _paired_sentence(method: str, c: Any, against: str, how: str) -> str:
     students = int(c["students"])
     word = too_few(students) or _verdict_word(c)
     if too_few(students):
-        return (f"**{method}** against {against}: {word}; Δ {c['mean_delta_vs_control']:+.2f} pp beyond it on "
-                f"average over {int(c['paired_runs'])} paired runs.")
-    return (f"**{method}** {word} {against}, paired by student{how}: Δ {c['mean_delta_vs_control']:+.2f} pp beyond it "
-            f"on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
-            f"{int(c['students_better'])} of {students} students better, {int(c['students_worse'])} worse "
-            f"(one-sided sign test over students: p = {c['p_better_than_control']:.3g} for better, "
-            f"{c['p_worse_than_control']:.3g} for worse; {sample(students, int(c['paired_runs']))}).")
+        return (
+            f"**{method}** against {against}: {word}; Δ {c['mean_delta_vs_control']:+.2f} pp beyond it on "
+            f"average over {int(c['paired_runs'])} paired runs."
+        )
+    return (
+        f"**{method}** {word} {against}, paired by student{how}: Δ {c['mean_delta_vs_control']:+.2f} pp beyond it "
+        f"on average, larger in {c['beats_control_rate']:.0f}% of {int(c['paired_runs'])} runs; "
+        f"{int(c['students_better'])} of {students} students better, {int(c['students_worse'])} worse "
+        f"(one-sided sign test over students: p = {c['p_better_than_control']:.3g} for better, "
+        f"{c['p_worse_than_control']:.3g} for worse; {sample(students, int(c['paired_runs']))})."
+    )
 
 
 def against_control(ev: Evidence) -> list[str]:
@@ -265,20 +282,31 @@ def against_self(ev: Evidence) -> list[str]:
     vs_control = ev.summary.vs_control
     controlled = set(vs_control["method"]) if len(vs_control) else set()
     records = ev.summary.vs_self.to_dict("records") if len(ev.summary.vs_self) else []
-    return [_paired_sentence(c["method"], c, f"the `{c['control'] or SELF_CONTROL}` control (the stronger per run of "
-                             "the no-teacher controls of the same data and budget: `self`, self-distillation, and "
-                             "`self+xe+wise`, which also fine-tunes on the calib labels, where the study ran it)", "")
-            for c in records if c["method"] not in controlled]
+    return [
+        _paired_sentence(
+            c["method"],
+            c,
+            f"the `{c['control'] or SELF_CONTROL}` control (the stronger per run of "
+            "the no-teacher controls of the same data and budget: `self`, self-distillation, and "
+            "`self+xe+wise`, which also fine-tunes on the calib labels, where the study ran it)",
+            "",
+        )
+        for c in records
+        if c["method"] not in controlled
+    ]
 
 
 def gain_taken(ev: Evidence) -> list[str]:
     """The share of the available gain (a student–teacher ensemble's Δ) each method took."""
-    return [f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
-            f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on average; median "
-            f"efficiency {round(r['median_efficiency'])}% over the runs with something to take"
-            f"{_efficiency_details(r, paired_control(ev.summary, r['method']))}; "
-            f"{sample(int(r['students']), int(r['runs']))})."
-            for r in ev.rows() if not pd.isna(r.get("pooled_efficiency", float("nan")))]
+    return [
+        f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
+        f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on average; median "
+        f"efficiency {round(r['median_efficiency'])}% over the runs with something to take"
+        f"{_efficiency_details(r, paired_control(ev.summary, r['method']))}; "
+        f"{sample(int(r['students']), int(r['runs']))})."
+        for r in ev.rows()
+        if not pd.isna(r.get("pooled_efficiency", float("nan")))
+    ]
 
 
 def _efficiency_details(row: pd.Series, paired: pd.Series | None) -> str:
@@ -287,11 +315,15 @@ def _efficiency_details(row: pd.Series, paired: pd.Series | None) -> str:
     if pd.notna(row.get("student_median_efficiency", float("nan"))):
         parts.append(f"per student (median) {round(row['student_median_efficiency'])}%")
     if paired is not None and pd.notna(paired.get("pooled_efficiency_vs_control", float("nan"))):
-        parts.append(f"beyond its `{paired['control']}` control {round(paired['pooled_efficiency_vs_control'])}% "
-                     f"pooled, {round(paired['student_median_efficiency_vs_control'])}% per student (median)")
+        parts.append(
+            f"beyond its `{paired['control']}` control {round(paired['pooled_efficiency_vs_control'])}% "
+            f"pooled, {round(paired['student_median_efficiency_vs_control'])}% per student (median)"
+        )
     if pd.notna(row.get("pooled_reachable_efficiency", float("nan"))):
-        parts.append(f"of the gain reachable within the students' capacity ceilings "
-                     f"({row['mean_reachable_delta']:+.2f} pp on average) {round(row['pooled_reachable_efficiency'])}%")
+        parts.append(
+            f"of the gain reachable within the students' capacity ceilings "
+            f"({row['mean_reachable_delta']:+.2f} pp on average) {round(row['pooled_reachable_efficiency'])}%"
+        )
     return "; " + "; ".join(parts) if parts else ""
 
 
@@ -303,13 +335,18 @@ def kl_needs_stronger_teachers(ev: Evidence) -> list[str]:
     kl, weak, strong = found
     harms, helps = weak["delta"] < 0, strong["delta"] > 0
     verdict = _no_verdict(min(weak["students"], strong["students"])) or (
-        "agrees." if harms and helps else
-        "partly agrees: it harms from weaker teachers but does not help from stronger ones either."
-        if harms else "disagrees: it does not harm from weaker teachers.")
-    return [f"Paper: plain KL helps only with clearly stronger teachers. Here **{kl['method']}** has a mean Δ of "
-            f"{weak['delta']:+.2f} pp from weaker teachers ({weak['harm']:.0f}% of those runs significantly harmed; "
-            f"{sample(weak['students'], weak['runs'])}) and {strong['delta']:+.2f} pp from stronger ones "
-            f"({sample(strong['students'], strong['runs'])}): {verdict}"]
+        "agrees."
+        if harms and helps
+        else "partly agrees: it harms from weaker teachers but does not help from stronger ones either."
+        if harms
+        else "disagrees: it does not harm from weaker teachers."
+    )
+    return [
+        f"Paper: plain KL helps only with clearly stronger teachers. Here **{kl['method']}** has a mean Δ of "
+        f"{weak['delta']:+.2f} pp from weaker teachers ({weak['harm']:.0f}% of those runs significantly harmed; "
+        f"{sample(weak['students'], weak['runs'])}) and {strong['delta']:+.2f} pp from stronger ones "
+        f"({sample(strong['students'], strong['runs'])}): {verdict}"
+    ]
 
 
 def dp_gains_both_ways(ev: Evidence) -> list[str]:
@@ -321,11 +358,14 @@ def dp_gains_both_ways(ev: Evidence) -> list[str]:
     both = weak["success"] > MAJORITY and strong["success"] > MAJORITY
     one = max(weak["success"], strong["success"]) > MAJORITY
     verdict = _no_verdict(min(weak["students"], strong["students"])) or (
-        "agrees." if both else "partly agrees (gains from one side only)." if one else "disagrees.")
-    return [f"Paper: DP gains from weaker *and* stronger teachers. Here **{dp['method']}** succeeds in "
-            f"{weak['success']:.0f}% of the runs with weaker teachers (mean Δ {weak['delta']:+.2f} pp; "
-            f"{sample(weak['students'], weak['runs'])}) and {strong['success']:.0f}% with stronger ones (mean Δ "
-            f"{strong['delta']:+.2f} pp; {sample(strong['students'], strong['runs'])}): {verdict}"]
+        "agrees." if both else "partly agrees (gains from one side only)." if one else "disagrees."
+    )
+    return [
+        f"Paper: DP gains from weaker *and* stronger teachers. Here **{dp['method']}** succeeds in "
+        f"{weak['success']:.0f}% of the runs with weaker teachers (mean Δ {weak['delta']:+.2f} pp; "
+        f"{sample(weak['students'], weak['runs'])}) and {strong['success']:.0f}% with stronger ones (mean Δ "
+        f"{strong['delta']:+.2f} pp; {sample(strong['students'], strong['runs'])}): {verdict}"
+    ]
 
 
 def dp_is_safer(ev: Evidence) -> list[str]:
@@ -334,12 +374,16 @@ def dp_is_safer(ev: Evidence) -> list[str]:
     if dp is None or kl is None:
         return []
     verdict = _no_verdict(int(min(dp["students"], kl["students"]))) or (
-        "agrees (DP is much safer)." if dp["significant_harm_rate"] + SAFER_MARGIN <= kl["significant_harm_rate"]
-        else "disagrees (DP is not clearly safer here).")
-    return [f"DP's point is transfer without forgetting: **{dp['method']}** significantly harms "
-            f"{dp['significant_harm_rate']:.0f}% of its runs ({sample(int(dp['students']), int(dp['runs']))}), "
-            f"**{kl['method']}** {kl['significant_harm_rate']:.0f}% ({sample(int(kl['students']), int(kl['runs']))}): "
-            + verdict]
+        "agrees (DP is much safer)."
+        if dp["significant_harm_rate"] + SAFER_MARGIN <= kl["significant_harm_rate"]
+        else "disagrees (DP is not clearly safer here)."
+    )
+    return [
+        f"DP's point is transfer without forgetting: **{dp['method']}** significantly harms "
+        f"{dp['significant_harm_rate']:.0f}% of its runs ({sample(int(dp['students']), int(dp['runs']))}), "
+        f"**{kl['method']}** {kl['significant_harm_rate']:.0f}% ({sample(int(kl['students']), int(kl['runs']))}): "
+        + verdict
+    ]
 
 
 def unsupervised_dp_close(ev: Evidence) -> list[str]:
@@ -351,12 +395,15 @@ def unsupervised_dp_close(ev: Evidence) -> list[str]:
     paper_dp, paper_dpu = PAPER_RESULTS["kl+dp"], PAPER_RESULTS["kl+dp-u"]
     paper_diff = paper_dpu.success_mid - paper_dp.success_mid
     verdict = _no_verdict(int(min(dp["students"], dpu["students"]))) or (
-        "agrees." if abs(diff - paper_diff) <= AGREEMENT_POINTS else "disagrees.")
-    return [f"Paper: unsupervised DP comes close to supervised DP ({paper_dpu.success_text} vs "
-            f"{paper_dp.success_text}, {paper_diff:+.1f} points). Here **{dpu['method']}** reaches "
-            f"{dpu['median_success_rate']:.1f}% against {dp['median_success_rate']:.1f}% ({diff:+.1f} points) and a "
-            f"mean Δ of {dpu['mean_delta']:+.2f} pp against {dp['mean_delta']:+.2f} pp "
-            f"({sample(int(min(dp['students'], dpu['students'])))}): {verdict}"]
+        "agrees." if abs(diff - paper_diff) <= AGREEMENT_POINTS else "disagrees."
+    )
+    return [
+        f"Paper: unsupervised DP comes close to supervised DP ({paper_dpu.success_text} vs "
+        f"{paper_dp.success_text}, {paper_diff:+.1f} points). Here **{dpu['method']}** reaches "
+        f"{dpu['median_success_rate']:.1f}% against {dp['median_success_rate']:.1f}% ({diff:+.1f} points) and a "
+        f"mean Δ of {dpu['mean_delta']:+.2f} pp against {dp['mean_delta']:+.2f} pp "
+        f"({sample(int(min(dp['students'], dpu['students'])))}): {verdict}"
+    ]
 
 
 def mcl_safe_but_small(ev: Evidence) -> list[str]:
@@ -367,11 +414,14 @@ def mcl_safe_but_small(ev: Evidence) -> list[str]:
     safe = mcl["significant_harm_rate"] <= SAFE_HARM_RATE
     small = dp is None or mcl["mean_delta"] <= dp["mean_delta"]
     verdict = _no_verdict(int(mcl["students"])) or (
-        "agrees." if safe and small else "disagrees." if not safe and not small else "partly agrees.")
-    return [f"Paper: MCL is safe but gains little. Here **{mcl['method']}** significantly harms "
-            f"{mcl['significant_harm_rate']:.0f}% of its runs, with a mean Δ of {mcl['mean_delta']:+.2f} pp"
-            + (f" (DP: {dp['mean_delta']:+.2f} pp)" if dp is not None else "")
-            + f" ({sample(int(mcl['students']), int(mcl['runs']))}): {verdict}"]
+        "agrees." if safe and small else "disagrees." if not safe and not small else "partly agrees."
+    )
+    return [
+        f"Paper: MCL is safe but gains little. Here **{mcl['method']}** significantly harms "
+        f"{mcl['significant_harm_rate']:.0f}% of its runs, with a mean Δ of {mcl['mean_delta']:+.2f} pp"
+        + (f" (DP: {dp['mean_delta']:+.2f} pp)" if dp is not None else "")
+        + f" ({sample(int(mcl['students']), int(mcl['runs']))}): {verdict}"
+    ]
 
 
 def paper_ranking(ev: Evidence) -> list[str]:
@@ -390,9 +440,15 @@ def paper_ranking(ev: Evidence) -> list[str]:
     students = int(min(r["students"] for r in ranked))
     tally = (too_few(students) + "; " if too_few(students) else "") + (
         f"{concordant} of {total} method pairs in the paper's order, {discordant} reversed, "
-        f"{total - concordant - discordant} tied; {sample(students)}")
-    return ["Ranking by median success rate, paper: " + " > ".join(r["method"] for r in ranked)
-            + "; this study: " + " > ".join(r["method"] for r in ours) + f" ({tally})."]
+        f"{total - concordant - discordant} tied; {sample(students)}"
+    )
+    return [
+        "Ranking by median success rate, paper: "
+        + " > ".join(r["method"] for r in ranked)
+        + "; this study: "
+        + " > ".join(r["method"] for r in ours)
+        + f" ({tally})."
+    ]
 
 
 def larger_students_receive_more(ev: Evidence) -> list[str]:
@@ -404,15 +460,27 @@ def larger_students_receive_more(ev: Evidence) -> list[str]:
     if dp["method"] not in corr.index or pd.isna(corr.loc[dp["method"], "delta_size_spearman"]):
         return []
     rho, students = float(corr.loc[dp["method"], "delta_size_spearman"]), int(corr.loc[dp["method"], "students"])
-    verdict = _no_verdict(students) or ("agrees." if rho > TREND_RHO else "disagrees." if rho < -TREND_RHO
-                                    else "no clear trend.")
-    return [f"Paper: larger students receive more. Here the rank correlation of student size and mean Δ under "
-            f"**{dp['method']}** is {rho:+.2f} ({sample(students)}): {verdict}"]
+    verdict = _no_verdict(students) or (
+        "agrees." if rho > TREND_RHO else "disagrees." if rho < -TREND_RHO else "no clear trend."
+    )
+    return [
+        f"Paper: larger students receive more. Here the rank correlation of student size and mean Δ under "
+        f"**{dp['method']}** is {rho:+.2f} ({sample(students)}): {verdict}"
+    ]
 
 
 CLAIMS: list[Callable[[Evidence], list[str]]] = [
-    paper_success_rates, control_plateau, against_control, gain_taken, against_self, kl_needs_stronger_teachers,
-    dp_gains_both_ways, dp_is_safer, unsupervised_dp_close, mcl_safe_but_small, paper_ranking,
+    paper_success_rates,
+    control_plateau,
+    against_control,
+    gain_taken,
+    against_self,
+    kl_needs_stronger_teachers,
+    dp_gains_both_ways,
+    dp_is_safer,
+    unsupervised_dp_close,
+    mcl_safe_but_small,
+    paper_ranking,
     larger_students_receive_more,
 ]
 """The report's findings, in the order they are written."""
@@ -438,22 +506,33 @@ def _listing(items: list[str]) -> str:
 def what_teaches(ev: Evidence) -> str:
     """Sentence 1: the methods that do significantly better than their paired no-teacher control."""
     controls = {CONTROL_METHOD, SELF_CONTROL}
-    judged = [(r["method"], paired_control(ev.summary, r["method"])) for r in ev.rows()
-              if ev.engine.get(r["method"]) not in controls]
+    judged = [
+        (r["method"], paired_control(ev.summary, r["method"]))
+        for r in ev.rows()
+        if ev.engine.get(r["method"]) not in controls
+    ]
     judged = [(m, c) for m, c in judged if c is not None]
     if not judged:
-        return "What teaches: no method was paired with a no-teacher control (`xe` or `self`), so this study cannot tell."
+        return (
+            "What teaches: no method was paired with a no-teacher control (`xe` or `self`), so this study cannot tell."
+        )
     enough = [(m, c) for m, c in judged if not too_few(int(c["students"]))]
     if not enough:
         fewest = min(int(c["students"]) for _, c in judged)
         return f"What teaches: {too_few(fewest)} against the no-teacher controls."
-    better = [f"**{m}** ({int(c['students_better'])} of {int(c['students'])} students better than `{c['control']}`, "
-              f"p = {c['p_better_than_control']:.2g})" for m, c in enough if c["p_better_than_control"] < SIGNIFICANCE]
+    better = [
+        f"**{m}** ({int(c['students_better'])} of {int(c['students'])} students better than `{c['control']}`, "
+        f"p = {c['p_better_than_control']:.2g})"
+        for m, c in enough
+        if c["p_better_than_control"] < SIGNIFICANCE
+    ]
     if better:
         return f"What teaches beyond the same training without a teacher: {_listing(better)}."
     n = min(int(c["students"]) for _, c in enough)
-    return (f"What teaches: no method does significantly better than its no-teacher control (p < {SIGNIFICANCE:g}; "
-            f"{sample(n)} or more per method).")
+    return (
+        f"What teaches: no method does significantly better than its no-teacher control (p < {SIGNIFICANCE:g}; "
+        f"{sample(n)} or more per method)."
+    )
 
 
 def what_is_safe(ev: Evidence) -> str:
@@ -468,8 +547,9 @@ def what_is_safe(ev: Evidence) -> str:
 
     safe = [cell(r) for r in enough if r["significant_harm_rate"] <= SAFE_HARM_RATE]
     unsafe = [cell(r) for r in enough if r["significant_harm_rate"] > SAFE_HARM_RATE]
-    text = (f"Safe (significant harm, p < {SIGNIFICANCE:g}, in at most {SAFE_HARM_RATE:g}% of runs): "
-            + (_listing(safe) if safe else "no method"))
+    text = f"Safe (significant harm, p < {SIGNIFICANCE:g}, in at most {SAFE_HARM_RATE:g}% of runs): " + (
+        _listing(safe) if safe else "no method"
+    )
     return text + (f"; not safe: {_listing(unsafe)}." if unsafe else ".")
 
 
@@ -484,12 +564,17 @@ def gain_taken_summary(ev: Evidence) -> str:
     for r in rows:
         groups.setdefault(budgets.get(r["method"], ""), []).append(
             f"**{r['method']}** {round(r['pooled_efficiency'])}% (of {r['mean_ensemble_delta']:+.2f} pp; "
-            f"{sample(int(r['students']), int(r['runs']))})")
+            f"{sample(int(r['students']), int(r['runs']))})"
+        )
     if len(groups) == 1:
-        return f"Of the gain a student–teacher ensemble offers, the methods took: {'; '.join(next(iter(groups.values())))}."
-    return ("Of the gain a student–teacher ensemble offers, the methods took (ranked only among methods of the same "
-            "data and budget; across them the shares are not a method comparison): "
-            + "; ".join(f"on {budget}: {', '.join(cells)}" for budget, cells in groups.items()) + ".")
+        taken = "; ".join(next(iter(groups.values())))
+        return f"Of the gain a student–teacher ensemble offers, the methods took: {taken}."
+    return (
+        "Of the gain a student–teacher ensemble offers, the methods took (ranked only among methods of the same "
+        "data and budget; across them the shares are not a method comparison): "
+        + "; ".join(f"on {budget}: {', '.join(cells)}" for budget, cells in groups.items())
+        + "."
+    )
 
 
 def verdict(summary: StudySummary) -> list[str]:
@@ -500,6 +585,25 @@ def verdict(summary: StudySummary) -> list[str]:
     return [what_teaches(ev), what_is_safe(ev), gain_taken_summary(ev)]
 
 
-__all__ = ["ABOUT_ZERO", "AGREEMENT_POINTS", "CLAIMS", "CONTROL_MOVED_RATE", "CONTROL_PLATEAU", "MAJORITY",
-           "MIN_STUDENTS", "PAPER_ORDER", "PAPER_RESULTS", "SAFER_MARGIN", "SAFE_HARM_RATE", "TREND_RHO", "Evidence",
-           "PaperResult", "engine_methods", "findings", "paired_control", "sample", "too_few", "verdict"]
+__all__ = [
+    "ABOUT_ZERO",
+    "AGREEMENT_POINTS",
+    "CLAIMS",
+    "CONTROL_MOVED_RATE",
+    "CONTROL_PLATEAU",
+    "MAJORITY",
+    "MIN_STUDENTS",
+    "PAPER_ORDER",
+    "PAPER_RESULTS",
+    "SAFER_MARGIN",
+    "SAFE_HARM_RATE",
+    "TREND_RHO",
+    "Evidence",
+    "PaperResult",
+    "engine_methods",
+    "findings",
+    "paired_control",
+    "sample",
+    "too_few",
+    "verdict",
+]

@@ -23,20 +23,25 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..analysis.forecast import DEFAULT_SIGNALS, Forecaster, fit_forecast, pair_signals
 from ..core.errors import AnyteachError
-from .aggregate import BUDGET_OPTIONS, CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, net_change
-from ..analysis.forecast import DEFAULT_METHOD, DEFAULT_SIGNALS, SIGNALS, Forecaster, fit_forecast, pair_signals
 from ..core.options import TRAINING_OPTIONS
+from .aggregate import BUDGET_OPTIONS, CONTROL_METHOD, SELF_CONTROL, SIGNIFICANCE, net_change
 
 CONTROLS = (CONTROL_METHOD, SELF_CONTROL)
 """The no-teacher controls, in the order a run is paired with them."""
 
 PROPERTIES: dict[str, str] = {
-    "student_acc": "student accuracy", "teacher_acc": "teacher accuracy",
-    "student_params": "student size", "teacher_params": "teacher size",
-    "same_family": "same family", "student_ece": "student calibration error",
-    "teacher_ece": "teacher calibration error", "accuracy_difference": "teacher − student accuracy",
-    "complementary_knowledge": "complementary knowledge", "available_gain": "available gain",
+    "student_acc": "student accuracy",
+    "teacher_acc": "teacher accuracy",
+    "student_params": "student size",
+    "teacher_params": "teacher size",
+    "same_family": "same family",
+    "student_ece": "student calibration error",
+    "teacher_ece": "teacher calibration error",
+    "accuracy_difference": "teacher − student accuracy",
+    "complementary_knowledge": "complementary knowledge",
+    "available_gain": "available gain",
 }
 """The model properties of the "what makes a good teacher and student" analysis."""
 
@@ -76,9 +81,14 @@ def beyond_control(runs: pd.DataFrame) -> pd.DataFrame:
         return runs.assign(control=[], delta_beyond=[], net_beyond=[])
     r = runs.copy()
     method = r["method"] if "method" in r.columns else r["label"]
-    r["_key"] = list(zip(r["student"], r["seed"] if "seed" in r.columns else [0] * len(r),
-                         r["data"] if "data" in r.columns else [""] * len(r),
-                         [_training(o) for o in (r["options"] if "options" in r.columns else [None] * len(r))]))
+    r["_key"] = list(
+        zip(
+            r["student"],
+            r["seed"] if "seed" in r.columns else [0] * len(r),
+            r["data"] if "data" in r.columns else [""] * len(r),
+            [_training(o) for o in (r["options"] if "options" in r.columns else [None] * len(r))],
+        )
+    )
     r["_net"] = net_change(r)
     controls: dict[tuple, pd.Series] = {}
     for name in reversed(CONTROLS):  # xe overrides self where a run has both
@@ -90,9 +100,14 @@ def beyond_control(runs: pd.DataFrame) -> pd.DataFrame:
         control = controls.get(run["_key"])
         if control is None:
             continue
-        rows.append({**run.drop(["_key", "_net"]).to_dict(), "control": control["label"],
-                     "delta_beyond": float(run["transfer_delta"]) - float(control["transfer_delta"]),
-                     "net_beyond": float(run["_net"]) - float(control["_net"])})
+        rows.append(
+            {
+                **run.drop(["_key", "_net"]).to_dict(),
+                "control": control["label"],
+                "delta_beyond": float(run["transfer_delta"]) - float(control["transfer_delta"]),
+                "net_beyond": float(run["_net"]) - float(control["_net"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -114,8 +129,14 @@ def study_runs(study_dir: str | Path) -> pd.DataFrame:
     return summarize(study_dir).runs
 
 
-def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] | None = None,
-                   use: Sequence[str] | None = None, base: Forecaster | None = None) -> Forecaster:
+def fit_from_study(
+    study_dir: str | Path,
+    data: Any,
+    *,
+    methods: Sequence[str] | None = None,
+    use: Sequence[str] | None = None,
+    base: Forecaster | None = None,
+) -> Forecaster:
     """A forecaster re-fitted on a finished study: one `MethodForecast` per method with a control.
 
     Args:
@@ -131,8 +152,10 @@ def fit_from_study(study_dir: str | Path, data: Any, *, methods: Sequence[str] |
     """
     paired = beyond_control(study_runs(study_dir))
     if paired.empty:
-        raise AnyteachError(f"study {str(study_dir)!r} has no teacher run paired with a no-teacher control "
-                            f"({' or '.join(CONTROLS)}) of the same data and budget: nothing to fit on")
+        raise AnyteachError(
+            f"study {str(study_dir)!r} has no teacher run paired with a no-teacher control "
+            f"({' or '.join(CONTROLS)}) of the same data and budget: nothing to fit on"
+        )
     return refit(with_signals(paired, data), Path(study_dir).name, methods=methods, use=use, base=base)
 
 
@@ -145,8 +168,14 @@ def forecast_key(forecaster: Forecaster, label: str, runs: pd.DataFrame) -> str 
     return method if method in forecaster.methods else None
 
 
-def refit(frame: pd.DataFrame, name: str, *, methods: Sequence[str] | None = None,
-          use: Sequence[str] | None = None, base: Forecaster | None = None) -> Forecaster:
+def refit(
+    frame: pd.DataFrame,
+    name: str,
+    *,
+    methods: Sequence[str] | None = None,
+    use: Sequence[str] | None = None,
+    base: Forecaster | None = None,
+) -> Forecaster:
     """A forecaster fitted on runs paired with their controls and joined with their signals (`fit_from_study`).
 
     Raises:
@@ -159,8 +188,9 @@ def refit(frame: pd.DataFrame, name: str, *, methods: Sequence[str] | None = Non
             raise AnyteachError(f"study {name!r} has no run of {label!r} with a control")
         known = forecast_key(base, label, part) if base is not None else None
         signals = use if use is not None else (base.methods[known].signals if known else DEFAULT_SIGNALS)
-        fitted[label] = fit_forecast(part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]),
-                                     use=signals, fitted_on=name)
+        fitted[label] = fit_forecast(
+            part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]), use=signals, fitted_on=name
+        )
     return Forecaster(fitted, f"fitted on {name}")
 
 
@@ -188,9 +218,16 @@ def ranking_quality(frame: pd.DataFrame, score: str, realised: str = "delta_beyo
         if "net_beyond" in part.columns:
             better += int(top["net_beyond"] > 0)
             worse += int(top["net_beyond"] < 0)
-    return {"rho": spearman(frame[score], frame[realised]), "rho_within": float(np.nanmean(within)) if within else
-            float("nan"), "regret": float(np.mean(regrets)) if regrets else float("nan"), "top1_hits": hits,
-            "students": len(regrets), "runs": len(frame), "top1_better": better, "top1_worse": worse}
+    return {
+        "rho": spearman(frame[score], frame[realised]),
+        "rho_within": float(np.nanmean(within)) if within else float("nan"),
+        "regret": float(np.mean(regrets)) if regrets else float("nan"),
+        "top1_hits": hits,
+        "students": len(regrets),
+        "runs": len(frame),
+        "top1_better": better,
+        "top1_worse": worse,
+    }
 
 
 def top_k_gain(frame: pd.DataFrame, score: str, k: int, realised: str = "delta_beyond") -> dict[str, Any]:
@@ -208,12 +245,19 @@ def top_k_gain(frame: pd.DataFrame, score: str, k: int, realised: str = "delta_b
         if "net_beyond" in part.columns:  # compare sums of counts on a common scale: k·Σall vs n·Σtop
             a, b = len(part) * float(top["net_beyond"].sum()), k * float(part["net_beyond"].sum())
             better, worse = better + int(a > b), worse + int(a < b)
-    return {"k": k, "recommended": float(np.mean(chosen)), "random": float(np.mean(mean_all)),
-            "students_better": better, "students_worse": worse, "students": len(chosen)}
+    return {
+        "k": k,
+        "recommended": float(np.mean(chosen)),
+        "random": float(np.mean(mean_all)),
+        "students_better": better,
+        "students_worse": worse,
+        "students": len(chosen),
+    }
 
 
-def recommended_vs_random(frame: pd.DataFrame, recommended: set[tuple[str, str]],
-                          drawn: set[tuple[str, str]]) -> pd.DataFrame:
+def recommended_vs_random(
+    frame: pd.DataFrame, recommended: set[tuple[str, str]], drawn: set[tuple[str, str]]
+) -> pd.DataFrame:
     """Realised Δ beyond the control of the recommended pairs and of a random draw of the same size.
 
     Args:
@@ -226,16 +270,22 @@ def recommended_vs_random(frame: pd.DataFrame, recommended: set[tuple[str, str]]
     """
     rows = []
     keys = list(zip(frame["student"], frame["teacher"])) if len(frame) else []
-    for label, part_index in (frame.groupby("label", sort=False).groups.items() if len(frame) else []):
+    for label, part_index in frame.groupby("label", sort=False).groups.items() if len(frame) else []:
         for arm, pairs in (("recommended", recommended), ("random draw", drawn)):
             mask = [keys[frame.index.get_loc(i)] in pairs for i in part_index]
             part = frame.loc[part_index][mask]
             if part.empty:
                 continue
-            rows.append({"method": label, "pairs": arm, "runs": len(part),
-                         "mean Δ beyond control (pp)": float(part["delta_beyond"].mean()),
-                         "better / worse than control": f"{int((part['net_beyond'] > 0).sum())} / "
-                                                        f"{int((part['net_beyond'] < 0).sum())}"})
+            rows.append(
+                {
+                    "method": label,
+                    "pairs": arm,
+                    "runs": len(part),
+                    "mean Δ beyond control (pp)": float(part["delta_beyond"].mean()),
+                    "better / worse than control": f"{int((part['net_beyond'] > 0).sum())} / "
+                    f"{int((part['net_beyond'] < 0).sum())}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -264,8 +314,9 @@ def property_correlations(frame: pd.DataFrame) -> pd.DataFrame:
             rho = spearman(values, part["delta_beyond"])
             # a student's property is one value per student: chance is judged on students, not runs
             independent = int(part.loc[values.notna(), "student"].nunique()) if column.startswith("student_") else n
-            rows.append({"method": label, "property": name, "rho": rho, "runs": n,
-                         "resolved": resolvable(rho, independent)})
+            rows.append(
+                {"method": label, "property": name, "rho": rho, "runs": n, "resolved": resolvable(rho, independent)}
+            )
     return pd.DataFrame(rows, columns=["method", "property", "rho", "runs", "resolved"])
 
 
@@ -306,12 +357,17 @@ def property_words(table: pd.DataFrame) -> list[str]:
         strong = part[part["resolved"]].sort_values("rho", key=lambda s: -s.abs())
         runs = int(part["runs"].max()) if len(part) else 0
         if strong.empty:
-            out.append(f"`{method}` ({runs} runs): no property's rank correlation with the gain beyond the control "
-                       "is beyond chance; the study is too small to tell what makes a good pair for it.")
+            out.append(
+                f"`{method}` ({runs} runs): no property's rank correlation with the gain beyond the control "
+                "is beyond chance; the study is too small to tell what makes a good pair for it."
+            )
         else:
-            out.append(f"`{method}` ({runs} runs): " + ", ".join(f"{r.property} ρ = {r.rho:+.2f}"
-                                                                  for r in strong.itertuples()) +
-                       f" (beyond chance at p < {SIGNIFICANCE:g}; runs of one student share a control, so read it as a trend).")
+            out.append(
+                f"`{method}` ({runs} runs): "
+                + ", ".join(f"{r.property} ρ = {r.rho:+.2f}" for r in strong.itertuples())
+                + f" (beyond chance at p < {SIGNIFICANCE:g}; runs of one student share a control, so read it as a"
+                " trend)."
+            )
     return out
 
 
@@ -346,36 +402,56 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
         except AnyteachError:  # models or data no longer at hand (a copied study): what the store holds
             data = None
     if data is None:
-        frame = paired.assign(student_acc=paired["student_acc_before"], available_gain=paired["ensemble_delta"],
-                              accuracy_difference=paired["teacher_acc"] - paired["student_acc_before"])
+        frame = paired.assign(
+            student_acc=paired["student_acc_before"],
+            available_gain=paired["ensemble_delta"],
+            accuracy_difference=paired["teacher_acc"] - paired["student_acc_before"],
+        )
     report.heading("What makes a good teacher and student")
-    where = (f"on the calib split of `{data}`" if data is not None else
-             "on the eval split as stored (no calib split: calibration error not measured)")
+    where = (
+        f"on the calib split of `{data}`"
+        if data is not None
+        else "on the eval split as stored (no calib split: calibration error not measured)"
+    )
     table = property_correlations(frame)
-    report.text("Spearman rank correlation of each run's Δ beyond its student's no-teacher control with the "
-                f"properties of the pair (measured without training, {where}), per method (paper Fig. 5).")
+    report.text(
+        "Spearman rank correlation of each run's Δ beyond its student's no-teacher control with the "
+        f"properties of the pair (measured without training, {where}), per method (paper Fig. 5)."
+    )
     report.bullets(property_words(table))
     wide = table.assign(cell=[f"{r:+.2f}" + ("" if ok else " ·") for r, ok in zip(table["rho"], table["resolved"])])
-    report.table(wide.pivot(index="property", columns="method", values="cell").reset_index(),
-                 f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}).")
-    report.figure(property_figure(table, fig_dir / "teacher_properties.png"),
-                  "Rank correlation of the Δ beyond the control with each property (faded: within chance).")
+    report.table(
+        wide.pivot(index="property", columns="method", values="cell").reset_index(),
+        f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}).",
+    )
+    report.figure(
+        property_figure(table, fig_dir / "teacher_properties.png"),
+        "Rank correlation of the Δ beyond the control with each property (faded: within chance).",
+    )
     if data is not None:
         forecast_section(report, frame, fig_dir.parent.name, fig_dir.parent)
     pairs = spec.get("pairs") or {}
     if isinstance(pairs, Mapping) and pairs.get("recommended") and data is not None:
         from ..analysis.forecast import recommended_pairs, resolve_models
 
-        models = [m for m in resolve_models(spec["models"])] if isinstance(spec.get("models"), str) else \
-            list(spec.get("models", []))
+        models = (
+            [m for m in resolve_models(spec["models"])]
+            if isinstance(spec.get("models"), str)
+            else list(spec.get("models", []))
+        )
         chosen = recommended_pairs(models, pairs, data)
         compared = recommended_vs_random(paired, chosen.recommended, chosen.drawn)
         report.heading("Recommended pairs against a random draw", 3)
-        report.text(f"Each student ran its {pairs['recommended']} best-forecast teachers "
-                    f"(forecast for `{chosen.method}`) and a random draw of as many teachers "
-                    f"(seed {pairs.get('seed', 0)}).")
-        report.table(compared, "Realised Δ beyond the control of each arm; better / worse: runs whose net sample "
-                               "count beats / falls behind the control's.")
+        report.text(
+            f"Each student ran its {pairs['recommended']} best-forecast teachers "
+            f"(forecast for `{chosen.method}`) and a random draw of as many teachers "
+            f"(seed {pairs.get('seed', 0)})."
+        )
+        report.table(
+            compared,
+            "Realised Δ beyond the control of each arm; better / worse: runs whose net sample "
+            "count beats / falls behind the control's.",
+        )
 
 
 def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path) -> None:
@@ -399,16 +475,41 @@ def forecast_section(report: Any, frame: pd.DataFrame, name: str, out_dir: Path)
     if fitted:
         Forecaster({**shipped.methods, **fitted}, f"fitted on {name}").save(out_dir / FORECASTER_FILE)
     report.heading("The teacher forecast on this study", 3)
-    report.text("How well the shipped forecast (`anyteach teachers`) ranked this study's runs by their Δ beyond the "
-                "control (Spearman ρ over runs), and the same form re-fitted on them. "
-                + (f"The re-fitted forecaster is `{FORECASTER_FILE}` beside this report (the shipped forecasts kept for "
-                   f"other methods): `anyteach teachers STUDENT --zoo ... --data ... --forecaster {FORECASTER_FILE}` "
-                   "ranks with it." if fitted else ""))
+    report.text(
+        "How well the shipped forecast (`anyteach teachers`) ranked this study's runs by their Δ beyond the "
+        "control (Spearman ρ over runs), and the same form re-fitted on them. "
+        + (
+            f"The re-fitted forecaster is `{FORECASTER_FILE}` beside this report (the shipped forecasts kept for "
+            f"other methods): `anyteach teachers STUDENT --zoo ... --data ... --forecaster {FORECASTER_FILE}` "
+            "ranks with it."
+            if fitted
+            else ""
+        )
+    )
     columns = ["method", "runs", "students", "shipped forecast ρ", "re-fitted ρ (in-sample)", "re-fitted forecast"]
-    report.table(pd.DataFrame(rows).reindex(columns=columns).fillna("–"),
-                 "ρ over this study's runs; in-sample: fitted on the same runs, so expect less on new ones.")
+    report.table(
+        pd.DataFrame(rows).reindex(columns=columns).fillna("–"),
+        "ρ over this study's runs; in-sample: fitted on the same runs, so expect less on new ones.",
+    )
 
 
-__all__ = ["CONTROLS", "PROPERTIES", "beyond_control", "fit_from_study", "forecast_key", "forecast_section",
-           "property_correlations", "property_figure", "property_words", "refit", "ranking_quality", "recommended_vs_random", "resolvable", "spearman", "study_runs",
-           "teacher_section", "top_k_gain", "with_signals"]
+__all__ = [
+    "CONTROLS",
+    "PROPERTIES",
+    "beyond_control",
+    "fit_from_study",
+    "forecast_key",
+    "forecast_section",
+    "property_correlations",
+    "property_figure",
+    "property_words",
+    "refit",
+    "ranking_quality",
+    "recommended_vs_random",
+    "resolvable",
+    "spearman",
+    "study_runs",
+    "teacher_section",
+    "top_k_gain",
+    "with_signals",
+]

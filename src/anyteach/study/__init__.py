@@ -7,10 +7,42 @@ processes, Ray); `notices` what a study says before it starts.
 May import: `core`, `models`, `data`, `zoo`, `methods`, `analysis`, `training`.
 """
 
-from .driver import (BUCKETS, MethodSpec, ModelEntry, PairSpec, RunSpec, StudyOutcome, StudyPlan, StudySpec,
-                     build_study_spec, describe_models, load_study_spec, plan_study, run_options, run_study,
-                     sample_pairs, strength_bucket, teacher_strength)
+from .driver import (
+    BUCKETS,
+    MethodSpec,
+    ModelEntry,
+    PairSpec,
+    RunSpec,
+    StudyOutcome,
+    StudyPlan,
+    StudySpec,
+    build_study_spec,
+    describe_models,
+    load_study_spec,
+    plan_study,
+    run_options,
+    run_study,
+    sample_pairs,
+    strength_bucket,
+    teacher_strength,
+)
 
-__all__ = ["BUCKETS", "MethodSpec", "ModelEntry", "PairSpec", "RunSpec", "StudyOutcome", "StudyPlan", "StudySpec",
-           "build_study_spec", "describe_models", "load_study_spec", "plan_study", "run_options", "run_study",
-           "sample_pairs", "strength_bucket", "teacher_strength"]
+__all__ = [
+    "BUCKETS",
+    "MethodSpec",
+    "ModelEntry",
+    "PairSpec",
+    "RunSpec",
+    "StudyOutcome",
+    "StudyPlan",
+    "StudySpec",
+    "build_study_spec",
+    "describe_models",
+    "load_study_spec",
+    "plan_study",
+    "run_options",
+    "run_study",
+    "sample_pairs",
+    "strength_bucket",
+    "teacher_strength",
+]

@@ -23,17 +23,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from ..core.io import exclusive_lock, slug, text_digest, write_text
-from ..data.references import Dataset, load_dataset
-from ..core.errors import AnyteachError, RunFailed
-from .executors import RunTask, make_executor
 from ..analysis.metrics import BUCKETS, strength_bucket, teacher_strength
-from ..models.references import load_model
-from ..data.predictions import check_compatible, predict
-from .store import StudyStore, run_row
+from ..core.errors import AnyteachError, RunFailed
+from ..core.io import exclusive_lock, slug, text_digest, write_text
 from ..core.trackers import check_trackers
+from ..data.predictions import check_compatible, predict
+from ..data.references import Dataset, load_dataset
+from ..models.references import load_model
 from ..training.transfer import model_identity
+from .executors import RunTask, make_executor
 from .spec import MethodSpec, PairSpec, StudySpec, build_study_spec, load_study_spec, run_options, spec_key
+from .store import StudyStore, run_row
 
 # ---------------------------------------------------------------------------------------------
 # Models and pairs
@@ -68,8 +68,9 @@ def describe_models(refs: Sequence[str], data: str | Dataset, accuracies: bool =
         model = load_model(ref)
         check_compatible(model, dataset)
         acc = predict(model, dataset, "eval").accuracy if accuracies else None
-        entries.append(ModelEntry(ref, model.info.name, model.info.family, int(model.info.num_params), acc,
-                                  model_identity(model)))
+        entries.append(
+            ModelEntry(ref, model.info.name, model.info.family, int(model.info.num_params), acc, model_identity(model))
+        )
     return entries
 
 
@@ -89,8 +90,9 @@ def _resolve_names(names: Sequence[str] | None, models: Sequence[ModelEntry], ke
         elif name in by_name:
             raise AnyteachError(f"{spec_key(key)}: {name!r} names {len(by_name[name])} models; use their references")
         else:
-            raise AnyteachError(f"{spec_key(key)}: {name!r} is not one of the study's models "
-                                f"({', '.join(m.name for m in models)})")
+            raise AnyteachError(
+                f"{spec_key(key)}: {name!r} is not one of the study's models ({', '.join(m.name for m in models)})"
+            )
     return chosen
 
 
@@ -115,8 +117,10 @@ def sample_pairs(models: Sequence[ModelEntry], pairs: PairSpec) -> list[tuple[Mo
     if pairs.random is None:
         return candidates
     if pairs.random > len(candidates):
-        raise AnyteachError(f"{spec_key('pairs.random')}: asked for {pairs.random} pairs but only "
-                            f"{len(candidates)} ordered pairs of different models exist")
+        raise AnyteachError(
+            f"{spec_key('pairs.random')}: asked for {pairs.random} pairs but only "
+            f"{len(candidates)} ordered pairs of different models exist"
+        )
     rng = random.Random(pairs.seed)
     ordered = sorted(candidates, key=lambda p: (p[0].ref, p[1].ref))
     if not pairs.balanced:
@@ -158,8 +162,12 @@ class RunSpec:
         """Stable identity: the store's primary key and the run directory's suffix. It includes the
         content identities of the models and the data, so overwriting a model file or editing an image
         makes another run (never a stale result under the old key)."""
-        return text_digest(json.dumps([self.label, self.method, self.student, self.teacher, self.seed,
-                                       self.options, self.data, self.content]), 20)
+        return text_digest(
+            json.dumps(
+                [self.label, self.method, self.student, self.teacher, self.seed, self.options, self.data, self.content]
+            ),
+            20,
+        )
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -200,18 +208,29 @@ def recommended_study_pairs(spec: StudySpec, models: Sequence[ModelEntry]) -> li
     forecaster = shipped_forecaster()
     method = spec.pairs.method or next((m.label for m in spec.methods if m.label in forecaster.methods), None)
     if method is None:
-        raise AnyteachError(f"{spec_key('pairs.recommended')}: no method of the study has a forecast "
-                            f"({', '.join(sorted(forecaster.methods))}); name one with pairs.method")
+        raise AnyteachError(
+            f"{spec_key('pairs.recommended')}: no method of the study has a forecast "
+            f"({', '.join(sorted(forecaster.methods))}); name one with pairs.method"
+        )
     own = next((m.data for m in spec.methods if m.label == method), None)
     data = calib_data([own, spec.data])
     if data is None:
-        raise AnyteachError(f"{spec_key('pairs.recommended')}: the forecast measures on a calib split; give the "
-                            f"study's data one (e.g. {spec.data.partition(':')[0]}:calib=5000)")
+        raise AnyteachError(
+            f"{spec_key('pairs.recommended')}: the forecast measures on a calib split; give the "
+            f"study's data one (e.g. {spec.data.partition(':')[0]}:calib=5000)"
+        )
     students = _resolve_names(spec.pairs.students, models, "pairs.students")
     teachers = _resolve_names(spec.pairs.teachers, models, "pairs.teachers")
     by_ref = {m.ref: m for m in models}
-    chosen = recommended_pairs([m.ref for m in students], [m.ref for m in teachers], spec.pairs.recommended, data,
-                               method=method, seed=spec.pairs.seed, forecaster=forecaster)
+    chosen = recommended_pairs(
+        [m.ref for m in students],
+        [m.ref for m in teachers],
+        spec.pairs.recommended,
+        data,
+        method=method,
+        seed=spec.pairs.seed,
+        forecaster=forecaster,
+    )
     return [(by_ref[s], by_ref[t]) for s, t in chosen.ordered()]
 
 
@@ -235,10 +254,21 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             for seed in spec.seeds:
                 data = method.data or spec.data
-                content = json.dumps([identity[student.ref], None if method.teacher_free else identity[teacher.ref],
-                                      data_identity[data]])
-                runs.append(RunSpec(method.label, method.name, student.ref,
-                                    None if method.teacher_free else teacher.ref, seed, options, data, content))
+                content = json.dumps(
+                    [identity[student.ref], None if method.teacher_free else identity[teacher.ref], data_identity[data]]
+                )
+                runs.append(
+                    RunSpec(
+                        method.label,
+                        method.name,
+                        student.ref,
+                        None if method.teacher_free else teacher.ref,
+                        seed,
+                        options,
+                        data,
+                        content,
+                    )
+                )
         seen_students.add(student.ref)
     for method in (m for m in spec.methods if m.teacher == "best"):
         students = list(dict.fromkeys(s for s, _ in pairs))
@@ -246,13 +276,16 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             data = method.data or spec.data
             content = json.dumps([identity[student.ref], identity[teacher.ref], data_identity[data]])
-            runs += [RunSpec(method.label, method.name, student.ref, teacher.ref, seed, options, data, content)
-                     for seed in spec.seeds]
+            runs += [
+                RunSpec(method.label, method.name, student.ref, teacher.ref, seed, options, data, content)
+                for seed in spec.seeds
+            ]
     return StudyPlan(spec, models, pairs, runs, data_identity)
 
 
-def best_teachers(spec: StudySpec, method: MethodSpec, students: Sequence[ModelEntry],
-                  models: Sequence[ModelEntry]) -> list[tuple[ModelEntry, ModelEntry]]:
+def best_teachers(
+    spec: StudySpec, method: MethodSpec, students: Sequence[ModelEntry], models: Sequence[ModelEntry]
+) -> list[tuple[ModelEntry, ModelEntry]]:
     """`teacher: best`: per student (in study order), the study model the shipped forecast ranks first as its
     teacher for `method` (for a method without a forecast, for the teaching preset `pl+ens+wise`), from the
     signals on the calib split of the method's data (or the study's); no training.
@@ -265,8 +298,10 @@ def best_teachers(spec: StudySpec, method: MethodSpec, students: Sequence[ModelE
     forecaster = shipped_forecaster()
     data = calib_data([method.data, spec.data])
     if data is None:
-        raise AnyteachError(f"{spec_key('methods')}: {method.label!r} has teacher: best, which ranks teachers on a "
-                            f"calib split; give its data one (e.g. {spec.data.partition(':')[0]}:calib=5000)")
+        raise AnyteachError(
+            f"{spec_key('methods')}: {method.label!r} has teacher: best, which ranks teachers on a "
+            f"calib split; give its data one (e.g. {spec.data.partition(':')[0]}:calib=5000)"
+        )
     forecast = forecaster.get(method.name if method.name in forecaster.methods else DEFAULT_METHOD)
     refs = [m.ref for m in models]
     table = rank_rows(pair_signals([s.ref for s in students], refs, data), forecast)
@@ -291,13 +326,17 @@ def content_changes(store: StudyStore, plan: StudyPlan) -> list[str]:
     for m in plan.models:
         old = before.get(m.ref)
         if old and m.identity and old != m.identity:
-            notes.append(f"model {m.ref} changed since the last run of this study (weights {old[:12]} -> "
-                         f"{m.identity[:12]}): its runs run again")
+            notes.append(
+                f"model {m.ref} changed since the last run of this study (weights {old[:12]} -> "
+                f"{m.identity[:12]}): its runs run again"
+            )
     for ref, identity in plan.data_identities.items():
         old = before.get(f"data:{ref}")
         if old and old != identity:
-            notes.append(f"data {ref} changed since the last run of this study (files added, removed, edited or "
-                         "relabelled): its runs run again")
+            notes.append(
+                f"data {ref} changed since the last run of this study (files added, removed, edited or "
+                "relabelled): its runs run again"
+            )
     return notes
 
 
@@ -330,10 +369,18 @@ STUDY_FILE = "study.yaml"
 LOCK_FILE = ".driver.lock"
 
 
-def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str | Path, *,
-              workers: int | None = None, executor: str | None = None, address: str | None = None,
-              progress: bool = True, on_run: Callable[[dict[str, Any]], None] | None = None,
-              retry_failed: bool = False, log: Sequence[str] = ()) -> StudyOutcome:
+def run_study(
+    spec: StudySpec | str | Path | Mapping[str, Any],
+    study_dir: str | Path,
+    *,
+    workers: int | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    on_run: Callable[[dict[str, Any]], None] | None = None,
+    retry_failed: bool = False,
+    log: Sequence[str] = (),
+) -> StudyOutcome:
     """Run a transfer study into `study_dir` (resumable: finished runs are skipped).
 
     Args:
@@ -367,8 +414,10 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     names = plan.names
-    lock = exclusive_lock(study_dir / LOCK_FILE, f"another `anyteach study` is running on {study_dir}; wait for it "
-                          "or stop it (its finished runs are kept)")
+    lock = exclusive_lock(
+        study_dir / LOCK_FILE,
+        f"another `anyteach study` is running on {study_dir}; wait for it or stop it (its finished runs are kept)",
+    )
     with lock, StudyStore(study_dir) as store:
         write_text(study_dir / STUDY_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
         changes = content_changes(store, plan)
@@ -381,15 +430,26 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
         store.set_plan([r.key for r in plan.runs])
         done = store.finished_keys()
         failed_before = store.failure_kinds()
-        held_back = [r for r in plan.runs if r.key not in done and failed_before.get(r.key) in FINAL_FAILURES
-                     and not retry_failed]
+        held_back = [
+            r
+            for r in plan.runs
+            if r.key not in done and failed_before.get(r.key) in FINAL_FAILURES and not retry_failed
+        ]
         held = {r.key for r in held_back}
         todo = [r for r in plan.runs if r.key not in done and r.key not in held]
         skipped = len(plan.runs) - len(todo) - len(held_back)
         threads = int(spec.resources.get("num_cpus", 1)) if spec.executor == "ray" else int(spec.workers > 1)
-        tasks = [RunTask(run, str(study_dir / "runs" / run.directory_name(names)), threads, spec.imports,
-                         restart=failed_before.get(run.key) == "corrupt-checkpoint", log=tuple(log))
-                 for run in todo]
+        tasks = [
+            RunTask(
+                run,
+                str(study_dir / "runs" / run.directory_name(names)),
+                threads,
+                spec.imports,
+                restart=failed_before.get(run.key) == "corrupt-checkpoint",
+                log=tuple(log),
+            )
+            for run in todo
+        ]
         failed: list[tuple[str, str]] = []
         finished = 0
         bar = _Progress(len(plan.runs), skipped, progress)
@@ -402,8 +462,10 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                     bar.failed(task.run, names, outcome["error"])
                     if outcome.get("user_error"):
                         error = RunFailed if outcome.get("exit_code") == RunFailed.exit_code else AnyteachError
-                        raise error(f"run {task.run.label} {names[task.run.student]} <- "
-                                    f"{names.get(task.run.teacher or '', '-')} failed: {outcome['error']}")
+                        raise error(
+                            f"run {task.run.label} {names[task.run.student]} <- "
+                            f"{names.get(task.run.teacher or '', '-')} failed: {outcome['error']}"
+                        )
                     continue
                 row = run_row(task.run, outcome, names, {m.ref: m for m in plan.models})
                 store.add_run(row, outcome["history"])
@@ -411,8 +473,16 @@ def run_study(spec: StudySpec | str | Path | Mapping[str, Any], study_dir: str |
                 bar.finished(row)
                 if on_run is not None:
                     on_run(row)
-    return StudyOutcome(study_dir, len(plan.runs), skipped, finished, failed, time.perf_counter() - start,
-                        [r.key for r in held_back], changes)
+    return StudyOutcome(
+        study_dir,
+        len(plan.runs),
+        skipped,
+        finished,
+        failed,
+        time.perf_counter() - start,
+        [r.key for r in held_back],
+        changes,
+    )
 
 
 class _Progress:
@@ -423,15 +493,27 @@ class _Progress:
         self.total, self.already = total, already
         self._progress = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._progress = Progress(TextColumn("[bold]study runs"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                      console=Console(stderr=True))
+            self._progress = Progress(
+                TextColumn("[bold]study runs"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
             self._progress.__enter__()
             self._task = self._progress.add_task("runs", total=self.total, completed=self.already)
             if self.already:
@@ -448,18 +530,37 @@ class _Progress:
         teacher = row["teacher_name"] or "-"
         self._progress.console.print(
             f"  {row['label']:<9} {row['student_name']} <- {teacher}: Δ {row['transfer_delta']:+.2f} pp "
-            f"(+{row['knowledge_gain']:.2f} −{row['knowledge_loss']:.2f}, {row['seconds']:.0f} s)", highlight=False)
+            f"(+{row['knowledge_gain']:.2f} −{row['knowledge_loss']:.2f}, {row['seconds']:.0f} s)",
+            highlight=False,
+        )
         self._progress.advance(self._task)
 
     def failed(self, run: RunSpec, names: Mapping[str, str], error: str) -> None:
         if self._progress is None:
             return
-        self._progress.console.print(f"  [red]failed[/red] {run.label} {names[run.student]} <- "
-                                     f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}", highlight=False)
+        self._progress.console.print(
+            f"  [red]failed[/red] {run.label} {names[run.student]} <- "
+            f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}",
+            highlight=False,
+        )
 
 
 __all__ = [
-    "BUCKETS", "MethodSpec", "ModelEntry", "PairSpec", "RunSpec", "StudyOutcome", "StudyPlan", "StudySpec",
-    "build_study_spec", "describe_models", "load_study_spec", "plan_study", "run_options", "run_study",
-    "sample_pairs", "strength_bucket", "teacher_strength",
+    "BUCKETS",
+    "MethodSpec",
+    "ModelEntry",
+    "PairSpec",
+    "RunSpec",
+    "StudyOutcome",
+    "StudyPlan",
+    "StudySpec",
+    "build_study_spec",
+    "describe_models",
+    "load_study_spec",
+    "plan_study",
+    "run_options",
+    "run_study",
+    "sample_pairs",
+    "strength_bucket",
+    "teacher_strength",
 ]

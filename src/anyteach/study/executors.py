@@ -19,11 +19,11 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from ..core.io import json_ready
-from ..core.errors import AnyteachError, CorruptCheckpoint, RunFailed, TrainingDiverged, os_error_message
 from ..analysis.metrics import positive_flips
-from ..data.predictions import predict
+from ..core.errors import AnyteachError, CorruptCheckpoint, RunFailed, TrainingDiverged, os_error_message
+from ..core.io import json_ready
 from ..core.registry import Registry, import_plugins
+from ..data.predictions import predict
 from ..training.transfer import transfer
 
 
@@ -59,15 +59,26 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     run = task.run
     try:
         import_plugins(task.imports)
-        result = transfer(run.student, run.teacher, run.data, run.method, task.run_dir, seed=run.seed,
-                          progress=False, restart=task.restart, log=task.log, **run.option_dict)
+        result = transfer(
+            run.student,
+            run.teacher,
+            run.data,
+            run.method,
+            task.run_dir,
+            seed=run.seed,
+            progress=False,
+            restart=task.restart,
+            log=task.log,
+            **run.option_dict,
+        )
         outcome: dict[str, Any] = {
             "task": task,
             "final": json_ready(result.final),
             "history": json_ready(result.history),
             "run_dir": str(result.run_dir),
             "complementary_knowledge": complementary_knowledge(run.student, run.teacher, run.data)
-            if run.teacher else None,
+            if run.teacher
+            else None,
         }
     except TrainingDiverged as e:
         return {"task": task, "error": str(e), "kind": "diverged", "user_error": False}
@@ -77,11 +88,20 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         return {"task": task, "error": str(e), "kind": "error", "user_error": True}
     except OSError as e:  # a full disk stops the study; anything else is recorded and retried next time
         message, code = os_error_message(e)
-        return {"task": task, "error": message, "kind": "error", "user_error": code == RunFailed.exit_code,
-                "exit_code": code}
+        return {
+            "task": task,
+            "error": message,
+            "kind": "error",
+            "user_error": code == RunFailed.exit_code,
+            "exit_code": code,
+        }
     except Exception as e:  # noqa: BLE001 - reported to the driver, which records it and goes on
-        return {"task": task, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}", "kind": "error",
-                "user_error": False}
+        return {
+            "task": task,
+            "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
+            "kind": "error",
+            "user_error": False,
+        }
     outcome["seconds"] = time.perf_counter() - start
     return outcome
 
@@ -104,7 +124,7 @@ class Executor:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -156,8 +176,9 @@ class LocalProcessExecutor(Executor):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                   initargs=(os.getpid(),))
+        return ProcessPoolExecutor(
+            self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+        )
 
     def run(self, tasks: Iterable[RunTask], fn: RunFunction = execute_run) -> Iterator[dict[str, Any]]:
         from concurrent.futures import as_completed
@@ -186,8 +207,12 @@ class LocalProcessExecutor(Executor):
                 if k < self.workers:
                     deaths[id(task)] = deaths.get(id(task), 0) + 1
                 if deaths.get(id(task), 0) > self.max_retries:
-                    yield {"task": task, "error": f"its worker process died {deaths[id(task)]} times",
-                           "kind": "error", "user_error": False}
+                    yield {
+                        "task": task,
+                        "error": f"its worker process died {deaths[id(task)]} times",
+                        "kind": "error",
+                        "user_error": False,
+                    }
                 else:
                     pending.append(task)
             if lost:  # the pool is broken: a fresh one runs what is left
@@ -212,8 +237,9 @@ class RayExecutor(Executor):
         AnyteachError: Ray is not installed or cannot start / connect.
     """
 
-    def __init__(self, address: str | None = None, resources: Mapping[str, float] | None = None,
-                 num_cpus: int | None = None):
+    def __init__(
+        self, address: str | None = None, resources: Mapping[str, float] | None = None, num_cpus: int | None = None
+    ):
         try:
             import ray
         except ImportError as e:
@@ -222,8 +248,12 @@ class RayExecutor(Executor):
         self.resources = {"num_cpus": 1, "num_gpus": 0, **dict(resources or {})}
         self.started = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": True, "logging_level": "warning"}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": True,
+                "logging_level": "warning",
+            }
             if address is None:
                 env = {k: os.environ[k] for k in ("ANYTEACH_CACHE", "HF_HUB_OFFLINE", "HF_HOME") if k in os.environ}
                 kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, runtime_env={"env_vars": env})
@@ -239,8 +269,9 @@ class RayExecutor(Executor):
     def run(self, tasks: Iterable[RunTask], fn: RunFunction = execute_run) -> Iterator[dict[str, Any]]:
         ray = self.ray
         # a lost worker or node (preemption, OOM) is retried: the run resumes from its checkpoint
-        remote = ray.remote(fn).options(num_cpus=self.resources["num_cpus"], num_gpus=self.resources["num_gpus"],
-                                        max_retries=2)
+        remote = ray.remote(fn).options(
+            num_cpus=self.resources["num_cpus"], num_gpus=self.resources["num_gpus"], max_retries=2
+        )
         tasks = list(tasks)
         pending = {remote.remote(task): task for task in tasks}
         try:
@@ -275,8 +306,9 @@ def _ray(workers: int, address: str | None, resources: Mapping[str, float] | Non
     return RayExecutor(address, resources, num_cpus=workers if workers > 1 else None)
 
 
-def make_executor(kind: str, workers: int = 1, address: str | None = None,
-                  resources: Mapping[str, float] | None = None) -> Executor:
+def make_executor(
+    kind: str, workers: int = 1, address: str | None = None, resources: Mapping[str, float] | None = None
+) -> Executor:
     """The executor of a study: `local` with 1 worker -> in-process, N -> local processes; `ray`.
 
     Raises:
@@ -287,5 +319,14 @@ def make_executor(kind: str, workers: int = 1, address: str | None = None,
     return EXECUTORS[kind](workers, address, resources)
 
 
-__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "LocalProcessExecutor", "RayExecutor", "RunTask", "complementary_knowledge",
-           "execute_run", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "InProcessExecutor",
+    "LocalProcessExecutor",
+    "RayExecutor",
+    "RunTask",
+    "complementary_knowledge",
+    "execute_run",
+    "make_executor",
+]

@@ -7,8 +7,8 @@ train (a named recipe such as `paper-imagenet` does it: 10%). The CLI prints the
 
 from __future__ import annotations
 
-from ..data.references import load_dataset
 from ..core.errors import AnyteachError
+from ..data.references import load_dataset
 from .spec import StudySpec
 
 
@@ -37,13 +37,17 @@ def study_notices(spec: StudySpec) -> list[str]:
     if zoo is not None:
         own = get_zoo(*zoo).data
         if load_dataset(own).split_identity("eval") != load_dataset(spec.data).split_identity("eval"):
-            notices.append(f"the models are zoo {zoo[0]}@{zoo[1]}'s, trained on {own!r}, but the study measures them on "
-                           f"{spec.data!r}, another draw whose splits they never saw; for the zoo's own draw use "
-                           f"data: {own}")
+            notices.append(
+                f"the models are zoo {zoo[0]}@{zoo[1]}'s, trained on {own!r}, but the study measures them on "
+                f"{spec.data!r}, another draw whose splits they never saw; for the zoo's own draw use "
+                f"data: {own}"
+            )
     if "fraction=" in spec.data:
         fraction = spec.data.split("fraction=", 1)[1].split(",", 1)[0]
-        notices.append(f"runs transfer on a stratified fraction {fraction} of the train split ({spec.data}); the "
-                       "recipe or the data reference sets it")
+        notices.append(
+            f"runs transfer on a stratified fraction {fraction} of the train split ({spec.data}); the "
+            "recipe or the data reference sets it"
+        )
     return notices
 
 

@@ -19,25 +19,49 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ..data.references import load_dataset
 from ..core.errors import AnyteachError
-from .executors import EXECUTORS
-from ..methods import METHODS, get_method
 from ..core.options import MAX_SEED, METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
-from ..training.protocols import get_recipe, with_fraction
 from ..core.registry import import_plugins
+from ..data.references import load_dataset
+from ..methods import METHODS, get_method
+from ..training.protocols import get_recipe, with_fraction
 from ..training.transfer import resolve_run_options
+from .executors import EXECUTORS
 
-STUDY_KEYS = ("name", "data", "models", "pairs", "methods", "seeds", "recipe", "workers", "executor", "address",
-              "resources", "imports")
+STUDY_KEYS = (
+    "name",
+    "data",
+    "models",
+    "pairs",
+    "methods",
+    "seeds",
+    "recipe",
+    "workers",
+    "executor",
+    "address",
+    "resources",
+    "imports",
+)
 PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced", "recommended", "method")
 METHOD_KEYS = ("name", "label", "options", "data", "teacher")
 TEACHER_CHOICES = ("best",)
 """`teacher:` of a method entry: `best`, one run per student with its best-forecast teacher (not per pair)."""
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
-RESERVED_OPTIONS = frozenset({"student", "teacher", "data", "method", "out", "progress", "overwrite",
-                              "stop_after_epoch", "on_epoch", *PER_RUN_OPTIONS})
+RESERVED_OPTIONS = frozenset(
+    {
+        "student",
+        "teacher",
+        "data",
+        "method",
+        "out",
+        "progress",
+        "overwrite",
+        "stop_after_epoch",
+        "on_epoch",
+        *PER_RUN_OPTIONS,
+    }
+)
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$")
@@ -139,9 +163,16 @@ class StudySpec:
         d["models"] = list(self.models)
         d["seeds"] = list(self.seeds)
         d["imports"] = list(self.imports)
-        d["methods"] = [{"name": m.name, "label": m.label, "options": dict(m.options),
-                         **({"data": m.data} if m.data else {}), **({"teacher": m.teacher} if m.teacher else {})}
-                        for m in self.methods]
+        d["methods"] = [
+            {
+                "name": m.name,
+                "label": m.label,
+                "options": dict(m.options),
+                **({"data": m.data} if m.data else {}),
+                **({"teacher": m.teacher} if m.teacher else {}),
+            }
+            for m in self.methods
+        ]
         d["pairs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["pairs"].items() if v is not None}
         return d
 
@@ -206,8 +237,10 @@ def _check_options(options: Any, path: str) -> dict[str, Any]:
         if not isinstance(key, str) or not key.isidentifier():
             raise AnyteachError(f"{spec_key(f'{path}.{key}')}: option names must be identifiers")
         if key in RESERVED_OPTIONS:
-            raise AnyteachError(f"{spec_key(f'{path}.{key}')}: `{key}` is set by the study for every run "
-                                f"(use the study's own keys: models, pairs, data, methods, seeds)")
+            raise AnyteachError(
+                f"{spec_key(f'{path}.{key}')}: `{key}` is set by the study for every run "
+                f"(use the study's own keys: models, pairs, data, methods, seeds)"
+            )
         if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads `1e-3` as a string
         try:
@@ -224,8 +257,10 @@ def _check_run_options(method: str, options: Mapping[str, Any], path: str) -> No
     for key in options:
         if key not in TRAINING_OPTIONS and key not in METHOD_OPTIONS:
             training = sorted(set(TRAINING_OPTIONS) - RESERVED_OPTIONS)
-            raise AnyteachError(f"{spec_key(f'{path}.{key}')}: unknown option; training options: "
-                                f"{', '.join(training)}; method options: {', '.join(sorted(METHOD_OPTIONS))}")
+            raise AnyteachError(
+                f"{spec_key(f'{path}.{key}')}: unknown option; training options: "
+                f"{', '.join(training)}; method options: {', '.join(sorted(METHOD_OPTIONS))}"
+            )
     try:
         resolve_run_options(method, options)
     except AnyteachError as e:
@@ -262,8 +297,10 @@ def _parse_method(item: Any, path: str) -> MethodSpec:
     data = _as_str(raw["data"], f"{path}.data") if raw.get("data") is not None else None
     teacher = _as_str(raw["teacher"], f"{path}.teacher") if raw.get("teacher") is not None else None
     if teacher is not None and teacher not in TEACHER_CHOICES:
-        raise AnyteachError(f"{spec_key(path + '.teacher')}: {teacher!r} is not one of {', '.join(TEACHER_CHOICES)} "
-                            "(best: per student, its best-forecast teacher)")
+        raise AnyteachError(
+            f"{spec_key(path + '.teacher')}: {teacher!r} is not one of {', '.join(TEACHER_CHOICES)} "
+            "(best: per student, its best-forecast teacher)"
+        )
     if teacher is not None and not get_method(name).needs_teacher:
         raise AnyteachError(f"{spec_key(path + '.teacher')}: method {name!r} uses no teacher")
     method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label, data, teacher)
@@ -277,8 +314,10 @@ def _check_method_data(method: MethodSpec, data: str, path: str) -> None:
         return
     own, study = load_dataset(method.data), load_dataset(data)
     if own.split_identity("eval") != study.split_identity("eval") or own.num_classes != study.num_classes:
-        raise AnyteachError(f"{spec_key(path)}: {method.data!r} does not share the eval split of the study's data "
-                            f"{data!r}; a method may bring its own transfer data, not its own evaluation")
+        raise AnyteachError(
+            f"{spec_key(path)}: {method.data!r} does not share the eval split of the study's data "
+            f"{data!r}; a method may bring its own transfer data, not its own evaluation"
+        )
 
 
 def _resolve_recipe(value: Any) -> tuple[dict[str, Any], float | None]:
@@ -368,7 +407,9 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
         raise AnyteachError(f"{spec_key('imports')}: {e}") from e
 
     if "models" not in raw:
-        raise AnyteachError(f"{spec_key('models')} is missing: give a zoo name (e.g. mnist1d) or a list of model references")
+        raise AnyteachError(
+            f"{spec_key('models')} is missing: give a zoo name (e.g. mnist1d) or a list of model references"
+        )
     models, zoo_data = _expand_models(raw["models"])
     if len(set(models)) != len(models):
         raise AnyteachError(f"{spec_key('models')}: a model is listed twice")
@@ -389,14 +430,17 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     pairs_raw = _check_keys(pairs_raw, PAIR_KEYS, "pairs")
     pairs = PairSpec(
         students=tuple(_as_str(s, "pairs.students") for s in _as_list(pairs_raw["students"], "pairs.students"))
-        if pairs_raw.get("students") is not None else None,
+        if pairs_raw.get("students") is not None
+        else None,
         teachers=tuple(_as_str(t, "pairs.teachers") for t in _as_list(pairs_raw["teachers"], "pairs.teachers"))
-        if pairs_raw.get("teachers") is not None else None,
+        if pairs_raw.get("teachers") is not None
+        else None,
         random=_as_int(pairs_raw["random"], "pairs.random", 1) if pairs_raw.get("random") is not None else None,
         seed=_as_int(pairs_raw.get("seed", 0), "pairs.seed"),
         balanced=_as_bool(pairs_raw.get("balanced", False), "pairs.balanced"),
         recommended=_as_int(pairs_raw["recommended"], "pairs.recommended", 1)
-        if pairs_raw.get("recommended") is not None else None,
+        if pairs_raw.get("recommended") is not None
+        else None,
         method=_as_str(pairs_raw["method"], "pairs.method") if pairs_raw.get("method") is not None else None,
     )
     if pairs.recommended is not None and pairs.random is not None:
@@ -420,8 +464,9 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
         _check_method_data(method, data, f"methods[{i}].data")
 
     seeds_raw = raw.get("seeds", [0])
-    seeds_list = [seeds_raw] if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) else \
-        _as_list(seeds_raw, "seeds")
+    seeds_list = (
+        [seeds_raw] if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) else _as_list(seeds_raw, "seeds")
+    )
     seeds = tuple(_as_int(s, "seeds", 0, MAX_SEED) for s in seeds_list)
     if not seeds or len(set(seeds)) != len(seeds):
         raise AnyteachError(f"{spec_key('seeds')} must be a non-empty list of distinct integers, got {seeds_raw!r}")
@@ -446,8 +491,9 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if resources.get("num_cpus", 1) == 0:
         raise AnyteachError(f"{spec_key('resources.num_cpus')} must be positive: every run needs a CPU")
     name = _as_str(raw.get("name", "study"), "name")
-    return StudySpec(tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name,
-                     imports)
+    return StudySpec(
+        tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name, imports
+    )
 
 
 def _plugin(plugin: str, base: Path) -> str:
@@ -458,14 +504,24 @@ def _plugin(plugin: str, base: Path) -> str:
     return plugin
 
 
-def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = None, *,
-                     models: str | Sequence[str] | None = None, data: str | None = None, pairs: int | None = None,
-                     balanced: bool | None = None, pair_seed: int | None = None,
-                     methods: str | Sequence[Any] | None = None, seeds: str | Sequence[int] | None = None,
-                     recipe: Mapping[str, Any] | None = None, workers: int | None = None,
-                     executor: str | None = None, address: str | None = None,
-                     resources: Mapping[str, float] | None = None, name: str | None = None,
-                     imports: Sequence[str] | None = None) -> StudySpec:
+def build_study_spec(
+    spec: StudySpec | str | Path | Mapping[str, Any] | None = None,
+    *,
+    models: str | Sequence[str] | None = None,
+    data: str | None = None,
+    pairs: int | None = None,
+    balanced: bool | None = None,
+    pair_seed: int | None = None,
+    methods: str | Sequence[Any] | None = None,
+    seeds: str | Sequence[int] | None = None,
+    recipe: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+    resources: Mapping[str, float] | None = None,
+    name: str | None = None,
+    imports: Sequence[str] | None = None,
+) -> StudySpec:
     """A study from a YAML file / dict and/or keyword options (what the CLI's flags map to).
 
     Keywords that are not None replace the file's keys; `pairs`, `balanced` and `pair_seed` set
@@ -501,8 +557,17 @@ def build_study_spec(spec: StudySpec | str | Path | Mapping[str, Any] | None = N
             if key == "recipe" and isinstance(base, str):  # a named recipe, with options changed
                 base = {"base": base}
             raw[key] = {**base, **extra} if isinstance(base, Mapping) else base  # a bad base fails validation
-    overrides = {"models": models, "data": data, "methods": methods, "seeds": seeds, "workers": workers,
-                 "executor": executor, "address": address, "name": name, "imports": list(imports) if imports else None}
+    overrides = {
+        "models": models,
+        "data": data,
+        "methods": methods,
+        "seeds": seeds,
+        "workers": workers,
+        "executor": executor,
+        "address": address,
+        "name": name,
+        "imports": list(imports) if imports else None,
+    }
     return load_study_spec(raw, **overrides)
 
 
@@ -518,8 +583,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base loader says so
                 break
             if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
-                                                        key_node.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -550,5 +616,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return dict(loaded)
 
 
-__all__ = ["EXECUTORS", "MethodSpec", "PairSpec", "StudySpec", "build_study_spec", "load_study_spec", "run_options",
-           "spec_key"]
+__all__ = [
+    "EXECUTORS",
+    "MethodSpec",
+    "PairSpec",
+    "StudySpec",
+    "build_study_spec",
+    "load_study_spec",
+    "run_options",
+    "spec_key",
+]

@@ -24,16 +24,26 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ..core.io import json_ready
-from ..core.errors import AnyteachError, RunFailed
 from ..analysis.metrics import strength_bucket, teacher_strength
+from ..core.errors import AnyteachError, RunFailed
+from ..core.io import json_ready
 
 STORE_FILE = "study.sqlite"
 SCHEMA_VERSION = "1"
 
-FINAL_METRICS: tuple[str, ...] = ("student_acc", "student_acc_before", "teacher_acc", "transfer_delta",
-                                  "knowledge_gain", "knowledge_loss", "transfer_rate", "gain_count", "loss_count",
-                                  "p_gain", "p_loss")
+FINAL_METRICS: tuple[str, ...] = (
+    "student_acc",
+    "student_acc_before",
+    "teacher_acc",
+    "transfer_delta",
+    "knowledge_gain",
+    "knowledge_loss",
+    "transfer_rate",
+    "gain_count",
+    "loss_count",
+    "p_gain",
+    "p_loss",
+)
 """The engine's final metrics kept as columns (everything else stays in `final_json`)."""
 
 AVAILABLE_METRICS: tuple[str, ...] = ("ensemble_acc", "ensemble_maxconf_acc", "ensemble_delta", "transfer_efficiency")
@@ -108,8 +118,9 @@ class StudyStore:
         self.read_only = not create
         if not self.path.exists():
             if not create:
-                raise AnyteachError(f"{study_dir} is not a study directory (no {STORE_FILE}); "
-                                    "run `anyteach study` into it first")
+                raise AnyteachError(
+                    f"{study_dir} is not a study directory (no {STORE_FILE}); run `anyteach study` into it first"
+                )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _create_store(self.path)
         try:
@@ -148,8 +159,9 @@ class StudyStore:
         try:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.OperationalError as e:  # an empty or foreign database
-            raise AnyteachError(f"{self.path} is not an anyteach study store ({e}); run `anyteach study` into a new "
-                                "directory") from e
+            raise AnyteachError(
+                f"{self.path} is not an anyteach study store ({e}); run `anyteach study` into a new directory"
+            ) from e
         if row is None and self.read_only:
             raise AnyteachError(f"{self.path} is not an anyteach study store (no schema)")
         if row is None:
@@ -157,7 +169,7 @@ class StudyStore:
         elif row[0] != SCHEMA_VERSION:
             raise AnyteachError(f"{self.path} has store schema {row[0]}, this anyteach writes {SCHEMA_VERSION}")
 
-    def __enter__(self) -> "StudyStore":
+    def __enter__(self) -> StudyStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -175,8 +187,9 @@ class StudyStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction():
-            self.conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                              (key, value))
+            self.conn.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)
+            )
 
     def add_models(self, models: Iterable[Mapping[str, Any]]) -> None:
         """Insert or update the study's models (`ref, name, family, num_params, eval_acc, identity`); a
@@ -188,7 +201,9 @@ class StudyStore:
                     ":family, :num_params, :eval_acc, :identity) ON CONFLICT(ref) DO UPDATE SET name=excluded.name, "
                     "family=excluded.family, num_params=excluded.num_params, eval_acc=CASE WHEN "
                     "models.identity IS excluded.identity THEN COALESCE(excluded.eval_acc, models.eval_acc) ELSE "
-                    "excluded.eval_acc END, identity=excluded.identity", {"identity": None, **dict(m)})
+                    "excluded.eval_acc END, identity=excluded.identity",
+                    {"identity": None, **dict(m)},
+                )
 
     def identities(self) -> dict[str, str]:
         """The content identities the study last ran with: model ref -> weights digest, and
@@ -219,14 +234,24 @@ class StudyStore:
             self.conn.execute(f"DELETE FROM runs WHERE {same}", values)
             cur = self.conn.execute(
                 f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))}) "
-                "ON CONFLICT DO NOTHING", [row[f] for f in RUN_FIELDS])
+                "ON CONFLICT DO NOTHING",
+                [row[f] for f in RUN_FIELDS],
+            )
             if cur.rowcount == 0:
                 return False
             columns = ("run_key", "epoch", *HISTORY_METRICS, "metrics_json")
             self.conn.executemany(
                 f"INSERT INTO history ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [(row["run_key"], int(h["epoch"]), *(_number(h.get(m)) for m in HISTORY_METRICS),
-                  json.dumps(json_ready(h))) for h in history])
+                [
+                    (
+                        row["run_key"],
+                        int(h["epoch"]),
+                        *(_number(h.get(m)) for m in HISTORY_METRICS),
+                        json.dumps(json_ready(h)),
+                    )
+                    for h in history
+                ],
+            )
             self.conn.execute("DELETE FROM failures WHERE run_key=?", (row["run_key"],))
         return True
 
@@ -244,9 +269,12 @@ class StudyStore:
         """Record the last failure of a run: `kind` is `diverged`, `corrupt-checkpoint` or `error`;
         `label` is the method as the study reports it."""
         with self._transaction():
-            self.conn.execute("INSERT INTO failures (run_key, error, at, kind, label) VALUES (?, ?, ?, ?, ?) "
-                              "ON CONFLICT(run_key) DO UPDATE SET error=excluded.error, at=excluded.at, "
-                              "kind=excluded.kind, label=excluded.label", (run_key, error, time.time(), kind, label))
+            self.conn.execute(
+                "INSERT INTO failures (run_key, error, at, kind, label) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(run_key) DO UPDATE SET error=excluded.error, at=excluded.at, "
+                "kind=excluded.kind, label=excluded.label",
+                (run_key, error, time.time(), kind, label),
+            )
 
     def failure_kinds(self) -> dict[str, str]:
         """Run key -> kind of its last failure, for runs that failed and have not finished since."""
@@ -266,7 +294,7 @@ class StudyStore:
 
     def _in_plan(self, alias: str) -> str:
         """SQL condition: the run is in the current plan (or there is no plan at all)."""
-        return (f"({alias}.run_key IN (SELECT run_key FROM plan) OR NOT EXISTS (SELECT 1 FROM plan))")
+        return f"({alias}.run_key IN (SELECT run_key FROM plan) OR NOT EXISTS (SELECT 1 FROM plan))"
 
     def runs(self, current: bool = True) -> pd.DataFrame:
         """Finished runs, one row each, in the order they finished.
@@ -282,7 +310,9 @@ class StudyStore:
         where = f"WHERE {self._in_plan('r')}" if current else ""
         return pd.read_sql_query(
             "SELECT h.*, r.label, r.method, r.student, r.teacher, r.seed, r.bucket FROM history h "
-            f"JOIN runs r USING (run_key) {where} ORDER BY r.finished_at, h.run_key, h.epoch", self.conn)
+            f"JOIN runs r USING (run_key) {where} ORDER BY r.finished_at, h.run_key, h.epoch",
+            self.conn,
+        )
 
     def stale_runs(self) -> int:
         """Stored runs that are not part of the current definition."""
@@ -353,8 +383,10 @@ def _store_error(error: sqlite3.Error, path: Path, doing: str) -> AnyteachError:
     is a failed run (exit 1), anything else a store that is not one (exit 2)."""
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None and (code & 0xFF) in _SPACE_ERRORS:
-        return RunFailed(f"cannot {doing} the study store {path}: {error} (the disk is full or a file-size limit was "
-                         "reached; every run stored before is kept, and running the study again resumes)")
+        return RunFailed(
+            f"cannot {doing} the study store {path}: {error} (the disk is full or a file-size limit was "
+            "reached; every run stored before is kept, and running the study again resumes)"
+        )
     return AnyteachError(f"cannot {doing} the study store {path}: {error}")
 
 
@@ -390,8 +422,9 @@ def _number(value: Any) -> float | int | None:
         return None
 
 
-def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
-            models: Mapping[str, Any]) -> dict[str, Any]:
+def run_row(
+    run: Any, outcome: Mapping[str, Any], names: Mapping[str, str], models: Mapping[str, Any]
+) -> dict[str, Any]:
     """The store row of one finished run.
 
     Args:
@@ -411,17 +444,28 @@ def run_row(run: Any, outcome: Mapping[str, Any], names: Mapping[str, str],
         strength = teacher_strength(final["teacher_acc"], final["student_acc_before"])
         bucket = strength_bucket(strength)
     row: dict[str, Any] = {
-        "run_key": run.key, "label": run.label, "method": run.method, "student": run.student,
-        "teacher": run.teacher or "", "seed": run.seed, "options": run.options, "data": run.data,
-        "student_name": names[run.student], "teacher_name": names.get(run.teacher, "") if run.teacher else "",
-        "student_family": student.family, "student_params": student.num_params,
-        "teacher_family": teacher.family if teacher else None, "teacher_params": teacher.num_params if teacher else None,
+        "run_key": run.key,
+        "label": run.label,
+        "method": run.method,
+        "student": run.student,
+        "teacher": run.teacher or "",
+        "seed": run.seed,
+        "options": run.options,
+        "data": run.data,
+        "student_name": names[run.student],
+        "teacher_name": names.get(run.teacher, "") if run.teacher else "",
+        "student_family": student.family,
+        "student_params": student.num_params,
+        "teacher_family": teacher.family if teacher else None,
+        "teacher_params": teacher.num_params if teacher else None,
         **{m: _number(final[m]) for m in FINAL_METRICS},
         **{m: _number(final.get(m)) for m in AVAILABLE_METRICS},
-        "teacher_strength": strength, "bucket": bucket,
+        "teacher_strength": strength,
+        "bucket": bucket,
         "complementary_knowledge": _number(outcome.get("complementary_knowledge")),
         "final_json": json.dumps(json_ready(final)),
-        "run_dir": str(outcome.get("run_dir", "")), "seconds": float(outcome.get("seconds", 0.0)),
+        "run_dir": str(outcome.get("run_dir", "")),
+        "seconds": float(outcome.get("seconds", 0.0)),
         "finished_at": time.time(),
     }
     return row
@@ -433,4 +477,13 @@ def load_runs(study_dir: str | Path) -> pd.DataFrame:
         return store.runs()
 
 
-__all__ = ["AVAILABLE_METRICS", "FINAL_METRICS", "RUN_COLUMNS", "STORE_FILE", "StudyStore", "load_runs", "run_row", "store_path"]
+__all__ = [
+    "AVAILABLE_METRICS",
+    "FINAL_METRICS",
+    "RUN_COLUMNS",
+    "STORE_FILE",
+    "StudyStore",
+    "load_runs",
+    "run_row",
+    "store_path",
+]

@@ -30,14 +30,13 @@ from torch import nn
 
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError
-from ..methods import MethodPreset
-from ..models.references import Classifier
 from ..core.options import TrainingOptions
 from ..core.runtime import Runtime
 from ..core.seeds import augment_seed, rank_seed
+from ..methods import MethodPreset
+from ..models.references import Classifier
 
-NOT_DISTRIBUTED_LOSSES = {"crd": "it keeps a memory bank of every sample's features that the ranks would update "
-                                 "apart"}
+NOT_DISTRIBUTED_LOSSES = {"crd": "it keeps a memory bank of every sample's features that the ranks would update apart"}
 """Losses that cannot be split over ranks, with the reason."""
 
 
@@ -52,17 +51,25 @@ def check_distributed_run(preset: MethodPreset, options: TrainingOptions, device
         return
     world = distributed.world_size()
     if options.batch_size % world:
-        raise AnyteachError(f"batch_size={options.batch_size} is the global batch of {world} processes (torchrun): "
-                            f"it must be divisible by {world}")
+        raise AnyteachError(
+            f"batch_size={options.batch_size} is the global batch of {world} processes (torchrun): "
+            f"it must be divisible by {world}"
+        )
     if preset.loss in NOT_DISTRIBUTED_LOSSES:
-        raise AnyteachError(f"method {preset.name!r} cannot run on several processes: "
-                            f"{NOT_DISTRIBUTED_LOSSES[preset.loss]}; run it in one process")
+        raise AnyteachError(
+            f"method {preset.name!r} cannot run on several processes: "
+            f"{NOT_DISTRIBUTED_LOSSES[preset.loss]}; run it in one process"
+        )
     if options.sync_batchnorm and device.type != "cuda":
-        raise AnyteachError("sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel); without it each "
-                            "rank normalises with the statistics of its share of the batch")
+        raise AnyteachError(
+            "sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel); without it each "
+            "rank normalises with the statistics of its share of the batch"
+        )
     if device.type == "cuda" and torch.cuda.device_count() <= (device.index or 0):
-        raise AnyteachError(f"rank {distributed.rank()} would train on {device} but this machine has "
-                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes per machine")
+        raise AnyteachError(
+            f"rank {distributed.rank()} would train on {device} but this machine has "
+            f"{torch.cuda.device_count()} GPU(s); start at most that many processes per machine"
+        )
 
 
 def rank_device(device: torch.device) -> torch.device:
@@ -117,8 +124,9 @@ def sync_batchnorm(student: Classifier, options: TrainingOptions) -> Classifier:
     return student
 
 
-def reduce_training_numbers(sums: dict[str, torch.Tensor], steps: int, counts: torch.Tensor
-                            ) -> tuple[dict[str, float], torch.Tensor]:
+def reduce_training_numbers(
+    sums: dict[str, torch.Tensor], steps: int, counts: torch.Tensor
+) -> tuple[dict[str, float], torch.Tensor]:
     """An epoch's loss sums (of per-step means of each rank's share) averaged over all ranks' steps,
     and its routing counts summed over the ranks: identical on every rank.
 
@@ -133,5 +141,12 @@ def reduce_training_numbers(sums: dict[str, torch.Tensor], steps: int, counts: t
     return means, distributed.all_reduce_sum(counts)
 
 
-__all__ = ["NOT_DISTRIBUTED_LOSSES", "TrainingStudent", "check_distributed_run", "rank_device",
-           "reduce_training_numbers", "seed_epoch", "sync_batchnorm"]
+__all__ = [
+    "NOT_DISTRIBUTED_LOSSES",
+    "TrainingStudent",
+    "check_distributed_run",
+    "rank_device",
+    "reduce_training_numbers",
+    "seed_epoch",
+    "sync_batchnorm",
+]

@@ -37,14 +37,25 @@ import torch
 from torch import nn
 
 from ..core import process_group as distributed
-from ..core.io import read_json, write_json
-from ..data.references import Dataset
 from ..core.errors import AnyteachError
+from ..core.io import read_json, write_json
+from ..data.predictions import Predictions, cached_logits
+from ..data.references import Dataset
 from ..methods import MethodPreset
 from ..models.references import Classifier
-from ..data.predictions import Predictions, cached_logits
 from .trainer import ORIGINAL_KEYS, EvalReference, evaluate
-from .transfer import ExportedStudent, ModelArg, RunDir, RunPlan, TransferResult, as_model_list, default_run_dir, export_student, plan_run, transfer
+from .transfer import (
+    ExportedStudent,
+    ModelArg,
+    RunDir,
+    RunPlan,
+    TransferResult,
+    as_model_list,
+    default_run_dir,
+    export_student,
+    plan_run,
+    transfer,
+)
 
 MULTI_FORMAT = "anyteach-multi/1"
 MODES = ("parallel", "sequential", "soup")
@@ -71,10 +82,15 @@ def average_weights(models: Sequence[Classifier]) -> Classifier:
     first = states[0]
     for model, state in zip(models[1:], states[1:]):
         if state.keys() != first.keys() or any(state[k].shape != v.shape for k, v in first.items()):
-            raise AnyteachError(f"cannot average the weights of {models[0].name!r} and {model.name!r}: "
-                                "their architectures differ")
-    averaged = {key: torch.stack([s[key].double() for s in states]).mean(0).to(value.dtype)
-                if value.is_floating_point() else value.clone() for key, value in first.items()}
+            raise AnyteachError(
+                f"cannot average the weights of {models[0].name!r} and {model.name!r}: their architectures differ"
+            )
+    averaged = {
+        key: torch.stack([s[key].double() for s in states]).mean(0).to(value.dtype)
+        if value.is_floating_point()
+        else value.clone()
+        for key, value in first.items()
+    }
     soup = copy.deepcopy(models[0])
     soup.load_state_dict(averaged)
     soup.info = dataclasses.replace(models[0].info, source="", identity="", extra={})
@@ -83,13 +99,17 @@ def average_weights(models: Sequence[Classifier]) -> Classifier:
 
 def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
     """The BatchNorm layers of `model` that keep running statistics."""
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 @torch.no_grad()
-def reestimate_batchnorm(model: Classifier, data: Dataset, split: str = "transfer", batch_size: int = 256,
-                         device: torch.device | str | None = None) -> bool:
+def reestimate_batchnorm(
+    model: Classifier,
+    data: Dataset,
+    split: str = "transfer",
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> bool:
     """Recompute the BatchNorm running statistics of `model` over a split, in place.
 
     Every BatchNorm layer restarts its statistics and accumulates an equally weighted average over
@@ -161,7 +181,7 @@ class MultiTransferResult(ExportedStudent):
         return self.mode
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "MultiTransferResult":
+    def load(cls, run_dir: str | Path) -> MultiTransferResult:
         """Read a multi-teacher run directory written by `transfer_multi`.
 
         Raises:
@@ -177,8 +197,10 @@ class MultiTransferResult(ExportedStudent):
             return cls(run_dir, config, stages, [], None, None, finished=False)
         summary = read_json(summary_path, "multi-teacher summary")
         # sub-runs are found relative to the directory (which may have moved); soup ingredients in the cache
-        stages = [TransferResult.load(d) for d in _sub_runs(run_dir, config) or
-                  [Path(row["run_dir"]) for row in summary["stages"]]]
+        stages = [
+            TransferResult.load(d)
+            for d in _sub_runs(run_dir, config) or [Path(row["run_dir"]) for row in summary["stages"]]
+        ]
         student = run_dir / "soup.safetensors" if config["mode"] == "soup" else stages[-1].student_path
         return cls(run_dir, config, stages, summary["stages"], summary["final"], student)
 
@@ -211,8 +233,13 @@ def metrics_over_epochs(result: MultiTransferResult | TransferResult) -> list[di
             if stage > 1 and row["epoch"] == 0:
                 continue
             against = row.get("vs_original", row)
-            rows.append({"epoch": offset + row["epoch"], "stage": stage,
-                         **{k: against[k] for k in ("transfer_delta", "knowledge_gain", "knowledge_loss")}})
+            rows.append(
+                {
+                    "epoch": offset + row["epoch"],
+                    "stage": stage,
+                    **{k: against[k] for k in ("transfer_delta", "knowledge_gain", "knowledge_loss")},
+                }
+            )
         if run.history:
             offset += run.history[-1]["epoch"]
     return rows
@@ -233,15 +260,32 @@ def _curriculum(accuracies: list[float], curriculum: str) -> list[int]:
 def _stage_row(stage: int, teacher: str, teacher_acc: float, run: TransferResult) -> dict[str, Any]:
     final = run.final
     vs_start = {key: final[key] for key in ORIGINAL_KEYS}
-    return {"stage": stage, "teacher": teacher, "teacher_acc": teacher_acc, "run_dir": str(run.run_dir),
-            "student_acc": final["student_acc"], "vs_start": vs_start,
-            "vs_original": final.get("vs_original", vs_start)}
+    return {
+        "stage": stage,
+        "teacher": teacher,
+        "teacher_acc": teacher_acc,
+        "run_dir": str(run.run_dir),
+        "student_acc": final["student_acc"],
+        "vs_start": vs_start,
+        "vs_original": final.get("vs_original", vs_start),
+    }
 
 
-def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset = "mnist1d",
-                   method: str = "kl+dp", mode: str = "sequential", out: str | Path | None = None, *,
-                   curriculum: str = "given", overwrite: bool = False, restart: bool = False, progress: bool = True,
-                   stop_after_epoch: int | None = None, **options: Any) -> MultiTransferResult:
+def transfer_multi(
+    student: ModelArg,
+    teachers: Sequence[ModelArg],
+    data: str | Dataset = "mnist1d",
+    method: str = "kl+dp",
+    mode: str = "sequential",
+    out: str | Path | None = None,
+    *,
+    curriculum: str = "given",
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+    **options: Any,
+) -> MultiTransferResult:
     """Transfer from several teachers into one student: in parallel, in sequence, or as a weight soup.
 
     Resumable like `transfer`: the same call on the same directory resumes an interrupted run or
@@ -283,15 +327,26 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         if not teacher_refs:
             raise AnyteachError("a multi-teacher transfer needs at least one teacher")
         if not (preset.trains and preset.needs_teacher):
-            raise AnyteachError(f"mode {mode!r} needs a method that trains the student from a teacher; "
-                                f"{method!r} does not")
+            raise AnyteachError(
+                f"mode {mode!r} needs a method that trains the student from a teacher; {method!r} does not"
+            )
         if mode == "parallel" and len(teacher_refs) > 1 and not preset.multi_teacher:
-            raise AnyteachError(f"the parallel mode needs a method that routes between teachers (kl+dp, kl+dp-u), "
-                                f"not {method!r}")
+            raise AnyteachError(
+                f"the parallel mode needs a method that routes between teachers (kl+dp, kl+dp-u), not {method!r}"
+            )
 
     # 2. the shared planning step; the teachers' accuracies order the curriculum
-    plan = plan_run(student, as_model_list(teachers), data, method, options, check, overwrite=overwrite,
-                    progress=progress, stop_after_epoch=stop_after_epoch)
+    plan = plan_run(
+        student,
+        as_model_list(teachers),
+        data,
+        method,
+        options,
+        check,
+        overwrite=overwrite,
+        progress=progress,
+        stop_after_epoch=stop_after_epoch,
+    )
     resolved, inputs, device = plan.training, plan.inputs, plan.device
     dataset, teacher_models = inputs.dataset, inputs.teachers
     accuracies = []
@@ -300,8 +355,13 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         accuracies.append(Predictions(logits, dataset.labels("eval")).accuracy)
         teacher.to("cpu")
     order = _curriculum(accuracies, curriculum)
-    config = plan.config(MULTI_FORMAT, mode=mode, curriculum=curriculum, teacher_accs=accuracies,
-                         order=[teacher_models[i].name for i in order])
+    config = plan.config(
+        MULTI_FORMAT,
+        mode=mode,
+        curriculum=curriculum,
+        teacher_accs=accuracies,
+        order=[teacher_models[i].name for i in order],
+    )
 
     # 3. the run directory: new, resumed, finished, or in conflict
     if out is not None:
@@ -314,6 +374,7 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
     replaced = distributed.on_main(lambda: run.check(config, overwrite))
     if replaced is None and not restart and distributed.on_main(lambda: run.finished):
         return MultiTransferResult.load(run_dir)
+
     def clear() -> None:
         if replaced is not None or restart:
             for sub in _sub_runs(run_dir, replaced or config):
@@ -325,23 +386,33 @@ def transfer_multi(student: ModelArg, teachers: Sequence[ModelArg], data: str | 
         return _run_multi(plan, run_dir, config, accuracies, order)
 
 
-def _run_multi(plan: RunPlan, run_dir: Path, config: dict[str, Any], accuracies: list[float],
-               order: list[int]) -> MultiTransferResult:
+def _run_multi(
+    plan: RunPlan, run_dir: Path, config: dict[str, Any], accuracies: list[float], order: list[int]
+) -> MultiTransferResult:
     """The stages of a claimed multi-teacher run directory, then the final student and the summary."""
     dataset, student0, teacher_models = plan.inputs.dataset, plan.inputs.student, plan.inputs.teachers
     method, resolved, options, device, mode = plan.method, plan.training, plan.options, plan.device, config["mode"]
     overwrite, progress, stop_after_epoch = plan.overwrite, plan.progress, plan.stop_after_epoch
 
     # 4. the single runs: one for parallel, one per teacher in stage order otherwise
-    def run_stage(k: int, teacher: Classifier | list[Classifier], start: Classifier, out_dir: Path | None,
-                  **extra: Any) -> TransferResult | None:
+    def run_stage(
+        k: int, teacher: Classifier | list[Classifier], start: Classifier, out_dir: Path | None, **extra: Any
+    ) -> TransferResult | None:
         """Stage k (0-based) within the epoch budget of `stop_after_epoch`; None: not started."""
         budget = None if stop_after_epoch is None else stop_after_epoch - k * resolved.epochs
         if budget is not None and budget <= 0:
             return None
-        return transfer(start, teacher, dataset, method, out_dir, progress=progress,
-                        stop_after_epoch=budget if budget is not None and budget < resolved.epochs else None,
-                        **extra, **options)
+        return transfer(
+            start,
+            teacher,
+            dataset,
+            method,
+            out_dir,
+            progress=progress,
+            stop_after_epoch=budget if budget is not None and budget < resolved.epochs else None,
+            **extra,
+            **options,
+        )
 
     stages: list[TransferResult] = []
     if mode == "parallel":
@@ -352,8 +423,9 @@ def _run_multi(plan: RunPlan, run_dir: Path, config: dict[str, Any], accuracies:
         current = student0
         for k, i in enumerate(order):
             if mode == "sequential":
-                run = run_stage(k, teacher_models[i], current, run_dir / f"stage{k + 1}", overwrite=overwrite,
-                                original=student0)
+                run = run_stage(
+                    k, teacher_models[i], current, run_dir / f"stage{k + 1}", overwrite=overwrite, original=student0
+                )
             else:  # soup: every ingredient from S0, in the run cache keyed by its configuration
                 run = run_stage(k, teacher_models[i], student0, None)
             teacher_models[i].to("cpu")  # the next stage needs only its own teacher on the accelerator
@@ -382,18 +454,43 @@ def _run_multi(plan: RunPlan, run_dir: Path, config: dict[str, Any], accuracies:
 
     def finish() -> Path | None:  # rank 0 writes (under torchrun)
         if mode == "soup":
-            student_path = export_student(final_model, run_dir / "soup.safetensors", f"{student0.name}+{method}-soup",
-                                          final, method=method, mode="soup", student=config["student"]["identity"],
-                                          teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+            student_path = export_student(
+                final_model,
+                run_dir / "soup.safetensors",
+                f"{student0.name}+{method}-soup",
+                final,
+                method=method,
+                mode="soup",
+                student=config["student"]["identity"],
+                teachers=[t["identity"] for t in config["teachers"]],
+                data=dataset.ref,
+            )
         else:
             student_path = stages[-1].student_path
-        write_json(run_dir / "summary.json", {"mode": mode, "curriculum": config["curriculum"], "order": config["order"],
-                                              "student": str(student_path), "final": final, "stages": stage_metrics})
+        write_json(
+            run_dir / "summary.json",
+            {
+                "mode": mode,
+                "curriculum": config["curriculum"],
+                "order": config["order"],
+                "student": str(student_path),
+                "final": final,
+                "stages": stage_metrics,
+            },
+        )
         return student_path
 
     student_path = distributed.on_main(finish)
     return MultiTransferResult(run_dir, config, stages, stage_metrics, final, student_path)
 
 
-__all__ = ["CURRICULA", "MODES", "MultiTransferResult", "average_weights", "batchnorm_layers",
-           "metrics_over_epochs", "reestimate_batchnorm", "transfer_multi"]
+__all__ = [
+    "CURRICULA",
+    "MODES",
+    "MultiTransferResult",
+    "average_weights",
+    "batchnorm_layers",
+    "metrics_over_epochs",
+    "reestimate_batchnorm",
+    "transfer_multi",
+]

@@ -35,15 +35,25 @@ class NamedRecipe:
 RECIPES: Registry[NamedRecipe] = Registry("recipe")
 """The named recipes by name (a plugin may add its own with `RECIPES.add`)."""
 for _recipe in [
-    NamedRecipe("paper-imagenet", "Roth et al. (ICLR 2024), ImageNet: a stratified 10% of train, SGD (momentum 0.9, "
-                "weight decay 1e-4), lr 1e-4 x batch / 256 (each method's base lr; MCL's 1e-2), constant, 20 epochs, "
-                "batch 128",
-                {"epochs": 20, "batch_size": 128, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
-                 "lr_schedule": "constant", "warmup_epochs": 0.0, "lr": None},
-                fraction=0.1),
+    NamedRecipe(
+        "paper-imagenet",
+        "Roth et al. (ICLR 2024), ImageNet: a stratified 10% of train, SGD (momentum 0.9, "
+        "weight decay 1e-4), lr 1e-4 x batch / 256 (each method's base lr; MCL's 1e-2), constant, 20 epochs, "
+        "batch 128",
+        {
+            "epochs": 20,
+            "batch_size": 128,
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "lr_schedule": "constant",
+            "warmup_epochs": 0.0,
+            "lr": None,
+        },
+        fraction=0.1,
+    ),
 ]:
     RECIPES.add(_recipe.name, _recipe)
-
 
 
 def get_recipe(name: str) -> NamedRecipe:

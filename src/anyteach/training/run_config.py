@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import AnyteachError
-from ..methods import METHODS
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
+from ..methods import METHODS
 
 RUN_CONFIG_KEYS = ("student", "teacher", "teachers", "data", "name", "method", "options")
 """The keys a run file may hold (`method` is another spelling of `name`)."""
@@ -84,10 +84,13 @@ def read_run_config(path: str | Path) -> RunConfig:
     for key in options:
         if key not in TRAINING_OPTIONS and key not in METHOD_OPTIONS:
             raise AnyteachError(f"{path}: unknown option {key!r} in options (see `anyteach transfer --help`)")
-    return RunConfig(student=_text(raw["student"], "student", path) if raw.get("student") is not None else None,
-                     teachers=[_text(t, "teacher", path) for t in teachers],
-                     data=_text(raw["data"], "data", path) if raw.get("data") is not None else None,
-                     method=method, options=dict(options))
+    return RunConfig(
+        student=_text(raw["student"], "student", path) if raw.get("student") is not None else None,
+        teachers=[_text(t, "teacher", path) for t in teachers],
+        data=_text(raw["data"], "data", path) if raw.get("data") is not None else None,
+        method=method,
+        options=dict(options),
+    )
 
 
 __all__ = ["RUN_CONFIG_KEYS", "RunConfig", "read_run_config"]

@@ -35,8 +35,9 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def run_note(final: Mapping[str, Any], trains: bool, steps: int | None, lr: float | None,
-             recipe: Mapping[str, Any] | None = None) -> str | None:
+def run_note(
+    final: Mapping[str, Any], trains: bool, steps: int | None, lr: float | None, recipe: Mapping[str, Any] | None = None
+) -> str | None:
     """The one line a run ends with when it changed nothing, else None.
 
     Args:
@@ -56,10 +57,14 @@ def run_note(final: Mapping[str, Any], trains: bool, steps: int | None, lr: floa
     else:
         suggestion = "more steps or a higher lr may move it"
     if kind == KEPT_ORIGINAL:
-        return (f"note: the WiSE guard chose α = 0, so the exported student is the original one unchanged (the "
-                f"trained student scored lower on the calib split after {budget}); {suggestion}")
-    return (f"note: the student did not move: no eval sample changed between right and wrong after {budget}, an "
-            f"update too small to matter; {suggestion}")
+        return (
+            f"note: the WiSE guard chose α = 0, so the exported student is the original one unchanged (the "
+            f"trained student scored lower on the calib split after {budget}); {suggestion}"
+        )
+    return (
+        f"note: the student did not move: no eval sample changed between right and wrong after {budget}, an "
+        f"update too small to matter; {suggestion}"
+    )
 
 
 __all__ = ["DID_NOT_MOVE", "KEPT_ORIGINAL", "NOTE_KINDS", "note_kind", "run_note"]

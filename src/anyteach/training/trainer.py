@@ -28,25 +28,46 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
-from ..core import process_group as distributed
-from ..core.io import json_ready, torch_save
-from ..data.references import Dataset
-from .ddp import TrainingStudent, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
-from ..core.errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
-from ..methods import FROZEN, MIXED, SKIPPED, Calibration, MethodContext, MethodNeeds, TransferMethod, WeightRegulariser, build_method, build_regulariser, ensemble_predictions, get_method
 from ..analysis.metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
-from ..models.references import Classifier
+from ..core import process_group as distributed
+from ..core.errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
+from ..core.io import json_ready, torch_save
 from ..core.optim import lr_factor, make_optimizer
 from ..core.options import TrainingOptions
-from ..data.predictions import cached_logits, model_logits, split_outputs
 from ..core.runtime import Runtime, default_device
 from ..core.seeds import RUN_STRIDE, augment_seed
+from ..data.predictions import cached_logits, model_logits, split_outputs
+from ..data.references import Dataset
+from ..methods import (
+    FROZEN,
+    MIXED,
+    SKIPPED,
+    Calibration,
+    MethodContext,
+    MethodNeeds,
+    TransferMethod,
+    WeightRegulariser,
+    build_method,
+    build_regulariser,
+    ensemble_predictions,
+    get_method,
+)
+from ..models.references import Classifier
+from .ddp import TrainingStudent, rank_device, reduce_training_numbers, seed_epoch, sync_batchnorm
 
 CHECKPOINT_FORMAT = "anyteach-checkpoint/1"
 DIVERGENCE_CHECK_STEPS = 25
 """A run checks for a NaN or infinite loss every this many steps (and at the end of every epoch)."""
-ORIGINAL_KEYS = ("student_acc_before", "transfer_delta", "knowledge_gain", "knowledge_loss", "gain_count",
-                 "loss_count", "p_gain", "p_loss")
+ORIGINAL_KEYS = (
+    "student_acc_before",
+    "transfer_delta",
+    "knowledge_gain",
+    "knowledge_loss",
+    "gain_count",
+    "loss_count",
+    "p_gain",
+    "p_loss",
+)
 """The metrics a row holds against the original student (`vs_original`)."""
 
 
@@ -136,15 +157,25 @@ class EvalReference:
     _available: dict[str, float | None] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, student: Classifier, teachers: list[Classifier], data: Dataset, batch_size: int,
-              device: torch.device, original: Classifier | None = None,
-              runtime: Runtime | None = None) -> "EvalReference":
+    def build(
+        cls,
+        student: Classifier,
+        teachers: list[Classifier],
+        data: Dataset,
+        batch_size: int,
+        device: torch.device,
+        original: Classifier | None = None,
+        runtime: Runtime | None = None,
+    ) -> EvalReference:
         """Predictions of S0, the teachers and the original student (through the predictions cache)."""
         runtime = runtime or Runtime.of(device)
         labels = data.labels("eval")
         before_logits = cached_logits(student, data, "eval", batch_size, runtime=runtime)
-        teacher_logits = torch.stack([cached_logits(t, data, "eval", batch_size, runtime=runtime)
-                                      for t in teachers]) if teachers else before_logits.new_empty((0, *before_logits.shape))
+        teacher_logits = (
+            torch.stack([cached_logits(t, data, "eval", batch_size, runtime=runtime) for t in teachers])
+            if teachers
+            else before_logits.new_empty((0, *before_logits.shape))
+        )
         original_preds = None
         if original is not None:
             original_preds = cached_logits(original, data, "eval", batch_size, runtime=runtime).argmax(1)
@@ -208,8 +239,9 @@ class EvalReference:
         return json_ready(row if epoch is None else {"epoch": epoch, **row})
 
 
-def evaluate(model: nn.Module, data: Dataset, batch_size: int, device: torch.device,
-             runtime: Runtime | None = None) -> torch.Tensor:
+def evaluate(
+    model: nn.Module, data: Dataset, batch_size: int, device: torch.device, runtime: Runtime | None = None
+) -> torch.Tensor:
     """Eval-split predictions of `model` (one no-grad pass in eval mode)."""
     return model_logits(model, data, "eval", batch_size=batch_size, device=device, runtime=runtime).argmax(1)
 
@@ -220,8 +252,9 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int, device: torch.dev
 
 def split_features(model: Classifier, data: Dataset, split: str, batch_size: int, runtime: Runtime) -> torch.Tensor:
     """Penultimate features of `model` over a whole split, in index order (eval mode), on the device."""
-    return split_outputs(model, data, split, batch_size, runtime,
-                         lambda run, x: model.features(x)[1]).to(runtime.device)
+    return split_outputs(model, data, split, batch_size, runtime, lambda run, x: model.features(x)[1]).to(
+        runtime.device
+    )
 
 
 class ReferenceOutputs:
@@ -233,8 +266,16 @@ class ReferenceOutputs:
     of S0) and the teachers run live on every batch, in eval mode without gradients.
     """
 
-    def __init__(self, student: Classifier, teachers: list[Classifier], data: Dataset, needs: MethodNeeds,
-                 cache: bool, batch_size: int, runtime: Runtime):
+    def __init__(
+        self,
+        student: Classifier,
+        teachers: list[Classifier],
+        data: Dataset,
+        needs: MethodNeeds,
+        cache: bool,
+        batch_size: int,
+        runtime: Runtime,
+    ):
         self.needs, self.cache, self.teachers, self.runtime = needs, cache, teachers, runtime
         self.autocast = runtime.autocast
         self.frozen = self.teacher_logits = self.teacher_features = None
@@ -245,7 +286,8 @@ class ReferenceOutputs:
                 self.frozen = cached_logits(student, data, "transfer", batch_size, runtime=runtime).to(device)
             if needs.teacher_logits:
                 self.teacher_logits = torch.stack(
-                    [cached_logits(t, data, "transfer", batch_size, runtime=runtime) for t in teachers]).to(device)
+                    [cached_logits(t, data, "transfer", batch_size, runtime=runtime) for t in teachers]
+                ).to(device)
             if needs.teacher_features:
                 self.teacher_features = split_features(teachers[0], data, "transfer", batch_size, runtime)
             for teacher in teachers:  # no longer needed on the accelerator
@@ -263,9 +305,11 @@ class ReferenceOutputs:
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         """`(frozen (B, C), teachers (K, B, C), teacher features (B, D))` of one batch; None where unused."""
         if self.cache:
-            return (None if self.frozen is None else self.frozen[index],
-                    None if self.teacher_logits is None else self.teacher_logits[:, index],
-                    None if self.teacher_features is None else self.teacher_features[index])
+            return (
+                None if self.frozen is None else self.frozen[index],
+                None if self.teacher_logits is None else self.teacher_logits[:, index],
+                None if self.teacher_features is None else self.teacher_features[index],
+            )
         frozen = teachers = features = None
         with self.autocast():
             if self._frozen_run is not None:
@@ -294,8 +338,12 @@ class RoutingCounts:
 
     def __init__(self, num_teachers: int, device: torch.device):
         self.teacher_names = ["teacher"] if num_teachers == 1 else [f"teacher{k}" for k in range(1, num_teachers + 1)]
-        self.codes = {"skipped": SKIPPED, "mixed": MIXED, "frozen": FROZEN,
-                      **{name: k for k, name in enumerate(self.teacher_names, start=1)}}
+        self.codes = {
+            "skipped": SKIPPED,
+            "mixed": MIXED,
+            "frozen": FROZEN,
+            **{name: k for k, name in enumerate(self.teacher_names, start=1)},
+        }
         self.offset = -min(self.codes.values())  # bincount needs codes >= 0
         self.counts = torch.zeros(max(self.codes.values()) + self.offset + 1, dtype=torch.long, device=device)
 
@@ -306,8 +354,11 @@ class RoutingCounts:
         """`routing` (percent per candidate, by name) and `routed_to_teacher` (percent to any teacher)."""
         counts = self.counts.tolist()
         total = max(sum(counts), 1)
-        shares = {name: 100.0 * counts[code + self.offset] / total
-                  for name, code in self.codes.items() if code != SKIPPED and code != MIXED}
+        shares = {
+            name: 100.0 * counts[code + self.offset] / total
+            for name, code in self.codes.items()
+            if code != SKIPPED and code != MIXED
+        }
         shares["mixed"] = 100.0 * counts[MIXED + self.offset] / total
         shares["skipped"] = 100.0 * counts[SKIPPED + self.offset] / total
         return {"routed_to_teacher": sum(shares[name] for name in self.teacher_names), "routing": shares}
@@ -371,8 +422,11 @@ class TrainingState:
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
             "regulariser": self.regulariser.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "augment": self.augment_rng.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            },
             "history": json.dumps(self.history),
         }
 
@@ -422,9 +476,17 @@ class Trainer:
         original: an earlier student that every row is also measured against (`vs_original`).
     """
 
-    def __init__(self, student: Classifier, teachers: list[Classifier], data: Dataset, method: str,
-                 method_options: dict[str, Any], options: TrainingOptions, reporter: Reporter | None = None,
-                 original: Classifier | None = None):
+    def __init__(
+        self,
+        student: Classifier,
+        teachers: list[Classifier],
+        data: Dataset,
+        method: str,
+        method_options: dict[str, Any],
+        options: TrainingOptions,
+        reporter: Reporter | None = None,
+        original: Classifier | None = None,
+    ):
         self.preset = get_method(method)
         self.needs = self.preset.needs
         self.teachers = list(teachers)
@@ -437,23 +499,37 @@ class Trainer:
         self.reporter = reporter or SilentReporter()
         self.student = sync_batchnorm(copy.deepcopy(student), options)
         self.runtime.place(self.student)
-        self.reference = EvalReference.build(self.student, self.teachers, data, options.eval_batch_size, self.device,
-                                             original, self.runtime)
+        self.reference = EvalReference.build(
+            self.student, self.teachers, data, options.eval_batch_size, self.device, original, self.runtime
+        )
         if self.needs.calibration and not data.has_split("calib"):
-            raise AnyteachError(f"method {self.preset.name!r} chooses on a calibration split, but dataset {data.ref!r} "
-                                "has none (e.g. mnist1d:calib=5000, or a calib/ folder of an image folder)")
+            raise AnyteachError(
+                f"method {self.preset.name!r} chooses on a calibration split, but dataset {data.ref!r} "
+                "has none (e.g. mnist1d:calib=5000, or a calib/ folder of an image folder)"
+            )
         self.steps_per_epoch = len(self._loader(0))
         if self.preset.trains and self.steps_per_epoch == 0 and options.epochs > 0:
-            raise AnyteachError(f"the transfer split has {data.size('transfer')} samples, fewer than one batch of "
-                                f"{options.batch_size}; lower batch_size")
-        self.lr_at = lr_factor(options.lr_schedule, options.epochs * self.steps_per_epoch,
-                               round(options.warmup_epochs * self.steps_per_epoch))
+            raise AnyteachError(
+                f"the transfer split has {data.size('transfer')} samples, fewer than one batch of "
+                f"{options.batch_size}; lower batch_size"
+            )
+        self.lr_at = lr_factor(
+            options.lr_schedule,
+            options.epochs * self.steps_per_epoch,
+            round(options.warmup_epochs * self.steps_per_epoch),
+        )
         """The factor of `lr` at each optimiser step (the schedule)."""
         self.outputs: ReferenceOutputs | None = None
         if self.preset.trains:
-            self.outputs = ReferenceOutputs(self.student, self.teachers, data, self.needs,
-                                            options.cache_teacher_outputs and not options.augment,
-                                            options.eval_batch_size, self.runtime)
+            self.outputs = ReferenceOutputs(
+                self.student,
+                self.teachers,
+                data,
+                self.needs,
+                options.cache_teacher_outputs and not options.augment,
+                options.eval_batch_size,
+                self.runtime,
+            )
 
     def _autocast(self):
         return self.runtime.autocast()
@@ -468,8 +544,12 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, checkpoint: Path | None = None, on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
-            stop_after_epoch: int | None = None) -> TrainOutcome:
+    def run(
+        self,
+        checkpoint: Path | None = None,
+        on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
+        stop_after_epoch: int | None = None,
+    ) -> TrainOutcome:
         """Train (or resume) and measure.
 
         Args:
@@ -515,8 +595,12 @@ class Trainer:
                     exported = state.regulariser.exported(self.student)
                     row = self.reference.row(self.evaluate(exported), epoch)
                     row.update(json_ready(state.regulariser.chosen()))
-                    row.update(json_ready(train), steps=state.step, seconds_train=round(train_seconds, 3),
-                               seconds_eval=round(time.perf_counter() - started, 3))
+                    row.update(
+                        json_ready(train),
+                        steps=state.step,
+                        seconds_train=round(train_seconds, 3),
+                        seconds_eval=round(time.perf_counter() - started, 3),
+                    )
                     state.history.append(row)
                     self.reporter.epoch(row)
                 if checkpoint is not None:
@@ -541,20 +625,28 @@ class Trainer:
         opts = self.options
         torch.manual_seed(opts.seed)  # what happened before must not change the training randomness
         method = build_method(self.preset.name, self.method_options, context).to(self.device)
-        optimizer = make_optimizer(list(self.student.parameters()) + list(method.parameters()), opts.optimizer,
-                                   self.lr, opts.weight_decay, opts.momentum)
+        optimizer = make_optimizer(
+            list(self.student.parameters()) + list(method.parameters()),
+            opts.optimizer,
+            self.lr,
+            opts.weight_decay,
+            opts.momentum,
+        )
         regulariser = build_regulariser(self.preset, self.student, self.method_options, context)
         augment_rng = torch.Generator().manual_seed(augment_seed(opts.seed))
         return TrainingState(self.student, method, optimizer, regulariser, augment_rng, self.device, [epoch0])
 
     def _method_context(self) -> MethodContext:
-        context = MethodContext(self.data.num_classes, transfer_labels=self.data.labels("transfer"),
-                                seed=self.options.seed)
+        context = MethodContext(
+            self.data.num_classes, transfer_labels=self.data.labels("transfer"), seed=self.options.seed
+        )
         if self.needs.calibration:  # choices made on the calib split, never on the eval split
             bs = self.options.eval_batch_size
             labels = self.data.labels("calib")
             frozen = cached_logits(self.student, self.data, "calib", bs, self.device, self.runtime).cpu()
-            teachers = [cached_logits(t, self.data, "calib", bs, self.device, self.runtime).cpu() for t in self.teachers]
+            teachers = [
+                cached_logits(t, self.data, "calib", bs, self.device, self.runtime).cpu() for t in self.teachers
+            ]
             context.calibration = Calibration(labels, frozen, torch.stack(teachers) if teachers else frozen[None, :0])
 
             def calib_score(model: nn.Module) -> float:
@@ -565,8 +657,13 @@ class Trainer:
         if self.needs.labelled is not None:
             context.labelled_batch = self._labelled_batches(self.needs.labelled)
         if self.needs.teacher_features:
-            x, _, _ = next(iter(self.data.loader("transfer", batch_size=2, num_workers=0,
-                                                 preprocessing=self.student.info.preprocessing)))
+            x, _, _ = next(
+                iter(
+                    self.data.loader(
+                        "transfer", batch_size=2, num_workers=0, preprocessing=self.student.info.preprocessing
+                    )
+                )
+            )
             x = self.runtime.to_device(x)
             with torch.no_grad():
                 self.student.eval()
@@ -577,8 +674,16 @@ class Trainer:
     def _labelled_batches(self, split: str) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """`index -> (inputs, labels)`: a batch of `split`'s samples (held on the device) of the transfer
         batch's size, drawn at random as a function of the transfer batch's index (a resumed run draws the same)."""
-        x, y, _ = next(iter(self.data.loader(split, batch_size=self.data.size(split), num_workers=0,
-                                             preprocessing=self.student.info.preprocessing)))
+        x, y, _ = next(
+            iter(
+                self.data.loader(
+                    split,
+                    batch_size=self.data.size(split),
+                    num_workers=0,
+                    preprocessing=self.student.info.preprocessing,
+                )
+            )
+        )
         x, y = self.runtime.to_device(x), y.to(self.device)
         seed = self.options.seed
 
@@ -591,11 +696,19 @@ class Trainer:
 
     def _loader(self, epoch: int, augment_rng: torch.Generator | None = None):
         """The transfer split's batches of `epoch` (this rank's share of each under DDP)."""
-        return self.data.loader("transfer", batch_size=self.options.batch_size, shuffle=True, seed=self.options.seed,
-                                epoch=epoch, preprocessing=self.student.info.preprocessing,
-                                augment=self.options.augment, drop_last=True, generator=augment_rng,
-                                num_workers=self.options.workers,
-                                shard=(distributed.rank(), distributed.world_size()))
+        return self.data.loader(
+            "transfer",
+            batch_size=self.options.batch_size,
+            shuffle=True,
+            seed=self.options.seed,
+            epoch=epoch,
+            preprocessing=self.student.info.preprocessing,
+            augment=self.options.augment,
+            drop_last=True,
+            generator=augment_rng,
+            num_workers=self.options.workers,
+            shard=(distributed.rank(), distributed.world_size()),
+        )
 
     def _train_epoch(self, state: TrainingState, step_student: nn.Module) -> dict[str, Any]:
         """Epoch `state.epoch`: one pass over the transfer split, advancing `state`. Returns the epoch's
@@ -674,7 +787,8 @@ class Trainer:
         raise TrainingDiverged(
             f"training diverged at step {step} (epoch {epoch}): {what} became NaN or infinite; the learning rate "
             f"({lr:.3g} at that step) is likely too high for this method, lower it (--lr); {kept} and no student "
-            "is exported")
+            "is exported"
+        )
 
     def _ensemble(self, epoch0: dict[str, Any], on_epoch) -> TrainOutcome:
         """The `ensemble` baseline: no training; per sample the more confident of S0 and the teachers."""
@@ -694,9 +808,12 @@ class Trainer:
         Raises:
             CorruptCheckpoint: the file cannot be read or does not fit this run (named with the remedy).
         """
+
         def corrupt(reason: str) -> CorruptCheckpoint:
-            return CorruptCheckpoint(f"checkpoint {path} is corrupt ({reason}); run again with --restart (API: "
-                                     "restart=True) to start this run from scratch")
+            return CorruptCheckpoint(
+                f"checkpoint {path} is corrupt ({reason}); run again with --restart (API: "
+                "restart=True) to start this run from scratch"
+            )
 
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -711,6 +828,20 @@ class Trainer:
             raise corrupt(f"it does not fit this run: {str(e).splitlines()[0]}") from e
 
 
-__all__ = ["CHECKPOINT_FORMAT", "ORIGINAL_KEYS", "EvalReference", "ReferenceOutputs", "Reporter", "RoutingCounts",
-           "SilentReporter", "TrainOutcome", "Trainer", "TrainingOptions", "TrainingState", "evaluate", "resolve_device", "resolve_lr",
-           "split_features"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "ORIGINAL_KEYS",
+    "EvalReference",
+    "ReferenceOutputs",
+    "Reporter",
+    "RoutingCounts",
+    "SilentReporter",
+    "TrainOutcome",
+    "Trainer",
+    "TrainingOptions",
+    "TrainingState",
+    "evaluate",
+    "resolve_device",
+    "resolve_lr",
+    "split_features",
+]

@@ -37,15 +37,15 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 
 from ..core import process_group as distributed
-from ..core.io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_json, write_text
-from ..data.references import Dataset, load_dataset
-from .ddp import check_distributed_run, rank_device
 from ..core.errors import AnyteachError, RunFailed
-from ..methods import METHODS, MethodPreset, get_method, resolve_method_options
-from ..models.references import Classifier, load_model, save_model
-from ..data.predictions import check_compatible
+from ..core.io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_json, write_text
 from ..core.options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
 from ..core.trackers import RunTrackers, check_trackers, tracker_run_name
+from ..data.predictions import check_compatible
+from ..data.references import Dataset, load_dataset
+from ..methods import METHODS, MethodPreset, get_method, resolve_method_options
+from ..models.references import Classifier, load_model, save_model
+from .ddp import check_distributed_run, rank_device
 from .trainer import Trainer, resolve_device, resolve_lr
 
 CONFIG_FORMAT = "anyteach-transfer/1"
@@ -82,8 +82,7 @@ class ExportedStudent:
             AnyteachError: the run exported no student (unfinished, or a method such as `ensemble`).
         """
         if self.student_path is None:
-            raise AnyteachError(f"run {self.run_dir} has no exported student (unfinished, or its method "
-                                "exports none)")
+            raise AnyteachError(f"run {self.run_dir} has no exported student (unfinished, or its method exports none)")
         return load_model(self.student_path)
 
 
@@ -108,7 +107,7 @@ class TransferResult(ExportedStudent):
     finished: bool = True
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "TransferResult":
+    def load(cls, run_dir: str | Path) -> TransferResult:
         """Read a run directory written by `transfer`.
 
         Raises:
@@ -123,8 +122,10 @@ class TransferResult(ExportedStudent):
         final_path = run_dir / "final.json"
         final = read_json(final_path, "final metrics") if final_path.exists() else None
         if final is not None and not (isinstance(final, dict) and "student_acc" in final):
-            raise RunFailed(f"{final_path} is damaged (not a mapping of final metrics); run again with --restart "
-                            "to train this run again")
+            raise RunFailed(
+                f"{final_path} is damaged (not a mapping of final metrics); run again with --restart "
+                "to train this run again"
+            )
         student = run_dir / "student.safetensors"
         return cls(run_dir, config, history, final, student if student.exists() and final else None, final is not None)
 
@@ -144,8 +145,10 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             row = None
         if not isinstance(row, dict) or "epoch" not in row:
-            raise RunFailed(f"{path} is damaged (line {number} is not a metrics row); run again with --restart to "
-                            "train this run again")
+            raise RunFailed(
+                f"{path} is damaged (line {number} is not a metrics row); run again with --restart to "
+                "train this run again"
+            )
         rows.append(row)
     return rows
 
@@ -181,8 +184,12 @@ def model_identity(model: Classifier) -> str:
 
 def model_entry(model: Classifier) -> dict[str, Any]:
     """How a run's configuration names a model: reference, name, content identity, class count."""
-    return {"ref": model.info.source or model.name, "name": model.name, "identity": model_identity(model),
-            "num_classes": model.num_classes}
+    return {
+        "ref": model.info.source or model.name,
+        "name": model.name,
+        "identity": model_identity(model),
+        "num_classes": model.num_classes,
+    }
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -204,8 +211,12 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 def data_entry(dataset: Dataset) -> dict[str, Any]:
     """How a run's configuration names its data: reference, split identities, class count."""
-    entry = {"ref": dataset.ref, "transfer": dataset.split_identity("transfer"),
-             "eval": dataset.split_identity("eval"), "num_classes": dataset.num_classes}
+    entry = {
+        "ref": dataset.ref,
+        "transfer": dataset.split_identity("transfer"),
+        "eval": dataset.split_identity("eval"),
+        "num_classes": dataset.num_classes,
+    }
     if dataset.has_split("calib"):
         entry["calib"] = dataset.split_identity("calib")
     return entry
@@ -234,7 +245,11 @@ def default_run_dir(config: dict[str, Any]) -> Path:
     """Where a run goes when no `out` is given: the cache, keyed by everything that decides the run."""
     digest = text_digest(json.dumps(_comparable(config), sort_keys=True))
     teachers = "+".join(t["name"] for t in config["teachers"]) or "none"
-    return cache_dir() / "runs" / f"{slug(config['student']['name'], 40)}--{slug(teachers, 40)}--{slug(config['method'], 40)}-{digest}"
+    return (
+        cache_dir()
+        / "runs"
+        / f"{slug(config['student']['name'], 40)}--{slug(teachers, 40)}--{slug(config['method'], 40)}-{digest}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,11 +261,19 @@ class ConsoleReporter:
     piped or redirected, a batch job) no bar but a plain line every `every_steps` steps or
     `every_seconds` seconds inside an epoch, whichever comes first."""
 
-    COLUMNS = (("epoch", "epoch", "{:d}"), ("acc %", "student_acc", "{:.2f}"), ("Δ pp", "transfer_delta", "{:+.2f}"),
-               ("gain", "knowledge_gain", "{:.2f}"), ("loss", "knowledge_loss", "{:.2f}"),
-               ("rate %", "transfer_rate", "{:.1f}"), ("to T %", "routed_to_teacher", "{:.1f}"),
-               ("p_gain", "p_gain", "{:.0e}"), ("p_loss", "p_loss", "{:.0e}"),
-               ("train loss", "train_loss", "{:.4f}"), ("s", "seconds_train", "{:.1f}"))
+    COLUMNS = (
+        ("epoch", "epoch", "{:d}"),
+        ("acc %", "student_acc", "{:.2f}"),
+        ("Δ pp", "transfer_delta", "{:+.2f}"),
+        ("gain", "knowledge_gain", "{:.2f}"),
+        ("loss", "knowledge_loss", "{:.2f}"),
+        ("rate %", "transfer_rate", "{:.1f}"),
+        ("to T %", "routed_to_teacher", "{:.1f}"),
+        ("p_gain", "p_gain", "{:.0e}"),
+        ("p_loss", "p_loss", "{:.0e}"),
+        ("train loss", "train_loss", "{:.4f}"),
+        ("s", "seconds_train", "{:.1f}"),
+    )
     WIDTHS = (5, 6, 6, 5, 5, 6, 6, 6, 6, 10, 6)
 
     def __init__(self, title: str, console=None, every_steps: int = 100, every_seconds: float = 30.0):
@@ -283,8 +306,14 @@ class ConsoleReporter:
         self.steps_per_epoch, self.started, self.last_line = steps_per_epoch, time.monotonic(), time.monotonic()
         if not self.console.is_terminal:
             return
-        self.progress = Progress(TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=self.console, transient=True)
+        self.progress = Progress(
+            TextColumn("  training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
         self.progress.start()
         self.task = self.progress.add_task("steps", total=max(0, (epochs - done) * steps_per_epoch))
 
@@ -298,8 +327,12 @@ class ConsoleReporter:
             return
         self.last_line = now
         epoch, in_epoch = divmod(self.done - 1, max(self.steps_per_epoch, 1))
-        self.console.print(f"  step {self.done}/{self.total} (epoch {epoch + 1}, step {in_epoch + 1}/"
-                           f"{self.steps_per_epoch}), {now - self.started:.0f} s", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"  step {self.done}/{self.total} (epoch {epoch + 1}, step {in_epoch + 1}/"
+            f"{self.steps_per_epoch}), {now - self.started:.0f} s",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def epoch(self, row: dict[str, Any]) -> None:
         target = self.progress.console if self.progress is not None else self.console
@@ -333,27 +366,40 @@ class RunInputs:
     teachers: list[Classifier]
     original: Classifier | None = None
 
-    def config(self, format: str, method: str, method_options: dict[str, Any], training: TrainingOptions,
-               **extra: Any) -> dict[str, Any]:
+    def config(
+        self, format: str, method: str, method_options: dict[str, Any], training: TrainingOptions, **extra: Any
+    ) -> dict[str, Any]:
         """The run's configuration: models by content identity, data, method, options (and `extra`)."""
-        config = {"format": format, "student": model_entry(self.student),
-                  "teachers": [model_entry(t) for t in self.teachers], "data": data_entry(self.dataset),
-                  "method": method, "method_options": method_options, "training": asdict(training), **extra}
+        config = {
+            "format": format,
+            "student": model_entry(self.student),
+            "teachers": [model_entry(t) for t in self.teachers],
+            "data": data_entry(self.dataset),
+            "method": method,
+            "method_options": method_options,
+            "training": asdict(training),
+            **extra,
+        }
         if self.original is not None:
             config["original"] = model_entry(self.original)
         return config
 
 
-def load_run_inputs(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset,
-                    original: ModelArg | None = None) -> RunInputs:
+def load_run_inputs(
+    student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, original: ModelArg | None = None
+) -> RunInputs:
     """Load the data and the models of a run and check each model against the data.
 
     Raises:
         AnyteachError: a reference that does not resolve, or a model whose class count differs from the data's.
     """
     dataset = load_dataset(data)
-    inputs = RunInputs(dataset, load_model(student), [load_model(t) for t in teachers],
-                       load_model(original) if original is not None else None)
+    inputs = RunInputs(
+        dataset,
+        load_model(student),
+        [load_model(t) for t in teachers],
+        load_model(original) if original is not None else None,
+    )
     for model in [inputs.student, *inputs.teachers, *([inputs.original] if inputs.original is not None else [])]:
         check_compatible(model, dataset)
     return inputs
@@ -399,15 +445,19 @@ class RunDir:
             return None
         existing = read_json(config_path, "run configuration")
         if not isinstance(existing, dict) or existing.get("format") != self.format:
-            raise AnyteachError(f"{config_path} is not the configuration of {self.what} (no format {self.format!r}); "
-                                "choose another directory")
+            raise AnyteachError(
+                f"{config_path} is not the configuration of {self.what} (no format {self.format!r}); "
+                "choose another directory"
+            )
         if _comparable(existing) == _comparable(config):
             return None
         if not overwrite:
             difference = _first_difference(_comparable(existing), _comparable(config))
-            raise AnyteachError(f"{self.path} holds {self.what} with a different configuration (first difference: "
-                                f"{difference}{_why(difference)}); choose another directory, or pass --overwrite "
-                                "(overwrite=True) to replace it")
+            raise AnyteachError(
+                f"{self.path} holds {self.what} with a different configuration (first difference: "
+                f"{difference}{_why(difference)}); choose another directory, or pass --overwrite "
+                "(overwrite=True) to replace it"
+            )
         return existing
 
     @contextmanager
@@ -420,10 +470,16 @@ class RunDir:
             AnyteachError: another process is running this run.
         """
         with ExitStack() as held:
+
             def setup() -> None:
                 self.path.mkdir(parents=True, exist_ok=True)
-                held.enter_context(exclusive_lock(self.path / ".lock", f"another anyteach process is running "
-                                                  f"{self.what} in {self.path}", wait=RUN_LOCK_WAIT))
+                held.enter_context(
+                    exclusive_lock(
+                        self.path / ".lock",
+                        f"another anyteach process is running {self.what} in {self.path}",
+                        wait=RUN_LOCK_WAIT,
+                    )
+                )
                 for stale in self.path.glob(".*.tmp"):  # what a killed atomic write left behind
                     stale.unlink(missing_ok=True)
                 if prepare is not None:
@@ -442,8 +498,9 @@ def check_method_options(method_options: Mapping[str, Any], dataset: Dataset) ->
     """
     top_k = method_options.get("top_k")
     if top_k is not None and top_k > dataset.num_classes:
-        raise AnyteachError(f"option top_k={top_k} is out of range: dataset {dataset.ref!r} has "
-                            f"{dataset.num_classes} classes")
+        raise AnyteachError(
+            f"option top_k={top_k} is out of range: dataset {dataset.ref!r} has {dataset.num_classes} classes"
+        )
 
 
 @dataclass
@@ -487,17 +544,30 @@ def check_teachers(preset: MethodPreset, teachers: Sequence[ModelArg]) -> None:
     if preset.needs_teacher and not teachers:
         raise AnyteachError(f"method {method!r} needs a teacher")
     if teachers and not preset.needs_teacher:
-        raise AnyteachError(f"method {method!r} takes no teacher (it trains on the labels or on the student's "
-                            f"own outputs); drop the teacher")
+        raise AnyteachError(
+            f"method {method!r} takes no teacher (it trains on the labels or on the student's "
+            f"own outputs); drop the teacher"
+        )
     if len(teachers) > 1 and not preset.multi_teacher:
-        raise AnyteachError(f"method {method!r} takes one teacher, got {len(teachers)}; methods that route "
-                            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher))
+        raise AnyteachError(
+            f"method {method!r} takes one teacher, got {len(teachers)}; methods that route "
+            "between several: " + ", ".join(n for n, p in METHODS.items() if p.multi_teacher)
+        )
 
 
-def plan_run(student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, method: str,
-             options: Mapping[str, Any], check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
-             original: ModelArg | None = None, *, overwrite: bool = False, progress: bool = True,
-             stop_after_epoch: int | None = None) -> RunPlan:
+def plan_run(
+    student: ModelArg,
+    teachers: Sequence[ModelArg],
+    data: str | Dataset,
+    method: str,
+    options: Mapping[str, Any],
+    check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
+    original: ModelArg | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> RunPlan:
     """The planning step shared by `transfer` and `transfer_multi`: everything that can be refused
     is refused here, before any model is trained and before the run directory is touched.
 
@@ -521,8 +591,9 @@ def plan_run(student: ModelArg, teachers: Sequence[ModelArg], data: str | Datase
     # models and data, checked against each other (on every rank: each must see them)
     inputs = distributed.agree(lambda: load_run_inputs(student, teachers, data, original))
     check_method_options(method_options, inputs.dataset)
-    return RunPlan(method, preset, training, method_options, dict(options), inputs, device, overwrite, progress,
-                   stop_after_epoch)
+    return RunPlan(
+        method, preset, training, method_options, dict(options), inputs, device, overwrite, progress, stop_after_epoch
+    )
 
 
 def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
@@ -530,8 +601,12 @@ def export_student(model: Classifier, path: Path, name: str, final: dict[str, An
     model = model.to("cpu")
     model.info.name = name
     model.info.extra = {}  # the original's measurements (zoo recipe, plateau check) do not describe this model
-    return save_model(model, path, eval_acc=round(final["student_acc"], 2),
-                      transfer={**transfer_info, "transfer_delta": final["transfer_delta"]})
+    return save_model(
+        model,
+        path,
+        eval_acc=round(final["student_acc"], 2),
+        transfer={**transfer_info, "transfer_delta": final["transfer_delta"]},
+    )
 
 
 def default_data(student: ModelArg) -> tuple[str, str]:
@@ -554,17 +629,30 @@ def default_data(student: ModelArg) -> tuple[str, str]:
         return get_zoo(name, seed).data, f"zoo {name}'s own"
     size = load_model(student).info.preprocessing.input_size
     if size is not None and len(size) > 1:
-        raise AnyteachError(f"give the data: --data <dataset reference> (e.g. --data imagefolder:/path/to/images); "
-                            f"the student {student} takes inputs of shape {tuple(size)}, and the default dataset, "
-                            "mnist1d, is for MNIST-1D models")
+        raise AnyteachError(
+            f"give the data: --data <dataset reference> (e.g. --data imagefolder:/path/to/images); "
+            f"the student {student} takes inputs of shape {tuple(size)}, and the default dataset, "
+            "mnist1d, is for MNIST-1D models"
+        )
     return "mnist1d", "the default for MNIST-1D models"
 
 
-def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = None, data: str | Dataset = "mnist1d",
-             method: str = "kl+dp", out: str | Path | None = None, *, overwrite: bool = False, progress: bool = True,
-             stop_after_epoch: int | None = None,
-             on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, original: ModelArg | None = None,
-             restart: bool = False, log: Sequence[str] = (), **options: Any) -> TransferResult:
+def transfer(
+    student: ModelArg,
+    teacher: ModelArg | Sequence[ModelArg] | None = None,
+    data: str | Dataset = "mnist1d",
+    method: str = "kl+dp",
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+    on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
+    original: ModelArg | None = None,
+    restart: bool = False,
+    log: Sequence[str] = (),
+    **options: Any,
+) -> TransferResult:
     """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
 
     Args:
@@ -603,16 +691,22 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     """
     # 1-2. options, method, teachers, process group, models and data: checked before anything is written
     trackers = check_trackers(log)
-    plan = plan_run(student, as_model_list(teacher), data, method, options, original=original,
-                    stop_after_epoch=stop_after_epoch)
+    plan = plan_run(
+        student, as_model_list(teacher), data, method, options, original=original, stop_after_epoch=stop_after_epoch
+    )
     preset, resolved, method_options, inputs = plan.preset, plan.training, plan.method_options, plan.inputs
     dataset, student_model, teachers = inputs.dataset, inputs.student, inputs.teachers
     config = plan.config(CONFIG_FORMAT)
 
     # 3. the run directory: new, resumed, finished, or in conflict (nothing is written yet; under
     #    torchrun rank 0 decides and every rank gets its answer)
-    run = RunDir(Path(out).expanduser() if out is not None else default_run_dir(config), "config.json", "final.json",
-                 CONFIG_FORMAT, "a run")
+    run = RunDir(
+        Path(out).expanduser() if out is not None else default_run_dir(config),
+        "config.json",
+        "final.json",
+        CONFIG_FORMAT,
+        "a run",
+    )
     run_dir = run.path
     replaced = distributed.on_main(lambda: run.check(config, overwrite))
     student_file = run_dir / "student.safetensors"
@@ -623,14 +717,19 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
             return result
         if not (run_dir / "checkpoint.pt").exists():
-            raise RunFailed(f"the finished run in {run_dir} lost its student.safetensors and its checkpoint was "
-                            "dropped (keep_checkpoints keeps it); run again with --restart to train it again")
+            raise RunFailed(
+                f"the finished run in {run_dir} lost its student.safetensors and its checkpoint was "
+                "dropped (keep_checkpoints keeps it); run again with --restart to train it again"
+            )
         # the student file is gone but the checkpoint is there: export it again below
 
     # 4. everything that can fail on this input fails here, before the directory is touched
     teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
-    reporter = ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}") \
-        if progress and distributed.is_main() else None
+    reporter = (
+        ConsoleReporter(f"{method}: {student_model.name} <- {teacher_names} on {dataset.ref}")
+        if progress and distributed.is_main()
+        else None
+    )
     trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
 
     # 5. train (or resume) in the claimed directory, writing metrics after every evaluated epoch
@@ -647,8 +746,9 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
 
     tracked = None
     if trackers and distributed.is_main():
-        tracked = RunTrackers(trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method),
-                              config, run_dir)
+        tracked = RunTrackers(
+            trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method), config, run_dir
+        )
         write_metrics = _also_tracked(write_metrics, tracked)
     with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
@@ -661,9 +761,16 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
         def finish() -> Path | None:
             student_path = None
             if outcome.model is not None:
-                student_path = export_student(outcome.model, student_file, f"{student_model.name}+{method}", final,
-                                              method=method, student=config["student"]["identity"],
-                                              teachers=[t["identity"] for t in config["teachers"]], data=dataset.ref)
+                student_path = export_student(
+                    outcome.model,
+                    student_file,
+                    f"{student_model.name}+{method}",
+                    final,
+                    method=method,
+                    student=config["student"]["identity"],
+                    teachers=[t["identity"] for t in config["teachers"]],
+                    data=dataset.ref,
+                )
             write_json(run_dir / "final.json", final)
             if not resolved.keep_checkpoints:
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
@@ -673,8 +780,9 @@ def transfer(student: ModelArg, teacher: ModelArg | Sequence[ModelArg] | None = 
     return TransferResult(run_dir, config, outcome.history, final, student_path, finished=True)
 
 
-def _also_tracked(write_metrics: Callable[[list[dict[str, Any]]], None],
-                  tracked: RunTrackers) -> Callable[[list[dict[str, Any]]], None]:
+def _also_tracked(
+    write_metrics: Callable[[list[dict[str, Any]]], None], tracked: RunTrackers
+) -> Callable[[list[dict[str, Any]]], None]:
     def both(history: list[dict[str, Any]]) -> None:
         write_metrics(history)
         tracked.log(history)
@@ -691,7 +799,25 @@ def _closing(tracked: RunTrackers | None) -> Iterator[None]:
             tracked.close()
 
 
-__all__ = ["ConsoleReporter", "ExportedStudent", "ModelArg", "RunInputs", "RunPlan", "TransferResult", "as_model_list",
-           "check_teachers", "plan_run", "data_entry",
-           "default_run_dir", "export_student", "load_run_inputs", "model_entry", "model_identity", "RunDir", "check_method_options",
-           "resolve_run_options", "split_options", "transfer"]
+__all__ = [
+    "ConsoleReporter",
+    "ExportedStudent",
+    "ModelArg",
+    "RunInputs",
+    "RunPlan",
+    "TransferResult",
+    "as_model_list",
+    "check_teachers",
+    "plan_run",
+    "data_entry",
+    "default_run_dir",
+    "export_student",
+    "load_run_inputs",
+    "model_entry",
+    "model_identity",
+    "RunDir",
+    "check_method_options",
+    "resolve_run_options",
+    "split_options",
+    "transfer",
+]

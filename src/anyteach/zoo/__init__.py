@@ -16,5 +16,16 @@ from .build import PLATEAU_LR, build_zoo, plateau_delta
 from .recipe import TrainRecipe, ZooMember
 from .zoos import ZOOS, Zoo, get_zoo, list_zoo, parse_zoo_ref, zoo_model_path
 
-__all__ = ["PLATEAU_LR", "ZOOS", "TrainRecipe", "Zoo", "ZooMember", "build_zoo", "get_zoo", "list_zoo",
-           "parse_zoo_ref", "plateau_delta", "zoo_model_path"]
+__all__ = [
+    "PLATEAU_LR",
+    "ZOOS",
+    "TrainRecipe",
+    "Zoo",
+    "ZooMember",
+    "build_zoo",
+    "get_zoo",
+    "list_zoo",
+    "parse_zoo_ref",
+    "plateau_delta",
+    "zoo_model_path",
+]

@@ -20,21 +20,32 @@ if TYPE_CHECKING:
     from ..models.references import Classifier
 
 
-def fit(model: Classifier, data: Dataset, recipe: TrainRecipe,
-        on_epoch: Callable[[int], Any] | None = None) -> Classifier:
+def fit(
+    model: Classifier, data: Dataset, recipe: TrainRecipe, on_epoch: Callable[[int], Any] | None = None
+) -> Classifier:
     """Train `model` on the `train` split of `data` following `recipe` (CPU, deterministic)."""
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed + 1)
-    opt = make_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum,
-                         nesterov=True)
+    opt = make_optimizer(
+        model.parameters(), recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum, nesterov=True
+    )
     steps_per_epoch = len(data.loader("train", batch_size=recipe.batch_size, drop_last=True))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_factor("cosine", recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch))
+        opt, lr_factor("cosine", recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch)
+    )
     model.train()
     for epoch in range(recipe.epochs):
         augment = recipe.augment if epoch < recipe.epochs - recipe.clean_epochs else None
-        for x, y, _ in data.loader("train", batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed,
-                                   epoch=epoch, drop_last=True, augment=augment or False, generator=g):
+        for x, y, _ in data.loader(
+            "train",
+            batch_size=recipe.batch_size,
+            shuffle=True,
+            seed=recipe.seed,
+            epoch=epoch,
+            drop_last=True,
+            augment=augment or False,
+            generator=g,
+        ):
             loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -17,9 +17,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..data.predictions import model_logits
 from ..data.references import load_dataset
 from ..models.references import Classifier, Preprocessing, build_classifier, save_model, timm_classifier
-from ..data.predictions import model_logits
 from ._train import fit
 from .recipe import ZooMember
 from .zoos import Zoo, list_zoo, zoo_row
@@ -46,14 +46,22 @@ def new_member_model(member: ZooMember, data) -> Classifier:
     """A member's untrained classifier: an anyteach architecture, or a timm one (`timm:<arch>`)
     created at the dataset's image size, normalising its input with timm's mean and std."""
     if not member.architecture.startswith("timm:"):
-        return build_classifier(member.architecture, name=member.name, num_classes=data.num_classes,
-                                **member.arch_kwargs)
-    made = timm_classifier(member.architecture.removeprefix("timm:"), num_classes=data.num_classes,
-                           **member.arch_kwargs)
+        return build_classifier(
+            member.architecture, name=member.name, num_classes=data.num_classes, **member.arch_kwargs
+        )
+    made = timm_classifier(
+        member.architecture.removeprefix("timm:"), num_classes=data.num_classes, **member.arch_kwargs
+    )
     p = made.info.preprocessing
     # the dataset's own size (timm's configs say 224): no resizing, no crop when read from an image folder
-    size = Preprocessing(mean=p.mean, std=p.std, input_size=tuple(data.input_size), crop_pct=1.0,
-                         interpolation="bilinear", crop_mode="center")
+    size = Preprocessing(
+        mean=p.mean,
+        std=p.std,
+        input_size=tuple(data.input_size),
+        crop_pct=1.0,
+        interpolation="bilinear",
+        crop_mode="center",
+    )
     info = dataclasses.replace(made.info, name=member.name, preprocessing=size, source="")
     return Classifier(made.net, info)
 
@@ -67,16 +75,24 @@ def _train_member(member: ZooMember, data_ref: str, path: str) -> dict[str, Any]
     start = time.perf_counter()
     fit(model, data, member.recipe)
     seconds = time.perf_counter() - start
-    acc = 100.0 * (model_logits(model, data, "eval", device="cpu").argmax(1) == data.labels("eval")).float().mean().item()
+    acc = (
+        100.0 * (model_logits(model, data, "eval", device="cpu").argmax(1) == data.labels("eval")).float().mean().item()
+    )
     plateau = plateau_delta(model, data, seed=member.recipe.seed)
-    model.info.extra.update(eval_acc=round(acc, 2), plateau_delta=round(plateau, 2), train_seconds=round(seconds, 1),
-                            data=data_ref, recipe=dataclasses.asdict(member.recipe))
+    model.info.extra.update(
+        eval_acc=round(acc, 2),
+        plateau_delta=round(plateau, 2),
+        train_seconds=round(seconds, 1),
+        data=data_ref,
+        recipe=dataclasses.asdict(member.recipe),
+    )
     save_model(model, path)
     return zoo_row(model.info.to_dict())
 
 
-def build_zoo(zoo: Zoo, workers: int | None = None,
-              on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def build_zoo(
+    zoo: Zoo, workers: int | None = None, on_done: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
     """Train the zoo's missing members (longest first, `workers` processes); return all rows."""
     load_dataset(zoo.data)  # generate (and cache) the data once, before the workers read it
     todo = sorted((zoo.member(m) for m in zoo.missing()), key=lambda m: -m.cost)

@@ -17,8 +17,8 @@ import fnmatch
 import json
 from typing import Any, Callable
 
-from ..core.io import cache_dir, write_json
 from ..core.errors import AnyteachError
+from ..core.io import cache_dir, write_json
 from ..models.references import count_parameters, timm_family
 
 NAME = "timm"
@@ -60,8 +60,9 @@ def _cfg(name: str) -> dict[str, Any]:
     return cfg.to_dict() if cfg is not None else {}
 
 
-def _parameter_counts(names: list[str], classes: dict[str, int | None],
-                      on_count: Callable[[str], None] | None) -> dict[str, int | None]:
+def _parameter_counts(
+    names: list[str], classes: dict[str, int | None], on_count: Callable[[str], None] | None
+) -> dict[str, int | None]:
     """Parameters of each model with its tag's class count (meta device; cached per timm version)."""
     import timm
     import torch
@@ -90,8 +91,12 @@ def _parameter_counts(names: list[str], classes: dict[str, int | None],
     return counts
 
 
-def list_timm(pattern: str | None = None, pretrained: bool = True, parameters: bool = True,
-              on_count: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def list_timm(
+    pattern: str | None = None,
+    pretrained: bool = True,
+    parameters: bool = True,
+    on_count: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """Rows of timm's zoo: one per pretrained tag (or, with `pretrained=False`, per architecture).
 
     Args:
@@ -112,9 +117,17 @@ def list_timm(pattern: str | None = None, pretrained: bool = True, parameters: b
     for name in names:
         cfg = cfgs[name]
         top1 = next((cfg[k] for k in TOP1_KEYS if cfg.get(k) is not None), None)
-        rows.append({"ref": f"timm:{name}", "name": name, "family": timm_family(cfg.get("architecture") or name),
-                     "params": counts[name], "input_size": list(cfg["input_size"]) if cfg.get("input_size") else None,
-                     "num_classes": classes[name], "top1": top1})
+        rows.append(
+            {
+                "ref": f"timm:{name}",
+                "name": name,
+                "family": timm_family(cfg.get("architecture") or name),
+                "params": counts[name],
+                "input_size": list(cfg["input_size"]) if cfg.get("input_size") else None,
+                "num_classes": classes[name],
+                "top1": top1,
+            }
+        )
     return rows
 
 
@@ -125,12 +138,17 @@ def timm_refs(pattern: str | None = None, num_classes: int | None = IMAGENET_CLA
     Raises:
         AnyteachError: no tag matches.
     """
-    refs = [f"timm:{t}" for t in _pretrained_tags(pattern)
-            if num_classes is None or _cfg(t).get("num_classes") == num_classes]
+    refs = [
+        f"timm:{t}"
+        for t in _pretrained_tags(pattern)
+        if num_classes is None or _cfg(t).get("num_classes") == num_classes
+    ]
     if not refs:
         what = f" with {num_classes} classes" if num_classes is not None else ""
-        raise AnyteachError(f"no pretrained timm model matches {pattern or '*'!r}{what} "
-                            "(`anyteach zoo list timm --filter ...` lists them)")
+        raise AnyteachError(
+            f"no pretrained timm model matches {pattern or '*'!r}{what} "
+            "(`anyteach zoo list timm --filter ...` lists them)"
+        )
     return refs
 
 

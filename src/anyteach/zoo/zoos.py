@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.io import cache_dir, text_digest
 from ..core.errors import AnyteachError
-from ..models.references import Classifier, load_saved, register_reference_kind
+from ..core.io import cache_dir, text_digest
 from ..core.registry import Registry
+from ..models.references import Classifier, load_saved, register_reference_kind
 from . import glyphs as _glyphs
 from . import mnist1d as _mnist1d
 from .recipe import ZooMember
@@ -64,8 +64,9 @@ class Zoo:
         return [m for m in self.names if not self.path(m).exists()]
 
 
-def get_zoo(name: str, seed: int = 0, data: str | None = None, members: Sequence[str] | None = None,
-            epochs: int | None = None) -> Zoo:
+def get_zoo(
+    name: str, seed: int = 0, data: str | None = None, members: Sequence[str] | None = None, epochs: int | None = None
+) -> Zoo:
     """A zoo by name. `data`, `members` and `epochs` override the recipe (tests build tiny zoos)."""
     if name not in ZOOS:
         raise AnyteachError(f"unknown zoo {name!r}; built-in zoos: {', '.join(ZOOS)}")
@@ -121,9 +122,14 @@ def load_zoo_model(ref: str) -> Classifier:
 def zoo_row(meta: dict[str, Any]) -> dict[str, Any]:
     """A zoo table row from a member's sidecar metadata."""
     extra = meta.get("extra") or {}
-    return {"name": meta["name"], "family": meta["family"], "params": meta["num_params"],
-            "eval_acc": extra.get("eval_acc"), "plateau_delta": extra.get("plateau_delta"),
-            "train_seconds": extra.get("train_seconds")}
+    return {
+        "name": meta["name"],
+        "family": meta["family"],
+        "params": meta["num_params"],
+        "eval_acc": extra.get("eval_acc"),
+        "plateau_delta": extra.get("plateau_delta"),
+        "train_seconds": extra.get("train_seconds"),
+    }
 
 
 def list_zoo(zoo: Zoo) -> list[dict[str, Any]]:
