@@ -33,6 +33,6 @@ def test_the_shipped_ceilings_are_the_measured_ones():
 
     measured = {}
     for seed in (0, 1, 2):
-        path = Path(__file__).parents[1] / "docs" / "research" / "ceilings" / f"mnist1d-seed{seed}-500k.json"
+        path = Path(__file__).parents[1] / "research" / "ceilings" / f"mnist1d-seed{seed}-500k.json"
         measured.update({ref: m["ceiling"] for ref, m in json.loads(path.read_text())["models"].items()})
     assert MNIST1D_CEILINGS == measured and len(measured) == 33

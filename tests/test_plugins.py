@@ -111,11 +111,11 @@ def test_cli_transfer_imports_a_plugin_first(tiny_zoo, tiny_data, tmp_path):
 
 
 def test_the_research_presets_still_import():
-    """The research log's studies name docs/research/presets.py under `imports:`; a refactor of the package
+    """The research log's studies name research/presets.py under `imports:`; a refactor of the package
     must not break them (it did once: a helper moved between modules)."""
     from pathlib import Path
 
-    presets = Path(__file__).resolve().parents[1] / "docs" / "research" / "presets.py"
+    presets = Path(__file__).resolve().parents[1] / "research" / "presets.py"
     code = (
         "from anyteach.core.registry import import_plugins; from anyteach.methods import METHODS; "
         f"import_plugins([{str(presets)!r}]); "

@@ -3,7 +3,7 @@
 A student–teacher ensemble can be more accurate than anything the student's architecture reaches (mlp_narrow
 tops out near 70% on MNIST-1D however it is trained), so "the share of the ensemble's gain taken" mixes what a
 method fails to transfer with what the student cannot hold. A ceiling is the accuracy the architecture reaches
-trained long on abundant labelled data (measured by `docs/research/scripts/ceiling.py`); the reachable gain of a
+trained long on abundant labelled data (measured by `research/scripts/ceiling.py`); the reachable gain of a
 run is then min(ensemble, ceiling) − S0. A study directory may hold `ceilings.json` (`{student ref: accuracy
 %}`), which the summary joins to the runs by student reference; the demo writes the built-in zoo's.
 """
@@ -59,10 +59,10 @@ MNIST1D_CEILINGS: dict[str, float] = {
 }
 """The ceilings of the built-in MNIST-1D zoos (seeds 0, 1, 2: `zoo:mnist1d/<model>`, `zoo:mnist1d@1/<model>`, ...)
 on their eval splits: each model fine-tuned from its zoo weights with cross-entropy on 500,000 fresh labelled
-samples, 1 epoch (1,953 steps), AdamW lr 1e-3 cosine (docs/research/ceilings/mnist1d-seed{0,1,2}-500k.json,
-measured by docs/research/scripts/ceiling.py). A lower bound on what each architecture holds: the first
+samples, 1 epoch (1,953 steps), AdamW lr 1e-3 cosine (research/ceilings/mnist1d-seed{0,1,2}-500k.json,
+measured by research/scripts/ceiling.py). A lower bound on what each architecture holds: the first
 measurement (100,000 samples, 3 epochs: mnist1d-seed0.json) was lower for every model, and pseudo-labels
-on 500,000 samples took mlp past it (docs/research/teaching-gains.md)."""
+on 500,000 samples took mlp past it (research/teaching-gains.md)."""
 
 
 def read_ceilings(study_dir: str | Path) -> dict[str, float]:

@@ -10,7 +10,7 @@ and the *available gain*: the accuracy gain of the calibrated student–teacher 
 target rule uses (`methods.choose_mixture_weight`). A `Forecaster` turns these signals into the forecast
 Δ beyond the method's no-teacher control: per method, a least-squares line through the runs of a
 finished study (`fit_forecaster`), with a 95% interval from its residuals. The package ships one fitted
-on studies of the seed-0 MNIST-1D zoo (`forecaster.json`, see docs/research/teachers/); a user's own
+on studies of the seed-0 MNIST-1D zoo (`forecaster.json`, see research/teachers/); a user's own
 finished study re-fits it (`anyteach teachers ... --fit STUDY_DIR`, `teacher_analysis.fit_from_study`).
 `rank_teachers` puts it together for one student.
 """
@@ -62,7 +62,7 @@ DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Any], np.ndarray]]] = {
 """Signals computed from columns of `pair_signals` (so a runs table with those columns works too): per name,
 the columns it is computed from and how. The available gain enters through its logarithm because the share
 of it a student takes shrinks as it grows: a small student offered +30 pp by every ensemble takes little of
-it (docs/research/teachers/)."""
+it (research/teachers/)."""
 
 
 def signal_sources(names: Sequence[str]) -> tuple[str, ...]:
@@ -89,10 +89,10 @@ def signal_values(table: Any, names: Sequence[str]) -> np.ndarray:
 
 
 DEFAULT_SIGNALS = ("log_available_gain", "log_available_gain_x_student_log_size")
-"""The signals of a fit that is told none: the form chosen for the teaching preset (docs/research/teachers/)."""
+"""The signals of a fit that is told none: the form chosen for the teaching preset (research/teachers/)."""
 
 DEFAULT_METHOD = "pl+ens+wise"
-"""The method ranked for by default: the best teaching preset (docs/research/teaching-gains.md)."""
+"""The method ranked for by default: the best teaching preset (research/teaching-gains.md)."""
 
 FORECASTER_FILE = "forecaster.json"
 """The shipped forecaster, a file inside the package."""

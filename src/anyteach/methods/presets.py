@@ -24,7 +24,7 @@ from .regularisers import REGULARISERS, WeightRegulariser
 from .targets import TARGET_RULES, RuleInputs, Target
 
 TEACHING_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "lr_schedule": "cosine"}
-"""The recipe `pl+ens+wise` was developed with (docs/research/teaching-gains.md): a higher lr with
+"""The recipe `pl+ens+wise` was developed with (research/teaching-gains.md): a higher lr with
 cosine decay, made safe by its WiSE guard; at the paper's SGD lr 1e-4 the student barely moves and
 the guard keeps the original."""
 
@@ -93,7 +93,7 @@ PRESET_TABLE: list[dict[str, Any]] = [
         description="ablation: T on positive flips, S_frozen on negative, mean on neutral",
     ),
     dict(name="self", target="frozen", loss="kl", description="self-distillation: KL to S_frozen on every sample"),
-    # teaching without labels (docs/research/teaching-gains.md) and its control
+    # teaching without labels (research/teaching-gains.md) and its control
     dict(
         name="pl+ens+wise",
         target="ens-hard",
@@ -122,7 +122,7 @@ PRESET_TABLE: list[dict[str, Any]] = [
         "on the calib split's labels at every step, the same WiSE guard, no teacher",
         recipe=TEACHING_RECIPE,
     ),
-    # teaching with labels: labelled train data plus unlabelled fresh data (docs/research/teaching-gains.md, H10),
+    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md, H10),
     # and its control, which uses both the same way without a teacher
     dict(
         name="pl+ens+xetrain+wise",
