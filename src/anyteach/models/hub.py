@@ -95,12 +95,12 @@ def _read_optional(path: Path) -> Any:
         return None
 
 
-def _pp(value: Any, sign: bool = True) -> str:
-    return f"{float(value):+.2f} pp" if sign else f"{float(value):.2f} pp"
+def _pp(value: Any) -> str:
+    return "-" if value is None else f"{float(value):+.2f} pp"
 
 
 def _p(value: Any) -> str:
-    return f"{float(value):.2g}"
+    return "-" if value is None else f"{float(value):.2g}"
 
 
 def _control_rows(made: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -116,13 +116,13 @@ def _control_rows(made: Mapping[str, Any]) -> tuple[list[str], list[str]]:
                 "",
             ],
         )
-    rows = [f"| no-teacher control | `{control.get('method')}`: Δ {_pp(control['transfer_delta'])} |"]
+    rows = [f"| no-teacher control | `{control.get('method')}`: Δ {_pp(control.get('transfer_delta'))} |"]
     beyond = control.get("delta_beyond_control")
     if beyond is not None:
         rows.append(
             f"| Δ beyond the control | {_pp(beyond)} (paired test over the eval samples: "
             f"{control.get('samples_better')} better, {control.get('samples_worse')} worse than the control; "
-            f"p = {_p(control['p_better'])} that it is better, {_p(control['p_worse'])} that it is worse) |"
+            f"p = {_p(control.get('p_better'))} that it is better, {_p(control.get('p_worse'))} that it is worse) |"
         )
     added = control.get("teacher_added")
     if added is not None:
