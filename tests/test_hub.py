@@ -233,3 +233,16 @@ def test_version_comes_from_the_package():
 
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"anyteach {anyteach.__version__}"
+
+
+def test_the_dry_run_folder_of_a_timm_model_is_itself_a_model_reference(tmp_path):
+    torch.manual_seed(0)
+    model = at_size(timm_classifier("resnet10t", num_classes=len(NAMES), **RESNET_W8), 32)
+    weights = save_model(model, tmp_path / "student.safetensors")
+    folder = stage_push(weights, "me/glyphs-student", tmp_path / "hub")
+    assert "`anyteach info hf-hub:me/glyphs-student`" in (folder / "README.md").read_text()
+    again = load_model(folder)  # as a download of the repository would be
+    assert again.info.class_names == NAMES and again.info.preprocessing.input_size == (3, 32, 32)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))

@@ -211,10 +211,16 @@ def model_card(sidecar: Mapping[str, Any], repo_id: str, made: Mapping[str, Any]
             "```",
             "",
         ]
-    lines += [
-        "With anyteach: download the repository and load `model.safetensors` (its sidecar is `anyteach.json`).",
-        "",
-    ]
+        lines += [
+            f"With anyteach, `hf-hub:{repo_id}` (or the downloaded folder) is a model reference: "
+            f"`anyteach info hf-hub:{repo_id}`.",
+            "",
+        ]
+    else:
+        lines += [
+            "With anyteach: download the repository and load `model.safetensors` (its sidecar is `anyteach.json`).",
+            "",
+        ]
     return "\n".join(lines)
 
 
