@@ -386,3 +386,47 @@ def test_report_says_what_makes_a_good_teacher(calib_study):
     table = property_correlations(frame).set_index("property")
     assert table.loc["available gain", "rho"] == pytest.approx(1.0) and table.loc["available gain", "resolved"]
     assert np.isnan(table.loc["teacher accuracy", "rho"])  # a constant says nothing
+
+
+def test_the_teachers_table_never_lists_the_student_under_another_reference(tiny_zoo, tmp_path):
+    """The student's file copied under another name (what a user's own list of candidates often holds):
+    the same content identity, left out of the candidates. Through the CLI, piped."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "my_student.safetensors"
+    shutil.copyfile(tiny_zoo["mlp"], copy)
+    shutil.copyfile(tiny_zoo["mlp"].replace(".safetensors", ".json"), copy.with_suffix(".json"))
+    candidates = [str(copy), tiny_zoo["gru_chunk4"], tiny_zoo["cnn_small_sgd"]]
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyteach", "teachers", tiny_zoo["mlp"], "--zoo", ",".join(candidates)]
+        + ["--data", CALIB_DATA, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ranked = [row["teacher"] for row in json.loads(proc.stdout)["teachers"]]
+    assert sorted(ranked) == sorted(candidates[1:])  # not the copy of the student
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyteach", "teachers", tiny_zoo["mlp"], "--zoo", str(copy), "--data", CALIB_DATA],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()  # after a progress line per model whose predictions are ready
+    assert [line for line in lines if not line.lstrip().startswith("predictions: ")] == [
+        f"error: no candidate teacher: every model given is the student {tiny_zoo['mlp']} itself"
+    ]
+
+
+def test_a_list_of_models_keeps_a_reference_whose_arguments_hold_commas():
+    from anyteach.analysis.forecast import resolve_models
+
+    refs = "timm:resnet10t@a.safetensors?stem_width=8&channels=[8,16,32,64],zoo:glyphs/levit_d64, b.safetensors"
+    assert resolve_models(refs) == [
+        "timm:resnet10t@a.safetensors?stem_width=8&channels=[8,16,32,64]",
+        "zoo:glyphs/levit_d64",
+        "b.safetensors",
+    ]

@@ -326,10 +326,23 @@ def push_command(
     repo_id: str = typer.Argument(..., help="Hub repository: <user or organisation>/<name>."),
     private: bool = typer.Option(False, "--private", help="Create the repository as private."),
     token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: your login or HF_TOKEN)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Write the folder that would be uploaded instead (no network), and say where."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="With --dry-run: the folder to write (default: ./hub-<owner>--<name>)."
+    ),
 ) -> None:
     """Upload a student (or any saved model) to the Hugging Face hub with a timm config.json and a model card."""
-    from ..models.hub import push_to_hub
+    from ..models.hub import push_to_hub, stage_push
 
+    if dry_run:
+        folder = stage_push(model, repo_id, out)
+        files = ", ".join(sorted(p.name for p in folder.iterdir()))
+        console.print(f"dry run: wrote {folder} ({files}); nothing was uploaded", highlight=False, soft_wrap=True)
+        return
+    if out is not None:
+        raise AnyteachError("--out names the folder of a dry run: add --dry-run (a push writes no folder)")
     url = push_to_hub(model, repo_id, private=private, token=token)
     err_console.print(f"pushed {model} -> {url}", highlight=False, soft_wrap=True)
 

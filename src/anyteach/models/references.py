@@ -371,16 +371,16 @@ def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], where: str
 
 def hub_config(info: ModelInfo, net: nn.Module | None = None) -> dict[str, Any]:
     """A timm / Hugging Face hub `config.json` for a model: `architecture`, `num_classes`,
-    `num_features`, `model_args` and `pretrained_cfg` (mean, std, input size, crop), the keys timm
-    reads from a hub repository, so that for a timm architecture
+    `num_features`, `global_pool`, `label_names`, `model_args` and `pretrained_cfg` (mean, std,
+    input size, crop, pool size), the keys timm reads from a hub repository, so that for a timm
+    architecture `timm.create_model("local-dir:<folder>", pretrained=True)` (or `"hf-hub:<repo>"`)
+    rebuilds it with its weights and its own preprocessing, without anyteach.
 
-        cfg = json.load(open("config.json"))
-        net = timm.create_model(cfg["architecture"], num_classes=cfg["num_classes"],
-                                pretrained_cfg=cfg["pretrained_cfg"], **cfg["model_args"])
-        net.load_state_dict(safetensors.torch.load_file("model.safetensors"))
-
-    rebuilds it without anyteach. A built-in (MNIST-1D) architecture is named as anyteach's
-    (`library_name: anyteach`): only anyteach builds it.
+    Everything that depends on the input size is derived from the size the model really takes
+    (`info.preprocessing.input_size`), never copied from the architecture's ImageNet defaults: timm
+    reads `config.json`'s `pretrained_cfg` as the whole configuration, so a key left out means timm's
+    neutral default, not the architecture's. A built-in (MNIST-1D) architecture is named as
+    anyteach's (`library_name: anyteach`): only anyteach builds it.
     """
     timm_arch = info.architecture.startswith("timm:")
     p = info.preprocessing
@@ -392,10 +392,13 @@ def hub_config(info: ModelInfo, net: nn.Module | None = None) -> dict[str, Any]:
     pretrained_cfg.update(num_classes=info.num_classes)
     if net is not None and timm_arch:
         own = getattr(net, "pretrained_cfg", None) or {}
-        for key in ("first_conv", "classifier", "fixed_input_size", "pool_size"):
+        for key in ("first_conv", "classifier", "fixed_input_size"):
             if own.get(key) is not None:
                 pretrained_cfg[key] = list(own[key]) if isinstance(own[key], tuple) else own[key]
-    config = {
+        pool = _pool_size(net, p.input_size) if own.get("pool_size") is not None else None
+        if pool is not None:
+            pretrained_cfg["pool_size"] = list(pool)
+    config: dict[str, Any] = {
         "architecture": info.architecture.removeprefix("timm:"),
         "num_classes": info.num_classes,
         "model_args": dict(info.arch_kwargs),
@@ -407,7 +410,45 @@ def hub_config(info: ModelInfo, net: nn.Module | None = None) -> dict[str, Any]:
     features = getattr(net, "num_features", None)
     if isinstance(features, int):
         config["num_features"] = features
+    pooling = _global_pool(net)
+    if pooling:
+        config["global_pool"] = pooling
+    if info.class_names and len(info.class_names) == info.num_classes:
+        config["label_names"] = [str(name) for name in info.class_names]  # timm's key for them
     return config
+
+
+def _global_pool(net: nn.Module | None) -> str | None:
+    """The global pooling a timm network was built with (`avg`, `token`, ...), as timm's own export names it."""
+    pool = getattr(net, "global_pool", None)
+    pool = getattr(pool, "pool_type", pool)  # a CNN's SelectAdaptivePool2d, or a transformer's word
+    return pool if isinstance(pool, str) and pool else None
+
+
+def _pool_size(net: nn.Module, input_size: tuple[int, ...] | None) -> tuple[int, int] | None:
+    """The spatial size of the feature map the classifier pools, at the input size the model takes
+    (timm's `pool_size`: 7x7 for a ResNet at 224 px, 1x1 at 32 px); None where it cannot be measured.
+
+    One forward pass of a zero image in eval mode (no batch-norm statistics move); the modules'
+    train/eval modes are restored after.
+    """
+    if input_size is None or len(input_size) != 3 or not hasattr(net, "forward_features"):
+        return None
+    modes = [(m, m.training) for m in net.modules()]
+    try:
+        parameter = next(net.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        net.eval()
+        with torch.no_grad():
+            features = net.forward_features(torch.zeros(1, *input_size, device=device))
+    except (RuntimeError, ValueError, TypeError, AssertionError):  # a size the network cannot take
+        return None
+    finally:
+        for module, training in modes:
+            module.training = training
+    if not isinstance(features, torch.Tensor) or features.dim() != 4:
+        return None  # tokens, not a feature map
+    return int(features.shape[-2]), int(features.shape[-1])
 
 
 def hub_config_path(weights: Path) -> Path:

@@ -452,7 +452,7 @@ def run_study(
         ]
         failed: list[tuple[str, str]] = []
         finished = 0
-        bar = _Progress(len(plan.runs), skipped, progress)
+        bar = _Progress(len(plan.runs), skipped, progress, len(held_back))
         with bar, make_executor(spec.executor, spec.workers, spec.address, spec.resources) as pool:
             for outcome in pool.run(tasks):
                 task = outcome["task"]
@@ -486,16 +486,30 @@ def run_study(
 
 
 class _Progress:
-    """A rich progress bar over the study's runs (done / total, elapsed, ETA), or nothing."""
+    """The study's progress on stderr: first how many runs it planned (and how many are already in
+    the store); then, in a terminal, a bar over the runs (done / total, elapsed, ETA) and one line per
+    finished run; in a log (stderr piped or redirected, a batch job) the same lines, each with its
+    count (`[3/24]`), and no bar. Nothing when disabled."""
 
-    def __init__(self, total: int, already: int, enabled: bool):
+    def __init__(self, total: int, already: int, enabled: bool, held_back: int = 0):
         self.enabled = enabled
-        self.total, self.already = total, already
+        self.total, self.already, self.held_back = total, already, held_back
+        self.done = already
         self._progress = None
+        self._console = None
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
+        if not self.enabled:
+            return self
+        from rich.console import Console
+
+        self._console = Console(stderr=True)
+        todo = self.total - self.already - self.held_back
+        parts = [f"{self.already} already in the store"] if self.already else []
+        parts += [f"{self.held_back} failed earlier and held back"] if self.held_back else []
+        parts.append(f"{todo} to run")
+        self._print(f"study: {self.total} runs planned ({', '.join(parts)})")
+        if self._console.is_terminal:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -512,36 +526,39 @@ class _Progress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=self._console,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("runs", total=self.total, completed=self.already)
-            if self.already:
-                self._progress.console.print(f"resuming: {self.already} of {self.total} runs already in the store")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
+    def _print(self, text: str) -> None:
+        console = self._progress.console if self._progress is not None else self._console
+        console.print(text, highlight=False, soft_wrap=True)
+
     def finished(self, row: Mapping[str, Any]) -> None:
-        if self._progress is None:
+        if not self.enabled:
             return
+        self.done += 1
         teacher = row["teacher_name"] or "-"
-        self._progress.console.print(
-            f"  {row['label']:<9} {row['student_name']} <- {teacher}: Δ {row['transfer_delta']:+.2f} pp "
-            f"(+{row['knowledge_gain']:.2f} −{row['knowledge_loss']:.2f}, {row['seconds']:.0f} s)",
-            highlight=False,
+        self._print(
+            f"  [{self.done}/{self.total}] {row['label']:<9} {row['student_name']} <- {teacher}: "
+            f"Δ {row['transfer_delta']:+.2f} pp (+{row['knowledge_gain']:.2f} −{row['knowledge_loss']:.2f}, "
+            f"{row['seconds']:.0f} s)"
         )
-        self._progress.advance(self._task)
+        if self._progress is not None:
+            self._progress.advance(self._task)
 
     def failed(self, run: RunSpec, names: Mapping[str, str], error: str) -> None:
-        if self._progress is None:
+        if not self.enabled:
             return
-        self._progress.console.print(
+        self._print(
             f"  [red]failed[/red] {run.label} {names[run.student]} <- "
-            f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}",
-            highlight=False,
+            f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}"
         )
 
 

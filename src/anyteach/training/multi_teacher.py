@@ -460,11 +460,15 @@ def _run_multi(
                 run_dir / "soup.safetensors",
                 f"{student0.name}+{method}-soup",
                 final,
+                getattr(dataset, "class_names", None),
                 method=method,
                 mode="soup",
                 student=config["student"]["identity"],
                 teachers=[t["identity"] for t in config["teachers"]],
+                student_name=student0.name,
+                teacher_names=[t.name for t in teacher_models],
                 data=dataset.ref,
+                data_name=dataset.name,
             )
         else:
             student_path = stages[-1].student_path

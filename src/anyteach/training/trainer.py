@@ -474,7 +474,13 @@ class Trainer:
         options: training options.
         reporter: progress sink (default: silent).
         original: an earlier student that every row is also measured against (`vs_original`).
+
+    Attributes:
+        on_step: called after every optimiser step with `(step, loss terms, learning rate)`, the
+            terms as tensors on the device (experiment trackers: `RunTrackers.log_step`); None: nothing.
     """
+
+    on_step: Callable[[int, dict[str, torch.Tensor], float], None] | None = None
 
     def __init__(
         self,
@@ -747,6 +753,8 @@ class Trainer:
             for group in optimizer.param_groups:  # the schedule is a function of the step: resumes exactly
                 group["lr"] = self.lr * self.lr_at(step)
             optimizer.step()
+            if self.on_step is not None:
+                self.on_step(step + 1, out.losses, self.lr * self.lr_at(step))
             step += 1
             steps += 1
             state.step = step

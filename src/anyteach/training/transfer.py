@@ -651,17 +651,25 @@ def plan_run(
     )
 
 
-def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
-    """Save a transferred student as a model reference (safetensors + sidecar naming how it was made)."""
+def export_student(
+    model: Classifier,
+    path: Path,
+    name: str,
+    final: dict[str, Any],
+    class_names: Sequence[str] | None = None,
+    **transfer_info: Any,
+) -> Path:
+    """Save a transferred student as a model reference (safetensors + sidecar naming how it was made:
+    `transfer_info`, Δ, and the no-teacher control and verdict where `final` has them; the model card
+    of `anyteach push` is written from these). `class_names`: the data's, in the order of its labels."""
     model = model.to("cpu")
     model.info.name = name
     model.info.extra = {}  # the original's measurements (zoo recipe, plateau check) do not describe this model
-    return save_model(
-        model,
-        path,
-        eval_acc=round(final["student_acc"], 2),
-        transfer={**transfer_info, "transfer_delta": final["transfer_delta"]},
-    )
+    if class_names:
+        model.info.class_names = list(class_names)
+    made = {**transfer_info, "transfer_delta": final["transfer_delta"]}
+    made.update({key: final[key] for key in ("control", "verdict") if key in final})
+    return save_model(model, path, eval_acc=round(final["student_acc"], 2), transfer=made)
 
 
 def default_data(student: ModelArg) -> tuple[str, str]:
@@ -1023,6 +1031,7 @@ def _transfer_run(
             trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method), config, run_dir
         )
         write_metrics = _also_tracked(write_metrics, tracked)
+        trainer.on_step = tracked.log_step
     with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
         if not outcome.finished:
@@ -1039,10 +1048,14 @@ def _transfer_run(
                     student_file,
                     f"{student_model.name}+{method}",
                     final,
+                    getattr(dataset, "class_names", None),
                     method=method,
                     student=config["student"]["identity"],
                     teachers=[t["identity"] for t in config["teachers"]],
+                    student_name=student_model.name,
+                    teacher_names=[t.name for t in teachers],
                     data=dataset.ref,
+                    data_name=dataset.name,
                 )
             write_json(run_dir / "final.json", final)
             if not resolved.keep_checkpoints:
