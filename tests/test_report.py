@@ -284,3 +284,19 @@ def test_prose_columns_align_left_and_numbers_right():
     assert "|---|---:|---:|---|" in markdown
     html = report.html()
     assert '<th class="prose">forecast</th>' in html and "<th>runs</th>" in html
+
+
+def test_a_failed_re_render_leaves_no_old_report(tmp_path):
+    """A report that cannot be built removes the earlier one: a stale report never stands for the study."""
+    make_study(tmp_path)
+    first = write_report(tmp_path)
+    assert first.html.exists() and first.markdown.exists()
+
+    def broken(report, summary):
+        raise RuntimeError("a section failed")
+
+    with pytest.raises(RuntimeError, match="a section failed"):
+        write_report(tmp_path, sections=[broken])
+    assert not first.html.exists() and not first.markdown.exists()
+    again = write_report(tmp_path)  # and a good render writes it again
+    assert again.html.exists()

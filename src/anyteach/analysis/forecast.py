@@ -237,7 +237,7 @@ def pair_signals(
         )
     refs = list(dict.fromkeys([*students, *teachers]))
     logits, info = {}, {}
-    labels = None
+    labels = torch.empty(0, dtype=torch.long)
     for ref in refs:
         model = load_model(ref)
         check_compatible(model, dataset)

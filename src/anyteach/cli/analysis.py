@@ -156,7 +156,7 @@ def _print_zoo(result) -> None:
         ("from teacher", "left"),
         ("entropy", "right"),
     ):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # left/right
     for s in np.argsort(-result.accuracy, kind="stable"):
         others = [t for t in range(result.num_models) if t != s]
         values = result.positive_flips[s, others]
@@ -264,7 +264,7 @@ def teachers(
         ("forecast pp", "right"),
         ("why", "left"),
     ):
-        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))
+        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))  # type: ignore[arg-type]
     for r in t.itertuples():
         table.add_row(
             str(r.rank),

@@ -12,7 +12,7 @@ import inspect
 import json
 import sys
 import typing
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -110,7 +110,7 @@ def _csv(text: Optional[str]) -> Optional[list[str]]:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _click_errors() -> tuple[type, type]:
+def _click_errors() -> tuple[Any, Any]:
     """Click's exception base and its "no arguments: show the help" error, as the click that typer
     runs on defines them (typer 0.29 vendors its own copy of click)."""
     base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")

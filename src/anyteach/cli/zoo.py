@@ -24,7 +24,7 @@ def zoo_table(rows: list[dict], title: str) -> Table:
         ("plateau Δ pp", "right"),
         ("train s", "right"),
     ):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # left/right
     for r in sorted(rows, key=lambda r: -(r["eval_acc"] or 0)):
         table.add_row(
             r["name"],

@@ -400,7 +400,8 @@ class TransferMethod(nn.Module):
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
-        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))
+        # None only where the rule's registration says it does not use them (uses_frozen, uses_teacher)
+        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -423,7 +424,7 @@ class TransferMethod(nn.Module):
         """
         labelled_logits = None
         if self.needs.student_features:
-            logits, features = student.features(inputs)
+            logits, features = student.features(inputs)  # type: ignore[operator]  # a Classifier's
         elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
             extra_inputs, extra_labels = self.labelled_batch(index)
             both = student(torch.cat([inputs, extra_inputs]))
@@ -431,6 +432,7 @@ class TransferMethod(nn.Module):
         else:
             logits, features = student(inputs), None
         target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
+        assert self.loss is not None, "forward() is called only for methods that train"
         losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features))
         if labelled_logits is not None:
             losses["loss_labelled"] = F.cross_entropy(labelled_logits.float(), extra_labels)

@@ -37,9 +37,11 @@ class RuleInputs:
         student: `(B, C)` logits of the student being trained, detached.
     """
 
+    # typed as tensors: a rule gets None only for what its registration says it does not use
+    # (`uses_frozen`, `uses_teacher`), so a rule's body may rely on what it declared
     labels: torch.Tensor
-    frozen: torch.Tensor | None
-    teachers: torch.Tensor | None
+    frozen: torch.Tensor
+    teachers: torch.Tensor
     student: torch.Tensor
     params: dict[str, Any] = field(default_factory=dict)  # what the rule's `calibrate` chose, once per run
 
@@ -98,7 +100,7 @@ def register_target_rule(
     uses_frozen: bool = True,
     multi_teacher: bool = False,
     calibrate: Callable[[Calibration], dict[str, Any]] | None = None,
-) -> Callable:
+) -> Callable[[Callable[[RuleInputs], Target]], Callable[[RuleInputs], Target]]:
     """Decorator: make a target rule `fn(RuleInputs) -> Target` reachable by `name`.
 
     The first docstring line of `fn` is its description in `anyteach methods`. A rule with

@@ -370,6 +370,9 @@ def write_report(
     Returns:
         The paths written.
 
+    A report that cannot be built leaves no report behind: the earlier `report.md` and `report.html` of
+    `out` are removed before the error is raised, so a stale report never stands for the current study.
+
     Raises:
         AnyteachError: `study_dir` holds no study store.
         RunFailed: the study has no finished run (nothing to report).
@@ -378,12 +381,18 @@ def write_report(
     summary = summary if summary is not None else summarize(study_dir)
     summary.require_runs(study_dir)
     out_dir = report_dir(study_dir, out)
-    report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR, sections)
-    figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    write_text(md_path, report.markdown(out_dir))
-    write_text(html_path, report.html())
-    return ReportFiles(md_path, html_path, figures)
+    try:
+        report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR, sections)
+        markdown, page = report.markdown(out_dir), report.html()
+    except BaseException:
+        # an earlier report must not pass for this study's current state: it goes, whatever failed
+        md_path.unlink(missing_ok=True)
+        html_path.unlink(missing_ok=True)
+        raise
+    write_text(md_path, markdown)  # each written to a temporary file, then renamed
+    write_text(html_path, page)
+    return ReportFiles(md_path, html_path, [Path(b.content) for b in report.blocks if b.kind == "figure"])
 
 
 def study_description(summary: StudySummary, record: StudyRecord) -> str:
