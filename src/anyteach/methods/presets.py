@@ -29,7 +29,7 @@ cosine decay, made safe by its WiSE guard; at the paper's SGD lr 1e-4 the studen
 the guard keeps the original."""
 
 PRESET_TABLE: list[dict[str, Any]] = [
-    # the paper's methods (PAPER.md section 3) and its proposal, kl+dp
+    # the paper's methods (docs/concepts/transfer-without-forgetting.md) and its proposal, kl+dp
     dict(name="kl", target="teacher", loss="kl", description="KL-Dist: KL to the teacher on every sample"),
     dict(
         name="xekl",
@@ -122,7 +122,7 @@ PRESET_TABLE: list[dict[str, Any]] = [
         "on the calib split's labels at every step, the same WiSE guard, no teacher",
         recipe=TEACHING_RECIPE,
     ),
-    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md, H10),
+    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md),
     # and its control, which uses both the same way without a teacher
     dict(
         name="pl+ens+xetrain+wise",

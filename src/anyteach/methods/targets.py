@@ -1,4 +1,4 @@
-"""Target rules: whose output the student imitates, per sample (PAPER.md section 3).
+"""Target rules: whose output the student imitates, per sample (docs/concepts/transfer-without-forgetting.md).
 
 A target rule receives the frozen initial student's logits `(B, C)`, the teachers' logits stacked
 as `(K, B, C)`, the labels and the current student's (detached) logits, and returns target logits

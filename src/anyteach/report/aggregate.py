@@ -1,6 +1,6 @@
 """Aggregation of a study's runs into the paper's numbers (pandas in, pandas out).
 
-The paper's headline number (PAPER.md sections 2 and 4) is the *success rate*: per student, the
+The paper's headline number (docs/concepts/measures.md) is the *success rate*: per student, the
 percent of its runs with transfer delta > 0 (strictly), summarised over students by the median (with
 its interquartile range). Next to it: the pooled success rate over all runs, the mean transfer delta,
 knowledge gain and loss (percent / percentage points), and the rates of significant gain and
@@ -233,7 +233,7 @@ SELF_CONTROL = "self"
 UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, "self+xe+wise")
 """The no-teacher controls of a method that uses no labels but the calib split's: `self`, and `self+xe+wise`,
 which also fine-tunes on every labelled calib sample with the same WiSE guard. A run is paired with the
-stronger of the two (issue 16)."""
+stronger of the two."""
 
 CONTROL_COLUMNS: tuple[str, ...] = (
     "paired_runs",

@@ -2,7 +2,8 @@
 
 The report puts this study's headline numbers (median success rate per method, with its IQR, the
 pooled success rate, the mean transfer delta, knowledge gain and loss, and the significant gain /
-harm rates) next to the paper's (PAPER.md section 4) and next to the `xe` control. It opens with a
+harm rates) next to the paper's (docs/concepts/transfer-without-forgetting.md) and next to the `xe`
+control. It opens with a
 three-sentence verdict and writes, from the numbers alone, plain sentences on where the study agrees
 or disagrees with the paper (both from `findings.py`, each with its sample size). The
 content is built once as a list of blocks (headings, paragraphs, tables, figures) and rendered twice:
@@ -250,7 +251,7 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
 
 
 def _beyond_control_cells(row: pd.Series, paired: pd.Series | None) -> dict[str, str]:
-    """The efficiency cells beyond the paired control and against the reachable gain (issue 16)."""
+    """The efficiency cells beyond the paired control and against the reachable gain."""
 
     def value(series: Any, key: str) -> float:
         return float("nan") if series is None else float(series.get(key, float("nan")))
@@ -459,7 +460,7 @@ def build_report(
         "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
         "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
         f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
-        "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
+        "(Roth et al., ICLR 2024). Last column: each run's Δ minus the Δ of its student's control run on "
         "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
         "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
         "sign test over students that they do.",

@@ -25,7 +25,7 @@ AGREEMENT_POINTS = 15.0
 ABOUT_ZERO = 0.1
 """A mean delta within ±this many points counts as "about zero" when comparing signs."""
 CONTROL_PLATEAU = 0.3
-"""The `xe` control's mean delta within ±this many points: the zoo is at its plateau (issue 6)."""
+"""The `xe` control's mean delta within ±this many points: the zoo is at its plateau."""
 CONTROL_MOVED_RATE = 10.0
 """A control that significantly moves (gain or harm) at most this % of its runs leaves the students where they were."""
 SAFE_HARM_RATE = 10.0
@@ -42,8 +42,8 @@ WEAKER, STRONGER = ("much weaker", "weaker"), ("stronger", "much stronger")
 
 @dataclass(frozen=True)
 class PaperResult:
-    """A headline row of the paper (PAPER.md section 4): median success rate (a range when the paper
-    gives one) and the mean transfer delta per student, on ImageNet."""
+    """A headline row of the paper (docs/concepts/transfer-without-forgetting.md): median success rate (a
+    range when the paper gives one) and the mean transfer delta per student, on ImageNet."""
 
     name: str
     success_low: float

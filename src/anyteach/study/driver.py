@@ -3,7 +3,7 @@
 A study's definition (`StudySpec`, validated by `anyteach.study_spec`) names models, pairs,
 methods, seeds and a recipe. Pairs are either every ordered (student, teacher) pair of the chosen
 models or N random ordered pairs drawn with a seed, optionally balanced over the teacher-strength
-buckets of PAPER.md section 2 (measured from the models' cached eval predictions). `run_study`
+buckets of docs/concepts/measures.md (measured from the models' cached eval predictions). `run_study`
 plans the runs, skips those already in the study's SQLite store, hands the rest to an executor
 (in-process, local worker processes or Ray) and writes each finished run into the store, from the
 driver only, in one transaction. Killing it at any moment loses at most the runs in flight; running

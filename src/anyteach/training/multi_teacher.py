@@ -1,4 +1,4 @@
-"""Several teachers for one student (PAPER.md section 3, "Multi-teacher"): parallel, sequential, soup.
+"""Several teachers for one student: parallel, sequential, soup (docs/concepts/transfer-without-forgetting.md).
 
 - **parallel**: one `transfer` run with K teachers; its target rule (`kl+dp`, `kl+dp-u`) makes the
   most confident of {S_frozen, T1..TK} each sample's target, and every metrics row holds the share
