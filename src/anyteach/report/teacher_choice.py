@@ -420,10 +420,16 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
         f"properties of the pair (measured without training, {where}), per method (paper Fig. 5)."
     )
     report.bullets(property_words(table))
-    wide = table.assign(cell=[f"{r:+.2f}" + ("" if ok else " ·") for r, ok in zip(table["rho"], table["resolved"])])
+    wide = table.assign(
+        cell=[
+            "– (undefined)" if pd.isna(r) else f"{r:+.2f}" + ("" if ok else " ·")
+            for r, ok in zip(table["rho"], table["resolved"])
+        ]
+    )
     report.table(
         wide.pivot(index="property", columns="method", values="cell").reset_index(),
-        f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}).",
+        f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}); undefined: the property "
+        "or the gain does not vary over these runs.",
     )
     report.figure(
         property_figure(table, fig_dir / "teacher_properties.png"),
