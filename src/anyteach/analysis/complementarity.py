@@ -223,7 +223,8 @@ def analyze_pair(
     Each model's predictions come from `anyteach.predictions.predict` (cached on disk).
 
     Args:
-        teacher, student: model references or loaded `Classifier`s.
+        teacher: a model reference or a loaded `Classifier`.
+        student: a model reference or a loaded `Classifier`.
         data: dataset reference or loaded `Dataset`.
         split: the split to measure on (`eval` by default).
         top_p: the p values (percent) of the top-p% classes.

@@ -608,7 +608,7 @@ def rank_teachers(
 
     Raises:
         AnyteachError: no forecast for `method`, no calib split, unknown references, fewer than one
-        teacher.
+            teacher.
     """
     import time
 
