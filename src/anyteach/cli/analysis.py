@@ -86,7 +86,7 @@ def flips(
             raise AnyteachError("give either --zoo or --model, not both")
         start = time.perf_counter()
         result = complementarity.analyze_zoo(
-            zoo if zoo is not None else list(model),
+            zoo if zoo is not None else list(model or []),
             data,
             split,
             top_p=shares,

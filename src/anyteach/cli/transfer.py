@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -272,7 +272,7 @@ def _transfer_multi(
     else:
         console.print(multi_summary(result))
     if plots is not None:
-        runs = {result.label: result}
+        runs: dict[str, Any] = {result.label: result}
         if mode == "soup":  # its ingredients are the single-teacher runs
             runs.update({f"single: {row['teacher']}": run for row, run in zip(result.stage_metrics, result.stages)})
         for path in multi_teacher_figures(runs, plots):

@@ -160,7 +160,7 @@ def _timm_list(pattern: Optional[str], pretrained: bool, as_json: bool) -> None:
         ("classes", "right"),
         ("top-1 %", "right"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col == "model")
+        table.add_column(col, justify=justify, no_wrap=col == "model")  # type: ignore[arg-type]
     for r in rows:
         size = "x".join(str(v) for v in r["input_size"][1:]) if r["input_size"] else "-"
         table.add_row(

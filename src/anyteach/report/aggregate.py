@@ -349,7 +349,9 @@ def against_control(
             if not candidates:
                 unpaired += 1
                 continue
-            agreeing = {}  # per control method, its run whose other training options agree most with this run's
+            agreeing: dict[
+                str, tuple[int, pd.Series]
+            ] = {}  # per control method, its run whose other training options agree most with this run's
             for c in candidates:
                 score = sum(c["_training"][k] == v for k, v in run["_training"].items())
                 if c["_method"] not in agreeing or score > agreeing[c["_method"]][0]:
@@ -513,9 +515,9 @@ class StudySummary:
             record["by_family"] = [
                 _record(r, drop=("method",)) for _, r in self.by_family[self.by_family["method"] == method].iterrows()
             ]
-            control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else []
+            control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else pd.DataFrame()
             record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
-            own = self.vs_self[self.vs_self["method"] == method] if len(self.vs_self) else []
+            own = self.vs_self[self.vs_self["method"] == method] if len(self.vs_self) else pd.DataFrame()
             record["vs_self"] = _record(own.iloc[0], drop=("method",)) if len(own) else None
             record["failed"] = self.failed_counts(method)
             records.append(record)

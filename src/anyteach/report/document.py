@@ -645,7 +645,7 @@ def paired_runs(summary: StudySummary) -> pd.DataFrame:
     columns = list(PAIRED_RUN_COLUMNS)
     if runs.empty:
         return pd.DataFrame(columns=columns)
-    parts = []
+    parts: list[pd.DataFrame] = []
     for table, per_run in (
         (summary.vs_control, lambda: against_control(runs, per_run=True)),
         (summary.vs_self, lambda: against_own_controls(runs, per_run=True)),
@@ -768,7 +768,7 @@ def method_setups(spec: Mapping[str, Any]) -> dict[str, str]:
         if changed:
             parts.append(", ".join(f"{k} {v}" for k, v in sorted(changed.items())))
         if parts:
-            out[m.get("label") or m.get("name")] = "; ".join(parts)
+            out[str(m.get("label") or m.get("name"))] = "; ".join(parts)
     return out
 
 

@@ -15,7 +15,7 @@ side (parallel, sequential, soup, single teachers).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -246,7 +246,7 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
         by_student = control.groupby("student")["transfer_delta"].mean()
         pairs = runs.drop_duplicates(["student", "teacher", "bucket"])
         level = pairs.assign(control=pairs["student"].map(by_student)).groupby("bucket")["control"].mean()
-        label = f"{CONTROL_METHOD} control (no teacher), same students"
+        label: str | None = f"{CONTROL_METHOD} control (no teacher), same students"
         for i, b in enumerate(BUCKETS):
             if b in level.index and not np.isnan(level[b]):
                 ax.hlines(level[b], i - 0.42, i + 0.42, colors="black", linestyles="--", linewidth=1.2, label=label)
@@ -551,7 +551,7 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     return save_figure(fig, path)
 
 
-def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path | None:
+def multi_teacher_comparison(results: Mapping[str, Any], path: Path) -> Path | None:
     """Final Δ, knowledge gain and knowledge loss (against the original student) of every run in
     `results` (label -> `MultiTransferResult` or single-teacher `TransferResult`), as grouped bars in
     the given order; the single-teacher run with the highest Δ is marked best."""

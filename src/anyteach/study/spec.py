@@ -545,7 +545,7 @@ def build_study_spec(
     if isinstance(pair_raw, int) and not isinstance(pair_raw, bool):
         pair_raw = {"random": pair_raw}
     if pairs is not None or balanced is not None or pair_seed is not None:
-        pair_raw = dict(pair_raw or {})
+        pair_raw = dict(pair_raw or {})  # type: ignore[arg-type]  # a mapping here: pairs as a number became one
         for key, value in (("random", pairs), ("balanced", balanced), ("seed", pair_seed)):
             if value is not None:
                 pair_raw[key] = value
