@@ -366,3 +366,41 @@ def test_a_failed_re_render_leaves_no_old_report(tmp_path):
     assert not first.html.exists() and not first.markdown.exists()
     again = write_report(tmp_path)  # and a good render writes it again
     assert again.html.exists()
+
+
+def test_a_method_without_labels_is_paired_with_the_stronger_of_its_controls(tmp_path):
+    """`pl+ens+wise` runs are paired per student with the stronger of `self` and `self+xe+wise`; the opening
+    figure shows the teacher's method only, and the run table every run."""
+    from anyteach.report.document import paired_runs, run_table, student_families
+    from anyteach.report.figures import beyond_control_intervals
+
+    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", "mlp", 1000) for i in range(MIN_STUDENTS)}
+    names = {ref: m.name for ref, m in models.items()}
+    controls = {"self": lambda i: 0.1 * i, "self+xe+wise": lambda i: 0.2}  # self stronger from student 3 on
+    with StudyStore(tmp_path) as store:
+        store.set_meta("spec", json.dumps({"name": "teaching", "data": "mnist1d", "seeds": [0], "methods": []}))
+        store.add_models([{**m.__dict__} for m in models.values()])
+        for i, s in enumerate(models):
+            teacher = next(m for m in models if m != s)
+            runs = [("pl+ens+wise", teacher, 1.0)] + [(c, None, delta(i)) for c, delta in controls.items()]
+            for method, t, delta in runs:
+                spec = RunSpec(method, method, s, t, 0, '{"epochs": 2}', "mnist1d:fresh=1000")
+                outcome = {
+                    "final": _final(delta, 1.0, False, False),
+                    "run_dir": str(tmp_path / f"{s}-{method}"),
+                    "seconds": 1.0,
+                }
+                assert store.add_run(run_row(spec, outcome, names, models), [{"epoch": 0}])
+    summary = summarize(tmp_path)
+    paired = paired_runs(summary)
+    taught = paired[paired["label"] == "pl+ens+wise"].set_index("student")
+    assert len(taught) == MIN_STUDENTS
+    for i, s in enumerate(models):
+        stronger = max(controls, key=lambda c: round(controls[c](i) * 1000))
+        assert taught.loc[s, "control"] == stronger
+        assert taught.loc[s, "delta_beyond"] == pytest.approx(1.0 - controls[stronger](i))
+    intervals = beyond_control_intervals(paired[paired["teacher"] != ""], student_families(summary.runs))
+    assert set(intervals["method"]) == {"pl+ens+wise"} and list(intervals["group"]) == ["all students"]
+    table = run_table(summary, paired, tmp_path)
+    assert len(table) == 3 * MIN_STUDENTS
+    assert set(table["file"]) >= {f"`{s}-pl+ens+wise`" for s in models}  # relative to the study directory

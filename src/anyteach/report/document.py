@@ -476,8 +476,11 @@ def build_report(
     paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
     report = Report(f"Transfer study: {record.name}")
     paired = paired_runs(summary)
-    intervals = figs.beyond_control_intervals(paired, student_families(summary.runs))
-    controls = dict(zip(paired["label"], paired["control"])) if len(paired) else {}
+    taught = paired[paired["teacher"].fillna("").astype(bool)] if len(paired) else paired  # controls: not in it
+    intervals = figs.beyond_control_intervals(taught, student_families(summary.runs))
+    controls = {
+        str(label): ", ".join(dict.fromkeys(part["control"])) for label, part in taught.groupby("label", sort=False)
+    }
     report.lead(
         "**Verdict.** " + " ".join(verdict(summary)),  # what teaches, what is safe, how much gain was taken
         figs.beyond_control(intervals, controls, fig_dir / "beyond_control.png"),
