@@ -14,11 +14,12 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/anyteach demo
 
-# ruff (lint, format), then pytest, which also builds the docs strictly and renders
+# ruff (lint, format), mypy (zero findings), then pytest, which also builds the docs strictly and renders
 # pages in headless Chromium (tests/test_docs.py)
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 typecheck: $(BIN)/.installed

@@ -119,7 +119,7 @@ def transfer_command(
     from ..training.transfer import transfer
 
     import_plugins(imports or [])
-    options = {**options, **_option_pairs(option)}
+    options = {**(options or {}), **_option_pairs(option)}
     if config is not None:
         from ..training.run_config import read_run_config
 

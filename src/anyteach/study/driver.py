@@ -503,7 +503,7 @@ class _Progress:
     def __init__(self, total: int, already: int, enabled: bool):
         self.enabled = enabled
         self.total, self.already = total, already
-        self._progress = None
+        self._progress: Any = None  # a rich Progress on a terminal
 
     def __enter__(self) -> _Progress:
         if self.enabled:

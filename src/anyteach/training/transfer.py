@@ -277,7 +277,7 @@ class ConsoleReporter:
 
         self.title = title
         self.console = console or Console(stderr=True)
-        self.progress = None
+        self.progress: Any = None  # a rich Progress on a terminal
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.done = self.total = self.steps_per_epoch = 0
         self.last_line = time.monotonic()
@@ -745,20 +745,20 @@ def transfer(
         tracked = RunTrackers(
             trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method), config, run_dir
         )
-        write_metrics = _also_tracked(write_metrics, tracked)
+        write_metrics = _also_tracked(write_metrics, tracked)  # type: ignore[assignment]  # the same signature
     with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
         if not outcome.finished:
             return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
 
         # 6. export the student, then final.json (which marks the run finished), then drop the checkpoint
-        final = dict(outcome.final)
+        final = dict(outcome.final or {})  # a finished run has its final metrics
 
         def finish() -> Path | None:
             student_path = None
             if outcome.model is not None:
                 student_path = export_student(
-                    outcome.model,
+                    outcome.model,  # type: ignore[arg-type]  # the student (a Classifier) or its slow weights
                     student_file,
                     f"{student_model.name}+{method}",
                     final,
