@@ -128,9 +128,9 @@ body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width
        padding: 0 1em; color: #222; line-height: 1.45; }}
 h1 {{ margin: 0.3em 0 0.4em; font-size: 1.6em; }}
 .lead {{ display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }}
-.lead .verdict {{ flex: 1 1 320px; font-size: 1.05em; background: #f6f8fa; border-left: 4px solid #4a7;
+.lead .verdict {{ flex: 1 1 440px; font-size: 0.98em; background: #f6f8fa; border-left: 4px solid #4a7;
                   padding: 0.6em 1em; }}
-.lead figure {{ flex: 2 1 560px; margin: 0; }} .lead img {{ max-height: 70vh; }}
+.lead figure {{ flex: 1.4 1 560px; margin: 0; }} .lead img {{ max-height: 72vh; }}
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, th:first-child, .prose {{ text-align: left; }}
