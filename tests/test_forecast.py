@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 
 import numpy as np
@@ -390,6 +391,9 @@ def test_report_of_a_study_with_controls_and_recommended_pairs(tiny_zoo, tmp_pat
     rows = [line for line in section.splitlines() if line.startswith("| kl+dp |")]
     assert [r.split(" | ")[1] for r in rows] == ["recommended", "random draw"]
     assert rows[0].split(" | ")[2] == str(len(chosen.recommended))  # one run per student in each arm
+    for line in text.splitlines():  # every table cell formatted: no raw float, no nan correlation
+        if line.startswith("|"):
+            assert not re.search(r"\d\.\d{4,}", line) and not re.search(r"\bnan\b", line, re.IGNORECASE), line
 
 
 def test_report_says_what_makes_a_good_teacher(calib_study):
