@@ -217,6 +217,7 @@ def analyze_pair(
     *,
     top_p: Sequence[float] = DEFAULT_TOP_P,
     semantic: bool | Embedder = False,
+    allow_chance: bool = False,
 ) -> PairAnalysis:
     """Complementary knowledge of `teacher` for `student` on a split of `data`.
 
@@ -231,17 +232,24 @@ def analyze_pair(
         semantic: also measure the semantic relatedness of the top-p% class names: `True` uses the
             offline MiniLM sentence embedder (`sentence_embedder()`), a callable is used as the
             embedder. Off by default.
+        allow_chance: a model at chance on the split is expected (a random teacher, as in the paper's
+            control) instead of an error naming its likely cause.
 
     Raises:
-        AnyteachError: unknown references, models and data with different class counts.
+        AnyteachError: unknown references, models and data with different class counts, a model at chance.
     """
-    from ..data.predictions import predict
+    from ..data.predictions import check_not_at_chance, predict
     from ..data.references import load_dataset
+    from ..models.references import load_model
 
     data = load_dataset(data)
+    teacher, student = load_model(teacher), load_model(student)
     top_p = _check_top_p(top_p)
     teacher_predictions = predict(teacher, data, split)
     student_predictions = predict(student, data, split)
+    if not allow_chance:
+        check_not_at_chance(teacher, data, split, "teacher", teacher_predictions)
+        check_not_at_chance(student, data, split, "student", student_predictions)
     embed = _resolve_embedder(semantic)
     return pair_from_predictions(
         student_predictions.predicted,
@@ -678,6 +686,7 @@ def analyze_zoo(
     top_p: Sequence[float] = DEFAULT_TOP_P,
     per_class: bool = True,
     on_model: Callable[[str], None] | None = None,
+    allow_chance: bool = False,
 ) -> ZooAnalysis:
     """Complementary knowledge of every ordered pair of models on a split of `data`.
 
@@ -692,12 +701,15 @@ def analyze_zoo(
         top_p: the p values (percent) of the top-p% classes.
         per_class: also compute per-class counts, entropy and top-p sets.
         on_model: called with each model reference after its predictions are ready (progress).
+        allow_chance: a model at chance on the split is expected instead of an error.
 
     Raises:
-        AnyteachError: unknown zoo or references, fewer than two models, class-count mismatch.
+        AnyteachError: unknown zoo or references, fewer than two models, class-count mismatch, a model at
+            chance.
     """
-    from ..data.predictions import predict
+    from ..data.predictions import check_not_at_chance, predict
     from ..data.references import load_dataset
+    from ..models.references import load_model
 
     if isinstance(models, str):
         from ..zoo import get_zoo
@@ -710,7 +722,10 @@ def analyze_zoo(
     top_p = _check_top_p(top_p)
     names, rows, labels = [], [], None
     for ref in models:
-        result = predict(ref, data, split)
+        model = load_model(ref)
+        result = predict(model, data, split)
+        if not allow_chance:
+            check_not_at_chance(model, data, split, "model", result)
         rows.append(result.predicted.to(torch.int32 if data.num_classes > 32_000 else torch.int16))
         names.append(result.model or str(ref))
         labels = result.labels

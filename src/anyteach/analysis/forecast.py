@@ -594,6 +594,7 @@ def rank_teachers(
     method: str = DEFAULT_METHOD,
     forecaster: Forecaster | str | Path | None = None,
     on_model: Callable[[str], None] | None = None,
+    allow_chance: bool = False,
 ) -> TeacherRanking:
     """Every candidate teacher of `student` ranked by the forecast Δ of `method` beyond its control.
 
@@ -605,6 +606,8 @@ def rank_teachers(
         method: the method whose gain is forecast.
         forecaster: a `Forecaster`, a path to a forecaster file, or None for the shipped one.
         on_model: progress callback, called with each reference once its predictions are ready.
+        allow_chance: a model at chance on the calib split is expected (a random candidate) instead of an
+            error naming its likely cause.
 
     Raises:
         AnyteachError: no forecast for `method`, no calib split, unknown references, fewer than one
@@ -625,6 +628,15 @@ def rank_teachers(
     candidates = [r for r in refs if r != student]
     if not candidates:
         raise AnyteachError("no candidate teacher: give models other than the student")
+    if not allow_chance:  # a forecast for a model at chance (a wrong input size or label order) means nothing
+        from ..data.predictions import check_not_at_chance
+        from ..data.references import load_dataset
+        from ..models.references import load_model
+
+        dataset = load_dataset(data)
+        if dataset.has_split("calib"):
+            for role, ref in [("student", student), *(("teacher", r) for r in candidates)]:
+                check_not_at_chance(load_model(ref), dataset, "calib", role)
     signals = pair_signals([student], candidates, data, on_model=on_model)
     table = rank_rows(signals, forecast)
     data_ref = data if isinstance(data, str) else getattr(data, "ref", str(data))

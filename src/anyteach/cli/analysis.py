@@ -18,17 +18,28 @@ from .app import _print_json, app, console, err_console
 def info(
     model: str = typer.Argument(..., help="Model reference: timm:<name>[@weights], zoo:<zoo>/<model>, path."),
     data: Optional[str] = typer.Option(None, help="Also measure eval accuracy on this dataset."),
+    input_size: Optional[str] = typer.Option(
+        None, "--input-size", help="The input size the model was trained at, e.g. 3,32,32 (overrides its config)."
+    ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="With --data: report an accuracy at chance instead of stopping."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Resolve a model reference and print its metadata (and eval accuracy with --data)."""
     from ..models.references import load_model
 
-    m = load_model(model)
+    m = load_model(model, input_size=input_size)
     out = {"reference": model, **m.info.to_dict()}
     if data is not None:
-        from ..data.predictions import predict
+        from ..data.predictions import check_not_at_chance, predict
+        from ..data.references import load_dataset
 
-        out["eval_acc"] = round(predict(m, data).accuracy, 2)
+        dataset = load_dataset(data)
+        predictions = predict(m, dataset)
+        if not allow_chance:
+            check_not_at_chance(m, dataset, "eval", "model", predictions)
+        out["eval_acc"] = round(predictions.accuracy, 2)
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return
@@ -73,6 +84,9 @@ def flips(
     semantic: bool = typer.Option(
         False, "--semantic", help="Pair mode: semantic relatedness of the top classes (needs anyteach[semantic])."
     ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="A model at chance on the split is expected (a random teacher as a control)."
+    ),
 ) -> None:
     """Complementary knowledge of a teacher for a student, or of every ordered pair of a zoo."""
     from ..analysis import complementarity
@@ -91,6 +105,7 @@ def flips(
             split,
             top_p=shares,
             on_model=lambda ref: err_console.print(f"  predictions: {ref}"),
+            allow_chance=allow_chance,
         )
         _print_json(result.matrices()) if as_json else _print_zoo(result)
         _save_analysis(
@@ -103,7 +118,9 @@ def flips(
         return
     if teacher is None or student is None:
         raise AnyteachError("give TEACHER and STUDENT model references, or --zoo NAME, or --model REF (repeated)")
-    pair = complementarity.analyze_pair(teacher, student, data, split, top_p=shares, semantic=semantic)
+    pair = complementarity.analyze_pair(
+        teacher, student, data, split, top_p=shares, semantic=semantic, allow_chance=allow_chance
+    )
     _print_json(pair.as_dict()) if as_json else _print_pair(pair)
     _save_analysis(pair, json_path, csv_path, plots and (lambda: figures.pair_figures(pair, plots)))
 
@@ -207,6 +224,9 @@ def teachers(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write a PNG of the ranking here."),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="A model at chance on the calib split is expected (a random candidate)."
+    ),
 ) -> None:
     """Rank every candidate teacher of a student by the forecast gain beyond the no-teacher control."""
     from rich import box
@@ -233,6 +253,7 @@ def teachers(
         method=method or DEFAULT_METHOD,
         forecaster=chosen,
         on_model=None if as_json else lambda ref: err_console.print(f"  predictions: {ref}"),
+        allow_chance=allow_chance,
     )
     if plots is not None:
         err_console.print(f"wrote {ranking_figure(ranking, plots / 'teachers.png')}")

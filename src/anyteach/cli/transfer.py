@@ -12,6 +12,7 @@ from rich.table import Table
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
+from ..methods import get_method
 from .app import _csv, app, console, err_console, with_option_flags
 
 
@@ -79,10 +80,30 @@ def transfer_command(
     ),
     plots: Optional[Path] = typer.Option(None, "--plots", help="With --mode: write PNG figures into this directory."),
     data: Optional[str] = typer.Option(
-        None, "--data", help="Dataset reference (required, except for MNIST-1D models: mnist1d)."
+        None,
+        "--data",
+        help="Dataset reference, e.g. imagefolder:DIR (train/, val/, optional calib/ and unlabelled/); "
+        "default for zoo and MNIST-1D models: their own data.",
     ),
     method: Optional[str] = typer.Option(
-        None, "--method", help="Transfer method (see `anyteach methods`; default kl+dp)."
+        None,
+        "--method",
+        help="Transfer method (see `anyteach methods`); default: chosen by the data you have, and said.",
+    ),
+    control: bool = typer.Option(
+        True,
+        "--control/--no-control",
+        help="Also run the method's strongest no-teacher control on the same data and budget (reused when "
+        "already run) and end with the verdict: what the teacher added beyond it. --no-control: Δ alone, which "
+        "is not a transfer claim.",
+    ),
+    input_size: Optional[str] = typer.Option(
+        None,
+        "--input-size",
+        help="The input size every model here was trained at, e.g. 3,32,32 (a model's own ?input_size= wins).",
+    ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="A student or teacher at chance on the eval split is expected (a random teacher)."
     ),
     config: Optional[Path] = typer.Option(
         None,
@@ -116,7 +137,7 @@ def transfer_command(
     """Transfer knowledge from a teacher (or several, with --mode) into a student; resumable (re-run the
     same command). Every training and method option has a flag; method defaults: `anyteach methods`."""
     from ..core.registry import import_plugins
-    from ..training.transfer import transfer
+    from ..training.transfer import default_data, transfer
 
     import_plugins(imports or [])
     options = {**(options or {}), **_option_pairs(option)}
@@ -125,18 +146,19 @@ def transfer_command(
 
         run = read_run_config(config)
         student = student if student is not None else run.student
-        teacher = teacher or run.teachers or None
         data = data if data is not None else run.data
+        if teacher is None and run.teachers and method is not None and not get_method(method).needs_teacher:
+            # the same run file serves the method and its no-teacher control
+            err_console.print(f"{method} takes no teacher: the run file's teacher is not used", highlight=False)
+        else:
+            teacher = teacher or run.teachers or None
         method = method if method is not None else run.method
         options = {**run.options, **options}
     if student is None:
         raise AnyteachError("give the student: --student <model reference> (or student: in --config)")
-    method = method or "kl+dp"
-    if data is None:
-        from ..training.transfer import default_data
-
-        data, why = default_data(student)
-        err_console.print(f"data: {data} ({why}; --data sets another)", highlight=False, soft_wrap=True)
+    if input_size is not None:
+        student = with_input_size(student, input_size)
+        teacher = [with_input_size(t, input_size) for t in teacher] if teacher else teacher
     trackers = _csv(log) or []
     if distributed.launched_by_torchrun():
         from ..core.options import TrainingOptions
@@ -144,6 +166,10 @@ def transfer_command(
         device = TrainingOptions(**{k: v for k, v in options.items() if k == "device"}).device
         distributed.init_from_env(device)
     if mode is not None:
+        if data is None:
+            data, why = default_data(student)
+            err_console.print(f"data: {data} ({why}; --data sets another)", highlight=False, soft_wrap=True)
+        method = method or "kl+dp"
         if len(teacher or []) < 2:
             raise AnyteachError(
                 f"--mode {mode} combines several teachers: give at least two --teacher (with one teacher, drop --mode)"
@@ -172,6 +198,8 @@ def transfer_command(
         data,
         method,
         out,
+        control=control,
+        allow_chance=allow_chance,
         overwrite=overwrite,
         restart=restart,
         progress=not quiet,
@@ -181,12 +209,24 @@ def transfer_command(
     if not distributed.is_main():
         return
     if as_json:
-        print(json.dumps(result.final, indent=2))
+        print(json.dumps({**result.final, **({"choices": result.choices} if result.choices else {})}, indent=2))
         return
+    if quiet:  # what was chosen for the user (data, method), said with the progress otherwise
+        for note in result.choices:
+            err_console.print(note, highlight=False, soft_wrap=True)
     console.print(transfer_summary(result))
-    _print_run_note(result, method)
+    _print_run_note(result, result.config["method"])
     where = result.student_path or result.run_dir
     err_console.print(f"{'student' if result.student_path else 'run'}: {where}", highlight=False, soft_wrap=True)
+    console.print(f"verdict: {result.verdict}", highlight=False, soft_wrap=True)
+
+
+def with_input_size(reference: str, size: str) -> str:
+    """A model reference with `input_size` after its `?` (unless it gives its own)."""
+    base, mark, query = reference.partition("?")
+    if "input_size=" in query:
+        return reference
+    return f"{reference}{'&' if mark else '?'}input_size={size}"
 
 
 def _print_run_note(result, method: str) -> None:

@@ -52,10 +52,21 @@ class Predictions:
 
 
 def check_compatible(model: Classifier, data: Dataset) -> None:
-    """A model and a dataset must agree on the number of classes."""
+    """A model and a dataset must agree on the number of classes and, where both name them, on their order.
+
+    Raises:
+        AnyteachError: another class count, or the same class names in another order (naming the first).
+    """
     if model.num_classes != data.num_classes:
         raise AnyteachError(
             f"model {model.name!r} has {model.num_classes} classes but dataset {data.ref!r} has {data.num_classes}"
+        )
+    names, theirs = model.info.class_names, list(data.class_names)
+    if names and sorted(names) == sorted(theirs) and names != theirs:
+        c = next(i for i, (a, b) in enumerate(zip(names, theirs)) if a != b)
+        raise AnyteachError(
+            f"model {model.name!r} and dataset {data.ref!r} name the same classes in another order (class {c} is "
+            f"{names[c]!r} for the model, {theirs[c]!r} for the data): give the data's classes in the model's order"
         )
 
 
@@ -238,12 +249,14 @@ def predict(
 # A model at chance is a wrong input, not a result
 
 
-def chance_threshold(num_classes: int, samples: int) -> float:
-    """The accuracy (%) a model on its own data should clearly beat: 1.5 times chance (at most chance plus
-    a tenth of the way to 100%), and at least 3 standard errors of a guess above chance."""
+def chance_threshold(num_classes: int, samples: int) -> float | None:
+    """The accuracy (%) a model on its own data should clearly beat: 1.5 times chance (at most chance plus a
+    tenth of the way to 100%). None when the split is too small to tell that from chance (a guess would
+    reach it more than once in a thousand splits: fewer than 3 standard errors between them)."""
     chance = 100.0 / num_classes
-    noise = 3 * 100.0 * math.sqrt((chance / 100) * (1 - chance / 100) / max(samples, 1))
-    return max(min(1.5 * chance, chance + 0.1 * (100 - chance)), chance + noise)
+    threshold = min(1.5 * chance, chance + 0.1 * (100 - chance))
+    noise = 100.0 * math.sqrt((chance / 100) * (1 - chance / 100) / max(samples, 1))
+    return threshold if threshold - chance >= 3 * noise else None
 
 
 def chance_diagnosis(model: Classifier, predictions: Predictions, data: Dataset) -> str:
@@ -255,7 +268,9 @@ def chance_diagnosis(model: Classifier, predictions: Predictions, data: Dataset)
     pairs = predictions.labels[labelled] * classes + predictions.predicted[labelled]
     confusion = torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
     mapped = 100.0 * confusion.max(1).values.sum().item() / max(int(labelled.sum()), 1)
-    if mapped >= 50 and len(set(confusion.argmax(1).tolist())) >= 0.8 * classes:
+    threshold = chance_threshold(classes, int(labelled.sum())) or 100.0 / classes
+    permuted = len(set(confusion.argmax(1).tolist())) >= 0.8 * classes  # most classes map to distinct ones
+    if permuted and mapped >= 2 * max(threshold, predictions.accuracy):
         data_names, model_names = data.class_names, model.info.class_names
         example = ""
         mapping = confusion.argmax(1).tolist()
@@ -309,8 +324,18 @@ def check_not_at_chance(
     labelled = int((predictions.labels >= 0).sum())
     if not labelled or data.num_classes < 2:
         return
+    recorded, where = model.info.extra.get("eval_acc"), model.info.extra.get("data")
+    if split == "eval" and isinstance(recorded, (int, float)) and where == data.ref:
+        noise = 100.0 * math.sqrt(max(recorded, 1) / 100 * (1 - min(recorded, 99) / 100) / labelled)
+        if predictions.accuracy < recorded - max(5.0, 5 * noise):
+            raise AnyteachError(
+                f"the {role} {model.name!r} is {predictions.accuracy:.2f}% right on the eval split of {data.ref!r}, "
+                f"far below the {recorded:.2f}% its file records on the same data. Likely cause: "
+                f"{chance_diagnosis(model, predictions, data)}. If it is expected, pass --allow-chance "
+                "(allow_chance=True)"
+            )
     threshold = chance_threshold(data.num_classes, labelled)
-    if predictions.accuracy < threshold:
+    if threshold is not None and predictions.accuracy < threshold:
         raise AnyteachError(
             f"the {role} {model.name!r} is at chance on the {split} split of {data.ref!r} ({predictions.accuracy:.2f}% "
             f"for {data.num_classes} classes; below {threshold:.2f}%), so its numbers would mean nothing. Likely "

@@ -67,6 +67,8 @@ from .images import folder_manifest, load_rgb8
 SPLITS = ("train", "transfer", "eval")
 OPTIONAL_SPLITS = ("calib",)
 """Splits only some datasets have (`mnist1d:calib=N`, an image folder's `calib/`)."""
+UNLABELLED = -100
+"""The label of a sample without one (an image folder's `unlabelled/`); cross-entropy ignores it."""
 MNIST1D_GENERATOR_VERSION = "mnist1d-0.0.2"
 MNIST1D_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST1D_AUGMENTATION: dict[str, float] = {"shift": 3, "scale": 0.2, "noise": 0.05}
@@ -259,6 +261,17 @@ class Dataset:
         """The optional splits (`OPTIONAL_SPLITS`) this dataset has."""
         return ()
 
+    @property
+    def transfer_labelled(self) -> bool:
+        """Whether the transfer split has labels (False: an image folder's `unlabelled/`, unlabelled data)."""
+        return True
+
+    @property
+    def transfer_unseen(self) -> bool:
+        """Whether the transfer split holds samples the models were not trained on (fresh or unlabelled data),
+        rather than the train split or a subset of it."""
+        return False
+
     def has_split(self, split: str) -> bool:
         return split in SPLITS or split in self.extra_splits
 
@@ -398,6 +411,10 @@ class Mnist1d(_InMemory):
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if self.calib else ()
 
+    @property
+    def transfer_unseen(self) -> bool:
+        return bool(self.fresh)
+
     def split_identity(self, split: str) -> str:
         self._check_split(split)
         if split == "calib":
@@ -528,6 +545,10 @@ class Glyphs(_InMemory):
     @property
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if self.calib else ()
+
+    @property
+    def transfer_unseen(self) -> bool:
+        return bool(self.fresh)
 
     def split_identity(self, split: str) -> str:
         self._check_split(split)
@@ -667,7 +688,7 @@ class _EpochLoader:
         self.order.epoch = self.epoch
         images = self.loader.dataset
         for x, y, index in self.loader:
-            broken = (y < 0).nonzero()
+            broken = ((y == UNREADABLE) | (y == OVERSIZED)).nonzero()
             if len(broken):
                 first = int(broken[0, 0])
                 path = images.path(int(index[first]))  # type: ignore[attr-defined]  # an image folder's
@@ -682,8 +703,30 @@ class _EpochLoader:
             yield x, y, index
 
 
+class _UnlabelledFolder:
+    """The images of an `unlabelled/` folder (any depth, no class folders), shaped like a torchvision
+    `ImageFolder` (`root`, `samples`, `targets`, `loader`) with every label `UNLABELLED`."""
+
+    def __init__(self, root: Path):
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        self.root, self.classes, self.loader = str(root), [], load_rgb8
+        files = sorted(str(f) for f in root.rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
+        if not files:
+            raise AnyteachError(f"{root} holds no image files ({', '.join(IMG_EXTENSIONS)})")
+        self.samples = [(f, UNLABELLED) for f in files]
+        self.targets = [UNLABELLED] * len(files)
+
+
 class ImageFolder(Dataset):
-    """ImageNet-style class folders; images are resized and cropped per the model's preprocessing."""
+    """ImageNet-style class folders; images are resized and cropped per the model's preprocessing.
+
+    `<root>/train/` and `<root>/val/` hold class folders; an optional `<root>/calib/` (class folders:
+    held-out labelled images) is the `calib` split, and an optional `<root>/unlabelled/` (images at any
+    depth, no classes) is the transfer split: data the models were not trained on, for methods that use
+    no labels of their transfer data. `ImageFolder.from_folders` builds one from torchvision
+    `ImageFolder` objects a user already has.
+    """
 
     def __init__(
         self, root: str | Path, fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None, verify: int = 0
@@ -691,27 +734,65 @@ class ImageFolder(Dataset):
         from torchvision.datasets import ImageFolder as TVImageFolder
 
         root = Path(root).expanduser()
-        if not 0 < fraction <= 1:
-            raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
         for split in ("train", "val"):
             if not (root / split).is_dir():
                 raise AnyteachError(f"imagefolder root {root} has no {split}/ directory of class folders")
-        self.root, self.fraction, self.subset_seed = root, fraction, subset_seed
-        self.ref = ref or f"imagefolder:{root}"
-        self.name = root.name
-        self.kind = "image"
         try:
-            self._folders = {
+            folders: dict[str, Any] = {
                 "train": TVImageFolder(str(root / "train"), loader=load_rgb8),
                 "eval": TVImageFolder(str(root / "val"), loader=load_rgb8),
             }
             if (root / "calib").is_dir():
-                self._folders["calib"] = TVImageFolder(str(root / "calib"), loader=load_rgb8)
+                folders["calib"] = TVImageFolder(str(root / "calib"), loader=load_rgb8)
         except (FileNotFoundError, RuntimeError) as e:
             raise AnyteachError(f"cannot read image folders under {root}: {str(e).splitlines()[0]}") from e
+        if (root / "unlabelled").is_dir():
+            folders["unlabelled"] = _UnlabelledFolder(root / "unlabelled")
+        self.root = root
+        self._index(
+            folders,
+            root.name,
+            ref or f"imagefolder:{root}",
+            f"imagefolder:{root.resolve()}",
+            fraction,
+            subset_seed,
+            verify,
+        )
+
+    @classmethod
+    def from_folders(cls, folders: Mapping[str, Any], name: str, verify: int = 0) -> ImageFolder:
+        """An image dataset from torchvision `ImageFolder` objects (or anything with their `root`, `samples`,
+        `targets`, `classes` and `loader`) by split: `train`, `eval` and optionally `calib` and `unlabelled`.
+        Images are read with anyteach's own loader (every mode to 8-bit RGB) and each model's transform."""
+        data = cls.__new__(cls)
+        data.root = Path(folders["eval"].root)
+        roots = ",".join(str(Path(f.root).resolve()) for f in folders.values())
+        data._index(dict(folders), name, f"folders:{name}", f"folders:{text_digest(roots)}", 1.0, 0, verify)
+        return data
+
+    def _index(
+        self,
+        folders: dict[str, Any],
+        name: str,
+        ref: str,
+        base_identity: str,
+        fraction: float,
+        subset_seed: int,
+        verify: int,
+    ) -> None:
+        """The splits of `folders` checked, indexed and identified by their manifests."""
+        if not 0 < fraction <= 1:
+            raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
+        if fraction < 1 and "unlabelled" in folders:
+            raise AnyteachError(
+                "fraction takes a subset of train/ as the transfer split, but with an unlabelled/ folder the "
+                "transfer split is unlabelled/: drop one of them"
+            )
+        self.fraction, self.subset_seed, self.ref, self.name, self.kind = fraction, subset_seed, ref, name, "image"
+        self._folders = folders
         for split, folder in (("val", "eval"), ("calib", "calib")):
             if folder in self._folders and self._folders["train"].classes != self._folders[folder].classes:
-                raise AnyteachError(f"{root}/train and {root}/{split} have different class folders")
+                raise AnyteachError(f"{self.ref}: train and {split} have different class folders")
         self.class_names = _readable_class_names(self._folders["train"].classes)
         self.num_classes = len(self.class_names)
         try:
@@ -720,23 +801,39 @@ class ImageFolder(Dataset):
             }
         except OSError as e:
             raise AnyteachError(f"cannot read {e.filename}: {e.strerror}") from e
-        self._base_identity = f"imagefolder:{root.resolve()}:{self.num_classes}"
+        self._base_identity = f"{base_identity}:{self.num_classes}"
         self.identity = f"{self._base_identity}:" + ":".join(self._manifests[s] for s in sorted(self._manifests))
         self._indices = {s: np.arange(len(f.samples)) for s, f in self._folders.items()}
         train_labels = np.asarray(self._folders["train"].targets)
-        self._indices["transfer"] = (
-            stratified_subset(train_labels, fraction, subset_seed) if fraction < 1 else self._indices["train"]
-        )
+        if "unlabelled" in self._folders:
+            self._indices["transfer"] = self._indices["unlabelled"]
+        else:
+            self._indices["transfer"] = (
+                stratified_subset(train_labels, fraction, subset_seed) if fraction < 1 else self._indices["train"]
+            )
         self._loaders: OrderedDict[tuple, tuple[torch.utils.data.DataLoader, BatchOrder]] = OrderedDict()
 
     @property
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if "calib" in self._folders else ()
 
+    @property
+    def transfer_labelled(self) -> bool:
+        return "unlabelled" not in self._folders
+
+    @property
+    def transfer_unseen(self) -> bool:
+        return "unlabelled" in self._folders
+
+    def _folder_of(self, split: str) -> str:
+        if split in ("eval", "calib"):
+            return split
+        return "unlabelled" if split == "transfer" and "unlabelled" in self._folders else "train"
+
     def split_identity(self, split: str) -> str:
         """The split's own manifest: a changed train image leaves the eval predictions' key alone."""
         self._check_split(split)
-        folder = split if split in ("eval", "calib") else "train"
+        folder = self._folder_of(split)
         base = f"{self._base_identity}:{self._manifests[folder]}"
         if split == "transfer" and self.fraction < 1:
             return f"{base}/transfer-{self.fraction}-{self.subset_seed}"
@@ -744,7 +841,7 @@ class ImageFolder(Dataset):
 
     def _folder(self, split: str):
         self._check_split(split)
-        return self._folders[split if split in ("eval", "calib") else "train"]
+        return self._folders[self._folder_of(split)]
 
     def labels(self, split: str) -> torch.Tensor:
         targets = np.asarray(self._folder(split).targets)
@@ -875,14 +972,30 @@ _GLYPHS_OPTIONS = {
 }
 
 
-def load_dataset(ref: str | Dataset) -> Dataset:
-    """Resolve a dataset reference (see the module docstring).
+def load_dataset(ref: str | Path | Dataset | Mapping[str, Any], **options: Any) -> Dataset:
+    """A dataset, as a reference (see the module docstring) or as objects, resolved to a `Dataset`.
+
+    Objects: a mapping of split names to a user's datasets, loaders or folders
+    (`{"train": ..., "eval": ..., "calib": ..., "unlabelled": ...}`; see `anyteach.data.objects`), with
+    `class_names=` and `name=` as options.
 
     Raises:
-        AnyteachError: unknown dataset, bad option, missing directory.
+        AnyteachError: unknown dataset, bad option, missing directory, objects that cannot be read.
     """
     if isinstance(ref, Dataset):
         return ref
+    if not isinstance(ref, (str, Path)):
+        for reader in OBJECT_READERS:
+            data = reader(ref, **options)
+            if data is not None:
+                return data
+        raise AnyteachError(
+            f"cannot use a {type(ref).__name__} as data: give a dataset reference (mnist1d, glyphs, "
+            "imagefolder:DIR) or one object per split, {'train': ..., 'eval': ...} (torch Datasets, "
+            "DataLoaders, torchvision ImageFolders, Hugging Face splits)"
+        )
+    if options:
+        raise AnyteachError(f"{', '.join(options)}: options of data given as objects, not of a reference")
     ref = str(ref)
     kind, _, rest = ref.partition(":")
     if kind not in DATASET_KINDS:
@@ -891,6 +1004,11 @@ def load_dataset(ref: str | Dataset) -> Dataset:
             "glyphs[:train=..,eval=..,seed=..] or imagefolder:<root>[,fraction=..]"
         )
     return DATASET_KINDS[kind](rest, ref)
+
+
+OBJECT_READERS: list[Callable[..., Dataset | None]] = []
+"""Functions that turn data a user holds as objects into a `Dataset` (None: not theirs to read);
+`anyteach.data.objects` registers the built-in one."""
 
 
 DATASET_KINDS: Registry[Callable[[str, str], Dataset]] = Registry("dataset kind")

@@ -41,6 +41,18 @@ self-distillation plus cross-entropy on those labels, with the same guard."""
 TRAIN_CONTROL = "self+xetrain+wise"
 """The no-teacher control of a method that also fine-tunes on the train split's labels."""
 
+TEACHING_PRESET = "pl+ens+wise"
+"""What a transfer uses by default on data with a labelled calib split: teaching without labels."""
+
+TEACHING_WITH_LABELS_PRESET = "pl+ens+xetrain+wise"
+"""The default on unlabelled (or fresh) transfer data with a calib split and labelled train samples."""
+
+LABELS_ONLY_PRESET = "kl+dp"
+"""The default with labels only (no calib split, no unlabelled data)."""
+
+NO_LABELS_PRESET = "kl+dp-u"
+"""The default on unlabelled transfer data without a calib split."""
+
 UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, CALIB_CONTROL)
 """The no-teacher controls of a method that uses no labels but the calib split's; a run is paired with the
 stronger of the two."""

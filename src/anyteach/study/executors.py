@@ -65,6 +65,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             run.data,
             run.method,
             task.run_dir,
+            control=False,  # a study runs its controls as runs of their own, paired in the aggregates
             seed=run.seed,
             progress=False,
             restart=task.restart,

@@ -409,6 +409,7 @@ def _run_multi(
             dataset,
             method,
             out_dir,
+            control=False,  # a stage is compared with the original student, not with a control of its own
             progress=progress,
             stop_after_epoch=budget if budget is not None and budget < resolved.epochs else None,
             **extra,
