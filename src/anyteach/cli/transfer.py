@@ -209,7 +209,7 @@ def transfer_command(
     if not distributed.is_main():
         return
     if as_json:
-        print(json.dumps({**result.final, **({"choices": result.choices} if result.choices else {})}, indent=2))
+        print(json.dumps({**(result.final or {}), **({"choices": result.choices} if result.choices else {})}, indent=2))
         return
     if quiet:  # what was chosen for the user (data, method), said with the progress otherwise
         for note in result.choices:

@@ -275,7 +275,7 @@ class InMemoryData(_InMemory):
                 f"{tuple(self._x['eval'].shape[1:])} of type {self._x['eval'].dtype} (only 8-bit images have one); "
                 "augment in your own dataset's transform instead"
             )
-        return super().loader(split, *args, augment=augment, **kwargs)
+        return super().loader(split, *args, augment=augment, **kwargs)  # type: ignore[misc]  # args: batch size, ...
 
 
 def from_objects(splits: Mapping[str, Any], class_names: list[str] | None = None, name: str | None = None) -> Dataset:

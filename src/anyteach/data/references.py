@@ -710,7 +710,7 @@ class _UnlabelledFolder:
     def __init__(self, root: Path):
         from torchvision.datasets.folder import IMG_EXTENSIONS
 
-        self.root, self.classes, self.loader = str(root), [], load_rgb8
+        self.root, self.classes, self.loader = str(root), list[str](), load_rgb8
         files = sorted(str(f) for f in root.rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
         if not files:
             raise AnyteachError(f"{root} holds no image files ({', '.join(IMG_EXTENSIONS)})")

@@ -440,7 +440,10 @@ class RunInputs:
 
 
 def load_run_inputs(
-    student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, original: ModelArg | None = None
+    student: ModelArg,
+    teachers: Sequence[ModelArg],
+    data: str | Path | Dataset | Mapping[str, Any],
+    original: ModelArg | None = None,
 ) -> RunInputs:
     """Load the data and the models of a run and check each model against the data.
 
@@ -612,7 +615,7 @@ def check_teachers(preset: MethodPreset, teachers: Sequence[ModelArg]) -> None:
 def plan_run(
     student: ModelArg,
     teachers: Sequence[ModelArg],
-    data: str | Dataset,
+    data: str | Path | Dataset | Mapping[str, Any],
     method: str,
     options: Mapping[str, Any],
     check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
@@ -812,7 +815,7 @@ def _compare_with_controls(
         controls.append(
             transfer(student, None, dataset, name, control=False, allow_chance=True, progress=progress, **training)
         )
-    best = max(controls, key=lambda r: r.final["transfer_delta"])  # the strongest; ties: the first named
+    best = max(controls, key=lambda r: (r.final or {})["transfer_delta"])  # the strongest; ties: the first named
     if result.student_path is None or best.student_path is None:
         return
     device = rank_device(resolve_device(training["device"]))
@@ -823,7 +826,7 @@ def _compare_with_controls(
     p_better, p_worse = mcnemar_p_values(better, worse)
     final["control"] = {
         "method": best.config["method"],
-        "transfer_delta": best.final["transfer_delta"],
+        "transfer_delta": (best.final or {})["transfer_delta"],
         "delta_beyond_control": 100.0 * (better - worse) / len(mine),
         "samples_better": better,
         "samples_worse": worse,
@@ -831,7 +834,7 @@ def _compare_with_controls(
         "p_worse": p_worse,
         "teacher_added": bool(p_better < SIGNIFICANCE),
         "candidates": [
-            {"method": c.config["method"], "transfer_delta": c.final["transfer_delta"], "run": c.run_dir.name}
+            {"method": c.config["method"], "transfer_delta": (c.final or {})["transfer_delta"], "run": c.run_dir.name}
             for c in controls
         ],
     }
