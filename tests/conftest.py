@@ -16,17 +16,21 @@ TINY_MEMBERS = ["mlp_narrow", "mlp", "cnn_small_sgd", "gru_chunk4"]
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Every test session gets its own ANYTEACH_CACHE (set before anything reads it)."""
+    """Every test session gets its own ANYTEACH_CACHE (set before anything reads it), and computes with one torch
+    thread, in this process and in every process a test starts (unless the test says otherwise): a run and its
+    resumed twin are compared like with like, whatever the machine's default thread count."""
     path = tmp_path_factory.mktemp("anyteach-cache")
-    old = os.environ.get("ANYTEACH_CACHE")
+    old = {key: os.environ.get(key) for key in ("ANYTEACH_CACHE", "OMP_NUM_THREADS")}
     os.environ["ANYTEACH_CACHE"] = str(path)
+    os.environ["OMP_NUM_THREADS"] = "1"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
     yield path
-    if old is None:
-        os.environ.pop("ANYTEACH_CACHE", None)
-    else:
-        os.environ["ANYTEACH_CACHE"] = old
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

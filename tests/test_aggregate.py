@@ -305,3 +305,52 @@ def test_a_method_that_names_its_controls_is_paired_with_them_only():
     assert (labelled["students_better"], labelled["students_worse"]) == (1, 1)
     assert table.loc["pl+ens+wise", "control"] == "self"  # the default pairing is unchanged
     assert table.loc["pl+ens+wise", "mean_delta_vs_control"] == pytest.approx(((0.5 - 0.9) + (0.5 - 0.0)) / 2)
+
+
+def test_a_run_with_nothing_reachable_counts_as_zero_in_every_reachable_number():
+    from anyteach.report.aggregate import reachable_gain
+
+    # s1: the ensemble (98) is above S0 (96) but the ceiling (95) is below it: nothing reachable, 0 not "left out";
+    # s2: min(98, 99) − 96 = 2; s3: no ceiling known, so no reachable gain at all (NaN)
+    frame = pd.DataFrame(
+        {
+            "label": "pl+ens+wise",
+            "student": ["s1", "s2", "s3"],
+            "transfer_delta": [0.5, 1.0, 3.0],
+            "ensemble_acc": 98.0,
+            "student_acc_before": 96.0,
+            "ceiling_acc": [95.0, 99.0, math.nan],
+            "ensemble_delta": 2.0,
+        }
+    ).assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5)
+    assert reachable_gain(frame).tolist()[:2] == [0.0, 2.0] and math.isnan(reachable_gain(frame)[2])
+    row = aggregate(frame).iloc[0]
+    assert row["mean_reachable_delta"] == pytest.approx(1.0)  # (0 + 2) / 2, s3 unknown
+    assert row["pooled_reachable_efficiency"] == pytest.approx(100 * (0.5 + 1.0) / 2.0)  # the same two runs
+
+
+def test_a_method_with_its_own_recipe_is_paired_on_that_recipe_or_says_it_is_not():
+    from anyteach.report.document import headline_table
+
+    paper_recipe = json.dumps({"epochs": 2, "lr": 3e-4, "optimizer": "adamw"})
+    mcl_recipe = json.dumps({"epochs": 2, "lr": 1e-2, "optimizer": "adamw"})
+    rows = []
+    for student in ("s1", "s2", "s3"):
+        rows += [("xe", "xe", student, "", 0.0, paper_recipe), ("xekl+mcl", "xekl+mcl", student, "t", 0.1, mcl_recipe)]
+    frame = pd.DataFrame(rows, columns=["label", "method", "student", "teacher", "transfer_delta", "options"])
+    frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5, seed=0, data="d")
+    mcl = row_of(against_control(frame), label="xekl+mcl")
+    assert mcl["control"] == "xe" and mcl["recipe_differs"] == "lr 0.01 vs 0.0003"
+    cell = headline_table(summarize_runs(frame)).set_index("method").loc["xekl+mcl"].iloc[-1]
+    assert "not paired on the recipe: lr 0.01 vs 0.0003" in cell
+    # with a control of its own recipe in the study (even a weaker one), that is its control
+    same = pd.DataFrame(
+        [("xe.lr1e-2", "xe", s, "", -1.0, mcl_recipe) for s in ("s1", "s2", "s3")],
+        columns=["label", "method", "student", "teacher", "transfer_delta", "options"],
+    ).assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5, seed=0, data="d")
+    paired = row_of(against_control(pd.concat([frame, same], ignore_index=True)), label="xekl+mcl")
+    assert paired["control"] == "xe.lr1e-2" and paired["recipe_differs"] == ""
+    assert paired["mean_delta_vs_control"] == pytest.approx(1.1)
+    # an lr left to the preset's rule is compared as the lr the run used: base lr x batch 256 / 256
+    default = frame.assign(options=json.dumps({"epochs": 2, "optimizer": "adamw"}))
+    assert row_of(against_control(default), label="xekl+mcl")["recipe_differs"] == "lr 0.01 vs 0.0001"

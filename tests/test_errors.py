@@ -74,6 +74,42 @@ CASES = [
     Case("model", "a sidecar without an architecture", ("info", "{dir}/noarch.safetensors"), "lacks architecture"),
     Case(
         "model",
+        "a sidecar whose mean is not numbers",
+        ("info", "{dir}/mean_text.safetensors"),
+        "mean must be numbers like 0.5,0.5,0.5, got 'grey'",
+    ),
+    Case(
+        "model",
+        "a sidecar asking for an absurdly large network",
+        ("info", "{dir}/absurd.safetensors"),
+        "parameters; check its arguments",
+    ),
+    Case(
+        "model",
+        "a timm argument the architecture cannot take",
+        ("info", "timm:test_vit@{dir}/full.safetensors?patch_size=0"),
+        "cannot create timm:test_vit with",
+    ),
+    Case(
+        "model",
+        "pretrained as a model argument",
+        ("info", "timm:test_vit@{dir}/full.safetensors?pretrained=true"),
+        "pretrained is not a model argument",
+    ),
+    Case(
+        "model",
+        "an input size that is not a size",
+        ("info", "{mlp}?input_size=3,0,32"),
+        "input_size must be (channels, height, width)",
+    ),
+    Case(
+        "model",
+        "a student at chance on the data",
+        (*T[:2], "{dir}/random10.safetensors", *T[3:], *FAST),
+        "the student 'random10' is at chance on the eval split",
+    ),
+    Case(
+        "model",
         "a sidecar whose class count differs from the weights",
         ("info", "{dir}/liar.safetensors"),
         "says 7 classes but the weights",
@@ -138,6 +174,23 @@ CASES = [
         "cannot create timm:test_vit with",
     ),
     # data references
+    Case(
+        "data",
+        "a method that reads labels, on unlabelled transfer data",
+        (
+            "transfer",
+            "--student",
+            "{dir}/img2.safetensors",
+            "--teacher",
+            "{dir}/img2b.safetensors",
+            "--data",
+            "imagefolder:{dir}/with_unlabelled",
+            "--method",
+            "kl+dp",
+            *FAST,
+        ),
+        "reads the labels of the transfer data, but the transfer split",
+    ),  # fmt: skip
     Case("data", "a bad number", ("info", "{mlp}", "--data", "mnist1d:size=abc"), "size='abc'"),
     Case(
         "data", "an unknown dataset key", ("info", "{mlp}", "--data", "mnist1d:colour=red"), "unknown option 'colour'"
@@ -606,6 +659,16 @@ def world(tmp_path_factory, tiny_zoo):
     shutil.copyfile(tiny_zoo["mlp"], d / "student_copy.safetensors")
     shutil.copyfile(Path(tiny_zoo["mlp"]).with_suffix(".json"), d / "student_copy.json")
     _image_folder(d / "removed")
+    _image_folder(d / "with_unlabelled")
+    (d / "with_unlabelled" / "unlabelled").mkdir()
+    _png(d / "with_unlabelled" / "unlabelled" / "0.png", 7)
+    save_model(build_classifier("mlp", name="random10", num_classes=10), d / "random10.safetensors")
+    for name, change in (("mean_text", {"preprocessing": {"mean": "grey", "std": [1.0]}}), ("absurd", None)):
+        built = build_classifier("cnn1d", name=name, num_classes=10)
+        path = save_model(built, d / f"{name}.safetensors")
+        meta = json.loads(path.with_suffix(".json").read_text())
+        meta.update(change or {"arch_kwargs": {**meta["arch_kwargs"], "channels": 10**6}})
+        path.with_suffix(".json").write_text(json.dumps(meta))
     _image_folder(d / "empty_class", empty="b")
     _image_folder(d / "val_missing", val_classes=("a",))
     _image_folder(d / "corrupt", corrupt=True)

@@ -6,6 +6,7 @@ recorded by a study, which goes on, and is retried only when asked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from anyteach import AnyteachError, transfer
-from anyteach.core.errors import CorruptCheckpoint
+from anyteach.core.errors import AnyteachWarning, CorruptCheckpoint
 from anyteach.study.driver import run_study
 
 from .conftest import TINY_DATA
@@ -29,13 +31,34 @@ REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"epochs": 3, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3}
 
 
-def _run_killed(script: str, *args: str) -> subprocess.CompletedProcess:
-    """Run `script` (Python) in a fresh process that is expected to kill itself with SIGKILL."""
+THREADS = (1, 2, 4)
+"""Torch thread counts each fault is injected at: the killed run, its resume and the uninterrupted run it is
+compared with all use the same count (a run on two threads adds its floats in another order than on one)."""
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """This process computes with `n` torch threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_killed(script: str, *args: str, threads: int | None = None) -> subprocess.CompletedProcess:
+    """Run `script` (Python) in a fresh process that is expected to kill itself with SIGKILL (with `threads`
+    torch threads; default: the machine's)."""
+    env = os.environ.copy()
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+        script = f"import torch; torch.set_num_threads({threads})\n" + textwrap.dedent(script)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), *args],
         capture_output=True,
         text=True,
-        env=os.environ.copy(),
+        env=env,
         cwd=REPO,
         timeout=300,
     )
@@ -104,14 +127,30 @@ def _final(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_zoo, tmp_path_factory):
-    out = tmp_path_factory.mktemp("faults") / "full"
-    transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
-    return out
+def uninterrupted_at(tiny_zoo, tmp_path_factory):
+    """The uninterrupted run with n torch threads, made once per n."""
+    runs: dict[int, Path] = {}
+
+    def run(threads: int) -> Path:
+        if threads not in runs:
+            out = tmp_path_factory.mktemp("faults") / f"full-{threads}"
+            with _threads(threads):
+                transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
+            runs[threads] = out
+        return runs[threads]
+
+    return run
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_at):
+    return uninterrupted_at(1)
+
+
+@pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("point", list(PATCHES))
-def test_a_transfer_killed_resumes_to_the_same_result(point, uninterrupted, tiny_zoo, tmp_path):
+def test_a_transfer_killed_resumes_to_the_same_result(point, threads, uninterrupted_at, tiny_zoo, tmp_path):
+    uninterrupted = uninterrupted_at(threads)
     out = tmp_path / "run"
     _run_killed(
         _transfer_script(PATCHES[point]),
@@ -120,15 +159,34 @@ def test_a_transfer_killed_resumes_to_the_same_result(point, uninterrupted, tiny
         TINY_DATA,
         str(out),
         json.dumps(OPTIONS),
+        threads=threads,
     )
     assert not (out / "final.json").exists()
-    resumed = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
+    with _threads(threads), warnings.catch_warnings():
+        warnings.simplefilter("error", AnyteachWarning)  # the same arithmetic: no warning that it differs
+        resumed = transfer(tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out, progress=False, **OPTIONS)
     assert resumed.finished
     expected, got = load_file(uninterrupted / "student.safetensors"), load_file(out / "student.safetensors")
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
     assert _history(out) == _history(uninterrupted)
     assert _final(out) == _final(uninterrupted)
     assert not list(out.glob(".*.tmp")) and not (out / "checkpoint.pt").exists()
+
+
+def test_a_resume_with_other_arithmetic_says_it_will_not_be_bitwise_identical(tiny_zoo, tmp_path):
+    out = tmp_path / "run"
+    args = (tiny_zoo["mlp"], tiny_zoo["gru_chunk4"], TINY_DATA, "kl+dp", out)
+    with _threads(1):
+        transfer(*args, progress=False, stop_after_epoch=1, **{**OPTIONS, "keep_checkpoints": True})
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert json.loads(checkpoint["arithmetic"])["threads"] == 1
+    assert json.loads(checkpoint["arithmetic"])["dtype"] == "float32"
+    with _threads(2), pytest.warns(AnyteachWarning) as caught:
+        resumed = transfer(*args, progress=False, **OPTIONS)
+    assert resumed.finished
+    (message,) = [str(w.message) for w in caught]
+    assert "torch threads 2 (the checkpoint was written with 1)" in message and "not be bitwise identical" in message
+    assert "\n" not in message
 
 
 def test_a_corrupt_checkpoint_is_reported_and_restart_starts_over(uninterrupted, tiny_zoo, tmp_path):

@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from anyteach.report.aggregate import summarize
+from anyteach.report.aggregate import summarize, summarize_runs
 from anyteach.report.document import PAPER_RESULTS, findings, headline_table, write_report
 from anyteach.report.findings import MIN_STUDENTS, verdict
 from anyteach.study.driver import ModelEntry, RunSpec
@@ -404,3 +405,21 @@ def test_a_method_without_labels_is_paired_with_the_stronger_of_its_controls(tmp
     table = run_table(summary, paired, tmp_path)
     assert len(table) == 3 * MIN_STUDENTS
     assert set(table["file"]) >= {f"`{s}-pl+ens+wise`" for s in models}  # relative to the study directory
+
+
+def test_a_no_teacher_control_is_never_listed_under_what_teaches():
+    # six students: self+xe+wise beats self for every one of them (p = 0.016), and so does pl+ens+wise beat the
+    # stronger of the two; only the method with a teacher may be said to teach
+    rows = []
+    for k in range(6):
+        student = f"s{k}"
+        rows += [
+            ("self", "self", student, "", 0.0),
+            ("self+xe+wise", "self+xe+wise", student, "", 0.3),
+            ("pl+ens+wise", "pl+ens+wise", student, "t", 0.8),
+        ]
+    frame = pd.DataFrame(rows, columns=["label", "method", "student", "teacher", "transfer_delta"])
+    frame = frame.assign(knowledge_gain=1.0, knowledge_loss=0.5, p_gain=0.5, p_loss=0.5)
+    opening = verdict(summarize_runs(frame))[0]
+    assert "**pl+ens+wise** (6 of 6 students better" in opening
+    assert "self+xe+wise**" not in opening and "**self**" not in opening

@@ -155,6 +155,49 @@ def test_pair_sampling_all_random_and_balanced():
         sample_pairs(models, PairSpec(students=("z",)))
 
 
+def test_listed_pairs_and_teachers_are_the_same_whatever_the_accuracies(tiny_zoo):
+    listed = PairSpec(list=(("a", "b"), ("ref/c", "a"), ("b", "f")))
+    one = sample_pairs(_entries({"a": 80.0, "b": 83.0, "c": 82.0, "f": 70.0}), listed)
+    # the same zoo trained on another CPU: b - a moves across the 3 pp bucket edge, c and a swap places
+    other = sample_pairs(_entries({"a": 80.0, "b": 82.99, "c": 79.9, "f": 70.1}), listed)
+    assert [(s.name, t.name) for s, t in one] == [("a", "b"), ("c", "a"), ("b", "f")]
+    assert [(s.ref, t.ref) for s, t in one] == [(s.ref, t.ref) for s, t in other]
+    with pytest.raises(AnyteachError, match=r"'pairs.list\[0\]': 'z' is not one of"):
+        sample_pairs(_entries({"a": 80.0, "b": 83.0}), PairSpec(list=(("z", "a"),)))
+
+    raw = tiny_spec(tiny_zoo, methods=["xe", {"name": "kl", "label": "kl.chosen", "teacher": {"mlp": "gru_chunk4"}}])
+    raw["pairs"] = {"list": [["mlp", "cnn_small_sgd"], ["mlp_narrow", "mlp"]]}
+    spec = load_study_spec(raw)
+    assert spec.pairs.list == (("mlp", "cnn_small_sgd"), ("mlp_narrow", "mlp"))
+    assert spec.methods[1].teacher == (("mlp", "gru_chunk4"),)
+    assert load_study_spec(spec.to_dict()) == spec  # study.yaml round-trips
+    plan = plan_study(spec)
+    names = plan.names
+    assert [(names[s.ref], names[t.ref]) for s, t in plan.pairs] == [("mlp", "cnn_small_sgd"), ("mlp_narrow", "mlp")]
+    chosen = [(names[r.student], names[r.teacher]) for r in plan.runs if r.label == "kl.chosen"]
+    assert chosen == [("mlp", "gru_chunk4")]
+    assert sorted(names[r.student] for r in plan.runs if r.label == "xe") == ["mlp", "mlp_narrow"]
+
+
+@pytest.mark.parametrize(
+    "pairs, teacher, message",
+    [
+        ({"list": [["mlp", "mlp"]]}, None, "cannot be its own teacher"),
+        ({"list": [["mlp", "gru_chunk4"], ["mlp", "gru_chunk4"]]}, None, "listed twice"),
+        ({"list": [["mlp"]]}, None, "must be a \\[student, teacher\\] pair"),
+        ({"list": [["mlp", "gru_chunk4"]], "random": 3}, None, "excludes pairs.random"),
+        ({"list": []}, None, "non-empty list"),
+        ({"random": 2}, {"mlp": "mlp"}, "cannot be its own teacher"),
+        ({"random": 2}, "worst", "'worst' is not one of best"),
+    ],
+)
+def test_bad_pair_lists_and_teacher_mappings_name_the_key(tiny_zoo, pairs, teacher, message):
+    method = {"name": "kl", **({"teacher": teacher} if teacher is not None else {})}
+    raw = {**tiny_spec(tiny_zoo, methods=[method]), "pairs": pairs}
+    with pytest.raises(AnyteachError, match=message):
+        load_study_spec(raw)
+
+
 def test_plan_runs_controls_once_per_student_and_merges_options(tiny_zoo):
     spec = load_study_spec(
         tiny_spec(

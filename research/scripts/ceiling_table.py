@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from anyteach.report.aggregate import UNLABELLED_CONTROLS, summarize
+from anyteach.report.aggregate import UNLABELLED_CONTROLS, reachable_gain, summarize
 
 study, method, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 ceilings = {}
@@ -31,7 +31,7 @@ for student, g in part.groupby("student", sort=False):
     s0 = g["student_acc_before"].iloc[0]
     ceiling = ceilings.get(student, np.nan)
     ens = g["ensemble_acc"] - s0
-    reach = (np.minimum(g["ensemble_acc"], ceiling) - s0).clip(lower=0)
+    reach = reachable_gain(g.assign(ceiling_acc=ceiling))  # the one definition: nothing reachable counts as 0
     control = controls.loc[student].max()
     delta = g["transfer_delta"].mean()
     print(

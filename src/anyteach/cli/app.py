@@ -12,13 +12,15 @@ import inspect
 import json
 import sys
 import typing
+import warnings
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..core import process_group as distributed
-from ..core.errors import AnyteachError, os_error_message
+from ..core.errors import AnyteachError, AnyteachWarning, os_error_message
 from .spellings import CommandGroup
 
 app = typer.Typer(
@@ -139,7 +141,20 @@ def _click_errors() -> tuple[Any, Any]:
     return base, no_args
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """anyteach's own warnings as one line on stderr (`warning: ...`); others as Python shows them."""
+    if issubclass(category, AnyteachWarning):
+        if distributed.is_main():
+            err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+        return
+    _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     click_error, no_args = _click_errors()
     try:
         code = app(

@@ -266,15 +266,16 @@ def demo(
     """The main job: build the zoo, measure its complementary knowledge, run the demo study, report."""
     import os
 
-    from ..demo import demo_study, run_demo
+    from ..demo import DEMO_ZOO_SEEDS, demo_study, run_demo
     from ..report.document import headline_text
 
     start = time.perf_counter()
     cores = workers or os.cpu_count() or 1
     study = demo_study(cores, zoo)  # an unknown zoo fails before anything is printed
     err_console.rule("[bold]the zoo")
-    rows = build_zoo_with_progress(zoo, 0, cores)
-    console.print(zoo_table(rows, f"zoo {zoo}"))
+    seed = DEMO_ZOO_SEEDS[zoo]
+    rows = build_zoo_with_progress(zoo, seed, cores)
+    console.print(zoo_table(rows, f"zoo {zoo}" + (f" (seed {seed})" if seed else "")))
     err_console.rule("[bold]complementary knowledge of every ordered pair, then the transfer study")
     result = run_demo(out, study, on_analysis=_print_zoo)
     err_console.rule("[bold]headline numbers")

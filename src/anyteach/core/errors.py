@@ -33,6 +33,10 @@ class CorruptCheckpoint(RunFailed):
     """A run's checkpoint cannot be read; `restart` discards it and starts the run again."""
 
 
+class AnyteachWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it as one line)."""
+
+
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -49,4 +53,4 @@ def os_error_message(error: OSError) -> tuple[str, int]:
     return f"{reason}{where}", AnyteachError.exit_code
 
 
-__all__ = ["AnyteachError", "CorruptCheckpoint", "RunFailed", "TrainingDiverged", "os_error_message"]
+__all__ = ["AnyteachError", "AnyteachWarning", "CorruptCheckpoint", "RunFailed", "TrainingDiverged", "os_error_message"]

@@ -76,6 +76,26 @@ def net_change(runs: pd.DataFrame) -> pd.Series:
     return delta
 
 
+def reachable_gain(runs: pd.DataFrame) -> pd.Series:
+    """Each run's reachable gain (pp): max(0, min(ensemble, capacity ceiling) − S0), the gain up to the
+    student–teacher ensemble but no higher than what the student's architecture reaches at all; NaN where the
+    ensemble or the ceiling is unknown.
+
+    This is the one definition: a run with nothing reachable counts as 0 (it is not left out), in the mean
+    reachable gain (`mean_reachable_delta`) and in the shares of it (`pooled_reachable_efficiency`: Σ Δ / Σ
+    reachable gain over the runs whose reachable gain is known), here and in the research log's scripts.
+    """
+    columns = [
+        pd.to_numeric(runs.get(c, pd.Series(np.nan, index=runs.index)), errors="coerce")
+        for c in (
+            "ensemble_acc",
+            "ceiling_acc",
+            "student_acc_before",
+        )
+    ]
+    return (np.minimum(columns[0], columns[1]) - columns[2]).clip(lower=0.0)
+
+
 def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED_RUN_COLUMNS if c not in runs.columns]
     if missing:
@@ -102,12 +122,9 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     takeable = out["ensemble_delta"] > 0  # runs whose ensemble gains something: the efficiency's denominator
     out["_taken"] = out["transfer_delta"].where(takeable)
     out["_available"] = out["ensemble_delta"].where(takeable)
-    # the reachable gain: up to the ensemble, but no higher than what the student's architecture reaches at all
-    reachable = np.minimum(
-        pd.to_numeric(out["ensemble_acc"], errors="coerce"), pd.to_numeric(out["ceiling_acc"], errors="coerce")
-    ) - pd.to_numeric(out["student_acc_before"], errors="coerce")
-    out["_reachable"] = reachable.where(reachable > 0)
-    out["_taken_reachable"] = out["transfer_delta"].where(reachable > 0)
+    reachable = reachable_gain(out)
+    out["_reachable"] = reachable
+    out["_taken_reachable"] = out["transfer_delta"].where(reachable.notna())
     out["_net"] = net_change(out)
     out["success"] = out["_net"] > 0
     out["significant_gain"] = out["p_gain"] < SIGNIFICANCE
@@ -232,18 +249,44 @@ CONTROL_COLUMNS: tuple[str, ...] = (
     "p_better_than_control",
     "p_worse_than_control",
     "control",
+    "recipe_differs",
     "unpaired_runs",
     "pooled_efficiency_vs_control",
     "student_median_efficiency_vs_control",
     "pooled_reachable_efficiency_vs_control",
 )
-"""The columns of `against_control` (after `label`); `control` names the control label(s) used."""
+"""The columns of `against_control` (after `label`); `control` names the control label(s) used, `recipe_differs`
+the recipe options in which the control runs differ from the method's (empty: paired on the same recipe)."""
 
 
-def _training_options(options: Any) -> dict[str, Any]:
-    """A run's training options (its `options` JSON) with every default filled in."""
+RECIPE_OPTIONS: tuple[str, ...] = ("optimizer", "lr", "lr_schedule", "warmup_epochs", "weight_decay", "momentum")
+"""The training options of a run's optimisation recipe (besides its budget): a run is paired with the control run
+whose recipe agrees; where none does, the comparison says which options differ (`recipe_differs`)."""
+
+
+def _training_options(options: Any, method: str | None = None) -> dict[str, Any]:
+    """A run's training options (its `options` JSON) with every default filled in; with `method`, the lr a run
+    without one used (the preset's base lr x batch_size / 256)."""
     given = json.loads(options) if isinstance(options, str) and options else {}
-    return {name: given.get(name, option.default) for name, option in TRAINING_OPTIONS.items()}
+    out = {name: given.get(name, option.default) for name, option in TRAINING_OPTIONS.items()}
+    if out["lr"] is None and method is not None:
+        from ..methods import METHODS
+
+        if method in METHODS:
+            out["lr"] = METHODS[method].base_lr * out["batch_size"] / 256
+    return out
+
+
+def recipe_difference(run: dict[str, Any], control: dict[str, Any]) -> str:
+    """The recipe options (`RECIPE_OPTIONS`) in which a run and its control differ, as text (`lr 0.01 vs
+    0.0003`); empty when they agree."""
+
+    def text(value: Any) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(
+        f"{k} {text(run[k])} vs {text(control[k])}" for k in RECIPE_OPTIONS if run.get(k) != control.get(k)
+    )
 
 
 def data_and_budget(runs: pd.DataFrame) -> dict[str, str]:
@@ -283,8 +326,11 @@ def against_control(
     Each run's transfer delta minus the delta of its student's control run (same seed, same data,
     same budget: `BUDGET_OPTIONS`) says what the teacher added beyond the extra training. A study
     that runs a method with a longer schedule also runs a control with that schedule; among several
-    controls of the same budget the one whose other training options agree most is used (the study's
-    `xe` with the method's own learning-rate schedule, say). The test is over students, not runs,
+    controls of the same budget the one whose recipe (`RECIPE_OPTIONS`: optimiser, lr, schedule, ...), then
+    other training options, agree most is used (the study's `xe` with the method's own learning-rate schedule,
+    say); where no control run shares the method's recipe (`xekl+mcl` at lr 1e-2 against an `xe` at 3e-4),
+    `recipe_differs` says in which options, so a table never presents it as paired on the recipe. The test is
+    over students, not runs,
     because a student's runs share one control run: per student the mean difference, then a one-sided
     exact sign test over students (students better vs worse than their control; ties left out).
 
@@ -314,8 +360,11 @@ def against_control(
         _method=r["method"] if "method" in r.columns else r["label"],
         _seed=r["seed"] if "seed" in r.columns else 0,
         _data=r["data"] if "data" in r.columns else "",
-        _training=[_training_options(o) for o in (r["options"] if "options" in r.columns else [None] * len(r))],
     )
+    r["_training"] = [
+        _training_options(o, m)
+        for o, m in zip(r["options"] if "options" in r.columns else [None] * len(r), r["_method"])
+    ]
     r["_budget"] = [tuple(t[k] for k in BUDGET_OPTIONS) for t in r["_training"]]
     methods = (control,) if isinstance(control, str) else tuple(control)
     controls: dict[tuple, list[pd.Series]] = {}
@@ -326,7 +375,7 @@ def against_control(
     rows, pairs = [], []
     compared = r if len(methods) > 1 else r[r["_method"] != methods[0]]
     for label, group in compared.groupby("label", sort=False):
-        diffs, net_diffs, students, used, unpaired, available, reachable = [], [], [], [], 0, [], []
+        diffs, net_diffs, students, used, unpaired, available, reachable, differs = [], [], [], [], 0, [], [], []
         for _, run in group.iterrows():
             candidates = [
                 c
@@ -336,14 +385,18 @@ def against_control(
             if not candidates:
                 unpaired += 1
                 continue
-            agreeing: dict[
-                str, tuple[int, pd.Series]
-            ] = {}  # per control method, its run whose other training options agree most with this run's
+            # per control method, its run whose recipe (then other options) agrees most with this run's
+            agreeing: dict[str, tuple[tuple[int, int], pd.Series]] = {}
             for c in candidates:
-                score = sum(c["_training"][k] == v for k, v in run["_training"].items())
+                score = (
+                    sum(c["_training"][k] == run["_training"][k] for k in RECIPE_OPTIONS),
+                    sum(c["_training"][k] == v for k, v in run["_training"].items()),
+                )
                 if c["_method"] not in agreeing or score > agreeing[c["_method"]][0]:
                     agreeing[c["_method"]] = (score, c)
-            best = max((c for _, c in agreeing.values()), key=lambda c: (c["_net"], c["transfer_delta"]))
+            same_recipe = [c for _, c in agreeing.values() if not recipe_difference(run["_training"], c["_training"])]
+            best = max(same_recipe or [c for _, c in agreeing.values()], key=lambda c: (c["_net"], c["transfer_delta"]))
+            differs.append(recipe_difference(run["_training"], best["_training"]))
             available.append(run["_available"])
             reachable.append(run["_reachable"])
             diffs.append(run["transfer_delta"] - best["transfer_delta"])
@@ -372,7 +425,7 @@ def against_control(
         by_student = paired.groupby("student")["net"].sum()  # a sum of exact counts: its sign is exact
         takeable = paired[paired["available"] > 0]
         per_student_taken = takeable.groupby("student")[["diff", "available"]].sum()
-        within = paired[paired["reachable"] > 0]
+        within = paired[paired["reachable"].notna()]
         better, worse = int((by_student > 0).sum()), int((by_student < 0).sum())
         p_better, p_worse = mcnemar_p_values(better, worse)
         rows.append(
@@ -387,6 +440,7 @@ def against_control(
                 "p_better_than_control": p_better,
                 "p_worse_than_control": p_worse,
                 "control": ", ".join(dict.fromkeys(used)),
+                "recipe_differs": "; ".join(d for d in dict.fromkeys(differs) if d),
                 "unpaired_runs": unpaired,
                 "pooled_efficiency_vs_control": _share(takeable["diff"].sum(), takeable["available"].sum()),
                 "student_median_efficiency_vs_control": float(
@@ -410,10 +464,19 @@ def noted_runs(runs: pd.DataFrame) -> dict[str, int]:
     counts = dict.fromkeys(NOTE_KINDS, 0)
     for method, final in zip(runs.get("method", ()), runs.get("final_json", ())):
         trains = METHODS[method].trains if method in METHODS else True
-        kind = note_kind(json.loads(final) if isinstance(final, str) else {}, trains)
+        kind = note_kind(_json_object(final), trains)
         if kind is not None:
             counts[kind] += 1
     return {kind: n for kind, n in counts.items() if n}
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    """A stored JSON object (a run's `final_json`); empty when missing or damaged."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _share(taken: float, available: float) -> float:
@@ -604,10 +667,10 @@ def summarize(study_dir: str | Path) -> StudySummary:
     """
     with StudyStore(study_dir, create=False) as store:
         runs = store.runs()
-        spec = store.meta("spec")
+        spec = store.definition()
         failures = store.failures()
         planned = store.planned()
-    methods = [m["label"] for m in json.loads(spec)["methods"]] if spec else []
+    methods = [m["label"] for m in spec.get("methods", []) if isinstance(m, dict) and "label" in m]
     summary = summarize_runs(with_ceilings(runs, read_ceilings(study_dir)), methods)
     if "kind" not in failures.columns:  # a store of an older anyteach, read without changing it
         failures = failures.assign(kind="error", label=None)
@@ -625,6 +688,7 @@ __all__ = [
     "PAIRED_RUN_COLUMNS",
     "FAILURE_COLUMNS",
     "METRIC_COLUMNS",
+    "RECIPE_OPTIONS",
     "SELF_CONTROL",
     "UNLABELLED_CONTROLS",
     "SIGNIFICANCE",
@@ -634,6 +698,8 @@ __all__ = [
     "net_change",
     "order_methods",
     "per_student",
+    "reachable_gain",
+    "recipe_difference",
     "size_correlation",
     "summarize",
     "summarize_runs",

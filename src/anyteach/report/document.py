@@ -222,7 +222,7 @@ def headline_table(summary: StudySummary) -> pd.DataFrame:
             vs_control = (
                 f"{c['mean_delta_vs_control']:+.2f} vs {c['control']} ({int(c['students_better'])}/"
                 f"{int(c['students'])}, p={c['p_better_than_control']:.2g})"
-            )
+            ) + (f"; not paired on the recipe: {c['recipe_differs']}" if c.get("recipe_differs") else "")
         rows.append(
             {
                 "method": r["method"],
@@ -368,8 +368,7 @@ class StudyRecord:
     @classmethod
     def read(cls, study_dir: Path) -> StudyRecord:
         with StudyStore(study_dir, create=False) as store:
-            spec_text = store.meta("spec")
-            spec = json.loads(spec_text) if spec_text else {}
+            spec = store.definition()
             return cls(
                 spec.get("name", study_dir.name),
                 spec,

@@ -505,12 +505,23 @@ def _listing(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
 
+def _has_teacher(ev: Evidence, label: str) -> bool:
+    """The method of `label` uses a teacher (a method the registry does not know counts as having one, unless
+    it is one of the named controls)."""
+    from ..methods import METHODS
+
+    engine = ev.engine.get(label, label)
+    if engine in METHODS:
+        return METHODS[engine].needs_teacher
+    return engine not in (CONTROL_METHOD, SELF_CONTROL)
+
+
 def what_teaches(ev: Evidence) -> str:
-    """Sentence 1: the methods that do significantly better than their paired no-teacher control."""
-    controls = {CONTROL_METHOD, SELF_CONTROL}
+    """Sentence 1: the methods with a teacher that do significantly better than their paired no-teacher
+    control (a no-teacher control that beats a weaker control teaches nothing: it is never listed)."""
     judged: list[tuple[str, pd.Series]] = []
     for r in ev.rows():
-        paired = paired_control(ev.summary, r["method"]) if ev.engine.get(r["method"]) not in controls else None
+        paired = paired_control(ev.summary, r["method"]) if _has_teacher(ev, r["method"]) else None
         if paired is not None:
             judged.append((r["method"], paired))
     if not judged:

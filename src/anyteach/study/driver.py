@@ -102,7 +102,8 @@ def _resolve_names(names: Sequence[str] | None, models: Sequence[ModelEntry], ke
 def sample_pairs(models: Sequence[ModelEntry], pairs: PairSpec) -> list[tuple[ModelEntry, ModelEntry]]:
     """The ordered (student, teacher) pairs of a study, students != teachers.
 
-    Without `pairs.random`: every pair of students x teachers, in the listed order. With it: that
+    With `pairs.list`: exactly those pairs, in that order. Without `pairs.random`: every pair of
+    students x teachers, in the listed order. With it: that
     many pairs drawn without replacement with `random.Random(pairs.seed)` from the sorted candidate
     list (so the draw is the same on every machine); `balanced` draws round-robin over the
     teacher-strength buckets that have candidates, so every bucket is covered as evenly as the zoo
@@ -112,6 +113,11 @@ def sample_pairs(models: Sequence[ModelEntry], pairs: PairSpec) -> list[tuple[Mo
         AnyteachError: no candidate pairs, more pairs asked than exist, or `balanced` without
             measured accuracies.
     """
+    if pairs.list is not None:
+        return [
+            tuple(_resolve_names(pair, models, f"pairs.list[{i}]"))  # type: ignore[misc]
+            for i, pair in enumerate(pairs.list)
+        ]
     students = _resolve_names(pairs.students, models, "pairs.students")
     teachers = _resolve_names(pairs.teachers, models, "pairs.teachers")
     candidates = [(s, t) for s in students for t in teachers if s.ref != t.ref]
@@ -282,9 +288,16 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                     )
                 )
         seen_students.add(student.ref)
-    for method in (m for m in spec.methods if m.teacher == "best"):
+    for method in (m for m in spec.methods if m.teacher is not None):
         students = list(dict.fromkeys(s for s, _ in pairs))
-        for student, teacher in best_teachers(spec, method, students, models):
+        if method.teacher == "best":
+            chosen = best_teachers(spec, method, students, models)
+        else:
+            chosen = [
+                tuple(_resolve_names(pair, models, f"methods.{method.label}.teacher"))  # type: ignore[misc]
+                for pair in method.teacher  # type: ignore[union-attr]  # a list of pairs when not "best"
+            ]
+        for student, teacher in chosen:
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             data = method.data or spec.data
             content = json.dumps([identity[student.ref], identity[teacher.ref], data_identity[data]])

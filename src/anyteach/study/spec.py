@@ -42,10 +42,11 @@ STUDY_KEYS = (
     "resources",
     "imports",
 )
-PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced", "recommended", "method")
+PAIR_KEYS = ("students", "teachers", "random", "seed", "balanced", "recommended", "method", "list")
 METHOD_KEYS = ("name", "label", "options", "data", "teacher")
 TEACHER_CHOICES = ("best",)
-"""`teacher:` of a method entry: `best`, one run per student with its best-forecast teacher (not per pair)."""
+"""`teacher:` of a method entry: `best`, one run per student with its best-forecast teacher (not per pair), or a
+mapping {student: teacher} that names each student's one teacher."""
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 # Arguments of `transfer(...)` that the study itself sets for every run; a recipe may not set them.
 RESERVED_OPTIONS = frozenset(
@@ -77,13 +78,15 @@ class MethodSpec:
     under (defaults to the name; give two entries of one method different labels) and, optionally,
     its own transfer data (a dataset reference with the study's eval split, e.g. fresh samples) and
     `teacher: best` (one run per student, with the teacher the shipped forecast ranks first among the
-    study's models, instead of one run per pair)."""
+    study's models, instead of one run per pair) or `teacher: {student: teacher, ...}` (one run per listed
+    student, with the teacher named for it: a choice fixed in the definition, the same on every machine)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     data: str | None = None
-    teacher: str | None = None  # "best": per student, only its best-forecast teacher (`study.best_teacher_runs`)
+    # "best": per student, only its best-forecast teacher; or ((student, teacher), ...): the teacher of each student
+    teacher: str | tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -110,6 +113,8 @@ class PairSpec:
             plus a random draw (`seed`) of k of its teachers to compare them with.
         method: the method whose gain `recommended` forecasts (default: the study's first method
             the forecaster knows).
+        list: explicit ordered (student, teacher) pairs, in this order (names or references): the same
+            pairs on every machine, whatever the models' measured accuracies.
     """
 
     students: tuple[str, ...] | None = None
@@ -119,6 +124,7 @@ class PairSpec:
     balanced: bool = False
     recommended: int | None = None
     method: str | None = None
+    list: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,11 +175,15 @@ class StudySpec:
                 "label": m.label,
                 "options": dict(m.options),
                 **({"data": m.data} if m.data else {}),
-                **({"teacher": m.teacher} if m.teacher else {}),
+                **({"teacher": m.teacher if isinstance(m.teacher, str) else dict(m.teacher)} if m.teacher else {}),
             }
             for m in self.methods
         ]
-        d["pairs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["pairs"].items() if v is not None}
+        d["pairs"] = {
+            k: ([list(p) for p in v] if k == "list" else list(v) if isinstance(v, tuple) else v)
+            for k, v in d["pairs"].items()
+            if v is not None
+        }
         return d
 
 
@@ -295,17 +305,50 @@ def _parse_method(item: Any, path: str) -> MethodSpec:
     if not _LABEL.match(label):
         raise AnyteachError(f"{spec_key(path + '.label')}: {label!r} may only hold letters, digits and _+.-")
     data = _as_str(raw["data"], f"{path}.data") if raw.get("data") is not None else None
-    teacher = _as_str(raw["teacher"], f"{path}.teacher") if raw.get("teacher") is not None else None
-    if teacher is not None and teacher not in TEACHER_CHOICES:
-        raise AnyteachError(
-            f"{spec_key(path + '.teacher')}: {teacher!r} is not one of {', '.join(TEACHER_CHOICES)} "
-            "(best: per student, its best-forecast teacher)"
-        )
+    teacher = _parse_teacher(raw.get("teacher"), f"{path}.teacher")
     if teacher is not None and not get_method(name).needs_teacher:
         raise AnyteachError(f"{spec_key(path + '.teacher')}: method {name!r} uses no teacher")
     method = MethodSpec(name, _check_options(raw.get("options"), f"{path}.options"), label, data, teacher)
     _check_run_options(name, method.options, f"{path}.options")
     return method
+
+
+def _parse_teacher(value: Any, path: str) -> str | tuple[tuple[str, str], ...] | None:
+    """`teacher:` of a method entry: None, `best`, or a mapping {student: teacher} (kept as pairs)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if not value:
+            raise AnyteachError(f"{spec_key(path)}: an empty mapping names no student")
+        pairs = tuple((_as_str(s, path), _as_str(t, f"{path}.{s}")) for s, t in value.items())
+        same = next((s for s, t in pairs if s == t), None)
+        if same is not None:
+            raise AnyteachError(f"{spec_key(f'{path}.{same}')}: a student cannot be its own teacher")
+        return pairs
+    teacher = _as_str(value, path)
+    if teacher not in TEACHER_CHOICES:
+        raise AnyteachError(
+            f"{spec_key(path)}: {teacher!r} is not one of {', '.join(TEACHER_CHOICES)} "
+            "(best: per student, its best-forecast teacher) or a mapping {student: teacher}"
+        )
+    return teacher
+
+
+def _parse_pair_list(value: Any) -> tuple[tuple[str, str], ...]:
+    """`pairs.list`: ordered [student, teacher] pairs, each given once, a student never its own teacher."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise AnyteachError(f"{spec_key('pairs.list')} must be a non-empty list of [student, teacher] pairs")
+    pairs = []
+    for i, item in enumerate(value):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise AnyteachError(f"{spec_key(f'pairs.list[{i}]')} must be a [student, teacher] pair, got {item!r}")
+        student, teacher = (_as_str(v, f"pairs.list[{i}]") for v in item)
+        if student == teacher:
+            raise AnyteachError(f"{spec_key(f'pairs.list[{i}]')}: a student cannot be its own teacher ({student!r})")
+        if (student, teacher) in pairs:
+            raise AnyteachError(f"{spec_key(f'pairs.list[{i}]')}: the pair {[student, teacher]} is listed twice")
+        pairs.append((student, teacher))
+    return tuple(pairs)
 
 
 def _check_method_data(method: MethodSpec, data: str, path: str) -> None:
@@ -442,7 +485,14 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
         if pairs_raw.get("recommended") is not None
         else None,
         method=_as_str(pairs_raw["method"], "pairs.method") if pairs_raw.get("method") is not None else None,
+        list=_parse_pair_list(pairs_raw["list"]) if pairs_raw.get("list") is not None else None,
     )
+    if pairs.list is not None:
+        other = next(
+            (k for k in PAIR_KEYS if k not in ("list", "seed") and pairs_raw.get(k) not in (None, False)), None
+        )
+        if other is not None:
+            raise AnyteachError(f"{spec_key('pairs.list')} names the pairs itself: it excludes pairs.{other}")
     if pairs.recommended is not None and pairs.random is not None:
         raise AnyteachError(f"{spec_key('pairs.recommended')} and pairs.random exclude each other: give one")
     if pairs.balanced and pairs.random is None:

@@ -140,16 +140,25 @@ class StudyStore:
                 self.conn.close()
             raise _store_error(e, self.path, "open") from e
 
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+
     def _migrate(self) -> None:
-        """Columns added since schema 1 (a store written by an older anyteach gains them)."""
-        models = {row[1] for row in self.conn.execute("PRAGMA table_info(models)")}
+        """Columns added since schema 1 (a store written by an older anyteach gains them): every column of the
+        current schema a table lacks is added, empty (NULL) for the rows already there."""
+        models = self._columns("models")
         if "identity" not in models:
             self.conn.execute("ALTER TABLE models ADD COLUMN identity TEXT")
-        runs = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
-        for name in AVAILABLE_METRICS:
-            if name not in runs:
-                self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} REAL")
-        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(failures)")}
+        runs = self._columns("runs")
+        for name, kind in RUN_COLUMNS:
+            if name not in runs and "NOT NULL" not in kind and "PRIMARY" not in kind:
+                self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+        history = self._columns("history")
+        for name in (*HISTORY_METRICS, "metrics_json"):
+            if name not in history:
+                kind = "TEXT" if name == "metrics_json" else "INTEGER" if name.endswith("_count") else "REAL"
+                self.conn.execute(f"ALTER TABLE history ADD COLUMN {name} {kind}")
+        columns = self._columns("failures")
         if "kind" not in columns:
             self.conn.execute("ALTER TABLE failures ADD COLUMN kind TEXT NOT NULL DEFAULT 'error'")
         if "label" not in columns:
@@ -167,7 +176,19 @@ class StudyStore:
         if row is None:
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
-            raise AnyteachError(f"{self.path} has store schema {row[0]}, this anyteach writes {SCHEMA_VERSION}")
+            raise AnyteachError(
+                f"{self.path} has store schema {row[0]!r}, which this anyteach does not read (it reads and writes "
+                f"schema {SCHEMA_VERSION}); summarise it with the anyteach that wrote it, or run the study again "
+                "into a new directory"
+            )
+        tables = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = {"runs", "history", "failures", "models"} - tables
+        if missing:  # a writer created every table above; a reader of an old or damaged store cannot
+            raise AnyteachError(
+                f"{self.path} is not a complete anyteach study store (no table {', '.join(sorted(missing))}); run "
+                "the study again into a new directory"
+            )
+        self._has_plan = "plan" in tables  # stores from before plans: every stored run is current
 
     def __enter__(self) -> StudyStore:
         return self
@@ -288,22 +309,37 @@ class StudyStore:
     def finished_keys(self) -> set[str]:
         return {k for (k,) in self.conn.execute("SELECT run_key FROM runs")}
 
+    def definition(self) -> dict[str, Any]:
+        """The study definition the store last ran (`meta.spec`) as a dict; empty when there is none or it is
+        damaged (it only names and orders what the stored runs say themselves)."""
+        text = self.meta("spec")
+        try:
+            spec = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        return spec if isinstance(spec, dict) else {}
+
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     def _in_plan(self, alias: str) -> str:
         """SQL condition: the run is in the current plan (or there is no plan at all)."""
+        if not self._has_plan:
+            return "1"
         return f"({alias}.run_key IN (SELECT run_key FROM plan) OR NOT EXISTS (SELECT 1 FROM plan))"
 
     def runs(self, current: bool = True) -> pd.DataFrame:
-        """Finished runs, one row each, in the order they finished.
+        """Finished runs, one row each, in the order they finished, with every column of `RUN_COLUMNS` (empty
+        where a store written by an older anyteach lacks it).
 
         Args:
             current: only the runs of the study's current definition (`set_plan`); False: all.
         """
         where = f"WHERE {self._in_plan('r')}" if current else ""
-        return pd.read_sql_query(f"SELECT r.* FROM runs r {where} ORDER BY r.finished_at, r.run_key", self.conn)
+        order = "ORDER BY r.finished_at, r.run_key" if "finished_at" in self._columns("runs") else "ORDER BY r.run_key"
+        runs = pd.read_sql_query(f"SELECT r.* FROM runs r {where} {order}", self.conn)
+        return runs.reindex(columns=[*RUN_FIELDS, *(c for c in runs.columns if c not in RUN_FIELDS)])
 
     def history(self, current: bool = True) -> pd.DataFrame:
         """Per-epoch metrics of the finished runs (with the run's label, student and teacher)."""
@@ -319,7 +355,7 @@ class StudyStore:
         return self.conn.execute(f"SELECT COUNT(*) FROM runs r WHERE NOT {self._in_plan('r')}").fetchone()[0]
 
     def planned(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM plan").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM plan").fetchone()[0] if self._has_plan else 0
 
     def models(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM models ORDER BY ref", self.conn)
@@ -387,7 +423,8 @@ def _store_error(error: sqlite3.Error, path: Path, doing: str) -> AnyteachError:
             f"cannot {doing} the study store {path}: {error} (the disk is full or a file-size limit was "
             "reached; every run stored before is kept, and running the study again resumes)"
         )
-    return AnyteachError(f"cannot {doing} the study store {path}: {error}")
+    remedy = "; it is damaged or not a study store: run the study again into a new directory" if doing == "open" else ""
+    return AnyteachError(f"cannot {doing} the study store {path}: {error}{remedy}")
 
 
 def _create_store(path: Path) -> None:

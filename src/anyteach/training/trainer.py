@@ -21,23 +21,25 @@ import copy
 import gc
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..analysis.metrics import DEFAULT_TOP_P, per_class_positive_flips, top_p_classes, transfer_metrics
 from ..core import process_group as distributed
-from ..core.errors import AnyteachError, CorruptCheckpoint, TrainingDiverged
+from ..core.errors import AnyteachError, AnyteachWarning, CorruptCheckpoint, TrainingDiverged
 from ..core.io import json_ready, torch_save
 from ..core.optim import lr_factor, make_optimizer
 from ..core.options import TrainingOptions
 from ..core.runtime import Runtime, default_device
 from ..core.seeds import RUN_STRIDE, augment_seed
 from ..data.predictions import Predictions, cached_logits, check_not_at_chance, model_logits, split_outputs
-from ..data.references import Dataset
+from ..data.references import Dataset, stratified_subset
 from ..methods import (
     FROZEN,
     MIXED,
@@ -45,6 +47,7 @@ from ..methods import (
     Calibration,
     MethodContext,
     MethodNeeds,
+    MethodPreset,
     TransferMethod,
     WeightRegulariser,
     build_method,
@@ -89,7 +92,14 @@ def resolve_device(device: str) -> torch.device:
         return default_device()
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise AnyteachError(f"device {device!r} requested but CUDA is not available")
+        raise AnyteachError(f"option device={device!r}: CUDA is not available on this machine (use cpu or auto)")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise AnyteachError(
+            f"option device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise AnyteachError(f"option device={device!r}: Apple's MPS is not available on this machine (use cpu or auto)")
     return resolved
 
 
@@ -411,11 +421,14 @@ class TrainingState:
     history: list[dict[str, Any]]
     epoch: int = 0
     step: int = 0
+    arithmetic: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
-        """The checkpoint (`CHECKPOINT_FORMAT`): plain tensors, numbers and a JSON history."""
+        """The checkpoint (`CHECKPOINT_FORMAT`): plain tensors, numbers and a JSON history, and how its floats
+        were computed (`arithmetic`: a resume computed otherwise is not bitwise the uninterrupted run)."""
         return {
             "format": CHECKPOINT_FORMAT,
+            "arithmetic": json.dumps(self.arithmetic, sort_keys=True),
             "epoch": self.epoch,
             "step": self.step,
             "student": self.student.state_dict(),
@@ -452,6 +465,74 @@ class TrainingState:
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = json.loads(state["history"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+
+
+def arithmetic(device: torch.device, runtime: Runtime) -> dict[str, Any]:
+    """What decides a run's floats beyond its inputs and seeds: the device, the dtype it computes in, and on
+    the CPU the number of threads and the kernels' instruction set (a reduction split over two threads, or done
+    with AVX2 instead of AVX-512 kernels, adds in another order). Two runs that agree here compute bitwise the
+    same on the same machine and torch version."""
+    described: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "dtype": "bfloat16 autocast" if runtime.autocast_enabled else "float32",
+        "torch": torch.__version__,
+    }
+    if device.type == "cpu":
+        described.update(threads=torch.get_num_threads(), kernels=torch.backends.cpu.get_cpu_capability())
+    return described
+
+
+def arithmetic_change(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """One line when a checkpoint was written with other arithmetic than the resume's, else empty."""
+    names = {"threads": "torch threads", "kernels": "CPU kernels"}
+    changed = [
+        f"{names.get(key, key)} {now.get(key)} (the checkpoint was written with {saved.get(key)})"
+        for key in sorted(set(saved) | set(now))
+        if saved.get(key) != now.get(key)
+    ]
+    if not saved or not changed:
+        return ""
+    return (
+        f"resuming with {', '.join(changed)}: the result will not be bitwise identical to an uninterrupted run "
+        "(its numbers may differ in the last digits)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Where choices are made
+
+
+CHOICE_SHARE = 0.5
+"""The share of the calib split a preset chooses on when it also fine-tunes on the calib labels (`held_out_choice`)."""
+
+
+def held_out_choice(preset: MethodPreset, data: Dataset, seed: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Which calib samples a preset's choices are made on, and which labelled samples it fine-tunes on.
+
+    A choice (the WiSE guard's α, an ensemble's teacher weight) made on samples the student was trained on is
+    blind: it sees the training accuracy (a control fine-tuned on the 5,000 calib labels scored 96–100% on them
+    against 64–99% on held-out samples, and kept α = 1). So where a preset fine-tunes on the labels of the calib
+    split and also chooses on it (`labelled_split == "calib"`: `self+xe+wise`), the split is cut into two
+    disjoint, class-stratified halves drawn with the run's seed: the labelled batches come from one, every choice
+    is made on the other (`CHOICE_SHARE`). Otherwise the choices use the whole calib split and the labelled
+    batches the whole labelled split.
+
+    Returns:
+        `(choice, labelled)`: positions in the calib split to choose on and positions in the labelled split to
+        fine-tune on, each None for "all of it".
+    """
+    needs = preset.needs
+    if not needs.calibration or needs.labelled != "calib":
+        return None, None
+    labels = data.labels("calib").numpy()
+    choice = stratified_subset(labels, CHOICE_SHARE, seed)
+    labelled = np.setdiff1d(np.arange(len(labels)), choice)
+    if not len(choice) or not len(labelled):
+        raise AnyteachError(
+            f"method {preset.name!r} fine-tunes on the calib labels and chooses on held-out calib samples: the "
+            f"calib split of {data.ref!r} has {len(labels)} samples, too few to cut in two (give it more)"
+        )
+    return torch.from_numpy(choice), torch.from_numpy(labelled)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,7 +666,7 @@ class Trainer:
         epoch0 = self.reference.row(self.reference.before, 0)
         if not self.preset.trains:
             return self._ensemble(epoch0, on_epoch)
-        context = self._method_context()
+        context = self.method_context()
 
         state = self._new_state(context, epoch0)
         # every rank reads the checkpoint rank 0 wrote (the run directory is shared); rank 0 decides
@@ -648,12 +729,32 @@ class Trainer:
         )
         regulariser = build_regulariser(self.preset, self.student, self.method_options, context)
         augment_rng = torch.Generator().manual_seed(augment_seed(opts.seed))
-        return TrainingState(self.student, method, optimizer, regulariser, augment_rng, self.device, [epoch0])
+        return TrainingState(
+            self.student,
+            method,
+            optimizer,
+            regulariser,
+            augment_rng,
+            self.device,
+            [epoch0],
+            arithmetic=arithmetic(self.device, self.runtime),
+        )
 
-    def _method_context(self) -> MethodContext:
+    def method_context(self) -> MethodContext:
+        """What the method's parts are built with: sizes, the transfer labels, the samples its choices are made
+        on (`Calibration`, `calib_score`) and the labelled batches it fine-tunes on (`labelled_batch`).
+
+        Choices are made on samples the method does not train on: on the calib split, never the eval split,
+        and where the preset also fine-tunes on the calib labels (`self+xe+wise`), only on the half of the calib
+        split it does not fine-tune on (`held_out_choice`)."""
         context = MethodContext(
             self.data.num_classes, transfer_labels=self.data.labels("transfer"), seed=self.options.seed
         )
+        choice, labelled = held_out_choice(self.preset, self.data, self.options.seed)
+        split = None  # the labelled split's samples on the device, loaded once
+        if self.needs.labelled is not None:
+            split = self._split_tensors(self.needs.labelled)
+            context.labelled_batch = self._labelled_batches(*split, labelled)
         if self.needs.calibration:  # choices made on the calib split, never on the eval split
             bs = self.options.eval_batch_size
             labels = self.data.labels("calib")
@@ -661,15 +762,29 @@ class Trainer:
             teachers = [
                 cached_logits(t, self.data, "calib", bs, self.device, self.runtime).cpu() for t in self.teachers
             ]
-            context.calibration = Calibration(labels, frozen, torch.stack(teachers) if teachers else frozen[None, :0])
+            teacher_logits = torch.stack(teachers) if teachers else frozen[None, :0]
+            if choice is None:
+                context.calibration = Calibration(labels, frozen, teacher_logits)
 
-            def calib_score(model: nn.Module) -> float:
-                logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)  # type: ignore[arg-type]
-                return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+                def calib_score(model: nn.Module) -> float:
+                    logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)  # type: ignore[arg-type]
+                    return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+
+            else:  # the calib split is also trained on: choose on the held-out half only (loaded above)
+                held = teacher_logits[:, choice] if teachers else frozen[choice][None, :0]
+                context.calibration = Calibration(labels[choice], frozen[choice], held)
+                assert split is not None  # loaded above whenever the calib split is trained on
+                inputs, targets = split[0][choice.to(split[0].device)], split[1][choice.to(split[1].device)]
+
+                def calib_score(model: nn.Module) -> float:
+                    was_training = model.training
+                    model.eval()
+                    with torch.no_grad(), self._autocast():
+                        logits = torch.cat([model(inputs[i : i + bs]) for i in range(0, len(inputs), bs)])
+                    model.train(was_training)
+                    return 100.0 * (logits.argmax(1) == targets).float().mean().item()
 
             context.calib_score = calib_score
-        if self.needs.labelled is not None:
-            context.labelled_batch = self._labelled_batches(self.needs.labelled)
         if self.needs.teacher_features:
             x, _, _ = next(
                 iter(
@@ -686,9 +801,8 @@ class Trainer:
                 context.teacher_feature_dim = self.outputs.teacher_feature_dim(x)
         return context
 
-    def _labelled_batches(self, split: str) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """`index -> (inputs, labels)`: a batch of `split`'s samples (held on the device) of the transfer
-        batch's size, drawn at random as a function of the transfer batch's index (a resumed run draws the same)."""
+    def _split_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """All of `split`'s inputs (preprocessed for the student) and labels, on the device, in index order."""
         x, y, _ = next(
             iter(
                 self.data.loader(
@@ -699,12 +813,23 @@ class Trainer:
                 )
             )
         )
-        x, y = self.runtime.to_device(x), y.to(self.device)
+        return self.runtime.to_device(x), y.to(self.device)
+
+    def _labelled_batches(
+        self, x: torch.Tensor, y: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """`index -> (inputs, labels)`: a batch of the labelled split's samples `x, y` (those at the positions
+        `allowed`, default all) of the transfer batch's size, drawn at random as a function of the transfer
+        batch's index (a resumed run draws the same)."""
         seed = self.options.seed
+        count = len(y) if allowed is None else len(allowed)
 
         def draw(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             generator = torch.Generator().manual_seed(seed * RUN_STRIDE + int(index.sum()))
-            pick = torch.randint(len(y), (len(index),), generator=generator).to(y.device)
+            pick = torch.randint(count, (len(index),), generator=generator)
+            if allowed is not None:
+                pick = allowed[pick]
+            pick = pick.to(y.device)
             return x[pick], y[pick]
 
         return draw
@@ -840,6 +965,13 @@ class Trainer:
         if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
             raise corrupt("not an anyteach checkpoint")
         try:
+            written = json.loads(saved.get("arithmetic") or "{}")
+        except (TypeError, ValueError):
+            written = {}
+        change = arithmetic_change(written if isinstance(written, dict) else {}, state.arithmetic)
+        if change and distributed.is_main():
+            warnings.warn(change, AnyteachWarning, stacklevel=2)
+        try:
             # under DDP every epoch re-seeds each rank (anyteach.ddp)
             state.load_state_dict(saved, restore_rng=not distributed.active())
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
@@ -858,7 +990,10 @@ __all__ = [
     "Trainer",
     "TrainingOptions",
     "TrainingState",
+    "arithmetic",
+    "arithmetic_change",
     "evaluate",
+    "held_out_choice",
     "resolve_device",
     "resolve_lr",
     "split_features",
