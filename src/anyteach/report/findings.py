@@ -297,12 +297,17 @@ def against_self(ev: Evidence) -> list[str]:
     ]
 
 
+def _percent(value: float) -> str:
+    """A share in whole percent, or `–` where it is undefined (nothing to take)."""
+    return "–" if pd.isna(value) else f"{round(value)}%"
+
+
 def gain_taken(ev: Evidence) -> list[str]:
     """The share of the available gain (a student–teacher ensemble's Δ) each method took."""
     return [
-        f"**{r['method']}** took {round(r['pooled_efficiency'])}% of the gain available to its runs (a "
+        f"**{r['method']}** took {_percent(r['pooled_efficiency'])} of the gain available to its runs (a "
         f"student–teacher ensemble gains {r['mean_ensemble_delta']:+.2f} pp over the student on average; median "
-        f"efficiency {round(r['median_efficiency'])}% over the runs with something to take"
+        f"efficiency {_percent(r['median_efficiency'])} over the runs with something to take"
         f"{_efficiency_details(r, paired_control(ev.summary, r['method']))}; "
         f"{sample(int(r['students']), int(r['runs']))})."
         for r in ev.rows()
@@ -314,16 +319,16 @@ def _efficiency_details(row: pd.Series, paired: pd.Series | None) -> str:
     """`; per student ..., beyond its control ..., of the reachable gain ...`: the parts that are known."""
     parts = []
     if pd.notna(row.get("student_median_efficiency", float("nan"))):
-        parts.append(f"per student (median) {round(row['student_median_efficiency'])}%")
+        parts.append(f"per student (median) {_percent(row['student_median_efficiency'])}")
     if paired is not None and pd.notna(paired.get("pooled_efficiency_vs_control", float("nan"))):
         parts.append(
-            f"beyond its `{paired['control']}` control {round(paired['pooled_efficiency_vs_control'])}% "
-            f"pooled, {round(paired['student_median_efficiency_vs_control'])}% per student (median)"
+            f"beyond its `{paired['control']}` control {_percent(paired['pooled_efficiency_vs_control'])} "
+            f"pooled, {_percent(paired['student_median_efficiency_vs_control'])} per student (median)"
         )
     if pd.notna(row.get("pooled_reachable_efficiency", float("nan"))):
         parts.append(
             f"of the gain reachable within the students' capacity ceilings "
-            f"({row['mean_reachable_delta']:+.2f} pp on average) {round(row['pooled_reachable_efficiency'])}%"
+            f"({row['mean_reachable_delta']:+.2f} pp on average) {_percent(row['pooled_reachable_efficiency'])}"
         )
     return "; " + "; ".join(parts) if parts else ""
 
