@@ -12,7 +12,7 @@ from rich.table import Table
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
-from .app import _csv, app, console, err_console, with_option_flags
+from .app import _csv, app, console, err_console, on_interrupt, plots_directory, with_option_flags
 
 
 def _option_pairs(items: Optional[list[str]]) -> dict:
@@ -138,11 +138,16 @@ def transfer_command(
         data, why = default_data(student)
         err_console.print(f"data: {data} ({why}; --data sets another)", highlight=False, soft_wrap=True)
     trackers = _csv(log) or []
+    on_interrupt(
+        "run the same command again to resume from the last finished epoch"
+        + (f" (run directory {out})" if out is not None else "")
+    )
     if distributed.launched_by_torchrun():
         from ..core.options import TrainingOptions
 
         device = TrainingOptions(**{k: v for k, v in options.items() if k == "device"}).device
         distributed.init_from_env(device)
+    plots = plots_directory(plots)
     if mode is not None:
         if len(teacher or []) < 2:
             raise AnyteachError(

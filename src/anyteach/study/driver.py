@@ -508,7 +508,6 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -518,6 +517,8 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
+            from ..core.terminal import SafeConsole
+
             self._progress = Progress(
                 TextColumn("[bold]study runs"),
                 BarColumn(),
@@ -525,7 +526,7 @@ class _Progress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=SafeConsole(stderr=True),
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("runs", total=self.total, completed=self.already)
