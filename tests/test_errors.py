@@ -657,6 +657,55 @@ CASES = [
         ),
         "ranges of columns its signals do not use: ['shoe_size']",
     ),
+    Case(
+        "teachers",
+        "every candidate is the student under another name",
+        ("teachers", "{mlp}", "--zoo", "{dir}/student_copy.safetensors", "--data", "{data},calib=200", "--json"),
+        "no candidate teacher: every model given is the student",
+    ),
+    # what leaves the tool: the hub folder, exported data
+    Case(
+        "hub and export",
+        "a sidecar whose class names do not fit the class count",
+        ("info", "{dir}/labels_wrong.safetensors"),
+        "'class_names' must be 10 strings, one per class",
+    ),
+    Case(
+        "hub and export",
+        "push --out without --dry-run",
+        ("push", "{mlp}", "me/student", "--out", "{dir}/hub"),
+        "--out names the folder of a dry run: add --dry-run",
+    ),
+    Case(
+        "hub and export",
+        "push --dry-run into a folder of other files",
+        ("push", "{mlp}", "me/student", "--dry-run", "--out", "{dir}/removed"),
+        "holds other files than a dry run's",
+    ),
+    Case(
+        "hub and export",
+        "push --dry-run onto a file",
+        ("push", "{mlp}", "me/student", "--dry-run", "--out", "{dir}/a_file"),
+        "is a file; choose a new folder for the dry run",
+    ),
+    Case(
+        "hub and export",
+        "data export of neither a dataset nor a zoo",
+        ("data", "export", "--out", "{dir}/export"),
+        "give the dataset to export",
+    ),
+    Case(
+        "hub and export",
+        "data export of a zoo's draw with a bad seed",
+        ("data", "export", "--zoo", "glyphs@one", "--out", "{dir}/export"),
+        "bad zoo seed in 'glyphs@one'",
+    ),
+    Case(
+        "hub and export",
+        "data export of an unknown zoo's draw",
+        ("data", "export", "--zoo", "nope", "--out", "{dir}/export"),
+        "unknown zoo 'nope'",
+    ),
 ]
 
 
@@ -713,6 +762,12 @@ def world(tmp_path_factory, tiny_zoo):
             weights = {k: (v * 10).to(torch.int8) if v.is_floating_point() else v for k, v in weights.items()}
         save_file(weights, str(d / f"{name}.safetensors"))
     save_model(timm_classifier("test_vit", num_classes=2), d / "img2b.safetensors")
+    labelled = save_model(build_classifier("mlp", name="labelled", width=8, depth=1), d / "labels_wrong.safetensors")
+    labelled.with_suffix(".json").write_text(
+        json.dumps({**json.loads(labelled.with_suffix(".json").read_text()), "class_names": ["a", "b", "c"]})
+    )
+    shutil.copyfile(tiny_zoo["mlp"], d / "student_copy.safetensors")
+    shutil.copyfile(Path(tiny_zoo["mlp"]).with_suffix(".json"), d / "student_copy.json")
     _image_folder(d / "removed")
     _image_folder(d / "empty_class", empty="b")
     _image_folder(d / "val_missing", val_classes=("a",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 
 import numpy as np
@@ -354,6 +355,47 @@ def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
     assert Forecaster.load(calib_study / "forecaster.json").get("kl+dp") == fitted.get("kl+dp")
 
 
+def test_report_of_a_study_with_controls_and_recommended_pairs(tiny_zoo, tmp_path, capsys):
+    """`anyteach report` on a study of `pairs: {recommended: 1}` with a control compares the arms that ran
+    (it once crashed there, leaving the old report in place)."""
+    from anyteach.analysis.forecast import recommended_pairs
+    from anyteach.cli import main
+    from anyteach.study.driver import run_study
+
+    refs = list(tiny_zoo.values())
+    study_dir = tmp_path / "recommended"
+    spec = {
+        "models": refs,
+        "data": CALIB_DATA,
+        "methods": ["kl+dp", "xe"],
+        "recipe": RECIPE,
+        "pairs": {"recommended": 1, "seed": 2, "students": [refs[0], refs[2]]},
+    }
+    run_study(spec, study_dir, progress=False)
+    (study_dir / "report.html").write_text("an old report")
+    old = sys.argv
+    sys.argv = ["anyteach", "report", str(study_dir)]
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code
+    finally:
+        sys.argv = old
+    assert code in (0, None), capsys.readouterr().err
+    text = (study_dir / "report.md").read_text()
+    assert "### Recommended pairs against a random draw" in text
+    assert "an old report" not in (study_dir / "report.html").read_text()
+    chosen = recommended_pairs(refs[:3:2], refs, 1, CALIB_DATA, method="kl+dp", seed=2)
+    section = text.split("### Recommended pairs against a random draw", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| kl+dp |")]
+    assert [r.split(" | ")[1] for r in rows] == ["recommended", "random draw"]
+    assert rows[0].split(" | ")[2] == str(len(chosen.recommended))  # one run per student in each arm
+    for line in text.splitlines():  # every table cell formatted: no raw float, no nan correlation
+        if line.startswith("|"):
+            assert not re.search(r"\d\.\d{4,}", line) and not re.search(r"\bnan\b", line, re.IGNORECASE), line
+
+
 def test_report_says_what_makes_a_good_teacher(calib_study):
     from anyteach.report.document import write_report
     from anyteach.report.teacher_choice import property_correlations, resolvable, spearman
@@ -386,3 +428,47 @@ def test_report_says_what_makes_a_good_teacher(calib_study):
     table = property_correlations(frame).set_index("property")
     assert table.loc["available gain", "rho"] == pytest.approx(1.0) and table.loc["available gain", "resolved"]
     assert np.isnan(table.loc["teacher accuracy", "rho"])  # a constant says nothing
+
+
+def test_the_teachers_table_never_lists_the_student_under_another_reference(tiny_zoo, tmp_path):
+    """The student's file copied under another name (what a user's own list of candidates often holds):
+    the same content identity, left out of the candidates. Through the CLI, piped."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "my_student.safetensors"
+    shutil.copyfile(tiny_zoo["mlp"], copy)
+    shutil.copyfile(tiny_zoo["mlp"].replace(".safetensors", ".json"), copy.with_suffix(".json"))
+    candidates = [str(copy), tiny_zoo["gru_chunk4"], tiny_zoo["cnn_small_sgd"]]
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyteach", "teachers", tiny_zoo["mlp"], "--zoo", ",".join(candidates)]
+        + ["--data", CALIB_DATA, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ranked = [row["teacher"] for row in json.loads(proc.stdout)["teachers"]]
+    assert sorted(ranked) == sorted(candidates[1:])  # not the copy of the student
+    proc = subprocess.run(
+        [sys.executable, "-m", "anyteach", "teachers", tiny_zoo["mlp"], "--zoo", str(copy), "--data", CALIB_DATA],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()  # after a progress line per model whose predictions are ready
+    assert [line for line in lines if not line.lstrip().startswith("predictions: ")] == [
+        f"error: no candidate teacher: every model given is the student {tiny_zoo['mlp']} itself"
+    ]
+
+
+def test_a_list_of_models_keeps_a_reference_whose_arguments_hold_commas():
+    from anyteach.analysis.forecast import resolve_models
+
+    refs = "timm:resnet10t@a.safetensors?stem_width=8&channels=[8,16,32,64],zoo:glyphs/levit_d64, b.safetensors"
+    assert resolve_models(refs) == [
+        "timm:resnet10t@a.safetensors?stem_width=8&channels=[8,16,32,64]",
+        "zoo:glyphs/levit_d64",
+        "b.safetensors",
+    ]

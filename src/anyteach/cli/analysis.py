@@ -11,24 +11,35 @@ import typer
 from rich.table import Table
 
 from ..core.errors import AnyteachError
-from .app import _print_json, app, console, err_console, plots_directory
+from .app import _print_json, app, console, err_console, plots_directory, with_input_size
 
 
 @app.command()
 def info(
     model: str = typer.Argument(..., help="Model reference: timm:<name>[@weights], zoo:<zoo>/<model>, path."),
     data: Optional[str] = typer.Option(None, help="Also measure eval accuracy on this dataset."),
+    input_size: Optional[str] = typer.Option(
+        None, "--input-size", help="The input size the model was trained at, e.g. 3,32,32 (overrides its config)."
+    ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="With --data: report an accuracy at chance instead of stopping."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Resolve a model reference and print its metadata (and eval accuracy with --data)."""
     from ..models.references import load_model
 
-    m = load_model(model)
+    m = load_model(model, input_size=input_size)
     out = {"reference": model, **m.info.to_dict()}
     if data is not None:
-        from ..data.predictions import predict
+        from ..data.predictions import check_not_at_chance, predict
+        from ..data.references import load_dataset
 
-        out["eval_acc"] = round(predict(m, data).accuracy, 2)
+        dataset = load_dataset(data)
+        predictions = predict(m, dataset)
+        if not allow_chance:
+            check_not_at_chance(m, dataset, "eval", "model", predictions)
+        out["eval_acc"] = round(predictions.accuracy, 2)
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return
@@ -73,6 +84,9 @@ def flips(
     semantic: bool = typer.Option(
         False, "--semantic", help="Pair mode: semantic relatedness of the top classes (needs anyteach[semantic])."
     ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="A model at chance on the split is expected (a random teacher as a control)."
+    ),
 ) -> None:
     """Complementary knowledge of a teacher for a student, or of every ordered pair of a zoo."""
     from ..analysis import complementarity
@@ -87,11 +101,12 @@ def flips(
             raise AnyteachError("give either --zoo or --model, not both")
         start = time.perf_counter()
         result = complementarity.analyze_zoo(
-            zoo if zoo is not None else list(model),
+            zoo if zoo is not None else list(model or []),
             data,
             split,
             top_p=shares,
             on_model=lambda ref: err_console.print(f"  predictions: {ref}"),
+            allow_chance=allow_chance,
         )
         _print_json(result.matrices()) if as_json else _print_zoo(result)
         _save_analysis(
@@ -104,7 +119,9 @@ def flips(
         return
     if teacher is None or student is None:
         raise AnyteachError("give TEACHER and STUDENT model references, or --zoo NAME, or --model REF (repeated)")
-    pair = complementarity.analyze_pair(teacher, student, data, split, top_p=shares, semantic=semantic)
+    pair = complementarity.analyze_pair(
+        teacher, student, data, split, top_p=shares, semantic=semantic, allow_chance=allow_chance
+    )
     _print_json(pair.as_dict()) if as_json else _print_pair(pair)
     _save_analysis(pair, json_path, csv_path, plots and (lambda: figures.pair_figures(pair, plots)))
 
@@ -157,7 +174,7 @@ def _print_zoo(result) -> None:
         ("from teacher", "left"),
         ("entropy", "right"),
     ):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # left/right
     for s in np.argsort(-result.accuracy, kind="stable"):
         others = [t for t in range(result.num_models) if t != s]
         values = result.positive_flips[s, others]
@@ -210,6 +227,15 @@ def teachers(
     plots: Optional[Path] = typer.Option(
         None, "--plots", help="Write a PNG of the ranking: this file (x.png), or teachers.png in this directory."
     ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="A model at chance on the calib split is expected (a random candidate)."
+    ),
+    input_size: Optional[str] = typer.Option(
+        None,
+        "--input-size",
+        help="The input size the student and the candidates were trained at, e.g. 3,32,32 (a model's own "
+        "?input_size= wins).",
+    ),
 ) -> None:
     """Rank every candidate teacher of a student by the forecast gain beyond the no-teacher control."""
     from rich import box
@@ -225,7 +251,7 @@ def teachers(
 
     figure = None
     if plots is not None:
-        figure = plots if plots.suffix.lower() == ".png" else plots_directory(plots) / "teachers.png"
+        figure = plots if plots.suffix.lower() == ".png" else Path(plots_directory(plots) or plots) / "teachers.png"
         if figure.is_dir():
             raise AnyteachError(f"--plots {figure} is a directory; give a .png file name or a directory")
     chosen = Forecaster.load(forecaster) if forecaster is not None else shipped_forecaster()
@@ -235,13 +261,20 @@ def teachers(
 
         chosen = fit_from_study(fit, data, base=chosen)
         err_console.print(f"re-fitted on {fit}: {chosen.save(fit / 'forecaster.json')}", highlight=False)
+    candidates: str | list[str] = zoo
+    if input_size is not None:
+        from ..analysis.forecast import resolve_models
+
+        student = with_input_size(student, input_size)
+        candidates = [with_input_size(ref, input_size) for ref in resolve_models(zoo)]
     ranking = rank_teachers(
         student,
-        zoo,
+        candidates,
         data,
         method=method or DEFAULT_METHOD,
         forecaster=chosen,
         on_model=None if as_json else lambda ref: err_console.print(f"  predictions: {ref}"),
+        allow_chance=allow_chance,
     )
     if figure is not None:
         err_console.print(f"wrote {ranking_figure(ranking, figure)}")
@@ -273,7 +306,7 @@ def teachers(
         ("forecast pp", "right"),
         ("why", "left"),
     ):
-        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))
+        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))  # type: ignore[arg-type]
     for r in t.itertuples():
         table.add_row(
             str(r.rank),

@@ -16,7 +16,7 @@ import threading
 import typing
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -52,7 +52,7 @@ def output_console(stderr: bool = False) -> Console:
 
 console = output_console()
 err_console = output_console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
 
 
 def with_option_flags(*tables: dict, exclude: tuple[str, ...] = ()):
@@ -101,8 +101,21 @@ def with_option_flags(*tables: dict, exclude: tuple[str, ...] = ()):
     return wrap
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"anyteach {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     _state["debug"] = debug
 
 
@@ -138,7 +151,15 @@ def _csv(text: Optional[str]) -> Optional[list[str]]:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _click_errors() -> tuple[type, type]:
+def with_input_size(reference: str, size: str) -> str:
+    """A model reference with `input_size` after its `?` (unless it gives its own): `--input-size`."""
+    _, mark, query = reference.partition("?")
+    if "input_size=" in query:
+        return reference
+    return f"{reference}{'&' if mark else '?'}input_size={size}"
+
+
+def _click_errors() -> tuple[Any, Any]:
     """Click's exception base and its "no arguments: show the help" error, as the click that typer
     runs on defines them (typer 0.29 vendors its own copy of click)."""
     base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")

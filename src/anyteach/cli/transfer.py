@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -12,7 +12,17 @@ from rich.table import Table
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
-from .app import _csv, app, console, err_console, on_interrupt, plots_directory, with_option_flags
+from ..methods import get_method
+from .app import (
+    _csv,
+    app,
+    console,
+    err_console,
+    on_interrupt,
+    plots_directory,
+    with_input_size,
+    with_option_flags,
+)
 
 
 def _option_pairs(items: Optional[list[str]]) -> dict:
@@ -79,10 +89,30 @@ def transfer_command(
     ),
     plots: Optional[Path] = typer.Option(None, "--plots", help="With --mode: write PNG figures into this directory."),
     data: Optional[str] = typer.Option(
-        None, "--data", help="Dataset reference (required, except for MNIST-1D models: mnist1d)."
+        None,
+        "--data",
+        help="Dataset reference, e.g. imagefolder:DIR (train/, val/, optional calib/ and unlabelled/); "
+        "default for zoo and MNIST-1D models: their own data.",
     ),
     method: Optional[str] = typer.Option(
-        None, "--method", help="Transfer method (see `anyteach methods`; default kl+dp)."
+        None,
+        "--method",
+        help="Transfer method (see `anyteach methods`); default: chosen by the data you have, and said.",
+    ),
+    control: bool = typer.Option(
+        True,
+        "--control/--no-control",
+        help="Also run the method's strongest no-teacher control on the same data and budget (reused when "
+        "already run) and end with the verdict: what the teacher added beyond it. --no-control: Δ alone, which "
+        "is not a transfer claim.",
+    ),
+    input_size: Optional[str] = typer.Option(
+        None,
+        "--input-size",
+        help="The input size every model here was trained at, e.g. 3,32,32 (a model's own ?input_size= wins).",
+    ),
+    allow_chance: bool = typer.Option(
+        False, "--allow-chance", help="A student or teacher at chance on the eval split is expected (a random teacher)."
     ),
     config: Optional[Path] = typer.Option(
         None,
@@ -116,27 +146,28 @@ def transfer_command(
     """Transfer knowledge from a teacher (or several, with --mode) into a student; resumable (re-run the
     same command). Every training and method option has a flag; method defaults: `anyteach methods`."""
     from ..core.registry import import_plugins
-    from ..training.transfer import transfer
+    from ..training.transfer import default_data, transfer
 
     import_plugins(imports or [])
-    options = {**options, **_option_pairs(option)}
+    options = {**(options or {}), **_option_pairs(option)}
     if config is not None:
         from ..training.run_config import read_run_config
 
         run = read_run_config(config)
         student = student if student is not None else run.student
-        teacher = teacher or run.teachers or None
         data = data if data is not None else run.data
+        if teacher is None and run.teachers and method is not None and not get_method(method).needs_teacher:
+            # the same run file serves the method and its no-teacher control
+            err_console.print(f"{method} takes no teacher: the run file's teacher is not used", highlight=False)
+        else:
+            teacher = teacher or run.teachers or None
         method = method if method is not None else run.method
         options = {**run.options, **options}
     if student is None:
         raise AnyteachError("give the student: --student <model reference> (or student: in --config)")
-    method = method or "kl+dp"
-    if data is None:
-        from ..training.transfer import default_data
-
-        data, why = default_data(student)
-        err_console.print(f"data: {data} ({why}; --data sets another)", highlight=False, soft_wrap=True)
+    if input_size is not None:
+        student = with_input_size(student, input_size)
+        teacher = [with_input_size(t, input_size) for t in teacher] if teacher else teacher
     trackers = _csv(log) or []
     on_interrupt(
         "run the same command again to resume from the last finished epoch"
@@ -149,6 +180,10 @@ def transfer_command(
         distributed.init_from_env(device)
     plots = plots_directory(plots)
     if mode is not None:
+        if data is None:
+            data, why = default_data(student)
+            err_console.print(f"data: {data} ({why}; --data sets another)", highlight=False, soft_wrap=True)
+        method = method or "kl+dp"
         if len(teacher or []) < 2:
             raise AnyteachError(
                 f"--mode {mode} combines several teachers: give at least two --teacher (with one teacher, drop --mode)"
@@ -177,6 +212,8 @@ def transfer_command(
         data,
         method,
         out,
+        control=control,
+        allow_chance=allow_chance,
         overwrite=overwrite,
         restart=restart,
         progress=not quiet,
@@ -186,12 +223,16 @@ def transfer_command(
     if not distributed.is_main():
         return
     if as_json:
-        print(json.dumps(result.final, indent=2))
+        print(json.dumps({**(result.final or {}), **({"choices": result.choices} if result.choices else {})}, indent=2))
         return
+    if quiet:  # what was chosen for the user (data, method), said with the progress otherwise
+        for note in result.choices:
+            err_console.print(note, highlight=False, soft_wrap=True)
     console.print(transfer_summary(result))
-    _print_run_note(result, method)
+    _print_run_note(result, result.config["method"])
     where = result.student_path or result.run_dir
     err_console.print(f"{'student' if result.student_path else 'run'}: {where}", highlight=False, soft_wrap=True)
+    console.print(f"verdict: {result.verdict}", highlight=False, soft_wrap=True)
 
 
 def _print_run_note(result, method: str) -> None:
@@ -277,7 +318,7 @@ def _transfer_multi(
     else:
         console.print(multi_summary(result))
     if plots is not None:
-        runs = {result.label: result}
+        runs: dict[str, Any] = {result.label: result}
         if mode == "soup":  # its ingredients are the single-teacher runs
             runs.update({f"single: {row['teacher']}": run for row, run in zip(result.stage_metrics, result.stages)})
         for path in multi_teacher_figures(runs, plots):
@@ -291,10 +332,23 @@ def push_command(
     repo_id: str = typer.Argument(..., help="Hub repository: <user or organisation>/<name>."),
     private: bool = typer.Option(False, "--private", help="Create the repository as private."),
     token: Optional[str] = typer.Option(None, "--token", help="Hub token (default: your login or HF_TOKEN)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Write the folder that would be uploaded instead (no network), and say where."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="With --dry-run: the folder to write (default: ./hub-<owner>--<name>)."
+    ),
 ) -> None:
     """Upload a student (or any saved model) to the Hugging Face hub with a timm config.json and a model card."""
-    from ..models.hub import push_to_hub
+    from ..models.hub import push_to_hub, stage_push
 
+    if dry_run:
+        folder = stage_push(model, repo_id, out)
+        files = ", ".join(sorted(p.name for p in folder.iterdir()))
+        console.print(f"dry run: wrote {folder} ({files}); nothing was uploaded", highlight=False, soft_wrap=True)
+        return
+    if out is not None:
+        raise AnyteachError("--out names the folder of a dry run: add --dry-run (a push writes no folder)")
     url = push_to_hub(model, repo_id, private=private, token=token)
     err_console.print(f"pushed {model} -> {url}", highlight=False, soft_wrap=True)
 

@@ -24,7 +24,7 @@ def zoo_table(rows: list[dict], title: str) -> Table:
         ("plateau Δ pp", "right"),
         ("train s", "right"),
     ):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # left/right
     for r in sorted(rows, key=lambda r: -(r["eval_acc"] or 0)):
         table.add_row(
             r["name"],
@@ -38,7 +38,10 @@ def zoo_table(rows: list[dict], title: str) -> Table:
 
 
 def build_zoo_with_progress(name: str, seed: int = 0, workers: Optional[int] = None) -> list[dict]:
-    """Build a zoo, showing a progress bar and one line per finished model."""
+    """Build a zoo: first how many models it will train, then one line per finished model (with its
+    count, `[3/8]`), and in a terminal a progress bar."""
+    import os
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -51,28 +54,41 @@ def build_zoo_with_progress(name: str, seed: int = 0, workers: Optional[int] = N
 
     zoo = get_zoo(name, seed)
     todo = len(zoo.missing())
+    if not todo:
+        return build_zoo(zoo, workers=workers)
     start = time.perf_counter()
-    if todo:
-        with Progress(
-            TextColumn("[bold]building zoo {task.fields[zoo]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-        ) as progress:
-            task = progress.add_task("zoo", total=todo, zoo=name)
+    cores = min(workers or os.cpu_count() or 1, todo)
+    built = len(zoo.names) - todo
+    err_console.print(
+        f"zoo {name} (seed {seed}): {todo} of {len(zoo.names)} models to train"
+        + (f" ({built} already built)" if built else "")
+        + f", {cores} at a time",
+        highlight=False,
+        soft_wrap=True,
+    )
+    count = 0
+    with Progress(
+        TextColumn("[bold]building zoo {task.fields[zoo]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,  # in a log: the lines below, no bar
+    ) as progress:
+        task = progress.add_task("zoo", total=todo, zoo=name)
 
-            def done(row: dict) -> None:
-                progress.console.print(
-                    f"  {row['name']:<18} {row['family']:<12} eval {row['eval_acc']:6.2f}%  "
-                    f"({row['train_seconds']:.0f} s)"
-                )
-                progress.advance(task)
+        def done(row: dict) -> None:
+            nonlocal count
+            count += 1
+            progress.console.print(
+                f"  [{count}/{todo}] {row['name']:<26} {row['family']:<12} eval {row['eval_acc']:6.2f}%  "
+                f"({row['train_seconds']:.0f} s)",
+                highlight=False,
+            )
+            progress.advance(task)
 
-            rows = build_zoo(zoo, workers=workers, on_done=done)
-        err_console.print(f"built {todo} models in {time.perf_counter() - start:.0f} s -> {zoo.directory}")
-    else:
-        rows = build_zoo(zoo, workers=workers)
+        rows = build_zoo(zoo, workers=workers, on_done=done)
+    err_console.print(f"built {todo} models in {time.perf_counter() - start:.0f} s -> {zoo.directory}")
     return rows
 
 
@@ -89,18 +105,66 @@ def zoo_build(
 
 @data_app.command("export")
 def data_export(
-    data: str = typer.Argument(
-        ..., help="Dataset reference of generated images, e.g. glyphs or glyphs:train=2000,eval=500,seed=1."
+    data: Optional[str] = typer.Argument(
+        None, help="Dataset reference of generated images, e.g. glyphs or glyphs:train=2000,eval=500,seed=1."
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="New directory: train/, val/ (and calib/) of class folders of PNG images."
     ),
+    zoo: Optional[str] = typer.Option(
+        None, "--zoo", help="Export the draw a built-in zoo was trained on: glyphs, or glyphs@<seed> (instead of DATA)."
+    ),
 ) -> None:
     """Write a generated image dataset as an ImageNet-style folder, readable as `imagefolder:<out>`."""
     from ..data.references import export_imagefolder, load_dataset
+    from ..zoo import zoo_data
 
-    root = export_imagefolder(load_dataset(data), out)
-    console.print(f"wrote {root} (read it back as imagefolder:{root})")
+    if (data is None) == (zoo is None):
+        raise AnyteachError(
+            "give the dataset to export: a reference (anyteach data export glyphs --out DIR) or the zoo whose "
+            "training draw to write (anyteach data export --zoo glyphs --out DIR), not both"
+        )
+    ref, why = zoo_data(zoo) if zoo is not None else (str(data), None)
+    dataset = load_dataset(ref)
+    root = export_imagefolder(dataset, out)
+    sizes = ", ".join(f"{folder} {dataset.size(split)}" for split, folder in _export_folders(dataset))
+    console.print(
+        f"wrote {root}: the draw {dataset.ref}{f' ({why})' if why else ''}; {sizes} images "
+        f"(read it back as imagefolder:{root})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if zoo is None:
+        note = _other_draw_note(dataset)
+        if note:
+            err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+
+
+def _export_folders(dataset) -> list[tuple[str, str]]:
+    """The splits `export_imagefolder` writes and their folders."""
+    return [("train", "train"), ("eval", "val")] + ([("calib", "calib")] if dataset.has_split("calib") else [])
+
+
+def _other_draw_note(dataset) -> Optional[str]:
+    """A note when an exported draw is not the one the built-in zoo of its kind was trained on."""
+    from ..data.references import load_dataset
+    from ..zoo import ZOOS, get_zoo
+
+    if dataset.name not in ZOOS:
+        return None
+    seed = getattr(dataset, "seed", 0)
+    zoo = get_zoo(dataset.name, seed)
+    trained = load_dataset(zoo.data)  # the same draw: the same splits, each of the same images
+    splits = [split for split, _ in _export_folders(trained)]
+    if splits == [split for split, _ in _export_folders(dataset)] and all(
+        trained.split_identity(split) == dataset.split_identity(split) for split in splits
+    ):
+        return None
+    at = f"@{seed}" if seed else ""
+    return (
+        f"this is not the draw the {dataset.name} zoo (seed {seed}) was trained on ({zoo.data}): its models "
+        f"have seen none of these images; for that draw: anyteach data export --zoo {dataset.name}{at} --out DIR"
+    )
 
 
 @zoo_app.command("list")
@@ -160,7 +224,7 @@ def _timm_list(pattern: Optional[str], pretrained: bool, as_json: bool) -> None:
         ("classes", "right"),
         ("top-1 %", "right"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col == "model")
+        table.add_column(col, justify=justify, no_wrap=col == "model")  # type: ignore[arg-type]
     for r in rows:
         size = "x".join(str(v) for v in r["input_size"][1:]) if r["input_size"] else "-"
         table.add_row(

@@ -2,9 +2,16 @@
 each an optional package: `pip install 'anyteach[tensorboard]'`, `[wandb]`, `[mlflow]`).
 
 A transfer run with `log=("tensorboard", ...)` opens one tracker run per transfer run, named after
-the pair and the method (`mlp <- gru: kl+dp`), records the run's configuration, and logs every
-evaluated epoch's numeric metrics at step = epoch (epoch 0 is the student before transfer). Where
-each writes follows the tool's own settings: TensorBoard event files go into the run directory's
+the pair and the method (`mlp <- gru: kl+dp`), records the run's configuration, and logs
+
+- every evaluated epoch's numeric metrics at step = epoch (epoch 0 is the student before transfer);
+- while training, the loss (and each of its terms) and the learning rate under `step/` (`step/loss`,
+  `step/loss_kl`, `step/lr`) at step = optimiser step, throttled: one point every `STEP_EVERY`
+  optimiser steps, or sooner once `STEP_SECONDS` have passed since the last point (slow steps), each
+  loss the mean over the steps since the last point (one device-to-host copy per point, none per step).
+  W&B plots the `step/` values against `optimizer_step` and the others against `epoch`.
+
+Where each writes follows the tool's own settings: TensorBoard event files go into the run directory's
 `tensorboard/`; W&B honours `WANDB_MODE` (`offline` writes under the run directory's `wandb/`),
 `WANDB_PROJECT` (default `anyteach`) and its login; MLflow honours `MLFLOW_TRACKING_URI` and
 `MLFLOW_EXPERIMENT_NAME` (default `anyteach`). Nothing here is needed to run anyteach: trackers are
@@ -18,9 +25,12 @@ import importlib.util
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
 
 from .errors import AnyteachError
 from .registry import Registry
@@ -29,8 +39,8 @@ from .registry import Registry
 @dataclass(frozen=True)
 class TrackerKind:
     """A tracker `--log` can name: the package it needs, the anyteach extra that installs it, and the
-    class that opens one tracker run (`(run_name, config, run_dir)`, with `log(epoch, metrics)` and
-    `close()`)."""
+    class that opens one tracker run (`(run_name, config, run_dir)`, with `log(epoch, metrics)`,
+    `log_step(optimiser_step, metrics)` and `close()`)."""
 
     module: str
     extra: str
@@ -85,6 +95,12 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+STEP_EVERY = 20
+"""Optimiser steps between two per-step points of the loss and learning rate."""
+STEP_SECONDS = 30.0
+"""Seconds after which the next optimiser step is logged even if `STEP_EVERY` steps have not passed."""
+
+
 class _TensorBoard:
     def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
@@ -97,6 +113,10 @@ class _TensorBoard:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, epoch)
         self.writer.flush()
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
 
     def close(self) -> None:
         self.writer.close()
@@ -113,9 +133,20 @@ class _WandB:
             dir=str(run_dir),
             reinit="create_new",
         )
+        # two x axes: W&B's own step only grows, so epochs and optimiser steps are metrics plotted against
+        self.run.define_metric("epoch")
+        self.run.define_metric("optimizer_step")
+        self.run.define_metric("step/*", step_metric="optimizer_step")
+        self.against_epoch: set[str] = set()
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.run.log({"epoch": epoch, **metrics}, step=epoch)
+        for key in metrics.keys() - self.against_epoch:
+            self.run.define_metric(key, step_metric="epoch")
+            self.against_epoch.add(key)
+        self.run.log({"epoch": epoch, **metrics})
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.run.log({"optimizer_step": step, **metrics})
 
     def close(self) -> None:
         self.run.finish()
@@ -153,12 +184,13 @@ class _MLflow:
             self.client.log_batch(self.run_id, params=params[start : start + 100])
 
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.log(step, metrics)
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)
@@ -196,9 +228,19 @@ def _open(name: str, run_name: str, config: Mapping[str, Any], run_dir: Path) ->
 
 class RunTrackers:
     """The trackers of one transfer run: `log(history)` after each evaluated epoch logs the rows not
-    logged yet; `close()` at the end (also after a failure: what was logged stays)."""
+    logged yet; `log_step(step, losses, lr)` after each optimiser step (the trainer's `on_step`) logs
+    the loss and learning rate, throttled (`STEP_EVERY`, `STEP_SECONDS`); `close()` at the end (also
+    after a failure: what was logged stays)."""
 
-    def __init__(self, names: Sequence[str], run_name: str, config: Mapping[str, Any], run_dir: str | Path):
+    def __init__(
+        self,
+        names: Sequence[str],
+        run_name: str,
+        config: Mapping[str, Any],
+        run_dir: str | Path,
+        every_steps: int = STEP_EVERY,
+        every_seconds: float = STEP_SECONDS,
+    ):
         self.opened: list[Any] = []
         try:
             for name in check_trackers(names):
@@ -207,6 +249,28 @@ class RunTrackers:
             self.close()
             raise
         self.logged_epoch = -1
+        self.every_steps, self.every_seconds = every_steps, every_seconds
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.last_point = time.monotonic()
+
+    def log_step(self, step: int, losses: Mapping[str, torch.Tensor], lr: float) -> None:
+        """One optimiser step's loss terms (tensors, on the device) and the learning rate it used.
+        Summed on the device; a point (`step/loss` and each term, `step/loss_kl`, means since the last point,
+        `step/lr`) goes to the trackers every `every_steps` steps or after `every_seconds`."""
+        for name, value in losses.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.steps += 1
+        now = time.monotonic()
+        if step % self.every_steps and now - self.last_point < self.every_seconds:
+            return
+        means = {name: float(total) / self.steps for name, total in self.sums.items()}
+        metrics = {"step/loss": sum(means.values()), **{f"step/{k}": v for k, v in means.items()}, "step/lr": lr}
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        for tracker in self.opened:
+            tracker.log_step(step, metrics)
+        self.sums, self.steps, self.last_point = {}, 0, now
 
     def log(self, history: Sequence[Mapping[str, Any]]) -> None:
         for row in history:
@@ -230,6 +294,8 @@ def tracker_run_name(student: str, teachers: Sequence[str], method: str) -> str:
 
 __all__ = [
     "RunTrackers",
+    "STEP_EVERY",
+    "STEP_SECONDS",
     "TRACKERS",
     "TRACKER_HINTS",
     "check_trackers",

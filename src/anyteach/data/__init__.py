@@ -1,13 +1,16 @@
 """Data: what a user hands over (a reference string or objects) resolved to splits of samples.
 
 `references` turns a dataset reference (`mnist1d`, `glyphs`, `imagefolder:`) into a `Dataset` whose
-splits yield `(input, label, index)`; `images` decodes image files; `glyph_images` draws the
-generated glyph images; `predictions` runs one model over one split once and caches the logits.
+splits yield `(input, label, index)`; `objects` does the same for data a user holds as objects (torch
+Datasets and DataLoaders, torchvision ImageFolders, Hugging Face splits); `images` decodes image files;
+`glyph_images` draws the generated glyph images; `predictions` runs one model over one split once and
+caches the logits (and stops a model at chance on its data).
 
 May import: `core`, `models`.
 """
 
-from .predictions import Predictions, check_compatible, predict
+from .objects import InMemoryData, from_objects
+from .predictions import Predictions, check_compatible, check_not_at_chance, predict
 from .references import (
     BatchOrder,
     Dataset,
@@ -26,6 +29,9 @@ from .references import (
 __all__ = [
     "BatchOrder",
     "Dataset",
+    "InMemoryData",
+    "check_not_at_chance",
+    "from_objects",
     "Glyphs",
     "ImageFolder",
     "Mnist1d",

@@ -68,6 +68,8 @@ from .images import folder_manifest, load_rgb8, same_images, symlink_loop
 SPLITS = ("train", "transfer", "eval")
 OPTIONAL_SPLITS = ("calib",)
 """Splits only some datasets have (`mnist1d:calib=N`, an image folder's `calib/`)."""
+UNLABELLED = -100
+"""The label of a sample without one (an image folder's `unlabelled/`); cross-entropy ignores it."""
 MNIST1D_GENERATOR_VERSION = "mnist1d-0.0.2"
 MNIST1D_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST1D_AUGMENTATION: dict[str, float] = {"shift": 3, "scale": 0.2, "noise": 0.05}
@@ -93,6 +95,30 @@ def _parse_options(text: str, allowed: dict[str, type], ref: str) -> dict[str, A
             kind = "an integer" if allowed[key] is int else "a number"
             raise AnyteachError(f"option {key}={value!r} in dataset reference {ref!r} is not {kind}") from e
     return out
+
+
+def _cached_arrays(
+    path: Path, rows: int, classes: int, dtype: type, ndim: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A generated dataset's cached inputs and labels, or None when there is no cache file or it is damaged (cut
+    short, overwritten, of another shape): a damaged file is removed, and the data is generated again."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+        if (
+            x.dtype == dtype
+            and x.ndim == ndim
+            and y.dtype == np.int64
+            and len(x) == len(y) == rows
+            and (not rows or (y.min() >= 0 and y.max() < classes))
+        ):
+            return torch.from_numpy(x), torch.from_numpy(y)
+    except Exception:  # noqa: BLE001 - whatever numpy or zipfile raise for a damaged file: generate it again
+        pass
+    path.unlink(missing_ok=True)
+    return None
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -262,6 +288,17 @@ class Dataset:
         """The optional splits (`OPTIONAL_SPLITS`) this dataset has."""
         return ()
 
+    @property
+    def transfer_labelled(self) -> bool:
+        """Whether the transfer split has labels (False: an image folder's `unlabelled/`, unlabelled data)."""
+        return True
+
+    @property
+    def transfer_unseen(self) -> bool:
+        """Whether the transfer split holds samples the models were not trained on (fresh or unlabelled data),
+        rather than the train split or a subset of it."""
+        return False
+
     def has_split(self, split: str) -> bool:
         return split in SPLITS or split in self.extra_splits
 
@@ -283,6 +320,11 @@ class Dataset:
             return f"{self.identity}/transfer-{self.fraction}-{self.subset_seed}"
         return f"{self.identity}/{'train' if split == 'transfer' else split}"
 
+    def input_shape(self, split: str) -> tuple[int, ...] | None:
+        """The shape of one sample of a split as the data holds it, before any model resizes it (an image
+        folder: its first image's); None when unknown."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.ref!r})"
 
@@ -293,6 +335,8 @@ class _InMemory(Dataset):
 
     augmentation: Mapping[str, float] = {}
     augmenter: Callable[..., torch.Tensor] = staticmethod(augment_signals)
+    _x: dict[str, torch.Tensor]  # set by the subclass
+    _y: dict[str, torch.Tensor]
 
     def inputs(self, split: str) -> torch.Tensor:
         self._check_split(split)
@@ -301,6 +345,10 @@ class _InMemory(Dataset):
     def labels(self, split: str) -> torch.Tensor:
         self._check_split(split)
         return self._y[split]
+
+    def input_shape(self, split: str) -> tuple[int, ...] | None:
+        x = self.inputs(split)
+        return tuple(x.shape[1:]) if len(x) else None
 
     def loader(
         self,
@@ -390,6 +438,10 @@ class Mnist1d(_InMemory):
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if self.calib else ()
 
+    @property
+    def transfer_unseen(self) -> bool:
+        return bool(self.fresh)
+
     def split_identity(self, split: str) -> str:
         self._check_split(split)
         if split == "calib":
@@ -409,22 +461,9 @@ class Mnist1d(_InMemory):
 
     def _generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         path = cache_dir() / "data" / f"mnist1d-{text_digest(self.identity)}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    x, y = z["x"], z["y"]
-                if (
-                    x.dtype == np.float32
-                    and y.dtype == np.int64
-                    and x.ndim == 2
-                    and len(x) == len(y) == self.size_total
-                    and y.min() >= 0
-                    and y.max() < len(MNIST1D_CLASS_NAMES)
-                ):
-                    return torch.from_numpy(x), torch.from_numpy(y)
-            except Exception:  # noqa: BLE001 - whatever numpy or zipfile raise for a damaged file: regenerate it
-                pass
-            path.unlink(missing_ok=True)  # a damaged or foreign cache entry is regenerated
+        cached = _cached_arrays(path, self.size_total, len(MNIST1D_CLASS_NAMES), np.float32, 2)
+        if cached is not None:
+            return cached
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
@@ -515,22 +554,9 @@ class Glyphs(_InMemory):
         loads the dataset; reading 8-bit images back is much faster than drawing them)."""
         n = self.sizes[stream]
         path = cache_dir() / "data" / f"glyphs-{text_digest(f'{GLYPHS_VERSION}:{self.seed}:{stream}:{n}')}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    x, y = z["x"], z["y"]
-                if (
-                    x.dtype == np.float32
-                    and y.dtype == np.int64
-                    and x.ndim == 2
-                    and len(x) == len(y) == self.size_total
-                    and y.min() >= 0
-                    and y.max() < len(MNIST1D_CLASS_NAMES)
-                ):
-                    return torch.from_numpy(x), torch.from_numpy(y)
-            except Exception:  # noqa: BLE001 - whatever numpy or zipfile raise for a damaged file: regenerate it
-                pass
-            path.unlink(missing_ok=True)  # a damaged or foreign cache entry is regenerated
+        cached = _cached_arrays(path, n, len(GLYPH_CLASSES), np.uint8, 4)
+        if cached is not None:
+            return cached
         x, y = generate_glyphs(n, self.seed, _GLYPH_STREAMS[stream])
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
@@ -540,6 +566,10 @@ class Glyphs(_InMemory):
     @property
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if self.calib else ()
+
+    @property
+    def transfer_unseen(self) -> bool:
+        return bool(self.fresh)
 
     def split_identity(self, split: str) -> str:
         self._check_split(split)
@@ -679,10 +709,10 @@ class _EpochLoader:
         self.order.epoch = self.epoch
         images = self.loader.dataset
         for x, y, index in self.loader:
-            broken = (y < 0).nonzero()
+            broken = ((y == UNREADABLE) | (y == OVERSIZED)).nonzero()
             if len(broken):
                 first = int(broken[0, 0])
-                path = images.path(int(index[first]))
+                path = images.path(int(index[first]))  # type: ignore[attr-defined]  # an image folder's
                 if int(y[first]) == OVERSIZED:
                     raise AnyteachError(
                         f"image {path} has more pixels than PIL's decompression-bomb limit "
@@ -694,8 +724,30 @@ class _EpochLoader:
             yield x, y, index
 
 
+class _UnlabelledFolder:
+    """The images of an `unlabelled/` folder (any depth, no class folders), shaped like a torchvision
+    `ImageFolder` (`root`, `samples`, `targets`, `loader`) with every label `UNLABELLED`."""
+
+    def __init__(self, root: Path):
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        self.root, self.classes, self.loader = str(root), list[str](), load_rgb8
+        files = sorted(str(f) for f in root.rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
+        if not files:
+            raise AnyteachError(f"{root} holds no image files ({', '.join(IMG_EXTENSIONS)})")
+        self.samples = [(f, UNLABELLED) for f in files]
+        self.targets = [UNLABELLED] * len(files)
+
+
 class ImageFolder(Dataset):
-    """ImageNet-style class folders; images are resized and cropped per the model's preprocessing."""
+    """ImageNet-style class folders; images are resized and cropped per the model's preprocessing.
+
+    `<root>/train/` and `<root>/val/` hold class folders; an optional `<root>/calib/` (class folders:
+    held-out labelled images) is the `calib` split, and an optional `<root>/unlabelled/` (images at any
+    depth, no classes) is the transfer split: data the models were not trained on, for methods that use
+    no labels of their transfer data. `ImageFolder.from_folders` builds one from torchvision
+    `ImageFolder` objects a user already has.
+    """
 
     def __init__(
         self, root: str | Path, fraction: float = 1.0, subset_seed: int = 0, ref: str | None = None, verify: int = 0
@@ -703,34 +755,72 @@ class ImageFolder(Dataset):
         from torchvision.datasets import ImageFolder as TVImageFolder
 
         root = Path(root).expanduser()
-        if not 0 < fraction <= 1:
-            raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
         for split in ("train", "val"):
             if not (root / split).is_dir():
                 raise AnyteachError(f"imagefolder root {root} has no {split}/ directory of class folders")
-        self.root, self.fraction, self.subset_seed = root, fraction, subset_seed
-        for split in ("train", "val", "calib"):
+        for split in ("train", "val", "calib", "unlabelled"):
             loop = symlink_loop(root / split) if (root / split).is_dir() else None
             if loop is not None:
                 raise AnyteachError(
                     f"{loop[0]} is a symlink to {loop[1]}, a folder it is inside of: its images would be read "
                     "again and again under the wrong class; remove the link"
                 )
-        self.ref = ref or f"imagefolder:{root}"
-        self.name = root.name
-        self.kind = "image"
         try:
-            self._folders = {
+            folders: dict[str, Any] = {
                 "train": TVImageFolder(str(root / "train"), loader=load_rgb8),
                 "eval": TVImageFolder(str(root / "val"), loader=load_rgb8),
             }
             if (root / "calib").is_dir():
-                self._folders["calib"] = TVImageFolder(str(root / "calib"), loader=load_rgb8)
+                folders["calib"] = TVImageFolder(str(root / "calib"), loader=load_rgb8)
         except (FileNotFoundError, RuntimeError) as e:
             raise AnyteachError(f"cannot read image folders under {root}: {str(e).splitlines()[0]}") from e
+        if (root / "unlabelled").is_dir():
+            folders["unlabelled"] = _UnlabelledFolder(root / "unlabelled")
+        self.root = root
+        self._index(
+            folders,
+            root.name,
+            ref or f"imagefolder:{root}",
+            f"imagefolder:{root.resolve()}",
+            fraction,
+            subset_seed,
+            verify,
+        )
+
+    @classmethod
+    def from_folders(cls, folders: Mapping[str, Any], name: str, verify: int = 0) -> ImageFolder:
+        """An image dataset from torchvision `ImageFolder` objects (or anything with their `root`, `samples`,
+        `targets`, `classes` and `loader`) by split: `train`, `eval` and optionally `calib` and `unlabelled`.
+        Images are read with anyteach's own loader (every mode to 8-bit RGB) and each model's transform."""
+        data = cls.__new__(cls)
+        data.root = Path(folders["eval"].root)
+        roots = ",".join(str(Path(f.root).resolve()) for f in folders.values())
+        data._index(dict(folders), name, f"folders:{name}", f"folders:{text_digest(roots)}", 1.0, 0, verify)
+        return data
+
+    def _index(
+        self,
+        folders: dict[str, Any],
+        name: str,
+        ref: str,
+        base_identity: str,
+        fraction: float,
+        subset_seed: int,
+        verify: int,
+    ) -> None:
+        """The splits of `folders` checked, indexed and identified by their manifests."""
+        if not 0 < fraction <= 1:
+            raise AnyteachError(f"fraction must be in (0, 1], got {fraction}")
+        if fraction < 1 and "unlabelled" in folders:
+            raise AnyteachError(
+                "fraction takes a subset of train/ as the transfer split, but with an unlabelled/ folder the "
+                "transfer split is unlabelled/: drop one of them"
+            )
+        self.fraction, self.subset_seed, self.ref, self.name, self.kind = fraction, subset_seed, ref, name, "image"
+        self._folders = folders
         for split, folder in (("val", "eval"), ("calib", "calib")):
             if folder in self._folders and self._folders["train"].classes != self._folders[folder].classes:
-                raise AnyteachError(f"{root}/train and {root}/{split} have different class folders")
+                raise AnyteachError(f"{self.ref}: train and {split} have different class folders")
         self.class_names = _readable_class_names(self._folders["train"].classes)
         self.num_classes = len(self.class_names)
         try:
@@ -747,23 +837,39 @@ class ImageFolder(Dataset):
                     "(the eval numbers would be measured on what the models trained or chose on); give each split "
                     "its own images"
                 )
-        self._base_identity = f"imagefolder:{root.resolve()}:{self.num_classes}"
+        self._base_identity = f"{base_identity}:{self.num_classes}"
         self.identity = f"{self._base_identity}:" + ":".join(self._manifests[s] for s in sorted(self._manifests))
         self._indices = {s: np.arange(len(f.samples)) for s, f in self._folders.items()}
         train_labels = np.asarray(self._folders["train"].targets)
-        self._indices["transfer"] = (
-            stratified_subset(train_labels, fraction, subset_seed) if fraction < 1 else self._indices["train"]
-        )
+        if "unlabelled" in self._folders:
+            self._indices["transfer"] = self._indices["unlabelled"]
+        else:
+            self._indices["transfer"] = (
+                stratified_subset(train_labels, fraction, subset_seed) if fraction < 1 else self._indices["train"]
+            )
         self._loaders: OrderedDict[tuple, tuple[torch.utils.data.DataLoader, BatchOrder]] = OrderedDict()
 
     @property
     def extra_splits(self) -> tuple[str, ...]:
         return ("calib",) if "calib" in self._folders else ()
 
+    @property
+    def transfer_labelled(self) -> bool:
+        return "unlabelled" not in self._folders
+
+    @property
+    def transfer_unseen(self) -> bool:
+        return "unlabelled" in self._folders
+
+    def _folder_of(self, split: str) -> str:
+        if split in ("eval", "calib"):
+            return split
+        return "unlabelled" if split == "transfer" and "unlabelled" in self._folders else "train"
+
     def split_identity(self, split: str) -> str:
         """The split's own manifest: a changed train image leaves the eval predictions' key alone."""
         self._check_split(split)
-        folder = split if split in ("eval", "calib") else "train"
+        folder = self._folder_of(split)
         base = f"{self._base_identity}:{self._manifests[folder]}"
         if split == "transfer" and self.fraction < 1:
             return f"{base}/transfer-{self.fraction}-{self.subset_seed}"
@@ -771,11 +877,23 @@ class ImageFolder(Dataset):
 
     def _folder(self, split: str):
         self._check_split(split)
-        return self._folders[split if split in ("eval", "calib") else "train"]
+        return self._folders[self._folder_of(split)]
 
     def labels(self, split: str) -> torch.Tensor:
         targets = np.asarray(self._folder(split).targets)
         return torch.from_numpy(targets[self._indices[split]]).long()
+
+    def input_shape(self, split: str) -> tuple[int, ...] | None:
+        samples = self._folder(split).samples
+        if not len(self._indices[split]):
+            return None
+        from PIL import Image
+
+        try:
+            with Image.open(samples[self._indices[split][0]][0]) as image:
+                return (3, image.height, image.width)
+        except (OSError, ValueError):
+            return None
 
     KEPT_LOADERS = 2
     """How many loaders (with their worker processes) stay alive for reuse: a run iterates the same
@@ -830,7 +948,7 @@ class ImageFolder(Dataset):
         # 8-bit tensors out of the workers (timm's "prefetcher" transforms): the float conversion and
         # the model's own normalisation happen on the device
         transform = create_transform(
-            input_size=p.input_size or (3, 224, 224),
+            input_size=tuple(p.input_size or (3, 224, 224)),  # type: ignore[arg-type]  # (channels, h, w)
             is_training=augment,
             interpolation=p.interpolation or "bilinear",
             crop_pct=p.crop_pct,
@@ -890,14 +1008,30 @@ _GLYPHS_OPTIONS = {
 }
 
 
-def load_dataset(ref: str | Dataset) -> Dataset:
-    """Resolve a dataset reference (see the module docstring).
+def load_dataset(ref: str | Path | Dataset | Mapping[str, Any], **options: Any) -> Dataset:
+    """A dataset, as a reference (see the module docstring) or as objects, resolved to a `Dataset`.
+
+    Objects: a mapping of split names to a user's datasets, loaders or folders
+    (`{"train": ..., "eval": ..., "calib": ..., "unlabelled": ...}`; see `anyteach.data.objects`), with
+    `class_names=` and `name=` as options.
 
     Raises:
-        AnyteachError: unknown dataset, bad option, missing directory.
+        AnyteachError: unknown dataset, bad option, missing directory, objects that cannot be read.
     """
     if isinstance(ref, Dataset):
         return ref
+    if not isinstance(ref, (str, Path)):
+        for reader in OBJECT_READERS:
+            data = reader(ref, **options)
+            if data is not None:
+                return data
+        raise AnyteachError(
+            f"cannot use a {type(ref).__name__} as data: give a dataset reference (mnist1d, glyphs, "
+            "imagefolder:DIR) or one object per split, {'train': ..., 'eval': ...} (torch Datasets, "
+            "DataLoaders, torchvision ImageFolders, Hugging Face splits)"
+        )
+    if options:
+        raise AnyteachError(f"{', '.join(options)}: options of data given as objects, not of a reference")
     ref = str(ref)
     kind, _, rest = ref.partition(":")
     if kind not in DATASET_KINDS:
@@ -906,6 +1040,11 @@ def load_dataset(ref: str | Dataset) -> Dataset:
             "glyphs[:train=..,eval=..,seed=..] or imagefolder:<root>[,fraction=..]"
         )
     return DATASET_KINDS[kind](rest, ref)
+
+
+OBJECT_READERS: list[Callable[..., Dataset | None]] = []
+"""Functions that turn data a user holds as objects into a `Dataset` (None: not theirs to read);
+`anyteach.data.objects` registers the built-in one."""
 
 
 DATASET_KINDS: Registry[Callable[[str, str], Dataset]] = Registry("dataset kind")

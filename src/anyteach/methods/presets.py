@@ -28,8 +28,37 @@ TEACHING_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "lr_schedul
 cosine decay, made safe by its WiSE guard; at the paper's SGD lr 1e-4 the student barely moves and
 the guard keeps the original."""
 
+CONTROL_METHOD = "xe"
+"""The no-teacher control of a method that uses the transfer labels: the same budget on the labels alone."""
+
+SELF_CONTROL = "self"
+"""The no-teacher control every method has: self-distillation, the same data and budget, no labels."""
+
+CALIB_CONTROL = "self+xe+wise"
+"""The no-teacher control of a method that uses the calib split's labels (a guard, a calibrated weight):
+self-distillation plus cross-entropy on those labels, with the same guard."""
+
+TRAIN_CONTROL = "self+xetrain+wise"
+"""The no-teacher control of a method that also fine-tunes on the train split's labels."""
+
+TEACHING_PRESET = "pl+ens+wise"
+"""What a transfer uses by default on data with a labelled calib split: teaching without labels."""
+
+TEACHING_WITH_LABELS_PRESET = "pl+ens+xetrain+wise"
+"""The default on unlabelled (or fresh) transfer data with a calib split and labelled train samples."""
+
+LABELS_ONLY_PRESET = "kl+dp"
+"""The default with labels only (no calib split, no unlabelled data)."""
+
+NO_LABELS_PRESET = "kl+dp-u"
+"""The default on unlabelled transfer data without a calib split."""
+
+UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, CALIB_CONTROL)
+"""The no-teacher controls of a method that uses no labels but the calib split's; a run is paired with the
+stronger of the two."""
+
 PRESET_TABLE: list[dict[str, Any]] = [
-    # the paper's methods (PAPER.md section 3) and its proposal, kl+dp
+    # the paper's methods (docs/concepts/transfer-without-forgetting.md) and its proposal, kl+dp
     dict(name="kl", target="teacher", loss="kl", description="KL-Dist: KL to the teacher on every sample"),
     dict(
         name="xekl",
@@ -122,7 +151,7 @@ PRESET_TABLE: list[dict[str, Any]] = [
         "on the calib split's labels at every step, the same WiSE guard, no teacher",
         recipe=TEACHING_RECIPE,
     ),
-    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md, H10),
+    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md),
     # and its control, which uses both the same way without a teacher
     dict(
         name="pl+ens+xetrain+wise",
@@ -254,6 +283,32 @@ class MethodPreset:
     def trains(self) -> bool:
         """The method trains the student (False: the `ensemble` baseline, which only predicts)."""
         return self.loss is not None
+
+    def labelled_splits(self, method_options: Mapping[str, Any]) -> frozenset[str]:
+        """The splits whose labels the method uses, with these options: `transfer` (its target rule or loss
+        reads the batch's labels), `calib` (it chooses a weight or an interpolation there), `train` (it
+        also fine-tunes on them: `labelled_split`)."""
+        rule = TARGET_RULES[self.target] if self.target is not None else None
+        loss = LOSSES[self.loss] if self.loss is not None else None
+        used = set()
+        if (rule is not None and rule.uses_labels) or (loss is not None and loss.uses_labels(method_options)):
+            used.add("transfer")
+        if self.needs.calibration:
+            used.add("calib")
+        if self.labelled_split is not None:
+            used.add(self.labelled_split)
+        return frozenset(used)
+
+    def no_teacher_controls(self, method_options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The no-teacher presets this method is compared with: the ones that spend the same labelled samples
+        (a run is then compared with the stronger of them). `controls` when the preset names its own; else
+        `self` (the same data and budget, no labels), plus `xe` when it uses the transfer labels,
+        `self+xe+wise` when it uses the calib split's and `self+xetrain+wise` when it fine-tunes on train's."""
+        if self.controls:
+            return self.controls
+        used = self.labelled_splits(method_options)
+        extra = {"transfer": CONTROL_METHOD, "calib": CALIB_CONTROL, "train": TRAIN_CONTROL}
+        return (SELF_CONTROL, *(extra[split] for split in ("transfer", "calib", "train") if split in used))
 
 
 METHODS: Registry[MethodPreset] = Registry("method")
@@ -400,7 +455,8 @@ class TransferMethod(nn.Module):
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
-        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))
+        # None only where the rule's registration says it does not use them (uses_frozen, uses_teacher)
+        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -423,7 +479,7 @@ class TransferMethod(nn.Module):
         """
         labelled_logits = None
         if self.needs.student_features:
-            logits, features = student.features(inputs)
+            logits, features = student.features(inputs)  # type: ignore[operator]  # a Classifier's
         elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
             extra_inputs, extra_labels = self.labelled_batch(index)
             both = student(torch.cat([inputs, extra_inputs]))
@@ -431,6 +487,7 @@ class TransferMethod(nn.Module):
         else:
             logits, features = student(inputs), None
         target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
+        assert self.loss is not None, "forward() is called only for methods that train"
         losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features))
         if labelled_logits is not None:
             losses["loss_labelled"] = F.cross_entropy(labelled_logits.float(), extra_labels)

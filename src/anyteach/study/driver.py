@@ -3,7 +3,7 @@
 A study's definition (`StudySpec`, validated by `anyteach.study_spec`) names models, pairs,
 methods, seeds and a recipe. Pairs are either every ordered (student, teacher) pair of the chosen
 models or N random ordered pairs drawn with a seed, optionally balanced over the teacher-strength
-buckets of PAPER.md section 2 (measured from the models' cached eval predictions). `run_study`
+buckets of docs/concepts/measures.md (measured from the models' cached eval predictions). `run_study`
 plans the runs, skips those already in the study's SQLite store, hands the rest to an executor
 (in-process, local worker processes or Ray) and writes each finished run into the store, from the
 driver only, in one transaction. Killing it at any moment loses at most the runs in flight; running
@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -34,6 +34,9 @@ from ..training.transfer import model_identity
 from .executors import RunTask, make_executor
 from .spec import MethodSpec, PairSpec, StudySpec, build_study_spec, load_study_spec, run_options, spec_key
 from .store import StudyStore, run_row
+
+if TYPE_CHECKING:
+    from ..analysis.forecast import RecommendedPairs
 
 # ---------------------------------------------------------------------------------------------
 # Models and pairs
@@ -111,10 +114,8 @@ def sample_pairs(models: Sequence[ModelEntry], pairs: PairSpec) -> list[tuple[Mo
             measured accuracies.
     """
     if pairs.list is not None:
-        return [
-            tuple(_resolve_names(pair, models, f"pairs.list[{i}]"))  # type: ignore[misc]
-            for i, pair in enumerate(pairs.list)
-        ]
+        listed = [_resolve_names(pair, models, f"pairs.list[{i}]") for i, pair in enumerate(pairs.list)]
+        return [(student, teacher) for student, teacher in listed]
     students = _resolve_names(pairs.students, models, "pairs.students")
     teachers = _resolve_names(pairs.teachers, models, "pairs.teachers")
     candidates = [(s, t) for s in students for t in teachers if s.ref != t.ref]
@@ -202,9 +203,20 @@ class StudyPlan:
 
 
 def recommended_study_pairs(spec: StudySpec, models: Sequence[ModelEntry]) -> list[tuple[ModelEntry, ModelEntry]]:
-    """The pairs of `pairs: {recommended: k}`: per student its k best-forecast teachers and a random
+    """The pairs of `pairs: {recommended: k}`, in plan order (`recommended_choice`).
+
+    Raises:
+        AnyteachError: no method with a forecast, no calib split.
+    """
+    by_ref = {m.ref: m for m in models}
+    return [(by_ref[s], by_ref[t]) for s, t in recommended_choice(spec, models).ordered()]
+
+
+def recommended_choice(spec: StudySpec, models: Sequence[ModelEntry]) -> RecommendedPairs:
+    """The two arms of `pairs: {recommended: k}`: per student its k best-forecast teachers and a random
     draw of k (`forecast.recommended_pairs`), forecast for `pairs.method` (default: the study's first
     method the shipped forecaster knows) on the calib split of that method's data (or the study's).
+    The plan and the report both call it, so the report compares exactly the arms that ran.
 
     Raises:
         AnyteachError: no method with a forecast, no calib split.
@@ -227,17 +239,15 @@ def recommended_study_pairs(spec: StudySpec, models: Sequence[ModelEntry]) -> li
         )
     students = _resolve_names(spec.pairs.students, models, "pairs.students")
     teachers = _resolve_names(spec.pairs.teachers, models, "pairs.teachers")
-    by_ref = {m.ref: m for m in models}
-    chosen = recommended_pairs(
+    return recommended_pairs(
         [m.ref for m in students],
         [m.ref for m in teachers],
-        spec.pairs.recommended,
+        int(spec.pairs.recommended or 0),
         data,
         method=method,
         seed=spec.pairs.seed,
         forecaster=forecaster,
     )
-    return [(by_ref[s], by_ref[t]) for s, t in chosen.ordered()]
 
 
 def plan_study(spec: StudySpec) -> StudyPlan:
@@ -278,13 +288,12 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         seen_students.add(student.ref)
     for method in (m for m in spec.methods if m.teacher is not None):
         students = list(dict.fromkeys(s for s, _ in pairs))
-        if method.teacher == "best":
-            chosen = best_teachers(spec, method, students, models)
+        chosen: list[tuple[ModelEntry, ModelEntry]]
+        if isinstance(method.teacher, tuple):  # {student: teacher}, named in the definition
+            named = [_resolve_names(pair, models, f"methods.{method.label}.teacher") for pair in method.teacher]
+            chosen = [(student, teacher) for student, teacher in named]
         else:
-            chosen = [
-                tuple(_resolve_names(pair, models, f"methods.{method.label}.teacher"))  # type: ignore[misc]
-                for pair in method.teacher
-            ]
+            chosen = best_teachers(spec, method, students, models)
         for student, teacher in chosen:
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             data = method.data or spec.data
@@ -465,7 +474,7 @@ def run_study(
         ]
         failed: list[tuple[str, str]] = []
         finished = 0
-        bar = _Progress(len(plan.runs), skipped, progress)
+        bar = _Progress(len(plan.runs), skipped, progress, len(held_back))
         with bar, make_executor(spec.executor, spec.workers, spec.address, spec.resources) as pool:
             for outcome in pool.run(tasks):
                 task = outcome["task"]
@@ -499,15 +508,30 @@ def run_study(
 
 
 class _Progress:
-    """A rich progress bar over the study's runs (done / total, elapsed, ETA), or nothing."""
+    """The study's progress on stderr: first how many runs it planned (and how many are already in
+    the store); then, in a terminal, a bar over the runs (done / total, elapsed, ETA) and one line per
+    finished run; in a log (stderr piped or redirected, a batch job) the same lines, each with its
+    count (`[3/24]`), and no bar. Nothing when disabled."""
 
-    def __init__(self, total: int, already: int, enabled: bool):
+    def __init__(self, total: int, already: int, enabled: bool, held_back: int = 0):
         self.enabled = enabled
-        self.total, self.already = total, already
-        self._progress = None
+        self.total, self.already, self.held_back = total, already, held_back
+        self.done = already
+        self._progress: Any = None  # a rich Progress on a terminal
+        self._console: Any = None
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
+        if not self.enabled:
+            return self
+        from ..core.terminal import SafeConsole
+
+        self._console = SafeConsole(stderr=True)
+        todo = self.total - self.already - self.held_back
+        parts = [f"{self.already} already in the store"] if self.already else []
+        parts += [f"{self.held_back} failed earlier and held back"] if self.held_back else []
+        parts.append(f"{todo} to run")
+        self._print(f"study: {self.total} runs planned ({', '.join(parts)})")
+        if self._console.is_terminal:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -526,36 +550,39 @@ class _Progress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                console=SafeConsole(stderr=True),
+                console=self._console,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("runs", total=self.total, completed=self.already)
-            if self.already:
-                self._progress.console.print(f"resuming: {self.already} of {self.total} runs already in the store")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
+    def _print(self, text: str) -> None:
+        console = self._progress.console if self._progress is not None else self._console
+        console.print(text, highlight=False, soft_wrap=True)
+
     def finished(self, row: Mapping[str, Any]) -> None:
-        if self._progress is None:
+        if not self.enabled:
             return
+        self.done += 1
         teacher = row["teacher_name"] or "-"
-        self._progress.console.print(
-            f"  {row['label']:<9} {row['student_name']} <- {teacher}: Δ {row['transfer_delta']:+.2f} pp "
-            f"(+{row['knowledge_gain']:.2f} −{row['knowledge_loss']:.2f}, {row['seconds']:.0f} s)",
-            highlight=False,
+        self._print(
+            f"  [{self.done}/{self.total}] {row['label']:<9} {row['student_name']} <- {teacher}: "
+            f"Δ {row['transfer_delta']:+.2f} pp (+{row['knowledge_gain']:.2f} −{row['knowledge_loss']:.2f}, "
+            f"{row['seconds']:.0f} s)"
         )
-        self._progress.advance(self._task)
+        if self._progress is not None:
+            self._progress.advance(self._task)
 
     def failed(self, run: RunSpec, names: Mapping[str, str], error: str) -> None:
-        if self._progress is None:
+        if not self.enabled:
             return
-        self._progress.console.print(
+        self._print(
             f"  [red]failed[/red] {run.label} {names[run.student]} <- "
-            f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}",
-            highlight=False,
+            f"{names.get(run.teacher or '', '-')}: {error.splitlines()[0]}"
         )
 
 

@@ -65,6 +65,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             run.data,
             run.method,
             task.run_dir,
+            control=False,  # a study runs its controls as runs of their own, paired in the aggregates
             seed=run.seed,
             progress=False,
             restart=task.restart,
@@ -196,7 +197,7 @@ class LocalProcessExecutor(Executor):
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
-        pending, deaths = list(tasks), {}
+        pending, deaths = list(tasks), dict[int, int]()
         while pending:
             futures = {self.pool.submit(fn, task): task for task in pending}
             lost = []

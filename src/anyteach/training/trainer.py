@@ -38,7 +38,7 @@ from ..core.optim import lr_factor, make_optimizer
 from ..core.options import TrainingOptions
 from ..core.runtime import Runtime, default_device
 from ..core.seeds import RUN_STRIDE, augment_seed
-from ..data.predictions import cached_logits, model_logits, split_outputs
+from ..data.predictions import Predictions, cached_logits, check_not_at_chance, model_logits, split_outputs
 from ..data.references import Dataset, stratified_subset
 from ..methods import (
     FROZEN,
@@ -253,7 +253,7 @@ def evaluate(
     model: nn.Module, data: Dataset, batch_size: int, device: torch.device, runtime: Runtime | None = None
 ) -> torch.Tensor:
     """Eval-split predictions of `model` (one no-grad pass in eval mode)."""
-    return model_logits(model, data, "eval", batch_size=batch_size, device=device, runtime=runtime).argmax(1)
+    return model_logits(model, data, "eval", batch_size=batch_size, device=device, runtime=runtime).argmax(1)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ class ReferenceOutputs:
                 teacher.to("cpu")
         else:
             if needs.frozen:
-                self.frozen_model = runtime.place(copy.deepcopy(student).eval())
+                self.frozen_model = runtime.place(copy.deepcopy(student).eval())  # type: ignore[assignment]
             for teacher in teachers:
                 runtime.place(teacher.eval())
         # live models run as the runtime says (compiled: a wrapper; the models stay as they are)
@@ -472,7 +472,7 @@ def arithmetic(device: torch.device, runtime: Runtime) -> dict[str, Any]:
     the CPU the number of threads and the kernels' instruction set (a reduction split over two threads, or done
     with AVX2 instead of AVX-512 kernels, adds in another order). Two runs that agree here compute bitwise the
     same on the same machine and torch version."""
-    described = {
+    described: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "dtype": "bfloat16 autocast" if runtime.autocast_enabled else "float32",
         "torch": torch.__version__,
@@ -555,7 +555,13 @@ class Trainer:
         options: training options.
         reporter: progress sink (default: silent).
         original: an earlier student that every row is also measured against (`vs_original`).
+
+    Attributes:
+        on_step: called after every optimiser step with `(step, loss terms, learning rate)`, the
+            terms as tensors on the device (experiment trackers: `RunTrackers.log_step`); None: nothing.
     """
+
+    on_step: Callable[[int, dict[str, torch.Tensor], float], None] | None = None
 
     def __init__(
         self,
@@ -567,6 +573,7 @@ class Trainer:
         options: TrainingOptions,
         reporter: Reporter | None = None,
         original: Classifier | None = None,
+        allow_chance: bool = False,
     ):
         self.preset = get_method(method)
         self.needs = self.preset.needs
@@ -583,6 +590,13 @@ class Trainer:
         self.reference = EvalReference.build(
             self.student, self.teachers, data, options.eval_batch_size, self.device, original, self.runtime
         )
+        if not allow_chance:  # a student or teacher at chance on the eval split is a wrong input, not a result
+            labels = self.reference.labels
+            for role, model, logits in [
+                ("student", student, self.reference.before_logits),
+                *(("teacher", t, lg) for t, lg in zip(self.teachers, self.reference.teacher_logits)),
+            ]:
+                check_not_at_chance(model, data, "eval", role, Predictions(logits, labels, model.name, "eval"))
         if self.needs.calibration and not data.has_split("calib"):
             raise AnyteachError(
                 f"method {self.preset.name!r} chooses on a calibration split, but dataset {data.ref!r} "
@@ -753,12 +767,13 @@ class Trainer:
                 context.calibration = Calibration(labels, frozen, teacher_logits)
 
                 def calib_score(model: nn.Module) -> float:
-                    logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)
+                    logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)  # type: ignore[arg-type]
                     return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
             else:  # the calib split is also trained on: choose on the held-out half only (loaded above)
                 held = teacher_logits[:, choice] if teachers else frozen[choice][None, :0]
                 context.calibration = Calibration(labels[choice], frozen[choice], held)
+                assert split is not None  # a preset choosing on the calib split it fine-tunes on loaded it above
                 inputs, targets = split[0][choice.to(split[0].device)], split[1][choice.to(split[1].device)]
 
                 def calib_score(model: nn.Module) -> float:
@@ -782,6 +797,7 @@ class Trainer:
             with torch.no_grad():
                 self.student.eval()
                 context.student_feature_dim = self.student.features(x)[1].shape[1]
+                assert self.outputs is not None, "reference outputs are set up before the method"
                 context.teacher_feature_dim = self.outputs.teacher_feature_dim(x)
         return context
 
@@ -853,7 +869,7 @@ class Trainer:
         for x, y, index in self._loader(epoch, augment_rng):
             x = self.runtime.to_device(x)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
-            frozen, teachers, features = self.outputs(x, index)
+            frozen, teachers, features = self.outputs(x, index)  # type: ignore[misc]  # set up by then
             with self._autocast():
                 out = method(step_student, x, y, index, frozen, teachers, features)
             loss = sum(out.losses.values())
@@ -863,6 +879,8 @@ class Trainer:
             for group in optimizer.param_groups:  # the schedule is a function of the step: resumes exactly
                 group["lr"] = self.lr * self.lr_at(step)
             optimizer.step()
+            if self.on_step is not None:
+                self.on_step(step + 1, out.losses, self.lr * self.lr_at(step))
             step += 1
             steps += 1
             state.step = step
@@ -880,7 +898,8 @@ class Trainer:
             train: dict[str, Any] = {"train_loss": sum(means.values()) if means else 0.0}
             train.update({f"train_{name}": means[name] for name in sums})
         else:
-            train = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
+            total = sum(sums.values())
+            train = {"train_loss": float(total.item()) / max(steps, 1) if isinstance(total, torch.Tensor) else 0.0}
             train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
         if method.rule is not None:
             train.update(routing.shares())

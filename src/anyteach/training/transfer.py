@@ -26,7 +26,6 @@ must be visible to every rank (any single machine; a shared filesystem across ma
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from contextlib import ExitStack, contextmanager
@@ -36,6 +35,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from ..analysis.metrics import SIGNIFICANCE, mcnemar_p_values
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError, RunFailed
 from ..core.io import (
@@ -50,10 +50,17 @@ from ..core.io import (
 )
 from ..core.options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
 from ..core.trackers import RunTrackers, check_trackers, tracker_run_name
-from ..data.predictions import check_compatible
+from ..data.predictions import check_compatible, predict
 from ..data.references import Dataset, load_dataset
 from ..methods import METHODS, MethodPreset, get_method, resolve_method_options
-from ..models.references import Classifier, load_model, save_model
+from ..methods.presets import (
+    CONTROL_METHOD,
+    LABELS_ONLY_PRESET,
+    NO_LABELS_PRESET,
+    TEACHING_PRESET,
+    TEACHING_WITH_LABELS_PRESET,
+)
+from ..models.references import Classifier, load_model, save_model, weights_digest
 from .ddp import check_distributed_run, rank_device
 from .trainer import Trainer, resolve_device, resolve_lr
 
@@ -62,7 +69,10 @@ RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "student.safetenso
 RUN_LOCK_WAIT = 10.0
 """Seconds a run waits for its directory's lock (held by a process still exiting) before giving up."""
 
-ModelArg = str | Path | Classifier
+ModelArg = str | Path | torch.nn.Module
+"""A model: a reference, a `Classifier`, or any `torch.nn.Module` (see `load_model`)."""
+DataArg = str | Path | Dataset | Mapping[str, Any]
+"""Data: a reference, a `Dataset`, or one object per split (see `load_dataset`)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +124,53 @@ class TransferResult(ExportedStudent):
     final: dict[str, Any] | None
     student_path: Path | None
     finished: bool = True
+    choices: list[str] = dataclasses.field(default_factory=list)
+    """What was chosen for the user (the data, the method) and why, in words."""
+
+    @property
+    def control(self) -> dict[str, Any] | None:
+        """The comparison with the strongest no-teacher control (`final["control"]`), or None."""
+        return (self.final or {}).get("control")
+
+    @property
+    def verdict(self) -> str:
+        """One line: Δ, the control's Δ, Δ beyond the control with its paired test, and whether the teacher
+        added anything (or why there is no such claim)."""
+        if self.final is None:
+            return "unfinished: run the same transfer again to resume it"
+        return verdict_line(self.final, self.config["method"])
+
+    def __str__(self) -> str:
+        f = self.final or {}
+        teachers = ", ".join(t["name"] for t in self.config["teachers"]) or "no teacher"
+        lines = [
+            f"{self.config['method']}: {self.config['student']['name']} <- {teachers} ({self.config['data']['ref']})"
+        ]
+        if f:
+            lines.append(f"  student accuracy {f['student_acc_before']:.2f}% -> {f['student_acc']:.2f}%")
+        return "\n".join([*lines, f"  {self.verdict}"])
+
+    def _repr_html_(self) -> str:
+        import html
+
+        f = self.final or {}
+        c = self.control or {}
+        rows = [("method", self.config["method"]), ("student", self.config["student"]["name"])]
+        rows.append(("teachers", ", ".join(t["name"] for t in self.config["teachers"]) or "none"))
+        if f:
+            rows += [
+                ("accuracy", f"{f['student_acc_before']:.2f}% → {f['student_acc']:.2f}%"),
+                ("Δ", f"{f['transfer_delta']:+.2f} pp"),
+            ]
+        if c:
+            rows += [
+                (f"control ({c['method']}) Δ", f"{c['transfer_delta']:+.2f} pp"),
+                ("Δ beyond the control", f"{c['delta_beyond_control']:+.2f} pp (p = {c['p_better']:.2g})"),
+            ]
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+        )
+        return f"<table>{cells}</table><p><b>{html.escape(self.verdict)}</b></p>"
 
     @classmethod
     def load(cls, run_dir: str | Path) -> TransferResult:
@@ -186,14 +243,11 @@ def resolve_run_options(method: str, options: Mapping[str, Any]) -> tuple[Traini
 
 
 def model_identity(model: Classifier) -> str:
-    """The model's content identity; for a model built in code, a digest of its weights."""
+    """The model's content identity; for a model built in code, a digest of its weights and of what in
+    its metadata changes its outputs."""
     if model.info.identity:
         return model.info.identity
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return "weights:" + h.hexdigest()[:16]
+    return text_digest(f"{weights_digest(model.net)}|{model.info.outputs_key()}")
 
 
 def model_entry(model: Classifier) -> dict[str, Any]:
@@ -295,7 +349,7 @@ class ConsoleReporter:
 
         self.title = title
         self.console = console or SafeConsole(stderr=True)
-        self.progress = None
+        self.progress: Any = None  # a rich Progress on a terminal
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.done = self.total = self.steps_per_epoch = 0
         self.last_line = time.monotonic()
@@ -367,7 +421,7 @@ def as_model_list(models: ModelArg | Sequence[ModelArg] | None) -> list[ModelArg
     """One model argument or several, as a list (None: no models)."""
     if models is None:
         return []
-    if isinstance(models, (str, Path, Classifier)):
+    if isinstance(models, (str, Path, torch.nn.Module)):  # a network is one model, even an iterable one
         return [models]
     return list(models)
 
@@ -401,7 +455,10 @@ class RunInputs:
 
 
 def load_run_inputs(
-    student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, original: ModelArg | None = None
+    student: ModelArg,
+    teachers: Sequence[ModelArg],
+    data: str | Path | Dataset | Mapping[str, Any],
+    original: ModelArg | None = None,
 ) -> RunInputs:
     """Load the data and the models of a run and check each model against the data.
 
@@ -573,7 +630,7 @@ def check_teachers(preset: MethodPreset, teachers: Sequence[ModelArg]) -> None:
 def plan_run(
     student: ModelArg,
     teachers: Sequence[ModelArg],
-    data: str | Dataset,
+    data: str | Path | Dataset | Mapping[str, Any],
     method: str,
     options: Mapping[str, Any],
     check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
@@ -606,22 +663,31 @@ def plan_run(
     # models and data, checked against each other (on every rank: each must see them)
     inputs = distributed.agree(lambda: load_run_inputs(student, teachers, data, original))
     check_method_options(method_options, inputs.dataset)
+    check_labels(preset, method_options, inputs.dataset)
     return RunPlan(
         method, preset, training, method_options, dict(options), inputs, device, overwrite, progress, stop_after_epoch
     )
 
 
-def export_student(model: Classifier, path: Path, name: str, final: dict[str, Any], **transfer_info: Any) -> Path:
-    """Save a transferred student as a model reference (safetensors + sidecar naming how it was made)."""
+def export_student(
+    model: Classifier,
+    path: Path,
+    name: str,
+    final: dict[str, Any],
+    class_names: Sequence[str] | None = None,
+    **transfer_info: Any,
+) -> Path:
+    """Save a transferred student as a model reference (safetensors + sidecar naming how it was made:
+    `transfer_info`, Δ, and the no-teacher control and verdict where `final` has them; the model card
+    of `anyteach push` is written from these). `class_names`: the data's, in the order of its labels."""
     model = model.to("cpu")
     model.info.name = name
     model.info.extra = {}  # the original's measurements (zoo recipe, plateau check) do not describe this model
-    return save_model(
-        model,
-        path,
-        eval_acc=round(final["student_acc"], 2),
-        transfer={**transfer_info, "transfer_delta": final["transfer_delta"]},
-    )
+    if class_names:
+        model.info.class_names = list(class_names)
+    made = {**transfer_info, "transfer_delta": final["transfer_delta"]}
+    made.update({key: final[key] for key in ("control", "verdict") if key in final})
+    return save_model(model, path, eval_acc=round(final["student_acc"], 2), transfer=made)
 
 
 def default_data(student: ModelArg) -> tuple[str, str]:
@@ -652,13 +718,162 @@ def default_data(student: ModelArg) -> tuple[str, str]:
     return "mnist1d", "the default for MNIST-1D models"
 
 
+def default_method(dataset: Dataset, teachers: Sequence[ModelArg] = ()) -> tuple[str, str]:
+    """The method a transfer uses when the user names none, chosen by the data they have, and why.
+
+    Data the student did not train on (unlabelled or fresh) with a labelled calib split: the teaching preset
+    (with the train labels as well where there are any); a calib split alone: the teaching preset on the
+    train data; otherwise the best method for labels only (or, on unlabelled data without a calib split,
+    one that needs no labels).
+
+    Raises:
+        AnyteachError: no teacher was given (a method without one must be named: `xe`, `self`).
+    """
+    if not teachers:
+        raise AnyteachError("give a teacher (--teacher <model reference>), or name a method that takes none (xe, self)")
+    calib = dataset.has_split("calib")
+    if dataset.transfer_unseen and calib:
+        if dataset.has_split("train"):
+            return TEACHING_WITH_LABELS_PRESET, (
+                "your transfer data are samples the student did not train on, with a labelled calib split and "
+                "labelled train samples: the teaching preset that also fine-tunes on the train labels"
+            )
+        return TEACHING_PRESET, "samples the student did not train on, and a labelled calib split: the teaching preset"
+    if calib:
+        return TEACHING_PRESET, "a labelled calib split to guard it: the teaching preset, on the train data"
+    if not dataset.transfer_labelled:
+        return NO_LABELS_PRESET, (
+            "unlabelled transfer data and no calib split (the teaching preset needs one to choose its guard: "
+            "add calib/): data partitioning without labels"
+        )
+    return LABELS_ONLY_PRESET, (
+        "labels only (no calib split, no unlabelled data): data partitioning; add a calib/ split of held-out "
+        "labelled samples (and unlabelled/ data) for the teaching preset"
+    )
+
+
+def check_labels(preset: MethodPreset, method_options: Mapping[str, Any], dataset: Dataset) -> None:
+    """A method reads only labels the data has.
+
+    Raises:
+        AnyteachError: the method reads the transfer split's labels but it has none, or fine-tunes on a split
+            the data lacks.
+    """
+    used = preset.labelled_splits(method_options)
+    if "transfer" in used and not dataset.transfer_labelled:
+        raise AnyteachError(
+            f"method {preset.name!r} reads the labels of the transfer data, but the transfer split of "
+            f"{dataset.ref!r} is unlabelled; choose a method that needs none (e.g. {TEACHING_PRESET}, "
+            f"{NO_LABELS_PRESET})"
+        )
+    split = preset.labelled_split
+    if split is not None and not dataset.has_split(split):
+        how = (
+            " (a calibration split: mnist1d:calib=5000, or a calib/ folder of an image folder)"
+            if split == "calib"
+            else ""
+        )
+        raise AnyteachError(
+            f"method {preset.name!r} fine-tunes on the labels of the {split} split, which {dataset.ref!r} does "
+            f"not have{how}"
+        )
+
+
+def verdict_line(final: Mapping[str, Any], method: str) -> str:
+    """A run's verdict in one line (see `TransferResult.verdict`)."""
+    delta = f"Δ {final['transfer_delta']:+.2f} pp ({final['student_acc_before']:.2f}% → {final['student_acc']:.2f}%)"
+    control = final.get("control")
+    preset = METHODS.get(method) if method in METHODS else None
+    if preset is not None and not preset.needs_teacher:
+        return f"{delta}: {method} uses no teacher, so this run is itself a no-teacher control"
+    if preset is not None and not preset.trains:
+        return f"{delta}: {method} trains nothing; its Δ is what the student and teacher give together"
+    if not control:
+        return (
+            f"{delta}; no no-teacher control was run, so this is not a transfer claim: the same training "
+            "without a teacher may give as much"
+        )
+    beyond = (
+        f"beyond the control {control['delta_beyond_control']:+.2f} pp ({control['samples_better']} eval samples "
+        f"better, {control['samples_worse']} worse; p = {control['p_better']:.2g})"
+    )
+    if control["teacher_added"]:
+        outcome = "the teacher added knowledge"
+    elif control["p_worse"] < SIGNIFICANCE:
+        outcome = f"the control did better (p = {control['p_worse']:.2g}): the teacher cost accuracy"
+    else:
+        outcome = "the teacher added nothing significant"
+    return (
+        f"{delta}; no-teacher control {control['method']}: Δ {control['transfer_delta']:+.2f} pp; {beyond}: {outcome}"
+    )
+
+
+def _compare_with_controls(
+    result: TransferResult, student: ModelArg, dataset: Dataset, preset: MethodPreset, progress: bool
+) -> None:
+    """Run (or reuse) the method's no-teacher controls with the run's own training options and write the
+    comparison with the strongest into `final.json` (`final["control"]`, `final["verdict"]`)."""
+    final = result.final
+    assert final is not None
+    needs_transfer_labels = {CONTROL_METHOD}
+    names = [
+        c
+        for c in preset.no_teacher_controls(result.config["method_options"])
+        if dataset.transfer_labelled or c not in needs_transfer_labels
+    ]
+    done = final.get("control")
+    if done and [c["method"] for c in done.get("candidates", [])] == names:
+        return
+    training = dict(result.config["training"])  # the same budget, lr, schedule, optimiser, seed, augmentation
+    controls = []
+    for name in names:
+        if progress and distributed.is_main():
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                f"no-teacher control: {name}, the same student, data and training (reused when already run)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        controls.append(
+            transfer(student, None, dataset, name, control=False, allow_chance=True, progress=progress, **training)
+        )
+    best = max(controls, key=lambda r: (r.final or {})["transfer_delta"])  # the strongest; ties: the first named
+    if result.student_path is None or best.student_path is None:
+        return
+    device = rank_device(resolve_device(training["device"]))
+    batch = training["eval_batch_size"]
+    mine = predict(result.load_student(), dataset, "eval", batch_size=batch, device=device).correct
+    theirs = predict(best.load_student(), dataset, "eval", batch_size=batch, device=device).correct
+    better, worse = int((mine & ~theirs).sum()), int((theirs & ~mine).sum())
+    p_better, p_worse = mcnemar_p_values(better, worse)
+    final["control"] = {
+        "method": best.config["method"],
+        "transfer_delta": (best.final or {})["transfer_delta"],
+        "delta_beyond_control": 100.0 * (better - worse) / len(mine),
+        "samples_better": better,
+        "samples_worse": worse,
+        "p_better": p_better,
+        "p_worse": p_worse,
+        "teacher_added": bool(p_better < SIGNIFICANCE),
+        "candidates": [
+            {"method": c.config["method"], "transfer_delta": (c.final or {})["transfer_delta"], "run": c.run_dir.name}
+            for c in controls
+        ],
+    }
+    final["verdict"] = verdict_line(final, result.config["method"])
+    distributed.on_main(lambda: write_json(result.run_dir / "final.json", final))
+
+
 def transfer(
     student: ModelArg,
     teacher: ModelArg | Sequence[ModelArg] | None = None,
-    data: str | Dataset = "mnist1d",
-    method: str = "kl+dp",
+    data: DataArg | None = None,
+    method: str | None = None,
     out: str | Path | None = None,
     *,
+    control: bool = True,
+    allow_chance: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     stop_after_epoch: int | None = None,
@@ -668,15 +883,26 @@ def transfer(
     log: Sequence[str] = (),
     **options: Any,
 ) -> TransferResult:
-    """Transfer knowledge from `teacher` into `student` with `method`; resumable, see the module doc.
+    """Transfer knowledge from `teacher` into `student` with `method`, and compare the outcome with what the
+    same training gives without a teacher; resumable, see the module doc.
 
     Args:
-        student: model reference (or `Classifier`) of the student S0. It is not modified.
-        teacher: model reference(s) of the teacher(s). None for `xe` and `self`; several only for
-            methods whose target rule routes between K teachers (`kl+dp`, `kl+dp-u`, `ensemble`).
-        data: dataset reference; training uses its `transfer` split, measuring its `eval` split.
-        method: a preset name (`anyteach methods`; `methods.METHODS`).
+        student: the student S0: a model reference, a `Classifier`, or any `torch.nn.Module` (a timm model,
+            your own network; `load_model` gives one its metadata). It is not modified.
+        teacher: the teacher(s), in the same forms. None for `xe` and `self`; several only for methods
+            whose target rule routes between K teachers (`kl+dp`, `kl+dp-u`, `ensemble`).
+        data: a dataset reference, a `Dataset`, or one object per split (`{"train": ..., "eval": ...,
+            "calib": ..., "unlabelled": ...}`: torch Datasets, DataLoaders, torchvision ImageFolders);
+            training uses its `transfer` split, measuring its `eval` split. Default: the data a zoo
+            member was trained on, or `mnist1d` for MNIST-1D models (`default_data`).
+        method: a preset name (`anyteach methods`; `methods.METHODS`). Default: chosen by the data
+            you have (`default_method`), and said in `result.choices`.
         out: run directory (default: under the cache, keyed by the configuration).
+        control: also run the method's strongest fair no-teacher controls (`MethodPreset.no_teacher_controls`:
+            the same student, data, labelled samples and training options; reused when already run) and
+            compare: `result.final["control"]`, `result.verdict`. Without it Δ is not a transfer claim.
+        allow_chance: a student or teacher at chance on the eval split is expected (a random teacher as a
+            control) instead of an error naming its likely cause.
         overwrite: replace a run with a different configuration in `out` instead of failing.
         progress: show live progress in the terminal.
         stop_after_epoch: stop resumably after this epoch (time-sliced jobs; resume tests).
@@ -693,17 +919,70 @@ def transfer(
             temperature, top_k, alpha, ...); `anyteach transfer --help` lists them all.
 
     Returns:
-        A `TransferResult` (`history`, `final`, `student_path`, `run_dir`).
+        A `TransferResult` (`history`, `final`, `student_path`, `run_dir`, `verdict`, `choices`).
 
     Raises:
         AnyteachError: before any training and before the run directory is written, for an unknown
             method or option, a value out of range, a missing or superfluous teacher, models that do
-            not fit the data (class count, input shape), a batch larger than the transfer split, an
-            absent device, or a different configuration in an existing run directory.
+            not fit the data (class count, input shape, a model at chance), a method that reads labels
+            the data does not have, a batch larger than the transfer split, an absent device, or a
+            different configuration in an existing run directory.
         RunFailed: training diverged (`TrainingDiverged`: the last good checkpoint is kept, no
             student is exported), the checkpoint is corrupt (`CorruptCheckpoint`: pass `restart`),
             or the disk filled up (earlier files are kept).
     """
+    choices = []
+    if data is None:
+        data, why = distributed.agree(lambda: default_data(student))
+        choices.append(f"data: {data} ({why})")
+    dataset = distributed.agree(lambda: load_dataset(data))  # an error on one rank stops every rank
+    if method is None:
+        method, why = default_method(dataset, as_model_list(teacher))
+        choices.append(f"method: {method} ({why})")
+    result = _transfer_run(
+        student,
+        teacher,
+        dataset,
+        method,
+        out,
+        notes=choices,
+        allow_chance=allow_chance,
+        overwrite=overwrite,
+        progress=progress,
+        stop_after_epoch=stop_after_epoch,
+        on_epoch=on_epoch,
+        original=original,
+        restart=restart,
+        log=log,
+        **options,
+    )
+    result.choices = choices
+    preset = get_method(method)
+    if control and result.finished and preset.trains and preset.needs_teacher and original is None:
+        _compare_with_controls(result, student, dataset, preset, progress)
+    return result
+
+
+def _transfer_run(
+    student: ModelArg,
+    teacher: ModelArg | Sequence[ModelArg] | None,
+    data: DataArg,
+    method: str,
+    out: str | Path | None,
+    *,
+    notes: Sequence[str] = (),
+    allow_chance: bool,
+    overwrite: bool,
+    progress: bool,
+    stop_after_epoch: int | None,
+    on_epoch: Callable[[list[dict[str, Any]]], None] | None,
+    original: ModelArg | None,
+    restart: bool,
+    log: Sequence[str],
+    **options: Any,
+) -> TransferResult:
+    """One run of `transfer`, without its control; `notes` (what was chosen for the user) are said with its
+    progress once the run is checked."""
     # 1-2. options, method, teachers, process group, models and data: checked before anything is written
     trackers = check_trackers(log)
     plan = plan_run(
@@ -746,7 +1025,12 @@ def transfer(
         if progress and distributed.is_main()
         else None
     )
-    trainer = Trainer(student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original)
+    trainer = Trainer(
+        student_model, teachers, dataset, method, method_options, resolved, reporter, inputs.original, allow_chance
+    )
+    if reporter is not None:
+        for note in notes:
+            reporter.console.print(note, highlight=False, soft_wrap=True)
 
     # 5. train (or resume) in the claimed directory, writing metrics after every evaluated epoch
     def write_metrics(history: list[dict[str, Any]]) -> None:
@@ -765,27 +1049,32 @@ def transfer(
         tracked = RunTrackers(
             trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method), config, run_dir
         )
-        write_metrics = _also_tracked(write_metrics, tracked)
+        write_metrics = _also_tracked(write_metrics, tracked)  # type: ignore[assignment]  # the same signature
+        trainer.on_step = tracked.log_step
     with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
         if not outcome.finished:
             return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
 
         # 6. export the student, then final.json (which marks the run finished), then drop the checkpoint
-        final = dict(outcome.final)
+        final = dict(outcome.final or {})  # a finished run has its final metrics
 
         def finish() -> Path | None:
             student_path = None
             if outcome.model is not None:
                 student_path = export_student(
-                    outcome.model,
+                    outcome.model,  # type: ignore[arg-type]  # the student (a Classifier) or its slow weights
                     student_file,
                     f"{student_model.name}+{method}",
                     final,
+                    getattr(dataset, "class_names", None),
                     method=method,
                     student=config["student"]["identity"],
                     teachers=[t["identity"] for t in config["teachers"]],
+                    student_name=student_model.name,
+                    teacher_names=[t.name for t in teachers],
                     data=dataset.ref,
+                    data_name=dataset.name,
                 )
             write_json(run_dir / "final.json", final)
             if not resolved.keep_checkpoints:

@@ -14,7 +14,7 @@ May import: `core`, `models`, `data`.
 
 from .build import PLATEAU_LR, build_zoo, plateau_delta
 from .recipe import TrainRecipe, ZooMember
-from .zoos import ZOOS, Zoo, get_zoo, list_zoo, parse_zoo_ref, zoo_model_path
+from .zoos import ZOOS, Zoo, get_zoo, list_zoo, parse_zoo_ref, zoo_data, zoo_model_path
 
 __all__ = [
     "PLATEAU_LR",
@@ -27,5 +27,6 @@ __all__ = [
     "list_zoo",
     "parse_zoo_ref",
     "plateau_delta",
+    "zoo_data",
     "zoo_model_path",
 ]

@@ -86,6 +86,7 @@ def _train_member(member: ZooMember, data_ref: str, path: str) -> dict[str, Any]
         data=data_ref,
         recipe=dataclasses.asdict(member.recipe),
     )
+    model.info.class_names = list(data.class_names)
     save_model(model, path)
     return zoo_row(model.info.to_dict())
 

@@ -97,6 +97,21 @@ def parse_zoo_ref(ref: str) -> tuple[str, int, str]:
     return name, int(seed) if at else 0, member
 
 
+def zoo_data(spec: str) -> tuple[str, str]:
+    """The dataset reference a built-in zoo was trained on, and that in words: `glyphs`, `glyphs@1`
+    or `zoo:glyphs@1` -> (`glyphs:train=4000,eval=2000,calib=1000,seed=1`, "the draw zoo glyphs
+    (seed 1) was trained on").
+
+    Raises:
+        AnyteachError: an unknown zoo or a seed that is not an integer.
+    """
+    name, at, seed = spec.strip().removeprefix("zoo:").partition("@")
+    if at and not seed.isdigit():
+        raise AnyteachError(f"bad zoo seed in {spec!r}: expected <zoo> or <zoo>@<seed>, e.g. glyphs@1")
+    zoo = get_zoo(name, int(seed) if at else 0)
+    return zoo.data, f"the draw zoo {zoo.name} (seed {zoo.seed}) was trained on"
+
+
 def zoo_model_path(ref: str) -> Path:
     """The weights file of a built zoo member.
 
@@ -142,4 +157,14 @@ def list_zoo(zoo: Zoo) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["ZOOS", "Zoo", "get_zoo", "list_zoo", "load_zoo_model", "parse_zoo_ref", "zoo_model_path", "zoo_row"]
+__all__ = [
+    "ZOOS",
+    "Zoo",
+    "get_zoo",
+    "list_zoo",
+    "load_zoo_model",
+    "parse_zoo_ref",
+    "zoo_data",
+    "zoo_model_path",
+    "zoo_row",
+]
