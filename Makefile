@@ -6,12 +6,19 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test docs typecheck bench clean
 
+# `make demo` installs what the demo needs (the package and its dependencies); `make test` adds the development
+# tools (test runner, linters, type checker, docs builder, and the optional trackers and Ray that the tests use)
+$(BIN)/.installed-base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $@
+	touch $@ $(BIN)/.installed-base
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.installed-base
 	$(BIN)/anyteach demo
 
 # ruff (lint, format), mypy (zero findings), then pytest, which also builds the docs strictly and renders

@@ -42,6 +42,9 @@ class Case:
     code: int = 2
     leaves: tuple[str, ...] = ()
     file_limit: int = 0  # run in a subprocess whose files may not grow beyond this (`ulimit -f`): a full disk
+    env: tuple[
+        tuple[str, str | None], ...
+    ] = ()  # environment variables set (None: removed), run in the case's directory
 
 
 FAST = ("--epochs", "1", "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3", "--quiet")
@@ -223,6 +226,43 @@ CASES = [
         ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/bomb"),
         "bomb/val/a/huge.png has more pixels than PIL's decompression-bomb limit",
     ),
+    Case(
+        "data",
+        "a key given twice in a data reference",
+        ("info", "{mlp}", "--data", "mnist1d:eval=500,eval=100"),
+        "option 'eval' is given twice",
+    ),
+    Case(
+        "data",
+        "an image folder with a symlink loop",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/loop"),
+        "a folder it is inside of",
+    ),
+    Case(
+        "data",
+        "a calib split that is a link to the eval split",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/calib_link"),
+        "hold the same images",
+    ),
+    Case(
+        "data",
+        "a calib split that is a copy of the eval split",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/calib_copy"),
+        "hold the same images",
+    ),
+    Case(
+        "data",
+        "a train split that is a link to the eval split",
+        ("info", "{dir}/img2.safetensors", "--data", "imagefolder:{dir}/train_link"),
+        "hold the same images",
+    ),
+    Case(
+        "data",
+        "a damaged cached dataset file (not an error: it is generated again)",
+        ("info", "{mlp}", "--data", "mnist1d:size=300,eval=100,seed=5"),
+        "eval_acc",
+        code=0,
+    ),
     # options
     Case("options", "zero", (*T, "--out", "{dir}/run", *FAST, "--batch-size", "0"), "batch_size=0 is out of range"),
     Case("options", "negative", (*T, "--out", "{dir}/run", *FAST, "--lr", "-1"), "lr=-1.0 is out of range"),
@@ -313,6 +353,73 @@ CASES = [
     ),
     Case(
         "options",
+        "a temperature whose square overflows",
+        (*T, "--out", "{dir}/run", *FAST, "--temperature", "1e308"),
+        "temperature=1e+308 of method 'kl+dp' is out of range",
+    ),
+    Case(
+        "options",
+        "an unknown torch.compile backend",
+        (*T, "--out", "{dir}/run", *FAST, "--compile", "--compile-backend", "nope"),
+        "compile_backend='nope' is out of range",
+    ),
+    Case(
+        "options",
+        "a device this machine does not have (MPS)",
+        (*T, "--out", "{dir}/run", *FAST, "--device", "mps"),
+        "MPS is not available on this machine",
+    ),
+    Case(
+        "options",
+        "a --config file that is not UTF-8",
+        ("transfer", "--config", "{dir}/latin1_run.yaml"),
+        "is not a UTF-8 (or UTF-16) text file",
+    ),
+    Case(
+        "options",
+        "--log wandb without a W&B login",
+        (*T, "--out", "{dir}/run", *FAST, "--log", "wandb"),
+        "--log wandb cannot start",
+        env=(("WANDB_API_KEY", None), ("WANDB_MODE", None), ("HOME", "{dir}/home"), ("WANDB_CONFIG_DIR", "{dir}/home")),
+        leaves=("home", "home/", "wandb", "wandb/"),
+    ),
+    Case(
+        "options",
+        "--log mlflow with a tracking server nothing answers at",
+        (*T, "--out", "{dir}/run", *FAST, "--log", "mlflow"),
+        "--log mlflow cannot start",
+        env=(("MLFLOW_TRACKING_URI", "http://127.0.0.1:9"),),
+    ),
+    Case(
+        "options",
+        "--log mlflow with MLflow's default tracking store",
+        (*T, "--out", "{dir}/run", *FAST, "--log", "mlflow"),
+        "--log mlflow cannot start",
+        env=(("MLFLOW_TRACKING_URI", None),),
+    ),
+    Case(
+        "options",
+        "push without a network",
+        ("push", "{mlp}", "me/student"),
+        "cannot reach the Hugging Face hub",
+        code=1,
+        env=(("HF_HUB_OFFLINE", "1"),),
+    ),
+    Case(
+        "options",
+        "a cache directory that is a file (ANYTEACH_CACHE)",
+        ("info", "{mlp}", "--data", "{data}"),
+        "the environment variable ANYTEACH_CACHE='{dir}/a_file' cannot be used",
+        env=(("ANYTEACH_CACHE", "{dir}/a_file"),),
+    ),
+    Case(
+        "options",
+        "--plots named like an image file",
+        ("flips", "{mlp}", "{gru}", "--data", "{data}", "--plots", "{dir}/x.png"),
+        "is named like an image file",
+    ),
+    Case(
+        "options",
         "push of a file that is not a saved model",
         ("push", "{dir}/text.safetensors", "me/student"),
         "is not a model saved by anyteach",
@@ -371,6 +478,20 @@ CASES = [
         "a finished run whose final.json is damaged",
         (*T, "--out", "{dir}/final_list", *FAST),
         "final.json is damaged",
+        code=1,
+    ),
+    Case(
+        "run directory",
+        "a finished run whose student.safetensors is empty",
+        (*T, "--out", "{dir}/empty_student", *FAST),
+        "has a damaged student.safetensors",
+        code=1,
+    ),
+    Case(
+        "run directory",
+        "a finished run whose student.safetensors is cut short",
+        (*T, "--out", "{dir}/cut_student", *FAST),
+        "has a damaged student.safetensors",
         code=1,
     ),
     Case(
@@ -493,7 +614,49 @@ CASES = [
         ("study", "{dir}/latin1.yaml", "--out", "{dir}/study"),
         "not valid YAML",
     ),
+    Case(
+        "study",
+        "an absurdly large plan (1,000,000 seeds)",
+        ("study", "{dir}/twice.yaml", "--methods", "kl", "--out", "{dir}/study", "--seeds", "{million}"),
+        "would plan up to 2,000,000 runs",
+    ),
+    Case(
+        "study",
+        "resuming a study whose store an older anyteach wrote (migrated; not an error)",
+        ("study", "{dir}/old_store_resume/study.yaml", "--out", "{dir}/old_store_resume"),
+        "runs finished now",
+        code=0,
+    ),
+    Case(
+        "study",
+        "resuming a study whose store is damaged",
+        ("study", "{dir}/damaged_store/study.yaml", "--out", "{dir}/damaged_store"),
+        "it is damaged or not a study store",
+    ),
+    Case(
+        "study",
+        "resuming a study whose store has another schema",
+        ("study", "{dir}/schema0_store/study.yaml", "--out", "{dir}/schema0_store"),
+        "has store schema '0'",
+    ),
     # summary and report
+    Case(
+        "summary",
+        "a store an older anyteach wrote (no plan table, columns missing; not an error)",
+        ("summary", "{dir}/old_store"),
+        "runs finished",
+        code=0,
+    ),
+    Case(
+        "summary",
+        "report of a store an older anyteach wrote (not an error)",
+        ("report", "{dir}/old_store", "--out", "{dir}/old_store_report"),
+        "report: {dir}/old_store_report/report.md",
+        code=0,
+        leaves=("old_store_report", "old_store_report/"),
+    ),
+    Case("summary", "a damaged study store", ("summary", "{dir}/damaged_store"), "it is damaged or not a study store"),
+    Case("summary", "a store of another schema", ("report", "{dir}/schema0_store"), "has store schema '0'"),
     Case("summary", "not a study directory", ("summary", "{dir}/emptydir"), "is not a study directory"),
     Case("summary", "a zero-byte study.sqlite", ("summary", "{dir}/zero_store"), "is not an anyteach study store"),
     Case("summary", "a study with no runs yet", ("summary", "{dir}/empty_study"), "no finished runs", code=1),
@@ -743,7 +906,57 @@ def world(tmp_path_factory, tiny_zoo):
         d / "failed_study",
         progress=False,
     )
+    _stores(d, base)
+    _file_system_shapes(d, tiny_zoo)
     return d
+
+
+def _stores(d: Path, base: dict) -> None:
+    """A finished study's store as an older anyteach wrote it, damaged, and of another schema."""
+    import sqlite3
+
+    from anyteach.study.driver import run_study
+
+    run_study({**base, "pairs": 1, "methods": ["kl", "xe"]}, d / "ok_study", progress=False)
+    for name in ("old_store", "old_store_resume", "damaged_store", "schema0_store"):
+        shutil.copytree(d / "ok_study", d / name)
+    for name in ("old_store", "old_store_resume"):  # no plan table, no ensemble or flip-count columns, no kinds
+        conn = sqlite3.connect(d / name / "study.sqlite")
+        conn.execute("DROP TABLE plan")
+        for column in ("ensemble_acc", "ensemble_maxconf_acc", "ensemble_delta", "transfer_efficiency"):
+            conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        conn.execute("ALTER TABLE failures DROP COLUMN kind")
+        conn.commit()
+        conn.close()
+    (d / "damaged_store" / "study.sqlite").write_bytes(bytes(range(256)) * 16)
+    conn = sqlite3.connect(d / "schema0_store" / "study.sqlite")
+    conn.execute("UPDATE meta SET value='0' WHERE key='schema'")
+    conn.commit()
+    conn.close()
+
+
+def _file_system_shapes(d: Path, tiny_zoo) -> None:
+    """Image folders that loop or whose splits are one another, damaged files and caches, odd encodings."""
+    from anyteach import load_dataset
+    from anyteach.core.io import cache_dir, text_digest
+
+    _image_folder(d / "loop")
+    (d / "loop" / "train" / "a" / "loop").symlink_to("..")  # train/a/loop -> train: b's images again, under a
+    _image_folder(d / "calib_link")
+    (d / "calib_link" / "calib").symlink_to("val")
+    _image_folder(d / "calib_copy")
+    shutil.copytree(d / "calib_copy" / "val", d / "calib_copy" / "calib", copy_function=shutil.copy)  # new times
+    _image_folder(d / "train_link")
+    shutil.rmtree(d / "train_link" / "train")
+    (d / "train_link" / "train").symlink_to("val")
+    (d / "latin1_run.yaml").write_bytes("student: caf\u00e9\n".encode("latin-1"))
+    damaged = load_dataset("mnist1d:size=300,eval=100,seed=5")
+    cached = cache_dir() / "data" / f"mnist1d-{text_digest(damaged.identity)}.npz"
+    cached.write_bytes(cached.read_bytes()[:1000])
+    for name, cut in (("empty_student", 0), ("cut_student", 200)):
+        shutil.copytree(d / "finished", d / name)
+        student = d / name / "student.safetensors"
+        student.write_bytes(student.read_bytes()[:cut])
 
 
 def _files(root: Path) -> set[str]:
@@ -766,8 +979,18 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+MILLION = ",".join(map(str, range(1_000_000)))
+"""A million seeds, comma-separated (shown as `0,1,…,999999`)."""
+
+
 def _fill(args: tuple[str, ...], world: Path, tiny_zoo) -> list[str]:
-    values = {"dir": str(world), "mlp": tiny_zoo["mlp"], "gru": tiny_zoo["gru_chunk4"], "data": TINY_DATA}
+    values = {
+        "dir": str(world),
+        "mlp": tiny_zoo["mlp"],
+        "gru": tiny_zoo["gru_chunk4"],
+        "data": TINY_DATA,
+        "million": MILLION,
+    }
     return [a.format(**values) for a in args]
 
 
@@ -806,29 +1029,44 @@ def run_limited(args: list[str], limit: int) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.what}" for c in CASES])
-def test_bad_input_is_one_clear_line(case, world, tiny_zoo, capsys):
+def test_bad_input_is_one_clear_line(case, world, tiny_zoo, capsys, monkeypatch):
     before = _files(world)
     args = _fill(case.args, world, tiny_zoo)
+    if case.env:  # the environment a user would have, in the case's directory (nothing lands in the repository)
+        monkeypatch.chdir(world)
+        for key, value in case.env:
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, _fill((value,), world, tiny_zoo)[0])
     code, out, err = run_limited(args, case.file_limit) if case.file_limit else run_cli(args, capsys)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == case.code, err
     assert "Traceback" not in err + out
     fragment = _fill((case.fragment,), world, tiny_zoo)[0]
-    if case.code == 0:  # documented behaviour that is not an error
-        lines = [line for line in lines if fragment in line]
+    if case.code == 0:  # documented behaviour that is not an error: the line of its output that shows it
+        lines = [line.strip(" │") for line in (err + "\n" + out).splitlines() if fragment in line]
         assert lines and not any(line.startswith("error:") for line in err.splitlines())
     else:
         assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert fragment in lines[0]
     new = _files(world) - before
-    assert new <= set(case.leaves), f"left behind: {sorted(new - set(case.leaves))}"
+    folders = tuple(leave for leave in case.leaves if leave.endswith("/"))  # a folder's files, whatever they are
+    left = {p for p in new if p not in case.leaves and not p.startswith(folders)}
+    assert not left, f"left behind: {sorted(left)}"
     assert not [p for p in _files(world) if p.endswith(".tmp")]
     RESULTS[f"{case.group}: {case.what}"] = (_normal(lines[0].removeprefix("error: "), world), code)
 
 
 def _command(case: Case) -> str:
     command = " ".join(["anyteach", *case.args]).replace(" ".join(FAST), "…")
-    for name, shown in (("dir", "$DIR"), ("mlp", "$MLP"), ("gru", "$GRU"), ("data", "$DATA")):
+    for name, shown in (
+        ("dir", "$DIR"),
+        ("mlp", "$MLP"),
+        ("gru", "$GRU"),
+        ("data", "$DATA"),
+        ("million", "0,1,…,999999"),
+    ):
         command = command.replace("{" + name + "}", shown)
     return command
 

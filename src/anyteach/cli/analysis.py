@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..core.errors import AnyteachError
-from .app import _print_json, app, console, err_console, with_input_size
+from .app import _print_json, app, console, err_console, plots_directory, with_input_size
 
 
 @app.command()
@@ -93,6 +93,7 @@ def flips(
     from ..analysis import complementarity_figures as figures
 
     shares = _parse_top_p(top_p)
+    plots = plots_directory(plots)
     if zoo is not None or model:
         if teacher is not None or student is not None:
             raise AnyteachError("give either TEACHER STUDENT or --zoo / --model, not both")
@@ -223,7 +224,9 @@ def teachers(
         None, "--forecaster", help="A forecaster file (default: the shipped one)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Write a PNG of the ranking here."),
+    plots: Optional[Path] = typer.Option(
+        None, "--plots", help="Write a PNG of the ranking: this file (x.png), or teachers.png in this directory."
+    ),
     allow_chance: bool = typer.Option(
         False, "--allow-chance", help="A model at chance on the calib split is expected (a random candidate)."
     ),
@@ -246,7 +249,13 @@ def teachers(
     )
     from ..models.references import display_name as short
 
+    figure = None
+    if plots is not None:
+        figure = plots if plots.suffix.lower() == ".png" else Path(plots_directory(plots) or plots) / "teachers.png"
+        if figure.is_dir():
+            raise AnyteachError(f"--plots {figure} is a directory; give a .png file name or a directory")
     chosen = Forecaster.load(forecaster) if forecaster is not None else shipped_forecaster()
+    origin = f"the forecaster file {forecaster}" if forecaster is not None else "the shipped forecaster"
     if fit is not None:
         from ..report.teacher_choice import fit_from_study
 
@@ -267,8 +276,8 @@ def teachers(
         on_model=None if as_json else lambda ref: err_console.print(f"  predictions: {ref}"),
         allow_chance=allow_chance,
     )
-    if plots is not None:
-        err_console.print(f"wrote {ranking_figure(ranking, plots / 'teachers.png')}")
+    if figure is not None:
+        err_console.print(f"wrote {ranking_figure(ranking, figure)}")
     if as_json:
         print(json.dumps(ranking.as_dict(), indent=2))
         return
@@ -319,8 +328,15 @@ def teachers(
             soft_wrap=True,
         )
     console.print(ranking.verdict(), highlight=False, soft_wrap=True)
+    refitted = fit is not None and ranking.forecast.fitted_on == fit.name
+    ranked_by = (
+        f"the forecast re-fitted on {fit}"
+        if refitted
+        else f"{origin}'s forecast (fitted on {ranking.forecast.fitted_on or 'unknown runs'})"
+        + (f": {fit} has no run of {ranking.method} paired with a control to re-fit it on" if fit is not None else "")
+    )
     console.print(
-        f"student accuracy {t['student_acc'].iloc[0]:.2f}% (calib); forecaster: "
+        f"student accuracy {t['student_acc'].iloc[0]:.2f}% (calib); ranked by {ranked_by}: "
         f"{ranking.forecast.sentence()}; {ranking.seconds:.1f} s",
         highlight=False,
         soft_wrap=True,

@@ -10,9 +10,12 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import signal
 import sys
+import threading
 import typing
 import warnings
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -21,6 +24,7 @@ from rich.markup import escape
 
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError, AnyteachWarning, os_error_message
+from ..core.terminal import SafeConsole
 from .spellings import CommandGroup
 
 app = typer.Typer(
@@ -42,13 +46,13 @@ table cell is cut to "+0.…" as at rich's default of 80."""
 
 def output_console(stderr: bool = False) -> Console:
     """A rich console: the terminal's width in a terminal, `LOG_WIDTH` and no colours in a log."""
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=LOG_WIDTH, no_color=True)
+    probe = SafeConsole(stderr=stderr)
+    return probe if probe.is_terminal else SafeConsole(stderr=stderr, width=LOG_WIDTH, no_color=True)
 
 
 console = output_console()
 err_console = output_console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
 
 
 def with_option_flags(*tables: dict, exclude: tuple[str, ...] = ()):
@@ -121,6 +125,28 @@ def _print_json(obj) -> None:
     print(json.dumps(json_ready(obj), indent=2, allow_nan=False))
 
 
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".gif", ".webp")
+"""File name endings of a figure: a `--plots` directory may not be named like one."""
+
+
+def plots_directory(path: Optional[Path], option: str = "--plots") -> Optional[Path]:
+    """`path` checked as a directory for several figures: not a file, not named like an image file.
+
+    Raises:
+        AnyteachError: `x.png` (a directory named like a figure is surely a mistake) or an existing file.
+    """
+    if path is None:
+        return None
+    if path.suffix.lower() in FIGURE_SUFFIXES:
+        raise AnyteachError(
+            f"{option} {path} names a directory for several PNG figures, but it is named like an image file; "
+            "give a directory (e.g. figures/)"
+        )
+    if path.exists() and not path.is_dir():
+        raise AnyteachError(f"{option} {path} is a file; give a directory for the figures")
+    return path
+
+
 def _csv(text: Optional[str]) -> Optional[list[str]]:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
@@ -153,13 +179,61 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_showwarning = warnings.showwarning
 
 
+INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C (128 + SIGINT); SIGTERM exits with 143 (128 + SIGTERM)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler's stop), raised where the process is so that it stops as on Ctrl-C:
+    every file is written atomically, so what was finished stays and the same command resumes."""
+
+
+def _terminate(signum, frame) -> None:
+    _state["terminated"] = True
+    raise Terminated()
+
+
+def on_interrupt(hint: str) -> None:
+    """What the one line printed on Ctrl-C or SIGTERM says after `interrupted:` (a command sets it once it
+    knows where its results go)."""
+    _state["resume"] = hint
+
+
+def _interrupted() -> None:
+    """One line on Ctrl-C or SIGTERM: what was interrupted and how to resume; exit 130 (SIGINT) or 143 (SIGTERM)."""
+    terminated = bool(_state.get("terminated"))
+    hint = _state.get("resume") or "run the same command again to resume where it stopped"
+    if distributed.is_main():
+        err_console.print(
+            f"[yellow]interrupted[/yellow]{' (SIGTERM)' if terminated else ''}: {hint}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    sys.exit(143 if terminated else 130)
+
+
 def main() -> None:
     warnings.showwarning = _show_warning
+    _state.pop("resume", None)
+    _state.pop("terminated", None)
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _main()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     click_error, no_args = _click_errors()
     try:
         code = app(
             standalone_mode=False, prog_name="anyteach"
         )  # click's own errors (a flag's value, an unknown flag) come here
+        if code == INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into exit status 130
+            _interrupted()
         if isinstance(code, int) and code:
             sys.exit(code)
     except no_args as e:  # `anyteach` or a group alone: its help, as click shows it
@@ -169,6 +243,8 @@ def main() -> None:
         context = getattr(e, "ctx", None)
         where = f" (see `{context.command_path} --help`)" if context is not None else ""
         _fail(" ".join(e.format_message().split()) + where, e.exit_code)
+    except KeyboardInterrupt:  # outside a command (while the command line is read)
+        _interrupted()
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)

@@ -13,7 +13,7 @@ from ..core.errors import AnyteachError
 from ..core.io import disk_use, human_bytes
 from ..core.options import METHOD_OPTIONS, PER_RUN_OPTIONS, TRAINING_OPTIONS
 from .analysis import _print_zoo
-from .app import _csv, app, console, err_console, with_option_flags
+from .app import _csv, app, console, err_console, on_interrupt, with_option_flags
 from .zoo import build_zoo_with_progress, zoo_table
 
 
@@ -171,15 +171,8 @@ def study(
 
     for notice in study_notices(definition):
         err_console.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
-    try:
-        outcome = run_study(definition, out, retry_failed=retry_failed, log=_csv(log) or ())
-    except KeyboardInterrupt:
-        err_console.print(
-            f"[yellow]interrupted[/yellow]: finished runs are in {out}/study.sqlite; run the same "
-            "command again to resume",
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
+    on_interrupt(f"finished runs are in {out}/study.sqlite; run the same command again to resume")
+    outcome = run_study(definition, out, retry_failed=retry_failed, log=_csv(log) or ())
     err_console.print(
         f"{outcome.finished} runs finished now, {outcome.skipped} were already done, "
         f"{len(outcome.failed)} failed; {outcome.seconds:.0f} s -> {out} "
@@ -270,6 +263,9 @@ def demo(
     from ..report.document import headline_text
 
     start = time.perf_counter()
+    on_interrupt(
+        f"run the same command again to resume (the zoo's finished models and the finished runs in {out} are kept)"
+    )
     cores = workers or os.cpu_count() or 1
     study = demo_study(cores, zoo)  # an unknown zoo fails before anything is printed
     err_console.rule("[bold]the zoo")

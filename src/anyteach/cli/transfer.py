@@ -13,7 +13,16 @@ from ..core import process_group as distributed
 from ..core.errors import AnyteachError
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
 from ..methods import get_method
-from .app import _csv, app, console, err_console, with_input_size, with_option_flags
+from .app import (
+    _csv,
+    app,
+    console,
+    err_console,
+    on_interrupt,
+    plots_directory,
+    with_input_size,
+    with_option_flags,
+)
 
 
 def _option_pairs(items: Optional[list[str]]) -> dict:
@@ -160,11 +169,16 @@ def transfer_command(
         student = with_input_size(student, input_size)
         teacher = [with_input_size(t, input_size) for t in teacher] if teacher else teacher
     trackers = _csv(log) or []
+    on_interrupt(
+        "run the same command again to resume from the last finished epoch"
+        + (f" (run directory {out})" if out is not None else "")
+    )
     if distributed.launched_by_torchrun():
         from ..core.options import TrainingOptions
 
         device = TrainingOptions(**{k: v for k, v in options.items() if k == "device"}).device
         distributed.init_from_env(device)
+    plots = plots_directory(plots)
     if mode is not None:
         if data is None:
             data, why = default_data(student)

@@ -51,10 +51,20 @@ def cache_dir() -> Path:
     `ANYTEACH_CACHE` overrides it; otherwise `$XDG_CACHE_HOME/anyteach` or `~/.cache/anyteach`.
     """
     if os.environ.get("ANYTEACH_CACHE"):
-        root = Path(os.environ["ANYTEACH_CACHE"])
+        root, named = Path(os.environ["ANYTEACH_CACHE"]).expanduser(), "ANYTEACH_CACHE"
+    elif os.environ.get("XDG_CACHE_HOME"):
+        root, named = Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "anyteach", "XDG_CACHE_HOME"
     else:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "anyteach"
-    root.mkdir(parents=True, exist_ok=True)
+        root, named = Path.home() / ".cache" / "anyteach", ""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        where = f"the environment variable {named}={os.environ[named]!r}" if named else f"the cache directory {root}"
+        reason = "it is a file" if root.is_file() else (e.strerror or str(e)).lower()
+        hint = f"set {named} to a writable directory" if named else "set ANYTEACH_CACHE to a writable directory"
+        raise AnyteachError(f"{where} cannot be used as anyteach's cache ({reason}); {hint}") from e
+    if not root.is_dir():
+        raise AnyteachError(f"the cache directory {root} is not a directory; set ANYTEACH_CACHE to a directory")
     return root
 
 
@@ -163,6 +173,19 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     data = save(flat, metadata=metadata)  # serialised first: a full disk is then an OSError naming the file
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def tensors_readable(path: str | Path) -> bool:
+    """The file is a complete safetensors file: its header parses and its data is as long as the header says
+    (an empty, truncated or overwritten file is not). A flipped bit inside the data is not detected."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception:  # noqa: BLE001 - whatever safetensors raises for a bad file, the file is not readable
+        return False
+    return True
 
 
 def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:

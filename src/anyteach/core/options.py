@@ -131,6 +131,14 @@ def _valid_device(value: str) -> bool:
     return kind == "cuda" and number.isdigit()
 
 
+def _compile_backends() -> list[str]:
+    """The names torch.compile accepts as a backend (its own and those registered by plugins); imported only
+    for a backend other than the default, since torch's compiler takes seconds to import."""
+    from torch._dynamo import list_backends
+
+    return list_backends(exclude_tags=())
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda value: value in choices
 
@@ -144,6 +152,9 @@ MAX_EPOCHS = 10_000
 """The most epochs (and warm-up epochs) a run may ask for: a larger number is a typo, not a plan."""
 MAX_SEED = 2**32 - 1
 """Seeds are in [0, MAX_SEED]: what numpy and every generator the runs derive from a seed accept."""
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3
+"""Softmax temperatures are in this range: beyond it every distribution is flat or one-hot in float32, and τ²
+overflows long before the float range ends (τ = 1e308 is a typo, not a setting)."""
 MAX_BATCH = 2**24
 """The largest batch size: far beyond any device's memory, so a larger one is a typo."""
 
@@ -251,8 +262,8 @@ class TrainingOptions:
     compile_backend: str = option(
         "inductor",
         "the torch.compile backend (inductor; aot_eager or eager to debug)",
-        lambda v: bool(v.strip()),
-        "a backend name",
+        lambda v: v == "inductor" or v in _compile_backends(),
+        "a torch.compile backend (`torch._dynamo.list_backends()`: inductor, aot_eager, eager, ...)",
         compared=False,
     )
     workers: int | None = option(
@@ -319,8 +330,8 @@ METHOD_OPTIONS: dict[str, Option] = {
             float,
             1.0,
             "softmax temperature τ of the KL terms (the loss is multiplied by τ²)",
-            lambda v: v > 0,
-            "> 0",
+            lambda v: MIN_TEMPERATURE <= v <= MAX_TEMPERATURE,
+            f"in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]",
         ),
         Option(
             "top_k",
@@ -352,7 +363,14 @@ METHOD_OPTIONS: dict[str, Option] = {
             lambda v: 1 <= v <= 2**20,
             "in [1, 2**20]",
         ),
-        Option("crd_temperature", float, 0.07, "temperature of CRD's NCE scores", lambda v: v > 0, "> 0"),
+        Option(
+            "crd_temperature",
+            float,
+            0.07,
+            "temperature of CRD's NCE scores",
+            lambda v: MIN_TEMPERATURE <= v <= MAX_TEMPERATURE,
+            f"in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]",
+        ),
         Option("crd_momentum", float, 0.5, "momentum of CRD's memory-bank update", lambda v: 0 <= v < 1, "in [0, 1)"),
         Option(
             "mcl_interpolation",

@@ -20,6 +20,7 @@ never imported unless named.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -27,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -151,6 +152,18 @@ class _WandB:
         self.run.finish()
 
 
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Environment variables set to `values` inside the block (those the user set are left as they are)."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 class _MLflow:
     def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
         from mlflow.entities import Param
@@ -158,7 +171,10 @@ class _MLflow:
 
         self.client = MlflowClient()
         experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "anyteach")
-        experiment = self.client.get_experiment_by_name(experiment_name)
+        with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="20"):
+            # the first request answers at once whether the store is there (MLflow's own retries of an
+            # unreachable server take minutes); later requests retry as MLflow is configured
+            experiment = self.client.get_experiment_by_name(experiment_name)
         experiment_id = (
             experiment.experiment_id if experiment is not None else self.client.create_experiment(experiment_name)
         )
@@ -184,6 +200,32 @@ for _name, _opener in (("tensorboard", _TensorBoard), ("wandb", _WandB), ("mlflo
     TRACKERS.add(_name, TrackerKind(_name, _name, _opener))
 
 
+TRACKER_HINTS = {
+    "wandb": "log in with `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline to log under the run "
+    "directory",
+    "mlflow": "set MLFLOW_TRACKING_URI to a tracking server (http://host:5000) or, to log offline, to file:DIR with "
+    "MLFLOW_ALLOW_FILE_STORE=true",
+    "tensorboard": "check that the run directory is writable",
+}
+"""What to do when a tracker cannot start, per tracker."""
+
+
+def _open(name: str, run_name: str, config: Mapping[str, Any], run_dir: Path) -> Any:
+    """Open one tracker run; a tracker that cannot start (no login, an unusable store, no network) is one line.
+
+    Raises:
+        AnyteachError: the tracker's own error in one line, with what to do.
+    """
+    try:
+        return TRACKERS[name].opener(run_name, config, run_dir)
+    except Exception as e:  # noqa: BLE001 - every tracker library raises its own kinds; each is the same problem
+        reason = " ".join(str(e).split())
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise AnyteachError(
+            f"--log {name} cannot start ({type(e).__name__}: {reason}); {TRACKER_HINTS.get(name, '')}"
+        ) from e
+
+
 class RunTrackers:
     """The trackers of one transfer run: `log(history)` after each evaluated epoch logs the rows not
     logged yet; `log_step(step, losses, lr)` after each optimiser step (the trainer's `on_step`) logs
@@ -199,7 +241,13 @@ class RunTrackers:
         every_steps: int = STEP_EVERY,
         every_seconds: float = STEP_SECONDS,
     ):
-        self.opened = [TRACKERS[name].opener(run_name, config, Path(run_dir)) for name in check_trackers(names)]
+        self.opened: list[Any] = []
+        try:
+            for name in check_trackers(names):
+                self.opened.append(_open(name, run_name, config, Path(run_dir)))
+        except AnyteachError:
+            self.close()
+            raise
         self.logged_epoch = -1
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.sums: dict[str, torch.Tensor] = {}
@@ -249,6 +297,7 @@ __all__ = [
     "STEP_EVERY",
     "STEP_SECONDS",
     "TRACKERS",
+    "TRACKER_HINTS",
     "check_trackers",
     "flat_config",
     "scalar_metrics",

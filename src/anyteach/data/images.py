@@ -93,6 +93,46 @@ def file_content_digest(path: str) -> str:
     return h.hexdigest()
 
 
+def symlink_loop(root: str | Path) -> tuple[str, str] | None:
+    """The first directory symlink under `root` that leads back to one of its own ancestors (`ln -s ..
+    train/a/loop`), as (link, target); None when there is none.
+
+    Following such a link reads the same images again and again under other class folders (an image of class
+    b found through `train/a/loop/b/` is labelled a), until the path is too long. Only directory entries are
+    inspected (the tree is walked without following links, as cheaply as listing it).
+    """
+    for directory, subdirs, _ in os.walk(os.fspath(root), followlinks=False):
+        for name in subdirs:
+            link = os.path.join(directory, name)
+            if not os.path.islink(link):
+                continue
+            target = os.path.realpath(link)
+            here = os.path.realpath(directory)
+            if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                return link, target
+    return None
+
+
+def same_images(
+    root: str | Path, samples: Sequence[tuple[str, int]], other_root: str | Path, other: Sequence[tuple[str, int]]
+) -> bool:
+    """Two split folders hold the same images: one is (a link to) the other, or they list the same files (whatever
+    their labels: a copy of val/ as unlabelled/ is the same images) and an even sample of 16 of them has the same
+    bytes. Cheap when they differ: folders of different sizes or file names are told apart without reading a
+    file."""
+    if os.path.realpath(root) == os.path.realpath(other_root):
+        return True
+    if len(samples) != len(other) or not samples:
+        return False
+    if any(
+        os.path.relpath(path, root) != os.path.relpath(other_path, other_root)
+        for (path, _), (other_path, _) in zip(samples, other)
+    ):
+        return False
+    picks = np.unique(np.linspace(0, len(samples) - 1, 16).round().astype(int))
+    return all(file_content_digest(samples[i][0]) == file_content_digest(other[i][0]) for i in picks)
+
+
 def folder_manifest(root: str | Path, samples: Sequence[tuple[str, int]], verify: bool = False) -> str:
     """The digest of a split folder's samples: (relative path, class, size, modification time) each.
 
@@ -116,4 +156,4 @@ def folder_manifest(root: str | Path, samples: Sequence[tuple[str, int]], verify
     return h.hexdigest()
 
 
-__all__ = ["folder_manifest", "load_rgb8", "to_rgb8"]
+__all__ = ["folder_manifest", "load_rgb8", "same_images", "symlink_loop", "to_rgb8"]

@@ -43,6 +43,7 @@ augmented run resumes exactly and does not depend on the number of workers or ra
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -62,7 +63,7 @@ from ..core.registry import Registry
 from ..core.seeds import CALIB_SEED_OFFSET, FRESH_SEED_OFFSET, augment_seed, epoch_seed, sample_seed
 from ..models.references import Preprocessing
 from .glyph_images import GLYPH_CLASSES, GLYPHS_VERSION, IMAGE_SIZE, augment_images, generate_glyphs
-from .images import folder_manifest, load_rgb8
+from .images import folder_manifest, load_rgb8, same_images, symlink_loop
 
 SPLITS = ("train", "transfer", "eval")
 OPTIONAL_SPLITS = ("calib",)
@@ -86,12 +87,38 @@ def _parse_options(text: str, allowed: dict[str, type], ref: str) -> dict[str, A
             raise AnyteachError(f"bad option {item!r} in dataset reference {ref!r}: expected key=value")
         if key not in allowed:
             raise AnyteachError(f"unknown option {key!r} in dataset reference {ref!r}; known: {', '.join(allowed)}")
+        if key in out:
+            raise AnyteachError(f"option {key!r} is given twice in dataset reference {ref!r}; give it once")
         try:
             out[key] = allowed[key](value)
         except ValueError as e:
             kind = "an integer" if allowed[key] is int else "a number"
             raise AnyteachError(f"option {key}={value!r} in dataset reference {ref!r} is not {kind}") from e
     return out
+
+
+def _cached_arrays(
+    path: Path, rows: int, classes: int, dtype: type, ndim: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A generated dataset's cached inputs and labels, or None when there is no cache file or it is damaged (cut
+    short, overwritten, of another shape): a damaged file is removed, and the data is generated again."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+        if (
+            x.dtype == dtype
+            and x.ndim == ndim
+            and y.dtype == np.int64
+            and len(x) == len(y) == rows
+            and (not rows or (y.min() >= 0 and y.max() < classes))
+        ):
+            return torch.from_numpy(x), torch.from_numpy(y)
+    except Exception:  # noqa: BLE001 - whatever numpy or zipfile raise for a damaged file: generate it again
+        pass
+    path.unlink(missing_ok=True)
+    return None
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -434,12 +461,9 @@ class Mnist1d(_InMemory):
 
     def _generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         path = cache_dir() / "data" / f"mnist1d-{text_digest(self.identity)}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
-            except (OSError, ValueError, KeyError):
-                path.unlink()  # a damaged cache entry is regenerated
+        cached = _cached_arrays(path, self.size_total, len(MNIST1D_CLASS_NAMES), np.float32, 2)
+        if cached is not None:
+            return cached
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
@@ -530,12 +554,9 @@ class Glyphs(_InMemory):
         loads the dataset; reading 8-bit images back is much faster than drawing them)."""
         n = self.sizes[stream]
         path = cache_dir() / "data" / f"glyphs-{text_digest(f'{GLYPHS_VERSION}:{self.seed}:{stream}:{n}')}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    return torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
-            except (OSError, ValueError, KeyError):
-                path.unlink()  # a damaged cache entry is regenerated
+        cached = _cached_arrays(path, n, len(GLYPH_CLASSES), np.uint8, 4)
+        if cached is not None:
+            return cached
         x, y = generate_glyphs(n, self.seed, _GLYPH_STREAMS[stream])
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
@@ -737,6 +758,13 @@ class ImageFolder(Dataset):
         for split in ("train", "val"):
             if not (root / split).is_dir():
                 raise AnyteachError(f"imagefolder root {root} has no {split}/ directory of class folders")
+        for split in ("train", "val", "calib", "unlabelled"):
+            loop = symlink_loop(root / split) if (root / split).is_dir() else None
+            if loop is not None:
+                raise AnyteachError(
+                    f"{loop[0]} is a symlink to {loop[1]}, a folder it is inside of: its images would be read "
+                    "again and again under the wrong class; remove the link"
+                )
         try:
             folders: dict[str, Any] = {
                 "train": TVImageFolder(str(root / "train"), loader=load_rgb8),
@@ -801,6 +829,14 @@ class ImageFolder(Dataset):
             }
         except OSError as e:
             raise AnyteachError(f"cannot read {e.filename}: {e.strerror}") from e
+        for first, second in itertools.combinations(self._folders, 2):
+            a, b = self._folders[first], self._folders[second]
+            if self._manifests[first] == self._manifests[second] or same_images(a.root, a.samples, b.root, b.samples):
+                raise AnyteachError(
+                    f"{a.root} and {b.root} hold the same images: a split that is another split leaks it "
+                    "(the eval numbers would be measured on what the models trained or chose on); give each split "
+                    "its own images"
+                )
         self._base_identity = f"{base_identity}:{self.num_classes}"
         self.identity = f"{self._base_identity}:" + ":".join(self._manifests[s] for s in sorted(self._manifests))
         self._indices = {s: np.arange(len(f.samples)) for s, f in self._folders.items()}

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.errors import AnyteachError
+from ..core.errors import AnyteachError, RunFailed
 from ..core.io import read_json, write_json, write_text
 from .references import SIDECAR_FORMAT, hub_config, load_model
 
@@ -331,9 +331,38 @@ def push_to_hub(
                 repo_type="model",
                 commit_message=commit_message or f"anyteach: {name} ({', '.join(files)})",
             )
-        except (OSError, ValueError) as e:  # HfHubHTTPError is an OSError; offline mode raises OSError too
-            raise AnyteachError(f"cannot push to the hub repository {repo_id}: {str(e).splitlines()[0]}") from e
+        except Exception as e:  # noqa: BLE001 - sorted below: the network's failures and the hub's refusals
+            if _unreachable(e):  # the input was valid: the hub could not be reached (exit status 1)
+                raise RunFailed(
+                    f"cannot reach the Hugging Face hub to push {repo_id} ({type(e).__name__}: "
+                    f"{_first_line(e)}); check the network (and HF_HUB_OFFLINE, HF_ENDPOINT) and push again"
+                ) from e
+            if isinstance(e, (OSError, ValueError)):  # HfHubHTTPError (no token, no rights, a bad name) is an OSError
+                raise AnyteachError(f"cannot push to the hub repository {repo_id}: {_first_line(e)}") from e
+            raise
     return str(url)
+
+
+_NETWORK_LIBRARIES = ("httpx", "httpx2", "httpcore", "requests", "urllib3")
+"""The libraries huggingface_hub talks to the network through: their errors without an HTTP answer mean the
+hub could not be reached."""
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _unreachable(error: BaseException) -> bool:
+    """The error says the hub could not be reached (no network, no name resolution, a timeout, offline mode),
+    not that it answered with a refusal."""
+    if getattr(getattr(error, "response", None), "status_code", None):
+        return False  # the hub answered: a refusal, not a network failure
+    if isinstance(error, (ConnectionError, TimeoutError)):  # huggingface_hub's OfflineModeIsEnabled is one
+        return True
+    module = type(error).__module__.split(".")[0]
+    return module in _NETWORK_LIBRARIES and any(
+        word in type(error).__name__ for word in ("Connect", "Timeout", "Network", "Transport", "Proxy")
+    )
 
 
 __all__ = [

@@ -114,10 +114,8 @@ def sample_pairs(models: Sequence[ModelEntry], pairs: PairSpec) -> list[tuple[Mo
             measured accuracies.
     """
     if pairs.list is not None:
-        return [
-            tuple(_resolve_names(pair, models, f"pairs.list[{i}]"))  # type: ignore[misc]
-            for i, pair in enumerate(pairs.list)
-        ]
+        listed = [_resolve_names(pair, models, f"pairs.list[{i}]") for i, pair in enumerate(pairs.list)]
+        return [(student, teacher) for student, teacher in listed]
     students = _resolve_names(pairs.students, models, "pairs.students")
     teachers = _resolve_names(pairs.teachers, models, "pairs.teachers")
     candidates = [(s, t) for s in students for t in teachers if s.ref != t.ref]
@@ -290,13 +288,12 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         seen_students.add(student.ref)
     for method in (m for m in spec.methods if m.teacher is not None):
         students = list(dict.fromkeys(s for s, _ in pairs))
-        if method.teacher == "best":
-            chosen = best_teachers(spec, method, students, models)
+        chosen: list[tuple[ModelEntry, ModelEntry]]
+        if isinstance(method.teacher, tuple):  # {student: teacher}, named in the definition
+            named = [_resolve_names(pair, models, f"methods.{method.label}.teacher") for pair in method.teacher]
+            chosen = [(student, teacher) for student, teacher in named]
         else:
-            chosen = [
-                tuple(_resolve_names(pair, models, f"methods.{method.label}.teacher"))  # type: ignore[misc]
-                for pair in method.teacher  # type: ignore[union-attr]  # a list of pairs when not "best"
-            ]
+            chosen = best_teachers(spec, method, students, models)
         for student, teacher in chosen:
             options = json.dumps(run_options(method, spec.recipe), sort_keys=True)
             data = method.data or spec.data
@@ -526,9 +523,9 @@ class _Progress:
     def __enter__(self) -> _Progress:
         if not self.enabled:
             return self
-        from rich.console import Console
+        from ..core.terminal import SafeConsole
 
-        self._console = Console(stderr=True)
+        self._console = SafeConsole(stderr=True)
         todo = self.total - self.already - self.held_back
         parts = [f"{self.already} already in the store"] if self.already else []
         parts += [f"{self.held_back} failed earlier and held back"] if self.held_back else []
@@ -543,6 +540,8 @@ class _Progress:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
+
+            from ..core.terminal import SafeConsole
 
             self._progress = Progress(
                 TextColumn("[bold]study runs"),

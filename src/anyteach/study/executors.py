@@ -125,11 +125,18 @@ class Executor:
     def close(self) -> None:
         pass
 
+    def stop(self) -> None:
+        """Stop at once, abandoning the runs in flight (an interrupt: each resumes from its last checkpoint)."""
+        self.close()
+
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.stop()
+        else:
+            self.close()
 
 
 class InProcessExecutor(Executor):
@@ -148,9 +155,14 @@ class InProcessExecutor(Executor):
 
 def _worker_init(parent_pid: int) -> None:
     """Worker start-up: one torch thread; exit as soon as the driver is gone."""
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    # Ctrl-C in a terminal reaches every process of the group: the driver alone decides (it stops the workers and
+    # says how to resume), so a worker neither dies with a traceback nor leaves the pool broken
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:
@@ -222,6 +234,15 @@ class LocalProcessExecutor(Executor):
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop(self) -> None:
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # the workers of this pool only, each by its own id
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 class RayExecutor(Executor):

@@ -541,9 +541,50 @@ def load_study_spec(source: StudySpec | str | Path | Mapping[str, Any], **overri
     if resources.get("num_cpus", 1) == 0:
         raise AnyteachError(f"{spec_key('resources.num_cpus')} must be positive: every run needs a CPU")
     name = _as_str(raw.get("name", "study"), "name")
+    _check_plan_size(models, pairs, methods, seeds)
     return StudySpec(
         tuple(models), data, pairs, methods, seeds, recipe, workers, executor, address, resources, name, imports
     )
+
+
+MAX_STUDY_RUNS = 100_000
+"""The most runs a study may plan: more is a typo (a million seeds), not a plan. At a minute per run it is
+ten weeks of one machine; a larger study is several studies."""
+
+
+def _check_plan_size(
+    models: Sequence[str], pairs: PairSpec, methods: Sequence[MethodSpec], seeds: Sequence[int]
+) -> None:
+    """Refuse, before anything is loaded or written, a study whose plan is absurdly large.
+
+    The bound counts every method once per pair (teacher-free methods and `teacher:` entries run once per
+    student, so they count once per model at most).
+
+    Raises:
+        AnyteachError: more than `MAX_STUDY_RUNS` runs, naming the keys that multiply to it.
+    """
+    n = len(models)
+    students = len(pairs.students) if pairs.students is not None else n
+    teachers = len(pairs.teachers) if pairs.teachers is not None else n
+    if pairs.list is not None:
+        count = len(pairs.list)
+    elif pairs.random is not None:
+        count = pairs.random
+    elif pairs.recommended is not None:
+        count = students * min(2 * pairs.recommended, teachers)
+    else:  # every ordered pair of two different models (at most)
+        count = students * teachers - (
+            min(students, teachers) if pairs.students is None or pairs.teachers is None else 0
+        )
+    per_pair = sum(1 for m in methods if m.teacher is None and not m.teacher_free)
+    per_student = len(methods) - per_pair
+    bound = (count * per_pair + min(students, count) * per_student) * len(seeds)
+    if bound > MAX_STUDY_RUNS:
+        raise AnyteachError(
+            f"the study would plan up to {bound:,} runs ({count:,} pairs x {len(methods)} methods x {len(seeds):,} "
+            f"seeds), more than {MAX_STUDY_RUNS:,}: check {spec_key('seeds')} and {spec_key('pairs')}, or split it "
+            "into several studies"
+        )
 
 
 def _plugin(plugin: str, base: Path) -> str:
@@ -668,6 +709,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 __all__ = [
     "EXECUTORS",
+    "MAX_STUDY_RUNS",
     "MethodSpec",
     "PairSpec",
     "StudySpec",

@@ -126,6 +126,7 @@ class StudyStore:
         try:
             if create:
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self._check_version()  # before anything is written: a store of another schema is left as it is
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=FULL")
                 self.conn.execute("PRAGMA foreign_keys=ON")
@@ -139,6 +140,9 @@ class StudyStore:
             if getattr(self, "conn", None) is not None:
                 self.conn.close()
             raise _store_error(e, self.path, "open") from e
+        except AnyteachError:
+            self.conn.close()
+            raise
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
@@ -163,6 +167,17 @@ class StudyStore:
             self.conn.execute("ALTER TABLE failures ADD COLUMN kind TEXT NOT NULL DEFAULT 'error'")
         if "label" not in columns:
             self.conn.execute("ALTER TABLE failures ADD COLUMN label TEXT")
+
+    def _check_version(self) -> None:
+        """A store that says it has another schema is refused (one that says nothing is checked later)."""
+        has_meta = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() if has_meta else None
+        if row is not None and row[0] != SCHEMA_VERSION:
+            raise AnyteachError(
+                f"{self.path} has store schema {row[0]!r}, which this anyteach does not read (it reads and writes "
+                f"schema {SCHEMA_VERSION}); summarise it with the anyteach that wrote it, or run the study again "
+                "into a new directory"
+            )
 
     def _check_schema(self) -> None:
         try:

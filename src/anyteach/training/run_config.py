@@ -52,10 +52,14 @@ def read_run_config(path: str | Path) -> RunConfig:
     import yaml
 
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
+    try:  # bytes: PyYAML reads UTF-8 and UTF-16 (by the byte-order mark) and refuses other encodings in one error
+        raw = yaml.safe_load(path.read_bytes())
     except FileNotFoundError:
         raise AnyteachError(f"run file not found: {path}") from None
+    except yaml.reader.ReaderError as e:
+        raise AnyteachError(
+            f"{path} is not a UTF-8 (or UTF-16) text file ({' '.join(str(e).split())}); save it as UTF-8"
+        ) from e
     except yaml.YAMLError as e:
         raise AnyteachError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if raw is None:

@@ -773,7 +773,7 @@ class Trainer:
             else:  # the calib split is also trained on: choose on the held-out half only (loaded above)
                 held = teacher_logits[:, choice] if teachers else frozen[choice][None, :0]
                 context.calibration = Calibration(labels[choice], frozen[choice], held)
-                assert split is not None  # loaded above whenever the calib split is trained on
+                assert split is not None  # a preset choosing on the calib split it fine-tunes on loaded it above
                 inputs, targets = split[0][choice.to(split[0].device)], split[1][choice.to(split[1].device)]
 
                 def calib_score(model: nn.Module) -> float:

@@ -38,7 +38,16 @@ import torch
 from ..analysis.metrics import SIGNIFICANCE, mcnemar_p_values
 from ..core import process_group as distributed
 from ..core.errors import AnyteachError, RunFailed
-from ..core.io import cache_dir, exclusive_lock, read_json, slug, text_digest, write_json, write_text
+from ..core.io import (
+    cache_dir,
+    exclusive_lock,
+    read_json,
+    slug,
+    tensors_readable,
+    text_digest,
+    write_json,
+    write_text,
+)
 from ..core.options import NOT_COMPARED, TRAINING_OPTIONS, TrainingOptions, split_options
 from ..core.trackers import RunTrackers, check_trackers, tracker_run_name
 from ..data.predictions import check_compatible, predict
@@ -184,6 +193,11 @@ class TransferResult(ExportedStudent):
                 "to train this run again"
             )
         student = run_dir / "student.safetensors"
+        if final is not None and student.exists() and not tensors_readable(student):
+            raise RunFailed(
+                f"{student} is damaged (empty, truncated or not a safetensors file); run again with --restart "
+                "to train this run again"
+            )
         return cls(run_dir, config, history, final, student if student.exists() and final else None, final is not None)
 
 
@@ -331,10 +345,10 @@ class ConsoleReporter:
     WIDTHS = (5, 6, 6, 5, 5, 6, 6, 6, 6, 10, 6)
 
     def __init__(self, title: str, console=None, every_steps: int = 100, every_seconds: float = 30.0):
-        from rich.console import Console
+        from ..core.terminal import SafeConsole
 
         self.title = title
-        self.console = console or Console(stderr=True)
+        self.console = console or SafeConsole(stderr=True)
         self.progress: Any = None  # a rich Progress on a terminal
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.done = self.total = self.steps_per_epoch = 0
@@ -348,9 +362,10 @@ class ConsoleReporter:
         return " ".join(cells)
 
     def start(self, epochs: int, steps_per_epoch: int, history: list[dict[str, Any]]) -> None:
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console.print(f"[bold]{self.title}[/bold]", highlight=False, soft_wrap=True)
+        self.console.print(f"[bold]{escape(self.title)}[/bold]", highlight=False, soft_wrap=True)
         header = " ".join(h.rjust(w) for (h, _, _), w in zip(self.COLUMNS, self.WIDTHS))
         self.console.print(header, style="dim", highlight=False, soft_wrap=True)
         for row in history:
@@ -990,17 +1005,18 @@ def _transfer_run(
     replaced = distributed.on_main(lambda: run.check(config, overwrite))
     student_file = run_dir / "student.safetensors"
     if replaced is None and not restart and distributed.on_main(lambda: run.finished):
-        result = TransferResult.load(run_dir)
-        if not (preset.trains and not student_file.exists()):
+        if not (preset.trains and not tensors_readable(student_file)):
+            result = TransferResult.load(run_dir)
             if not resolved.keep_checkpoints and distributed.is_main():
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
             return result
+        damage = "has a damaged student.safetensors" if student_file.exists() else "lost its student.safetensors"
         if not (run_dir / "checkpoint.pt").exists():
             raise RunFailed(
-                f"the finished run in {run_dir} lost its student.safetensors and its checkpoint was "
+                f"the finished run in {run_dir} {damage} and its checkpoint was "
                 "dropped (keep_checkpoints keeps it); run again with --restart to train it again"
             )
-        # the student file is gone but the checkpoint is there: export it again below
+        # the student file is gone or damaged but the checkpoint is there: export it again below
 
     # 4. everything that can fail on this input fails here, before the directory is touched
     teacher_names = ", ".join(t.name for t in teachers) or "no teacher"
