@@ -189,10 +189,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeats):
             e_rates.append(train_step_rate(student, batches))
-            run = transfer(student, teacher, chunk, "kl", Path(tmp) / f"cached{k}", **options)
+            run = transfer(student, teacher, chunk, "kl", Path(tmp) / f"cached{k}", control=False, **options)
             c_rates.append(run.final["steps"] * args.batch / run.final["seconds_train"])
         e_live = train_step_rate(student, batches, teacher)
-        live = transfer(student, teacher, chunk, "kl", Path(tmp) / "live", cache_teacher_outputs=False, **options)
+        live = transfer(
+            student, teacher, chunk, "kl", Path(tmp) / "live", control=False, cache_teacher_outputs=False, **options
+        )
         d = live.final["steps"] * args.batch / live.final["seconds_train"]
     f = loader_rate(data, student.info.preprocessing, args.batch, workers)
     median = lambda values: float(np.median(values))  # noqa: E731

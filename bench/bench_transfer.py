@@ -101,6 +101,7 @@ def seconds_per_step(student, teacher, data, method: str, batch_size: int, out: 
         data,
         method,
         out,
+        control=False,  # the step of the method alone
         overwrite=True,
         progress=False,
         epochs=2,

@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True)
-    train_n, eval_n, calib_n, epochs = (1200, 1200, 600, 6) if args.small else (6000, 4000, 2000, 20)
+    train_n, eval_n, calib_n, epochs = (2400, 1200, 600, 8) if args.small else (6000, 4000, 2000, 20)
 
     # 1. an image folder (here: generated glyph images, 12 classes)
     folder = anyteach.data.export_imagefolder(

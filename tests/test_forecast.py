@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 
 import numpy as np
@@ -352,6 +353,47 @@ def test_refit_from_a_finished_study(calib_study, tiny_zoo, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "kl+dp" and len(out["teachers"]) == 3
     assert Forecaster.load(calib_study / "forecaster.json").get("kl+dp") == fitted.get("kl+dp")
+
+
+def test_report_of_a_study_with_controls_and_recommended_pairs(tiny_zoo, tmp_path, capsys):
+    """`anyteach report` on a study of `pairs: {recommended: 1}` with a control compares the arms that ran
+    (it once crashed there, leaving the old report in place)."""
+    from anyteach.analysis.forecast import recommended_pairs
+    from anyteach.cli import main
+    from anyteach.study.driver import run_study
+
+    refs = list(tiny_zoo.values())
+    study_dir = tmp_path / "recommended"
+    spec = {
+        "models": refs,
+        "data": CALIB_DATA,
+        "methods": ["kl+dp", "xe"],
+        "recipe": RECIPE,
+        "pairs": {"recommended": 1, "seed": 2, "students": [refs[0], refs[2]]},
+    }
+    run_study(spec, study_dir, progress=False)
+    (study_dir / "report.html").write_text("an old report")
+    old = sys.argv
+    sys.argv = ["anyteach", "report", str(study_dir)]
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code
+    finally:
+        sys.argv = old
+    assert code in (0, None), capsys.readouterr().err
+    text = (study_dir / "report.md").read_text()
+    assert "### Recommended pairs against a random draw" in text
+    assert "an old report" not in (study_dir / "report.html").read_text()
+    chosen = recommended_pairs(refs[:3:2], refs, 1, CALIB_DATA, method="kl+dp", seed=2)
+    section = text.split("### Recommended pairs against a random draw", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| kl+dp |")]
+    assert [r.split(" | ")[1] for r in rows] == ["recommended", "random draw"]
+    assert rows[0].split(" | ")[2] == str(len(chosen.recommended))  # one run per student in each arm
+    for line in text.splitlines():  # every table cell formatted: no raw float, no nan correlation
+        if line.startswith("|"):
+            assert not re.search(r"\d\.\d{4,}", line) and not re.search(r"\bnan\b", line, re.IGNORECASE), line
 
 
 def test_report_says_what_makes_a_good_teacher(calib_study):

@@ -170,7 +170,7 @@ def test_every_verdict_states_its_sample_size(study_dir):
 def test_the_report_opens_with_a_three_sentence_verdict(files):
     html = files.html.read_text()
     assert html.index("<strong>Verdict.</strong>") < html.index("<table")
-    opening = re.search(r"<strong>Verdict.</strong>(.*?)</p>", html).group(1)
+    opening = re.search(r"<strong>Verdict.</strong>(.*?)</div>", html).group(1)
     assert "What teaches beyond the same training without a teacher: <strong>kl+dp</strong> (6 of 6 students" in opening
     assert "not safe: <strong>kl</strong> (50% of 30 runs)" in opening  # kl harms every run with a weaker teacher
     assert "How much of the available gain was taken" in opening
@@ -200,9 +200,7 @@ def test_report_of_a_missing_study_is_a_user_error(tmp_path):
         write_report(tmp_path / "nothing")
 
 
-def test_a_browser_shows_the_figures_and_tables(files, tmp_path):
-    """The HTML as a person sees it: headless Chromium loads it, every embedded figure decodes, the
-    tables have rows, and the screenshot is the whole page (skipped without Chromium)."""
+def _renderer():
     import importlib.util
 
     script = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "render_report.py"
@@ -211,6 +209,74 @@ def test_a_browser_shows_the_figures_and_tables(files, tmp_path):
     spec.loader.exec_module(render_report)
     if render_report.find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return render_report
+
+
+def test_the_first_screen_shows_the_verdict_and_the_figure(files):
+    """At 1400 x 900, before any scrolling, the reader sees the verdict and the whole opening figure."""
+    facts = _renderer().page_facts(files.html, width=1400, screen=900)
+    assert facts["broken_images"] == 0
+    assert 0 < facts["verdict_bottom"] <= 900, facts
+    assert 0 < facts["figure_bottom"] <= 900, facts
+
+
+def test_the_report_opens_with_the_beyond_control_figure_then_the_table(study_dir, files):
+    html = files.html.read_text()
+    assert html.index('<div class="lead">') < html.index("<strong>Verdict.</strong>") < html.index("<table")
+    assert (study_dir / "figures" / "beyond_control.png").is_file()
+    markdown = files.markdown.read_text()
+    assert markdown.index("**Verdict.**") < markdown.index("figures/beyond_control.png") < markdown.index("| method |")
+    # the findings under headings, after the headline table
+    assert (
+        markdown.index("## Headline")
+        < markdown.index("## Findings")
+        < markdown.index("### Against the no-teacher controls")
+    )
+    assert "### Against the paper" in markdown
+
+
+def test_the_figure_intervals_follow_the_per_student_differences(study_dir):
+    from anyteach.report.document import paired_runs, student_families
+    from anyteach.report.figures import beyond_control_intervals, t_quantile
+
+    summary = summarize(study_dir)
+    paired = paired_runs(summary)
+    assert set(paired["label"]) == {"kl", "kl+dp", "kl+dp-u"} and set(paired["control"]) == {"xe"}
+    assert len(paired) == 90  # every teacher run of the three methods has its student's xe run
+    table = beyond_control_intervals(paired, student_families(summary.runs))
+    row = table[(table["method"] == "kl+dp") & (table["group"] == "all students")].iloc[0]
+    per_student = paired[paired["label"] == "kl+dp"].groupby("student")["delta_beyond"].mean().to_numpy()
+    assert row["students"] == 6 and row["mean"] == pytest.approx(per_student.mean())
+    half = t_quantile(5) * per_student.std(ddof=1) / np.sqrt(6)
+    assert (row["low"], row["high"]) == pytest.approx((per_student.mean() - half, per_student.mean() + half))
+    assert set(table["group"]) == {"all students", "cnn", "mlp", "transformer"}
+
+
+def test_every_run_is_in_the_run_table_with_formatted_numbers(study_dir, files):
+    markdown = files.markdown.read_text()
+    section = markdown.split("## Every run", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| model")]
+    assert len(rows) == 96  # 90 teacher runs and 6 controls
+    control_rows = [r for r in rows if r.split(" | ")[2] == "xe"]
+    assert len(control_rows) == 6 and all(r.split(" | ")[4] == "–" for r in control_rows)
+    one = next(r for r in rows if r.startswith("| model0 | model2 | kl |"))
+    assert one.split(" | ")[3:6] == ["+1.00", "+0.95", "xe"]  # Δ 0.4·5 − 1; the control gained 0.05
+
+
+def test_no_table_holds_a_raw_float_or_nan(files):
+    """Every number in every table is formatted: no `0.123456789`, no `nan`."""
+    markdown = files.markdown.read_text()
+    table_lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert table_lines
+    for line in table_lines:
+        assert not re.search(r"\d\.\d{4,}", line), line
+        assert not re.search(r"\bnan\b", line, re.IGNORECASE), line
+
+
+def test_a_browser_shows_the_figures_and_tables(files, tmp_path):
+    """The HTML as a person sees it: headless Chromium loads it, every embedded figure decodes, the
+    tables have rows, and the screenshot is the whole page (skipped without Chromium)."""
+    render_report = _renderer()
     facts = render_report.page_facts(files.html)
     assert facts["images"] == len(files.figures) and facts["broken_images"] == 0
     assert facts["tables"] >= 4  # headline, two by-bucket tables, by student family
@@ -284,3 +350,57 @@ def test_prose_columns_align_left_and_numbers_right():
     assert "|---|---:|---:|---|" in markdown
     html = report.html()
     assert '<th class="prose">forecast</th>' in html and "<th>runs</th>" in html
+
+
+def test_a_failed_re_render_leaves_no_old_report(tmp_path):
+    """A report that cannot be built removes the earlier one: a stale report never stands for the study."""
+    make_study(tmp_path)
+    first = write_report(tmp_path)
+    assert first.html.exists() and first.markdown.exists()
+
+    def broken(report, summary):
+        raise RuntimeError("a section failed")
+
+    with pytest.raises(RuntimeError, match="a section failed"):
+        write_report(tmp_path, sections=[broken])
+    assert not first.html.exists() and not first.markdown.exists()
+    again = write_report(tmp_path)  # and a good render writes it again
+    assert again.html.exists()
+
+
+def test_a_method_without_labels_is_paired_with_the_stronger_of_its_controls(tmp_path):
+    """`pl+ens+wise` runs are paired per student with the stronger of `self` and `self+xe+wise`; the opening
+    figure shows the teacher's method only, and the run table every run."""
+    from anyteach.report.document import paired_runs, run_table, student_families
+    from anyteach.report.figures import beyond_control_intervals
+
+    models = {f"m{i}": ModelEntry(f"m{i}", f"model{i}", "mlp", 1000) for i in range(MIN_STUDENTS)}
+    names = {ref: m.name for ref, m in models.items()}
+    controls = {"self": lambda i: 0.1 * i, "self+xe+wise": lambda i: 0.2}  # self stronger from student 3 on
+    with StudyStore(tmp_path) as store:
+        store.set_meta("spec", json.dumps({"name": "teaching", "data": "mnist1d", "seeds": [0], "methods": []}))
+        store.add_models([{**m.__dict__} for m in models.values()])
+        for i, s in enumerate(models):
+            teacher = next(m for m in models if m != s)
+            runs = [("pl+ens+wise", teacher, 1.0)] + [(c, None, delta(i)) for c, delta in controls.items()]
+            for method, t, delta in runs:
+                spec = RunSpec(method, method, s, t, 0, '{"epochs": 2}', "mnist1d:fresh=1000")
+                outcome = {
+                    "final": _final(delta, 1.0, False, False),
+                    "run_dir": str(tmp_path / f"{s}-{method}"),
+                    "seconds": 1.0,
+                }
+                assert store.add_run(run_row(spec, outcome, names, models), [{"epoch": 0}])
+    summary = summarize(tmp_path)
+    paired = paired_runs(summary)
+    taught = paired[paired["label"] == "pl+ens+wise"].set_index("student")
+    assert len(taught) == MIN_STUDENTS
+    for i, s in enumerate(models):
+        stronger = max(controls, key=lambda c: round(controls[c](i) * 1000))
+        assert taught.loc[s, "control"] == stronger
+        assert taught.loc[s, "delta_beyond"] == pytest.approx(1.0 - controls[stronger](i))
+    intervals = beyond_control_intervals(paired[paired["teacher"] != ""], student_families(summary.runs))
+    assert set(intervals["method"]) == {"pl+ens+wise"} and list(intervals["group"]) == ["all students"]
+    table = run_table(summary, paired, tmp_path)
+    assert len(table) == 3 * MIN_STUDENTS
+    assert set(table["file"]) >= {f"`{s}-pl+ens+wise`" for s in models}  # relative to the study directory

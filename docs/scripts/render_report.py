@@ -64,9 +64,11 @@ def render(html: Path, png: Path, width: int = 1200, height: int | None = None, 
     return png
 
 
-def page_facts(html: Path, width: int = 1200, timeout: float = 120.0) -> dict[str, int]:
+def page_facts(html: Path, width: int = 1200, timeout: float = 120.0, screen: int = 1000) -> dict[str, int]:
     """What a reader's browser sees of `html` once loaded: `height` (pixels at `width`), `images`
-    (figures that decoded: complete with a natural width), `broken_images`, `tables` (with rows).
+    (figures that decoded: complete with a natural width), `broken_images`, `tables` (with rows), and
+    where the opening verdict and figure end on a window `screen` pixels high (`verdict_bottom`,
+    `figure_bottom`: pixels from the top, -1 when the page has none).
 
     Read from Chromium's DOM dump: a script writes the numbers into the page title.
 
@@ -83,7 +85,10 @@ def page_facts(html: Path, width: int = 1200, timeout: float = 120.0) -> dict[st
         "document.title='FACTS'+JSON.stringify({height:document.documentElement.scrollHeight,"
         "images:i.filter(x=>x.complete&&x.naturalWidth>0).length,"
         "broken_images:i.filter(x=>!(x.complete&&x.naturalWidth>0)).length,"
-        "tables:[...document.querySelectorAll('table')].filter(t=>t.rows.length>1).length});});</script>"
+        "tables:[...document.querySelectorAll('table')].filter(t=>t.rows.length>1).length,"
+        "verdict_bottom:bottom('.lead .verdict'),figure_bottom:bottom('.lead img')});});"
+        "function bottom(s){const e=document.querySelector(s);return e?Math.ceil(e.getBoundingClientRect().bottom):-1;}"
+        "</script>"
     )
     probe.write_text(html.read_text().replace("</body>", script + "</body>", 1))
     try:
@@ -95,7 +100,7 @@ def page_facts(html: Path, width: int = 1200, timeout: float = 120.0) -> dict[st
                     "--no-sandbox",
                     "--disable-gpu",
                     f"--user-data-dir={profile}",
-                    f"--window-size={width},1000",
+                    f"--window-size={width},{screen}",
                     "--dump-dom",
                     probe.as_uri(),
                 ],

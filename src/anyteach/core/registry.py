@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 from .errors import AnyteachError
 
@@ -58,6 +58,8 @@ def import_plugins(plugins: Sequence[str]) -> None:
                 if not path.is_file():
                     raise AnyteachError(f"plugin file not found: {plugin}")
                 spec = importlib.util.spec_from_file_location(name, path)
+                if spec is None or spec.loader is None:
+                    raise AnyteachError(f"cannot import plugin file {plugin}: not a Python module")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
                 try:
@@ -118,7 +120,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
         self[name] = item
         return item
 
-    def decorator(self, name: str, wrap: Callable[[object], T] | None = None) -> Callable:
+    def decorator(self, name: str, wrap: Callable[[Any], T] | None = None) -> Callable:
         """A decorator registering what it decorates under `name` (passed through `wrap` first, if
         given, e.g. to attach metadata) and returning the decorated object unchanged."""
 

@@ -186,7 +186,7 @@ def read_split(obj: Any, split: str, labelled: bool) -> tuple[torch.Tensor, torc
             bx, by = _split_item(raw, split, labelled)
             x = _as_tensor(bx, f"the {split} split")
             ys = by if by is not None else [None] * len(x)
-        if any(y is None for y in ys):
+        if not isinstance(ys, torch.Tensor) and any(y is None for y in ys):
             if labelled:
                 raise AnyteachError(f"the {split} split has samples without a label; only `unlabelled` may")
             y = torch.full((len(x),), UNLABELLED, dtype=torch.long)
@@ -275,7 +275,7 @@ class InMemoryData(_InMemory):
                 f"{tuple(self._x['eval'].shape[1:])} of type {self._x['eval'].dtype} (only 8-bit images have one); "
                 "augment in your own dataset's transform instead"
             )
-        return super().loader(split, *args, augment=augment, **kwargs)
+        return super().loader(split, *args, augment=augment, **kwargs)  # type: ignore[misc]  # args: batch size, ...
 
 
 def from_objects(splits: Mapping[str, Any], class_names: list[str] | None = None, name: str | None = None) -> Dataset:

@@ -291,7 +291,7 @@ def chance_diagnosis(model: Classifier, predictions: Predictions, data: Dataset)
             f"?input_size={native[0]},{h},{w} after the reference, or --input-size {native[0]},{h},{w}"
         )
     p = model.info.preprocessing
-    if p.mean is not None:
+    if p.mean is not None and p.std is not None:
         return (
             f"preprocessing: the model normalises its input with mean {list(p.mean)} and std {list(p.std)}; if "
             "these are not what it was trained with (or the data are normalised already), give its own: "

@@ -308,6 +308,8 @@ class _InMemory(Dataset):
 
     augmentation: Mapping[str, float] = {}
     augmenter: Callable[..., torch.Tensor] = staticmethod(augment_signals)
+    _x: dict[str, torch.Tensor]  # set by the subclass
+    _y: dict[str, torch.Tensor]
 
     def inputs(self, split: str) -> torch.Tensor:
         self._check_split(split)
@@ -689,7 +691,7 @@ class _EpochLoader:
             broken = ((y == UNREADABLE) | (y == OVERSIZED)).nonzero()
             if len(broken):
                 first = int(broken[0, 0])
-                path = images.path(int(index[first]))
+                path = images.path(int(index[first]))  # type: ignore[attr-defined]  # an image folder's
                 if int(y[first]) == OVERSIZED:
                     raise AnyteachError(
                         f"image {path} has more pixels than PIL's decompression-bomb limit "
@@ -708,7 +710,7 @@ class _UnlabelledFolder:
     def __init__(self, root: Path):
         from torchvision.datasets.folder import IMG_EXTENSIONS
 
-        self.root, self.classes, self.loader = str(root), [], load_rgb8
+        self.root, self.classes, self.loader = str(root), list[str](), load_rgb8
         files = sorted(str(f) for f in root.rglob("*") if f.suffix.lower() in IMG_EXTENSIONS and f.is_file())
         if not files:
             raise AnyteachError(f"{root} holds no image files ({', '.join(IMG_EXTENSIONS)})")
@@ -910,7 +912,7 @@ class ImageFolder(Dataset):
         # 8-bit tensors out of the workers (timm's "prefetcher" transforms): the float conversion and
         # the model's own normalisation happen on the device
         transform = create_transform(
-            input_size=p.input_size or (3, 224, 224),
+            input_size=tuple(p.input_size or (3, 224, 224)),  # type: ignore[arg-type]  # (channels, h, w)
             is_training=augment,
             interpolation=p.interpolation or "bilinear",
             crop_pct=p.crop_pct,

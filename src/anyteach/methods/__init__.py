@@ -1,6 +1,6 @@
 """Transfer methods: target rules, losses and weight regularisers, composed into named presets.
 
-A transfer method (PAPER.md section 3) is three small parts, each in its own module and each a
+A transfer method (docs/concepts/transfer-without-forgetting.md) is three small parts, each in its own module and each a
 registry reachable by name:
 - `targets`: a **target rule** says whose output the student imitates, per sample;
 - `losses`: a **loss** module returns named, weighted loss terms (their sum is the training loss);

@@ -165,6 +165,7 @@ class KLDistillation(TransferLoss):
 
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
         alpha, target = self.opts["alpha"], batch.target
+        assert target is not None, "a KL loss is built only with a target rule (needs_target)"
         # top-k classes come from the teacher when there is exactly one, else from the target itself
         reference = (
             batch.teacher_logits[0] if batch.teacher_logits is not None and len(batch.teacher_logits) == 1 else None
@@ -196,6 +197,7 @@ class ContrastiveDistillation(TransferLoss):
     needs_teacher_features = True
 
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
+        assert batch.features is not None and batch.teacher_features is not None  # needs_*features
         return {
             "loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
             "loss_cd": self.opts["beta"] * similarity_structure_loss(batch.features, batch.teacher_features),
@@ -215,6 +217,14 @@ class ContrastiveRepresentationDistillation(TransferLoss):
     options = ("gamma", "beta", "crd_feature_dim", "crd_negatives", "crd_temperature", "crd_momentum")
     needs_features = True
     needs_teacher_features = True
+    # buffers (registered in __init__), declared for the type checker
+    memory_student: torch.Tensor
+    memory_teacher: torch.Tensor
+    normaliser: torch.Tensor
+    by_class: torch.Tensor
+    class_start: torch.Tensor
+    class_count: torch.Tensor
+    labels: torch.Tensor
 
     def __init__(self, options: dict[str, Any], context: MethodContext):
         super().__init__(options, context)
@@ -288,6 +298,7 @@ class ContrastiveRepresentationDistillation(TransferLoss):
         memory[index] = F.normalize(memory[index] * m + embedded.detach() * (1 - m), dim=1)
 
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
+        assert batch.features is not None and batch.teacher_features is not None  # needs_*features
         student = F.normalize(self.embed_student(batch.features.float()), dim=1)
         teacher = F.normalize(self.embed_teacher(batch.teacher_features.float()), dim=1)
         idx = torch.cat([batch.index.unsqueeze(1), self.negatives(batch.index)], dim=1)

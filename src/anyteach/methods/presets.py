@@ -58,7 +58,7 @@ UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, CALIB_CONTROL)
 stronger of the two."""
 
 PRESET_TABLE: list[dict[str, Any]] = [
-    # the paper's methods (PAPER.md section 3) and its proposal, kl+dp
+    # the paper's methods (docs/concepts/transfer-without-forgetting.md) and its proposal, kl+dp
     dict(name="kl", target="teacher", loss="kl", description="KL-Dist: KL to the teacher on every sample"),
     dict(
         name="xekl",
@@ -151,7 +151,7 @@ PRESET_TABLE: list[dict[str, Any]] = [
         "on the calib split's labels at every step, the same WiSE guard, no teacher",
         recipe=TEACHING_RECIPE,
     ),
-    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md, H10),
+    # teaching with labels: labelled train data plus unlabelled fresh data (research/teaching-gains.md),
     # and its control, which uses both the same way without a teacher
     dict(
         name="pl+ens+xetrain+wise",
@@ -455,7 +455,8 @@ class TransferMethod(nn.Module):
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
-        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))
+        # None only where the rule's registration says it does not use them (uses_frozen, uses_teacher)
+        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -478,7 +479,7 @@ class TransferMethod(nn.Module):
         """
         labelled_logits = None
         if self.needs.student_features:
-            logits, features = student.features(inputs)
+            logits, features = student.features(inputs)  # type: ignore[operator]  # a Classifier's
         elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
             extra_inputs, extra_labels = self.labelled_batch(index)
             both = student(torch.cat([inputs, extra_inputs]))
@@ -486,6 +487,7 @@ class TransferMethod(nn.Module):
         else:
             logits, features = student(inputs), None
         target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
+        assert self.loss is not None, "forward() is called only for methods that train"
         losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features))
         if labelled_logits is not None:
             losses["loss_labelled"] = F.cross_entropy(labelled_logits.float(), extra_labels)

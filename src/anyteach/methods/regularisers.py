@@ -113,12 +113,13 @@ class WeightInterpolation(WeightRegulariser):
         return model
 
     def exported(self, student: nn.Module) -> nn.Module:
-        best = None
+        best: tuple[float, float, nn.Module] | None = None
         for alpha in WISE_ALPHAS:
             model = self.interpolate(student, alpha)
             score = self.score(model)
             if best is None or score > best[0]:
                 best = (score, alpha, model)
+        assert best is not None  # WISE_ALPHAS is not empty
         self.last = {"wise_alpha": best[1], "wise_calib_acc": best[0]}
         return best[2]
 

@@ -1,4 +1,4 @@
-"""Target rules: whose output the student imitates, per sample (PAPER.md section 3).
+"""Target rules: whose output the student imitates, per sample (docs/concepts/transfer-without-forgetting.md).
 
 A target rule receives the frozen initial student's logits `(B, C)`, the teachers' logits stacked
 as `(K, B, C)`, the labels and the current student's (detached) logits, and returns target logits
@@ -37,9 +37,11 @@ class RuleInputs:
         student: `(B, C)` logits of the student being trained, detached.
     """
 
+    # typed as tensors: a rule gets None only for what its registration says it does not use
+    # (`uses_frozen`, `uses_teacher`), so a rule's body may rely on what it declared
     labels: torch.Tensor
-    frozen: torch.Tensor | None
-    teachers: torch.Tensor | None
+    frozen: torch.Tensor
+    teachers: torch.Tensor
     student: torch.Tensor
     params: dict[str, Any] = field(default_factory=dict)  # what the rule's `calibrate` chose, once per run
 
@@ -100,7 +102,7 @@ def register_target_rule(
     multi_teacher: bool = False,
     calibrate: Callable[[Calibration], dict[str, Any]] | None = None,
     uses_labels: bool = False,
-) -> Callable:
+) -> Callable[[Callable[[RuleInputs], Target]], Callable[[RuleInputs], Target]]:
     """Decorator: make a target rule `fn(RuleInputs) -> Target` reachable by `name`.
 
     The first docstring line of `fn` is its description in `anyteach methods`. A rule with

@@ -227,6 +227,8 @@ class Classifier(nn.Module):
             self._captured = inputs[0]
 
     _capture_on = False
+    mean: torch.Tensor  # buffers, registered when the model normalises its input
+    std: torch.Tensor
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:  # 8-bit images from an image loader: floats in [0, 1]
@@ -246,6 +248,7 @@ class Classifier(nn.Module):
         try:
             logits = self(x)
             feats = self._captured
+            assert feats is not None, "the classification layer's hook did not run"
         finally:
             self._capture_on = False
             self._captured = None
@@ -262,7 +265,7 @@ class Classifier(nn.Module):
 
 def _classification_layer(net: nn.Module) -> nn.Module:
     if hasattr(net, "get_classifier"):
-        head = net.get_classifier()
+        head = net.get_classifier()  # type: ignore[operator]  # a timm model's method
         if isinstance(head, nn.Module) and not isinstance(head, nn.Identity):
             return head
     if hasattr(net, "head") and isinstance(net.head, nn.Module):
@@ -440,7 +443,7 @@ def _pool_size(net: nn.Module, input_size: tuple[int, ...] | None) -> tuple[int,
         device = parameter.device if parameter is not None else torch.device("cpu")
         net.eval()
         with torch.no_grad():
-            features = net.forward_features(torch.zeros(1, *input_size, device=device))
+            features = net.forward_features(torch.zeros(1, *input_size, device=device))  # type: ignore[operator]
     except (RuntimeError, ValueError, TypeError, AssertionError):  # a size the network cannot take
         return None
     finally:
@@ -495,7 +498,7 @@ def _check_sidecar_types(meta: Mapping[str, Any], sidecar: Path) -> None:
         value = meta.get(key)
         if value is None and key not in ("name", "architecture", "num_classes", "family"):
             continue
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value.strip()):
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
             raise AnyteachError(f"{sidecar}: {key!r} must be {words}, got {value!r}")
     if meta["num_classes"] < 1:
         raise AnyteachError(f"{sidecar}: 'num_classes' must be >= 1, got {meta['num_classes']}")
@@ -853,7 +856,7 @@ def _timm_info(
         name=name,
         architecture=f"timm:{arch}",
         arch_kwargs=dict(model_args),
-        num_classes=int(net.num_classes),
+        num_classes=int(net.num_classes),  # type: ignore[arg-type]  # a timm model's attribute
         family=timm_family(arch, net),
         num_params=count_parameters(net),
         preprocessing=_timm_preprocessing(net, model_args).overridden(overrides),
@@ -1032,7 +1035,7 @@ def module_classifier(
             f"num_classes={num_classes} was given but the classification layer of {type(net).__name__} has "
             f"{outputs} outputs"
         )
-    cfg = getattr(net, "pretrained_cfg", None)
+    cfg: Any = getattr(net, "pretrained_cfg", None)
     timm_net = isinstance(cfg, dict) and type(net).__module__.startswith("timm.")
     label = name or (cfg.get("architecture") if timm_net else None) or type(net).__name__.lower()
     if timm_net:

@@ -1,6 +1,6 @@
 """Aggregation of a study's runs into the paper's numbers (pandas in, pandas out).
 
-The paper's headline number (PAPER.md sections 2 and 4) is the *success rate*: per student, the
+The paper's headline number (docs/concepts/measures.md) is the *success rate*: per student, the
 percent of its runs with transfer delta > 0 (strictly), summarised over students by the median (with
 its interquartile range). Next to it: the pooled success rate over all runs, the mean transfer delta,
 knowledge gain and loss (percent / percentage points), and the rates of significant gain and
@@ -260,7 +260,24 @@ def data_and_budget(runs: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_METHOD) -> pd.DataFrame:
+PAIRED_RUN_COLUMNS: tuple[str, ...] = (
+    "label",
+    "student",
+    "teacher",
+    "seed",
+    "transfer_delta",
+    "control",
+    "control_delta",
+    "delta_beyond",
+    "net_beyond",
+    "run_dir",
+)
+"""The columns of `against_control(..., per_run=True)`: each paired run, its control and its Δ beyond it."""
+
+
+def against_control(
+    runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_METHOD, *, per_run: bool = False
+) -> pd.DataFrame:
     """Every method against the no-teacher control, paired by student, seed and budget.
 
     Each run's transfer delta minus the delta of its student's control run (same seed, same data,
@@ -276,6 +293,9 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
             `options` and `data` columns decide the budget when present).
         control: the engine method of the control, or several: each run is then paired with the
             stronger of them (the larger net change on the eval split; a method is never its own control).
+        per_run: return the pairing itself instead: one row per paired run (`PAIRED_RUN_COLUMNS`: its
+            control's label and Δ, `delta_beyond` in pp and `net_beyond`, eval samples gained minus lost
+            beyond the control's: exact), the rows every aggregate here is computed from.
 
     Returns:
         One row per method with a control to pair with: `label` then `CONTROL_COLUMNS`:
@@ -302,8 +322,8 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
     for _, c in r[r["_method"].isin(methods)].iterrows():
         controls.setdefault((c["student"], c["_seed"], c["_data"], c["_budget"]), []).append(c)
     if not controls:
-        return pd.DataFrame(columns=["label", *CONTROL_COLUMNS])
-    rows = []
+        return pd.DataFrame(columns=list(PAIRED_RUN_COLUMNS) if per_run else ["label", *CONTROL_COLUMNS])
+    rows, pairs = [], []
     compared = r if len(methods) > 1 else r[r["_method"] != methods[0]]
     for label, group in compared.groupby("label", sort=False):
         diffs, net_diffs, students, used, unpaired, available, reachable = [], [], [], [], 0, [], []
@@ -316,7 +336,9 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
             if not candidates:
                 unpaired += 1
                 continue
-            agreeing = {}  # per control method, its run whose other training options agree most with this run's
+            agreeing: dict[
+                str, tuple[int, pd.Series]
+            ] = {}  # per control method, its run whose other training options agree most with this run's
             for c in candidates:
                 score = sum(c["_training"][k] == v for k, v in run["_training"].items())
                 if c["_method"] not in agreeing or score > agreeing[c["_method"]][0]:
@@ -328,6 +350,20 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
             net_diffs.append(run["_net"] - best["_net"])  # exact: same student, same eval split
             students.append(run["student"])
             used.append(best["label"])
+            pairs.append(
+                {
+                    "label": label,
+                    "student": run["student"],
+                    "teacher": run.get("teacher", ""),
+                    "seed": run["_seed"],
+                    "transfer_delta": float(run["transfer_delta"]),
+                    "control": best["label"],
+                    "control_delta": float(best["transfer_delta"]),
+                    "delta_beyond": diffs[-1],
+                    "net_beyond": net_diffs[-1],
+                    "run_dir": run.get("run_dir", ""),
+                }
+            )
         if not diffs:
             continue
         paired = pd.DataFrame(
@@ -361,6 +397,8 @@ def against_control(runs: pd.DataFrame, control: str | Sequence[str] = CONTROL_M
                 "pooled_reachable_efficiency_vs_control": _share(within["diff"].sum(), within["reachable"].sum()),
             }
         )
+    if per_run:
+        return pd.DataFrame(pairs, columns=list(PAIRED_RUN_COLUMNS))
     return pd.DataFrame(rows, columns=["label", *CONTROL_COLUMNS])
 
 
@@ -464,9 +502,9 @@ class StudySummary:
             record["by_family"] = [
                 _record(r, drop=("method",)) for _, r in self.by_family[self.by_family["method"] == method].iterrows()
             ]
-            control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else []
+            control = self.vs_control[self.vs_control["method"] == method] if len(self.vs_control) else pd.DataFrame()
             record["vs_control"] = _record(control.iloc[0], drop=("method",)) if len(control) else None
-            own = self.vs_self[self.vs_self["method"] == method] if len(self.vs_self) else []
+            own = self.vs_self[self.vs_self["method"] == method] if len(self.vs_self) else pd.DataFrame()
             record["vs_self"] = _record(own.iloc[0], drop=("method",)) if len(own) else None
             record["failed"] = self.failed_counts(method)
             records.append(record)
@@ -495,21 +533,21 @@ def _record(row: pd.Series, drop: Sequence[str] = ()) -> dict[str, Any]:
     return out
 
 
-def against_own_controls(runs: pd.DataFrame) -> pd.DataFrame:
+def against_own_controls(runs: pd.DataFrame, *, per_run: bool = False) -> pd.DataFrame:
     """`against_control` with `UNLABELLED_CONTROLS`, except for a method whose preset names its own controls
     (`MethodPreset.controls`, e.g. `pl+ens+xetrain+wise`: `self+xetrain+wise`, which spends the same train
-    labels): its runs are paired with the stronger of those."""
+    labels): its runs are paired with the stronger of those. `per_run`: the pairing, as in `against_control`."""
     from ..methods import METHODS  # the registry, with the presets a study's plugins registered
 
     method_of = runs["method"] if "method" in runs.columns else runs["label"]
     declared = {m: METHODS[m].controls for m in dict.fromkeys(method_of) if m in METHODS and METHODS[m].controls}
-    tables = [against_control(runs, UNLABELLED_CONTROLS)]
+    tables = [against_control(runs, UNLABELLED_CONTROLS, per_run=per_run)]
     if not declared:
         return tables[0]
     labels_of = {m: set(runs.loc[method_of == m, "label"]) for m in declared}
     tables[0] = tables[0][~tables[0]["label"].isin(set().union(*labels_of.values()))]
     for method, controls in declared.items():
-        table = against_control(runs[method_of.isin({method, *controls})], controls)
+        table = against_control(runs[method_of.isin({method, *controls})], controls, per_run=per_run)
         tables.append(table[table["label"].isin(labels_of[method])])
     return pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else tables[0]
 
@@ -584,6 +622,7 @@ __all__ = [
     "data_and_budget",
     "CONTROL_COLUMNS",
     "CONTROL_METHOD",
+    "PAIRED_RUN_COLUMNS",
     "FAILURE_COLUMNS",
     "METRIC_COLUMNS",
     "SELF_CONTROL",

@@ -131,16 +131,14 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
         elif c.key == "dp_safe" and len(_runs(summary, "kl+dp")) and len(_runs(summary, "kl")):
             dp, kl = _harm_rate(_runs(summary, "kl+dp")), _harm_rate(_runs(summary, "kl"))
             here, holds = f"kl+dp {dp:.0f}% of runs significantly harmed, kl {kl:.0f}%", dp <= 10 and dp + 10 <= kl
-        elif c.key == "dp_small" and _paired(summary, "kl+dp") is not None:
-            p = _paired(summary, "kl+dp")
+        elif c.key == "dp_small" and (p := _paired(summary, "kl+dp")) is not None:
             delta = float(_runs(summary, "kl+dp")["transfer_delta"].mean())
             here = (
                 f"kl+dp {delta:+.2f} pp, {p['mean_delta_vs_control']:+.2f} pp beyond {p['control']} "
                 f"({int(p['students_better'])}/{int(p['students'])} students, p = {p['p_better_than_control']:.3g})"
             )
             holds = bool(p["p_better_than_control"] >= SIGNIFICANCE)
-        elif c.key == "teaching_beats_control" and _paired(summary, "pl+ens+wise") is not None:
-            p = _paired(summary, "pl+ens+wise")
+        elif c.key == "teaching_beats_control" and (p := _paired(summary, "pl+ens+wise")) is not None:
             here = (
                 f"{p['mean_delta_vs_control']:+.2f} pp beyond {p['control']}, {int(p['students_better'])}/"
                 f"{int(p['students'])} students, p = {p['p_better_than_control']:.3g}"
@@ -148,7 +146,7 @@ def conclusion_checks(summary: StudySummary, positive_flips: np.ndarray | None =
             holds = bool(p["p_better_than_control"] < SIGNIFICANCE and p["mean_delta_vs_control"] > 0)
         elif c.key == "efficiency":
             rows = {m: _method_row(summary, m) for m in ("pl+ens+wise", "kl+dp")}
-            eff = {m: r.get("pooled_efficiency") for m, r in rows.items() if r is not None}
+            eff = {m: r["pooled_efficiency"] for m, r in rows.items() if r is not None and "pooled_efficiency" in r}
             if len(eff) == 2 and not any(pd.isna(v) for v in eff.values()):
                 here = f"{eff['pl+ens+wise']:.0f}% against {eff['kl+dp']:.0f}%"
                 holds = eff["pl+ens+wise"] > eff["kl+dp"]

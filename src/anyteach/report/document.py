@@ -1,13 +1,12 @@
 """The study report: `report.md` and a self-contained `report.html`, with the study's PNG figures.
 
-The report puts this study's headline numbers (median success rate per method, with its IQR, the
-pooled success rate, the mean transfer delta, knowledge gain and loss, and the significant gain /
-harm rates) next to the paper's (PAPER.md section 4) and next to the `xe` control. It opens with a
-three-sentence verdict and writes, from the numbers alone, plain sentences on where the study agrees
-or disagrees with the paper (both from `findings.py`, each with its sample size). The
+The report opens with a picture: each method's Δ beyond its no-teacher control (mean over students, a 95%
+interval per student group), beside a verdict of three sentences (`findings.verdict`); then the headline
+table (this study next to the paper, Roth et al., ICLR 2024; docs/concepts/transfer-without-forgetting.md),
+the findings grouped under headings, the detailed tables and figures, and every run in one table. The
 content is built once as a list of blocks (headings, paragraphs, tables, figures) and rendered twice:
-Markdown referencing the PNGs in `figures/`, and HTML with the same PNGs embedded as base64 data URIs,
-so the HTML file can be mailed on its own.
+Markdown referencing the PNGs in `figures/`, and HTML with the same PNGs embedded as base64 data URIs, so
+the HTML file can be mailed on its own. Every number in a table is formatted text: no raw float, no `nan`.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ from ..analysis.metrics import BUCKETS
 from ..core.errors import AnyteachError
 from ..core.io import write_text
 from ..study.store import StudyStore
-from .aggregate import SIGNIFICANCE, StudySummary, summarize
+from . import findings as claims
+from .aggregate import PAIRED_RUN_COLUMNS, SIGNIFICANCE, StudySummary, against_control, against_own_controls, summarize
 from .findings import PAPER_RESULTS, PaperResult, engine_methods, findings, paired_control, verdict
 from .teacher_choice import teacher_section
 
@@ -42,10 +42,11 @@ FIGURE_DIR = "figures"
 
 @dataclass
 class Block:
-    kind: str  # heading | text | list | table | figure
+    kind: str  # heading | text | list | table | figure | lead
     content: Any
     level: int = 2
     caption: str = ""
+    aside: str = ""  # a lead block's text, shown beside its figure
 
 
 @dataclass
@@ -72,6 +73,14 @@ class Report:
         if path is not None:
             self.blocks.append(Block("figure", path, caption=caption))
 
+    def lead(self, text: str, path: Path | None, caption: str) -> None:
+        """The opening: `text` beside the figure at `path` (side by side in HTML, so a first screen shows
+        both), or the text alone when there is no figure."""
+        if path is None:
+            self.text(text)
+        else:
+            self.blocks.append(Block("lead", path, caption=caption, aside=text))
+
     def markdown(self, base: Path) -> str:
         lines = [f"# {markdown_escape(self.title)}", ""]
         for b in self.blocks:
@@ -85,8 +94,9 @@ class Report:
                 lines += _markdown_table(b.content) + [""]
                 if b.caption:
                     lines += [f"*{b.caption}*", ""]
-            elif b.kind == "figure":
+            elif b.kind in ("figure", "lead"):
                 rel = Path(b.content).relative_to(base).as_posix()
+                lines += [b.aside, ""] if b.aside else []
                 lines += [f"![{b.caption}]({rel})", "", f"*{b.caption}*", ""]
         return "\n".join(lines).rstrip() + "\n"
 
@@ -101,18 +111,26 @@ class Report:
                 parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.content) + "</ul>")
             elif b.kind == "table":
                 parts.append(_html_table(b.content, b.caption))
-            elif b.kind == "figure":
+            elif b.kind in ("figure", "lead"):
                 data = base64.b64encode(Path(b.content).read_bytes()).decode()
-                parts.append(
+                figure = (
                     f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
                     f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>"
                 )
+                if b.kind == "lead":
+                    figure = f'<div class="lead"><div class="verdict">{_inline_html(b.aside)}</div>{figure}</div>'
+                parts.append(figure)
         body = "\n".join(parts)
         return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>
 <style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1320px; margin: 1em auto;
        padding: 0 1em; color: #222; line-height: 1.45; }}
+h1 {{ margin: 0.3em 0 0.4em; font-size: 1.6em; }}
+.lead {{ display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }}
+.lead .verdict {{ flex: 1 1 440px; font-size: 0.98em; background: #f6f8fa; border-left: 4px solid #4a7;
+                  padding: 0.6em 1em; }}
+.lead figure {{ flex: 1.4 1 560px; margin: 0; }} .lead img {{ max-height: 72vh; }}
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, th:first-child, .prose {{ text-align: left; }}
@@ -128,8 +146,13 @@ code {{ background: #f5f5f5; padding: 0 0.2em; }}
 
 
 def _prose_columns(frame: pd.DataFrame) -> list[bool]:
-    """Per column, whether it holds prose (a cell of four words or more): left-aligned, unlike numbers."""
-    return [i == 0 or any(_cell(v).count(" ") >= 3 for v in frame.iloc[:, i]) for i in range(frame.shape[1])]
+    """Per column, whether it holds text rather than numbers (a cell of four words or more, or one that does
+    not start like a number): left-aligned, unlike numbers."""
+
+    def text(cell: str) -> bool:
+        return cell.count(" ") >= 3 or (cell not in ("–", "") and not re.match(r"[-+−]?[\d.]", cell))
+
+    return [i == 0 or any(text(_cell(v)) for v in frame.iloc[:, i]) for i in range(frame.shape[1])]
 
 
 def _markdown_table(frame: pd.DataFrame) -> list[str]:
@@ -166,8 +189,12 @@ def _inline_html(text: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell as text: missing values and NaN as "–", floats to two decimals (a table should format
+    its numbers with their unit; this keeps a forgotten one readable)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}"
     return str(value)
 
 
@@ -250,7 +277,7 @@ def available_table(summary: StudySummary) -> pd.DataFrame:
 
 
 def _beyond_control_cells(row: pd.Series, paired: pd.Series | None) -> dict[str, str]:
-    """The efficiency cells beyond the paired control and against the reachable gain (issue 16)."""
+    """The efficiency cells beyond the paired control and against the reachable gain."""
 
     def value(series: Any, key: str) -> float:
         return float("nan") if series is None else float(series.get(key, float("nan")))
@@ -336,6 +363,7 @@ class StudyRecord:
     failures: Any
     stale: int
     planned: int
+    study_dir: Path | None = None
 
     @classmethod
     def read(cls, study_dir: Path) -> StudyRecord:
@@ -349,6 +377,7 @@ class StudyRecord:
                 store.failures(),
                 store.stale_runs(),
                 store.planned(),
+                study_dir,
             )
 
 
@@ -370,6 +399,9 @@ def write_report(
     Returns:
         The paths written.
 
+    A report that cannot be built leaves no report behind: the earlier `report.md` and `report.html` of
+    `out` are removed before the error is raised, so a stale report never stands for the current study.
+
     Raises:
         AnyteachError: `study_dir` holds no study store.
         RunFailed: the study has no finished run (nothing to report).
@@ -378,12 +410,18 @@ def write_report(
     summary = summary if summary is not None else summarize(study_dir)
     summary.require_runs(study_dir)
     out_dir = report_dir(study_dir, out)
-    report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR, sections)
-    figures = [Path(b.content) for b in report.blocks if b.kind == "figure"]
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    write_text(md_path, report.markdown(out_dir))
-    write_text(html_path, report.html())
-    return ReportFiles(md_path, html_path, figures)
+    try:
+        report = build_report(summary, StudyRecord.read(study_dir), out_dir / FIGURE_DIR, sections)
+        markdown, page = report.markdown(out_dir), report.html()
+    except BaseException:
+        # an earlier report must not pass for this study's current state: it goes, whatever failed
+        md_path.unlink(missing_ok=True)
+        html_path.unlink(missing_ok=True)
+        raise
+    write_text(md_path, markdown)  # each written to a temporary file, then renamed
+    write_text(html_path, page)
+    return ReportFiles(md_path, html_path, [Path(b.content) for b in report.blocks if b.kind in ("figure", "lead")])
 
 
 def study_description(summary: StudySummary, record: StudyRecord) -> str:
@@ -437,8 +475,18 @@ def build_report(
     engine = engine_methods(summary)
     paper_success = {label: PAPER_RESULTS[name].success_mid for label, name in engine.items() if name in PAPER_RESULTS}
     report = Report(f"Transfer study: {record.name}")
-    report.text("**Verdict.** " + " ".join(verdict(summary)))  # what teaches, what is safe, how much gain was taken
-    report.text(study_description(summary, record))
+    paired = paired_runs(summary)
+    taught = paired[paired["teacher"].fillna("").astype(bool)] if len(paired) else paired  # controls: not in it
+    intervals = figs.beyond_control_intervals(taught, student_families(summary.runs))
+    controls = {
+        str(label): ", ".join(dict.fromkeys(part["control"])) for label, part in taught.groupby("label", sort=False)
+    }
+    report.lead(
+        "**Verdict.** " + " ".join(verdict(summary)),  # what teaches, what is safe, how much gain was taken
+        figs.beyond_control(intervals, controls, fig_dir / "beyond_control.png"),
+        "Δ beyond the no-teacher control: per method, each student's mean Δ minus its control's (same data and "
+        "budget), averaged over students, with a 95% t-interval; black: all students, colours: student families.",
+    )
     own = method_setups(record.spec)
 
     report.heading("Headline: this study next to the paper")
@@ -450,13 +498,16 @@ def build_report(
         "Median success rate over students (success: Δ > 0 strictly), its IQR, pooled success over all runs, "
         "mean transfer delta, mean knowledge gain / loss (% of eval samples), significant gain / harm "
         f"(one-sided exact McNemar, p < {SIGNIFICANCE:g}, % of runs). Paper: ImageNet, 20 students × 20 teachers "
-        "(PAPER.md section 4). Last column: each run's Δ minus the Δ of its student's control run on "
+        "(Roth et al., ICLR 2024). Last column: each run's Δ minus the Δ of its student's control run on "
         "the same data with the same budget (`xe`, the labels alone; for a method that uses no labels, "
         "`self`), averaged (pp); how many students gain more than from the control alone; one-sided "
         "sign test over students that they do.",
     )
-    report.heading("What agrees with the paper, and what does not", 3)
-    report.bullets(findings(summary))
+    report.text(study_description(summary, record))
+    report.heading("Findings")
+    for heading, sentences in grouped_findings(summary):
+        report.heading(heading, 3)
+        report.bullets(sentences)
     for section in sections:
         section(report, summary)
 
@@ -541,7 +592,131 @@ def build_report(
             + "."
         )
     teacher_section(report, summary, record.spec, fig_dir)  # what makes a good teacher and student (teacher_analysis)
+    report.heading("Every run")
+    report.table(
+        run_table(summary, paired, record.study_dir),
+        "One row per finished run: Δ (pp) on the eval split, Δ beyond the no-teacher control it is paired with "
+        "(– for the controls themselves and for runs without a control of the same data and budget), and the run's "
+        "directory (relative to the study).",
+    )
     return report
+
+
+FINDING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Against the no-teacher controls", ("control_plateau", "against_control", "against_self")),
+    ("How much of the available gain was taken", ("gain_taken",)),
+    (
+        "Against the paper",
+        (
+            "paper_success_rates",
+            "kl_needs_stronger_teachers",
+            "dp_gains_both_ways",
+            "dp_is_safer",
+            "unsupervised_dp_close",
+            "mcl_safe_but_small",
+            "paper_ranking",
+        ),
+    ),
+    ("Which students receive more", ("larger_students_receive_more",)),
+)
+"""The report's headings over the findings (`findings.CLAIMS`, by function name); a claim not named here
+is written under "More findings"."""
+
+
+def grouped_findings(summary: StudySummary) -> list[tuple[str, list[str]]]:
+    """The findings' sentences under their headings (`FINDING_GROUPS`), in order, leaving out empty groups."""
+    if summary.by_method.empty:
+        return [("Findings", findings(summary))]
+    evidence = claims.Evidence.of(summary)
+    by_name = {claim.__name__: claim for claim in claims.CLAIMS}
+    named = {name for _, names in FINDING_GROUPS for name in names}
+    groups = [(heading, [by_name[n] for n in names if n in by_name]) for heading, names in FINDING_GROUPS]
+    groups.append(("More findings", [c for c in claims.CLAIMS if c.__name__ not in named]))
+    out = []
+    for heading, members in groups:
+        sentences = [sentence for claim in members for sentence in claim(evidence)]
+        if sentences:
+            out.append((heading, sentences))
+    return out
+
+
+def paired_runs(summary: StudySummary) -> pd.DataFrame:
+    """Every run paired with the no-teacher control its method is compared with in the headline
+    (`findings.paired_control`: `xe` where the study has it for the method, else the stronger of the
+    controls of a method that uses no labels): `aggregate.PAIRED_RUN_COLUMNS`."""
+    runs = summary.runs
+    columns = list(PAIRED_RUN_COLUMNS)
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    parts: list[pd.DataFrame] = []
+    for table, per_run in (
+        (summary.vs_control, lambda: against_control(runs, per_run=True)),
+        (summary.vs_self, lambda: against_own_controls(runs, per_run=True)),
+    ):
+        if len(table) == 0:
+            continue
+        taken = set().union(*(set(p["label"]) for p in parts)) if parts else set()
+        labels = set(table["method"]) - taken
+        rows = per_run()
+        parts.append(rows[rows["label"].isin(labels)])
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def student_families(runs: pd.DataFrame) -> dict[str, str]:
+    """Student reference -> family, from the runs."""
+    if runs.empty or "student_family" not in runs.columns:
+        return {}
+    first = runs.drop_duplicates("student")
+    return {
+        str(s): str(f) if isinstance(f, str) else "unknown" for s, f in zip(first["student"], first["student_family"])
+    }
+
+
+def run_table(summary: StudySummary, paired: pd.DataFrame, study_dir: Path | None = None) -> pd.DataFrame:
+    """One row per finished run: student, teacher, method, Δ, Δ beyond its paired control, run directory."""
+    runs = summary.runs
+    columns = ["student", "teacher", "method", "Δ (pp)", "Δ beyond control (pp)", "control", "file"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    beyond = {
+        (r.label, r.student, r.teacher, r.seed): (r.delta_beyond, r.control) for r in paired.itertuples(index=False)
+    }
+    rows = []
+    for r in runs.itertuples(index=False):
+        teacher = getattr(r, "teacher", "") or ""
+        delta, control = beyond.get((r.label, r.student, teacher, getattr(r, "seed", 0)), (float("nan"), ""))
+        rows.append(
+            {
+                "student": getattr(r, "student_name", None) or r.student,
+                "teacher": (getattr(r, "teacher_name", None) or teacher) or "–",
+                "method": r.label,
+                "Δ (pp)": _pp(r.transfer_delta),
+                "Δ beyond control (pp)": _pp(delta),
+                "control": control or "–",
+                "file": _code(_relative(getattr(r, "run_dir", "") or "", study_dir))
+                if getattr(r, "run_dir", "")
+                else "–",
+            }
+        )
+    order = {m: i for i, m in enumerate(summary.methods)}
+    return (
+        pd.DataFrame(rows, columns=columns)
+        .sort_values(
+            ["method", "student", "teacher"], key=lambda c: c.map(order) if c.name == "method" else c, kind="stable"
+        )
+        .reset_index(drop=True)
+    )
+
+
+def _relative(path: str, base: Path | None) -> str:
+    """`path` relative to `base` when it lies inside it, else as stored."""
+    if base is None:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+    except (ValueError, OSError):
+        return path
 
 
 UNDEFINED = "undefined (too few students)"
@@ -596,7 +771,7 @@ def method_setups(spec: Mapping[str, Any]) -> dict[str, str]:
         if changed:
             parts.append(", ".join(f"{k} {v}" for k, v in sorted(changed.items())))
         if parts:
-            out[m.get("label") or m.get("name")] = "; ".join(parts)
+            out[str(m.get("label") or m.get("name"))] = "; ".join(parts)
     return out
 
 

@@ -15,7 +15,7 @@ side (parallel, sequential, soup, single teachers).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,126 @@ def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
     plt = pyplot()
     cmap = plt.get_cmap("tab10")
     return {m: cmap(i % 10) for i, m in enumerate(methods)}
+
+
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+"""The 97.5% quantile of Student's t for 1..15 degrees of freedom (beyond them: 2.1 down to 1.96)."""
+
+
+def t_quantile(df: int) -> float:
+    """The two-sided 95% t quantile for `df` degrees of freedom (1.96 in the limit)."""
+    if df < 1:
+        return float("nan")
+    return T_975[df - 1] if df <= len(T_975) else 1.96 + 2.4 / df
+
+
+def beyond_control_intervals(paired: pd.DataFrame, families: Mapping[str, str]) -> pd.DataFrame:
+    """Per method and student group: the mean over students of each student's mean Δ beyond its control,
+    with a 95% t-interval over students (none with one student).
+
+    Args:
+        paired: paired runs (`label`, `student`, `delta_beyond`), as `document.paired_runs` gives them.
+        families: student reference -> family.
+
+    Returns:
+        Columns `method, group, students, mean, low, high`; group "all students" first, then each family.
+    """
+    rows = []
+    if paired.empty:
+        return pd.DataFrame(columns=["method", "group", "students", "mean", "low", "high"])
+    per_student = paired.groupby(["label", "student"], sort=False)["delta_beyond"].mean().reset_index()
+    per_student["group"] = per_student["student"].map(lambda s: families.get(s, "unknown"))
+    for method, part in per_student.groupby("label", sort=False):
+        groups = [("all students", part)] + [(g, p) for g, p in part.groupby("group", sort=True)]
+        if part["group"].nunique() == 1:
+            groups = groups[:1]  # one family: its interval is the whole method's
+        for group, values in groups:
+            x = values["delta_beyond"].to_numpy(float)
+            half = t_quantile(len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+            rows.append(
+                {
+                    "method": method,
+                    "group": group,
+                    "students": len(x),
+                    "mean": float(x.mean()),
+                    "low": float(x.mean() - half),
+                    "high": float(x.mean() + half),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def beyond_control(intervals: pd.DataFrame, controls: Mapping[str, str], path: Path) -> Path | None:
+    """The report's opening figure: each method's Δ beyond its no-teacher control, the mean over students
+    with a 95% interval, for all students and per student group (family).
+
+    Args:
+        intervals: `beyond_control_intervals`.
+        controls: method -> the control it was paired with (shown beside its name).
+    """
+    if intervals.empty:
+        return None
+    plt = pyplot()
+    methods = list(dict.fromkeys(intervals["method"]))
+    groups = list(dict.fromkeys(intervals["group"]))
+    cmap = plt.get_cmap("tab10")
+    group_colors = {g: ("black" if g == "all students" else cmap(i % 10)) for i, g in enumerate(groups)}
+    rows = len(intervals)
+    fig, ax = plt.subplots(figsize=(7.6, min(1.2 + 0.32 * rows + 0.25 * len(methods), 6.2)))
+    y, ticks, labels, seen = 0.0, [], [], set()
+    for method in methods:
+        part = intervals[intervals["method"] == method]
+        start = y
+        for r in part.itertuples():
+            color = group_colors[r.group]
+            bold = r.group == "all students"
+            if not np.isnan(r.low):
+                ax.hlines(y, r.low, r.high, color=color, linewidth=2.6 if bold else 1.6)
+            ax.plot(
+                r.mean,
+                y,
+                marker="D" if bold else FAMILY_MARKERS.get(str(r.group), "o"),
+                color=color,
+                markersize=7 if bold else 5,
+                label=None if r.group in seen else f"{r.group}",
+                linestyle="none",
+            )
+            seen.add(r.group)
+            ax.annotate(
+                f"n={r.students}",
+                (1.0, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                fontsize=7,
+                va="center",
+                color="dimgray",
+            )
+            y -= 1.0
+        ticks.append((start + y + 1.0) / 2)
+        labels.append(f"{method}\nvs {controls.get(method, 'control')}")
+        y -= 0.6
+    # the frame fits the means and the all-students intervals; a group of two or three students has a wide
+    # t-interval, which is cut at the frame rather than squeezing every other row to a point
+    main = intervals[intervals["group"] == "all students"]
+    ends = np.concatenate([intervals["mean"].to_numpy(float), main[["low", "high"]].to_numpy(float).ravel(), [0.0]])
+    low, high = float(np.nanmin(ends)), float(np.nanmax(ends))
+    pad = max(0.15 * (high - low), 0.05)
+    ax.set_xlim(low - pad, high + pad)
+    ax.axvline(0, color="black", linewidth=1.0, linestyle="--")
+    ax.set_yticks(ticks, labels, fontsize=9)
+    ax.set_xlabel("Δ beyond the no-teacher control (pp): mean over students, 95% interval")
+    ax.set_title("What the teacher added, per method and student group")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(
+        title="students",
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12),
+        ncol=min(len(groups), 5),
+        frameon=False,
+    )
+    return save_figure(fig, path)
 
 
 def success_rate_boxplot(summary: StudySummary, path: Path, paper: Mapping[str, float] | None = None) -> Path | None:
@@ -126,7 +246,7 @@ def delta_by_bucket(summary: StudySummary, path: Path) -> Path | None:
         by_student = control.groupby("student")["transfer_delta"].mean()
         pairs = runs.drop_duplicates(["student", "teacher", "bucket"])
         level = pairs.assign(control=pairs["student"].map(by_student)).groupby("bucket")["control"].mean()
-        label = f"{CONTROL_METHOD} control (no teacher), same students"
+        label: str | None = f"{CONTROL_METHOD} control (no teacher), same students"
         for i, b in enumerate(BUCKETS):
             if b in level.index and not np.isnan(level[b]):
                 ax.hlines(level[b], i - 0.42, i + 0.42, colors="black", linestyles="--", linewidth=1.2, label=label)
@@ -431,7 +551,7 @@ def multi_teacher_over_epochs(results: Mapping[str, object], path: Path) -> Path
     return save_figure(fig, path)
 
 
-def multi_teacher_comparison(results: Mapping[str, object], path: Path) -> Path | None:
+def multi_teacher_comparison(results: Mapping[str, Any], path: Path) -> Path | None:
     """Final Δ, knowledge gain and knowledge loss (against the original student) of every run in
     `results` (label -> `MultiTransferResult` or single-teacher `TransferResult`), as grouped bars in
     the given order; the single-teacher run with the highest Δ is marked best."""

@@ -25,7 +25,7 @@ AGREEMENT_POINTS = 15.0
 ABOUT_ZERO = 0.1
 """A mean delta within ±this many points counts as "about zero" when comparing signs."""
 CONTROL_PLATEAU = 0.3
-"""The `xe` control's mean delta within ±this many points: the zoo is at its plateau (issue 6)."""
+"""The `xe` control's mean delta within ±this many points: the zoo is at its plateau."""
 CONTROL_MOVED_RATE = 10.0
 """A control that significantly moves (gain or harm) at most this % of its runs leaves the students where they were."""
 SAFE_HARM_RATE = 10.0
@@ -42,8 +42,8 @@ WEAKER, STRONGER = ("much weaker", "weaker"), ("stronger", "much stronger")
 
 @dataclass(frozen=True)
 class PaperResult:
-    """A headline row of the paper (PAPER.md section 4): median success rate (a range when the paper
-    gives one) and the mean transfer delta per student, on ImageNet."""
+    """A headline row of the paper (docs/concepts/transfer-without-forgetting.md): median success rate (a
+    range when the paper gives one) and the mean transfer delta per student, on ImageNet."""
 
     name: str
     success_low: float
@@ -119,13 +119,13 @@ class Evidence:
         engine = engine_methods(summary)
         by_name: dict[str, pd.Series] = {}
         for _, r in summary.by_method.iterrows():  # a method run under two labels: its first, the study's own
-            by_name.setdefault(engine.get(r["method"]), r)
+            by_name.setdefault(engine.get(r["method"], r["method"]), r)
         return cls(summary, engine, by_name, by_name.get(CONTROL_METHOD))
 
     def rows(self):
         return (r for _, r in self.summary.by_method.iterrows())
 
-    def by_strength(self, name: str) -> tuple[pd.Series, dict[str, float], dict[str, float]] | None:
+    def by_strength(self, name: str) -> tuple[pd.Series, dict[str, Any], dict[str, Any]] | None:
         """The paper's method `name` with its pooled numbers from weaker and from stronger teachers
         (None unless the study ran it with both)."""
         row = self.by_name.get(name)
@@ -134,7 +134,7 @@ class Evidence:
         weak, strong = self.buckets(row["method"], WEAKER), self.buckets(row["method"], STRONGER)
         return (row, weak, strong) if weak and strong else None
 
-    def buckets(self, method: str, buckets: Sequence[str]) -> dict[str, float] | None:
+    def buckets(self, method: str, buckets: Sequence[str]) -> dict[str, Any] | None:
         """Pooled numbers of a method over a group of teacher-strength buckets (None without runs there)."""
         runs = self.summary.runs
         runs = runs[(runs["label"] == method) & runs["bucket"].isin(list(buckets))]
@@ -162,7 +162,8 @@ def too_few(students: int) -> str | None:
 
 def _no_verdict(students: int) -> str | None:
     """`too_few(students)` as the end of a sentence."""
-    return too_few(students) and too_few(students) + "."
+    text = too_few(students)
+    return text + "." if text else None
 
 
 def _sign_word(delta: float) -> str:
@@ -222,8 +223,8 @@ def control_plateau(ev: Evidence) -> list[str]:
     if c is None:
         return []
     moved = max(c["significant_gain_rate"], c["significant_harm_rate"])
-    if too_few(int(c["students"])):
-        verdict = too_few(int(c["students"])) + " whether the students sit at their plateau."
+    if few := too_few(int(c["students"])):
+        verdict = few + " whether the students sit at their plateau."
     elif abs(c["mean_delta"]) <= ABOUT_ZERO and moved <= CONTROL_MOVED_RATE:
         verdict = "the students sit at their plateau: extra training alone does not move them."
     elif abs(c["mean_delta"]) <= CONTROL_PLATEAU:
@@ -438,7 +439,8 @@ def paper_ranking(ev: Evidence) -> list[str]:
             discordant += a < b
             total += 1
     students = int(min(r["students"] for r in ranked))
-    tally = (too_few(students) + "; " if too_few(students) else "") + (
+    few = too_few(students)
+    tally = (few + "; " if few else "") + (
         f"{concordant} of {total} method pairs in the paper's order, {discordant} reversed, "
         f"{total - concordant - discordant} tied; {sample(students)}"
     )
@@ -506,12 +508,11 @@ def _listing(items: list[str]) -> str:
 def what_teaches(ev: Evidence) -> str:
     """Sentence 1: the methods that do significantly better than their paired no-teacher control."""
     controls = {CONTROL_METHOD, SELF_CONTROL}
-    judged = [
-        (r["method"], paired_control(ev.summary, r["method"]))
-        for r in ev.rows()
-        if ev.engine.get(r["method"]) not in controls
-    ]
-    judged = [(m, c) for m, c in judged if c is not None]
+    judged: list[tuple[str, pd.Series]] = []
+    for r in ev.rows():
+        paired = paired_control(ev.summary, r["method"]) if ev.engine.get(r["method"]) not in controls else None
+        if paired is not None:
+            judged.append((r["method"], paired))
     if not judged:
         return (
             "What teaches: no method was paired with a no-teacher control (`xe` or `self`), so this study cannot tell."

@@ -187,7 +187,7 @@ def refit(
         if part.empty:
             raise AnyteachError(f"study {name!r} has no run of {label!r} with a control")
         known = forecast_key(base, label, part) if base is not None else None
-        signals = use if use is not None else (base.methods[known].signals if known else DEFAULT_SIGNALS)
+        signals = use if use is not None else (base.methods[known].signals if base and known else DEFAULT_SIGNALS)
         fitted[label] = fit_forecast(
             part, part["delta_beyond"], method=label, control=str(part["control"].iloc[0]), use=signals, fitted_on=name
         )
@@ -208,7 +208,8 @@ def ranking_quality(frame: pd.DataFrame, score: str, realised: str = "delta_beyo
         their best), `students`, `runs`, and `top1_better`
         / `top1_worse`: students whose top-1 teacher beats / falls behind the control in exact counts.
     """
-    regrets, hits, within, better, worse = [], 0, [], 0, 0
+    regrets, within, better, worse = [], [], 0, 0
+    hits = 0.0
     for _, part in frame.groupby("student", sort=False):
         tied = part[part[score] == part[score].max()]  # a tie at the top is a random pick among the tied
         top = tied.iloc[0]
@@ -281,7 +282,7 @@ def recommended_vs_random(
                     "method": label,
                     "pairs": arm,
                     "runs": len(part),
-                    "mean Δ beyond control (pp)": float(part["delta_beyond"].mean()),
+                    "mean Δ beyond control (pp)": f"{float(part['delta_beyond'].mean()):+.2f}",
                     "better / worse than control": f"{int((part['net_beyond'] > 0).sum())} / "
                     f"{int((part['net_beyond'] < 0).sum())}",
                 }
@@ -419,10 +420,16 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
         f"properties of the pair (measured without training, {where}), per method (paper Fig. 5)."
     )
     report.bullets(property_words(table))
-    wide = table.assign(cell=[f"{r:+.2f}" + ("" if ok else " ·") for r, ok in zip(table["rho"], table["resolved"])])
+    wide = table.assign(
+        cell=[
+            "– (undefined)" if pd.isna(r) else f"{r:+.2f}" + ("" if ok else " ·")
+            for r, ok in zip(table["rho"], table["resolved"])
+        ]
+    )
     report.table(
         wide.pivot(index="property", columns="method", values="cell").reset_index(),
-        f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}).",
+        f"ρ per property and method; · marks a ρ within chance (p ≥ {SIGNIFICANCE:g}); undefined: the property "
+        "or the gain does not vary over these runs.",
     )
     report.figure(
         property_figure(table, fig_dir / "teacher_properties.png"),
@@ -432,15 +439,11 @@ def teacher_section(report: Any, summary: Any, spec: Mapping[str, Any], fig_dir:
         forecast_section(report, frame, fig_dir.parent.name, fig_dir.parent)
     pairs = spec.get("pairs") or {}
     if isinstance(pairs, Mapping) and pairs.get("recommended") and data is not None:
-        from ..analysis.forecast import recommended_pairs, resolve_models
+        from ..study.driver import describe_models, load_study_spec, recommended_choice
 
-        models = (
-            [m for m in resolve_models(spec["models"])]
-            if isinstance(spec.get("models"), str)
-            else list(spec.get("models", []))
-        )
-        chosen = recommended_pairs(models, pairs, data)
-        compared = recommended_vs_random(paired, chosen.recommended, chosen.drawn)
+        study = load_study_spec(dict(spec))
+        chosen = recommended_choice(study, describe_models(study.models, study.data))
+        compared = recommended_vs_random(paired, set(chosen.recommended), set(chosen.drawn))
         report.heading("Recommended pairs against a random draw", 3)
         report.text(
             f"Each student ran its {pairs['recommended']} best-forecast teachers "

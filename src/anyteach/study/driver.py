@@ -3,7 +3,7 @@
 A study's definition (`StudySpec`, validated by `anyteach.study_spec`) names models, pairs,
 methods, seeds and a recipe. Pairs are either every ordered (student, teacher) pair of the chosen
 models or N random ordered pairs drawn with a seed, optionally balanced over the teacher-strength
-buckets of PAPER.md section 2 (measured from the models' cached eval predictions). `run_study`
+buckets of docs/concepts/measures.md (measured from the models' cached eval predictions). `run_study`
 plans the runs, skips those already in the study's SQLite store, hands the rest to an executor
 (in-process, local worker processes or Ray) and writes each finished run into the store, from the
 driver only, in one transaction. Killing it at any moment loses at most the runs in flight; running
@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -34,6 +34,9 @@ from ..training.transfer import model_identity
 from .executors import RunTask, make_executor
 from .spec import MethodSpec, PairSpec, StudySpec, build_study_spec, load_study_spec, run_options, spec_key
 from .store import StudyStore, run_row
+
+if TYPE_CHECKING:
+    from ..analysis.forecast import RecommendedPairs
 
 # ---------------------------------------------------------------------------------------------
 # Models and pairs
@@ -196,9 +199,20 @@ class StudyPlan:
 
 
 def recommended_study_pairs(spec: StudySpec, models: Sequence[ModelEntry]) -> list[tuple[ModelEntry, ModelEntry]]:
-    """The pairs of `pairs: {recommended: k}`: per student its k best-forecast teachers and a random
+    """The pairs of `pairs: {recommended: k}`, in plan order (`recommended_choice`).
+
+    Raises:
+        AnyteachError: no method with a forecast, no calib split.
+    """
+    by_ref = {m.ref: m for m in models}
+    return [(by_ref[s], by_ref[t]) for s, t in recommended_choice(spec, models).ordered()]
+
+
+def recommended_choice(spec: StudySpec, models: Sequence[ModelEntry]) -> RecommendedPairs:
+    """The two arms of `pairs: {recommended: k}`: per student its k best-forecast teachers and a random
     draw of k (`forecast.recommended_pairs`), forecast for `pairs.method` (default: the study's first
     method the shipped forecaster knows) on the calib split of that method's data (or the study's).
+    The plan and the report both call it, so the report compares exactly the arms that ran.
 
     Raises:
         AnyteachError: no method with a forecast, no calib split.
@@ -221,17 +235,15 @@ def recommended_study_pairs(spec: StudySpec, models: Sequence[ModelEntry]) -> li
         )
     students = _resolve_names(spec.pairs.students, models, "pairs.students")
     teachers = _resolve_names(spec.pairs.teachers, models, "pairs.teachers")
-    by_ref = {m.ref: m for m in models}
-    chosen = recommended_pairs(
+    return recommended_pairs(
         [m.ref for m in students],
         [m.ref for m in teachers],
-        spec.pairs.recommended,
+        int(spec.pairs.recommended or 0),
         data,
         method=method,
         seed=spec.pairs.seed,
         forecaster=forecaster,
     )
-    return [(by_ref[s], by_ref[t]) for s, t in chosen.ordered()]
 
 
 def plan_study(spec: StudySpec) -> StudyPlan:
@@ -495,8 +507,8 @@ class _Progress:
         self.enabled = enabled
         self.total, self.already, self.held_back = total, already, held_back
         self.done = already
-        self._progress = None
-        self._console = None
+        self._progress: Any = None  # a rich Progress on a terminal
+        self._console: Any = None
 
     def __enter__(self) -> _Progress:
         if not self.enabled:

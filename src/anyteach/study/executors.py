@@ -185,7 +185,7 @@ class LocalProcessExecutor(Executor):
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
-        pending, deaths = list(tasks), {}
+        pending, deaths = list(tasks), dict[int, int]()
         while pending:
             futures = {self.pool.submit(fn, task): task for task in pending}
             lost = []

@@ -1,7 +1,7 @@
 """Study definitions: what a study is made of, read from YAML, a dict or CLI flags, and validated.
 
-A study is pairs x methods x seeds over one dataset (PAPER.md section 4: the paper ran 20 students
-x 20 teachers per method). Its definition (`StudySpec`) is fully validated before any work starts:
+A study is pairs x methods x seeds over one dataset (the paper ran 20 students x 20 teachers per method;
+docs/concepts/transfer-without-forgetting.md). Its definition (`StudySpec`) is fully validated before any work starts:
 an unknown key or a bad value is an `AnyteachError` naming the key (`study spec key 'recipe.lr'`),
 and every run's options are checked by the transfer engine's own option declarations. Modules
 named under `imports` are imported first, so methods registered by a user's own code are known
@@ -545,7 +545,7 @@ def build_study_spec(
     if isinstance(pair_raw, int) and not isinstance(pair_raw, bool):
         pair_raw = {"random": pair_raw}
     if pairs is not None or balanced is not None or pair_seed is not None:
-        pair_raw = dict(pair_raw or {})
+        pair_raw = dict(pair_raw or {})  # type: ignore[arg-type]  # a mapping here: pairs as a number became one
         for key, value in (("random", pairs), ("balanced", balanced), ("seed", pair_seed)):
             if value is not None:
                 pair_raw[key] = value

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import pandas as pd
 
@@ -360,7 +360,7 @@ class _Transaction:
         except sqlite3.OperationalError as e:
             raise _store_error(e, self.path, "write") from e
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         try:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
         except sqlite3.OperationalError as e:
@@ -375,7 +375,7 @@ class _Transaction:
         return False
 
 
-_SPACE_ERRORS = (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL) if hasattr(sqlite3, "SQLITE_IOERR") else (10, 13)
+_SPACE_ERRORS = (getattr(sqlite3, "SQLITE_IOERR", 10), getattr(sqlite3, "SQLITE_FULL", 13))  # named from Python 3.11
 
 
 def _store_error(error: sqlite3.Error, path: Path, doing: str) -> AnyteachError:

@@ -111,6 +111,7 @@ class TrainingStudent(nn.Module):
         try:
             logits = self.module(x)
             features = self.student._captured
+            assert features is not None, "the student's feature hook did not run"
         finally:
             self.student._capture_on = False
             self.student._captured = None

@@ -1,4 +1,4 @@
-"""Several teachers for one student (PAPER.md section 3, "Multi-teacher"): parallel, sequential, soup.
+"""Several teachers for one student: parallel, sequential, soup (docs/concepts/transfer-without-forgetting.md).
 
 - **parallel**: one `transfer` run with K teachers; its target rule (`kl+dp`, `kl+dp-u`) makes the
   most confident of {S_frozen, T1..TK} each sample's target, and every metrics row holds the share
@@ -97,7 +97,7 @@ def average_weights(models: Sequence[Classifier]) -> Classifier:
     return soup.eval()
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm layers of `model` that keep running statistics."""
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
@@ -259,6 +259,7 @@ def _curriculum(accuracies: list[float], curriculum: str) -> list[int]:
 
 def _stage_row(stage: int, teacher: str, teacher_acc: float, run: TransferResult) -> dict[str, Any]:
     final = run.final
+    assert final is not None, "a stage row is written for finished stages only"
     vs_start = {key: final[key] for key in ORIGINAL_KEYS}
     return {
         "stage": stage,
@@ -417,7 +418,9 @@ def _run_multi(
 
     stages: list[TransferResult] = []
     if mode == "parallel":
-        stages.append(run_stage(0, teacher_models, student0, run_dir / "parallel", overwrite=overwrite))
+        first = run_stage(0, teacher_models, student0, run_dir / "parallel", overwrite=overwrite)
+        assert first is not None  # stage 0 always starts: the epoch budget is at least one epoch
+        stages.append(first)
         names, accs = ["+".join(t.name for t in teacher_models)], [max(accuracies)]
     else:
         names, accs = [teacher_models[i].name for i in order], [accuracies[i] for i in order]
@@ -454,6 +457,7 @@ def _run_multi(
     stage_metrics = [_stage_row(k, name, acc, run) for k, (name, acc, run) in enumerate(zip(names, accs, stages), 1)]
 
     def finish() -> Path | None:  # rank 0 writes (under torchrun)
+        student_path: Path | None
         if mode == "soup":
             student_path = export_student(
                 final_model,

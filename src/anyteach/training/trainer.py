@@ -243,7 +243,7 @@ def evaluate(
     model: nn.Module, data: Dataset, batch_size: int, device: torch.device, runtime: Runtime | None = None
 ) -> torch.Tensor:
     """Eval-split predictions of `model` (one no-grad pass in eval mode)."""
-    return model_logits(model, data, "eval", batch_size=batch_size, device=device, runtime=runtime).argmax(1)
+    return model_logits(model, data, "eval", batch_size=batch_size, device=device, runtime=runtime).argmax(1)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ class ReferenceOutputs:
                 teacher.to("cpu")
         else:
             if needs.frozen:
-                self.frozen_model = runtime.place(copy.deepcopy(student).eval())
+                self.frozen_model = runtime.place(copy.deepcopy(student).eval())  # type: ignore[assignment]
             for teacher in teachers:
                 runtime.place(teacher.eval())
         # live models run as the runtime says (compiled: a wrapper; the models stay as they are)
@@ -664,7 +664,7 @@ class Trainer:
             context.calibration = Calibration(labels, frozen, torch.stack(teachers) if teachers else frozen[None, :0])
 
             def calib_score(model: nn.Module) -> float:
-                logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)
+                logits = model_logits(model, self.data, "calib", bs, self.device, self.runtime)  # type: ignore[arg-type]
                 return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
             context.calib_score = calib_score
@@ -682,6 +682,7 @@ class Trainer:
             with torch.no_grad():
                 self.student.eval()
                 context.student_feature_dim = self.student.features(x)[1].shape[1]
+                assert self.outputs is not None, "reference outputs are set up before the method"
                 context.teacher_feature_dim = self.outputs.teacher_feature_dim(x)
         return context
 
@@ -743,7 +744,7 @@ class Trainer:
         for x, y, index in self._loader(epoch, augment_rng):
             x = self.runtime.to_device(x)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
-            frozen, teachers, features = self.outputs(x, index)
+            frozen, teachers, features = self.outputs(x, index)  # type: ignore[misc]  # set up by then
             with self._autocast():
                 out = method(step_student, x, y, index, frozen, teachers, features)
             loss = sum(out.losses.values())
@@ -772,7 +773,8 @@ class Trainer:
             train: dict[str, Any] = {"train_loss": sum(means.values()) if means else 0.0}
             train.update({f"train_{name}": means[name] for name in sums})
         else:
-            train = {"train_loss": float(sum(sums.values()).item()) / max(steps, 1) if sums else 0.0}
+            total = sum(sums.values())
+            train = {"train_loss": float(total.item()) / max(steps, 1) if isinstance(total, torch.Tensor) else 0.0}
             train.update({f"train_{name}": float(value.item()) / max(steps, 1) for name, value in sums.items()})
         if method.rule is not None:
             train.update(routing.shares())

@@ -335,7 +335,7 @@ class ConsoleReporter:
 
         self.title = title
         self.console = console or Console(stderr=True)
-        self.progress = None
+        self.progress: Any = None  # a rich Progress on a terminal
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.done = self.total = self.steps_per_epoch = 0
         self.last_line = time.monotonic()
@@ -440,7 +440,10 @@ class RunInputs:
 
 
 def load_run_inputs(
-    student: ModelArg, teachers: Sequence[ModelArg], data: str | Dataset, original: ModelArg | None = None
+    student: ModelArg,
+    teachers: Sequence[ModelArg],
+    data: str | Path | Dataset | Mapping[str, Any],
+    original: ModelArg | None = None,
 ) -> RunInputs:
     """Load the data and the models of a run and check each model against the data.
 
@@ -612,7 +615,7 @@ def check_teachers(preset: MethodPreset, teachers: Sequence[ModelArg]) -> None:
 def plan_run(
     student: ModelArg,
     teachers: Sequence[ModelArg],
-    data: str | Dataset,
+    data: str | Path | Dataset | Mapping[str, Any],
     method: str,
     options: Mapping[str, Any],
     check: Callable[[MethodPreset, Sequence[ModelArg]], None] = check_teachers,
@@ -820,7 +823,7 @@ def _compare_with_controls(
         controls.append(
             transfer(student, None, dataset, name, control=False, allow_chance=True, progress=progress, **training)
         )
-    best = max(controls, key=lambda r: r.final["transfer_delta"])  # the strongest; ties: the first named
+    best = max(controls, key=lambda r: (r.final or {})["transfer_delta"])  # the strongest; ties: the first named
     if result.student_path is None or best.student_path is None:
         return
     device = rank_device(resolve_device(training["device"]))
@@ -831,7 +834,7 @@ def _compare_with_controls(
     p_better, p_worse = mcnemar_p_values(better, worse)
     final["control"] = {
         "method": best.config["method"],
-        "transfer_delta": best.final["transfer_delta"],
+        "transfer_delta": (best.final or {})["transfer_delta"],
         "delta_beyond_control": 100.0 * (better - worse) / len(mine),
         "samples_better": better,
         "samples_worse": worse,
@@ -839,7 +842,7 @@ def _compare_with_controls(
         "p_worse": p_worse,
         "teacher_added": bool(p_better < SIGNIFICANCE),
         "candidates": [
-            {"method": c.config["method"], "transfer_delta": c.final["transfer_delta"], "run": c.run_dir.name}
+            {"method": c.config["method"], "transfer_delta": (c.final or {})["transfer_delta"], "run": c.run_dir.name}
             for c in controls
         ],
     }
@@ -1042,7 +1045,7 @@ def _transfer_run(
         tracked = RunTrackers(
             trackers, tracker_run_name(student_model.name, [t.name for t in teachers], method), config, run_dir
         )
-        write_metrics = _also_tracked(write_metrics, tracked)
+        write_metrics = _also_tracked(write_metrics, tracked)  # type: ignore[assignment]  # the same signature
         trainer.on_step = tracked.log_step
     with run.claim(config, prepare=clear), _closing(tracked):
         outcome = trainer.run(run_dir / "checkpoint.pt", write_metrics, stop_after_epoch)
@@ -1050,13 +1053,13 @@ def _transfer_run(
             return TransferResult(run_dir, config, outcome.history, None, None, finished=False)
 
         # 6. export the student, then final.json (which marks the run finished), then drop the checkpoint
-        final = dict(outcome.final)
+        final = dict(outcome.final or {})  # a finished run has its final metrics
 
         def finish() -> Path | None:
             student_path = None
             if outcome.model is not None:
                 student_path = export_student(
-                    outcome.model,
+                    outcome.model,  # type: ignore[arg-type]  # the student (a Classifier) or its slow weights
                     student_file,
                     f"{student_model.name}+{method}",
                     final,

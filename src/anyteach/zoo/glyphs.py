@@ -19,6 +19,8 @@ anyteach model whose weights are timm's own state dict: `timm.create_model(arch,
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..data.references import GLYPHS_AUGMENTATION as AUG
 from .recipe import TrainRecipe, ZooMember
 
@@ -29,7 +31,7 @@ the zoo trains in minutes on two CPU cores and its members, all at their plateau
 
 _R16 = {"channels": (16, 32, 64, 128), "stem_width": 16}
 _LEVIT = {"img_size": 32, "num_heads": (2, 3, 4), "depth": (1, 2, 2)}
-_SGD = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4}
+_SGD: dict[str, Any] = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4}
 
 MEMBERS: list[ZooMember] = [
     ZooMember(

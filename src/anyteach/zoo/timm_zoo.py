@@ -80,7 +80,7 @@ def _parameter_counts(
                 on_count(name)
             try:
                 with torch.device("meta"):
-                    kwargs = {"num_classes": classes[name]} if classes[name] else {}
+                    kwargs: dict[str, Any] = {"num_classes": classes[name]} if classes[name] else {}
                     known[key] = count_parameters(timm.create_model(name.split(".")[0], **kwargs))
             except Exception:  # noqa: BLE001 - an architecture that cannot be built here: count unknown
                 known[key] = None
