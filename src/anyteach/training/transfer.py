@@ -848,7 +848,8 @@ def _compare_with_controls(
     }
     final["verdict"] = verdict_line(final, result.config["method"])
     distributed.on_main(lambda: write_json(result.run_dir / "final.json", final))
-    distributed.on_main(lambda: _record_control(result.student_path, final))
+    student_path = result.student_path  # not None: checked above
+    distributed.on_main(lambda: _record_control(student_path, final))
 
 
 def _record_control(student_path: Path, final: Mapping[str, Any]) -> None:
