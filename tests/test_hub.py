@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,13 @@ def test_a_card_without_a_control_says_that_delta_alone_is_no_transfer_claim(tmp
     assert "Δ beyond the control" not in card and "**Verdict:**" not in card
 
 
+def test_a_card_of_a_model_trained_without_a_teacher_says_it_is_a_control(tmp_path):
+    card = model_card(sidecar_of(tmp_path, method="xe", teachers=[], teacher_names=[]), "me/xe-student")
+    assert "| teachers | none |" in card and "| method | `xe` |" in card
+    assert "| no-teacher control | this model was trained without a teacher: it is one |" in card
+    assert "not a transfer claim" not in card
+
+
 def test_push_dry_run_writes_the_upload_folder_without_a_path_of_the_users(tiny_zoo, tmp_path):
     """A real transfer of the tiny zoo (its models are files in a temporary folder), pushed with
     --dry-run through the CLI: the folder holds the four hub files; nothing in them names a local path."""
@@ -184,7 +192,10 @@ def test_push_dry_run_writes_the_upload_folder_without_a_path_of_the_users(tiny_
     )
     work = tmp_path / "work"
     work.mkdir()
-    proc = run_cli("push", str(result.student_path), "me/tiny-student", "--dry-run", cwd=work)
+    student = work / "student.safetensors"  # copied out of its run directory: the card comes from the sidecar
+    shutil.copyfile(result.student_path, student)
+    shutil.copyfile(result.student_path.with_suffix(".json"), student.with_suffix(".json"))
+    proc = run_cli("push", str(student), "me/tiny-student", "--dry-run", cwd=work)
     assert proc.returncode == 0, proc.stderr
     folder = work / "hub-me--tiny-student"
     assert "dry run: wrote hub-me--tiny-student" in proc.stdout and "nothing was uploaded" in proc.stdout
@@ -194,11 +205,10 @@ def test_push_dry_run_writes_the_upload_folder_without_a_path_of_the_users(tiny_
     assert "| teachers | `mlp` |" in card and "| student before transfer | `mlp_narrow` |" in card
     assert f"| data | `{TINY_DATA}` |" in card and "| method | `kl` |" in card
     assert f"| Δ accuracy vs the original student | {result.final['transfer_delta']:+.2f} pp |" in card
-    control = result.final.get("control")
-    if control:  # the transfer ran its no-teacher control
-        assert f"| Δ beyond the control | {control['delta_beyond_control']:+.2f} pp" in card
-    else:
-        assert "not a transfer claim" in card
+    control = result.final["control"]  # a transfer runs its no-teacher control unless told not to
+    assert f"| no-teacher control | `{control['method']}`: Δ {control['transfer_delta']:+.2f} pp |" in card
+    assert f"| Δ beyond the control | {control['delta_beyond_control']:+.2f} pp" in card
+    assert f"**Verdict:** {result.final['verdict']}" in card and "not a transfer claim" not in card
     sidecar = json.loads((folder / "anyteach.json").read_text())
     assert sidecar["class_names"][:3] == ["zero", "one", "two"]  # the data's class names, in label order
     assert json.loads((folder / "config.json").read_text())["label_names"] == sidecar["class_names"]

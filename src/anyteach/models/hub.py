@@ -106,6 +106,8 @@ def _p(value: Any) -> str:
 def _control_rows(made: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """The card's rows on the no-teacher control, and the paragraph after the table."""
     control = made.get("control")
+    if not (made.get("teachers") or made.get("teacher_names")):
+        return ["| no-teacher control | this model was trained without a teacher: it is one |"], []
     if not isinstance(control, Mapping):
         return (
             ["| no-teacher control | none was run |"],
@@ -163,7 +165,7 @@ def model_card(sidecar: Mapping[str, Any], repo_id: str, made: Mapping[str, Any]
         )
         data = made.get("data") or made.get("data_name")
         lines += [
-            f"A `{config_arch}` student trained by knowledge transfer with "
+            f"This `{config_arch}` student was trained by knowledge transfer with "
             f"[anyteach](https://pypi.org/project/anyteach/): method `{made.get('method')}`"
             + (f", teachers {teachers}" if names else "")
             + (f", on `{data}`" if data else "")
@@ -183,7 +185,7 @@ def model_card(sidecar: Mapping[str, Any], repo_id: str, made: Mapping[str, Any]
         rows, after = _control_rows(made)
         lines += rows
     else:
-        lines += [f"A `{config_arch}` classifier saved by anyteach.", "", "| | |", "|---|---|"]
+        lines += [f"This `{config_arch}` classifier was saved by anyteach.", "", "| | |", "|---|---|"]
         if extra.get("data"):
             lines.append(f"| trained on | `{extra['data']}` |")
         if extra.get("eval_acc") is not None:

@@ -863,6 +863,19 @@ def _compare_with_controls(
     }
     final["verdict"] = verdict_line(final, result.config["method"])
     distributed.on_main(lambda: write_json(result.run_dir / "final.json", final))
+    student_path = result.student_path  # not None: checked above
+    distributed.on_main(lambda: _record_control(student_path, final))
+
+
+def _record_control(student_path: Path, final: Mapping[str, Any]) -> None:
+    """The control and the verdict, also in the student's sidecar (`extra.transfer`): the model card of
+    `anyteach push` is written from it, wherever the student is copied to."""
+    sidecar = student_path.with_suffix(".json")
+    meta = read_json(sidecar, "model sidecar")
+    made = (meta.get("extra") or {}).get("transfer")
+    if isinstance(made, dict):
+        made.update(control=final["control"], verdict=final["verdict"])
+        write_json(sidecar, meta)
 
 
 def transfer(
