@@ -2,11 +2,13 @@
 
 `references` turns a dataset reference (`mnist1d`, `glyphs`, `imagefolder:`) into a `Dataset` whose
 splits yield `(input, label, index)`; `images` decodes image files; `glyph_images` draws the
-generated glyph images; `predictions` runs one model over one split once and caches the logits.
+generated glyph images; `mixing` mixes the samples of a batch in pairs (mixup, cutmix);
+`predictions` runs one model over one split once and caches the logits.
 
 May import: `core`, `models`.
 """
 
+from .mixing import Mix, mix_batch
 from .predictions import Predictions, check_compatible, predict
 from .references import (
     BatchOrder,
@@ -28,6 +30,7 @@ __all__ = [
     "Dataset",
     "Glyphs",
     "ImageFolder",
+    "Mix",
     "Mnist1d",
     "Predictions",
     "TensorLoader",
@@ -37,6 +40,7 @@ __all__ = [
     "epoch_order",
     "export_imagefolder",
     "load_dataset",
+    "mix_batch",
     "predict",
     "stratified_subset",
 ]

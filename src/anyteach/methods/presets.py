@@ -9,6 +9,7 @@ that the trainer calls once per batch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import AnyteachError
-from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
+from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS, TrainingOptions
 from ..core.registry import RegistrationError, Registry
-from .losses import LOSSES, LossInputs, MethodContext
+from ..data.mixing import Mix
+from .losses import LOSSES, LossInputs, MethodContext, label_cross_entropy
 from .regularisers import REGULARISERS, WeightRegulariser
 from .targets import TARGET_RULES, RuleInputs, Target
 
@@ -153,6 +155,14 @@ PRESET_TABLE: list[dict[str, Any]] = [
         description="baseline: plain cross-entropy fine-tuning, same budget, no teacher",
     ),
     dict(
+        name="xe+mix",
+        target=None,
+        loss="ce",
+        description="baseline: cross-entropy fine-tuning on inputs mixed in pairs (mixup unless the run's mix "
+        "option says otherwise), each label weighed by its share, same budget, no teacher",
+        recipe={"mix": "mixup"},
+    ),
+    dict(
         name="ensemble",
         target="dp-u",
         loss=None,
@@ -175,6 +185,10 @@ class MethodNeeds:
         student_features: the student's penultimate features (the loss uses them: CD, CRD).
         calibration: the dataset's `calib` split (the target rule or the regulariser chooses on it).
         labelled: the labelled split the method also fine-tunes on (`MethodPreset.labelled_split`), or None.
+        unmixed: the transfer batch before input mixing (`MethodPreset.unmixed_xe`: a label term on it).
+        live: the frozen student's and the teachers' outputs must be computed on every step's own inputs,
+            not read from a cache by sample index: the inputs are augmented or mixed at every step
+            (`MethodPreset.needs_for` sets it from the training options).
     """
 
     frozen: bool = False
@@ -183,6 +197,8 @@ class MethodNeeds:
     student_features: bool = False
     calibration: bool = False
     labelled: str | None = None
+    unmixed: bool = False
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,7 +214,10 @@ class MethodPreset:
     (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes them
     unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256). `controls`
     names the no-teacher presets a study pairs its runs with (the stronger per run) where the default pairing
-    (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one.
+    (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one. `unmixed_xe` adds,
+    in the same step, cross-entropy on the labels of the transfer batch *before* input mixing (the `mix`
+    option) next to the loss on the mixed batch, in one forward pass over both (without mixing: on the
+    batch itself).
     """
 
     name: str
@@ -212,6 +231,7 @@ class MethodPreset:
     recipe: dict[str, Any] = field(default_factory=dict)
     labelled_split: str | None = None
     controls: tuple[str, ...] = ()
+    unmixed_xe: bool = False
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -238,7 +258,14 @@ class MethodPreset:
             or (regulariser is not None and regulariser.needs_calibration)
             or self.labelled_split == "calib",
             labelled=self.labelled_split,
+            unmixed=self.unmixed_xe,
         )
+
+    def needs_for(self, training: TrainingOptions) -> MethodNeeds:
+        """What a step of this method needs when trained with `training`: its `needs`, with `live` set where
+        the inputs change at every step (augmentation, input mixing) or caching is switched off."""
+        live = training.augment or training.mix != "none" or not training.cache_teacher_outputs
+        return dataclasses.replace(self.needs, live=live)
 
     @property
     def needs_teacher(self) -> bool:
@@ -395,12 +422,17 @@ class TransferMethod(nn.Module):
             self.rule_params = self.rule.calibrate(context.calibration)
 
     def target(
-        self, labels: torch.Tensor, frozen: torch.Tensor | None, teachers: torch.Tensor | None, student: torch.Tensor
+        self,
+        labels: torch.Tensor,
+        frozen: torch.Tensor | None,
+        teachers: torch.Tensor | None,
+        student: torch.Tensor,
+        mix: Mix | None = None,
     ) -> Target | None:
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
-        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))
+        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params, mix))
 
     def forward(
         self,
@@ -411,29 +443,41 @@ class TransferMethod(nn.Module):
         frozen_logits: torch.Tensor | None = None,
         teacher_logits: torch.Tensor | None = None,
         teacher_features: torch.Tensor | None = None,
+        mix: Mix | None = None,
     ) -> StepOutput:
         """Run the student on a batch and return its loss terms.
 
         Args:
             student: the classifier being trained (train mode).
-            inputs, labels, index: the batch and the samples' positions in the transfer split.
-            frozen_logits: `(B, C)` outputs of the frozen initial student.
-            teacher_logits: `(K, B, C)` outputs of the teachers.
+            inputs, labels, index: the batch (mixed, if `mix`), its samples' labels and positions in the
+                transfer split (of the samples before mixing).
+            frozen_logits: `(B, C)` outputs of the frozen initial student on `inputs`.
+            teacher_logits: `(K, B, C)` outputs of the teachers on `inputs`.
             teacher_features: `(B, D)` penultimate features of the (first) teacher.
+            mix: how `inputs` were mixed (the `mix` option; None: not mixed).
         """
-        labelled_logits = None
+        extra: list[torch.Tensor] = []  # further batches of the same forward pass
+        unmixed = self.preset.unmixed_xe and mix is not None
+        if unmixed:
+            extra.append(mix.unmixed)
+        if self.labelled_batch is not None:
+            extra_inputs, extra_labels = self.labelled_batch(index)
+            extra.append(extra_inputs)
         if self.needs.student_features:
             logits, features = student.features(inputs)
-        elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
-            extra_inputs, extra_labels = self.labelled_batch(index)
-            both = student(torch.cat([inputs, extra_inputs]))
-            logits, labelled_logits, features = both[: len(inputs)], both[len(inputs) :], None
+            others = [student(x) for x in extra]
+        elif extra:  # one forward pass over the transfer batch and the extra batches
+            every = student(torch.cat([inputs, *extra]))
+            logits, features = every[: len(inputs)], None
+            others = list(every[len(inputs) :].split([len(x) for x in extra]))
         else:
-            logits, features = student(inputs), None
-        target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
-        losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features))
-        if labelled_logits is not None:
-            losses["loss_labelled"] = F.cross_entropy(labelled_logits.float(), extra_labels)
+            logits, features, others = student(inputs), None, []
+        target = self.target(labels, frozen_logits, teacher_logits, logits.detach(), mix)
+        losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features, mix))
+        if self.preset.unmixed_xe:  # the labels of the samples before mixing (without mixing: the batch itself)
+            losses["loss_unmixed"] = label_cross_entropy(others.pop(0) if unmixed else logits, labels)
+        if self.labelled_batch is not None:
+            losses["loss_labelled"] = F.cross_entropy(others.pop(0).float(), extra_labels)
         return StepOutput(logits, losses, target)
 
 
