@@ -158,6 +158,15 @@ for preset in [
         unmixed_xe=True,
     ),
     MethodPreset(
+        "fm+self+xe",
+        "ablation of fm+dp+xe without a teacher: KL to S_frozen on the mixed inputs plus xe on the unmixed samples",
+        "frozen",
+        "kl",
+        recipe={"mix": "mixup"},
+        controls=LABEL_CONTROLS,
+        unmixed_xe=True,
+    ),
+    MethodPreset(
         "fm+ens",
         "function matching on mixed inputs: KL to the equal-weight student-teacher ensemble",
         "ens-equal",

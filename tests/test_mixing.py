@@ -123,6 +123,9 @@ def test_mix_options_are_declared_and_validated():
     assert METHODS["kl+dp"].needs_for(TrainingOptions(mix="cutmix")).live
     assert not METHODS["kl+dp"].needs_for(TrainingOptions()).live
     assert METHODS["xe+mix"].recipe["mix"] == "mixup" and not METHODS["xe+mix"].needs_teacher
+    # a method that uses the transfer labels meets both label-only controls, the plain and the mixed one
+    assert METHODS["kl+dp"].no_teacher_controls({}) == ("self", "xe", "xe+mix")
+    assert METHODS[_unmixed_preset()].labelled_splits({}) == {"transfer"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from anyteach import build_classifier, load_model, predict, transfer, transfer_multi
 from anyteach.cli import app
 from anyteach.core.errors import AnyteachError
-from anyteach.core.io import file_digest
 from anyteach.methods import FROZEN, TARGET_RULES, RuleInputs
 from anyteach.report.figures import multi_teacher_figures
 from anyteach.training.multi_teacher import (
@@ -103,7 +102,7 @@ def test_sequential_chains_stages_in_curriculum_order_and_resumes_inside_a_stage
     assert full.config["order"] == [row["teacher"] for row in full.stage_metrics] == by_accuracy
     first, second = full.stages
     # stage 2 starts from stage 1's student: its S_frozen and optimiser are fresh
-    assert second.config["student"]["identity"] == file_digest(first.student_path)
+    assert second.config["student"]["identity"] == load_model(first.student_path).info.identity
     assert second.history[0]["student_acc"] == first.final["student_acc"]
     assert second.history[0]["vs_original"]["transfer_delta"] == pytest.approx(first.final["transfer_delta"])
     assert second.config["original"]["identity"] == first.config["student"]["identity"]

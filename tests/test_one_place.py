@@ -1,6 +1,6 @@
 """Facts that docs/architecture.md says live in one place are not written again elsewhere in `src/`:
-the significance level and the control names (`aggregate`), the option facts (`options`). (The seed
-offsets have their own test, `test_seeds.py`.)"""
+the significance level (`analysis.metrics`), the control names (`methods.presets`) and the option facts
+(`options`). (The seed offsets have their own test, `test_seeds.py`.)"""
 
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ def _hits(pattern: str, allowed: set[str]) -> list[str]:
 
 def test_the_significance_level_is_written_once():
     # a p-value compared with a literal, or a literal level in a message
-    assert _hits(r"p(_\w+)?\"?\]?\s*<=?\s*0?\.0\d|p < 0\.\d", {"report/aggregate.py"}) == []
+    assert _hits(r"p(_\w+)?\"?\]?\s*<=?\s*0?\.0\d|p < 0\.\d", {"analysis/metrics.py"}) == []
 
 
 def test_the_control_names_are_written_once():
     # "xe" / "self" as a control (compared with, or passed as one); presets and the demo study name the methods
-    assert _hits(r"(?i)(==|!=|in \(|control\w*\s*=)\s*\(?\"(xe|self)\"", {"report/aggregate.py"}) == []
+    assert _hits(r"(?i)(==|!=|in \(|control\w*\s*=)\s*\(?\"(xe|self)\"", {"methods/presets.py"}) == []
 
 
 def test_option_facts_are_fields_of_the_declaration():

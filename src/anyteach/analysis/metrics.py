@@ -292,6 +292,10 @@ def _log_binomial_upper_tail(k: int, n: int) -> float:
     return float(torch.logsumexp(log_terms, 0))
 
 
+SIGNIFICANCE = 0.05
+"""The p-value below which a gain, a harm or a difference from a control is called significant, everywhere."""
+
+
 def mcnemar_p_values(gain_count: int, loss_count: int) -> tuple[float, float]:
     """One-sided exact McNemar (binomial sign) test p-values of gains and losses.
 
@@ -426,6 +430,7 @@ def strength_bucket(strength: float) -> str:
 
 
 __all__ = [
+    "SIGNIFICANCE",
     "BUCKETS",
     "BUCKET_EDGES",
     "DEFAULT_TOP_P",

@@ -10,6 +10,7 @@ cache and hands the logits to the other ranks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -175,9 +176,12 @@ def cached_logits(
 
 
 def _cache_path(model: Classifier, data: Dataset, split: str) -> Path | None:
+    """Where the predictions of a model on a split are cached: keyed by the model's content identity and
+    everything in its metadata that changes its outputs (a preprocessing set in code after loading), and
+    by the split's identity. None for a model without an identity (built in code and never named)."""
     if not model.info.identity:
         return None
-    key = text_digest(f"{model.info.identity}|{data.split_identity(split)}")
+    key = text_digest(f"{model.info.identity}|{model.info.outputs_key()}|{data.split_identity(split)}")
     return cache_dir() / "predictions" / f"{key}.safetensors"
 
 
@@ -228,3 +232,88 @@ def predict(
                 lambda: save_tensors(path, {"logits": logits.half() if logits.shape[1] > 100 else logits})
             )
     return Predictions(logits, labels, model.name, split)
+
+
+# ---------------------------------------------------------------------------------------------
+# A model at chance is a wrong input, not a result
+
+
+def chance_threshold(num_classes: int, samples: int) -> float:
+    """The accuracy (%) a model on its own data should clearly beat: 1.5 times chance (at most chance plus
+    a tenth of the way to 100%), and at least 3 standard errors of a guess above chance."""
+    chance = 100.0 / num_classes
+    noise = 3 * 100.0 * math.sqrt((chance / 100) * (1 - chance / 100) / max(samples, 1))
+    return max(min(1.5 * chance, chance + 0.1 * (100 - chance)), chance + noise)
+
+
+def chance_diagnosis(model: Classifier, predictions: Predictions, data: Dataset) -> str:
+    """The likely cause of a model at chance on a dataset, in words: its classes in another order than the
+    data's, an input size the model resizes to that differs from the data's images, or its
+    normalisation (mean/std, a label order not otherwise visible, or the wrong weights)."""
+    classes = data.num_classes
+    labelled = predictions.labels >= 0
+    pairs = predictions.labels[labelled] * classes + predictions.predicted[labelled]
+    confusion = torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+    mapped = 100.0 * confusion.max(1).values.sum().item() / max(int(labelled.sum()), 1)
+    if mapped >= 50 and len(set(confusion.argmax(1).tolist())) >= 0.8 * classes:
+        data_names, model_names = data.class_names, model.info.class_names
+        example = ""
+        mapping = confusion.argmax(1).tolist()
+        c = next((c for c in range(classes) if mapping[c] != c), None)
+        if c is not None:
+            said = model_names[mapping[c]] if model_names else f"class {mapping[c]}"
+            example = f" (the data's {data_names[c]!r} is predicted as the model's {said!r})"
+        return (
+            f"label order: mapped class by class the model is {mapped:.1f}% right, so its classes are in "
+            f"another order than the data's{example}; give the data's classes in the model's order"
+        )
+    size, native = model.info.preprocessing.input_size, data.input_shape("eval")
+    if size is not None and native is not None and len(size) == len(native) == 3 and size[1:] != native[1:]:
+        h, w = native[1:]
+        return (
+            f"input size: the model takes {size[1]}x{size[2]} inputs (from its config) but the data's images "
+            f"are {h}x{w}; if the model was trained at {h}x{w}, give its input size: "
+            f"?input_size={native[0]},{h},{w} after the reference, or --input-size {native[0]},{h},{w}"
+        )
+    p = model.info.preprocessing
+    if p.mean is not None:
+        return (
+            f"preprocessing: the model normalises its input with mean {list(p.mean)} and std {list(p.std)}; if "
+            "these are not what it was trained with (or the data are normalised already), give its own: "
+            "?mean=...&std=... after the reference; else check the label order and the weights"
+        )
+    return "preprocessing, label order or the weights: the model takes the data as they come (no normalisation)"
+
+
+def check_not_at_chance(
+    model: Classifier,
+    data: Dataset,
+    split: str = "eval",
+    role: str = "model",
+    predictions: Predictions | None = None,
+    **kw,
+) -> None:
+    """Stop with one line naming the likely cause when `model` is at chance on a split of `data` (a wrong
+    input size, normalisation or label order gives a number that looks like a result but is not one).
+
+    Args:
+        role: what the model is, for the message ("student", "teacher").
+        predictions: the model's predictions on the split, when already at hand.
+        **kw: passed to `predict` (batch size, runtime) when they are not.
+
+    Raises:
+        AnyteachError: the model is at chance; pass allow_chance=True (`--allow-chance`) when that is expected
+            (a random teacher as a control).
+    """
+    predictions = predictions if predictions is not None else predict(model, data, split, **kw)
+    labelled = int((predictions.labels >= 0).sum())
+    if not labelled or data.num_classes < 2:
+        return
+    threshold = chance_threshold(data.num_classes, labelled)
+    if predictions.accuracy < threshold:
+        raise AnyteachError(
+            f"the {role} {model.name!r} is at chance on the {split} split of {data.ref!r} ({predictions.accuracy:.2f}% "
+            f"for {data.num_classes} classes; below {threshold:.2f}%), so its numbers would mean nothing. Likely "
+            f"cause: {chance_diagnosis(model, predictions, data)}. If it is expected (a random model), pass "
+            "--allow-chance (allow_chance=True)"
+        )

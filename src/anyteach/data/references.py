@@ -280,6 +280,11 @@ class Dataset:
             return f"{self.identity}/transfer-{self.fraction}-{self.subset_seed}"
         return f"{self.identity}/{'train' if split == 'transfer' else split}"
 
+    def input_shape(self, split: str) -> tuple[int, ...] | None:
+        """The shape of one sample of a split as the data holds it, before any model resizes it (an image
+        folder: its first image's); None when unknown."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.ref!r})"
 
@@ -298,6 +303,10 @@ class _InMemory(Dataset):
     def labels(self, split: str) -> torch.Tensor:
         self._check_split(split)
         return self._y[split]
+
+    def input_shape(self, split: str) -> tuple[int, ...] | None:
+        x = self.inputs(split)
+        return tuple(x.shape[1:]) if len(x) else None
 
     def loader(
         self,
@@ -738,6 +747,18 @@ class ImageFolder(Dataset):
     def labels(self, split: str) -> torch.Tensor:
         targets = np.asarray(self._folder(split).targets)
         return torch.from_numpy(targets[self._indices[split]]).long()
+
+    def input_shape(self, split: str) -> tuple[int, ...] | None:
+        samples = self._folder(split).samples
+        if not len(self._indices[split]):
+            return None
+        from PIL import Image
+
+        try:
+            with Image.open(samples[self._indices[split][0]][0]) as image:
+                return (3, image.height, image.width)
+        except (OSError, ValueError):
+            return None
 
     KEPT_LOADERS = 2
     """How many loaders (with their worker processes) stay alive for reuse: a run iterates the same

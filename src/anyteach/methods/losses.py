@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +148,12 @@ class TransferLoss(nn.Module):
     needs_target: ClassVar[bool] = False
     needs_features: ClassVar[bool] = False
     needs_teacher_features: ClassVar[bool] = False
+    labelled: ClassVar[bool] = True  # reads the transfer batch's labels (see `uses_labels`)
+
+    @classmethod
+    def uses_labels(cls, options: Mapping[str, Any]) -> bool:
+        """Whether the loss, with these options, reads the transfer batch's labels."""
+        return cls.labelled
 
     def __init__(self, options: dict[str, Any], context: MethodContext):
         super().__init__()
@@ -171,6 +177,10 @@ class KLDistillation(TransferLoss):
 
     options = ("temperature", "top_k", "alpha")
     needs_target = True
+
+    @classmethod
+    def uses_labels(cls, options: Mapping[str, Any]) -> bool:
+        return options.get("alpha", 1.0) < 1  # the (1 − α)·CE term
 
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
         alpha, target = self.opts["alpha"], batch.target

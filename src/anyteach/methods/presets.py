@@ -30,6 +30,27 @@ TEACHING_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "lr_schedul
 cosine decay, made safe by its WiSE guard; at the paper's SGD lr 1e-4 the student barely moves and
 the guard keeps the original."""
 
+CONTROL_METHOD = "xe"
+"""The no-teacher control of a method that uses the transfer labels: the same budget on the labels alone."""
+
+MIXED_CONTROL = "xe+mix"
+"""The other no-teacher control of a method that uses the transfer labels: the same budget on the labels of
+inputs mixed in pairs (the `mix` option); a run is paired with the stronger of `xe` and `xe+mix`."""
+
+SELF_CONTROL = "self"
+"""The no-teacher control every method has: self-distillation, the same data and budget, no labels."""
+
+CALIB_CONTROL = "self+xe+wise"
+"""The no-teacher control of a method that uses the calib split's labels (a guard, a calibrated weight):
+self-distillation plus cross-entropy on those labels, with the same guard."""
+
+TRAIN_CONTROL = "self+xetrain+wise"
+"""The no-teacher control of a method that also fine-tunes on the train split's labels."""
+
+UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, CALIB_CONTROL)
+"""The no-teacher controls of a method that uses no labels but the calib split's; a run is paired with the
+stronger of the two."""
+
 PRESET_TABLE: list[dict[str, Any]] = [
     # the paper's methods (PAPER.md section 3) and its proposal, kl+dp
     dict(name="kl", target="teacher", loss="kl", description="KL-Dist: KL to the teacher on every sample"),
@@ -281,6 +302,37 @@ class MethodPreset:
     def trains(self) -> bool:
         """The method trains the student (False: the `ensemble` baseline, which only predicts)."""
         return self.loss is not None
+
+    def labelled_splits(self, method_options: Mapping[str, Any]) -> frozenset[str]:
+        """The splits whose labels the method uses, with these options: `transfer` (its target rule or loss
+        reads the batch's labels), `calib` (it chooses a weight or an interpolation there), `train` (it
+        also fine-tunes on them: `labelled_split`)."""
+        rule = TARGET_RULES[self.target] if self.target is not None else None
+        loss = LOSSES[self.loss] if self.loss is not None else None
+        used = set()
+        if (
+            (rule is not None and rule.uses_labels)
+            or (loss is not None and loss.uses_labels(method_options))
+            or self.unmixed_xe
+        ):
+            used.add("transfer")
+        if self.needs.calibration:
+            used.add("calib")
+        if self.labelled_split is not None:
+            used.add(self.labelled_split)
+        return frozenset(used)
+
+    def no_teacher_controls(self, method_options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The no-teacher presets this method is compared with: the ones that spend the same labelled samples
+        (a run is then compared with the stronger of them). `controls` when the preset names its own; else
+        `self` (the same data and budget, no labels), plus `xe` and `xe+mix` (the labels of mixed inputs) when
+        it uses the transfer labels, `self+xe+wise` when it uses the calib split's and `self+xetrain+wise` when
+        it fine-tunes on train's."""
+        if self.controls:
+            return self.controls
+        used = self.labelled_splits(method_options)
+        extra = {"transfer": (CONTROL_METHOD, MIXED_CONTROL), "calib": (CALIB_CONTROL,), "train": (TRAIN_CONTROL,)}
+        return (SELF_CONTROL, *(c for split in ("transfer", "calib", "train") if split in used for c in extra[split]))
 
 
 METHODS: Registry[MethodPreset] = Registry("method")

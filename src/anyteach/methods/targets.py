@@ -110,6 +110,7 @@ class TargetRule:
     uses_frozen: bool = True
     multi_teacher: bool = False  # accepts K > 1 teachers
     calibrate: Callable[[Calibration], dict[str, Any]] | None = None  # once per run, on the calib split
+    uses_labels: bool = False  # reads the transfer batch's labels
 
 
 TARGET_RULES: Registry[TargetRule] = Registry("target rule")
@@ -122,12 +123,15 @@ def register_target_rule(
     uses_frozen: bool = True,
     multi_teacher: bool = False,
     calibrate: Callable[[Calibration], dict[str, Any]] | None = None,
+    uses_labels: bool = False,
 ) -> Callable:
     """Decorator: make a target rule `fn(RuleInputs) -> Target` reachable by `name`.
 
     The first docstring line of `fn` is its description in `anyteach methods`. A rule with
     `calibrate` chooses numbers (e.g. a mixing weight) once per run from the outputs of the frozen
     student and the teachers on the dataset's `calib` split; `fn` then finds them in `inputs.params`.
+    A rule that reads `inputs.labels` says so with `uses_labels` (it cannot run on unlabelled data, and
+    its no-teacher control trains on the same labels).
 
     Raises:
         RegistrationError: `name` is taken.
@@ -135,7 +139,16 @@ def register_target_rule(
 
     def describe(fn: Callable[[RuleInputs], Target]) -> TargetRule:
         description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        return TargetRule(name, fn, description, uses_teacher, uses_frozen, multi_teacher, calibrate=calibrate)
+        return TargetRule(
+            name,
+            fn,
+            description,
+            uses_teacher,
+            uses_frozen,
+            multi_teacher,
+            calibrate=calibrate,
+            uses_labels=uses_labels,
+        )
 
     return TARGET_RULES.decorator(name, describe)
 
@@ -175,7 +188,7 @@ def frozen_target(inputs: RuleInputs) -> Target:
     return Target(inputs.frozen, _full(inputs.frozen, FROZEN))
 
 
-@register_target_rule("dp", multi_teacher=True)
+@register_target_rule("dp", multi_teacher=True, uses_labels=True)
 def data_partitioning(inputs: RuleInputs) -> Target:
     """Per sample the candidate most confident in the true label: p_T(y|x) > p_frozen(y|x) -> teacher."""
     candidates = _stack_candidates(inputs)
@@ -197,7 +210,7 @@ def _flip_masks(inputs: RuleInputs) -> tuple[torch.Tensor, torch.Tensor]:
     return ~frozen_right & teacher_right, frozen_right & ~teacher_right
 
 
-@register_target_rule("flip-st")
+@register_target_rule("flip-st", uses_labels=True)
 def teacher_on_positive_flips(inputs: RuleInputs) -> Target:
     """The teacher on its positive flips only, the frozen student everywhere else (ablation)."""
     positive, _ = _flip_masks(inputs)
@@ -206,7 +219,7 @@ def teacher_on_positive_flips(inputs: RuleInputs) -> Target:
     )
 
 
-@register_target_rule("flip-t")
+@register_target_rule("flip-t", uses_labels=True)
 def frozen_on_negative_flips(inputs: RuleInputs) -> Target:
     """The frozen student on the teacher's negative flips only, the teacher everywhere else (ablation)."""
     _, negative = _flip_masks(inputs)
@@ -216,7 +229,7 @@ def frozen_on_negative_flips(inputs: RuleInputs) -> Target:
     )
 
 
-@register_target_rule("flip-avg")
+@register_target_rule("flip-avg", uses_labels=True)
 def average_on_neutral(inputs: RuleInputs) -> Target:
     """Teacher on positive flips, frozen student on negative flips, their mean logits elsewhere (ablation)."""
     positive, negative = _flip_masks(inputs)
@@ -228,7 +241,7 @@ def average_on_neutral(inputs: RuleInputs) -> Target:
     return Target(logits, routing)
 
 
-@register_target_rule("teacher-skip-lost", uses_frozen=False)
+@register_target_rule("teacher-skip-lost", uses_frozen=False, uses_labels=True)
 def teacher_except_where_lost(inputs: RuleInputs) -> Target:
     """The teacher, except where it is wrong and the current student right (no target there; MCL)."""
     teacher = inputs.teachers[0]

@@ -20,6 +20,8 @@ Loading never unpickles arbitrary objects: safetensors, or `torch.load(weights_o
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +55,101 @@ class Preprocessing:
     crop_mode: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        kw = {f.name: d.get(f.name) for f in dataclasses.fields(cls)}
-        for key in ("mean", "std", "input_size"):
-            if kw[key] is not None:
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
+    def from_dict(cls, d: Mapping[str, Any], where: str = "preprocessing") -> Preprocessing:
+        """From a mapping holding its fields (a sidecar's `preprocessing`, a config's `pretrained_cfg`:
+        other keys are ignored); every value is checked (`check_preprocessing`).
+
+        Raises:
+            AnyteachError: a value of the wrong type or out of range, naming the key and `where`.
+        """
+        return cls(**check_preprocessing({k: d.get(k) for k in PREPROCESSING_KEYS}, where))
+
+    def overridden(self, overrides: Mapping[str, Any]) -> Preprocessing:
+        """This preprocessing with the given (checked) fields replaced; `None` values change nothing."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+PREPROCESSING_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+"""What a user may override of a model's preprocessing: after `?` in a reference
+(`timm:resnet18@w.safetensors?input_size=3,32,32`), as `load_model` keywords, or with `--input-size`."""
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming", "random")
+CROP_MODES = ("center", "squash", "border")
+
+
+def _numbers(value: Any, kind: type, key: str, where: str) -> tuple:
+    """`3,32,32`, `3x32x32`, `[3, 32, 32]` or `32` as a tuple of `kind` (int or float)."""
+    if isinstance(value, str):
+        parts: list[Any] = [v for v in value.replace("x", ",").strip("[]() ").split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    words = "whole numbers like 3,32,32" if kind is int else "numbers like 0.5,0.5,0.5"
+    try:
+        if not parts or any(isinstance(v, bool) or not isinstance(v, (int, float, str)) for v in parts):
+            raise ValueError
+        floats = [float(v) for v in parts]
+        if kind is int and not all(v.is_integer() for v in floats):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise AnyteachError(f"{where}: {key} must be {words}, got {value!r}") from None
+    if not all(math.isfinite(v) for v in floats):
+        raise AnyteachError(f"{where}: {key} must be finite numbers, got {value!r}")
+    return tuple(int(v) for v in floats) if kind is int else tuple(floats)
+
+
+def check_preprocessing(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Preprocessing values checked and normalised (`None` stays `None`: "as the data comes").
+
+    `input_size` is (channels, height, width) for images, (length,) or (channels, length) for
+    signals; one number above 4 is an image side (`32` -> `(3, 32, 32)`). `mean`/`std` have one value
+    per channel (or one for all), `std` positive; `crop_pct` is in (0, 1]; `interpolation` and
+    `crop_mode` are timm's names.
+
+    Raises:
+        AnyteachError: naming the key, the value and `where` it came from.
+    """
+    unknown = sorted(set(values) - set(PREPROCESSING_KEYS))
+    if unknown:
+        raise AnyteachError(
+            f"{where}: unknown preprocessing key {unknown[0]!r}; known: {', '.join(PREPROCESSING_KEYS)}"
+        )
+    out: dict[str, Any] = dict.fromkeys(PREPROCESSING_KEYS)
+    if values.get("input_size") is not None:
+        size = _numbers(values["input_size"], int, "input_size", where)
+        size = (3, size[0], size[0]) if len(size) == 1 and size[0] > 4 else size
+        if not 1 <= len(size) <= 3 or any(v < 1 or v > 65536 for v in size):
+            raise AnyteachError(
+                f"{where}: input_size must be (channels, height, width) with sizes in [1, 65536], e.g. "
+                f"3,32,32; got {values['input_size']!r}"
+            )
+        out["input_size"] = size
+    for key in ("mean", "std"):
+        if values.get(key) is not None:
+            out[key] = _numbers(values[key], float, key, where)
+    if (out["mean"] is None) != (out["std"] is None):
+        raise AnyteachError(
+            f"{where}: give mean and std together ({'std' if out['std'] is None else 'mean'} is missing)"
+        )
+    if out["std"] is not None and any(v <= 0 for v in out["std"]):
+        raise AnyteachError(f"{where}: std must be positive, got {values['std']!r}")
+    if out["mean"] is not None and len(out["mean"]) != len(out["std"]):
+        raise AnyteachError(f"{where}: mean and std need as many values each, got {out['mean']} and {out['std']}")
+    channels = out["input_size"][0] if out["input_size"] is not None and len(out["input_size"]) == 3 else None
+    if out["mean"] is not None and channels is not None and len(out["mean"]) not in (1, channels):
+        raise AnyteachError(f"{where}: mean and std have {len(out['mean'])} values for {channels} input channels")
+    if values.get("crop_pct") is not None:
+        crop = _numbers(values["crop_pct"], float, "crop_pct", where)
+        if len(crop) != 1 or not 0 < crop[0] <= 1:
+            raise AnyteachError(f"{where}: crop_pct must be one number in (0, 1], got {values['crop_pct']!r}")
+        out["crop_pct"] = crop[0]
+    for key, allowed in (("interpolation", INTERPOLATIONS), ("crop_mode", CROP_MODES)):
+        value = values.get(key)
+        if value is not None:
+            if not isinstance(value, str) or value not in allowed:
+                raise AnyteachError(f"{where}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -75,20 +166,39 @@ class ModelInfo:
     source: str = ""  # the reference it was loaded from
     identity: str = ""  # content identity: same identity, same predictions
     extra: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None  # the names of its classes, in the order of its outputs, when known
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("source")
         d.pop("identity")
+        if d["class_names"] is None:
+            d.pop("class_names")
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "", identity: str = "") -> ModelInfo:
+    def from_dict(cls, d: dict[str, Any], source: str = "", identity: str = "", where: str = "") -> ModelInfo:
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        kw["preprocessing"] = Preprocessing.from_dict(d.get("preprocessing") or {})
+        kw["preprocessing"] = Preprocessing.from_dict(d.get("preprocessing") or {}, where or source or "preprocessing")
         kw.update(source=source, identity=identity)
         return cls(**kw)
+
+    def outputs_key(self) -> str:
+        """Everything in the metadata that changes the model's outputs for the same weights (its
+        architecture and arguments, classes and preprocessing), as text: part of its content identity."""
+        p = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.preprocessing).items()}
+        return json.dumps(
+            [self.architecture, self.arch_kwargs, self.num_classes, p], sort_keys=True, default=str, allow_nan=True
+        )
+
+    def with_preprocessing(self, overrides: Mapping[str, Any]) -> ModelInfo:
+        """A copy with the given (checked) preprocessing fields replaced and its identity changed with them."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        identity = text_digest(f"{self.identity}?{sorted(given.items())}") if self.identity else ""
+        return dataclasses.replace(self, preprocessing=self.preprocessing.overridden(given), identity=identity)
 
 
 class Classifier(nn.Module):
@@ -334,6 +444,7 @@ _SIDECAR_TYPES: dict[str, tuple[type, str]] = {
     "arch_kwargs": (dict, "a mapping"),
     "preprocessing": (dict, "a mapping"),
     "extra": (dict, "a mapping"),
+    "class_names": (list, "a list of strings"),
 }
 
 
@@ -347,10 +458,50 @@ def _check_sidecar_types(meta: Mapping[str, Any], sidecar: Path) -> None:
             raise AnyteachError(f"{sidecar}: {key!r} must be {words}, got {value!r}")
     if meta["num_classes"] < 1:
         raise AnyteachError(f"{sidecar}: 'num_classes' must be >= 1, got {meta['num_classes']}")
+    names = meta.get("class_names")
+    if names is not None and (len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names)):
+        raise AnyteachError(f"{sidecar}: 'class_names' must be {meta['num_classes']} strings, one per class")
+
+
+MAX_PARAMETERS = 20_000_000_000
+"""More parameters than any classifier anyone trains: a model description asking for more is a mistake
+(a width of 10**9), refused before a byte is allocated."""
+
+
+def build_network(build: Callable[[], nn.Module], what: str) -> nn.Module:
+    """`build()`, with whatever the constructor raises for arguments it cannot take turned into one line.
+
+    The network is first built on the meta device (no memory), so that absurd sizes are refused before
+    anything is allocated.
+
+    Raises:
+        AnyteachError: the constructor refuses the arguments, or the network would be absurdly large;
+            the message starts with `what` (the architecture and its arguments, and where they came from).
+    """
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except Exception:  # noqa: BLE001 - some constructors compute on tensors; the real build below says why
+        probe = None
+    if probe is not None:
+        count = count_parameters(probe)
+        if count > MAX_PARAMETERS:
+            raise AnyteachError(f"{what}: the network would have {count:,} parameters; check its arguments")
+    try:
+        return build()
+    except AnyteachError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any refusal of a constructor is a wrong argument of the user's
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise AnyteachError(f"{what}: {type(e).__name__}{': ' + reason if reason else ''}") from e
 
 
 def load_saved(path: Path, source: str) -> Classifier:
-    """A model saved by anyteach (`save_model`): weights plus sidecar; `source` is the reference typed."""
+    """A model saved by anyteach (`save_model`): weights plus sidecar; `source` is the reference typed.
+
+    Its identity is the digest of the weights together with everything in the sidecar that changes its
+    outputs (`ModelInfo.outputs_key`): a sidecar edited under the same weights is another model.
+    """
     if path.is_dir():
         path = path / "model.safetensors"
     sidecar = path.with_suffix(".json")
@@ -366,15 +517,23 @@ def load_saved(path: Path, source: str) -> Classifier:
     if missing:
         raise AnyteachError(f"{sidecar} lacks {', '.join(missing)}; it was not written by anyteach's save_model")
     _check_sidecar_types(meta, sidecar)
-    state = read_weights(path)
+    info = ModelInfo.from_dict(meta, source=source, where=str(sidecar))
     arch, kwargs = meta["architecture"], meta.get("arch_kwargs") or {}
-    try:
-        if arch.startswith("timm:"):
+    if arch.startswith(MODULE_PREFIX):
+        raise AnyteachError(
+            f"{path} holds the weights of a network built in code ({arch.removeprefix(MODULE_PREFIX)}), which "
+            "anyteach cannot rebuild: pass the network with them, anyteach.load_model(net, weights=path)"
+        )
+    if arch.startswith("timm:"):
+        try:
             net = _create_timm(arch.removeprefix("timm:"), pretrained=False, num_classes=meta["num_classes"], **kwargs)
-        else:
-            net = build_architecture(arch, **kwargs)
-    except TypeError as e:
-        raise AnyteachError(f"{sidecar}: arch_kwargs {kwargs} do not fit architecture {arch!r} ({e})") from e
+        except AnyteachError as e:
+            raise AnyteachError(f"{sidecar}: {e}") from e
+    else:
+        if arch not in ARCHITECTURES:
+            raise AnyteachError(f"{sidecar}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        net = build_network(lambda: build_architecture(arch, **kwargs), f"{sidecar}: {arch} with arch_kwargs {kwargs}")
+    state = read_weights(path)
     load_weights_into(net, state, str(path))
     head = _classification_layer(net)
     outputs = getattr(head, "out_features", meta["num_classes"])
@@ -382,12 +541,12 @@ def load_saved(path: Path, source: str) -> Classifier:
         raise AnyteachError(
             f"{sidecar} says {meta['num_classes']} classes but the weights in {path.name} have {outputs}"
         )
-    info = ModelInfo.from_dict(meta, source=source, identity=file_digest(path))
     size = info.preprocessing.input_size
     if arch.startswith("timm:") and size is not None and len(size) == 3:
         built = _built_input_size(net, size)
         if built != tuple(size):  # a sidecar written before the built size was recorded
             info.preprocessing = dataclasses.replace(info.preprocessing, input_size=built)
+    info.identity = text_digest(f"{file_digest(path)}|{info.outputs_key()}")
     return Classifier(net.eval(), info)
 
 
@@ -467,31 +626,48 @@ def timm_family(architecture: str, net: nn.Module | None = None) -> str:
 
 
 def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
+    """`timm.create_model`, every refusal turned into one line that says what to change.
+
+    Raises:
+        AnyteachError: an unknown architecture, an argument it does not take, absurd sizes, or (with
+            `pretrained`) weights that cannot be fetched.
+    """
     import timm
 
     base = name.split(".")[0]
-    if not timm.is_model(base):
+    if not name.startswith("hf-hub:") and not timm.is_model(base):
         raise AnyteachError(f"unknown timm model {name!r} (see `timm.list_models()`)")
+    what = f"cannot create timm:{name}" + (f" with {kwargs}" if kwargs else "")
+    if not pretrained:
+        try:
+            return build_network(lambda: timm.create_model(name, pretrained=False, **kwargs), what)
+        except AnyteachError as e:
+            if isinstance(e.__cause__, TypeError) and "img_size" in kwargs and "img_size" in str(e.__cause__):
+                raise AnyteachError(
+                    f"timm:{name} takes no img_size argument (it takes inputs of any size); to say which input "
+                    f"size it was trained at, give ?input_size=3,{kwargs['img_size']},{kwargs['img_size']} instead"
+                ) from e
+            raise
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        return timm.create_model(name, pretrained=True, **kwargs)
     except TypeError as e:  # a model argument the architecture does not take
-        raise AnyteachError(f"cannot create timm:{name} with {kwargs}: {e}") from e
+        raise AnyteachError(f"{what}: {e}") from e
     except (OSError, RuntimeError, ValueError) as e:
-        if pretrained:
-            import os
+        import os
 
-            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            hint = (
-                "HF_HUB_OFFLINE is set, so the weights must already be in the Hugging Face cache "
-                "(download them once online)"
-                if offline
-                else "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1"
-            )
-            raise AnyteachError(
-                f"cannot get pretrained weights for timm:{name} ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                f"{hint}, or pass local weights as timm:{name}@<file>"
-            ) from e
-        raise AnyteachError(f"cannot create timm:{name}: {e}") from e
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        hint = (
+            "HF_HUB_OFFLINE is set, so the weights must already be in the Hugging Face cache "
+            "(download them once online)"
+            if offline
+            else "offline, populate the Hugging Face cache and set HF_HUB_OFFLINE=1"
+        )
+        raise AnyteachError(
+            f"cannot get pretrained weights for timm:{name} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"{hint}, or pass local weights as timm:{name}@<file>"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - an argument timm's constructor asserts on
+        raise AnyteachError(f"{what}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def _built_input_size(net: nn.Module, cfg_size: tuple[int, ...]) -> tuple[int, ...]:
@@ -526,11 +702,22 @@ def _timm_preprocessing(net: nn.Module, model_args: dict[str, Any] | None = None
     )
 
 
+RESERVED_MODEL_ARGS = {
+    "num_classes": "is read from the weights",
+    "pretrained": "is not a model argument (timm:<name> alone is pretrained, timm:<name>@<file> has its weights)",
+    "pretrained_cfg": "would replace the whole config (give pretrained_cfg_overlay, or input_size=3,32,32 itself)",
+    "checkpoint_path": "is not a model argument (give the weights after @: timm:<name>@<file>)",
+    "features_only": "would make a feature extractor, not a classifier",
+}
+"""Arguments of `timm.create_model` that a reference may not set, and why."""
+
+
 def parse_model_args(query: str, source: str) -> dict[str, Any]:
-    """`img_size=64&drop_rate=0.1` -> `{"img_size": 64, "drop_rate": 0.1}` (values as YAML scalars).
+    """`img_size=64&drop_rate=0.1` -> `{"img_size": 64, "drop_rate": 0.1}` (values as YAML scalars;
+    `pretrained_cfg_overlay` takes a YAML mapping, e.g. `pretrained_cfg_overlay={input_size: [3, 32, 32]}`).
 
     Raises:
-        AnyteachError: an argument without `=`, or a value that is not a scalar.
+        AnyteachError: an argument without `=`, given twice, reserved, or a value that is not a scalar.
     """
     import yaml
 
@@ -542,16 +729,41 @@ def parse_model_args(query: str, source: str) -> dict[str, Any]:
                 f"model argument {part!r} in {source!r} is not <name>=<value> "
                 "(e.g. timm:vit_tiny_patch16_224?img_size=64)"
             )
+        if key in args:
+            raise AnyteachError(f"model argument {key} is given twice in {source!r}")
+        if key in RESERVED_MODEL_ARGS:
+            raise AnyteachError(f"{source!r}: {key} {RESERVED_MODEL_ARGS[key]}; leave it out of the model arguments")
         try:
             parsed = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
             parsed = value
-        if isinstance(parsed, dict):
+        if isinstance(parsed, dict) and key != "pretrained_cfg_overlay":
             raise AnyteachError(f"model argument {key} in {source!r} must be a number, word or list, not {value!r}")
+        if key == "pretrained_cfg_overlay" and not isinstance(parsed, dict):
+            raise AnyteachError(
+                f"model argument pretrained_cfg_overlay in {source!r} must be a mapping, e.g. "
+                "pretrained_cfg_overlay={input_size: [3, 32, 32]}"
+            )
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise AnyteachError(f"model argument {key} in {source!r} must be finite, got {value!r}")
         args[key] = parsed
-    if "num_classes" in args:
-        raise AnyteachError(f"{source!r}: num_classes is read from the weights; leave it out of the model arguments")
     return args
+
+
+def split_preprocessing(args: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A reference's `?` arguments split into model arguments and checked preprocessing overrides
+    (`PREPROCESSING_KEYS`, and those of a `pretrained_cfg_overlay`)."""
+    overrides = {k: args[k] for k in PREPROCESSING_KEYS if k in args}
+    model_args = {k: v for k, v in args.items() if k not in PREPROCESSING_KEYS}
+    overlay = model_args.pop("pretrained_cfg_overlay", None) or {}
+    for key, value in overlay.items():
+        if key not in PREPROCESSING_KEYS:
+            raise AnyteachError(
+                f"{source!r}: pretrained_cfg_overlay key {key!r} is not a preprocessing key "
+                f"({', '.join(PREPROCESSING_KEYS)})"
+            )
+        overrides.setdefault(key, value)
+    return model_args, check_preprocessing(overrides, source) if overrides else {}
 
 
 def _head_classes(net_cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> int | None:
@@ -563,17 +775,73 @@ def _head_classes(net_cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> in
     return None
 
 
+def _hub_folder_config(folder: Path) -> dict[str, Any] | None:
+    """The timm / Hugging Face hub `config.json` of a folder (`timm.models.save_for_hf`'s layout), if any."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    config = read_json(path, "model config")
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        return None
+    return config
+
+
+def _config_parts(config: dict[str, Any], where: str) -> tuple[str, int | None, dict[str, Any], dict[str, Any]]:
+    """A hub config's architecture, class count, model arguments and preprocessing (checked)."""
+    model_args = config.get("model_args") or {}
+    cfg = config.get("pretrained_cfg") or {}
+    if not isinstance(model_args, dict) or not isinstance(cfg, dict):
+        raise AnyteachError(f"{where}: model_args and pretrained_cfg must be mappings")
+    classes = config.get("num_classes", cfg.get("num_classes"))
+    if classes is not None and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
+        raise AnyteachError(f"{where}: num_classes must be a positive integer, got {classes!r}")
+    preprocessing = check_preprocessing({k: cfg.get(k) for k in PREPROCESSING_KEYS}, where)
+    args = {k: v for k, v in model_args.items() if k not in RESERVED_MODEL_ARGS}  # save_for_hf keeps num_classes
+    return config["architecture"], classes, args, preprocessing
+
+
+def _timm_info(
+    net: nn.Module, name: str, model_args: dict[str, Any], source: str, identity: str, overrides: dict[str, Any]
+) -> ModelInfo:
+    """The metadata of a timm network: architecture, family, preprocessing from its own pretrained config
+    (overridden by `overrides`), class names where its config has them; identity with the outputs key."""
+    cfg = getattr(net, "pretrained_cfg", None) or {}
+    arch = cfg.get("architecture") or name.split(".")[0].removeprefix("hf-hub:")
+    names = cfg.get("label_names")
+    info = ModelInfo(
+        name=name,
+        architecture=f"timm:{arch}",
+        arch_kwargs=dict(model_args),
+        num_classes=int(net.num_classes),
+        family=timm_family(arch, net),
+        num_params=count_parameters(net),
+        preprocessing=_timm_preprocessing(net, model_args).overridden(overrides),
+        source=source,
+        class_names=list(names) if isinstance(names, (list, tuple)) and len(names) == net.num_classes else None,
+    )
+    info.identity = text_digest(f"{identity}|{info.outputs_key()}")
+    return info
+
+
 @register_reference_kind("timm")
 def _load_timm(source: str) -> Classifier:
     """`timm:<name>` (pretrained weights through timm) or `timm:<name>@<weights file>`, each with
-    optional timm model arguments after `?` (`timm:vit_tiny_patch16_224@w.safetensors?img_size=64`)."""
+    optional timm model arguments and preprocessing overrides after `?`
+    (`timm:resnet18@w.safetensors?input_size=3,32,32`). Weights in a folder with a timm hub
+    `config.json` of the same architecture take its model arguments and preprocessing."""
     spec, _, query = source.removeprefix("timm:").partition("?")
-    model_args = parse_model_args(query, source)
+    model_args, overrides = split_preprocessing(parse_model_args(query, source), source)
     name, _, weights = spec.partition("@")
     if not name:
         raise AnyteachError(f"empty timm model name in {source!r}")
     if weights:
-        state = read_weights(weights)
+        path = Path(weights).expanduser()
+        config = _hub_folder_config(path.parent)
+        if config is not None and config["architecture"].split(".")[0] == name.split(".")[0]:
+            _, _, config_args, config_pre = _config_parts(config, str(path.parent / "config.json"))
+            model_args = {**config_args, **model_args}
+            overrides = {**{k: v for k, v in config_pre.items() if v is not None}, **overrides}
+        state = read_weights(path)
         probe = _create_timm(name, pretrained=False, **model_args)
         num_classes = _head_classes(getattr(probe, "pretrained_cfg", {}), state) or probe.num_classes
         net = (
@@ -582,24 +850,45 @@ def _load_timm(source: str) -> Classifier:
             else _create_timm(name, pretrained=False, num_classes=num_classes, **model_args)
         )
         load_weights_into(net, state, weights)
-        identity = f"timm:{name}@{file_digest(weights)}"
+        identity = f"timm:{name}@{file_digest(path)}"
     else:
         net = _create_timm(name, pretrained=True, **model_args)
-        identity = text_digest(f"timm:{name}")
-    if model_args:
-        identity = text_digest(f"{identity}?{sorted(model_args.items())}")
-    arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name.split(".")[0]
-    info = ModelInfo(
-        name=name,
-        architecture=f"timm:{arch}",
-        arch_kwargs=dict(model_args),
-        num_classes=int(net.num_classes),
-        family=timm_family(arch, net),
-        num_params=count_parameters(net),
-        preprocessing=_timm_preprocessing(net, model_args),
-        source=source,
-        identity=identity,
-    )
+        identity = f"timm:{name}"
+    return Classifier(net.eval(), _timm_info(net, name, model_args, source, identity, overrides))
+
+
+@register_reference_kind("hf-hub")
+def _load_hf_hub(source: str) -> Classifier:
+    """`hf-hub:<organisation>/<name>`: a timm model on the Hugging Face hub (its `config.json` and weights),
+    through timm; offline from the Hugging Face cache with `HF_HUB_OFFLINE=1`."""
+    spec, _, query = source.partition("?")
+    model_args, overrides = split_preprocessing(parse_model_args(query, source), source)
+    if spec.count("/") != 1 or not all(spec.removeprefix("hf-hub:").split("/")):
+        raise AnyteachError(f"a hub reference is hf-hub:<organisation>/<name>, got {source!r}")
+    net = _create_timm(spec, pretrained=True, **model_args)
+    return Classifier(net.eval(), _timm_info(net, spec.rsplit("/", 1)[1], model_args, source, spec, overrides))
+
+
+def load_hub_folder(folder: Path, source: str) -> Classifier:
+    """A folder in timm's hub layout (`config.json` beside `model.safetensors` or `pytorch_model.bin`, as
+    `timm.models.save_for_hf` writes it): the architecture, arguments and preprocessing of its config."""
+    config = _hub_folder_config(folder)
+    if config is None:
+        raise AnyteachError(f"{folder} holds no config.json naming an architecture")
+    where = str(folder / "config.json")
+    arch, classes, model_args, preprocessing = _config_parts(config, where)
+    weights = next((folder / f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()), None)
+    if weights is None:
+        raise AnyteachError(f"{folder} has a config.json but no model.safetensors or pytorch_model.bin")
+    state = read_weights(weights)
+    extra = {"num_classes": classes} if classes is not None else {}
+    net = _create_timm(arch, pretrained=False, **extra, **model_args)
+    load_weights_into(net, state, str(weights))
+    overrides = {k: v for k, v in preprocessing.items() if v is not None}
+    info = _timm_info(net, folder.name, model_args, source, f"timm:{arch}@{file_digest(weights)}", overrides)
+    names = config.get("label_names") or (config.get("pretrained_cfg") or {}).get("label_names")
+    if isinstance(names, list) and len(names) == info.num_classes and all(isinstance(n, str) for n in names):
+        info.class_names = list(names)
     return Classifier(net.eval(), info)
 
 
@@ -607,17 +896,8 @@ def timm_classifier(name: str, num_classes: int | None = None, pretrained: bool 
     """Create a timm classifier in code (e.g. a randomly initialised one for tests and benchmarks)."""
     extra = {"num_classes": num_classes} if num_classes is not None else {}
     net = _create_timm(name, pretrained=pretrained, **extra, **kwargs)
-    arch = getattr(net, "pretrained_cfg", {}).get("architecture") or name
-    info = ModelInfo(
-        name=name,
-        architecture=f"timm:{arch}",
-        arch_kwargs=dict(kwargs),
-        num_classes=int(net.num_classes),
-        family=timm_family(arch, net),
-        num_params=count_parameters(net),
-        preprocessing=_timm_preprocessing(net, kwargs),
-        source=f"timm:{name}",
-    )
+    info = _timm_info(net, name, kwargs, f"timm:{name}", "", {})
+    info.identity = ""  # weights made in code: identified by their digest when a run needs it
     return Classifier(net.eval(), info)
 
 
@@ -636,31 +916,227 @@ def build_classifier(architecture: str, name: str | None = None, **kwargs) -> Cl
 
 
 # ---------------------------------------------------------------------------------------------
+# A network built in code
+
+MODULE_PREFIX = "module:"
+"""The architecture of a network built in code (`module:<module>.<class>`): its weights can be saved and
+loaded back into the same class, but anyteach cannot build the network by itself."""
+
+
+def _guess_family(net: nn.Module) -> str:
+    """The family of a network built in code, from the layers it has."""
+    layers = list(net.modules())
+    if any(isinstance(m, (nn.MultiheadAttention, nn.TransformerEncoderLayer)) for m in layers):
+        return "transformer"
+    if any(isinstance(m, (nn.RNNBase,)) for m in layers):
+        return "rnn"
+    if any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in layers):
+        return "cnn"
+    return "mlp"
+
+
+def weights_digest(net: nn.Module) -> str:
+    """A digest of a network's parameters and buffers: its content identity when it was built in code."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, tensor in net.state_dict().items():
+        h.update(key.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "weights:" + h.hexdigest()[:16]
+
+
+def _timm_rebuilds(net: nn.Module, arch: str, num_classes: int, model_args: dict[str, Any]) -> bool:
+    """Whether `timm.create_model(arch, ...)` builds a network with exactly `net`'s tensors (so that a saved
+    copy can be loaded without the code that built it)."""
+    import timm
+
+    try:
+        with torch.device("meta"):
+            twin = timm.create_model(arch, pretrained=False, num_classes=num_classes, **model_args)
+    except Exception:  # noqa: BLE001 - not rebuildable from its name: saved as a network built in code
+        return False
+    mine, theirs = net.state_dict(), twin.state_dict()
+    return mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine)
+
+
+def module_classifier(
+    net: nn.Module,
+    *,
+    name: str | None = None,
+    num_classes: int | None = None,
+    family: str | None = None,
+    class_names: list[str] | None = None,
+) -> Classifier:
+    """A network built in code (a plain `torch.nn.Module`, or a timm model object) as a `Classifier`.
+
+    A timm model brings its own pretrained config (preprocessing, classes); any other network takes its
+    input as the data comes unless a preprocessing is given (see `load_model`). The number of classes is
+    read from the classification layer when not given.
+
+    Raises:
+        AnyteachError: no classification layer is found, or `num_classes` disagrees with it.
+    """
+    head = _classification_layer(net)
+    outputs = getattr(head, "out_features", None)
+    if num_classes is None:
+        num_classes = getattr(net, "num_classes", None) or outputs
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise AnyteachError(
+            f"cannot tell how many classes {type(net).__name__} predicts: pass num_classes=... to load_model"
+        )
+    if outputs is not None and outputs != num_classes:
+        raise AnyteachError(
+            f"num_classes={num_classes} was given but the classification layer of {type(net).__name__} has "
+            f"{outputs} outputs"
+        )
+    cfg = getattr(net, "pretrained_cfg", None)
+    timm_net = isinstance(cfg, dict) and type(net).__module__.startswith("timm.")
+    label = name or (cfg.get("architecture") if timm_net else None) or type(net).__name__.lower()
+    if timm_net:
+        arch = cfg.get("architecture") or type(net).__name__.lower()
+        built = getattr(getattr(net, "patch_embed", None), "img_size", None)
+        args: dict[str, Any] = {"img_size": list(built)} if isinstance(built, (tuple, list)) and len(built) == 2 else {}
+        rebuilds = _timm_rebuilds(net, arch, num_classes, args)
+        info = _timm_info(net, label, args if rebuilds else {}, f"timm:{arch}", "", {})
+        if not rebuilds:  # built with arguments anyteach cannot see: saved as a network built in code
+            info.architecture = f"{MODULE_PREFIX}{type(net).__module__}.{type(net).__qualname__}"
+    else:
+        info = ModelInfo(
+            name=label,
+            architecture=f"{MODULE_PREFIX}{type(net).__module__}.{type(net).__qualname__}",
+            arch_kwargs={},
+            num_classes=num_classes,
+            family=_guess_family(net),
+            num_params=count_parameters(net),
+        )
+    info.source = info.name
+    if family is not None:
+        if family not in FAMILIES:
+            raise AnyteachError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        info.family = family
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+        if len(names) != num_classes:
+            raise AnyteachError(f"class_names has {len(names)} names for {num_classes} classes")
+        info.class_names = names
+    return Classifier(net.eval(), info)
+
+
+FAMILIES = ("cnn", "transformer", "mlp", "rnn")
+
+
+# ---------------------------------------------------------------------------------------------
 # The entry point
 
 
-def load_model(ref: str | Path | Classifier) -> Classifier:
-    """Resolve a model reference (see the module docstring) to a `Classifier` in eval mode.
+def _split_query(ref: str) -> tuple[str, str]:
+    """`<reference>?<arguments>` -> (reference, arguments); a path that exists with its `?` is kept whole."""
+    base, mark, query = ref.partition("?")
+    if not mark or Path(ref).expanduser().exists():
+        return ref, ""
+    return base, query
 
-    A reference `<kind>:<rest>` goes to the loader registered for `kind` in `REFERENCE_KINDS`
-    (`timm`, `zoo`, ...); anything else is the path of a saved anyteach model.
+
+def load_model(
+    model: str | Path | nn.Module,
+    *,
+    weights: str | Path | None = None,
+    name: str | None = None,
+    num_classes: int | None = None,
+    family: str | None = None,
+    class_names: list[str] | None = None,
+    input_size: int | tuple[int, ...] | str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    interpolation: str | None = None,
+    crop_pct: float | None = None,
+    crop_mode: str | None = None,
+) -> Classifier:
+    """A model, as a reference or as an object, resolved to a `Classifier` in eval mode.
+
+    References (see the module docstring): `timm:<name>`, `timm:<name>@<weights>`, `hf-hub:<org>/<name>`,
+    `zoo:<zoo>/<model>`, the path of a model saved by anyteach, or a folder in timm's hub layout
+    (`config.json` + weights). After `?`, a reference takes the preprocessing keys `input_size`, `mean`,
+    `std`, `interpolation`, `crop_pct` and `crop_mode` (`timm:resnet18@w.safetensors?input_size=3,32,32`),
+    and a timm reference timm's model arguments too.
+
+    Objects: a `Classifier` is returned as it is; any other `torch.nn.Module` (a timm model, or your own
+    network) is wrapped (`module_classifier`), optionally with `weights` loaded into it first.
+
+    Args:
+        model: the reference or the object.
+        weights: a weights file (safetensors, or a plain state dict) to load into a network given as an object.
+        name, num_classes, family, class_names: metadata of a network given as an object (read from it
+            where possible).
+        input_size, mean, std, interpolation, crop_pct, crop_mode: the model's preprocessing, overriding
+            its own (a checkpoint trained at another resolution: `input_size=(3, 32, 32)`); `None` keeps it.
 
     Raises:
-        AnyteachError: unknown name, missing or corrupted file, unsafe pickle, weights that do not fit.
+        AnyteachError: unknown name, missing or corrupted file, unsafe pickle, weights that do not fit, a
+            preprocessing value of the wrong type or range.
     """
-    if isinstance(ref, Classifier):
-        return ref
-    ref = str(ref)
+    given = {
+        "input_size": input_size,
+        "mean": mean,
+        "std": std,
+        "interpolation": interpolation,
+        "crop_pct": crop_pct,
+        "crop_mode": crop_mode,
+    }
+    overrides = {k: v for k, v in check_preprocessing(given, "load_model").items() if v is not None}
+    if isinstance(model, Classifier):
+        if weights is not None:
+            raise AnyteachError("weights= loads weights into a network; this classifier has its own")
+        return Classifier(model.net, model.info.with_preprocessing(overrides)) if overrides else model
+    if isinstance(model, nn.Module):
+        if weights is not None:
+            load_weights_into(model, read_weights(weights), str(weights))
+        wrapped = module_classifier(model, name=name, num_classes=num_classes, family=family, class_names=class_names)
+        info = wrapped.info.with_preprocessing(overrides)
+        info.identity = text_digest(f"{weights_digest(model)}|{info.outputs_key()}")
+        if overrides:  # the classifier normalises with its preprocessing: a new one for the new values
+            return Classifier(model, info)
+        wrapped.info = info
+        return wrapped
+    if weights is not None:
+        raise AnyteachError("weights= loads weights into a network given as an object; a reference names its own")
+    ref = str(model)
+    base, query = _split_query(ref)
+    kind, colon, _ = base.partition(":")
+    if colon and kind in ("timm", "hf-hub"):
+        loaded = REFERENCE_KINDS[kind](ref)  # timm references also take model arguments after `?`
+    else:
+        if query:
+            args = parse_model_args(query, ref)
+            extra, from_query = split_preprocessing(args, ref)
+            if extra:
+                raise AnyteachError(
+                    f"{ref!r}: only preprocessing keys may follow ? here ({', '.join(PREPROCESSING_KEYS)}); "
+                    f"model arguments ({', '.join(extra)}) belong to timm: references"
+                )
+            overrides = {**{k: v for k, v in from_query.items() if v is not None}, **overrides}
+        loaded = _load_reference(base)
+    if overrides:
+        loaded = Classifier(loaded.net, loaded.info.with_preprocessing(overrides))
+        loaded.info.source = ref
+    return loaded
+
+
+def _load_reference(ref: str) -> Classifier:
     kind, colon, _ = ref.partition(":")
     if colon and kind in REFERENCE_KINDS:
         return REFERENCE_KINDS[kind](ref)
     path = Path(ref).expanduser()
+    if path.is_dir() and not (path / "model.json").exists() and (path / "config.json").exists():
+        return load_hub_folder(path, ref)
     if path.exists() or path.suffix in (".safetensors", ".json"):
         if path.suffix == ".json":
             path = path.with_suffix(".safetensors")
         return load_saved(path, ref)
     kinds = ", ".join(f"{k}:..." for k in REFERENCE_KINDS)
     raise AnyteachError(
-        f"unknown model reference {ref!r}: expected timm:<name>, timm:<name>@<weights>, zoo:<zoo>/<model> "
-        f"or the path of a saved anyteach model (reference kinds: {kinds})"
+        f"unknown model reference {ref!r}: expected timm:<name>, timm:<name>@<weights>, hf-hub:<org>/<name>, "
+        f"zoo:<zoo>/<model>, the path of a saved anyteach model or of a timm hub folder (reference kinds: {kinds})"
     )

@@ -24,14 +24,12 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.ceilings import read_ceilings, with_ceilings
-from ..analysis.metrics import BUCKETS, mcnemar_p_values
+from ..analysis.metrics import BUCKETS, SIGNIFICANCE, mcnemar_p_values
 from ..core.errors import RunFailed
 from ..core.options import BUDGET_OPTIONS, TRAINING_OPTIONS
+from ..methods.presets import CONTROL_METHOD, SELF_CONTROL, UNLABELLED_CONTROLS
 from ..study.store import StudyStore
 from ..training.run_notes import NOTE_KINDS, note_kind
-
-SIGNIFICANCE = 0.05
-"""p-value threshold of a significant gain / harm."""
 
 METRIC_COLUMNS: tuple[str, ...] = (
     "runs",
@@ -223,17 +221,6 @@ def size_correlation(runs: pd.DataFrame) -> pd.DataFrame:
 
 FAILURE_COLUMNS: tuple[str, ...] = ("run_key", "label", "kind", "error", "at")
 """The columns of `StudySummary.failures`: runs that failed and have not finished since."""
-
-CONTROL_METHOD = "xe"
-"""The no-teacher control: the same training budget on the labels alone (once per student)."""
-
-SELF_CONTROL = "self"
-"""The control of a method that uses no labels: self-distillation, the same data and budget."""
-
-UNLABELLED_CONTROLS: tuple[str, ...] = (SELF_CONTROL, "self+xe+wise")
-"""The no-teacher controls of a method that uses no labels but the calib split's: `self`, and `self+xe+wise`,
-which also fine-tunes on every labelled calib sample with the same WiSE guard. A run is paired with the
-stronger of the two (issue 16)."""
 
 CONTROL_COLUMNS: tuple[str, ...] = (
     "paired_runs",

@@ -39,7 +39,7 @@ from ..core.options import TrainingOptions
 from ..core.runtime import Runtime, default_device
 from ..core.seeds import RUN_STRIDE, augment_seed, mix_seed
 from ..data.mixing import mix_batch
-from ..data.predictions import cached_logits, model_logits, split_outputs
+from ..data.predictions import Predictions, cached_logits, check_not_at_chance, model_logits, split_outputs
 from ..data.references import Dataset
 from ..methods import (
     FROZEN,
@@ -489,6 +489,7 @@ class Trainer:
         options: TrainingOptions,
         reporter: Reporter | None = None,
         original: Classifier | None = None,
+        allow_chance: bool = False,
     ):
         self.preset = get_method(method)
         self.needs = self.preset.needs_for(options)
@@ -505,6 +506,13 @@ class Trainer:
         self.reference = EvalReference.build(
             self.student, self.teachers, data, options.eval_batch_size, self.device, original, self.runtime
         )
+        if not allow_chance:  # a student or teacher at chance on the eval split is a wrong input, not a result
+            labels = self.reference.labels
+            for role, model, logits in [
+                ("student", student, self.reference.before_logits),
+                *(("teacher", t, lg) for t, lg in zip(self.teachers, self.reference.teacher_logits)),
+            ]:
+                check_not_at_chance(model, data, "eval", role, Predictions(logits, labels, model.name, "eval"))
         if self.needs.calibration and not data.has_split("calib"):
             raise AnyteachError(
                 f"method {self.preset.name!r} chooses on a calibration split, but dataset {data.ref!r} "

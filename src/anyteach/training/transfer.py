@@ -26,7 +26,6 @@ must be visible to every rank (any single machine; a shared filesystem across ma
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from contextlib import ExitStack, contextmanager
@@ -44,7 +43,7 @@ from ..core.trackers import RunTrackers, check_trackers, tracker_run_name
 from ..data.predictions import check_compatible
 from ..data.references import Dataset, load_dataset
 from ..methods import METHODS, MethodPreset, get_method, resolve_method_options
-from ..models.references import Classifier, load_model, save_model
+from ..models.references import Classifier, load_model, save_model, weights_digest
 from .ddp import check_distributed_run, rank_device
 from .trainer import Trainer, resolve_device, resolve_lr
 
@@ -172,14 +171,11 @@ def resolve_run_options(method: str, options: Mapping[str, Any]) -> tuple[Traini
 
 
 def model_identity(model: Classifier) -> str:
-    """The model's content identity; for a model built in code, a digest of its weights."""
+    """The model's content identity; for a model built in code, a digest of its weights and of what in
+    its metadata changes its outputs."""
     if model.info.identity:
         return model.info.identity
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return "weights:" + h.hexdigest()[:16]
+    return text_digest(f"{weights_digest(model.net)}|{model.info.outputs_key()}")
 
 
 def model_entry(model: Classifier) -> dict[str, Any]:
