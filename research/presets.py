@@ -121,3 +121,67 @@ for preset in [
     # pl+ens+xetrain+wise and its control self+xetrain+wise (H10) were adopted: they are product presets now
 ]:
     register_method(preset)
+
+# ---- issue 27: labels only (the train split): function matching on mixed inputs ------------------------------------
+# Teacher, frozen student and student see the same mixed input (mixup unless a run's `mix` says otherwise), live.
+# Each is paired with the stronger per student of `xe` and `xe+mix` (same data, labels, budget; `controls`).
+
+from anyteach.methods import teacher_mixture  # noqa: E402
+
+LABEL_CONTROLS = ("xe", "xe+mix")
+"""The label-only controls of the same data and budget: plain and mixed cross-entropy (the stronger per run)."""
+
+
+@register_target_rule("ens-equal", multi_teacher=True)
+def equal_ensemble(inputs: RuleInputs) -> Target:
+    """The student-teacher ensemble with equal weights, (p_S0 + p_T) / 2, on every sample (no labels, no calib)."""
+    logits = mixture_log_probs(inputs.frozen, teacher_mixture(inputs.teachers), 0.5)
+    return Target(logits, _routing_of(0.5, logits))
+
+
+for preset in [
+    MethodPreset(
+        "fm+dp",
+        "function matching on mixed inputs: KL to the more confident in the (mixed) label of T and S_frozen",
+        "dp",
+        "kl",
+        recipe={"mix": "mixup"},
+        controls=LABEL_CONTROLS,
+    ),
+    MethodPreset(
+        "fm+dp+xe",
+        "fm+dp plus cross-entropy on the labels of the unmixed samples in the same step",
+        "dp",
+        "kl",
+        recipe={"mix": "mixup"},
+        controls=LABEL_CONTROLS,
+        unmixed_xe=True,
+    ),
+    MethodPreset(
+        "fm+self+xe",
+        "ablation of fm+dp+xe without a teacher: KL to S_frozen on the mixed inputs plus xe on the unmixed samples",
+        "frozen",
+        "kl",
+        recipe={"mix": "mixup"},
+        controls=LABEL_CONTROLS,
+        unmixed_xe=True,
+    ),
+    MethodPreset(
+        "fm+ens",
+        "function matching on mixed inputs: KL to the equal-weight student-teacher ensemble",
+        "ens-equal",
+        "kl",
+        recipe={"mix": "mixup"},
+        controls=LABEL_CONTROLS,
+    ),
+    MethodPreset(
+        "fm+ens+xe",
+        "fm+ens plus cross-entropy on the labels of the unmixed samples in the same step",
+        "ens-equal",
+        "kl",
+        recipe={"mix": "mixup"},
+        controls=LABEL_CONTROLS,
+        unmixed_xe=True,
+    ),
+]:
+    register_method(preset)

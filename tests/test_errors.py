@@ -320,6 +320,12 @@ CASES = [
     ),
     Case(
         "options",
+        "an unknown input-mixing mode",
+        (*T, "--out", "{dir}/run", *FAST, "--mix", "sideways"),
+        "mix='sideways' is out of range: it must be one of none, mixup, cutmix, both",
+    ),
+    Case(
+        "options",
         "a flag's value of the wrong type",
         (*T, "--out", "{dir}/run", *FAST, "--epochs", "abc"),
         "Invalid value for '--epochs'",

@@ -145,6 +145,8 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], bool]:
 
 AMP_MODES = ("auto", "bf16", "off")
 """Values of the `amp` option."""
+MIX_MODES = ("none", "mixup", "cutmix", "both")
+"""Values of the `mix` option: no mixing, mixup, cutmix, or per sample one of the two at random."""
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
@@ -217,9 +219,24 @@ class TrainingOptions:
         allowed="true or false",
         budget=True,
     )
+    mix: str = option(
+        "none",
+        "mix pairs of transfer samples live at every step: mixup (a weighted average), cutmix (a segment of a "
+        "signal, a box of an image, pasted from the other sample) or both (per sample one of the two); the "
+        "student, the frozen student and the teachers all see the same mixed input, and label terms weigh "
+        "both samples' labels by their shares",
+        _one_of(MIX_MODES),
+        f"one of {', '.join(MIX_MODES)}",
+    )
+    mix_alpha: float = option(
+        1.0,
+        "input mixing draws each sample's share from Beta(mix_alpha, mix_alpha) (1: uniform)",
+        lambda v: 0 < v <= 1000,
+        "in (0, 1000]",
+    )
     cache_teacher_outputs: bool = option(
         True,
-        "compute teacher and frozen-student outputs over the transfer split once (when not augmenting)",
+        "compute teacher and frozen-student outputs over the transfer split once (when not augmenting or mixing)",
         allowed="true or false",
     )
     eval_every: int = option(
@@ -418,6 +435,7 @@ __all__ = [
     "MAX_EPOCHS",
     "MAX_SEED",
     "METHOD_OPTIONS",
+    "MIX_MODES",
     "NOT_COMPARED",
     "PER_RUN_OPTIONS",
     "TRAINING_OPTIONS",

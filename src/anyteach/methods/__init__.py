@@ -29,6 +29,7 @@ from .losses import (
     MethodContext,
     TransferLoss,
     kl_divergence,
+    label_cross_entropy,
     nce_loss,
     register_loss,
     similarity_structure_loss,
@@ -81,6 +82,7 @@ from .targets import (
     frozen_on_negative_flips,
     frozen_target,
     hard_logits,
+    label_probability,
     mixture_classes,
     mixture_log_probs,
     most_confident,
@@ -89,6 +91,7 @@ from .targets import (
     teacher_mixture,
     teacher_on_positive_flips,
     teacher_target,
+    true_labels,
 )
 
 _DEPRECATED = {
@@ -145,6 +148,8 @@ __all__ = [
     "get_method",
     "hard_logits",
     "kl_divergence",
+    "label_cross_entropy",
+    "label_probability",
     "method_table",
     "mixture_log_probs",
     "most_confident",
@@ -157,6 +162,7 @@ __all__ = [
     "register_target_rule",
     "resolve_method_options",
     "similarity_structure_loss",
+    "true_labels",
     "teacher_mixture",
     "mixture_classes",
     # the built-in target rules, by function name

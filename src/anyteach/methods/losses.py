@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core.errors import AnyteachError
 from ..core.registry import Registry
+from ..data.mixing import Mix
 from .targets import Calibration, Target
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +59,23 @@ def kl_divergence(
         return per_sample.mean()
     weight = weight.float()
     return (per_sample * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def label_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mix: Mix | None = None) -> torch.Tensor:
+    """Cross-entropy on the labels, averaged over the batch; on a mixed batch each sample's term weighs its
+    own label and its partner's by their shares (`Mix.share`), as mixup and cutmix train.
+
+    Args:
+        logits: `(B, C)` student logits.
+        labels: `(B,)` labels of the samples before mixing.
+        mix: how the batch was mixed (None: not mixed).
+    """
+    if mix is None:
+        return F.cross_entropy(logits.float(), labels)
+    log_probs = F.log_softmax(logits.float(), dim=1)
+    own = log_probs.gather(1, labels.view(-1, 1)).squeeze(1)
+    partner = log_probs.gather(1, mix.partner_labels(labels).view(-1, 1)).squeeze(1)
+    return -(mix.share * own + (1 - mix.share) * partner).mean()
 
 
 def similarity_structure_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
@@ -120,6 +138,7 @@ class LossInputs:
     target: Target | None
     teacher_logits: torch.Tensor | None  # (K, B, C)
     teacher_features: torch.Tensor | None  # (B, D_T) of the first teacher
+    mix: Mix | None = None  # how the batch was mixed (label terms weigh both samples' labels), None: not mixed
 
 
 class TransferLoss(nn.Module):
@@ -176,7 +195,7 @@ class KLDistillation(TransferLoss):
                 batch.logits, target.logits, self.opts["temperature"], self.opts["top_k"], reference, target.weight
             )
         if alpha < 1:
-            losses["loss_ce"] = (1 - alpha) * F.cross_entropy(batch.logits.float(), batch.labels)
+            losses["loss_ce"] = (1 - alpha) * label_cross_entropy(batch.logits, batch.labels, batch.mix)
         return losses
 
 
@@ -185,7 +204,7 @@ class CrossEntropy(TransferLoss):
     """Cross-entropy on the labels only: plain supervised fine-tuning."""
 
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
-        return {"loss_ce": F.cross_entropy(batch.logits.float(), batch.labels)}
+        return {"loss_ce": label_cross_entropy(batch.logits, batch.labels, batch.mix)}
 
 
 @register_loss("cd")
@@ -199,7 +218,7 @@ class ContrastiveDistillation(TransferLoss):
     def forward(self, batch: LossInputs) -> dict[str, torch.Tensor]:
         assert batch.features is not None and batch.teacher_features is not None  # needs_*features
         return {
-            "loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
+            "loss_ce": self.opts["gamma"] * label_cross_entropy(batch.logits, batch.labels, batch.mix),
             "loss_cd": self.opts["beta"] * similarity_structure_loss(batch.features, batch.teacher_features),
         }
 
@@ -310,6 +329,6 @@ class ContrastiveRepresentationDistillation(TransferLoss):
         self._update_memory(self.memory_student, student, batch.index)
         self._update_memory(self.memory_teacher, teacher, batch.index)
         return {
-            "loss_ce": self.opts["gamma"] * F.cross_entropy(batch.logits.float(), batch.labels),
+            "loss_ce": self.opts["gamma"] * label_cross_entropy(batch.logits, batch.labels, batch.mix),
             "loss_crd": self.opts["beta"] * loss,
         }

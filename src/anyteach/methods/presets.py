@@ -9,6 +9,7 @@ that the trainer calls once per batch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import AnyteachError
-from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS
+from ..core.options import METHOD_OPTIONS, TRAINING_OPTIONS, TrainingOptions
 from ..core.registry import RegistrationError, Registry
-from .losses import LOSSES, LossInputs, MethodContext
+from ..data.mixing import Mix
+from .losses import LOSSES, LossInputs, MethodContext, label_cross_entropy
 from .regularisers import REGULARISERS, WeightRegulariser
 from .targets import TARGET_RULES, RuleInputs, Target
 
@@ -30,6 +32,10 @@ the guard keeps the original."""
 
 CONTROL_METHOD = "xe"
 """The no-teacher control of a method that uses the transfer labels: the same budget on the labels alone."""
+
+MIXED_CONTROL = "xe+mix"
+"""The other no-teacher control of a method that uses the transfer labels: the same budget on the labels of
+inputs mixed in pairs (the `mix` option); a run is paired with the stronger of `xe` and `xe+mix`."""
 
 SELF_CONTROL = "self"
 """The no-teacher control every method has: self-distillation, the same data and budget, no labels."""
@@ -182,6 +188,14 @@ PRESET_TABLE: list[dict[str, Any]] = [
         description="baseline: plain cross-entropy fine-tuning, same budget, no teacher",
     ),
     dict(
+        name="xe+mix",
+        target=None,
+        loss="ce",
+        description="baseline: cross-entropy fine-tuning on inputs mixed in pairs (mixup unless the run's mix "
+        "option says otherwise), each label weighed by its share, same budget, no teacher",
+        recipe={"mix": "mixup"},
+    ),
+    dict(
         name="ensemble",
         target="dp-u",
         loss=None,
@@ -204,6 +218,10 @@ class MethodNeeds:
         student_features: the student's penultimate features (the loss uses them: CD, CRD).
         calibration: the dataset's `calib` split (the target rule or the regulariser chooses on it).
         labelled: the labelled split the method also fine-tunes on (`MethodPreset.labelled_split`), or None.
+        unmixed: the transfer batch before input mixing (`MethodPreset.unmixed_xe`: a label term on it).
+        live: the frozen student's and the teachers' outputs must be computed on every step's own inputs,
+            not read from a cache by sample index: the inputs are augmented or mixed at every step
+            (`MethodPreset.needs_for` sets it from the training options).
     """
 
     frozen: bool = False
@@ -212,6 +230,8 @@ class MethodNeeds:
     student_features: bool = False
     calibration: bool = False
     labelled: str | None = None
+    unmixed: bool = False
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,7 +247,10 @@ class MethodPreset:
     (`options.TRAINING_OPTIONS`: optimiser, lr, schedule) the preset was developed with; a run takes them
     unless it sets its own (empty: the paper's recipe, SGD with a constant base_lr x batch / 256). `controls`
     names the no-teacher presets a study pairs its runs with (the stronger per run) where the default pairing
-    (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one.
+    (`xe`, or for a method that uses no labels `self` / `self+xe+wise`) is not the fair one. `unmixed_xe` adds,
+    in the same step, cross-entropy on the labels of the transfer batch *before* input mixing (the `mix`
+    option) next to the loss on the mixed batch, in one forward pass over both (without mixing: on the
+    batch itself).
     """
 
     name: str
@@ -241,6 +264,7 @@ class MethodPreset:
     recipe: dict[str, Any] = field(default_factory=dict)
     labelled_split: str | None = None
     controls: tuple[str, ...] = ()
+    unmixed_xe: bool = False
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -267,7 +291,14 @@ class MethodPreset:
             or (regulariser is not None and regulariser.needs_calibration)
             or self.labelled_split == "calib",
             labelled=self.labelled_split,
+            unmixed=self.unmixed_xe,
         )
+
+    def needs_for(self, training: TrainingOptions) -> MethodNeeds:
+        """What a step of this method needs when trained with `training`: its `needs`, with `live` set where
+        the inputs change at every step (augmentation, input mixing) or caching is switched off."""
+        live = training.augment or training.mix != "none" or not training.cache_teacher_outputs
+        return dataclasses.replace(self.needs, live=live)
 
     @property
     def needs_teacher(self) -> bool:
@@ -291,7 +322,11 @@ class MethodPreset:
         rule = TARGET_RULES[self.target] if self.target is not None else None
         loss = LOSSES[self.loss] if self.loss is not None else None
         used = set()
-        if (rule is not None and rule.uses_labels) or (loss is not None and loss.uses_labels(method_options)):
+        if (
+            (rule is not None and rule.uses_labels)
+            or (loss is not None and loss.uses_labels(method_options))
+            or self.unmixed_xe
+        ):
             used.add("transfer")
         if self.needs.calibration:
             used.add("calib")
@@ -302,13 +337,14 @@ class MethodPreset:
     def no_teacher_controls(self, method_options: Mapping[str, Any]) -> tuple[str, ...]:
         """The no-teacher presets this method is compared with: the ones that spend the same labelled samples
         (a run is then compared with the stronger of them). `controls` when the preset names its own; else
-        `self` (the same data and budget, no labels), plus `xe` when it uses the transfer labels,
-        `self+xe+wise` when it uses the calib split's and `self+xetrain+wise` when it fine-tunes on train's."""
+        `self` (the same data and budget, no labels), plus `xe` and `xe+mix` (the labels of mixed inputs) when
+        it uses the transfer labels, `self+xe+wise` when it uses the calib split's and `self+xetrain+wise` when
+        it fine-tunes on train's."""
         if self.controls:
             return self.controls
         used = self.labelled_splits(method_options)
-        extra = {"transfer": CONTROL_METHOD, "calib": CALIB_CONTROL, "train": TRAIN_CONTROL}
-        return (SELF_CONTROL, *(extra[split] for split in ("transfer", "calib", "train") if split in used))
+        extra = {"transfer": (CONTROL_METHOD, MIXED_CONTROL), "calib": (CALIB_CONTROL,), "train": (TRAIN_CONTROL,)}
+        return (SELF_CONTROL, *(c for split in ("transfer", "calib", "train") if split in used for c in extra[split]))
 
 
 METHODS: Registry[MethodPreset] = Registry("method")
@@ -450,13 +486,18 @@ class TransferMethod(nn.Module):
             self.rule_params = self.rule.calibrate(context.calibration)
 
     def target(
-        self, labels: torch.Tensor, frozen: torch.Tensor | None, teachers: torch.Tensor | None, student: torch.Tensor
+        self,
+        labels: torch.Tensor,
+        frozen: torch.Tensor | None,
+        teachers: torch.Tensor | None,
+        student: torch.Tensor,
+        mix: Mix | None = None,
     ) -> Target | None:
         """The target rule applied to one batch (None for methods without one)."""
         if self.rule is None:
             return None
         # None only where the rule's registration says it does not use them (uses_frozen, uses_teacher)
-        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params))  # type: ignore[arg-type]
+        return self.rule.fn(RuleInputs(labels, frozen, teachers, student, self.rule_params, mix))  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -467,30 +508,42 @@ class TransferMethod(nn.Module):
         frozen_logits: torch.Tensor | None = None,
         teacher_logits: torch.Tensor | None = None,
         teacher_features: torch.Tensor | None = None,
+        mix: Mix | None = None,
     ) -> StepOutput:
         """Run the student on a batch and return its loss terms.
 
         Args:
             student: the classifier being trained (train mode).
-            inputs, labels, index: the batch and the samples' positions in the transfer split.
-            frozen_logits: `(B, C)` outputs of the frozen initial student.
-            teacher_logits: `(K, B, C)` outputs of the teachers.
+            inputs, labels, index: the batch (mixed, if `mix`), its samples' labels and positions in the
+                transfer split (of the samples before mixing).
+            frozen_logits: `(B, C)` outputs of the frozen initial student on `inputs`.
+            teacher_logits: `(K, B, C)` outputs of the teachers on `inputs`.
             teacher_features: `(B, D)` penultimate features of the (first) teacher.
+            mix: how `inputs` were mixed (the `mix` option; None: not mixed).
         """
-        labelled_logits = None
+        extra: list[torch.Tensor] = []  # further batches of the same forward pass
+        unmixed = self.preset.unmixed_xe and mix is not None
+        if mix is not None and unmixed:
+            extra.append(mix.unmixed)
+        if self.labelled_batch is not None:
+            extra_inputs, extra_labels = self.labelled_batch(index)
+            extra.append(extra_inputs)
         if self.needs.student_features:
             logits, features = student.features(inputs)  # type: ignore[operator]  # a Classifier's
-        elif self.labelled_batch is not None:  # one forward pass over the transfer and the labelled batch
-            extra_inputs, extra_labels = self.labelled_batch(index)
-            both = student(torch.cat([inputs, extra_inputs]))
-            logits, labelled_logits, features = both[: len(inputs)], both[len(inputs) :], None
+            others = [student(x) for x in extra]
+        elif extra:  # one forward pass over the transfer batch and the extra batches
+            every = student(torch.cat([inputs, *extra]))
+            logits, features = every[: len(inputs)], None
+            others = list(every[len(inputs) :].split([len(x) for x in extra]))
         else:
-            logits, features = student(inputs), None
-        target = self.target(labels, frozen_logits, teacher_logits, logits.detach())
+            logits, features, others = student(inputs), None, []
+        target = self.target(labels, frozen_logits, teacher_logits, logits.detach(), mix)
         assert self.loss is not None, "forward() is called only for methods that train"
-        losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features))
-        if labelled_logits is not None:
-            losses["loss_labelled"] = F.cross_entropy(labelled_logits.float(), extra_labels)
+        losses = self.loss(LossInputs(logits, features, labels, index, target, teacher_logits, teacher_features, mix))
+        if self.preset.unmixed_xe:  # the labels of the samples before mixing (without mixing: the batch itself)
+            losses["loss_unmixed"] = label_cross_entropy(others.pop(0) if unmixed else logits, labels)
+        if self.labelled_batch is not None:
+            losses["loss_labelled"] = F.cross_entropy(others.pop(0).float(), extra_labels)
         return StepOutput(logits, losses, target)
 
 

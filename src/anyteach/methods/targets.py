@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..core.registry import Registry
+from ..data.mixing import Mix
 
 FROZEN = 0
 """Routing code of the frozen initial student; teacher k (1-based) has code k."""
@@ -35,6 +36,10 @@ class RuleInputs:
         frozen: `(B, C)` logits of the frozen initial student S_frozen (None if the rule does not use it).
         teachers: `(K, B, C)` logits of the K teachers (None for rules without a teacher).
         student: `(B, C)` logits of the student being trained, detached.
+        params: what the rule's `calibrate` step chose, once per run.
+        mix: how the batch's inputs were mixed (None: not mixed). A rule that asks whether a model is
+            right compares with the label of the larger part (`true_labels`); one that scores the
+            confidence in the label weighs both labels by their shares (`label_probability`).
     """
 
     # typed as tensors: a rule gets None only for what its registration says it does not use
@@ -43,7 +48,26 @@ class RuleInputs:
     frozen: torch.Tensor
     teachers: torch.Tensor
     student: torch.Tensor
-    params: dict[str, Any] = field(default_factory=dict)  # what the rule's `calibrate` chose, once per run
+    params: dict[str, Any] = field(default_factory=dict)
+    mix: Mix | None = None
+
+
+def true_labels(inputs: RuleInputs) -> torch.Tensor:
+    """`(B,)` the label of each input: its own, or on a mixed input the label of its larger part."""
+    return inputs.labels if inputs.mix is None else inputs.mix.dominant_labels(inputs.labels)
+
+
+def label_probability(probs: torch.Tensor, inputs: RuleInputs) -> torch.Tensor:
+    """`(M, B)` each candidate's probability of the true label, from `(M, B, C)` probabilities; on a mixed
+    input the probability of the mixed label: share·p(y) + (1 − share)·p(y_partner)."""
+
+    def at(labels: torch.Tensor) -> torch.Tensor:
+        return probs.gather(2, labels.view(1, -1, 1).expand(probs.shape[0], -1, 1)).squeeze(2)
+
+    if inputs.mix is None:
+        return at(inputs.labels)
+    share = inputs.mix.share.to(probs.dtype)
+    return share * at(inputs.labels) + (1 - share) * at(inputs.mix.partner_labels(inputs.labels))
 
 
 @dataclass
@@ -170,9 +194,7 @@ def frozen_target(inputs: RuleInputs) -> Target:
 def data_partitioning(inputs: RuleInputs) -> Target:
     """Per sample the candidate most confident in the true label: p_T(y|x) > p_frozen(y|x) -> teacher."""
     candidates = _stack_candidates(inputs)
-    probs = candidates.float().softmax(-1)
-    labels = inputs.labels.view(1, -1, 1).expand(candidates.shape[0], -1, 1)
-    return most_confident(candidates, probs.gather(2, labels).squeeze(2))
+    return most_confident(candidates, label_probability(candidates.float().softmax(-1), inputs))
 
 
 @register_target_rule("dp-u", multi_teacher=True)
@@ -184,8 +206,9 @@ def data_partitioning_unsupervised(inputs: RuleInputs) -> Target:
 
 def _flip_masks(inputs: RuleInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Positive flips (frozen wrong, teacher right) and negative flips (frozen right, teacher wrong)."""
-    frozen_right = inputs.frozen.argmax(1) == inputs.labels
-    teacher_right = inputs.teachers[0].argmax(1) == inputs.labels
+    labels = true_labels(inputs)
+    frozen_right = inputs.frozen.argmax(1) == labels
+    teacher_right = inputs.teachers[0].argmax(1) == labels
     return ~frozen_right & teacher_right, frozen_right & ~teacher_right
 
 
@@ -224,7 +247,8 @@ def average_on_neutral(inputs: RuleInputs) -> Target:
 def teacher_except_where_lost(inputs: RuleInputs) -> Target:
     """The teacher, except where it is wrong and the current student right (no target there; MCL)."""
     teacher = inputs.teachers[0]
-    lost = (teacher.argmax(1) != inputs.labels) & (inputs.student.argmax(1) == inputs.labels)
+    labels = true_labels(inputs)
+    lost = (teacher.argmax(1) != labels) & (inputs.student.argmax(1) == labels)
     return Target(teacher, torch.where(lost, SKIPPED, 1), (~lost).float())
 
 

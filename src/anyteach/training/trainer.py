@@ -1,9 +1,11 @@
 """The one training loop of every transfer method, with per-epoch metrics and checkpoint/resume.
 
 The student trains; the teachers and the frozen initial student (S_frozen) run in eval mode without
-gradients. When the transfer data is not augmented, their outputs over the transfer split are
-computed once (through the on-disk predictions cache) and indexed by each batch's `index`, so a
-step costs little more than the student's own forward and backward. After every evaluated epoch the
+gradients. When the transfer data is neither augmented nor mixed, their outputs over the transfer
+split are computed once (through the on-disk predictions cache) and indexed by each batch's `index`,
+so a step costs little more than the student's own forward and backward. With input mixing (the `mix`
+option) every batch is mixed in pairs after loading (`data.mixing`, seeded by the run's seed and the
+step) and all models see the same mixed batch, live (`MethodNeeds.live`). After every evaluated epoch the
 student (for MCL: the slow weights) is measured on the eval split against S0 and the teacher(s);
 epoch 0 is the student before transfer. Given an `original` student (the S0 of a sequential
 multi-teacher run, whose stage starts from an already transferred student), each row also holds
@@ -37,7 +39,8 @@ from ..core.io import json_ready, torch_save
 from ..core.optim import lr_factor, make_optimizer
 from ..core.options import TrainingOptions
 from ..core.runtime import Runtime, default_device
-from ..core.seeds import RUN_STRIDE, augment_seed
+from ..core.seeds import RUN_STRIDE, augment_seed, mix_seed
+from ..data.mixing import mix_batch
 from ..data.predictions import Predictions, cached_logits, check_not_at_chance, model_logits, split_outputs
 from ..data.references import Dataset, stratified_subset
 from ..methods import (
@@ -271,9 +274,9 @@ class ReferenceOutputs:
     """The outputs a training step imitates: the frozen student's logits, the teachers' logits and the
     first teacher's features, each only when the method needs it.
 
-    Without augmentation (and with `cache`) they are computed once over the transfer split through
-    the predictions cache and indexed by each batch's `index`; otherwise the frozen student (a copy
-    of S0) and the teachers run live on every batch, in eval mode without gradients.
+    Unless `needs.live` (augmented or mixed inputs, or caching switched off) they are computed once over
+    the transfer split through the predictions cache and indexed by each batch's `index`; otherwise the
+    frozen student (a copy of S0) and the teachers run live on every batch, in eval mode without gradients.
     """
 
     def __init__(
@@ -282,10 +285,10 @@ class ReferenceOutputs:
         teachers: list[Classifier],
         data: Dataset,
         needs: MethodNeeds,
-        cache: bool,
         batch_size: int,
         runtime: Runtime,
     ):
+        cache = not needs.live
         self.needs, self.cache, self.teachers, self.runtime = needs, cache, teachers, runtime
         self.autocast = runtime.autocast
         self.frozen = self.teacher_logits = self.teacher_features = None
@@ -576,7 +579,7 @@ class Trainer:
         allow_chance: bool = False,
     ):
         self.preset = get_method(method)
-        self.needs = self.preset.needs
+        self.needs = self.preset.needs_for(options)
         self.teachers = list(teachers)
         self.data = data
         self.method_options = dict(method_options)
@@ -621,7 +624,6 @@ class Trainer:
                 self.teachers,
                 data,
                 self.needs,
-                options.cache_teacher_outputs and not options.augment,
                 options.eval_batch_size,
                 self.runtime,
             )
@@ -866,12 +868,16 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         first_bad = torch.tensor(-1, device=self.device)  # the first step whose loss is not finite (no host sync)
+        mixing, rank = self.options.mix, distributed.rank()
         for x, y, index in self._loader(epoch, augment_rng):
             x = self.runtime.to_device(x)
             y, index = y.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
+            mix = None
+            if mixing != "none":  # every model sees the same mixed batch: a function of (seed, step, rank)
+                x, mix = mix_batch(x, mix_seed(self.options.seed, step, rank), mixing, self.options.mix_alpha)
             frozen, teachers, features = self.outputs(x, index)  # type: ignore[misc]  # set up by then
             with self._autocast():
-                out = method(step_student, x, y, index, frozen, teachers, features)
+                out = method(step_student, x, y, index, frozen, teachers, features, mix)
             loss = sum(out.losses.values())
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step + 1, first_bad)
             optimizer.zero_grad(set_to_none=True)

@@ -54,7 +54,6 @@ from ..data.predictions import check_compatible, predict
 from ..data.references import Dataset, load_dataset
 from ..methods import METHODS, MethodPreset, get_method, resolve_method_options
 from ..methods.presets import (
-    CONTROL_METHOD,
     LABELS_ONLY_PRESET,
     NO_LABELS_PRESET,
     TEACHING_PRESET,
@@ -815,12 +814,16 @@ def _compare_with_controls(
     comparison with the strongest into `final.json` (`final["control"]`, `final["verdict"]`)."""
     final = result.final
     assert final is not None
-    needs_transfer_labels = {CONTROL_METHOD}
-    names = [
-        c
-        for c in preset.no_teacher_controls(result.config["method_options"])
-        if dataset.transfer_labelled or c not in needs_transfer_labels
-    ]
+    names, seen = [], set()
+    for name in preset.no_teacher_controls(result.config["method_options"]):
+        control = get_method(name)
+        if "transfer" in control.labelled_splits(control.defaults) and not dataset.transfer_labelled:
+            continue  # a control that reads labels the data does not have
+        # controls that differ only in their recipe are one control here: each runs with this run's options
+        parts = (control.target, control.loss, control.regulariser, control.labelled_split, control.unmixed_xe)
+        if (parts, tuple(sorted(control.defaults.items()))) not in seen:
+            seen.add((parts, tuple(sorted(control.defaults.items()))))
+            names.append(name)
     done = final.get("control")
     if done and [c["method"] for c in done.get("candidates", [])] == names:
         return
