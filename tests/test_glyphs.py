@@ -178,3 +178,36 @@ def test_member_trains_a_step_and_plain_timm_loads_it(small, tmp_path):
         expected = model.eval()(x)
         assert torch.allclose(plain(normalised), expected, atol=1e-5)
         assert torch.allclose(load_model(path)(x), expected, atol=1e-5)
+
+
+def test_a_larger_eval_split_measures_the_built_zoo_again_without_training_it():
+    from anyteach import predict
+    from anyteach.zoo import build_zoo
+
+    member = ["resnet10t_w8"]
+    built = get_zoo("glyphs", seed=5, data="glyphs:train=48,eval=24,calib=12,seed=5", members=member, epochs=1)
+    build_zoo(built, workers=1)
+    weights = built.path("resnet10t_w8").read_bytes()
+    larger = get_zoo(
+        "glyphs", seed=5, data="glyphs:train=48,eval=60,calib=36,fresh=12,seed=5", members=member, epochs=1
+    )
+    # the same training images (each split is its own stream), so the same zoo: nothing to train
+    assert torch.equal(load_dataset(built.data).inputs("train"), load_dataset(larger.data).inputs("train"))
+    assert larger.directory == built.directory and larger.missing() == []
+    assert larger.measured_elsewhere() == ["resnet10t_w8"]
+    (row,) = build_zoo(larger, workers=1)
+    assert larger.path("resnet10t_w8").read_bytes() == weights  # not trained again
+    assert larger.measured_elsewhere() == []
+    assert abs(predict(str(larger.path("resnet10t_w8")), larger.data).accuracy - row["eval_acc"]) < 0.01
+    # other training images are another zoo
+    other = get_zoo("glyphs", seed=5, data="glyphs:train=60,eval=24,seed=5", members=member, epochs=1)
+    assert other.directory != built.directory and other.missing() == member
+
+
+def test_the_mnist1d_zoo_keeps_its_identity():
+    # MNIST-1D's eval samples are held out of one generation: its whole reference names the training data
+    from anyteach.core.io import text_digest
+
+    zoo = get_zoo("mnist1d", seed=1)
+    spec = json.dumps([zoo.data, [dataclasses.asdict(m) for m in zoo.members]], sort_keys=True, default=str)
+    assert zoo.training_data == zoo.data and zoo.directory.name == f"mnist1d-seed1-{text_digest(spec, 8)}"
