@@ -198,6 +198,9 @@ def test_a_larger_eval_split_measures_the_built_zoo_again_without_training_it():
     (row,) = build_zoo(larger, workers=1)
     assert larger.path("resnet10t_w8").read_bytes() == weights  # not trained again
     assert larger.measured_elsewhere() == []
+    # another calib or fresh size measures on the same eval images: nothing to measure again
+    same_eval = "glyphs:train=48,eval=60,calib=12,seed=5"
+    assert get_zoo("glyphs", seed=5, data=same_eval, members=member, epochs=1).measured_elsewhere() == []
     assert abs(predict(str(larger.path("resnet10t_w8")), larger.data).accuracy - row["eval_acc"]) < 0.01
     # other training images are another zoo
     other = get_zoo("glyphs", seed=5, data="glyphs:train=60,eval=24,seed=5", members=member, epochs=1)

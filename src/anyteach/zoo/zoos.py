@@ -74,14 +74,18 @@ class Zoo:
         return [m for m in self.names if not self.path(m).exists()]
 
     def measured_elsewhere(self) -> list[str]:
-        """Built members whose eval accuracy and plateau were measured on other data than the zoo's
-        (the same training data, another eval split): `build.build_zoo` measures them again."""
+        """Built members whose eval accuracy and plateau were measured on another eval split than the zoo's
+        (the same training data): `build.build_zoo` measures them again."""
+        from ..data.references import load_dataset
+
         out = []
         for m in self.names:
             sidecar = self.path(m).with_suffix(".json")
             if self.path(m).exists() and sidecar.exists():
-                extra = json.loads(sidecar.read_text()).get("extra") or {}
-                if extra.get("data", self.data) != self.data:
+                measured_on = (json.loads(sidecar.read_text()).get("extra") or {}).get("data", self.data)
+                if measured_on != self.data and load_dataset(measured_on).split_identity("eval") != load_dataset(
+                    self.data
+                ).split_identity("eval"):
                     out.append(m)
         return out
 
