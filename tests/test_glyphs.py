@@ -189,13 +189,15 @@ def test_export_writes_the_draw_a_zoo_was_trained_on_when_asked_and_says_which(t
     zoo = get_zoo("glyphs", 7)
     result = export("--zoo", "glyphs@7", "--out", str(tmp_path / "zoo7"))
     assert result.returncode == 0, result.stderr
-    assert f"the draw {zoo.data} (the draw zoo glyphs (seed 7) was trained on); train 4000, val 2000, calib 1000" in (
+    assert f"the draw {zoo.data} (the draw zoo glyphs (seed 7) was trained on); train 4000, val 10000, calib 2000" in (
         " ".join(result.stdout.split())
     )
     assert "note:" not in result.stderr
     folder, memory = load_dataset(f"imagefolder:{tmp_path / 'zoo7'}"), load_dataset(zoo.data)
     member = new_member_model(zoo.member("resnet10t_w8"), memory)
-    x, y, _ = next(iter(folder.loader("eval", batch_size=2000, num_workers=0, preprocessing=member.info.preprocessing)))
+    x, y, _ = next(
+        iter(folder.loader("eval", batch_size=10000, num_workers=0, preprocessing=member.info.preprocessing))
+    )
     got = sorted((bytes(r), int(label)) for r, label in zip(x.flatten(1).numpy(), y))
     want = sorted(
         (bytes(r), int(label)) for r, label in zip(memory.inputs("eval").flatten(1).numpy(), memory.labels("eval"))
@@ -209,3 +211,39 @@ def test_export_writes_the_draw_a_zoo_was_trained_on_when_asked_and_says_which(t
     note = " ".join(result.stderr.split())
     assert "note: this is not the draw the glyphs zoo (seed 7) was trained on" in note
     assert "anyteach data export --zoo glyphs@7 --out DIR" in note
+
+
+def test_a_larger_eval_split_measures_the_built_zoo_again_without_training_it():
+    from anyteach import predict
+    from anyteach.zoo import build_zoo
+
+    member = ["resnet10t_w8"]
+    built = get_zoo("glyphs", seed=5, data="glyphs:train=48,eval=24,calib=12,seed=5", members=member, epochs=1)
+    build_zoo(built, workers=1)
+    weights = built.path("resnet10t_w8").read_bytes()
+    larger = get_zoo(
+        "glyphs", seed=5, data="glyphs:train=48,eval=60,calib=36,fresh=12,seed=5", members=member, epochs=1
+    )
+    # the same training images (each split is its own stream), so the same zoo: nothing to train
+    assert torch.equal(load_dataset(built.data).inputs("train"), load_dataset(larger.data).inputs("train"))
+    assert larger.directory == built.directory and larger.missing() == []
+    assert larger.measured_elsewhere() == ["resnet10t_w8"]
+    (row,) = build_zoo(larger, workers=1)
+    assert larger.path("resnet10t_w8").read_bytes() == weights  # not trained again
+    assert larger.measured_elsewhere() == []
+    # another calib or fresh size measures on the same eval images: nothing to measure again
+    same_eval = "glyphs:train=48,eval=60,calib=12,seed=5"
+    assert get_zoo("glyphs", seed=5, data=same_eval, members=member, epochs=1).measured_elsewhere() == []
+    assert abs(predict(str(larger.path("resnet10t_w8")), larger.data).accuracy - row["eval_acc"]) < 0.01
+    # other training images are another zoo
+    other = get_zoo("glyphs", seed=5, data="glyphs:train=60,eval=24,seed=5", members=member, epochs=1)
+    assert other.directory != built.directory and other.missing() == member
+
+
+def test_the_mnist1d_zoo_keeps_its_identity():
+    # MNIST-1D's eval samples are held out of one generation: its whole reference names the training data
+    from anyteach.core.io import text_digest
+
+    zoo = get_zoo("mnist1d", seed=1)
+    spec = json.dumps([zoo.data, [dataclasses.asdict(m) for m in zoo.members]], sort_keys=True, default=str)
+    assert zoo.training_data == zoo.data and zoo.directory.name == f"mnist1d-seed1-{text_digest(spec, 8)}"

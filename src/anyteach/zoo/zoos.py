@@ -2,7 +2,10 @@
 
 A zoo is a recipe (its members) applied to a dataset; `get_zoo("mnist1d", seed)` makes it concrete.
 Its models live under the cache directory in a folder whose name carries a digest of the recipe
-and the data, so a changed recipe never reuses stale models. `zoo:<zoo>[@<seed>]/<member>` is a
+and the data they are trained on, so a changed recipe never reuses stale models; options of the data that
+change only what the members are measured on (a recipe's `MEASURED_ONLY`: the glyphs' eval, calib and
+fresh sizes, each split its own stream of the generator) are left out of it, so a larger eval split
+re-measures the built members instead of training them again (`build.build_zoo`). `zoo:<zoo>[@<seed>]/<member>` is a
 model reference kind (registered with `models.REFERENCE_KINDS`) that resolves to a built member.
 """
 
@@ -39,8 +42,15 @@ class Zoo:
     members: list[ZooMember]
 
     @property
+    def training_data(self) -> str:
+        """The data reference less the options that change only what the members are measured on."""
+        return training_data_key(self.data, getattr(ZOOS[self.name], "MEASURED_ONLY", ()))
+
+    @property
     def directory(self) -> Path:
-        spec = json.dumps([self.data, [dataclasses.asdict(m) for m in self.members]], sort_keys=True, default=str)
+        spec = json.dumps(
+            [self.training_data, [dataclasses.asdict(m) for m in self.members]], sort_keys=True, default=str
+        )
         return cache_dir() / "zoo" / f"{self.name}-seed{self.seed}-{text_digest(spec, 8)}"
 
     def path(self, member: str) -> Path:
@@ -62,6 +72,32 @@ class Zoo:
 
     def missing(self) -> list[str]:
         return [m for m in self.names if not self.path(m).exists()]
+
+    def measured_elsewhere(self) -> list[str]:
+        """Built members whose eval accuracy and plateau were measured on another eval split than the zoo's
+        (the same training data): `build.build_zoo` measures them again."""
+        from ..data.references import load_dataset
+
+        out = []
+        for m in self.names:
+            sidecar = self.path(m).with_suffix(".json")
+            if self.path(m).exists() and sidecar.exists():
+                measured_on = (json.loads(sidecar.read_text()).get("extra") or {}).get("data", self.data)
+                if measured_on != self.data and load_dataset(measured_on).split_identity("eval") != load_dataset(
+                    self.data
+                ).split_identity("eval"):
+                    out.append(m)
+        return out
+
+
+def training_data_key(data: str, measured_only: Sequence[str]) -> str:
+    """`data` without the options named in `measured_only`: `glyphs:train=4000,eval=10000,seed=1` with
+    `("eval", "calib", "fresh")` -> `glyphs:train=4000,seed=1`."""
+    kind, colon, rest = data.partition(":")
+    if not colon or not measured_only:
+        return data
+    kept = [item for item in rest.split(",") if item and item.partition("=")[0].strip() not in measured_only]
+    return f"{kind}:{','.join(kept)}" if kept else kind
 
 
 def get_zoo(
@@ -99,7 +135,7 @@ def parse_zoo_ref(ref: str) -> tuple[str, int, str]:
 
 def zoo_data(spec: str) -> tuple[str, str]:
     """The dataset reference a built-in zoo was trained on, and that in words: `glyphs`, `glyphs@1`
-    or `zoo:glyphs@1` -> (`glyphs:train=4000,eval=2000,calib=1000,seed=1`, "the draw zoo glyphs
+    or `zoo:glyphs@1` -> (`glyphs:train=4000,eval=10000,calib=2000,seed=1`, "the draw zoo glyphs
     (seed 1) was trained on").
 
     Raises:
@@ -164,6 +200,7 @@ __all__ = [
     "list_zoo",
     "load_zoo_model",
     "parse_zoo_ref",
+    "training_data_key",
     "zoo_data",
     "zoo_model_path",
     "zoo_row",
