@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from anyteach import load_dataset, load_model, timm_classifier, transfer
 from anyteach.data.references import Dataset, TensorLoader
+from anyteach.methods import get_method
 from anyteach.models.references import Classifier
 
 MNIST1D_METHODS = ["xe", "self", "kl", "xekl", "kl+dp", "kl+dp-u", "kl+flip-avg", "xekl+mcl", "cd", "crd"]
@@ -97,11 +98,12 @@ def seconds_per_step(student, teacher, data, method: str, batch_size: int, out: 
     """Training seconds per step of the second epoch (the first one warms up), eval excluded."""
     result = transfer(
         student,
-        None if method == "xe" else teacher,
+        teacher if get_method(method).needs_teacher else None,  # xe and self take no teacher
         data,
         method,
         out,
         control=False,  # the step of the method alone
+        allow_chance=True,  # the timm pair has random weights: at chance by design
         overwrite=True,
         progress=False,
         epochs=2,

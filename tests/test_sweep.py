@@ -237,3 +237,181 @@ def test_a_study_file_with_a_byte_order_mark_reads_as_its_utf8_twin(tmp_path, en
     (tmp_path / "bom.yaml").write_text(text, encoding=encoding)
     assert (tmp_path / "bom.yaml").read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff", b"\xef\xbb")
     assert load_study_spec(tmp_path / "bom.yaml") == load_study_spec(tmp_path / "plain.yaml")
+
+
+def assert_one_line_or_success(code: int, output: str, sandbox: Path, before: set[str]) -> None:
+    """A command that may succeed on some generated inputs: success (exit 0), or one line and nothing left."""
+    assert "Traceback" not in output, output
+    if code == 0:
+        return
+    assert_one_line_and_nothing_left(code, output, sandbox, before)
+
+
+DATA_KEYS = ["size", "eval", "seed", "fraction", "subset_seed", "calib", "fresh", "colour", "", " size"]
+DATA_VALUES = st.one_of(
+    st.integers(-5, 3000).map(str), st.sampled_from(["", "1e9", "0.5", "-0.1", "nan", "abc", "2,eval=3", "=", "1 0"])
+)
+
+
+@SETTINGS
+@given(
+    items=st.lists(st.tuples(st.sampled_from(DATA_KEYS), DATA_VALUES), max_size=4),
+    kind=st.sampled_from(["mnist1d", "glyphs"]),
+)
+def test_a_data_reference_with_any_keys_is_one_line(sandbox, tiny_zoo, items, kind):
+    """Data references with any keys and values, repeated keys included: refused in one line, or read (the
+    transfer then stops at its batch larger than the data, so nothing trains)."""
+    ref = f"{kind}:" + ",".join(f"{k}={v}" for k, v in items)
+    before = _files(sandbox)
+    code, output = run_cli(
+        ["transfer", "--student", tiny_zoo["mlp"], "--method", "xe", "--data", ref, "--out", str(sandbox / "run")]
+        + ["--quiet", "--batch-size", "100000"]
+    )
+    assert_one_line_and_nothing_left(code, output, sandbox, before)
+    keys = [k.strip() for k, _ in items]
+    if len(set(keys)) < len(keys) and all(k in DATA_KEYS[:7] for k in keys):
+        assert "given twice" in output or "is not" in output or "must" in output or "exclude" in output, output
+
+
+STORE_DAMAGE = st.one_of(
+    st.tuples(st.just("bytes"), st.integers(0, 200_000), st.binary(min_size=1, max_size=64)),
+    st.tuples(st.just("truncate"), st.integers(0, 200_000)),
+    st.tuples(st.just("drop table"), st.sampled_from(["plan", "runs", "history", "failures", "models", "meta"])),
+    st.tuples(
+        st.just("drop column"),
+        st.sampled_from(
+            ["runs.ensemble_delta", "runs.gain_count", "runs.bucket", "runs.final_json", "runs.finished_at"]
+            + ["history.metrics_json", "failures.kind", "failures.label", "models.identity"]
+        ),
+    ),
+    st.tuples(st.just("meta"), st.sampled_from(["schema", "spec", "data_identities"]), st.text(max_size=12)),
+    st.tuples(st.just("final_json"), st.text(max_size=12)),
+)
+
+
+@pytest.fixture(scope="module")
+def finished_study(tiny_zoo, tmp_path_factory):
+    from anyteach.study.driver import run_study
+
+    directory = tmp_path_factory.mktemp("sweep-study") / "study"
+    spec = {"models": [tiny_zoo["mlp"], tiny_zoo["gru_chunk4"]], "data": TINY_DATA, "methods": ["kl", "xe"]}
+    run_study({**spec, "recipe": {"epochs": 1, "batch_size": 128}}, directory, progress=False)
+    return directory
+
+
+def _damage(store: Path, how: tuple) -> None:
+    import sqlite3
+
+    kind = how[0]
+    if kind in ("bytes", "truncate"):
+        data = bytearray(store.read_bytes())
+        at = how[1] % max(len(data), 1)
+        data = data[:at] + how[2] + data[at + len(how[2]) :] if kind == "bytes" else data[:at]
+        store.write_bytes(bytes(data))
+        return
+    conn = sqlite3.connect(store)
+    try:
+        if kind == "drop table":
+            conn.execute(f"DROP TABLE {how[1]}")
+        elif kind == "drop column":
+            table, column = how[1].split(".")
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        elif kind == "meta":
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (how[1], how[2]))
+        else:
+            conn.execute("UPDATE runs SET final_json=?", (how[1],))
+        conn.commit()
+    except sqlite3.DatabaseError:  # a column a key needs, or a file already past reading: this damage is not made
+        pass
+    finally:
+        conn.close()
+
+
+@SETTINGS
+@given(damages=st.lists(STORE_DAMAGE, min_size=1, max_size=3), command=st.sampled_from(["summary", "report"]))
+def test_a_damaged_or_old_study_store_is_read_or_one_line(sandbox, finished_study, damages, command):
+    import shutil
+
+    study = sandbox / "damaged-study"
+    shutil.rmtree(study, ignore_errors=True)
+    shutil.copytree(finished_study, study)
+    for how in damages:
+        _damage(study / "study.sqlite", how)
+    before = _files(sandbox)
+    args = [command, str(study)] + (["--out", str(sandbox / "report")] if command == "report" else [])
+    code, output = run_cli(args)
+    assert "Traceback" not in output, output
+    if code == 0:
+        shutil.rmtree(sandbox / "report", ignore_errors=True)
+    else:
+        assert_one_line_and_nothing_left(code, output, sandbox, before)
+    assert not [p for p in study.iterdir() if p.name.endswith(("-wal", "-shm"))], "the store was left open"
+    shutil.rmtree(study)
+
+
+FOLDER_SHAPES = st.fixed_dictionaries(
+    {
+        "train": st.sampled_from(["images", "link to val", "copy of val", "loop", "link to a sibling class"]),
+        "val": st.sampled_from(["images", "loop", "empty class"]),
+        "calib": st.sampled_from(["absent", "images", "link to val", "copy of val", "link to train", "loop"]),
+        "unlabelled": st.sampled_from(["absent", "images", "copy of val", "loop"]),
+    }
+)
+
+
+def _png(path: Path, seed: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), ((37 * seed) % 256, (91 * seed) % 256, (13 * seed) % 256)).save(path)
+
+
+def _folder(root: Path, split: str, shape: str, seed: int) -> None:
+    import shutil
+
+    here = root / split
+    if shape == "absent":
+        return
+    if shape.startswith("link to "):
+        target = shape.removeprefix("link to ")
+        if target == "a sibling class":
+            _folder(root, split, "images", seed)
+            (here / "a" / "b_link").symlink_to("../b")  # class b's images, read again as class a
+        else:
+            here.symlink_to(target if target != "val" else "val")
+        return
+    if shape == "copy of val":
+        shutil.copytree(root / "val", here, copy_function=shutil.copy, symlinks=True)
+        return
+    for k, name in enumerate(("a", "b")):
+        (here / name).mkdir(parents=True, exist_ok=True)
+        if shape == "empty class" and name == "b":
+            continue
+        for i in range(2):
+            _png(here / name / f"{i}.png", seed * 100 + k * 10 + i)
+    if shape == "loop":
+        (here / "a" / "loop").symlink_to("..")
+
+
+@SETTINGS
+@given(shape=FOLDER_SHAPES)
+def test_an_image_folder_of_any_shape_is_read_or_one_line(sandbox, shape):
+    import shutil
+
+    from anyteach import save_model, timm_classifier
+
+    model = sandbox / "img2.safetensors"
+    if not model.exists():
+        save_model(timm_classifier("test_vit", num_classes=2), model)
+    root = sandbox / "folder"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    for seed, split in enumerate(("val", "train", "calib", "unlabelled")):
+        _folder(root, split, shape[split], seed + 1)
+    before = _files(sandbox)
+    code, output = run_cli(["info", str(model), "--data", f"imagefolder:{root}"])
+    assert_one_line_or_success(code, output, sandbox, before)
+    leaky = any(s.startswith(("link to", "copy of")) or s == "loop" for s in shape.values())
+    if leaky:  # a loop, or a split that is another split: never read as if it were data
+        assert code == 2, output
+    shutil.rmtree(root)

@@ -94,13 +94,15 @@ def file_content_digest(path: str) -> str:
 
 
 def symlink_loop(root: str | Path) -> tuple[str, str] | None:
-    """The first directory symlink under `root` that leads back to one of its own ancestors (`ln -s ..
-    train/a/loop`), as (link, target); None when there is none.
+    """The first directory symlink under the split folder `root` that would read images twice, as (link,
+    target); None when there is none: a link to one of its own ancestors (`ln -s .. train/a/loop`: following it
+    reads the same images again and again, those of class b found through `train/a/loop/b/` labelled a), or a
+    link inside one class folder to a folder of another class of the same split (`train/a/more -> ../b`: class
+    b's images read again as class a).
 
-    Following such a link reads the same images again and again under other class folders (an image of class
-    b found through `train/a/loop/b/` is labelled a), until the path is too long. Only directory entries are
-    inspected (the tree is walked without following links, as cheaply as listing it).
+    Only directory entries are inspected (the tree is walked without following links, as cheaply as listing it).
     """
+    top = os.path.realpath(root)
     for directory, subdirs, _ in os.walk(os.fspath(root), followlinks=False):
         for name in subdirs:
             link = os.path.join(directory, name)
@@ -110,6 +112,11 @@ def symlink_loop(root: str | Path) -> tuple[str, str] | None:
             here = os.path.realpath(directory)
             if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
                 return link, target
+            inside = os.path.relpath(here, top).split(os.sep)
+            if inside != ["."] and target.startswith(top + os.sep):  # from inside a class, into this split
+                own_class = os.path.join(top, inside[0])
+                if not (target == own_class or target.startswith(own_class + os.sep)):
+                    return link, target
     return None
 
 

@@ -762,8 +762,8 @@ class ImageFolder(Dataset):
             loop = symlink_loop(root / split) if (root / split).is_dir() else None
             if loop is not None:
                 raise AnyteachError(
-                    f"{loop[0]} is a symlink to {loop[1]}, a folder it is inside of: its images would be read "
-                    "again and again under the wrong class; remove the link"
+                    f"{loop[0]} is a symlink to {loop[1]}: following it would read images again under the wrong "
+                    "class (a folder it is inside of, or another class of the split); remove the link"
                 )
         try:
             folders: dict[str, Any] = {

@@ -78,6 +78,38 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
 RUN_FIELDS = tuple(name for name, _ in RUN_COLUMNS)
 HISTORY_METRICS = FINAL_METRICS
 
+TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "runs": RUN_COLUMNS,
+    "history": (
+        ("run_key", "TEXT NOT NULL"),
+        ("epoch", "INTEGER NOT NULL"),
+        *((name, "INTEGER" if name.endswith("_count") else "REAL") for name in HISTORY_METRICS),
+        ("metrics_json", "TEXT"),
+    ),
+    "models": (
+        ("ref", "TEXT PRIMARY KEY"),
+        ("name", "TEXT"),
+        ("family", "TEXT"),
+        ("num_params", "INTEGER"),
+        ("eval_acc", "REAL"),
+        ("identity", "TEXT"),
+    ),
+    "failures": (
+        ("run_key", "TEXT NOT NULL"),
+        ("error", "TEXT NOT NULL"),
+        ("at", "REAL NOT NULL"),
+        ("kind", "TEXT NOT NULL DEFAULT 'error'"),
+        ("label", "TEXT"),
+    ),
+    "plan": (("run_key", "TEXT NOT NULL"), ("position", "INTEGER NOT NULL")),
+}
+"""Every table's columns as the current schema has them (`_schema`), for reading stores older ones wrote."""
+
+
+def _default(kind: str) -> str:
+    """The SQL value a missing column reads as: its declared default, else NULL."""
+    return kind.split("DEFAULT", 1)[1].strip() if "DEFAULT" in kind else "NULL"
+
 
 def _schema() -> str:
     runs = ",\n  ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS)
@@ -196,14 +228,39 @@ class StudyStore:
                 f"schema {SCHEMA_VERSION}); summarise it with the anyteach that wrote it, or run the study again "
                 "into a new directory"
             )
-        tables = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        missing = {"runs", "history", "failures", "models"} - tables
-        if missing:  # a writer created every table above; a reader of an old or damaged store cannot
-            raise AnyteachError(
-                f"{self.path} is not a complete anyteach study store (no table {', '.join(sorted(missing))}); run "
-                "the study again into a new directory"
-            )
-        self._has_plan = "plan" in tables  # stores from before plans: every stored run is current
+        self._complete()
+
+    def _complete(self) -> None:
+        """Every table and column of the current schema, as the queries below read them. A writer has added what
+        it could (`_migrate`); for a reader of a store an older anyteach wrote, a missing optional table (`plan`:
+        every stored run is then current) or column (empty) is supplied by a temporary view in memory, leaving
+        the file as it is. A store that lacks what every run has (the `runs` table, a run's label) is refused.
+
+        Raises:
+            AnyteachError: a table or column no anyteach store ever lacked, naming it.
+        """
+        for table, columns in TABLE_COLUMNS.items():
+            present = self._columns(table)
+            if not present and table in ("runs", "history"):
+                raise AnyteachError(
+                    f"{self.path} is not a complete anyteach study store (no table {table}); run the study again "
+                    "into a new directory"
+                )
+            missing = [(name, kind) for name, kind in columns if name not in present]
+            required = [name for name, kind in missing if "NOT NULL" in kind and "DEFAULT" not in kind]
+            if present and required:
+                raise AnyteachError(
+                    f"{self.path} is not a complete anyteach study store (table {table} has no column "
+                    f"{', '.join(required)}); run the study again into a new directory"
+                )
+            if not self.read_only:  # the writer created and migrated everything before; nothing is supplied
+                continue
+            if not present:
+                declared = ", ".join(f"{name} {kind.split()[0]}" for name, kind in columns)
+                self.conn.execute(f"CREATE TEMP TABLE {table} ({declared})")
+            elif missing:
+                added = ", ".join(f"{_default(kind)} AS {name}" for name, kind in missing)
+                self.conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {added} FROM main.{table}")
 
     def __enter__(self) -> StudyStore:
         return self
@@ -340,8 +397,6 @@ class StudyStore:
 
     def _in_plan(self, alias: str) -> str:
         """SQL condition: the run is in the current plan (or there is no plan at all)."""
-        if not self._has_plan:
-            return "1"
         return f"({alias}.run_key IN (SELECT run_key FROM plan) OR NOT EXISTS (SELECT 1 FROM plan))"
 
     def runs(self, current: bool = True) -> pd.DataFrame:
@@ -370,7 +425,7 @@ class StudyStore:
         return self.conn.execute(f"SELECT COUNT(*) FROM runs r WHERE NOT {self._in_plan('r')}").fetchone()[0]
 
     def planned(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM plan").fetchone()[0] if self._has_plan else 0
+        return self.conn.execute("SELECT COUNT(*) FROM plan").fetchone()[0]
 
     def models(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM models ORDER BY ref", self.conn)
