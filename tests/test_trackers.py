@@ -51,10 +51,19 @@ def test_tensorboard_event_files_hold_every_epoch_each_steps_loss_and_lr_and_the
 
 def test_wandb_offline_run_is_named_after_the_pair_and_method(tiny_zoo, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB__SERVICE_WAIT", "300")  # W&B's local service starts slowly on a loaded machine
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
+    # first a run that cannot log in (no key, no login under HOME): W&B keeps its first settings in a process,
+    # and the offline run below must still be offline
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(AnyteachError, match="--log wandb cannot start"):
+        transfer(
+            tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "refused", log=["wandb"], **STEPPED
+        )
+    monkeypatch.setenv("WANDB_MODE", "offline")
     result = transfer(
         tiny_zoo["mlp_narrow"], tiny_zoo["mlp"], TINY_DATA, "kl", tmp_path / "run", log=["wandb"], **STEPPED
     )

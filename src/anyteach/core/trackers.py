@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
@@ -122,12 +122,21 @@ class _TensorBoard:
         self.writer.close()
 
 
+def _wandb_mode() -> Literal["online", "offline", "disabled", "shared"] | None:
+    """`WANDB_MODE` as W&B's `init` takes it (None: W&B's own default and reading)."""
+    mode = os.environ.get("WANDB_MODE")
+    return mode if mode in ("online", "offline", "disabled", "shared") else None  # type: ignore[return-value]
+
+
 class _WandB:
     def __init__(self, run_name: str, config: Mapping[str, Any], run_dir: Path):
         import wandb
 
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "anyteach"),
+            # read at every run: W&B keeps the settings of its first run in a process, so a WANDB_MODE set
+            # later (in a notebook, after a run that could not log in) would otherwise be ignored
+            mode=_wandb_mode(),
             name=run_name,
             config=dict(config),
             dir=str(run_dir),
