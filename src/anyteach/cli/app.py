@@ -279,6 +279,12 @@ def _leave_process_group(code: int) -> None:
 
     if code == 0:
         distributed.barrier()
+    elif not distributed.is_main():
+        # the main rank prints the error: a rank that failed first would make torchrun stop the main rank
+        # before it printed, leaving a failed launch without its reason
+        import time
+
+        time.sleep(2.0)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
